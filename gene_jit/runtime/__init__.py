@@ -1,0 +1,1 @@
+"""Runtime: values, printing, operators, builtins, the standard library and error types."""

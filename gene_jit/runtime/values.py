@@ -1,0 +1,144 @@
+"""Runtime values.
+
+How Gene values live in Python (tier 0 and every library speak this):
+
+| Gene       | Python                                            |
+|------------|---------------------------------------------------|
+| nil        | None                                              |
+| true/false | bool                                              |
+| int        | int, kept within int64 (overflow is a Gene error) |
+| float      | float                                             |
+| string     | str                                               |
+| symbol     | Symbol (interned; `a/b` keeps its full name)      |
+| array      | list                                              |
+| map        | dict with str keys, insertion ordered             |
+| set        | GeneSet                                           |
+| gene       | Gene(type, props, children)                       |
+| range      | Range                                             |
+| `_`        | PLACEHOLDER                                       |
+| function   | a Python callable; Gene functions carry `__gene_name__` |
+| tensor     | gene_jit.tensor.Tensor (see tensor_kernels)       |
+
+Classes, instances and namespaces are defined here too, so that every stage agrees.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+
+
+class Symbol:
+    """An interned symbol. `Symbol("x") is Symbol("x")`."""
+
+    __slots__ = ("name", "__weakref__")
+    _table: dict[str, Symbol] = {}
+    name: str
+
+    def __new__(cls, name: str) -> Symbol:
+        sym = cls._table.get(name)
+        if sym is None:
+            sym = object.__new__(cls)
+            sym.name = name
+            cls._table[name] = sym
+        return sym
+
+    @property
+    def parts(self) -> list[str]:
+        if self.name == "/" or "/" not in self.name:
+            return [self.name]
+        return self.name.split("/")
+
+    def __repr__(self) -> str:
+        return f"Symbol({self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Symbol, (self.name,))
+
+
+class Placeholder:
+    """The value of `_`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "_"
+
+
+PLACEHOLDER = Placeholder()
+
+
+class Gene:
+    """Gene data `(type ^k v c1 c2)`."""
+
+    __slots__ = ("type", "props", "children")
+
+    def __init__(
+        self, type: Any = None, props: dict[str, Any] | None = None, children: list[Any] | None = None
+    ) -> None:
+        self.type = type
+        self.props = props if props is not None else {}
+        self.children = children if children is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        from gene_jit.runtime.equality import gene_equal
+
+        return gene_equal(self, other)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"Gene({self.type!r}, {self.props!r}, {self.children!r})"
+
+
+class GeneSet:
+    """A set `#[a b]`: insertion ordered, structural membership."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any] | None = None) -> None:
+        self.items: list[Any] = []
+        for item in items or []:
+            self.add(item)
+
+    def add(self, item: Any) -> None:
+        from gene_jit.runtime.equality import gene_equal
+
+        if not any(gene_equal(item, x) for x in self.items):
+            self.items.append(item)
+
+
+class Range:
+    """`(a .. b)` (end included) and `(range a b [step])` (end excluded)."""
+
+    __slots__ = ("start", "end", "step", "inclusive")
+
+    def __init__(self, start: Any, end: Any, step: Any = 1, inclusive: bool = True) -> None:
+        self.start = start
+        self.end = end
+        self.step = step
+        self.inclusive = inclusive
+
+    def __iter__(self) -> Any:
+        if self.step == 0:
+            return iter(())
+        if self.inclusive:
+            stop = self.end + (1 if self.step > 0 else -1)
+        else:
+            stop = self.end
+        if all(isinstance(x, int) for x in (self.start, self.end, self.step)):
+            return iter(range(self.start, stop, self.step))
+        return _float_range(self.start, self.end, self.step, self.inclusive)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _float_range(start: float, end: float, step: float, inclusive: bool) -> Any:
+    x = start
+    while (x < end or (inclusive and x == end)) if step > 0 else (x > end or (inclusive and x == end)):
+        yield x
+        x += step
