@@ -142,3 +142,85 @@ def _float_range(start: float, end: float, step: float, inclusive: bool) -> Any:
     while (x < end or (inclusive and x == end)) if step > 0 else (x > end or (inclusive and x == end)):
         yield x
         x += step
+
+
+class GeneClass:
+    """A Gene class `(class A < B ...)`: methods by name, an optional parent.
+
+    Calling the class object makes an instance, as `(new A args...)` does.
+    """
+
+    __slots__ = ("name", "parent", "methods", "members", "__weakref__")
+
+    def __init__(self, name: str, parent: GeneClass | None = None) -> None:
+        self.name = name
+        self.parent = parent
+        self.methods: dict[str, Any] = {}
+        self.members: dict[str, Any] = {}
+
+    def find_method(self, name: str) -> Any:
+        cls: GeneClass | None = self
+        while cls is not None:
+            m = cls.methods.get(name)
+            if m is not None:
+                return m
+            cls = cls.parent
+        return None
+
+    def is_subclass(self, other: GeneClass) -> bool:
+        cls: GeneClass | None = self
+        while cls is not None:
+            if cls is other:
+                return True
+            cls = cls.parent
+        return False
+
+    def __call__(self, *args: Any, **props: Any) -> Instance:
+        inst = Instance(self)
+        ctor = self.find_method("ctor")
+        if ctor is not None:
+            ctor(inst, *args, **props)
+        else:
+            for k, v in props.items():
+                inst.props[k] = v
+        return inst
+
+    def __repr__(self) -> str:
+        return f"(class {self.name})"
+
+
+class Instance:
+    """An instance of a Gene class; `props` holds `/x` values (printed `(A ^x 1)`)."""
+
+    __slots__ = ("cls", "props", "__weakref__")
+
+    def __init__(self, cls: GeneClass) -> None:
+        self.cls = cls
+        self.props: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Instance({self.cls.name}, {self.props!r})"
+
+
+class GeneEnum:
+    """`(enum Color red green = 5 blue)`: members by name, in order."""
+
+    __slots__ = ("name", "members")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[str, EnumMember] = {}
+
+
+class EnumMember:
+    """One member of an enum: `Color/red`, with its int value."""
+
+    __slots__ = ("enum", "name", "value")
+
+    def __init__(self, enum: GeneEnum, name: str, value: int) -> None:
+        self.enum = enum
+        self.name = name
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{self.enum.name}/{self.name}"

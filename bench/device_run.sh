@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# On a GPU machine: the CUDA kernel tests on the real GPU, then the GPU bench.
+# Results go to $OUT (when set) as well as stdout.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+unset NUMBA_ENABLE_CUDASIM
+OUT="${OUT:-/tmp}"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+python3 -m pytest tests/test_kernels_cuda.py tests/test_tensor_cuda.py -q -s -m "cuda or not cuda" -p no:cacheprovider 2>&1 | tee "$OUT/cuda_tests.txt"
+python3 bench/gpu_kernels.py 2>&1 | tee "$OUT/gpu_bench.txt"
+if [ -f examples/transformer_layer.gene ]; then
+  python3 -c "import gene_jit, sys; sys.argv=['x','cuda']; gene_jit.run_file('examples/transformer_layer.gene')" 2>&1 | tee "$OUT/transformer_layer_cuda.txt" || true
+fi

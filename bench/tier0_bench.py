@@ -1,0 +1,136 @@
+"""Tier 0 against CPython: the same three programs in Gene (GENE_JIT=0) and in plain
+Python, timed in the same run, best of N.
+
+    python bench/tier0_bench.py [--fib 25] [--loop 1000000] [--appends 10000] [--repeat 3]
+
+Sizes may also come from the environment (BENCH_FIB, BENCH_LOOP, BENCH_APPENDS,
+BENCH_REPEAT). The target is tier 0 within 2x of CPython on each program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Tier 0 only: set before gene_jit reads it.
+os.environ["GENE_JIT"] = "0"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
+TARGET_RATIO = 2.0
+
+GENE_FIB = """
+(fn fib [n]
+  (if (n < 2)
+    n
+    ((fib (n - 1)) + (fib (n - 2)))))
+(fib {n})
+"""
+
+GENE_LOOP = """
+(fn loop-sum [n]
+  (var i 0)
+  (var acc 0)
+  (while (i < n)
+    (acc += i)
+    (i += 1))
+  acc)
+(loop-sum {n})
+"""
+
+GENE_APPENDS = """
+(fn build [n]
+  (var s "")
+  (var i 0)
+  (while (i < n)
+    (s = (s .append "x"))
+    (i += 1))
+  (s .size))
+(build {n})
+"""
+
+
+def py_fib(n: int) -> int:
+    return n if n < 2 else py_fib(n - 1) + py_fib(n - 2)
+
+
+def py_loop(n: int) -> int:
+    i = 0
+    acc = 0
+    while i < n:
+        acc += i
+        i += 1
+    return acc
+
+
+def py_appends(n: int) -> int:
+    s = ""
+    i = 0
+    while i < n:
+        s = s + "x"
+        i += 1
+    return len(s)
+
+
+def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    best = float("inf")
+    result: Any = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def gene_runner(template: str, n: int) -> Callable[[], Any]:
+    from gene_jit.api import eval_source
+
+    source = template.replace("{n}", str(n))
+    return lambda: eval_source(source, "<bench>")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    def env_int(name: str, default: int) -> int:
+        return int(os.environ.get(name, default))
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--fib", type=int, default=env_int("BENCH_FIB", 25))
+    p.add_argument("--loop", type=int, default=env_int("BENCH_LOOP", 1_000_000))
+    p.add_argument("--appends", type=int, default=env_int("BENCH_APPENDS", 10_000))
+    p.add_argument("--repeat", type=int, default=env_int("BENCH_REPEAT", 3))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    cases = [
+        (f"fib({args.fib})", GENE_FIB, py_fib, args.fib),
+        (f"loop {args.loop:,}", GENE_LOOP, py_loop, args.loop),
+        (f"appends {args.appends:,}", GENE_APPENDS, py_appends, args.appends),
+    ]
+    print(f"tier 0 (GENE_JIT=0) vs CPython {sys.version.split()[0]}, best of {args.repeat}")
+    print(
+        f"{'program':<18}{'CPython s':>12}{'gene-jit s':>12}{'ratio':>8}  target <= {TARGET_RATIO}x"
+    )
+    worst = 0.0
+    for name, template, py_fn, n in cases:
+        py_time, py_result = best_of(args.repeat, lambda f=py_fn, n=n: f(n))  # type: ignore[misc]
+        gene_time, gene_result = best_of(args.repeat, gene_runner(template, n))
+        if gene_result != py_result:
+            print(f"{name}: results differ: gene {gene_result!r} vs python {py_result!r}")
+            return 1
+        ratio = gene_time / py_time if py_time > 0 else float("inf")
+        worst = max(worst, ratio)
+        verdict = "ok" if ratio <= TARGET_RATIO else "SLOW"
+        print(f"{name:<18}{py_time:>12.4f}{gene_time:>12.4f}{ratio:>7.2f}x  {verdict}")
+    print(f"worst ratio {worst:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The Python API: run Gene code from Python and move values across the boundary.
+
+    gene_jit.eval("(1 + 2 * 3)")             # 7
+    gene_jit.run_file("app.gene", args=["x"])
+    gene_jit.repr({"a": [1, "s"]})           # '{^a [1 "s"]}'
+    gene_jit.to_python(v) / gene_jit.from_python(v)
+
+`eval` and `run_file` return plain Python data (`to_python`): ints, floats, strings, bools,
+None, lists and dicts. NumPy arrays, tensors, genes, functions and other objects pass
+through unchanged. `eval_source` and `run_program` return the raw Gene value (the CLI
+uses them). Gene mistakes raise `gene_jit.runtime.errors.GeneError` subclasses.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+from gene_jit.runtime import printer
+from gene_jit.runtime.errors import GeneOverflowError, GeneTypeError
+from gene_jit.runtime.values import INT_MAX, INT_MIN, GeneSet, Range, Symbol
+
+
+def _compiler() -> Any:
+    # Imported on first use: importing gene_jit must stay cheap, and builtins register
+    # themselves when the runtime library loads.
+    import gene_jit.runtime.builtins  # noqa: F401
+    from gene_jit.frontend import compiler
+
+    return compiler
+
+
+def eval_source(source: str, filename: str = "<eval>", env: Any = None) -> Any:
+    """Run Gene `source` and return the raw Gene value of its last form."""
+    if not isinstance(source, str):
+        raise GeneTypeError(f"gene_jit.eval: expected source text (str), got {type(source).__name__}")
+    return _compiler().run_source(source, filename, env)
+
+
+def run_program(path: str, args: Iterable[str] = ()) -> Any:
+    """Run the Gene file at `path` with `$args` = `args`; the raw value of its last form."""
+    from gene_jit.runtime.stdlib_io import read_file
+
+    path = str(path)
+    text = read_file("run", path)
+    compiler = _compiler()
+    env = compiler.new_env(path, [str(a) for a in args])
+    return compiler.run_source(text, path, env)
+
+
+def eval(source: str) -> Any:  # noqa: A001 - the public name is gene_jit.eval
+    """Run Gene `source`; the value of the last form, as Python data."""
+    return to_python(eval_source(source))
+
+
+def run_file(path: str, args: Iterable[str] = ()) -> Any:
+    """Run a .gene file with `$args` = `args`; the value of its last form, as Python data."""
+    return to_python(run_program(path, args))
+
+
+def repr(value: Any) -> str:  # noqa: A001 - the public name is gene_jit.repr
+    """The Gene repr text of a value (`[1 "a"]`)."""
+    return printer.repr_(value)
+
+
+def display(value: Any) -> str:
+    """The Gene display text of a value, as `println` writes it (`[1 a]`)."""
+    return printer.display(value)
+
+
+def to_python(v: Any) -> Any:
+    """A Gene value as plain Python data: symbols become their names, arrays, ranges and
+    sets become lists, maps dicts. Everything else passes through."""
+    return _to_python(v, {})
+
+
+def _to_python(v: Any, memo: dict[int, Any]) -> Any:
+    cls = type(v)
+    if v is None or cls in (bool, int, float, str):
+        return v
+    if cls is Symbol:
+        return v.name
+    if id(v) in memo:  # shared or cyclic structure keeps its shape
+        return memo[id(v)]
+    if cls is list:
+        out: list[Any] = []
+        memo[id(v)] = out
+        out.extend(_to_python(x, memo) for x in v)
+        return out
+    if cls is dict:
+        d: dict[str, Any] = {}
+        memo[id(v)] = d
+        for k, x in v.items():
+            d[k] = _to_python(x, memo)
+        return d
+    if cls is Range:
+        return list(v)
+    if cls is GeneSet:
+        return [_to_python(x, memo) for x in v.items]
+    return v
+
+
+def from_python(v: Any) -> Any:
+    """A Python value as a Gene value: tuples become arrays, sets become Gene sets, dict
+    keys must be strings, ints must fit in 64 bits, NumPy scalars become ints/floats.
+    NumPy arrays, tensors and other objects are kept as they are."""
+    return _from_python(v, {})
+
+
+def _from_python(v: Any, memo: dict[int, Any]) -> Any:
+    cls = type(v)
+    if v is None or cls is bool or cls is float or cls is str:
+        return v
+    if cls is int:
+        if not INT_MIN <= v <= INT_MAX:
+            raise GeneOverflowError(f"from_python: {v} does not fit in a 64-bit Gene int")
+        return v
+    if id(v) in memo:
+        return memo[id(v)]
+    if isinstance(v, (list, tuple)):
+        out: list[Any] = []
+        memo[id(v)] = out
+        out.extend(_from_python(x, memo) for x in v)
+        return out
+    if isinstance(v, dict):
+        d: dict[str, Any] = {}
+        memo[id(v)] = d
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise GeneTypeError(f"from_python: map keys must be strings, got {type(k).__name__} {k!r}")
+            d[k] = _from_python(x, memo)
+        return d
+    if isinstance(v, (set, frozenset)):
+        return GeneSet([_from_python(x, memo) for x in v])
+    if isinstance(v, numbers.Integral):  # NumPy integer scalars (arrays are not Integral)
+        return _from_python(int(v), memo)
+    if isinstance(v, numbers.Real):  # NumPy float scalars
+        return float(v)
+    if type(v).__module__ == "numpy" and type(v).__name__ in ("bool_", "bool"):
+        return bool(v)
+    return v

@@ -1,0 +1,277 @@
+"""LLVM IR emission: typed IR functions to an `llvmlite.ir.Module`.
+
+Gene locals become allocas (LLVM's mem2reg promotes them). Integer + - * and negation
+use the `llvm.s*.with.overflow` intrinsics and branch to a shared cold block that calls
+`gene_jit_raise(code)`, which never returns (it longjmps back to the entry trampoline,
+which turns the code into a Gene error). Float arithmetic is plain IEEE, without
+fast-math flags, so results equal tier 0's bit for bit. Arrays are passed by value as
+`{ptr data, i64 n0, i64 n1, i64 s0, i64 s1}` (byte strides), bounds-checked on access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import llvmlite.ir as ir
+
+from gene_jit.ir import types as T
+from gene_jit.ir.nodes import Function, Instr, Op, Unit, Value
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F64 = ir.DoubleType()
+PTR = ir.PointerType()
+ARRAY = ir.LiteralStructType([PTR, I64, I64, I64, I64])
+NIL_T = I8
+
+# Error codes passed to gene_jit_raise; the trampoline maps them to Gene errors.
+ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT = 1, 2, 3, 4
+
+
+def llvm_type(t: T.Type) -> ir.Type:
+    return {T.Kind.I64: I64, T.Kind.F64: F64, T.Kind.BOOL: I1, T.Kind.NIL: NIL_T,
+            T.Kind.ARRAY: ARRAY, T.Kind.PTR: PTR}[t.kind]
+
+
+def symbol_name(ir_name: str) -> str:
+    return "gj_" + "".join(c if c.isalnum() or c == "_" else "_" for c in ir_name)
+
+
+class ModuleEmitter:
+    """Emits every function of a unit into one module; the root is external, callees
+    are internal so LLVM may inline or drop them."""
+
+    def __init__(self, unit: Unit, module_name: str) -> None:
+        self.unit = unit
+        self.module = ir.Module(name=module_name)
+        self.functions: dict[str, ir.Function] = {}
+        raise_ty = ir.FunctionType(ir.VoidType(), [I32])
+        self.raise_fn = ir.Function(self.module, raise_ty, "gene_jit_raise")
+        self.raise_fn.attributes.add("noreturn")
+        self.raise_fn.attributes.add("cold")
+        self.raise_fn.attributes.add("nounwind")
+        self._intrinsics: dict[str, ir.Function] = {}
+
+    def emit(self) -> ir.Module:
+        for fn in self.unit.ordered():
+            ret = ir.VoidType() if fn.ret == T.NIL else llvm_type(fn.ret)
+            fty = ir.FunctionType(ret, [llvm_type(p.type) for p in fn.params])
+            lfn = ir.Function(self.module, fty, symbol_name(fn.name))
+            lfn.attributes.add("nounwind")
+            if fn is not self.unit.root:
+                lfn.linkage = "internal"
+            self.functions[fn.name] = lfn
+        for fn in self.unit.ordered():
+            FunctionEmitter(self, fn, self.functions[fn.name]).emit()
+        return self.module
+
+    def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        fn = self._intrinsics.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+            self._intrinsics[name] = fn
+        return fn
+
+
+class FunctionEmitter:
+    def __init__(self, mod: ModuleEmitter, fn: Function, lfn: ir.Function) -> None:
+        self.mod = mod
+        self.fn = fn
+        self.lfn = lfn
+        self.values: dict[int, Any] = {}
+        self.blocks = {b.name: lfn.append_basic_block(b.name) for b in fn.blocks}
+        self.slots: dict[str, Any] = {}
+        self.b = ir.IRBuilder(self.blocks[fn.blocks[0].name])
+        self._err_blocks: dict[int, ir.Block] = {}
+
+    def emit(self) -> None:
+        entry = self.blocks[self.fn.blocks[0].name]
+        self.b.position_at_start(entry)
+        for slot, ty in self.fn.locals.items():
+            if ty != T.NIL:
+                self.slots[slot] = self.b.alloca(llvm_type(ty), name=slot.replace("$", "t"))
+        for p, arg in zip(self.fn.params, self.lfn.args, strict=True):
+            arg.name = p.name or f"a{p.id}"
+            self.values[p.id] = arg
+        for block in self.fn.blocks:
+            self.b.position_at_end(self.blocks[block.name])
+            for ins in block.instrs:
+                self.instr(ins)
+
+    def v(self, value: Value) -> Any:
+        if value.type == T.NIL:
+            return ir.Constant(NIL_T, 0)
+        return self.values[value.id]
+
+    def error_block(self, code: int) -> ir.Block:
+        block = self._err_blocks.get(code)
+        if block is None:
+            block = self.lfn.append_basic_block(f"raise{code}")
+            here = self.b.block
+            self.b.position_at_end(block)
+            self.b.call(self.mod.raise_fn, [ir.Constant(I32, code)])
+            self.b.unreachable()
+            self.b.position_at_end(here)
+            self._err_blocks[code] = block
+        return block
+
+    def check(self, failed: Any, code: int) -> None:
+        """Branch to the raise block when `failed` (unlikely), continue otherwise."""
+        ok = self.lfn.append_basic_block("ok")
+        self.b.cbranch(failed, self.error_block(code), ok)
+        self.b.position_at_end(ok)
+
+    def instr(self, ins: Instr) -> None:
+        handler = HANDLERS[ins.op]
+        result = handler(self, ins)
+        if ins.result is not None and result is not None:
+            self.values[ins.result.id] = result
+
+    # -- arithmetic ----------------------------------------------------------------------
+
+    def checked(self, name: str, x: Any, y: Any) -> Any:
+        f = self.mod.intrinsic(f"llvm.{name}.with.overflow.i64", ir.LiteralStructType([I64, I1]), [I64, I64])
+        pair = self.b.call(f, [x, y])
+        self.check(self.b.extract_value(pair, 1), ERR_OVERFLOW)
+        return self.b.extract_value(pair, 0)
+
+    def arith(self, ins: Instr) -> Any:
+        x, y = (self.v(a) for a in ins.args)
+        if ins.args[0].type == T.F64:
+            return {Op.ADD: self.b.fadd, Op.SUB: self.b.fsub, Op.MUL: self.b.fmul}[ins.op](x, y)
+        return self.checked({Op.ADD: "sadd", Op.SUB: "ssub", Op.MUL: "smul"}[ins.op], x, y)
+
+    def int_division(self, ins: Instr) -> Any:
+        x, y = (self.v(a) for a in ins.args)
+        zero, minus1 = ir.Constant(I64, 0), ir.Constant(I64, -1)
+        self.check(self.b.icmp_signed("==", y, zero), ERR_ZERO)
+        is_m1 = self.b.icmp_signed("==", y, minus1)
+        safe_y = self.b.select(is_m1, ir.Constant(I64, 1), y)  # srem/sdiv by -1 is UB at INT_MIN
+        r = self.b.srem(x, safe_y)
+        r = self.b.select(is_m1, zero, r)
+        if ins.op is Op.REM:
+            return r
+        adjust = self.b.and_(self.b.icmp_signed("!=", r, zero),
+                             self.b.icmp_signed("<", self.b.xor(r, y), zero))
+        if ins.op is Op.MOD:
+            return self.b.select(adjust, self.b.add(r, y), r)
+        neg = self.checked("ssub", zero, x)  # x // -1 == -x, overflow at INT_MIN
+        q = self.b.sdiv(x, safe_y)
+        q = self.b.select(adjust, self.b.sub(q, ir.Constant(I64, 1)), q)
+        return self.b.select(is_m1, neg, q)
+
+    def neg(self, ins: Instr) -> Any:
+        x = self.v(ins.args[0])
+        if ins.args[0].type == T.F64:
+            return self.b.fneg(x)
+        return self.checked("ssub", ir.Constant(I64, 0), x)
+
+    def compare(self, ins: Instr) -> Any:
+        x, y = (self.v(a) for a in ins.args)
+        sym = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}[ins.op]
+        if ins.args[0].type == T.F64:
+            if ins.op is Op.NE:
+                return self.b.fcmp_unordered("!=", x, y)
+            return self.b.fcmp_ordered(sym, x, y)
+        if ins.args[0].type == T.BOOL:
+            return self.b.icmp_unsigned(sym, x, y)
+        return self.b.icmp_signed(sym, x, y)
+
+    # -- memory and calls ----------------------------------------------------------------
+
+    def get(self, ins: Instr) -> Any:
+        if ins.attr not in self.slots:  # a nil slot holds nothing
+            return None
+        return self.b.load(self.slots[ins.attr], name=ins.attr.replace("$", "t"))
+
+    def set(self, ins: Instr) -> None:
+        if ins.attr in self.slots:
+            self.b.store(self.v(ins.args[0]), self.slots[ins.attr])
+
+    def call(self, ins: Instr) -> Any:
+        callee = self.mod.functions[ins.attr]
+        result = self.b.call(callee, [self.v(a) for a in ins.args])
+        return result if ins.result is not None and ins.result.type != T.NIL else None
+
+    def element_ptr(self, ins: Instr) -> Any:
+        arr = self.v(ins.args[0])
+        ndim = ins.args[0].type.ndim
+        offset = ir.Constant(I64, 0)
+        for axis in range(ndim):
+            i = self.v(ins.args[1 + axis])
+            n = self.b.extract_value(arr, 1 + axis)
+            i = self.b.select(self.b.icmp_signed("<", i, ir.Constant(I64, 0)), self.b.add(i, n), i)
+            self.check(self.b.icmp_unsigned(">=", i, n), ERR_INDEX)
+            offset = self.b.add(offset, self.b.mul(i, self.b.extract_value(arr, 3 + axis)))
+        return self.b.gep(self.b.extract_value(arr, 0), [offset], source_etype=I8)
+
+    def load(self, ins: Instr) -> Any:
+        assert ins.result is not None
+        return self.b.load(self.element_ptr(ins), typ=llvm_type(ins.result.type))
+
+    def store(self, ins: Instr) -> None:
+        self.b.store(self.v(ins.args[-1]), self.element_ptr(ins))
+
+    def length(self, ins: Instr) -> Any:
+        return self.b.extract_value(self.v(ins.args[0]), 1 + int(ins.attr))
+
+    # -- control flow --------------------------------------------------------------------
+
+    def br(self, ins: Instr) -> None:
+        self.b.branch(self.blocks[ins.targets[0]])
+
+    def cbr(self, ins: Instr) -> None:
+        self.b.cbranch(self.v(ins.args[0]), self.blocks[ins.targets[0]], self.blocks[ins.targets[1]])
+
+    def ret(self, ins: Instr) -> None:
+        if self.fn.ret == T.NIL:
+            self.b.ret_void()
+        else:
+            self.b.ret(self.v(ins.args[0]))
+
+    def const(self, ins: Instr) -> Any:
+        assert ins.result is not None
+        t = ins.result.type
+        if t == T.NIL:
+            return None
+        return ir.Constant(llvm_type(t), int(ins.attr) if t != T.F64 else float(ins.attr))
+
+    def math(self, ins: Instr) -> Any:
+        from gene_jit.codegen.emit_math import emit_math
+
+        return emit_math(self, ins)
+
+
+HANDLERS: dict[Op, Callable[[FunctionEmitter, Instr], Any]] = {
+    Op.CONST: FunctionEmitter.const,
+    Op.GET: FunctionEmitter.get,
+    Op.SET: FunctionEmitter.set,
+    Op.ADD: FunctionEmitter.arith,
+    Op.SUB: FunctionEmitter.arith,
+    Op.MUL: FunctionEmitter.arith,
+    Op.DIV: lambda e, i: e.b.fdiv(e.v(i.args[0]), e.v(i.args[1])),
+    Op.IDIV: FunctionEmitter.int_division,
+    Op.MOD: FunctionEmitter.int_division,
+    Op.REM: FunctionEmitter.int_division,
+    Op.NEG: FunctionEmitter.neg,
+    Op.LT: FunctionEmitter.compare,
+    Op.LE: FunctionEmitter.compare,
+    Op.GT: FunctionEmitter.compare,
+    Op.GE: FunctionEmitter.compare,
+    Op.EQ: FunctionEmitter.compare,
+    Op.NE: FunctionEmitter.compare,
+    Op.NOT: lambda e, i: e.b.xor(e.v(i.args[0]), ir.Constant(I1, 1)),
+    Op.I2F: lambda e, i: e.b.sitofp(e.v(i.args[0]), F64),
+    Op.MATH: FunctionEmitter.math,
+    Op.CALL: FunctionEmitter.call,
+    Op.LEN: FunctionEmitter.length,
+    Op.LOAD: FunctionEmitter.load,
+    Op.STORE: FunctionEmitter.store,
+    Op.BR: FunctionEmitter.br,
+    Op.CBR: FunctionEmitter.cbr,
+    Op.RET: FunctionEmitter.ret,
+}
+
+
+def emit_unit(unit: Unit, module_name: str) -> ir.Module:
+    return ModuleEmitter(unit, module_name).emit()

@@ -1,0 +1,219 @@
+"""Entry trampolines: CPython-callable native entries to compiled functions.
+
+For each compiled signature we emit, next to the function, an LLVM function with the
+METH_FASTCALL signature `PyObject *entry(PyObject *self, PyObject *const *args,
+Py_ssize_t nargs)`. It checks the argument count and the exact type of every argument
+(the guard), unboxes them (small ints read straight from their digits, floats from
+`ob_fval`, NumPy arrays from their `PyArrayObject` fields), sets a jmp_buf for errors,
+calls the function and boxes the result. On a guard miss it calls `self`, the fallback
+callable (tier 0, or the entry of another signature), with the same vector. The entry is
+wrapped as a builtin function object via `PyCFunction_NewEx`, so calling it from Python
+costs about what calling `len` does. Layouts are CPython 3.11's and NumPy's ABI.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from typing import Any
+
+import llvmlite.ir as ir
+
+from gene_jit.codegen.emit import ARRAY, F64, I1, I8, I32, I64, PTR, llvm_type
+from gene_jit.ir import types as T
+
+if sys.version_info[:2] != (3, 11):  # the object layouts below are CPython 3.11's
+    SUPPORTED = False
+else:
+    SUPPORTED = True
+
+NPY_DOUBLE, NPY_LONG, NPY_LONGLONG = 12, 7, 9
+METH_FASTCALL = 0x0080
+
+
+def _decl(mod: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    existing = mod.globals.get(name)
+    if existing is not None:
+        return existing
+    return ir.Function(mod, ir.FunctionType(ret, args), name)
+
+
+def _gvar(mod: ir.Module, name: str, ty: ir.Type = I8) -> ir.GlobalVariable:
+    existing = mod.globals.get(name)
+    if existing is not None:
+        return existing
+    g = ir.GlobalVariable(mod, ty, name)
+    g.linkage = "external"
+    return g
+
+
+class EntryEmitter:
+    def __init__(self, mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type) -> None:
+        self.mod = mod
+        self.target = target
+        self.sig = sig
+        self.ret = ret
+        fty = ir.FunctionType(PTR, [PTR, PTR, I64])
+        self.fn = ir.Function(mod, fty, target.name + "_entry")
+        self.self_, self.args, self.nargs = self.fn.args
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.miss = self.fn.append_basic_block("miss")
+
+    def field(self, obj: Any, offset: int, ty: ir.Type) -> Any:
+        p = self.b.gep(obj, [ir.Constant(I64, offset)], source_etype=I8)
+        return self.b.load(p, typ=ty)
+
+    def guard(self, cond: Any) -> None:
+        ok = self.fn.append_basic_block("ok")
+        self.b.cbranch(cond, ok, self.miss)
+        self.b.position_at_end(ok)
+
+    def emit(self) -> ir.Function:
+        b = self.b
+        self.guard(b.icmp_signed("==", self.nargs, ir.Constant(I64, len(self.sig))))
+        values = []
+        for i, ty in enumerate(self.sig):
+            obj = b.load(b.gep(self.args, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR)
+            values.append(self.unbox(obj, ty))
+        result = self.call_protected(values)
+        b.ret(self.box(result))
+        b.position_at_end(self.miss)
+        vc = _decl(self.mod, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
+        b.ret(b.call(vc, [self.self_, self.args, self.nargs, ir.Constant(PTR, None)]))
+        return self.fn
+
+    def type_is(self, obj: Any, type_obj: Any) -> Any:
+        return self.b.icmp_unsigned("==", self.field(obj, 8, PTR), type_obj)
+
+    def unbox(self, obj: Any, ty: T.Type) -> Any:
+        b = self.b
+        if ty == T.F64:
+            self.guard(self.type_is(obj, _gvar(self.mod, "PyFloat_Type")))
+            return self.field(obj, 16, F64)
+        if ty == T.BOOL:
+            self.guard(self.type_is(obj, _gvar(self.mod, "PyBool_Type")))
+            return b.icmp_unsigned("==", obj, _gvar(self.mod, "_Py_TrueStruct"))
+        if ty == T.I64:
+            self.guard(self.type_is(obj, _gvar(self.mod, "PyLong_Type")))
+            return self.unbox_int(obj)
+        if ty.kind is T.Kind.ARRAY:
+            return self.unbox_array(obj, ty)
+        raise ValueError(f"no entry for {ty}")
+
+    def unbox_int(self, obj: Any) -> Any:
+        """Ints of one 30-bit digit or zero are read inline; bigger ones through
+        PyLong_AsLongLongAndOverflow (out of int64 range: a guard miss)."""
+        b = self.b
+        size = self.field(obj, 16, I64)
+        small = b.icmp_unsigned("<=", b.add(size, ir.Constant(I64, 1)), ir.Constant(I64, 2))
+        fast, slow, done = (self.fn.append_basic_block(n) for n in ("small", "big", "int"))
+        b.cbranch(small, fast, slow)
+        b.position_at_end(fast)
+        digit = b.zext(self.field(obj, 24, I32), I64)
+        v_fast = b.mul(digit, size)
+        b.branch(done)
+        b.position_at_end(slow)
+        overflow = b.alloca(I32)
+        conv = _decl(self.mod, "PyLong_AsLongLongAndOverflow", I64, [PTR, PTR])
+        v_slow = b.call(conv, [obj, overflow])
+        slow_end = b.block
+        ok = b.icmp_signed("==", b.load(overflow), ir.Constant(I32, 0))
+        b.cbranch(ok, done, self.miss)
+        b.position_at_end(done)
+        phi = b.phi(I64)
+        phi.add_incoming(v_fast, fast)
+        phi.add_incoming(v_slow, slow_end)
+        return phi
+
+    def unbox_array(self, obj: Any, ty: T.Type) -> Any:
+        b = self.b
+        nd_type = b.load(_gvar(self.mod, "gene_jit_ndarray_type", PTR), typ=PTR)
+        self.guard(self.type_is(obj, nd_type))
+        self.guard(b.icmp_signed("==", self.field(obj, 24, I32), ir.Constant(I32, ty.ndim)))
+        descr = self.field(obj, 56, PTR)
+        num = self.field(descr, 28, I32)
+        if ty.elem == T.F64:
+            good = b.icmp_signed("==", num, ir.Constant(I32, NPY_DOUBLE))
+        else:
+            good = b.or_(b.icmp_signed("==", num, ir.Constant(I32, NPY_LONG)),
+                         b.icmp_signed("==", num, ir.Constant(I32, NPY_LONGLONG)))
+        self.guard(good)
+        self.guard(b.icmp_unsigned("!=", self.field(descr, 26, I8), ir.Constant(I8, ord(">"))))
+        dims, strides = self.field(obj, 32, PTR), self.field(obj, 40, PTR)
+        arr = ir.Constant(ARRAY, None)
+        arr = b.insert_value(arr, self.field(obj, 16, PTR), 0)
+        for axis in range(2):
+            if axis < ty.ndim:
+                n = self.field(dims, 8 * axis, I64)
+                s = self.field(strides, 8 * axis, I64)
+            else:
+                n, s = ir.Constant(I64, 1), ir.Constant(I64, 0)
+            arr = b.insert_value(arr, n, 1 + axis)
+            arr = b.insert_value(arr, s, 3 + axis)
+        return arr
+
+    def call_protected(self, values: list[Any]) -> Any:
+        """Call the target under a fresh jmp_buf; an error code raises a Gene error."""
+        b = self.b
+        cur = _gvar(self.mod, "gene_jit_jmpbuf", PTR)
+        old = b.load(cur, typ=PTR)
+        buf = b.alloca(ir.ArrayType(I64, 40))
+        buf.align = 16
+        b.store(buf, cur)
+        setjmp = _decl(self.mod, "_setjmp", I32, [PTR])
+        setjmp.attributes.add("returns_twice")
+        code = b.call(setjmp, [buf])
+        run, fail = self.fn.append_basic_block("run"), self.fn.append_basic_block("fail")
+        b.cbranch(b.icmp_signed("==", code, ir.Constant(I32, 0)), run, fail)
+        b.position_at_end(fail)
+        b.store(old, cur)
+        b.call(_decl(self.mod, "gene_jit_set_error", ir.VoidType(), [I32]), [code])
+        b.ret(ir.Constant(PTR, None))
+        b.position_at_end(run)
+        result = b.call(self.target, values)
+        b.store(old, cur)
+        return result
+
+    def box(self, value: Any) -> Any:
+        b = self.b
+        if self.ret == T.I64:
+            return b.call(_decl(self.mod, "PyLong_FromLongLong", PTR, [I64]), [value])
+        if self.ret == T.F64:
+            return b.call(_decl(self.mod, "PyFloat_FromDouble", PTR, [F64]), [value])
+        if self.ret == T.BOOL:
+            obj = b.select(value, _gvar(self.mod, "_Py_TrueStruct"), _gvar(self.mod, "_Py_FalseStruct"))
+        else:
+            obj = _gvar(self.mod, "_Py_NoneStruct")
+        refcnt = b.load(obj, typ=I64)  # Py_INCREF: these objects are not immortal in 3.11
+        b.store(b.add(refcnt, ir.Constant(I64, 1)), obj)
+        return obj
+
+
+def emit_entry(mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type) -> str:
+    """Add the entry of `target` to `mod`; returns the entry's symbol name."""
+    for t in (*sig, ret):
+        llvm_type(t)  # raises for types an entry cannot carry
+    return EntryEmitter(mod, target, sig, ret).emit().name
+
+
+class _MethodDef(ctypes.Structure):
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
+
+
+_new_cfunc = ctypes.pythonapi.PyCFunction_NewEx
+_new_cfunc.restype = ctypes.py_object
+_new_cfunc.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
+_defs: list[Any] = []  # method defs must outlive their function objects
+
+
+def make_builtin(name: str, address: int, fallback: Any) -> Any:
+    """A builtin function object that runs the entry at `address`; `fallback` is its
+    `__self__`, called on a guard miss."""
+    name_buf = ctypes.create_string_buffer(name.encode())
+    mdef = _MethodDef(ctypes.cast(name_buf, ctypes.c_char_p), address, METH_FASTCALL, None)
+    _defs.append((name_buf, mdef))
+    return _new_cfunc(ctypes.addressof(mdef), fallback, None)
+
+
+_ = I1  # re-exported type kept for emitters that import from here

@@ -1,0 +1,181 @@
+"""The Gene names of the FFI: `ffi/load`, `ffi/defun`, `ffi/defstruct`, `ffi/callback`,
+`ffi/new`, `ffi/free`, `ffi/null`, `ffi/addressof`, `ffi/string`, `ffi/buffer`, ...
+
+Imported lazily (gene_jit/runtime/libraries.py) the first time a program uses `ffi/`.
+
+`(ffi/defun name ...)`, `(ffi/defstruct name ...)` and `(ffi/callback-type name ...)`
+with a symbol as first argument bind that name in the calling module's globals, as a
+definition form does. They find those globals from the caller's frame: the FFI is a leaf
+of the pipeline and must not import the compiler, and a Gene module's top level runs as
+Python code whose frame globals are the module namespace. Frames of the registry's lazy
+trampoline and of this module are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import FrameType
+from typing import Any
+
+from gene_jit import ffi
+from gene_jit.ffi.structs import StructValue
+from gene_jit.ffi.types import NULL, describe
+from gene_jit.runtime.errors import GeneTypeError
+from gene_jit.runtime.registry import builtin
+from gene_jit.runtime.values import Symbol
+
+_SKIP_FILES = {os.path.abspath(__file__)}
+
+
+def _skip_file(filename: str) -> bool:
+    return filename in _SKIP_FILES or filename.endswith(os.path.join("runtime", "registry.py"))
+
+
+def _bind(name: Any, value: Any) -> None:
+    """Bind `name` in the globals of the Gene code that called us (see module doc)."""
+    if not isinstance(name, Symbol):
+        return
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None and _skip_file(os.path.abspath(frame.f_code.co_filename)):
+        frame = frame.f_back
+    if frame is not None:
+        frame.f_globals[name.name] = value
+
+
+@builtin("load", ns="ffi")
+def gene_load(name: Any, path: Any = None) -> ffi.Library:
+    return ffi.load(name, path)
+
+
+@builtin("library", ns="ffi")
+def gene_library(name: Any) -> ffi.Library:
+    return ffi.library(name)
+
+
+@builtin("defun", ns="ffi")
+def gene_defun(name: Any, lib: Any = None, symbol: Any = None, returns: Any = "void",
+               params: Any = (), variadic: bool = False) -> Any:
+    fn = ffi.defun(name, lib=lib, symbol=symbol, returns=returns, params=params,
+                   variadic=bool(variadic))
+    _bind(name, fn)
+    return fn
+
+
+@builtin("defstruct", ns="ffi")
+def gene_defstruct(name: Any, fields: Any, packed: bool = False) -> type[StructValue]:
+    cls = ffi.defstruct(name, fields, packed=bool(packed))
+    _bind(name, cls)
+    return cls
+
+
+@builtin("callback", ns="ffi")
+def gene_callback(fn: Any, returns: Any = "void", params: Any = ()) -> ffi.Callback:
+    return ffi.callback(fn, returns=returns, params=params)
+
+
+@builtin("callback-type", ns="ffi")
+def gene_callback_type(*args: Any, returns: Any = "void", params: Any = ()) -> ffi.CallbackType:
+    ctype = ffi.callback_type(returns, params)
+    if args:
+        _bind(args[0], ctype)
+    return ctype
+
+
+@builtin("new", ns="ffi")
+def gene_new(spec: Any, *args: Any, **fields: Any) -> Any:
+    return ffi.new(spec, *args, **fields)
+
+
+@builtin("free", ns="ffi")
+def gene_free(value: Any) -> None:
+    ffi.free(value)
+
+
+builtin("null", ns="ffi")(NULL)
+
+
+@builtin("null?", ns="ffi")
+def gene_is_null(value: Any) -> bool:
+    return value is None or value is NULL or value == 0 or getattr(value, "address", 1) == 0
+
+
+@builtin("addressof", ns="ffi")
+def gene_addressof(value: Any) -> int | None:
+    return ffi.addressof(value)
+
+
+@builtin("string", ns="ffi")
+def gene_string(pointer: Any, length: Any = None) -> str | None:
+    return ffi.string(pointer, length)
+
+
+@builtin("buffer", ns="ffi")
+def gene_buffer(size_or_text: Any) -> ffi.Buffer:
+    return ffi.buffer(size_or_text)
+
+
+@builtin("sizeof", ns="ffi")
+def gene_sizeof(spec: Any) -> int:
+    return ffi.sizeof(spec)
+
+
+@builtin("read", ns="ffi")
+def gene_read(pointer: Any, spec: Any, index: Any = 0) -> Any:
+    return ffi.read(pointer, spec, index)
+
+
+@builtin("write", ns="ffi")
+def gene_write(pointer: Any, spec: Any, value: Any, index: Any = 0) -> None:
+    ffi.write(pointer, spec, value, index)
+
+
+@builtin("array", ns="ffi")
+def gene_array(pointer: Any, spec: Any, length: Any) -> list[Any]:
+    return ffi.array(pointer, spec, length)
+
+
+@builtin("cast", ns="ffi")
+def gene_cast(pointer: Any, spec: Any) -> Any:
+    return ffi.cast(pointer, spec)
+
+
+@builtin("get", ns="ffi")
+def gene_get(obj: Any, key: Any) -> Any:
+    """A struct field by name, or a buffer item by index."""
+    if isinstance(obj, (StructValue, ffi.Buffer)):
+        return obj[key]
+    raise GeneTypeError(f"ffi/get: expected a struct or buffer, got {describe(obj)}")
+
+
+@builtin("set", ns="ffi")
+def gene_set(obj: Any, key: Any, value: Any) -> Any:
+    if isinstance(obj, (StructValue, ffi.Buffer)):
+        obj[key] = value
+        return value
+    raise GeneTypeError(f"ffi/set: expected a struct or buffer, got {describe(obj)}")
+
+
+@builtin("to-map", ns="ffi")
+def gene_to_map(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, StructValue):
+        return obj.to_map()
+    raise GeneTypeError(f"ffi/to-map: expected a struct, got {describe(obj)}")
+
+
+@builtin("to-array", ns="ffi")
+def gene_to_array(obj: Any) -> list[Any]:
+    if isinstance(obj, ffi.Buffer):
+        return obj.to_list()
+    raise GeneTypeError(f"ffi/to-array: expected a buffer, got {describe(obj)}")
+
+
+@builtin("path", ns="ffi")
+def gene_path(lib: Any) -> str:
+    """The file a loaded library came from."""
+    return ffi.library(lib).path
+
+
+@builtin("libraries", ns="ffi")
+def gene_libraries() -> dict[str, str]:
+    return {name: lib.path for name, lib in ffi.LIBRARIES.items() if name}

@@ -1,0 +1,350 @@
+"""FFI type descriptors: how each C type named in `ffi/defun`, `ffi/defstruct` and
+`ffi/callback` is laid out, and how Gene values cross into C and back.
+
+A type spec is what a user writes: a name (`"int32"`, `:pointer`, a struct's name), a
+struct class (by value), `("pointer", S)` / `[:pointer S]` for a pointer to a struct,
+`("array", T, n)` / `[T n]` for a fixed array, or a `CallbackType`. `ctype_of(spec)`
+resolves any of these into an immutable `FfiType`, which tier 1 reads (`kind`, `size`,
+`signed`) to emit a direct LLVM call.
+
+Conversions come in two speeds: the generated wrappers in `core.py` inline the fast type
+tests, and fall back to `to_c` here, which accepts every legal spelling and raises a
+`GeneTypeError` naming the function, the argument position and the expected type.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gene_jit.runtime.errors import GeneArityError, GeneError, GeneTypeError
+from gene_jit.runtime.values import Symbol
+
+
+class _Missing:
+    """Default of every generated wrapper parameter: a missing argument."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING = _Missing()
+
+
+class NullPointer:
+    """`ffi/null`: the NULL pointer. Calling it, `(ffi/null)`, gives nil, which is also NULL."""
+
+    __slots__ = ()
+
+    def __call__(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "ffi/null"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NULL = NullPointer()
+
+
+@dataclass(frozen=True, eq=False)
+class FfiType:
+    """One C type. `kind` is one of void bool int float pointer string buffer struct
+    struct_ptr array callback; `ctype` is its ctypes spelling as passed to a call
+    (pointer-like kinds travel as `c_void_p`, strings as `c_char_p`)."""
+
+    name: str
+    kind: str
+    ctype: Any
+    size: int
+    signed: bool = True
+    target: Any = None  # struct class (struct, struct_ptr), element FfiType (array), CallbackType
+    length: int = 0  # arrays
+    lo: int = 0  # integer range, for checks before a call
+    hi: int = 0
+    field_ctype: Any = field(default=None)  # ctypes type inside a struct (arrays, structs)
+
+    def __repr__(self) -> str:
+        return f"<ffi type {self.name}>"
+
+
+def _int_type(name: str, ctype: Any) -> FfiType:
+    size = ctypes.sizeof(ctype)
+    signed = ctype(-1).value == -1
+    lo, hi = (-(2 ** (8 * size - 1)), 2 ** (8 * size - 1) - 1) if signed else (0, 2 ** (8 * size) - 1)
+    return FfiType(name, "int", ctype, size, signed, lo=lo, hi=hi, field_ctype=ctype)
+
+
+def _primitives() -> dict[str, FfiType]:
+    ints = {
+        "int8": ctypes.c_int8, "uint8": ctypes.c_uint8, "int16": ctypes.c_int16,
+        "uint16": ctypes.c_uint16, "int32": ctypes.c_int32, "uint32": ctypes.c_uint32,
+        "int64": ctypes.c_int64, "uint64": ctypes.c_uint64, "int": ctypes.c_int,
+        "uint": ctypes.c_uint, "long": ctypes.c_long, "ulong": ctypes.c_ulong,
+        "short": ctypes.c_short, "ushort": ctypes.c_ushort, "char": ctypes.c_byte,
+        "uchar": ctypes.c_ubyte, "size_t": ctypes.c_size_t, "ssize_t": ctypes.c_ssize_t,
+        "intptr": ctypes.c_ssize_t, "uintptr": ctypes.c_size_t,
+    }
+    table = {name: _int_type(name, ct) for name, ct in ints.items()}
+    psize = ctypes.sizeof(ctypes.c_void_p)
+    table.update({
+        "void": FfiType("void", "void", None, 0),
+        "bool": FfiType("bool", "bool", ctypes.c_bool, 1, field_ctype=ctypes.c_bool),
+        "float": FfiType("float", "float", ctypes.c_float, 4, field_ctype=ctypes.c_float),
+        "double": FfiType("double", "float", ctypes.c_double, 8, field_ctype=ctypes.c_double),
+        "pointer": FfiType("pointer", "pointer", ctypes.c_void_p, psize, False,
+                           field_ctype=ctypes.c_void_p),
+        "string": FfiType("string", "string", ctypes.c_char_p, psize, False,
+                          field_ctype=ctypes.c_char_p),
+        "buffer": FfiType("buffer", "buffer", ctypes.c_void_p, psize, False,
+                          field_ctype=ctypes.c_void_p),
+        "callback": FfiType("callback", "callback", ctypes.c_void_p, psize, False,
+                            field_ctype=ctypes.c_void_p),
+    })
+    return table
+
+
+PRIMITIVES: dict[str, FfiType] = _primitives()
+TYPE_NAMES = ", ".join(PRIMITIVES)
+
+# Struct classes by name, so that a spec may name a struct defined earlier.
+STRUCTS: dict[str, Any] = {}
+
+
+def spec_name(spec: Any) -> str:
+    """A user's spelling of a name or type (`:int32`, "int32", a symbol) as a string."""
+    if isinstance(spec, Symbol):
+        return spec.name
+    if isinstance(spec, str):
+        return spec[1:] if spec.startswith(":") else spec
+    raise GeneTypeError(f"expected a name, got {describe(spec)}")
+
+
+def ctype_of(spec: Any) -> FfiType:
+    """Resolve a type spec into an `FfiType` (raises GeneTypeError for unknown types)."""
+    if isinstance(spec, FfiType):
+        return spec
+    as_type = getattr(spec, "ffi_type", None)
+    if callable(as_type):  # struct classes and callback types describe themselves
+        return as_type()
+    if isinstance(spec, (str, Symbol)):
+        name = spec_name(spec)
+        if name in PRIMITIVES:
+            return PRIMITIVES[name]
+        if name in STRUCTS:
+            return STRUCTS[name].ffi_type()
+        raise GeneTypeError(f"unknown ffi type :{name} (known: {TYPE_NAMES}, or a struct)")
+    if isinstance(spec, (list, tuple)) and spec:
+        return _compound(list(spec))
+    raise GeneTypeError(f"not an ffi type: {describe(spec)}")
+
+
+def _compound(parts: list[Any]) -> FfiType:
+    head = parts[0]
+    head_name = spec_name(head) if isinstance(head, (str, Symbol)) else None
+    if head_name == "pointer" and len(parts) == 2:
+        target = ctype_of(parts[1])
+        if target.kind != "struct":
+            return PRIMITIVES["pointer"]  # a pointer to a scalar is an untyped pointer
+        return target.target.pointer_type()
+    if head_name == "array" and len(parts) == 3:
+        parts = parts[1:]
+    if head_name == "callback" and len(parts) == 3:
+        from gene_jit.ffi.callbacks import CallbackType
+
+        return CallbackType(parts[1], parts[2]).ffi_type()
+    if len(parts) == 2 and isinstance(parts[1], int) and not isinstance(parts[1], bool):
+        return array_type(ctype_of(parts[0]), parts[1])
+    raise GeneTypeError(
+        f"bad compound ffi type {parts!r}: use [:pointer S], [T n] or [:callback R [P...]]"
+    )
+
+
+def array_type(elem: FfiType, n: int) -> FfiType:
+    if n <= 0:
+        raise GeneTypeError(f"array length must be positive, got {n}")
+    if elem.kind == "void":
+        raise GeneTypeError("an array of :void is not a type")
+    fct = elem.field_ctype * n
+    return FfiType(f"{elem.name}[{n}]", "array", ctypes.c_void_p, elem.size * n,
+                   target=elem, length=n, field_ctype=fct)
+
+
+def describe(value: Any) -> str:
+    """A short description of a Gene value for error messages."""
+    if value is MISSING:
+        return "nothing"
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kind = {int: "int", float: "float", str: "string", list: "array", dict: "map"}.get(
+        type(value), type(value).__name__
+    )
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{kind} {text}"
+
+
+def arg_error(fname: str, pos: int, t: FfiType, value: Any, why: str = "") -> GeneError:
+    if value is MISSING:
+        return GeneArityError(f"{fname}: missing argument {pos + 1} (:{t.name})")
+    extra = f" ({why})" if why else ""
+    return GeneTypeError(
+        f"{fname}: argument {pos + 1} must be :{t.name}, got {describe(value)}{extra}"
+    )
+
+
+def address_of(value: Any) -> int | None:
+    """The memory address a pointer-like Gene value stands for, or raise TypeError."""
+    if value is None or value is NULL:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0 or value >= 2**64:
+            raise TypeError("not an address")
+        return value or None
+    addr = getattr(value, "address", None)  # structs, buffers, callbacks
+    if isinstance(addr, int):
+        if not addr and getattr(value, "_c", True) is None:
+            raise TypeError("used after ffi/free")
+        return addr or None
+    if isinstance(value, (bytearray, memoryview)) or _is_array(value):
+        return _data_pointer(value)
+    if isinstance(value, ctypes._SimpleCData) or isinstance(value, (ctypes.Array, ctypes.Structure)):
+        return ctypes.addressof(value)
+    raise TypeError("not a pointer")
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
+
+
+def _data_pointer(value: Any) -> int | None:
+    """Data pointer of a NumPy array, a device array, a tensor or a writable byte buffer."""
+    iface = getattr(value, "__array_interface__", None) or getattr(
+        value, "__cuda_array_interface__", None
+    )
+    if iface is not None:
+        if iface.get("strides") is not None:
+            import numpy as np
+
+            if isinstance(value, np.ndarray) and not value.flags.c_contiguous:
+                raise TypeError("array is not contiguous")
+        return int(iface["data"][0]) or None
+    if isinstance(value, memoryview):
+        value = value.obj
+    if isinstance(value, bytearray):
+        if not value:
+            return None
+        return ctypes.addressof(ctypes.c_char.from_buffer(value))
+    raise TypeError("not a buffer")
+
+
+def to_c(t: FfiType, value: Any) -> Any:
+    """Convert a Gene value for a C parameter or field of type `t` (TypeError if illegal)."""
+    conv = _TO_C.get(t.kind)
+    if conv is None:
+        raise TypeError(f"cannot pass a value as :{t.name}")
+    return conv(t, value)
+
+
+def _int_to_c(t: FfiType, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError("not an int")
+    if not t.lo <= value <= t.hi:
+        raise TypeError(f"out of range {t.lo}..{t.hi}")
+    return value
+
+
+def _float_to_c(t: FfiType, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("not a number")
+    return float(value)
+
+
+def _bool_to_c(t: FfiType, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise TypeError("not a bool")
+
+
+def _string_to_c(t: FfiType, value: Any) -> Any:
+    if value is None or value is NULL:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    if type(value).__name__ == "Buffer":  # text written into an ffi/buffer
+        return ctypes.c_char_p(address_of(value))
+    # An int would be taken as an address: a crash, not a string. Use :pointer for that.
+    raise TypeError("not a string")
+
+
+def _pointer_to_c(t: FfiType, value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value  # read-only input data: ctypes passes a pointer to the bytes
+    return address_of(value)
+
+
+def _struct_ptr_to_c(t: FfiType, value: Any) -> Any:
+    if isinstance(value, dict):
+        raise TypeError("a map is not a pointer (make the struct first)")
+    if hasattr(value, "ctype") and type(value) is not t.target and hasattr(value, "fields"):
+        raise TypeError(f"a {type(value).name} struct is not a {t.target.name}")
+    return address_of(value)
+
+
+def _struct_to_c(t: FfiType, value: Any) -> Any:
+    cls = t.target
+    if isinstance(value, dict):
+        value = cls(**{spec_name(k): v for k, v in value.items()})
+    if type(value) is not cls:
+        raise TypeError(f"not a {cls.name} struct")
+    return value.c_value()
+
+
+def _callback_to_c(t: FfiType, value: Any) -> Any:
+    from gene_jit.ffi.callbacks import as_callback
+
+    if value is None or value is NULL:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return address_of(value)
+    return as_callback(t.target, value).address
+
+
+_TO_C: dict[str, Callable[[FfiType, Any], Any]] = {
+    "int": _int_to_c,
+    "float": _float_to_c,
+    "bool": _bool_to_c,
+    "string": _string_to_c,
+    "pointer": _pointer_to_c,
+    "buffer": _pointer_to_c,
+    "struct_ptr": _struct_ptr_to_c,
+    "struct": _struct_to_c,
+    "callback": _callback_to_c,
+}
+
+
+def from_c(t: FfiType, raw: Any) -> Any:
+    """Convert a value C gave back (a return value, a field, a callback argument)."""
+    kind = t.kind
+    if kind == "string":
+        return None if raw is None else raw.decode("utf-8", "replace")
+    if kind in ("pointer", "buffer", "callback"):
+        return raw or None
+    if kind == "struct_ptr":
+        return None if not raw else t.target.at(raw)
+    if kind == "struct":
+        return t.target.own(raw)
+    return raw

@@ -1,0 +1,120 @@
+"""Turning Python exceptions that escape Gene code into Gene errors with Gene spans.
+
+Generated code is compiled with the Gene file name and Gene line numbers, so the
+innermost traceback frame whose file is a Gene file gives the span of the failing form.
+"""
+
+from __future__ import annotations
+
+import re
+from types import TracebackType
+from typing import Any
+
+from gene_jit.frontend.forms import Span
+from gene_jit.runtime.errors import (
+    GeneError,
+    GeneIndexError,
+    GeneNameError,
+    GeneOverflowError,
+    GeneTypeError,
+)
+
+# File names of compiled Gene sources (tracebacks are matched against these).
+GENE_FILES: set[str] = set()
+
+_PY_KINDS = {
+    "int": "int", "float": "float", "str": "string", "list": "array", "dict": "map",
+    "NoneType": "nil", "bool": "bool", "Symbol": "symbol", "Gene": "gene", "tuple": "array",
+    "function": "function", "Instance": "instance", "GeneClass": "class", "Range": "range",
+}
+
+
+def _kind(py: str) -> str:
+    return _PY_KINDS.get(py, py)
+
+
+def _rewrite_type_error(msg: str) -> str:
+    m = re.search(r"'(\S+)' not supported between instances of '(\w+)' and '(\w+)'", msg)
+    if m:
+        kinds = {_kind(m.group(2)), _kind(m.group(3))} - {"int", "float"}
+        got = " and ".join(sorted(kinds)) or "non-numbers"
+        return f"expected numbers, got {got}"
+    m = re.search(r"unsupported operand type\(s\) for (\S+): '(\w+)' and '(\w+)'", msg)
+    if m:
+        return f"{m.group(1)} expects numbers, got {_kind(m.group(2))} and {_kind(m.group(3))}"
+    m = re.search(r"can only concatenate (\w+) \(not \"(\w+)\"\) to", msg)
+    if m:
+        return f"+ expects numbers, got {_kind(m.group(1))} and {_kind(m.group(2))}"
+    m = re.search(r"bad operand type for unary (\S+): '(\w+)'", msg)
+    if m:
+        return f"{m.group(1)} expects a number, got {_kind(m.group(2))}"
+    m = re.search(r"'(\w+)' object is not callable", msg)
+    if m:
+        return f"a {_kind(m.group(1))} is not callable"
+    m = re.search(r"'(\w+)' object is not (iterable|subscriptable)", msg)
+    if m:
+        return f"a {_kind(m.group(1))} is not {m.group(2)}"
+    return msg
+
+
+def convert(exc: BaseException) -> GeneError:
+    """A Gene error for a Python exception raised while running Gene code."""
+    if isinstance(exc, GeneError):
+        return exc
+    if isinstance(exc, NameError):
+        m = re.search(r"name '(.+)' is not defined", str(exc))
+        name = m.group(1).strip() if m else str(exc)
+        return GeneNameError(f"{name} is not defined")
+    if isinstance(exc, RecursionError):
+        return GeneError("stack overflow (recursion too deep)")
+    if isinstance(exc, ZeroDivisionError):
+        return GeneError("division by zero")
+    if isinstance(exc, OverflowError):
+        return GeneOverflowError(f"overflow: {exc}")
+    if isinstance(exc, IndexError):
+        return GeneIndexError(f"index out of range: {exc}")
+    if isinstance(exc, KeyError):
+        return GeneError(f"key not found: {exc}")
+    if isinstance(exc, TypeError):
+        return GeneTypeError(_rewrite_type_error(str(exc)))
+    if isinstance(exc, (ValueError, AttributeError, AssertionError, OSError, ArithmeticError, LookupError)):
+        return GeneError(f"{type(exc).__name__}: {exc}")
+    return GeneError(f"{type(exc).__name__}: {exc}")
+
+
+def gene_span(tb: TracebackType | None) -> Span | None:
+    """The span of the innermost traceback frame that runs Gene code."""
+    span: Span | None = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename in GENE_FILES:
+            line, col = tb.tb_lineno, 0
+            for pos in _positions(code, tb.tb_lasti):
+                line, col = pos
+            span = Span(code.co_filename, line, col + 1)
+        tb = tb.tb_next
+    return span
+
+
+def _positions(code: Any, lasti: int) -> list[tuple[int, int]]:
+    try:
+        positions = list(code.co_positions())
+    except AttributeError:  # pragma: no cover - Python < 3.11
+        return []
+    idx = lasti // 2
+    if 0 <= idx < len(positions):
+        line, _, col, _ = positions[idx]
+        if line is not None and col is not None:
+            return [(line, col)]
+    return []
+
+
+def translate(exc: BaseException) -> GeneError:
+    """`convert`, plus the Gene span of where it happened when the error has none."""
+    err = convert(exc)
+    if err.span is None:
+        err.span = gene_span(exc.__traceback__)
+    if err is not exc:
+        err.__cause__ = exc
+        err.__traceback__ = exc.__traceback__
+    return err

@@ -1,0 +1,312 @@
+"""Expressions: symbols, complex symbols, collections, quote, interpolation, calls.
+
+`gene_form` decides what a `(head ...)` form is, in the order GENE.md 2.2 gives:
+selector, range, second-position keywords (assignment, `->`, `.m` method calls, infix
+operators), gene data, special forms, operator heads, macros, then a plain call.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from gene_jit.frontend import compiler_ops as ops_c
+from gene_jit.frontend.compiler_core import (
+    NIL,
+    SPECIAL,
+    Compiler,
+    Result,
+    call,
+    const,
+    hcall,
+    helper,
+    load,
+    pure,
+    sym_name,
+    syntax_error,
+)
+from gene_jit.frontend.forms import Arr, Form, GeneF, Interp, Lit, Quote, Sym
+
+_INT_RE = re.compile(r"^-?\d+$")
+_NOT_INFIX_HEADS = {"var", "if", "fn", "fnx", "fnxx", "macro", "do", "loop", "while", "for", "ns",
+                    "class", "try", "throw", "$", ".", "import", "enum", "case", "match", "repeat",
+                    "return", "break", "continue", "new", "not", "!"}
+ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "**=", "||=", "&&="}
+
+
+def segment_key(seg: str) -> object:
+    return int(seg) if _INT_RE.match(seg) else seg
+
+
+# ---------------------------------------------------------------- symbols
+
+
+def symbol(c: Compiler, form: Sym) -> Result:
+    name = form.name
+    if form.is_complex:
+        return complex_symbol(c, form)
+    if name == "self":
+        return pure(c.self_expr())
+    if name == "_":
+        return pure(helper("PLACEHOLDER"))
+    if name == "$ns":
+        return pure(c.ns_expr())
+    if name == "$ex":
+        return pure(c.ex_expr())
+    if name.startswith("@") and len(name) > 1:
+        keys = [const(segment_key(k)) for k in name[1:].split("/")]
+        return pure(call(helper("Selector"), keys))
+    if name.endswith("...") and len(name) > 3:
+        raise syntax_error(form, f"spread {name} is only valid inside an array or a call")
+    return pure(c.load_ref(c.resolve(name)))
+
+
+def complex_symbol(c: Compiler, form: Sym) -> Result:
+    """`a/b/0`, `/x` (self's prop), `$ns/x`, `obj/.m` (a method call)."""
+    parts = form.parts
+    first = parts[0]
+    if first == "":
+        obj: ast.expr = c.self_expr()
+    elif first == "$ns":
+        obj = c.ns_expr()
+    else:
+        obj = symbol(c, Sym(form.span, first)).expr
+    for seg in parts[1:]:
+        obj = member_step(obj, seg, form)
+    return pure(obj)
+
+
+def member_step(obj: ast.expr, seg: str, form: Form) -> ast.expr:
+    if seg.startswith(".") and len(seg) > 1:
+        return hcall("call_method", obj, const(seg[1:]))
+    if seg == "":
+        raise syntax_error(form, f"empty segment in {getattr(form, 'name', '')}")
+    return hcall("get_member", obj, const(segment_key(seg)))
+
+
+# ---------------------------------------------------------------- collections
+
+
+def spread_item(form: Form) -> Form | None:
+    """The form spread by `xs...` or `(... xs)`, or None if `form` is not a spread."""
+    if isinstance(form, Sym) and form.name.endswith("...") and len(form.name) > 3:
+        return Sym(form.span, form.name[:-3])
+    if isinstance(form, GeneF) and sym_name(form.head) == "..." and len(form.children) == 1:
+        return form.children[0]
+    return None
+
+
+def items(c: Compiler, forms: tuple[Form, ...] | list[Form]) -> tuple[list[ast.stmt], list[ast.expr]]:
+    """Compile array elements / call arguments, with spreads as `*`."""
+    results: list[Result] = []
+    spreads: list[bool] = []
+    for f in forms:
+        inner = spread_item(f)
+        results.append(c.compile(inner if inner is not None else f))
+        spreads.append(inner is not None)
+    stmts, exprs = c.seq(results)
+    out = [ast.Starred(value=hcall("spread", e), ctx=ast.Load()) if s else e for e, s in zip(exprs, spreads)]
+    return stmts, out
+
+
+def array(c: Compiler, forms: tuple[Form, ...]) -> Result:
+    stmts, exprs = items(c, forms)
+    return Result(stmts, ast.List(elts=exprs, ctx=ast.Load()))
+
+
+def mapping(c: Compiler, entries: tuple[tuple[str, Form], ...]) -> Result:
+    stmts, exprs = c.seq([c.compile(v) for _, v in entries])
+    return Result(stmts, ast.Dict(keys=[const(k) for k, _ in entries], values=list(exprs)))
+
+
+def quote(c: Compiler, form: Form) -> Result:
+    """`:x`: the value the form denotes as data (a fresh value on each evaluation)."""
+    if isinstance(form, Sym):
+        return pure(hcall("Symbol", const(form.name)))
+    if isinstance(form, Lit):
+        return pure(const(form.value))
+    return pure(hcall("quote_form", const_form(c, form)))
+
+
+def const_form(c: Compiler, form: Form) -> ast.expr:
+    """An expression for `form` itself, kept in the module's table of forms."""
+    table: list[Form] = c.env.setdefault(" forms", [])
+    table.append(form)
+    return ast.Subscript(value=helper("forms"), slice=const(len(table) - 1), ctx=ast.Load())
+
+
+def interpolation(c: Compiler, form: Interp) -> Result:
+    stmts, exprs = c.seq([c.compile(p) for p in form.parts])
+    return Result(stmts, call(helper("interp"), exprs))
+
+
+# ---------------------------------------------------------------- gene forms
+
+
+def gene_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    head, ch = form.head, form.children
+    hname = sym_name(head)
+    if hname == "./":
+        return selector(c, form, list(ch))
+    if ch and isinstance(ch[0], Sym) and hname not in _NOT_INFIX_HEADS and head is not None:
+        res = second_position(c, form, ch[0].name, value)
+        if res is not None:
+            return res
+    if head is None:
+        return gene_data(c, form, pure(const(None)))
+    if isinstance(head, Quote):
+        return gene_data(c, form, quote(c, head.form))
+    if hname == "_":
+        return gene_data(c, form, pure(helper("PLACEHOLDER")))
+    if isinstance(head, Lit):
+        return literal_head(c, form, head)
+    if hname is not None:
+        res = named_head(c, form, hname, value)
+        if res is not None:
+            return res
+    return plain_call(c, form)
+
+
+def second_position(c: Compiler, form: GeneF, op: str, value: bool) -> Result | None:
+    ch = form.children
+    if op == "..":
+        if len(ch) != 2:
+            raise syntax_error(form, "range expects (a .. b)")
+        stmts, (a, b) = c.seq([c.compile(form.head), c.compile(ch[1])])  # type: ignore[arg-type]
+        return Result(stmts, hcall("make_range", a, b))
+    if op in ASSIGN_OPS:
+        from gene_jit.frontend.special_core import assignment
+
+        return assignment(c, form, op)
+    if op == "->":
+        from gene_jit.frontend.special_fn import block_lambda
+
+        return block_lambda(c, form)
+    if op == "./":
+        return selector(c, form, [form.head, *ch[1:]])  # type: ignore[list-item]
+    if op.startswith("./") and len(op) > 2:
+        key = Lit(ch[0].span, segment_key(op[2:]))
+        return selector(c, form, [form.head, key, *ch[1:]])  # type: ignore[list-item]
+    if op in ops_c.INFIX:
+        return ops_c.infix(c, form)
+    if op.startswith(".") and len(op) > 1 and op != "...":
+        if sym_name(form.head) in SPECIAL and sym_name(form.head) not in ("self",):
+            return None
+        return method_call(c, form, form.head, op[1:], list(ch[1:]))  # type: ignore[arg-type]
+    return None
+
+
+def selector(c: Compiler, form: GeneF, args: list[Form]) -> Result:
+    if len(args) not in (2, 3):
+        raise syntax_error(form, "selector expects (./ target key [default])")
+    stmts, exprs = c.seq([c.compile(a) for a in args])
+    return Result(stmts, call(helper("select"), exprs))
+
+
+def literal_head(c: Compiler, form: GeneF, head: Lit) -> Result:
+    if isinstance(head.value, str):
+        # `("n=" n)`: a string head concatenates display forms.
+        stmts, exprs = items(c, form.children)
+        return Result(stmts, call(helper("interp"), [const(head.value), *exprs]))
+    if not form.children and not form.props:
+        return pure(const(head.value))
+    return gene_data(c, form, pure(const(head.value)))
+
+
+def gene_data(c: Compiler, form: GeneF, type_res: Result) -> Result:
+    """`(:t ^x 1 2)` / `(_ ...)`: gene data with evaluated props and children."""
+    props = mapping(c, form.props)
+    children = array(c, form.children)
+    stmts, (t, p, ch) = c.seq([type_res, props, children])
+    return Result(stmts, hcall("make_gene", t, p, ch))
+
+
+def named_head(c: Compiler, form: GeneF, name: str, value: bool) -> Result | None:
+    ref = c.resolve(name)
+    if ref.kind in ("local", "outer"):
+        return None  # a lexical variable shadows special forms and operators
+    handler = SPECIAL.get(name)
+    if handler is not None:
+        return handler(c, form, value)
+    if name in ops_c.PREFIX:
+        return ops_c.prefix(c, form, name)
+    if name.startswith(".") and len(name) > 1 and name not in ("..", "..."):
+        return method_call(c, form, None, name[1:], list(form.children))
+    if name in c.macros or _is_macro_value(c, name):
+        from gene_jit.frontend.special_fn import macro_call
+
+        return macro_call(c, form, name)
+    return None
+
+
+def _is_macro_value(c: Compiler, name: str) -> bool:
+    from gene_jit.runtime.registry import BUILTINS
+    from gene_jit.runtime.ops import Macro
+
+    val = c.env.get(name, BUILTINS.get(name))
+    return isinstance(val, Macro)
+
+
+# ---------------------------------------------------------------- calls
+
+
+def kw_tail_start(children: tuple[Form, ...]) -> int:
+    """Where a trailing run of seed-style `:kw value` pairs starts (len if none)."""
+    n = len(children)
+    best = n
+    i = n - 2
+    while i >= 0 and isinstance(children[i], Quote) and isinstance(children[i].form, Sym):  # type: ignore[attr-defined]
+        best = i
+        i -= 2
+    return best
+
+
+def call_args(c: Compiler, form: GeneF, children: list[Form]) -> tuple[list[ast.stmt], list[ast.expr], list[ast.keyword]]:
+    """Positional args (with spreads) and props as Python keyword arguments."""
+    results: list[Result] = []
+    spreads: list[bool] = []
+    for f in children:
+        inner = spread_item(f)
+        results.append(c.compile(inner if inner is not None else f))
+        spreads.append(inner is not None)
+    results.extend(c.compile(v) for _, v in form.props)
+    stmts, exprs = c.seq(results)
+    n = len(children)
+    args = [ast.Starred(value=hcall("spread", e), ctx=ast.Load()) if s else e for e, s in zip(exprs[:n], spreads)]
+    kws = [ast.keyword(arg=k.replace("-", "_"), value=e) for (k, _), e in zip(form.props, exprs[n:])]
+    return stmts, args, kws
+
+
+def plain_call(c: Compiler, form: GeneF) -> Result:
+    ch = form.children
+    tail = kw_tail_start(ch)
+    fres = c.compile(form.head)  # type: ignore[arg-type]
+    if tail < len(ch):
+        return kw_tail_call(c, form, fres, list(ch[:tail]), list(ch[tail:]))
+    astmts, args, kws = call_args(c, form, list(ch))
+    stmts, fexpr = c.before(fres, astmts)
+    return Result(stmts, ast.Call(func=fexpr, args=args, keywords=kws))
+
+
+def kw_tail_call(c: Compiler, form: GeneF, fres: Result, pos: list[Form], tail: list[Form]) -> Result:
+    astmts, args, kws = call_args(c, form, pos)
+    pairs = [(t.form.name, v) for t, v in zip(tail[::2], tail[1::2])]  # type: ignore[attr-defined]
+    tres = [c.compile(v) for _, v in pairs]
+    stmts, exprs = c.seq([fres, Result(astmts, ast.List(elts=args, ctx=ast.Load())), *tres])
+    tail_expr = ast.List(
+        elts=[ast.Tuple(elts=[const(k), e], ctx=ast.Load()) for (k, _), e in zip(pairs, exprs[2:])],
+        ctx=ast.Load(),
+    )
+    props = ast.Dict(keys=[const(k.arg) for k in kws], values=[k.value for k in kws])
+    return Result(stmts, hcall("call_kw_tail", exprs[0], exprs[1], tail_expr, props))
+
+
+def method_call(c: Compiler, form: GeneF, target: Form | None, name: str, args: list[Form]) -> Result:
+    """`(obj .m a b)`; with no target, `(.m a)` calls a method of `self`."""
+    tres = c.compile(target) if target is not None else pure(c.self_expr())
+    astmts, argx, kws = call_args(c, form, args)
+    stmts, texpr = c.before(tres, astmts)
+    return Result(stmts, ast.Call(func=helper("call_method"), args=[texpr, const(name), *argx], keywords=kws))
+
+
+__all__ = ["NIL", "load"]

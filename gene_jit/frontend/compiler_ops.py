@@ -1,0 +1,306 @@
+"""Operators: infix chains with precedence, prefix operator heads, and the inline code
+for each operator.
+
+Arithmetic is emitted as a Python operator whose result is checked against the int64
+range in the same expression, e.g. `(r if -2**63 <= (r := a + b) <= 2**63-1 else
+add(a, b))`; the slow path (`gene_jit.runtime.ops`) raises the Gene error (overflow,
+wrong kinds) or handles the rare case. Comparisons are inline when one side is a number
+literal or the left operand is an int, equality is inline for ints and literals.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from gene_jit.frontend.compiler_core import (
+    INT_MAX,
+    INT_MIN,
+    Compiler,
+    Result,
+    assign,
+    const,
+    hcall,
+    helper,
+    is_simple,
+    load,
+    store,
+    syntax_error,
+)
+from gene_jit.frontend.forms import Form, GeneF, Sym
+
+PREC = {
+    "||": 1, "&&": 2,
+    "==": 3, "!=": 3, "<": 3, "<=": 3, ">": 3, ">=": 3,
+    "+": 4, "-": 4, "*": 5, "/": 5, "**": 6,
+}
+INFIX = set(PREC)
+COMPARE = {"==", "!=", "<", "<=", ">", ">="}
+PREFIX = INFIX | {"not", "!", "="}
+
+_ARITH = {"+": (ast.Add(), "add"), "-": (ast.Sub(), "sub"), "*": (ast.Mult(), "mul")}
+_CMP = {"<": (ast.Lt(), "lt"), "<=": (ast.LtE(), "le"), ">": (ast.Gt(), "gt"), ">=": (ast.GtE(), "ge")}
+
+
+@dataclass
+class Bin:
+    op: str
+    left: object
+    right: object
+
+
+@dataclass
+class Chain:
+    ops: list[str]
+    operands: list[object]
+
+
+# ---------------------------------------------------------------- parsing infix chains
+
+
+def parse_infix(form: GeneF) -> object:
+    """`(a + b * c < d)` to a tree of Bin / Chain nodes over operand forms."""
+    items: list[Form] = [form.head, *form.children]  # type: ignore[list-item]
+    if len(items) % 2 == 0:
+        raise syntax_error(form, "infix expression expects operands between operators, e.g. (a + b)")
+    for i in range(1, len(items), 2):
+        if not (isinstance(items[i], Sym) and items[i].name in PREC):  # type: ignore[attr-defined]
+            raise syntax_error(items[i], "infix expression expects an operator here (mixing infix and calls?)")
+    pos = 0
+
+    def parse(min_prec: int) -> object:
+        nonlocal pos
+        left: object = items[pos]
+        pos += 1
+        chain: Chain | None = None
+        while pos < len(items):
+            op = items[pos].name  # type: ignore[attr-defined]
+            p = PREC[op]
+            if p < min_prec:
+                break
+            pos += 1
+            right = parse(p + 1)
+            if op in COMPARE:
+                if chain is not None and chain is left:
+                    chain.ops.append(op)
+                    chain.operands.append(right)
+                else:
+                    chain = Chain([op], [left, right])
+                    left = chain
+            else:
+                left = Bin(op, left, right)
+        return left
+
+    return parse(0)
+
+
+def infix(c: Compiler, form: GeneF) -> Result:
+    return emit(c, parse_infix(form), form)
+
+
+def emit(c: Compiler, node: object, form: Form) -> Result:
+    if isinstance(node, Bin):
+        if node.op == "&&":
+            return logic_and(c, emit(c, node.left, form), lambda: emit(c, node.right, form))
+        if node.op == "||":
+            return logic_or(c, emit(c, node.left, form), lambda: emit(c, node.right, form))
+        return binary(c, node.op, emit(c, node.left, form), emit(c, node.right, form))
+    if isinstance(node, Chain):
+        return chain(c, node, form)
+    return c.compile(node)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- operators
+
+
+def _operand(c: Compiler, e: ast.expr) -> tuple[ast.expr, ast.expr]:
+    """(first use, later uses) of a value used twice: a walrus temp unless simple."""
+    if is_simple(e):
+        return e, e
+    t = c.temp()
+    return ast.NamedExpr(target=store(t), value=e), load(t)
+
+
+def binary(c: Compiler, op: str, l: Result, r: Result) -> Result:
+    stmts, (a, b) = c.seq([l, r])
+    if op in _ARITH:
+        return Result(stmts, arith(c, op, a, b))
+    if op == "/":
+        return Result(stmts, divide(c, a, b))
+    if op == "**":
+        return Result(stmts, hcall("power", a, b))
+    return Result(stmts, compare(c, op, a, b), True)
+
+
+def arith(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> ast.expr:
+    pyop, slow = _ARITH[op]
+    a1, a2 = _operand(c, a)
+    b1, b2 = _operand(c, b)
+    r = c.temp("r")
+    named = ast.NamedExpr(target=store(r), value=ast.BinOp(left=a1, op=pyop, right=b1))
+    small = isinstance(b, ast.Constant) and type(b.value) is int and 0 <= b.value <= 2**31
+    if op == "+" and small:
+        cond: ast.expr = ast.Compare(left=named, ops=[ast.LtE()], comparators=[const(INT_MAX)])
+    elif op == "-" and small:
+        cond = ast.Compare(left=named, ops=[ast.GtE()], comparators=[const(INT_MIN)])
+    else:
+        cond = ast.Compare(left=const(INT_MIN), ops=[ast.LtE(), ast.LtE()], comparators=[named, const(INT_MAX)])
+    return ast.IfExp(test=cond, body=load(r), orelse=hcall(slow, a2, b2))
+
+
+def divide(c: Compiler, a: ast.expr, b: ast.expr) -> ast.expr:
+    if not is_simple(a):
+        return hcall("div", a, b)
+    if isinstance(b, ast.Constant) and type(b.value) in (int, float) and b.value != 0:
+        return ast.BinOp(left=a, op=ast.Div(), right=b)
+    b1, b2 = _operand(c, b)
+    # A zero (or nil) divisor takes the slow path: inf, -inf, nan or a type error.
+    return ast.IfExp(test=b1, body=ast.BinOp(left=a, op=ast.Div(), right=b2), orelse=hcall("div", a, b2))
+
+
+def _num_const(e: ast.expr) -> bool:
+    return isinstance(e, ast.Constant) and type(e.value) in (int, float)
+
+
+def _class_is(e: ast.expr, ty: str) -> ast.expr:
+    cls = ast.Attribute(value=e, attr="__class__", ctx=ast.Load())
+    return ast.Compare(left=cls, ops=[ast.Is()], comparators=[helper(ty)])
+
+
+def compare(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> ast.expr:
+    if op in ("==", "!="):
+        return equality(c, op == "!=", a, b)
+    pyop, slow = _CMP[op]
+    if _num_const(a) or _num_const(b):
+        # Python raises for a number against a non-number, as Gene does.
+        return ast.Compare(left=a, ops=[pyop], comparators=[b])
+    a1, a2 = _operand(c, a)
+    inline = ast.Compare(left=a2, ops=[pyop], comparators=[b])
+    return ast.IfExp(test=_class_is(a1, "int"), body=inline, orelse=hcall(slow, a2, b))
+
+
+def equality(c: Compiler, negate: bool, a: ast.expr, b: ast.expr) -> ast.expr:
+    if isinstance(a, ast.Constant) and not isinstance(b, ast.Constant):
+        a, b = b, a
+    if isinstance(b, ast.Constant):
+        v = b.value
+        if v is None or v is True or v is False:
+            return ast.Compare(left=a, ops=[ast.IsNot() if negate else ast.Is()], comparators=[b])
+        if type(v) is str:
+            return ast.Compare(left=a, ops=[ast.NotEq() if negate else ast.Eq()], comparators=[b])
+        if type(v) in (int, float):
+            a1, a2 = _operand(c, a)
+            test = ast.BoolOp(
+                op=ast.And(),
+                values=[ast.Compare(left=a1, ops=[ast.Eq()], comparators=[b]), _class_is(a2, type(v).__name__)],
+            )
+            return ast.UnaryOp(op=ast.Not(), operand=test) if negate else test
+    a1, a2 = _operand(c, a)
+    b1, b2 = _operand(c, b)
+    cls_a = ast.Attribute(value=a1, attr="__class__", ctx=ast.Load())
+    cls_b = ast.Attribute(value=b1, attr="__class__", ctx=ast.Load())
+    both_int = ast.Compare(left=cls_a, ops=[ast.Is(), ast.Is()], comparators=[cls_b, helper("int")])
+    inline = ast.Compare(left=a2, ops=[ast.NotEq() if negate else ast.Eq()], comparators=[b2])
+    return ast.IfExp(test=both_int, body=inline, orelse=hcall("ne" if negate else "eq", a2, b2))
+
+
+def chain(c: Compiler, node: Chain, form: Form) -> Result:
+    results = [emit(c, o, form) for o in node.operands]
+    stmts, exprs = c.seq(results)
+    if len(exprs) == 2:
+        return Result(stmts, compare(c, node.ops[0], exprs[0], exprs[1]), True)
+    # `a < b < c`: a conjunction, each middle operand evaluated once.
+    shared: list[ast.expr] = [exprs[0]]
+    for e in exprs[1:-1]:
+        if is_simple(e):
+            shared.append(e)
+        else:
+            t = c.temp()
+            stmts.append(assign(t, e))
+            shared.append(load(t))
+    shared.append(exprs[-1])
+    tests = [compare(c, op, shared[i], shared[i + 1]) for i, op in enumerate(node.ops)]
+    return Result(stmts, ast.BoolOp(op=ast.And(), values=tests), True)
+
+
+def logic_and(c: Compiler, l: Result, right: object) -> Result:
+    return _logic(c, l, right, is_and=True)
+
+
+def logic_or(c: Compiler, l: Result, right: object) -> Result:
+    return _logic(c, l, right, is_and=False)
+
+
+def _logic(c: Compiler, l: Result, right: object, is_and: bool) -> Result:
+    """`&&` / `||`: short-circuit, the value is an operand."""
+    r: Result = right()  # type: ignore[operator]
+    if not r.stmts:
+        if l.is_bool:
+            return Result(l.stmts, ast.BoolOp(op=ast.And() if is_and else ast.Or(), values=[l.expr, r.expr]), r.is_bool)
+        t = c.temp()
+        test = c.truth(Result([], ast.NamedExpr(target=store(t), value=l.expr)))
+        if is_and:
+            return Result(l.stmts, ast.IfExp(test=test, body=r.expr, orelse=load(t)), False)
+        return Result(l.stmts, ast.IfExp(test=test, body=load(t), orelse=r.expr), False)
+    t = c.temp()
+    stmts = [*l.stmts, assign(t, l.expr)]
+    test = c.truth(Result([], load(t), l.is_bool))
+    if not is_and:
+        test = ast.UnaryOp(op=ast.Not(), operand=test)
+    stmts.append(ast.If(test=test, body=[*r.stmts, assign(t, r.expr)], orelse=[]))
+    return Result(stmts, load(t), l.is_bool and r.is_bool)
+
+
+def negation(c: Compiler, res: Result) -> Result:
+    if res.is_bool:
+        return Result(res.stmts, ast.UnaryOp(op=ast.Not(), operand=res.expr), True)
+    e1, e2 = _operand(c, res.expr)
+    test = ast.BoolOp(
+        op=ast.Or(),
+        values=[
+            ast.Compare(left=e1, ops=[ast.Is()], comparators=[const(None)]),
+            ast.Compare(left=e2, ops=[ast.Is()], comparators=[const(False)]),
+        ],
+    )
+    return Result(res.stmts, test, True)
+
+
+# ---------------------------------------------------------------- prefix heads
+
+
+def prefix(c: Compiler, form: GeneF, op: str) -> Result:
+    """`(+ a b c)`, `(- a)`, `(< a b)`, `(= a b)` (equality), `(not x)`."""
+    args = list(form.children)
+    n = len(args)
+    if op in ("not", "!"):
+        if n != 1:
+            raise syntax_error(form, f"({op} x) expects one argument")
+        return negation(c, c.compile(args[0]))
+    if op == "=":
+        op = "=="
+    if op in COMPARE:
+        if n < 2:
+            raise syntax_error(form, f"({op} a b) expects two arguments")
+        return chain(c, Chain([op] * (n - 1), args), form)  # type: ignore[arg-type]
+    if op in ("&&", "||"):
+        if n == 0:
+            return Result([], const(op == "&&"), True)
+        node: object = args[0]
+        for a in args[1:]:
+            node = Bin(op, node, a)
+        return emit(c, node, form)
+    if n == 0:
+        if op in ("+", "*"):
+            return Result([], const(0 if op == "+" else 1))
+        raise syntax_error(form, f"({op} ...) expects at least one argument")
+    if n == 1:
+        res = c.compile(args[0])
+        if op == "-":
+            return Result(res.stmts, hcall("neg", res.expr))
+        if op == "/":
+            return Result(res.stmts, hcall("div", const(1), res.expr))
+        return res
+    node = args[0]
+    for a in args[1:]:
+        node = Bin(op, node, a)
+    return emit(c, node, form)

@@ -1,0 +1,509 @@
+"""Special forms for variables and control flow: var, assignment, if, do, void, loop,
+while, repeat, for, break, continue, return, case, match, eval, `$set`, `$with`."""
+
+from __future__ import annotations
+
+import ast
+
+from gene_jit.frontend import compiler_ops as ops_c
+from gene_jit.frontend.compiler_core import (
+    NIL,
+    Compiler,
+    LoopCtx,
+    Result,
+    assign,
+    const,
+    hcall,
+    helper,
+    load,
+    pure,
+    special,
+    store,
+    sym_name,
+    syntax_error,
+)
+from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, segment_key
+from gene_jit.frontend.forms import Arr, Form, GeneF, Sym
+
+# ---------------------------------------------------------------- variables
+
+
+@special("var")
+def var_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    ch = form.children
+    if not ch or len(ch) > 2 or not isinstance(ch[0], Sym):
+        raise syntax_error(form, "var expects (var name [value])")
+    res = c.compile(ch[1]) if len(ch) == 2 else pure(const(None))
+    target = ch[0]
+    if target.is_complex:
+        return set_path(c, target, res)
+    ref = c.declare(target.name)
+    stmts = [*res.stmts, *c.store_ref(ref, res.expr)]
+    return Result(stmts, c.load_ref(ref) if value else const(None))
+
+
+def set_path(c: Compiler, target: Sym, res: Result) -> Result:
+    """`a/b/c = v`: evaluate `a/b`, then set member `c`."""
+    parts = target.parts
+    obj = complex_symbol(c, Sym(target.span, "/".join(parts[:-1]))).expr if len(parts) > 2 or parts[0] else c.self_expr()
+    if len(parts) == 2 and parts[0] == "$ns":
+        obj = c.ns_expr()
+    key = const(segment_key(parts[-1]))
+    stmts, (o, v) = c.seq([pure(obj), res])
+    return Result(stmts, hcall("set_member", o, key, v))
+
+
+def assignment(c: Compiler, form: GeneF, op: str) -> Result:
+    """`(x = v)`, `(x += v)` ..., with targets x, a/0, m/key, /p, ns/x, $ns/x."""
+    ch = form.children
+    target = form.head
+    if len(ch) != 2 or not isinstance(target, Sym):
+        raise syntax_error(form, f"assignment expects (target {op} value)")
+    rhs = ch[1]
+    if target.is_complex:
+        if op == "=":
+            return set_path(c, target, c.compile(rhs))
+        parts = target.parts
+        base = Sym(target.span, "/".join(parts[:-1])) if len(parts) > 2 or parts[0] else None
+        obj = c.compile(base).expr if base is not None else c.self_expr()
+        t = c.temp()
+        old = member_step(load(t), parts[-1], target)
+        new = _combine(c, op, pure(old), rhs, form)
+        stmts = [assign(t, obj), *new.stmts]
+        return Result(stmts, hcall("set_member", load(t), const(segment_key(parts[-1])), new.expr))
+    ref = c.resolve(target.name)
+    res = c.compile(rhs) if op == "=" else _combine(c, op, pure(c.load_ref(ref)), rhs, form)
+    stmts = [*res.stmts, *c.store_ref(ref, res.expr)]
+    return Result(stmts, c.load_ref(ref))
+
+
+def _combine(c: Compiler, op: str, old: Result, rhs: Form, form: GeneF) -> Result:
+    base = op[:-1]
+    if base == "&&":
+        return ops_c.logic_and(c, old, lambda: c.compile(rhs))
+    if base == "||":
+        return ops_c.logic_or(c, old, lambda: c.compile(rhs))
+    if base not in ops_c.PREC:
+        raise syntax_error(form, f"unknown assignment operator {op}")
+    return ops_c.binary(c, base, old, c.compile(rhs))
+
+
+# ---------------------------------------------------------------- if
+
+
+def parse_if(form: GeneF) -> tuple[list[tuple[bool, Form, list[Form]]], list[Form] | None]:
+    """Clauses (negated, condition, body) and the else body of an `if` form."""
+    ch = list(form.children)
+    clauses: list[tuple[bool, Form, list[Form]]] = []
+    i = 0
+
+    def cond_at(i: int) -> tuple[bool, Form, int]:
+        neg = sym_name(ch[i]) == "not" if i < len(ch) else False
+        if neg:
+            i += 1
+        if i >= len(ch):
+            raise syntax_error(form, "if expects (if cond then... [elif cond ...] [else ...])")
+        return neg, ch[i], i + 1
+
+    neg, cond, i = cond_at(0)
+    rest = ch[i:]
+    if not any(sym_name(f) in ("then", "elif", "else") for f in rest):
+        if len(rest) == 2:
+            return [(neg, cond, [rest[0]])], [rest[1]]
+        return [(neg, cond, rest)], None
+    if rest and sym_name(rest[0]) == "then":
+        i += 1
+    body: list[Form] = []
+    else_body: list[Form] | None = None
+    while i < len(ch):
+        kw = sym_name(ch[i])
+        if kw == "elif":
+            clauses.append((neg, cond, body))
+            neg, cond, i = cond_at(i + 1)
+            body = []
+            if i < len(ch) and sym_name(ch[i]) == "then":
+                i += 1
+            continue
+        if kw == "else":
+            else_body = ch[i + 1 :]
+            break
+        body.append(ch[i])
+        i += 1
+    clauses.append((neg, cond, body))
+    return clauses, else_body
+
+
+@special("if")
+def if_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    clauses, else_body = parse_if(form)
+    return _if_chain(c, clauses, else_body or [], value)
+
+
+def _test(c: Compiler, neg: bool, cond: Form) -> tuple[list[ast.stmt], ast.expr]:
+    res = c.compile(cond)
+    if neg:
+        res = ops_c.negation(c, res)
+    return res.stmts, c.truth(res)
+
+
+def _if_chain(c: Compiler, clauses: list[tuple[bool, Form, list[Form]]], else_body: list[Form], value: bool) -> Result:
+    neg, cond, body = clauses[0]
+    tstmts, test = _test(c, neg, cond)
+    with c.block():
+        then = c.body(body, value)
+    with c.block():
+        other = _if_chain(c, clauses[1:], else_body, value) if len(clauses) > 1 else c.body(else_body, value)
+    if value and not then.stmts and not other.stmts:
+        return Result(tstmts, ast.IfExp(test=test, body=then.expr, orelse=other.expr), then.is_bool and other.is_bool)
+    if not value:
+        node = ast.If(test=test, body=c.discard(then) or [ast.Pass()], orelse=c.discard(other))
+        return Result([*tstmts, node], const(None))
+    t = c.temp()
+    node = ast.If(
+        test=test,
+        body=[*then.stmts, assign(t, then.expr)],
+        orelse=[*other.stmts, assign(t, other.expr)],
+    )
+    return Result([*tstmts, node], load(t), then.is_bool and other.is_bool)
+
+
+@special("do")
+def do_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    with c.block():
+        return c.body(form.children, value)
+
+
+@special("void")
+def void_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    stmts: list[ast.stmt] = []
+    for f in form.children:
+        stmts.extend(c.stmts(f))
+    return Result(stmts, const(None))
+
+
+# ---------------------------------------------------------------- loops
+
+
+def _loop_body(c: Compiler, forms: list[Form] | tuple[Form, ...], ctx: LoopCtx, pre: list[ast.stmt] | None = None) -> list[ast.stmt]:
+    c.fn.loops.append(ctx)
+    try:
+        with c.block():
+            stmts = list(pre or [])
+            for f in forms:
+                stmts.extend(c.stmts(f))
+    finally:
+        c.fn.loops.pop()
+    return stmts or [ast.Pass()]
+
+
+def _is_binding_array(f: Form) -> bool:
+    return (
+        isinstance(f, Arr)
+        and len(f.items) % 2 == 0
+        and len(f.items) > 0
+        and all(isinstance(x, Sym) for x in f.items[::2])
+    )
+
+
+@special("loop")
+def loop_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    """`(loop body...)` forever until `(break [v])`; `(loop [x e ...] body)` rebinds
+    x to e at the top of every iteration."""
+    ch = list(form.children)
+    result = c.temp("loop") if value else None
+    ctx = LoopCtx(result)
+    c.fn.loops.append(ctx)
+    try:
+        with c.block():
+            stmts: list[ast.stmt] = []
+            if ch and _is_binding_array(ch[0]):
+                binds = ch.pop(0).items  # type: ignore[attr-defined]
+                for name, init in zip(binds[::2], binds[1::2]):
+                    res = c.compile(init)
+                    stmts.extend(res.stmts)
+                    stmts.extend(c.store_ref(c.declare(name.name), res.expr))
+            for f in ch:
+                stmts.extend(c.stmts(f))
+    finally:
+        c.fn.loops.pop()
+    loop = ast.While(test=const(True), body=stmts or [ast.Pass()], orelse=[])
+    if result is None:
+        return Result([loop], const(None))
+    return Result([assign(result, const(None)), loop], load(result))
+
+
+@special("while")
+def while_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    if not form.children:
+        raise syntax_error(form, "while expects (while cond body...)")
+    cond = c.compile(form.children[0])
+    test = c.truth(cond)
+    ctx = LoopCtx(None)
+    if not cond.stmts:
+        body = _loop_body(c, form.children[1:], ctx)
+        return Result([ast.While(test=test, body=body, orelse=[])], const(None))
+    exit_ = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=test), body=[ast.Break()], orelse=[])
+    body = _loop_body(c, form.children[1:], ctx, [*cond.stmts, exit_])
+    return Result([ast.While(test=const(True), body=body, orelse=[])], const(None))
+
+
+@special("repeat")
+def repeat_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    if not form.children:
+        raise syntax_error(form, "repeat expects (repeat n body...)")
+    n = c.compile(form.children[0])
+    stmts, count = c.to_temp(n)
+    props = dict(form.props)
+    pre: list[ast.stmt] = []
+    idx = c.temp("i")
+    with c.block():
+        if "total" in props and isinstance(props["total"], Sym):
+            stmts.extend(c.store_ref(c.declare(props["total"].name), count))
+        if "index" in props and isinstance(props["index"], Sym):
+            pre = c.store_ref(c.declare(props["index"].name), load(idx))
+        body = _loop_body(c, form.children[1:], LoopCtx(None), pre)
+    it = ast.Call(func=helper("range"), args=[hcall("as_count", count)], keywords=[])
+    stmts.append(ast.For(target=store(idx), iter=it, body=body, orelse=[]))
+    return Result(stmts, const(None))
+
+
+@special("for")
+def for_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    ch = form.children
+    if len(ch) < 3 or sym_name(ch[1]) != "in":
+        raise syntax_error(form, "for expects (for x in coll body...) or (for [k v] in coll body...)")
+    pattern = ch[0]
+    coll = c.compile(ch[2])
+    with c.block():
+        if isinstance(pattern, Sym):
+            t = c.temp("x")
+            target: ast.expr = store(t)
+            pre = c.store_ref(c.declare(pattern.name), load(t))
+            it = hcall("iter_values", coll.expr)
+        elif isinstance(pattern, Arr) and len(pattern.items) == 2 and all(isinstance(p, Sym) for p in pattern.items):
+            t1, t2 = c.temp("k"), c.temp("v")
+            target = ast.Tuple(elts=[store(t1), store(t2)], ctx=ast.Store())
+            pre = [
+                *c.store_ref(c.declare(pattern.items[0].name), load(t1)),  # type: ignore[attr-defined]
+                *c.store_ref(c.declare(pattern.items[1].name), load(t2)),  # type: ignore[attr-defined]
+            ]
+            it = hcall("iter_pairs", coll.expr)
+        else:
+            raise syntax_error(pattern, "for expects a name or [k v] before in")
+        body = _loop_body(c, ch[3:], LoopCtx(None), pre)
+    return Result([*coll.stmts, ast.For(target=target, iter=it, body=body, orelse=[])], const(None))
+
+
+@special("break")
+def break_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    if not c.fn.loops:
+        raise syntax_error(form, "break outside a loop")
+    ctx = c.fn.loops[-1]
+    stmts: list[ast.stmt] = []
+    if form.children:
+        res = c.compile(form.children[0])
+        stmts.extend(res.stmts)
+        if ctx.result is not None:
+            stmts.append(assign(ctx.result, res.expr))
+        else:
+            stmts.append(ast.Expr(value=res.expr))
+    stmts.append(ast.Break())
+    return Result(stmts, const(None))
+
+
+@special("continue")
+def continue_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    if not c.fn.loops:
+        raise syntax_error(form, "continue outside a loop")
+    return Result([ast.Continue()], const(None))
+
+
+@special("return")
+def return_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    if c.fn.is_module:
+        raise syntax_error(form, "return outside a function")
+    res = c.compile(form.children[0]) if form.children else pure(const(None))
+    return Result([*res.stmts, ast.Return(value=res.expr)], const(None))
+
+
+# ---------------------------------------------------------------- case and match
+
+
+@special("case")
+def case_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    """`(case v when x body... when [a b] body... else body...)`."""
+    ch = list(form.children)
+    if not ch:
+        raise syntax_error(form, "case expects (case value when x body... else body...)")
+    subject = c.compile(ch[0])
+    stmts, v = c.to_temp(subject)
+    whens: list[tuple[Form, list[Form]]] = []
+    else_body: list[Form] = []
+    i = 1
+    while i < len(ch):
+        kw = sym_name(ch[i])
+        if kw == "when" and i + 1 < len(ch):
+            pat = ch[i + 1]
+            j = i + 2
+            while j < len(ch) and sym_name(ch[j]) not in ("when", "else"):
+                j += 1
+            whens.append((pat, ch[i + 2 : j]))
+            i = j
+        elif kw == "else":
+            else_body = ch[i + 1 :]
+            break
+        else:
+            raise syntax_error(ch[i], "case expects when or else here")
+    res = _case_chain(c, v, whens, else_body, value)
+    return Result(stmts + res.stmts, res.expr)
+
+
+def _case_chain(c: Compiler, v: ast.expr, whens: list[tuple[Form, list[Form]]], else_body: list[Form], value: bool) -> Result:
+    if not whens:
+        with c.block():
+            return c.body(else_body, value)
+    pat, body = whens[0]
+    pres = c.compile(pat)
+    test = hcall("case_matches", v, pres.expr)
+    with c.block():
+        then = c.body(body, value)
+    other = _case_chain(c, v, whens[1:], else_body, value)
+    t = c.temp()
+    node = ast.If(test=test, body=[*then.stmts, assign(t, then.expr)], orelse=[*other.stmts, assign(t, other.expr)])
+    return Result([*pres.stmts, node], load(t))
+
+
+@special("match")
+def match_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    """`(match x v)` binds x; `(match [a b] arr)` destructures (nested, `rest...`)."""
+    if len(form.children) != 2:
+        raise syntax_error(form, "match expects (match pattern value)")
+    res = c.compile(form.children[1])
+    stmts, v = c.to_temp(res)
+    stmts.extend(bind_pattern(c, form.children[0], v))
+    return Result(stmts, v)
+
+
+def bind_pattern(c: Compiler, pattern: Form, v: ast.expr) -> list[ast.stmt]:
+    """Statements binding the names in `pattern` (a name or nested array) from `v`."""
+    if isinstance(pattern, Sym):
+        if pattern.name == "_":
+            return []
+        return c.store_ref(c.declare(pattern.name), v)
+    if not isinstance(pattern, Arr):
+        raise syntax_error(pattern, "a pattern is a name or an array of patterns")
+    out: list[ast.stmt] = []
+    for i, p in enumerate(pattern.items):
+        if isinstance(p, Sym) and p.name.endswith("...") and len(p.name) > 3:
+            out.extend(c.store_ref(c.declare(p.name[:-3]), hcall("rest_from", v, const(i))))
+            break
+        item = hcall("get_member", v, const(i)) if not isinstance(p, Arr) else None
+        if item is None:
+            t = c.temp()
+            out.append(assign(t, hcall("get_member", v, const(i))))
+            out.extend(bind_pattern(c, p, load(t)))
+        else:
+            out.extend(bind_pattern(c, p, item))
+    return out
+
+
+# ---------------------------------------------------------------- eval and friends
+
+
+def visible_locals(c: Compiler) -> ast.Dict:
+    """`{gene name: value}` of every lexical variable visible here (for eval)."""
+    names: dict[str, str] = {}
+    scopes = []
+    scope = c.fn
+    while scope is not None:
+        scopes.append(scope)
+        scope = scope.parent  # type: ignore[assignment]
+    for s in reversed(scopes):
+        if s.is_module:
+            continue
+        for block in s.blocks:
+            names.update(block)
+    return ast.Dict(keys=[const(k) for k in names], values=[load(v) for v in names.values()])
+
+
+@special("eval")
+def eval_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    stmts, exprs = c.seq([c.compile(f) for f in form.children])
+    env = hcall("CallerEnv", helper("env"), visible_locals(c))
+    return Result(stmts, hcall("eval_values", env, ast.List(elts=exprs, ctx=ast.Load())))
+
+
+@special("$set")
+def set_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    if len(form.children) != 3:
+        raise syntax_error(form, "$set expects ($set target @key value)")
+    stmts, exprs = c.seq([c.compile(f) for f in form.children])
+    return Result(stmts, hcall("set_selected", *exprs))
+
+
+@special("$with", "$tap")
+def with_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    """`($with v body...)` runs body with self = v; `$tap` returns v instead."""
+    if not form.children:
+        raise syntax_error(form, f"{sym_name(form.head)} expects a value and a body")
+    res = c.compile(form.children[0])
+    t = c.temp("self")
+    saved = c.fn.self_name
+    c.fn.self_name = t
+    try:
+        body = c.body(form.children[1:], value)
+    finally:
+        c.fn.self_name = saved
+    stmts = [*res.stmts, assign(t, res.expr)]
+    if sym_name(form.head) == "$tap":
+        return Result(stmts + c.discard(body), load(t))
+    return Result(stmts + body.stmts, body.expr)
+
+
+__all__ = ["NIL"]
+
+
+@special("$render")
+def render_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    """`($render :(f %x %(g y)))`: the quoted template with each `%e` replaced by the
+    value of e (`%_e` evaluates e and drops it)."""
+    from gene_jit.frontend.forms import Quote
+
+    if len(form.children) != 1 or not isinstance(form.children[0], Quote):
+        raise syntax_error(form, "$render expects a quoted template: ($render :(f %x))")
+    return template(c, form.children[0].form)
+
+
+def template(c: Compiler, f: Form) -> Result:
+    from gene_jit.frontend.compiler_exprs import quote
+    from gene_jit.frontend.forms import MapF, Unquote
+
+    if isinstance(f, Unquote):
+        return c.compile(f.form)
+    if isinstance(f, Arr):
+        return _template_items(c, f.items)
+    if isinstance(f, MapF):
+        stmts, exprs = c.seq([template(c, v) for _, v in f.entries])
+        return Result(stmts, ast.Dict(keys=[const(k) for k, _ in f.entries], values=exprs))
+    if isinstance(f, GeneF):
+        head = template(c, f.head) if f.head is not None else pure(const(None))
+        props = [template(c, v) for _, v in f.props]
+        children = _template_items(c, f.children)
+        stmts, exprs = c.seq([head, *props, children])
+        pmap = ast.Dict(keys=[const(k) for k, _ in f.props], values=exprs[1:-1])
+        return Result(stmts, hcall("make_gene", exprs[0], pmap, exprs[-1]))
+    return quote(c, f)
+
+
+def _template_items(c: Compiler, forms: tuple[Form, ...]) -> Result:
+    from gene_jit.frontend.forms import Unquote
+
+    stmts: list[ast.stmt] = []
+    results: list[Result] = []
+    for f in forms:
+        if isinstance(f, Unquote) and f.discard:
+            stmts.extend(c.stmts(f.form))
+            continue
+        results.append(template(c, f))
+    s2, exprs = c.seq(results)
+    return Result(stmts + s2, ast.List(elts=exprs, ctx=ast.Load()))

@@ -1,0 +1,135 @@
+"""Calls in the IR builder: other Gene functions (direct native calls, typed by building
+the callee for the argument types) and the builtins tier 1 knows natively (math, `len`,
+`get`, number conversions). Anything else called by name stays in tier 0, with the name
+in the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gene_jit.frontend.forms import GeneF, Span, Sym
+from gene_jit.ir import types as T
+from gene_jit.ir.build_exprs import expr, load, to_f64
+from gene_jit.ir.builder import FnBuilder, NotTypeable
+from gene_jit.ir.nodes import Op, Value
+
+FLOAT_MATH = {"sqrt", "exp", "log", "sin", "cos", "tan"}
+
+
+def call(b: FnBuilder, name: str, form: GeneF) -> Value:
+    if b.lookup(name) is not None:
+        raise NotTypeable(f"calls local value {name}", form.span)
+    target = b.program.resolve(name, b.key)
+    if target is None:
+        raise NotTypeable(f"calls {name}, which tier 1 cannot type", form.span)
+    if isinstance(target, str):
+        handler = BUILTIN_CALLS.get(target)
+        if handler is None:
+            raise NotTypeable(f"calls builtin {name}", form.span)
+        return handler(b, form)
+    args = [b.typed(expr(b, k), k.span) for k in form.children]
+    sig = tuple(a.type for a in args)
+    ir_name, ret = b.program.callee(target, sig, form.span)
+    b.fn.callees.add(ir_name)
+    return b.emit(Op.CALL, tuple(args), ret, attr=ir_name, span=form.span)
+
+
+def _args(b: FnBuilder, form: GeneF, n: int | None = None) -> list[Value]:
+    if n is not None and len(form.children) != n:
+        raise NotTypeable(f"{_name(form)} with {len(form.children)} arguments", form.span)
+    return [b.typed(expr(b, k), k.span) for k in form.children]
+
+
+def _name(form: GeneF) -> str:
+    return form.head.name if isinstance(form.head, Sym) else "?"
+
+
+def _num(v: Value, form: GeneF) -> Value:
+    if not v.type.is_numeric:
+        raise NotTypeable(f"{_name(form)} of a {v.type}", form.span)
+    return v
+
+
+def float_math(b: FnBuilder, form: GeneF) -> Value:
+    (x,) = _args(b, form, 1)
+    return b.emit(Op.MATH, (to_f64(b, _num(x, form), form.span),), T.F64, attr=_name(form), span=form.span)
+
+
+def pow_call(b: FnBuilder, form: GeneF) -> Value:
+    x, y = _args(b, form, 2)
+    if _num(x, form).type == T.I64 and _num(y, form).type == T.I64:
+        raise NotTypeable("pow of two ints (int or float result) is left to tier 0", form.span)
+    sp = form.span
+    return b.emit(Op.MATH, (to_f64(b, x, sp), to_f64(b, y, sp)), T.F64, attr="pow", span=sp)
+
+
+def abs_call(b: FnBuilder, form: GeneF) -> Value:
+    (x,) = _args(b, form, 1)
+    return b.emit(Op.MATH, (_num(x, form),), x.type, attr="abs", span=form.span)
+
+
+def extreme(b: FnBuilder, form: GeneF) -> Value:
+    args = _args(b, form)
+    if len(args) < 2 or len({a.type for a in args}) != 1 or not args[0].type.is_numeric:
+        raise NotTypeable(f"{_name(form)} needs 2+ numbers of one type here", form.span)
+    acc = args[0]
+    for y in args[1:]:
+        acc = b.emit(Op.MATH, (acc, y), acc.type, attr=_name(form), span=form.span)
+    return acc
+
+
+def rounding(b: FnBuilder, form: GeneF) -> Value:
+    (x,) = _args(b, form, 1)
+    if _num(x, form).type == T.I64:
+        return x
+    name = _name(form)
+    op = {"to_i": "trunc", "int": "trunc", "to-i": "trunc"}.get(name, name)
+    return b.emit(Op.MATH, (x,), T.I64, attr=op, span=form.span)
+
+
+def to_float(b: FnBuilder, form: GeneF) -> Value:
+    (x,) = _args(b, form, 1)
+    return to_f64(b, _num(x, form), form.span)
+
+
+def length(b: FnBuilder, form: GeneF) -> Value:
+    (a,) = _args(b, form, 1)
+    if a.type.kind is not T.Kind.ARRAY:
+        raise NotTypeable(f"len of a {a.type}", form.span)
+    return b.emit(Op.LEN, (a,), T.I64, attr=0, span=form.span)
+
+
+def get_call(b: FnBuilder, form: GeneF) -> Value:
+    if len(form.children) != 2:
+        raise NotTypeable("get with a default", form.span)
+    coll, idx = form.children
+    if isinstance(coll, GeneF) and isinstance(coll.head, Sym) and coll.head.name == "get" \
+            and len(coll.children) == 2 and b.lookup("get") is None:
+        base = b.typed(expr(b, coll.children[0]), coll.span)
+        if base.type.kind is T.Kind.ARRAY and base.type.ndim == 2:
+            i = b.typed(expr(b, coll.children[1]), coll.span)
+            j = b.typed(expr(b, idx), form.span)
+            return load(b, base, [i, j], form.span)
+        raise NotTypeable(f"get of an element of a {base.type}", form.span)
+    arr = b.typed(expr(b, coll), form.span)
+    i = b.typed(expr(b, idx), form.span)
+    return load(b, arr, [i], form.span)
+
+
+def io_call(b: FnBuilder, form: GeneF) -> Value:
+    raise NotTypeable(f"calls {_name(form)} (I/O)", form.span)
+
+
+BUILTIN_CALLS: dict[str, Callable[[FnBuilder, GeneF], Value]] = {
+    **{n: float_math for n in FLOAT_MATH},
+    "pow": pow_call, "abs": abs_call, "min": extreme, "max": extreme,
+    "floor": rounding, "ceil": rounding, "to_i": rounding, "int": rounding, "to-i": rounding,
+    "to_f": to_float, "float": to_float, "to-f": to_float,
+    "len": length, "size": length, "length": length, "get": get_call,
+    "print": io_call, "println": io_call,
+}
+
+
+def builtin_span(form: GeneF) -> Span:
+    return form.span

@@ -1,0 +1,120 @@
+"""Program: builds the IR functions of one compilation unit.
+
+A unit is a root Gene function at one signature plus every Gene function it calls, each
+at the signatures it is called with (callees are emitted into the same LLVM module so
+LLVM can inline them). Names are resolved through a `Resolver` that the JIT provides:
+a name is a Gene function (`FnSource`), a builtin tier 1 knows (its Gene name), or
+unknown. Recursive calls get an assumed return type; a function whose real return type
+differs is rebuilt with the corrected assumption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gene_jit.frontend.forms import GeneF, Span
+from gene_jit.ir import types as T
+from gene_jit.ir.builder import FnBuilder, NotTypeable, fn_parts, sig_code
+from gene_jit.ir.nodes import Function, Unit
+
+
+@dataclass(frozen=True)
+class FnSource:
+    """A Gene function as the builder sees it: its key, name, form and parameters."""
+
+    key: Any
+    name: str
+    form: GeneF
+    params: tuple[str, ...]
+    body: tuple[Any, ...]
+
+    @staticmethod
+    def from_form(key: Any, form: GeneF) -> FnSource:
+        name, params, body = fn_parts(form)
+        return FnSource(key, name, form, tuple(params), body)
+
+
+class Resolver(Protocol):
+    def resolve(self, name: str, key: Any) -> FnSource | str | None: ...
+
+
+MAX_DEPTH = 32  # callee nesting; deeper programs stay in tier 0
+
+
+class Program:
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.functions: dict[str, Function] = {}
+        self._building: dict[tuple[Any, tuple[T.Type, ...]], T.Type | None] = {}
+        self._guessed: dict[tuple[Any, tuple[T.Type, ...]], T.Type] = {}
+
+    def resolve(self, name: str, key: Any) -> FnSource | str | None:
+        return self.resolver.resolve(name, key)
+
+    def is_builtin(self, name: str, key: Any) -> bool:
+        return self.resolver.resolve(name, key) == name
+
+    def ir_name(self, src: FnSource, sig: tuple[T.Type, ...]) -> str:
+        return f"{src.name}__{sig_code(sig)}"
+
+    def callee(self, src: FnSource, sig: tuple[T.Type, ...], span: Span) -> tuple[str, T.Type]:
+        """The IR name and return type of `src` called with `sig`, building it if new."""
+        if len(sig) != len(src.params):
+            raise NotTypeable(f"{src.name} called with {len(sig)} arguments, takes {len(src.params)}", span)
+        k = (src.key, sig)
+        name = self.ir_name(src, sig)
+        if k in self._building:
+            guess = self._building[k] or T.I64
+            self._guessed[k] = guess
+            return name, guess
+        fn = self.functions.get(name)
+        if fn is None:
+            if len(self._building) >= MAX_DEPTH:
+                raise NotTypeable("calls nest too deeply", span)
+            fn = self.build(src, sig)
+        return fn.name, fn.ret
+
+    def build(self, src: FnSource, sig: tuple[T.Type, ...]) -> Function:
+        k = (src.key, sig)
+        guess: T.Type | None = None
+        for _ in range(4):
+            before = set(self.functions)
+            self._building[k] = guess
+            self._guessed.pop(k, None)
+            try:
+                builder = FnBuilder(self, src.key, src.name, src.form, list(src.params), sig, guess)
+                fn = builder.build(src.body)
+            finally:
+                del self._building[k]
+            used = self._guessed.pop(k, None)
+            if used is None or used == fn.ret:
+                self.functions[fn.name] = fn
+                return fn
+            for stale in set(self.functions) - before:  # built on a wrong assumption
+                del self.functions[stale]
+            guess = fn.ret
+        raise NotTypeable(f"the return type of {src.name} does not settle")
+
+    def unit(self, root: Function) -> Unit:
+        """The unit of `root`: it and every function it reaches."""
+        unit = Unit(root)
+        todo = [root]
+        while todo:
+            fn = todo.pop()
+            if fn.name in unit.functions:
+                continue
+            unit.functions[fn.name] = fn
+            todo.extend(self.functions[c] for c in fn.callees if c in self.functions)
+        return unit
+
+
+def build_unit(src: FnSource, sig: tuple[T.Type, ...], resolver: Resolver) -> Unit:
+    """Build, verify and return the unit for `src` at `sig` (raises NotTypeable)."""
+    from gene_jit.ir.verifier import verify_unit
+
+    if len(sig) != len(src.params):
+        raise NotTypeable(f"{src.name} takes {len(src.params)} arguments, got {len(sig)}")
+    program = Program(resolver)
+    root = program.build(src, sig)
+    return verify_unit(program.unit(root))

@@ -1,0 +1,408 @@
+"""The Gene names of the LLM library: the `model/*` and `tokenizer/*` namespaces, and the
+top-level builtins listed in `gene_jit.runtime.libraries.LLAMA_BUILTINS` (generate-text,
+tokenize, decode, generate-with-grammar, generate-json, batch-generate, chat-session, ...).
+
+Each function takes Gene values (lists, str-keyed dicts, Symbols) and keyword arguments
+with underscores (`:top-k 40` arrives as `top_k=40`), and raises `GeneError`s for misuse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from gene_jit.llama import model as _model
+from gene_jit.llama.batch import batch_generate as _batch_generate
+from gene_jit.llama.chat_template import format_qa
+from gene_jit.llama.embed import embed as _embed
+from gene_jit.llama.embed import find_similar as _find_similar
+from gene_jit.llama.embed import hidden_states, pool
+from gene_jit.llama.errors import GrammarError, LlamaError
+from gene_jit.llama.generate import Generation, Sampling, fit_prompt
+from gene_jit.llama.grammar import check_against_schema, json_grammar, schema_to_gbnf
+from gene_jit.llama.model import Model, current_model
+from gene_jit.llama.session import ChatSession, format_chat_prompt
+from gene_jit.runtime.registry import BUILTINS, builtin
+from gene_jit.runtime.values import Symbol
+
+# `EOS` in Gene: what `get-next-token` returns at the end of generation.
+EOS = Symbol("EOS")
+BUILTINS["EOS"] = EOS  # a value, not a lazily imported function
+
+_tokenizer: Tokenizer | None = None  # the most recently created tokenizer
+
+
+class Tokenizer:
+    """A model's vocabulary (`tokenizer/create`)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.n_vocab
+
+    def encode(self, text: Any, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        if not isinstance(text, str):
+            raise LlamaError(f"tokenize needs a string, got {text!r}")
+        return self.model.tokenize(text, add_special=bool(add_special), parse_special=bool(parse_special))
+
+    def decode(self, tokens: Any, remove_special: bool = False, unparse_special: bool = False) -> str:
+        if tokens is EOS:
+            return ""
+        return self.model.detokenize(tokens, bool(remove_special), bool(unparse_special))
+
+    def __repr__(self) -> str:
+        return f"<tokenizer {self.model.path.name} ({self.model.n_vocab} tokens)>"
+
+
+def _as_model(value: Any) -> Model:
+    if isinstance(value, Model):
+        return value
+    if isinstance(value, Tokenizer):
+        return value.model
+    if isinstance(value, ChatSession):
+        return value.model
+    raise LlamaError(f"expected a model (from model/create), got {value!r}")
+
+
+def _current_tokenizer() -> Tokenizer:
+    return _tokenizer if _tokenizer is not None else Tokenizer(current_model())
+
+
+def _to_tensor(arr: np.ndarray) -> Any:
+    try:
+        from gene_jit.tensor import Tensor
+    except ImportError:
+        return arr
+    return Tensor.from_numpy(arr)
+
+
+# ---------------------------------------------------------------- model/*
+
+
+@builtin("create", ns="model")
+def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Model:
+    allowed = {"n_ctx", "threads", "device", "gpu_layers", "seed", "progress"}
+    unknown = set(kw) - allowed
+    if unknown:
+        names = ", ".join(":" + k.replace("_", "-") for k in sorted(unknown))
+        raise LlamaError(f"model/create does not take {names}")
+    return Model(name_or_path, fmt, **kw)
+
+
+@builtin("info", ns="model")
+def model_info(model: Any = None) -> dict[str, Any]:
+    return _as_model(model or current_model()).info()
+
+
+@builtin("forward", ns="model")
+def model_forward(model: Any, tokens: Any, all: bool = False) -> Any:
+    """Logits after `tokens`: of the last position (n_vocab,) or of all (n_tokens, n_vocab)."""
+    m = _as_model(model)
+    toks = m.check_tokens(tokens)
+    if not toks:
+        raise LlamaError("model/forward needs at least one token")
+    ctx = m.ctx
+    with ctx.lock:
+        if all:
+            ctx.clear()
+            rows = []
+            for start in range(0, len(toks), ctx.n_batch):
+                chunk = toks[start : start + ctx.n_batch]
+                ctx.feed(0, chunk, logits_all=True)
+                rows.extend(_logits(m, ctx, i) for i in range(len(chunk)))
+                idx = len(chunk) - 1
+            out = np.stack(rows)
+        else:
+            idx = ctx.prefill(0, toks)
+            out = _logits(m, ctx, idx)
+        ctx.owner = None
+    m.last_stream = _Stepper(m, toks, idx)
+    return _to_tensor(out)
+
+
+def _logits(m: Model, ctx: Any, index: int) -> np.ndarray:
+    import ctypes
+
+    row = (ctypes.c_float * m.n_vocab).from_address(ctx.logits_ptr(index))
+    return np.frombuffer(row, dtype=np.float32).copy()
+
+
+@builtin("get-hidden-states", ns="model")
+def model_hidden_states(model: Any, tokens: Any, pool_mean: bool = False, normalize: bool = False) -> Any:
+    m = _as_model(model)
+    if isinstance(tokens, str):
+        tokens = m.tokenize(tokens)
+    states = hidden_states(m, tokens)
+    return _to_tensor(pool(states, normalize) if pool_mean else states)
+
+
+@builtin("embed", ns="model")
+def model_embed(model: Any, text: Any, normalize: bool = True) -> Any:
+    if not isinstance(text, str):
+        raise LlamaError(f"model/embed needs a string, got {text!r}")
+    return _to_tensor(_embed(_as_model(model), text, bool(normalize)))
+
+
+@builtin("generate", ns="model")
+def model_generate(model: Any, prompt: Any, n: Any = 128, **kw: Any) -> Any:
+    return generate_text(model, prompt, n, **kw)
+
+
+@builtin("stats", ns="model")
+def model_stats(model: Any = None) -> dict[str, Any] | None:
+    stats = _as_model(model or current_model()).last_stats
+    return None if stats is None else stats.as_map()
+
+
+@builtin("close", ns="model")
+def model_close(model: Any) -> None:
+    _as_model(model).close()
+
+
+# ---------------------------------------------------------------- tokenizer/*
+
+
+@builtin("create", ns="tokenizer")
+def tokenizer_create(source: Any = None) -> Tokenizer:
+    """A tokenizer for a model, or for the loaded model given its vocabulary size."""
+    global _tokenizer
+    if source is None or isinstance(source, int) and not isinstance(source, bool):
+        if _model._current is None:
+            raise LlamaError(
+                "no model is loaded: create one first, e.g. (var model (model/create \"default\")), "
+                "then (tokenizer/create model)"
+            )
+        m = _model._current
+        if source is not None and source != m.n_vocab:
+            raise LlamaError(
+                f"(tokenizer/create {source}): the loaded model {m.path.name} has a vocabulary "
+                f"of {m.n_vocab} tokens, not {source}; use (tokenizer/create model)"
+            )
+    else:
+        m = _as_model(source)
+    _tokenizer = Tokenizer(m)
+    return _tokenizer
+
+
+@builtin("encode", ns="tokenizer")
+def tokenizer_encode(tok: Any, text: Any, add_special: bool = True, parse_special: bool = False) -> list[int]:
+    return Tokenizer(_as_model(tok)).encode(text, add_special, parse_special)
+
+
+@builtin("decode", ns="tokenizer")
+def tokenizer_decode(tok: Any, tokens: Any, remove_special: bool = False, unparse_special: bool = False) -> str:
+    return Tokenizer(_as_model(tok)).decode(tokens, remove_special, unparse_special)
+
+
+@builtin("vocab-size", ns="tokenizer")
+def tokenizer_vocab_size(tok: Any = None) -> int:
+    return (_current_tokenizer() if tok is None else Tokenizer(_as_model(tok))).vocab_size
+
+
+@builtin("bos", ns="tokenizer")
+def tokenizer_bos(tok: Any = None) -> int:
+    return (_current_tokenizer().model if tok is None else _as_model(tok)).bos
+
+
+@builtin("eos", ns="tokenizer")
+def tokenizer_eos(tok: Any = None) -> int:
+    return (_current_tokenizer().model if tok is None else _as_model(tok)).eos
+
+
+@builtin("eog?", ns="tokenizer")
+def tokenizer_is_eog(tok: Any, token: Any = None) -> bool:
+    if token is None:
+        return _current_tokenizer().model.is_eog(int(tok))
+    return _as_model(tok).is_eog(int(token))
+
+
+# ---------------------------------------------------------------- top level
+
+
+def tokenize(a: Any, b: Any = None, add_special: bool = True, parse_special: bool = False) -> list[int]:
+    """`(tokenize text)` with the current tokenizer, or `(tokenize model text)`."""
+    tok = _current_tokenizer() if b is None else Tokenizer(_as_model(a))
+    return tok.encode(a if b is None else b, add_special, parse_special)
+
+
+def decode(a: Any, b: Any = None, remove_special: bool = False, unparse_special: bool = False) -> str:
+    """`(decode tokens)` (a list or a single token) or `(decode model tokens)`."""
+    if b is None:
+        return _current_tokenizer().decode(a, remove_special, unparse_special)
+    return Tokenizer(_as_model(a)).decode(b, remove_special, unparse_special)
+
+
+def _split_model(model: Any, prompt: Any, n: Any) -> tuple[Model, str, int]:
+    if isinstance(model, str):  # (generate-text "prompt" 50) uses the current model
+        model, prompt, n = current_model(), model, prompt if prompt is not None else n
+    m = _as_model(model)
+    if not isinstance(prompt, str):
+        raise LlamaError(f"the prompt must be a string, got {prompt!r}")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise LlamaError(f"the number of tokens must be an integer, got {n!r}")
+    return m, prompt, n
+
+
+def _generation(m: Model, prompt: str, n: int, kw: dict[str, Any]) -> Generation:
+    on_token = kw.pop("on_token", None)
+    stops = kw.pop("stop", None) or []
+    if isinstance(stops, str):
+        stops = [stops]
+    truncate = bool(kw.pop("truncate", False))
+    unknown = set(kw) - {"temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+                         "repeat_last_n", "seed", "grammar", "json_schema"}
+    if unknown:
+        names = ", ".join(":" + k.replace("_", "-") for k in sorted(unknown))
+        raise LlamaError(f"generate-text does not take {names}")
+    sampling = Sampling.from_kwargs(m, kw)
+    ctx = m.ctx
+    tokens = fit_prompt(m, m.tokenize(prompt, parse_special=True), n, ctx.n_ctx_seq, truncate)
+    if on_token is not None and not callable(on_token):
+        raise LlamaError(":on-token must be a function")
+    return Generation(m, ctx, tokens, n, sampling, [str(s) for s in stops], on_token=on_token)
+
+
+def generate_text(model: Any, prompt: Any = None, n: Any = 128, stream: bool = False, **kw: Any) -> Any:
+    """Generate up to `n` tokens; with `:stream true` a lazy sequence of text chunks."""
+    m, text, count = _split_model(model, prompt, n)
+    gen = _generation(m, text, count, kw)
+    return gen if stream else gen.run()
+
+
+def generate_stream(model: Any, prompt: Any = None, n: Any = 128, **kw: Any) -> Generation:
+    return generate_text(model, prompt, n, stream=True, **kw)
+
+
+def generate_with_grammar(model: Any, prompt: Any, grammar: Any, n: Any = 256, **kw: Any) -> str:
+    kw["grammar"] = grammar
+    return str(generate_text(model, prompt, n, **kw))
+
+
+def _bounded(schema: Any) -> Any:
+    """The schema with length limits on strings and arrays and no extra object keys where
+    it sets none: every output still satisfies the original, and generation must end."""
+    if not isinstance(schema, Mapping):
+        return schema
+    out = {k: _bounded(v) if k != "enum" else v for k, v in schema.items()}
+    if isinstance(out.get("properties"), Mapping):
+        out["properties"] = {k: _bounded(v) for k, v in out["properties"].items()}
+    kind = out.get("type")
+    if kind == "string" and "maxLength" not in out and "enum" not in out and "pattern" not in out:
+        out["maxLength"] = 200
+    if kind == "array" and "maxItems" not in out:
+        out["maxItems"] = 16
+    if kind == "object" and "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def generate_json(model: Any, prompt: Any, schema: Any = None, n: Any = 512, **kw: Any) -> Any:
+    """Generate JSON that satisfies `schema` (a Gene map) and return it parsed."""
+    from gene_jit.llama.grammar import _plain
+
+    plain = _plain(schema) if schema is not None else {"type": "object"}
+    if not isinstance(plain, Mapping):
+        raise GrammarError("generate-json needs the schema as a map")
+    kw.setdefault("temperature", 0.0)
+    kw["grammar"] = schema_to_gbnf(_bounded(plain))
+    m, text, count = _split_model(model, prompt, n)
+    gen = _generation(m, text, count, kw)
+    out = gen.run()
+    if gen.stats.finish_reason == "length":
+        raise LlamaError(f"the model did not finish the JSON within {count} tokens (raise n)")
+    try:
+        value = json.loads(out, strict=False)  # raw control characters inside strings
+    except json.JSONDecodeError as exc:
+        raise LlamaError(f"the model's output is not JSON ({exc}): {out[:200]!r}") from exc
+    check_against_schema(value, plain)
+    return value
+
+
+def batch_generate(model: Any, prompts: Any, n: Any = 128, **kw: Any) -> list[str]:
+    m = _as_model(model)
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise LlamaError(f"the number of tokens must be an integer, got {n!r}")
+    return _batch_generate(m, prompts, n, kw)
+
+
+def format_chat_prompt_fn(history: Any, message: Any = None, model: Any = None) -> str:
+    m = current_model() if model is None else _as_model(model)
+    return format_chat_prompt(m, history, message)
+
+
+def format_qa_prompt(question: Any, context: Any = None) -> str:
+    return format_qa(str(question), context)
+
+
+def find_similar(items: Any, query: Any, k: Any = 1, documents: Any = None, model: Any = None) -> list[Any]:
+    m = _model._current if model is None else _as_model(model)
+    if m is None and (isinstance(query, str) or any(isinstance(i, str) for i in items)):
+        m = current_model()
+    return _find_similar(m, items, query, k, documents)
+
+
+def chat_session(model: Any = None, system: Any = None, n_ctx: Any = None) -> ChatSession:
+    m = current_model() if model is None else _as_model(model)
+    return ChatSession(m, None if system is None else str(system), n_ctx)
+
+
+def chat_send(session: Any, message: Any, n: Any = 256, **kw: Any) -> str:
+    if not isinstance(session, ChatSession):
+        raise LlamaError(f"chat-send needs a chat session (from chat-session), got {session!r}")
+    return session.send(message, int(n), **kw)
+
+
+def chat_history(session: Any) -> list[dict[str, str]]:
+    if not isinstance(session, ChatSession):
+        raise LlamaError(f"chat-history needs a chat session, got {session!r}")
+    return session.history()
+
+
+class _Stepper:
+    """State of `get-next-token`: a sequence that grows one sampled token per call."""
+
+    def __init__(self, model: Model, tokens: list[int], idx: int, sampling: Sampling | None = None) -> None:
+        self.model, self.history, self.idx = model, list(tokens), idx
+        self.sampler = (sampling or Sampling(temperature=0.0)).build(model)
+        self.ended = False
+
+    def next(self) -> Any:
+        if self.ended:
+            return EOS
+        from gene_jit.llama import bindings
+
+        ctx = self.model.ctx
+        with ctx.lock:
+            if ctx.owner is not self:
+                self.idx = ctx.prefill(0, self.history)
+                ctx.owner = self
+            tok = int(bindings.lib().llama_sampler_sample(self.sampler.ptr, ctx.ptr, self.idx))
+            if self.model.is_eog(tok) or len(self.history) + 1 >= ctx.n_ctx_seq:
+                self.ended = True
+                return EOS
+            self.history.append(tok)
+            self.idx = ctx.feed(0, [tok])
+        return tok
+
+
+def get_next_token(model: Any = None, prompt: Any = None, **kw: Any) -> Any:
+    """The next token of the model's current sequence (set by `model/forward`, or by
+    passing a prompt here); `EOS` when the model ends it."""
+    m = current_model() if model is None else _as_model(model)
+    if prompt is not None:
+        tokens = m.tokenize(str(prompt), parse_special=True) if isinstance(prompt, str) else m.check_tokens(prompt)
+        with m.ctx.lock:
+            idx = m.ctx.prefill(0, tokens)
+        m.last_stream = _Stepper(m, tokens, idx, Sampling.from_kwargs(m, kw) if kw else None)
+        m.ctx.owner = m.last_stream
+    if m.last_stream is None:
+        raise LlamaError("get-next-token needs a prompt: (get-next-token model \"text\") or run model/forward first")
+    return m.last_stream.next()
+
+
+json_grammar_value = json_grammar

@@ -1,0 +1,291 @@
+"""Text generation: libllama's native sampler chain, the token loop, streaming text that
+never splits a UTF-8 character, stop strings, end-of-generation tokens and context shift.
+
+Sampling stays inside libllama (`llama_sampler_sample` reads the logits where they are),
+so a generated token costs one `llama_decode` plus a few small calls, with no per-token
+copy of the logits into Python.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gene_jit.llama import bindings
+from gene_jit.llama.bindings import SamplerHandle
+from gene_jit.llama.errors import ContextFullError, GrammarError, LlamaError
+from gene_jit.llama.grammar import grammar_text, schema_to_gbnf
+
+if TYPE_CHECKING:
+    from gene_jit.llama.model import Context, Model
+
+
+@dataclass
+class Sampling:
+    """Sampling settings (`generate-text` keyword arguments); temperature 0 is greedy."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int | None = None
+    grammar: str | None = None
+
+    @classmethod
+    def from_kwargs(cls, model: Model, kw: dict[str, Any]) -> Sampling:
+        s = cls(seed=model.seed)
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
+            if kw.get(name) is not None:
+                setattr(s, name, _number(name, kw[name]))
+        for name in ("top_k", "repeat_last_n", "seed"):
+            if kw.get(name) is not None:
+                setattr(s, name, int(_number(name, kw[name])))
+        if kw.get("grammar") is not None:
+            s.grammar = grammar_text(kw["grammar"])
+        if kw.get("json_schema") is not None:
+            s.grammar = schema_to_gbnf(kw["json_schema"])
+        return s
+
+    def build(self, model: Model) -> SamplerHandle:
+        """The libllama sampler chain for these settings (grammar first, as llama.cpp does)."""
+        raw = bindings.lib()
+        chain = SamplerHandle(raw.llama_sampler_chain_init(raw.llama_sampler_chain_default_params()), "sampler")
+        add = raw.llama_sampler_chain_add
+        if self.grammar is not None:
+            g = raw.llama_sampler_init_grammar(model.vocab, self.grammar, "root")
+            if not g:
+                raise GrammarError("the grammar does not parse as GBNF (GENE_LLAMA_LOG=1 shows where)")
+            add(chain.ptr, g)
+        if self.repeat_penalty != 1.0:
+            add(chain.ptr, raw.llama_sampler_init_penalties(self.repeat_last_n, self.repeat_penalty, 0.0, 0.0))
+        if self.temperature <= 0.0:
+            add(chain.ptr, raw.llama_sampler_init_greedy())
+            return chain
+        if self.top_k > 0:
+            add(chain.ptr, raw.llama_sampler_init_top_k(self.top_k))
+        if self.top_p < 1.0:
+            add(chain.ptr, raw.llama_sampler_init_top_p(self.top_p, 1))
+        if self.min_p > 0.0:
+            add(chain.ptr, raw.llama_sampler_init_min_p(self.min_p, 1))
+        add(chain.ptr, raw.llama_sampler_init_temp(self.temperature))
+        seed = bindings.DEFAULT_SEED if self.seed is None else self.seed & 0xFFFFFFFF
+        add(chain.ptr, raw.llama_sampler_init_dist(seed))
+        return chain
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LlamaError(f":{name.replace('_', '-')} must be a number, got {value!r}")
+    return float(value)
+
+
+class TextAssembler:
+    """Bytes of tokens in, text out: holds back incomplete UTF-8 characters and any tail
+    that could be the start of a stop string."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.stopped = False
+
+    def push(self, data: bytes) -> str:
+        self.pending += self.decoder.decode(data)
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        if not self.stopped:
+            self.pending += self.decoder.decode(b"", final=True)
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> str:
+        if self.stopped:
+            return ""
+        text = self.pending
+        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped = True
+            self.pending = ""
+            return text[: min(hits)]
+        hold = 0 if final else self._held_tail(text)
+        self.pending = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold]
+
+    def _held_tail(self, text: str) -> int:
+        best = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(text)), best, -1):
+                if text.endswith(stop[:k]):
+                    best = k
+                    break
+        return best
+
+
+@dataclass
+class Stats:
+    """What the last generation cost: tokens in the prompt, how many of them had to be
+    decoded (the rest came from the KV cache), tokens generated, and timings."""
+
+    prompt_tokens: int = 0
+    prompt_decoded: int = 0
+    generated: int = 0
+    prompt_seconds: float = 0.0
+    generate_seconds: float = 0.0
+    finish_reason: str = ""
+    shifted: int = 0
+    tokens: list[int] = field(default_factory=list)
+
+    def as_map(self) -> dict[str, Any]:
+        return {
+            "prompt-tokens": self.prompt_tokens,
+            "prompt-decoded": self.prompt_decoded,
+            "generated": self.generated,
+            "prompt-seconds": self.prompt_seconds,
+            "generate-seconds": self.generate_seconds,
+            "finish-reason": self.finish_reason,
+            "context-shifts": self.shifted,
+        }
+
+
+def fit_prompt(model: Model, tokens: list[int], n: int, n_ctx: int, truncate: bool) -> list[int]:
+    """The prompt tokens if they fit (leaving room to generate), else a clear error, or
+    an explicit truncation reported on stderr when `truncate` is true."""
+    room = n_ctx - min(max(n, 1), n_ctx // 2)
+    if len(tokens) <= room:
+        return tokens
+    if not truncate:
+        raise ContextFullError(
+            f"the prompt has {len(tokens)} tokens but the context holds {n_ctx} "
+            f"(with room for {min(n, n_ctx // 2)} generated tokens); shorten it, create the "
+            "model with a larger :n-ctx, or pass :truncate true to keep its end"
+        )
+    head = tokens[:1] if tokens and tokens[0] == model.bos else []
+    kept = head + tokens[len(tokens) - (room - len(head)) :]
+    print(
+        f"warning: prompt truncated from {len(tokens)} to {len(kept)} tokens to fit the context",
+        file=sys.stderr,
+    )
+    return kept
+
+
+class Generation:
+    """A generation in progress on one sequence of a context: an iterator of text chunks.
+
+    The context lock is taken for each step rather than for the whole generation, so that
+    a lazily consumed stream never blocks other users of the model; if another generation
+    used the sequence in between, the KV cache is restored from the token history.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        ctx: Context,
+        prompt_tokens: list[int],
+        n: int,
+        sampling: Sampling,
+        stops: list[str] | None = None,
+        seq: int = 0,
+        on_token: Callable[[str], Any] | None = None,
+    ) -> None:
+        if n < 0:
+            raise LlamaError(f"the number of tokens to generate must be >= 0, got {n}")
+        self.model, self.ctx, self.seq, self.n = model, ctx, seq, n
+        self.sampler = sampling.build(model)
+        self.text = TextAssembler(list(stops or []))
+        self.history = list(prompt_tokens)
+        self.stats = Stats(prompt_tokens=len(prompt_tokens))
+        self.on_token = on_token
+        self.done = False
+        self.parts: list[str] = []
+        self._idx = -1
+        self._prefill()
+
+    def _prefill(self) -> None:
+        t0 = time.perf_counter()
+        with self.ctx.lock:
+            self._idx = self.ctx.prefill(self.seq, self.history)
+            self.stats.prompt_decoded = self.ctx.last_decoded
+            self.ctx.owner = self
+        self.stats.prompt_seconds = time.perf_counter() - t0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        while not self.done:
+            chunk = self.step()
+            if chunk:
+                return chunk
+        raise StopIteration
+
+    def step(self) -> str:
+        """Sample one token and decode it; returns the text it completes (maybe "")."""
+        if self.done:
+            return ""
+        if self.stats.generated >= self.n:
+            return self._finish("length")
+        raw = bindings.lib()
+        t0 = time.perf_counter()
+        with self.ctx.lock:
+            if getattr(self.ctx, "owner", None) is not self:
+                self._idx = self.ctx.prefill(self.seq, self.history)
+                self.ctx.owner = self
+            tok = int(raw.llama_sampler_sample(self.sampler.ptr, self.ctx.ptr, self._idx))
+            if self.model.is_eog(tok):
+                self.stats.generate_seconds += time.perf_counter() - t0
+                return self._finish("stop")
+            self.stats.generated += 1
+            self.stats.tokens.append(tok)
+            self.history.append(tok)
+            if self.stats.generated < self.n:
+                self._advance(tok)
+        self.stats.generate_seconds += time.perf_counter() - t0
+        chunk = self.text.push(self.model.piece(tok))
+        if self.text.stopped:
+            self._emit(chunk)
+            self._finish("stop")
+            return chunk
+        self._emit(chunk)
+        if self.stats.generated >= self.n:
+            return chunk + self._finish("length")
+        return chunk
+
+    def _advance(self, tok: int) -> None:
+        ctx, seq = self.ctx, self.seq
+        if len(ctx.tokens[seq]) + 1 > ctx.n_ctx_seq:
+            n_keep = 1 if ctx.tokens[seq][:1] == [self.model.bos] else 0
+            if not ctx.shift(seq, n_keep):
+                raise ContextFullError(
+                    f"the context of {ctx.n_ctx_seq} tokens is full and this model's cache "
+                    "cannot shift; create the model with a larger :n-ctx"
+                )
+            self.stats.shifted += 1
+            self.history = list(ctx.tokens[seq])
+            self.history.append(tok)
+        self._idx = ctx.feed(seq, [tok])
+
+    def _emit(self, chunk: str) -> str:
+        if chunk:
+            self.parts.append(chunk)
+            if self.on_token is not None:
+                self.on_token(chunk)
+        return chunk
+
+    def _finish(self, reason: str) -> str:
+        self.done = True
+        self.stats.finish_reason = reason
+        self.model.last_stats = self.stats
+        self.sampler.close()
+        return self._emit(self.text.finish())
+
+    def run(self) -> str:
+        """Generate to the end and return the whole text."""
+        for _ in self:
+            pass
+        return "".join(self.parts)

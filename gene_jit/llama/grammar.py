@@ -1,0 +1,91 @@
+"""Constrained generation inputs: GBNF grammars, and JSON schemas converted to GBNF with
+llama-cpp-python's `json_schema_to_gbnf` (the converter llama.cpp itself ships).
+
+Grammars are checked by libllama when the sampler is built (a grammar that does not parse
+is a Gene error there); this module checks the Gene-level shapes and converts schemas.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gene_jit.llama.errors import GrammarError
+from gene_jit.runtime.values import Symbol
+
+
+def _plain(value: Any) -> Any:
+    """A Gene value as plain JSON data (symbols become their names)."""
+    if isinstance(value, Symbol):
+        return value.name
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def schema_to_gbnf(schema: Any) -> str:
+    """GBNF text for a JSON schema given as a Gene map or as JSON text."""
+    if isinstance(schema, str):
+        try:
+            schema_obj = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise GrammarError(f"the JSON schema is not valid JSON: {exc}") from exc
+    elif isinstance(schema, Mapping):
+        schema_obj = _plain(schema)
+    else:
+        raise GrammarError(f"a JSON schema must be a map or JSON text, got {type(schema).__name__}")
+    if not isinstance(schema_obj, dict):
+        raise GrammarError("a JSON schema must be an object")
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema_obj)))
+    except Exception as exc:  # the converter raises bare exceptions for unsupported schemas
+        raise GrammarError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
+
+
+def json_grammar() -> str:
+    """A GBNF grammar for any JSON object (the seed's `json-grammar`)."""
+    return schema_to_gbnf({"type": "object"})
+
+
+def grammar_text(grammar: Any) -> str:
+    """The GBNF text of a `:grammar` argument (text, or a map taken as a JSON schema)."""
+    if isinstance(grammar, str):
+        if not grammar.strip():
+            raise GrammarError("the grammar is empty")
+        return grammar
+    if isinstance(grammar, Mapping):
+        return schema_to_gbnf(grammar)
+    raise GrammarError(f"a grammar must be GBNF text, got {type(grammar).__name__}")
+
+
+def check_against_schema(value: Any, schema: Mapping[str, Any], path: str = "$") -> None:
+    """Check the common JSON-schema keywords (type, properties, required, items, enum);
+    generation is constrained already, so this is a guard against converter gaps."""
+    kind = schema.get("type")
+    checks: dict[str, Any] = {
+        "object": dict, "array": list, "string": str, "boolean": bool,
+        "integer": int, "number": int | float, "null": type(None),
+    }
+    if isinstance(kind, str) and kind in checks:
+        ok = isinstance(value, checks[kind])
+        if kind in ("integer", "number") and isinstance(value, bool):
+            ok = False
+        if not ok:
+            raise GrammarError(f"generated JSON at {path} is not of type {kind}: {value!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise GrammarError(f"generated JSON at {path} is not one of {schema['enum']!r}")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                raise GrammarError(f"generated JSON at {path} lacks the required key '{key}'")
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value and isinstance(sub, Mapping):
+                check_against_schema(value[key], sub, f"{path}.{key}")
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            check_against_schema(item, schema["items"], f"{path}[{i}]")

@@ -1,0 +1,395 @@
+"""The public model object: a loaded GGUF with its vocabulary, contexts and KV-cache state.
+
+`Model` owns a `ModelHandle` and creates contexts from it: the main one (sequence 0,
+which remembers the tokens in its KV cache so that a prompt sharing a prefix with the last
+one decodes only the new tokens), an embeddings context, and contexts for batches and
+chat sessions. Every context is used under its own lock, so Python threads sharing a
+model serialise instead of corrupting libllama's state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from gene_jit.llama import bindings
+from gene_jit.llama.bindings import ContextHandle, ModelHandle
+from gene_jit.llama.errors import BadModelError, ContextFullError, LlamaError
+from gene_jit.llama.resolve import resolve_model
+
+_current: Model | None = None  # the most recently created model (for one-argument forms)
+
+
+def current_model() -> Model:
+    """The most recently created model; the default model when none exists yet."""
+    global _current
+    if _current is None:
+        _current = Model()
+    return _current
+
+
+def default_threads() -> int:
+    env = os.environ.get("GENE_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class Context:
+    """A libllama context with its own lock and a record of what each sequence holds."""
+
+    def __init__(self, model: Model, n_ctx: int, n_seq: int = 1, embeddings: bool = False) -> None:
+        raw = bindings.lib()
+        params = raw.llama_context_default_params()
+        p = bindings.struct_value(params)
+        p.n_ctx = n_ctx
+        # embeddings need the whole sequence in one micro-batch
+        p.n_batch = min(n_ctx, 2048) if embeddings else min(n_ctx, 512)
+        p.n_ubatch = p.n_batch if embeddings else min(p.n_batch, 512)
+        p.n_seq_max = n_seq
+        p.n_threads = model.threads
+        p.n_threads_batch = model.threads
+        p.embeddings = embeddings
+        p.pooling_type = bindings.POOLING_NONE
+        p.no_perf = True
+        # full-size sliding-window cache, so that trimming a sequence to a shared prefix
+        # (prompt and chat reuse) is always possible
+        p.swa_full = True
+        p.kv_unified = n_seq == 1
+        self.handle = ContextHandle(raw.llama_init_from_model(model.handle.ptr, params), "context")
+        self.ptr = self.handle.ptr
+        self.memory = raw.llama_get_memory(self.ptr)
+        self.n_ctx = int(raw.llama_n_ctx(self.ptr))
+        self.n_ctx_seq = int(raw.llama_n_ctx_seq(self.ptr))
+        self.n_batch = int(raw.llama_n_batch(self.ptr))
+        self.n_seq = n_seq
+        self.lock = threading.RLock()
+        self.tokens: dict[int, list[int]] = {s: [] for s in range(n_seq)}
+        self.last_decoded = 0  # tokens the last prefill had to decode (the rest were cached)
+        self.owner: Any = None  # the generation whose state the KV cache holds
+        self.batch = bindings.BatchHandle(max(self.n_batch, n_seq), n_seq)
+
+    def clear(self) -> None:
+        bindings.lib().llama_memory_clear(self.memory, True)
+        for s in self.tokens:
+            self.tokens[s] = []
+
+    def trim(self, seq: int, keep: int) -> None:
+        """Drop the cached tokens of `seq` from position `keep` on."""
+        held = self.tokens[seq]
+        if keep >= len(held):
+            return
+        if not bindings.lib().llama_memory_seq_rm(self.memory, seq, keep, -1):
+            bindings.lib().llama_memory_seq_rm(self.memory, seq, -1, -1)
+            keep = 0
+        del held[keep:]
+
+    def feed(self, seq: int, tokens: list[int], logits_all: bool = False) -> int:
+        """Decode `tokens` after what `seq` holds; the logits of the last one (or of all)
+        are then readable. Returns the batch index of the last token's output."""
+        raw = bindings.lib()
+        held = self.tokens[seq]
+        if len(held) + len(tokens) > self.n_ctx_seq:
+            raise ContextFullError(
+                f"{len(held) + len(tokens)} tokens do not fit in the context of "
+                f"{self.n_ctx_seq} tokens (create the model with a larger :n-ctx)"
+            )
+        last = -1
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            final = start + len(chunk) == len(tokens)
+            self.batch.clear()
+            base = len(held)
+            for j, tok in enumerate(chunk):
+                out = logits_all or (final and j == len(chunk) - 1)
+                last = self.batch.add(tok, base + j, seq, out)
+            rc = raw.llama_decode(self.ptr, self.batch.value())
+            if rc != 0:
+                self.trim(seq, base)
+                raise LlamaError(f"libllama could not decode the batch (llama_decode returned {rc})")
+            held.extend(chunk)
+        return last
+
+    def prefill(self, seq: int, tokens: list[int]) -> int:
+        """Make `seq` hold exactly `tokens`, reusing the longest cached prefix; at least the
+        last token is decoded again so that its logits are fresh."""
+        if not tokens:
+            raise LlamaError("cannot run the model on an empty token list")
+        held = self.tokens[seq]
+        common = 0
+        limit = min(len(held), len(tokens) - 1)
+        while common < limit and held[common] == tokens[common]:
+            common += 1
+        self.trim(seq, common)
+        new = tokens[len(self.tokens[seq]) :]
+        self.last_decoded = len(new)
+        return self.feed(seq, new)
+
+    def shift(self, seq: int, n_keep: int) -> bool:
+        """Free half of the sequence's space, keeping its first `n_keep` tokens; False when
+        this cache cannot shift positions."""
+        raw = bindings.lib()
+        held = self.tokens[seq]
+        n_discard = (len(held) - n_keep) // 2
+        if n_discard <= 0 or not raw.llama_memory_can_shift(self.memory):
+            return False
+        raw.llama_memory_seq_rm(self.memory, seq, n_keep, n_keep + n_discard)
+        raw.llama_memory_seq_add(self.memory, seq, n_keep + n_discard, len(held), -n_discard)
+        del held[n_keep : n_keep + n_discard]
+        return True
+
+    def logits_ptr(self, index: int) -> int:
+        ptr = bindings.lib().llama_get_logits_ith(self.ptr, index)
+        if not ptr:
+            raise LlamaError("no logits are available for that position")
+        return int(ptr)
+
+    def close(self) -> None:
+        self.batch.close()
+        self.handle.close()
+
+
+class Model:
+    """A GGUF model loaded by libllama (`model/create`)."""
+
+    def __init__(
+        self,
+        name_or_path: Any = None,
+        fmt: Any = "gguf",
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        device: Any = None,
+        gpu_layers: int | None = None,
+        seed: int | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        global _current
+        if fmt is not None and str(getattr(fmt, "name", fmt)).lower() != "gguf":
+            raise LlamaError(f"unsupported model format '{fmt}': only gguf models can be loaded")
+        self.path: Path = resolve_model(None if name_or_path is None else str(name_or_path))
+        self.threads = int(threads) if threads else default_threads()
+        self.seed = bindings.DEFAULT_SEED if seed is None else int(seed) & 0xFFFFFFFF
+        self.device = _device_name(device)
+        layers = _gpu_layers(self.device, gpu_layers)
+        self.handle = ModelHandle(self._load(layers, progress), f"model from {self.path}")
+        raw = bindings.lib()
+        self.vocab = raw.llama_model_get_vocab(self.handle.ptr)
+        self.n_vocab = int(raw.llama_vocab_n_tokens(self.vocab))
+        self.n_embd = int(raw.llama_model_n_embd(self.handle.ptr))
+        self.n_ctx_train = int(raw.llama_model_n_ctx_train(self.handle.ptr))
+        self.bos = int(raw.llama_vocab_bos(self.vocab))
+        self.eos = int(raw.llama_vocab_eos(self.vocab))
+        self.add_bos = bool(raw.llama_vocab_get_add_bos(self.vocab))
+        self.n_ctx = min(int(n_ctx), self.n_ctx_train) if self.n_ctx_train > 0 else int(n_ctx)
+        self._ctx: Context | None = None
+        self._embed_ctx: Context | None = None
+        self._lock = threading.Lock()
+        self.embedding_cache: dict[str, Any] = {}
+        self.last_stream: Any = None  # state of get-next-token
+        self.last_stats: Any = None  # Stats of the last generation
+        _current = self
+
+    # -- loading -------------------------------------------------------------------
+
+    def _load(self, gpu_layers: int, progress: bool | None) -> int | None:
+        raw = bindings.lib()
+        params = raw.model_params
+        value = raw.llama_model_default_params()
+        p = bindings.struct_value(value)
+        p.n_gpu_layers = gpu_layers
+        show = sys.stderr.isatty() if progress is None else progress
+        bar = _ProgressBar(self.path.name) if show else None
+        if bar is not None:
+            p.progress_callback = bindings._callback_pointer(bar.callback)
+        del params
+        try:
+            ptr = raw.llama_model_load_from_file(str(self.path), value)
+        finally:
+            if bar is not None:
+                bar.close()
+        if not ptr:
+            raise BadModelError(
+                f"libllama could not load {self.path}: the file is truncated, corrupt, or of an "
+                "architecture this libllama does not support (GENE_LLAMA_LOG=1 shows why)"
+            )
+        return int(ptr)
+
+    # -- contexts ------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> Context:
+        """The main context (sequence 0 carries prompts and generations)."""
+        with self._lock:
+            if self._ctx is None:
+                self._ctx = Context(self, self.n_ctx)
+            return self._ctx
+
+    @property
+    def embed_ctx(self) -> Context:
+        with self._lock:
+            if self._embed_ctx is None:
+                self._embed_ctx = Context(self, min(self.n_ctx, 2048), embeddings=True)
+            return self._embed_ctx
+
+    def new_context(self, n_ctx: int | None = None, n_seq: int = 1) -> Context:
+        return Context(self, n_ctx or self.n_ctx, n_seq)
+
+    # -- vocabulary ----------------------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        raw = bindings.lib()
+        data = str(text).encode("utf-8")
+        cap = len(data) + 8
+        buf = (ctypes.c_int32 * cap)()
+        n = raw.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (ctypes.c_int32 * cap)()
+            n = raw.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            raise LlamaError("the text could not be tokenized")
+        return list(buf[:n])
+
+    def detokenize(self, tokens: list[int], remove_special: bool = False, unparse_special: bool = False) -> str:
+        raw = bindings.lib()
+        toks = self.check_tokens(tokens)
+        arr = (ctypes.c_int32 * max(len(toks), 1))(*toks)
+        cap = 16 * len(toks) + 16
+        buf = ctypes.create_string_buffer(cap)
+        n = raw.llama_detokenize(self.vocab, arr, len(toks), buf, cap, remove_special, unparse_special)
+        if n < 0:
+            cap = -n
+            buf = ctypes.create_string_buffer(cap)
+            n = raw.llama_detokenize(self.vocab, arr, len(toks), buf, cap, remove_special, unparse_special)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (possibly part of a UTF-8 character)."""
+        buf = ctypes.create_string_buffer(64)  # per call: threads may decode at once
+        n = bindings.lib().llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = bindings.lib().llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        return bool(bindings.lib().llama_vocab_is_eog(self.vocab, token))
+
+    def token_text(self, token: int) -> str:
+        ptr = bindings.lib().llama_vocab_get_text(self.vocab, int(token))
+        return ctypes.string_at(ptr).decode("utf-8", "replace") if ptr else ""
+
+    def check_tokens(self, tokens: Any) -> list[int]:
+        """Token ids from a Gene array, tensor or numpy array, each within the vocabulary."""
+        if hasattr(tokens, "numpy"):
+            tokens = tokens.numpy()
+        if hasattr(tokens, "tolist"):
+            tokens = tokens.tolist()
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            tokens = [tokens]
+        if not isinstance(tokens, list | tuple):
+            raise LlamaError(f"expected a list of token ids, got {type(tokens).__name__}")
+        out: list[int] = []
+        for t in tokens:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.n_vocab:
+                raise LlamaError(f"{t!r} is not a token id of this model (0..{self.n_vocab - 1})")
+            out.append(int(t))
+        return out
+
+    # -- metadata ------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        raw = bindings.lib()
+        buf = ctypes.create_string_buffer(256)
+        n = raw.llama_model_meta_val_str(self.handle.ptr, key.encode(), buf, 256)
+        if n < 0:
+            return None
+        if n >= 256:
+            buf = ctypes.create_string_buffer(n + 1)
+            raw.llama_model_meta_val_str(self.handle.ptr, key.encode(), buf, n + 1)
+        return buf.value.decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        ptr = bindings.lib().llama_model_chat_template(self.handle.ptr, None)
+        return ctypes.string_at(ptr).decode("utf-8", "replace") if ptr else None
+
+    def info(self) -> dict[str, Any]:
+        raw = bindings.lib()
+        buf = ctypes.create_string_buffer(256)
+        raw.llama_model_desc(self.handle.ptr, buf, 256)
+        return {
+            "path": str(self.path),
+            "name": self.meta("general.name") or self.path.stem,
+            "architecture": self.meta("general.architecture"),
+            "description": buf.value.decode("utf-8", "replace"),
+            "parameters": int(raw.llama_model_n_params(self.handle.ptr)),
+            "quantization": _quantisation(buf.value.decode("utf-8", "replace")),
+            "size-bytes": int(raw.llama_model_size(self.handle.ptr)),
+            "context": self.n_ctx,
+            "context-train": self.n_ctx_train,
+            "embedding-length": self.n_embd,
+            "layers": int(raw.llama_model_n_layer(self.handle.ptr)),
+            "vocab-size": self.n_vocab,
+            "threads": self.threads,
+            "device": self.device,
+        }
+
+    def close(self) -> None:
+        for ctx in (self._ctx, self._embed_ctx):
+            if ctx is not None:
+                ctx.close()
+        self._ctx = self._embed_ctx = None
+        self.handle.close()
+
+    def __repr__(self) -> str:
+        return f"<model {self.path.name} ({self.n_vocab} tokens, n-ctx {self.n_ctx})>"
+
+
+def _quantisation(desc: str) -> str:
+    # llama_model_desc reads "<arch> <size> <file type>", e.g. "gemma3 270M Q4_K - Medium"
+    parts = desc.split(" ", 2)
+    return parts[2] if len(parts) == 3 else "unknown"
+
+
+def _device_name(device: Any) -> str:
+    if device is None:
+        return "cpu"
+    name = getattr(device, "kind", None) or getattr(device, "type", None) or getattr(device, "name", None)
+    return str(name if name is not None else device).lower()
+
+
+def _gpu_layers(device: str, gpu_layers: int | None) -> int:
+    wants_gpu = device.startswith("cuda") or device.startswith("gpu") or bool(gpu_layers)
+    if not wants_gpu:
+        return 0
+    if not bindings.lib().llama_supports_gpu_offload():
+        print(
+            f"warning: this libllama was built without GPU support; device {device} runs on the CPU",
+            file=sys.stderr,
+        )
+        return 0
+    return -1 if gpu_layers is None else int(gpu_layers)
+
+
+class _ProgressBar:
+    """libllama's load progress shown with rich (only on a terminal)."""
+
+    def __init__(self, name: str) -> None:
+        from rich.progress import Progress
+
+        self.progress = Progress(transient=True)
+        self.task = self.progress.add_task(f"loading {name}", total=1.0)
+        self.progress.start()
+
+        def report(fraction: float, user_data: Any) -> bool:
+            self.progress.update(self.task, completed=float(fraction))
+            return True
+
+        self.callback = bindings._ffi().callback(report, returns="bool", params=["float", "pointer"])
+
+    def close(self) -> None:
+        self.progress.stop()

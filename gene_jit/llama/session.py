@@ -1,0 +1,99 @@
+"""Chat: prompts from the model's own chat template, and `ChatSession`, which keeps the
+history and its own KV cache so that each turn decodes only the tokens that are new
+since the last one (the shared prefix stays cached)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from gene_jit.llama.chat_template import fallback_template, render_chat, to_messages
+from gene_jit.llama.errors import LlamaError
+from gene_jit.llama.generate import Generation, Sampling, Stats
+
+if TYPE_CHECKING:
+    from gene_jit.llama.model import Context, Model
+
+
+def chat_prompt(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """The prompt text for `messages`, rendered with the model's template."""
+    template = model.chat_template() or fallback_template(model.meta("general.architecture"))
+    return render_chat(
+        template,
+        messages,
+        bos_token=model.token_text(model.bos) if model.add_bos else "",
+        eos_token=model.token_text(model.eos),
+        add_generation_prompt=add_generation_prompt,
+    )
+
+
+def chat_tokens(model: Model, prompt: str) -> list[int]:
+    """Tokens of a rendered chat prompt: the template wrote BOS itself, so none is added."""
+    return model.tokenize(prompt, add_special=False, parse_special=True)
+
+
+class ChatSession:
+    """A conversation with a model (`chat-session`): history plus a private KV cache."""
+
+    def __init__(self, model: Model, system: str | None = None, n_ctx: int | None = None) -> None:
+        self.model = model
+        self.messages: list[dict[str, str]] = []
+        if system:
+            self.messages.append({"role": "system", "content": str(system)})
+        self.ctx: Context = model.new_context(n_ctx=n_ctx or model.n_ctx)
+        self.last_stats: Stats | None = None
+        self.dropped_turns = 0
+
+    def send(self, message: str, n: int = 256, on_token: Any = None, **kw: Any) -> str:
+        """Add a user message, generate the reply, add it to the history, return it."""
+        if not isinstance(message, str):
+            raise LlamaError(f"a chat message must be a string, got {message!r}")
+        kw.setdefault("temperature", 0.7)
+        stops = [str(s) for s in (kw.pop("stop", None) or [])]
+        sampling = Sampling.from_kwargs(self.model, kw)
+        self.messages.append({"role": "user", "content": message})
+        tokens = self._fitting_prompt(n)
+        gen = Generation(self.model, self.ctx, tokens, n, sampling, stops, on_token=on_token)
+        reply = gen.run().strip()
+        self.last_stats = gen.stats
+        self.messages.append({"role": "assistant", "content": reply})
+        return reply
+
+    def _fitting_prompt(self, n: int) -> list[int]:
+        """The prompt tokens; when the conversation outgrows the context the oldest turns
+        are dropped (keeping a system message), and the user is told so."""
+        room = self.ctx.n_ctx_seq - min(n, self.ctx.n_ctx_seq // 2)
+        while True:
+            tokens = chat_tokens(self.model, chat_prompt(self.model, self.messages))
+            if len(tokens) <= room:
+                return tokens
+            first = 1 if self.messages and self.messages[0]["role"] == "system" else 0
+            if len(self.messages) - first <= 1:
+                self.messages.pop()
+                raise LlamaError(
+                    f"the message needs {len(tokens)} tokens but the chat context holds "
+                    f"{self.ctx.n_ctx_seq}; shorten it or create the model with a larger :n-ctx"
+                )
+            del self.messages[first : first + 2]
+            self.dropped_turns += 1
+            print("note: the chat outgrew the context; the oldest turn was dropped", file=sys.stderr)
+
+    def history(self) -> list[dict[str, str]]:
+        return [dict(m) for m in self.messages]
+
+    def reset(self) -> None:
+        keep = [m for m in self.messages[:1] if m["role"] == "system"]
+        self.messages = keep
+        with self.ctx.lock:
+            self.ctx.clear()
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    def __repr__(self) -> str:
+        return f"<chat-session {len(self.messages)} messages>"
+
+
+def format_chat_prompt(model: Model, history: Any, message: str | None = None) -> str:
+    """`format-chat-prompt`: the model's chat prompt for a history plus a new message."""
+    return chat_prompt(model, to_messages(history, message))

@@ -1,0 +1,642 @@
+"""Operators and member access for tier-0 code: the slow paths behind inline operators.
+
+Tier 0 emits plain Python operators where Python's semantics equal Gene's for valid
+operands (and raise for invalid ones); the functions here handle the rest: int64
+overflow, mixed kinds, `/` on ints, comparisons of non-numbers, structural equality,
+member access `a/b/0`, method calls `(obj .m args)` (through the `METHODS` table, which
+other runtime modules extend with `method`), spread, interpolation, ranges and gene data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gene_jit.runtime.errors import (
+    GeneError,
+    GeneIndexError,
+    GeneNameError,
+    GeneOverflowError,
+    GeneThrow,
+    GeneTypeError,
+)
+from gene_jit.runtime.registry import Namespace
+from gene_jit.runtime.values import (
+    INT_MAX,
+    INT_MIN,
+    PLACEHOLDER,
+    EnumMember,
+    Gene,
+    GeneClass,
+    GeneEnum,
+    GeneSet,
+    Instance,
+    Range,
+    Symbol,
+)
+
+_NUM = (int, float)
+
+
+def kind_name(v: Any) -> str:
+    """The Gene kind of `v`, for error messages."""
+    if v is None:
+        return "nil"
+    if v is True or v is False:
+        return "bool"
+    names = {
+        int: "int",
+        float: "float",
+        str: "string",
+        list: "array",
+        dict: "map",
+        Symbol: "symbol",
+        Gene: "gene",
+        Range: "range",
+        GeneSet: "set",
+        Instance: "instance",
+        GeneClass: "class",
+        Namespace: "namespace",
+    }
+    name = names.get(type(v))
+    if name is not None:
+        return name
+    if callable(v):
+        return "function"
+    return type(v).__name__
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) is int or type(v) is float
+
+
+def _check_nums(op: str, a: Any, b: Any) -> None:
+    if not (_is_num(a) and _is_num(b)):
+        raise GeneTypeError(f"{op} expects numbers, got {kind_name(a)} and {kind_name(b)}")
+
+
+def check_int(r: Any, op: str = "arithmetic") -> Any:
+    if type(r) is int and not (INT_MIN <= r <= INT_MAX):
+        raise GeneOverflowError(f"integer overflow in {op}: result exceeds 64 bits")
+    return r
+
+
+def add(a: Any, b: Any) -> Any:
+    _check_nums("+", a, b)
+    return check_int(a + b, "+")
+
+
+def sub(a: Any, b: Any) -> Any:
+    _check_nums("-", a, b)
+    return check_int(a - b, "-")
+
+
+def mul(a: Any, b: Any) -> Any:
+    _check_nums("*", a, b)
+    return check_int(a * b, "*")
+
+
+def neg(a: Any) -> Any:
+    if not _is_num(a):
+        raise GeneTypeError(f"- expects a number, got {kind_name(a)}")
+    return check_int(-a, "-")
+
+
+def div(a: Any, b: Any) -> float:
+    """Gene `/`: always a float; division by zero gives inf, -inf or nan."""
+    _check_nums("/", a, b)
+    if b == 0:
+        if a == 0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    if type(a) is int and type(b) is int:
+        return a / b
+    return float(a) / float(b)
+
+
+def power(a: Any, b: Any) -> Any:
+    _check_nums("**", a, b)
+    if type(a) is int and type(b) is int and b < 0:
+        return float(a) ** b
+    try:
+        r = a**b
+    except OverflowError:
+        raise GeneOverflowError("overflow in **") from None
+    return check_int(r, "**")
+
+
+def int_div(a: Any, b: Any) -> Any:
+    """`(div a b)`: integer division rounding toward negative infinity."""
+    _check_nums("div", a, b)
+    if b == 0:
+        raise GeneError("division by zero in div")
+    return check_int(a // b, "div")
+
+
+def mod(a: Any, b: Any) -> Any:
+    """`(mod a b)`: the remainder with the sign of `b`."""
+    _check_nums("mod", a, b)
+    if b == 0:
+        raise GeneError("division by zero in mod")
+    return a % b
+
+
+def rem(a: Any, b: Any) -> Any:
+    """`(rem a b)`: the remainder with the sign of `a`."""
+    _check_nums("rem", a, b)
+    if b == 0:
+        raise GeneError("division by zero in rem")
+    if type(a) is int and type(b) is int:
+        r = abs(a) % abs(b)
+        return -r if a < 0 else r
+    return math.fmod(a, b)
+
+
+def _cmp_check(op: str, a: Any, b: Any) -> None:
+    if not (_is_num(a) and _is_num(b)):
+        raise GeneTypeError(f"{op} compares numbers only, got {kind_name(a)} and {kind_name(b)}")
+
+
+def lt(a: Any, b: Any) -> bool:
+    _cmp_check("<", a, b)
+    return bool(a < b)
+
+
+def le(a: Any, b: Any) -> bool:
+    _cmp_check("<=", a, b)
+    return bool(a <= b)
+
+
+def gt(a: Any, b: Any) -> bool:
+    _cmp_check(">", a, b)
+    return bool(a > b)
+
+
+def ge(a: Any, b: Any) -> bool:
+    _cmp_check(">=", a, b)
+    return bool(a >= b)
+
+
+def eq(a: Any, b: Any) -> bool:
+    """Structural equality with matching kinds (`1 == 1.0` is false)."""
+    from gene_jit.runtime.equality import gene_equal
+
+    return gene_equal(a, b)
+
+
+def ne(a: Any, b: Any) -> bool:
+    return not eq(a, b)
+
+
+def truthy(v: Any) -> bool:
+    return v is not None and v is not False
+
+
+def not_(v: Any) -> bool:
+    return v is None or v is False
+
+
+# ---------------------------------------------------------------- strings and data
+
+
+def display(v: Any) -> str:
+    if type(v) is str:
+        return v
+    from gene_jit.runtime.printer import display as _display
+
+    return _display(v)
+
+
+def interp(*parts: Any) -> str:
+    """`#"a#{x}b"` and `("a" x)`: concatenated display forms, nil as ""."""
+    return "".join(p if type(p) is str else ("" if p is None else display(p)) for p in parts)
+
+
+def make_range(a: Any, b: Any) -> Range:
+    return Range(a, b, 1, True)
+
+
+def make_gene(type_: Any, props: dict[str, Any], children: list[Any]) -> Gene:
+    return Gene(type_, props, children)
+
+
+def spread(v: Any) -> Iterable[Any]:
+    """What `xs...` splices: array elements, gene children, range or set items."""
+    if type(v) is list:
+        return v
+    if isinstance(v, Gene):
+        return v.children
+    if isinstance(v, GeneSet):
+        return v.items
+    if isinstance(v, (Range, tuple)):
+        return list(v)
+    if isinstance(v, dict):
+        return list(v.values())
+    if v is None:
+        return ()
+    raise GeneTypeError(f"cannot spread a {kind_name(v)}")
+
+
+def iter_values(v: Any) -> Iterable[Any]:
+    """What `(for x in v)` visits."""
+    if type(v) is list or type(v) is Range or type(v) is str:
+        return v
+    if isinstance(v, dict):
+        return list(v.values())
+    if isinstance(v, Gene):
+        return v.children
+    if isinstance(v, GeneSet):
+        return v.items
+    if isinstance(v, (list, tuple, range)):
+        return v
+    if v is None:
+        return ()
+    if hasattr(v, "__iter__"):
+        return v  # type: ignore[no-any-return]
+    raise GeneTypeError(f"cannot iterate over a {kind_name(v)}")
+
+
+def iter_pairs(v: Any) -> Iterable[tuple[Any, Any]]:
+    """What `(for [k v] in m)` visits: key/value for maps, index/value otherwise."""
+    if isinstance(v, dict):
+        return list(v.items())
+    if isinstance(v, Gene):
+        return list(v.props.items()) + list(enumerate(v.children))
+    return enumerate(iter_values(v))
+
+
+# ---------------------------------------------------------------- member access
+
+
+def get_member(obj: Any, key: Any) -> Any:
+    """`obj/key`: map key (nil if missing), array/gene child by index, namespace, class
+    or enum member, instance prop, gene prop."""
+    t = type(obj)
+    if t is dict:
+        return obj.get(key) if type(key) is str else None
+    if t is list or t is str:
+        if type(key) is int:
+            if 0 <= key < len(obj):
+                return obj[key]
+            return None
+        raise GeneTypeError(f"cannot index a {kind_name(obj)} with {kind_name(key)} {key!s}")
+    if t is Instance:
+        if key in obj.props:
+            return obj.props[key]
+        return obj.cls.members.get(key) if type(key) is str else None
+    if t is Namespace:
+        val = obj.get(key, _MISSING)
+        if val is _MISSING:
+            raise GeneNameError(f"{obj.full_name()}/{key} is not defined")
+        return val
+    if t is Gene:
+        if type(key) is int:
+            return obj.children[key] if 0 <= key < len(obj.children) else None
+        return obj.props.get(key)
+    if t is GeneClass:
+        val = _class_member(obj, key)
+        if val is _MISSING:
+            raise GeneNameError(f"{obj.name}/{key} is not defined")
+        return val
+    if t is GeneEnum:
+        m = obj.members.get(key)
+        if m is None:
+            raise GeneNameError(f"{obj.name}/{key} is not defined")
+        return m
+    if t is EnumMember:
+        if key == "name":
+            return obj.name
+        if key == "value":
+            return obj.value
+    if obj is None:
+        raise GeneTypeError(f"cannot get member {key} of nil")
+    if type(key) is str and hasattr(obj, "__gene_get__"):
+        return obj.__gene_get__(key)
+    if type(key) is int and isinstance(obj, (tuple, list)):
+        return obj[key] if 0 <= key < len(obj) else None
+    raise GeneTypeError(f"cannot get member {key} of a {kind_name(obj)}")
+
+
+_MISSING = object()
+
+
+def _class_member(cls: GeneClass, key: Any) -> Any:
+    c: GeneClass | None = cls
+    while c is not None:
+        if key in c.members:
+            return c.members[key]
+        if key in c.methods:
+            return c.methods[key]
+        c = c.parent
+    if key == "name":
+        return cls.name
+    if key == "parent":
+        return cls.parent
+    return _MISSING
+
+
+def get_path(obj: Any, keys: tuple[Any, ...]) -> Any:
+    for key in keys:
+        obj = get_member(obj, key)
+    return obj
+
+
+def select(obj: Any, key: Any, default: Any = None) -> Any:
+    """`(./ obj key default)`: like `obj/key`, but a default instead of any failure."""
+    if type(obj) is dict:
+        return obj.get(key, default) if type(key) is str else default
+    try:
+        val = get_member(obj, key)
+    except GeneError:
+        return default
+    return default if val is None else val
+
+
+def set_member(obj: Any, key: Any, value: Any) -> Any:
+    """`(obj/key = v)` and `($set obj @key v)`; returns `value`."""
+    t = type(obj)
+    if t is dict:
+        if type(key) is not str:
+            key = key.name if isinstance(key, Symbol) else display(key)
+        obj[key] = value
+    elif t is list:
+        if type(key) is not int:
+            raise GeneTypeError(f"an array index must be an int, got {kind_name(key)}")
+        if not 0 <= key < len(obj):
+            raise GeneIndexError(f"index {key} out of range for an array of {len(obj)}")
+        obj[key] = value
+    elif t is Instance:
+        obj.props[key] = value
+    elif t is Namespace:
+        obj.members[key] = value
+    elif t is Gene:
+        if type(key) is int:
+            obj.children[key] = value
+        else:
+            obj.props[key] = value
+    elif t is GeneClass:
+        obj.members[key] = value
+    else:
+        raise GeneTypeError(f"cannot set member {key} of a {kind_name(obj)}")
+    return value
+
+
+class Selector:
+    """`(@ "k")`, `@k`, `@0`: a callable that selects a member."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, *keys: Any) -> None:
+        self.keys = keys
+
+    def __call__(self, obj: Any, default: Any = None) -> Any:
+        for key in self.keys:
+            obj = select(obj, key)
+        return default if obj is None else obj
+
+    def __repr__(self) -> str:
+        return "(@ " + " ".join(map(str, self.keys)) + ")"
+
+
+def set_selected(obj: Any, sel: Any, value: Any) -> Any:
+    if not isinstance(sel, Selector):
+        return set_member(obj, sel, value)
+    for key in sel.keys[:-1]:
+        obj = get_member(obj, key)
+    return set_member(obj, sel.keys[-1], value)
+
+
+# ---------------------------------------------------------------- methods
+
+# Methods of non-instance values: METHODS[python type][gene name] = fn(receiver, *args).
+METHODS: dict[type, dict[str, Callable[..., Any]]] = {}
+
+
+def method(types: type | tuple[type, ...], *names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `fn(receiver, *args)` as method `names` of values of `types`."""
+    tys = types if isinstance(types, tuple) else (types,)
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for ty in tys:
+            table = METHODS.setdefault(ty, {})
+            for name in names:
+                table[name] = fn
+        return fn
+
+    return register
+
+
+def find_method(obj: Any, name: str) -> Callable[..., Any] | None:
+    table = METHODS.get(type(obj))
+    if table is not None:
+        fn = table.get(name)
+        if fn is None and "-" in name:
+            fn = table.get(name.replace("-", "_"))
+        if fn is not None:
+            return fn
+    table = METHODS.get(object)
+    return table.get(name) if table is not None else None
+
+
+def call_method(obj: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """`(obj .name args...)`."""
+    if type(obj) is Instance:
+        m = obj.cls.find_method(name)
+        if m is not None:
+            return m(obj, *args, **kwargs)
+    elif type(obj) is GeneClass:
+        m = obj.find_method(name) if name != "new" else None
+        if name == "new":
+            return obj(*args, **kwargs)
+        if m is not None:
+            return m(obj, *args, **kwargs)
+    fn = find_method(obj, name)
+    if fn is not None:
+        return fn(obj, *args, **kwargs)
+    bound = getattr(obj, "__gene_method__", None)
+    if bound is not None:
+        return bound(name, *args, **kwargs)
+    if type(obj) is Namespace:
+        member = obj.get(name)
+        if callable(member):
+            return member(*args, **kwargs)
+    raise GeneTypeError(f"a {kind_name(obj)} has no method .{name}")
+
+
+def super_call(cls: GeneClass, name: str, self_: Any, *args: Any, **kwargs: Any) -> Any:
+    """`(super args)` inside method `name` of class `cls`: the parent's method."""
+    parent = cls.parent
+    m = parent.find_method(name) if parent is not None else None
+    if m is None:
+        if name == "ctor":
+            return None
+        raise GeneTypeError(f"no parent method .{name} for class {cls.name}")
+    return m(self_, *args, **kwargs)
+
+
+def new(cls: Any, *args: Any, **kwargs: Any) -> Any:
+    """`(new A args...)`."""
+    if isinstance(cls, GeneClass):
+        return cls(*args, **kwargs)
+    if callable(cls):
+        return cls(*args, **kwargs)
+    raise GeneTypeError(f"new expects a class, got {kind_name(cls)}")
+
+
+def make_class(name: str, parent: Any) -> GeneClass:
+    if parent is not None and not isinstance(parent, GeneClass):
+        raise GeneTypeError(f"class {name} < expects a class, got {kind_name(parent)}")
+    return GeneClass(name, parent)
+
+
+def is_a(obj: Any, cls: Any) -> bool:
+    """`(x .is A)` and typed `catch`."""
+    if isinstance(cls, GeneClass):
+        return type(obj) is Instance and obj.cls.is_subclass(cls)
+    if isinstance(cls, type):
+        return isinstance(obj, cls)
+    return False
+
+
+def make_enum(name: str, entries: list[tuple[str, Any]]) -> GeneEnum:
+    enum = GeneEnum(name)
+    value = 0
+    for member, explicit in entries:
+        if explicit is not None:
+            if type(explicit) is not int:
+                raise GeneTypeError(f"enum {name}: value of {member} must be an int")
+            value = explicit
+        enum.members[member] = EnumMember(enum, member, value)
+        value += 1
+    return enum
+
+
+# ---------------------------------------------------------------- calls
+
+
+def call_kw_tail(fn: Any, args: list[Any], tail: list[tuple[str, Any]], props: dict[str, Any]) -> Any:
+    """A call ending in seed-style `:kw value` pairs: keyword arguments for native
+    callees and for Gene functions that declare `^kw`; positional otherwise."""
+    declared = getattr(fn, "__gene_kwonly__", None)
+    if declared is None:
+        declared = _accepted_keywords(fn)
+    if declared is True or all(k in declared or k.replace("-", "_") in declared for k, _ in tail):
+        kwargs = dict(props)
+        for k, v in tail:
+            kwargs[k.replace("-", "_")] = v
+        return fn(*args, **kwargs)
+    extra: list[Any] = []
+    for k, v in tail:
+        extra.append(Symbol(k))
+        extra.append(v)
+    return fn(*args, *extra, **props)
+
+
+_KW_CACHE: dict[int, tuple[Any, Any]] = {}
+
+
+def _accepted_keywords(fn: Any) -> Any:
+    """The keyword names a native callable accepts (True if it takes **kwargs)."""
+    hit = _KW_CACHE.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
+    import inspect
+
+    target = fn.resolve() if hasattr(fn, "resolve") and hasattr(fn, "gene_name") else fn
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        result: Any = True
+    else:
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            result = True
+        else:
+            result = frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    _KW_CACHE[id(fn)] = (fn, result)
+    return result
+
+
+def make_throw(value: Any = None, message: Any = None) -> BaseException:
+    """The exception raised by `(throw v)` / `(throw Cls "msg")`."""
+    if isinstance(value, GeneError):
+        return value
+    if isinstance(value, GeneClass):
+        inst = value(message) if value.find_method("ctor") else value()
+        if message is not None and "message" not in inst.props:
+            inst.props["message"] = message
+        value = inst
+    if value is None:
+        value = "exception"
+    text = display(value) if not isinstance(value, Instance) else _instance_message(value)
+    return GeneThrow(text, value=value)
+
+
+def _instance_message(inst: Instance) -> str:
+    msg = inst.props.get("message")
+    return f"{inst.cls.name}: {display(msg)}" if msg is not None else display(inst)
+
+
+def ex_value(err: BaseException) -> Any:
+    """What `$ex` is inside `catch`: the thrown value, or the error itself."""
+    if isinstance(err, GeneThrow):
+        return err.value
+    return err
+
+
+def catch_matches(err: BaseException, cls: Any) -> bool:
+    value = ex_value(err)
+    if isinstance(cls, GeneClass):
+        return type(value) is Instance and value.cls.is_subclass(cls)
+    if isinstance(cls, type):
+        return isinstance(err, cls) or isinstance(value, cls)
+    from gene_jit.runtime.equality import gene_equal
+
+    return gene_equal(value, cls)
+
+
+def case_matches(value: Any, pattern: Any) -> bool:
+    """`(case v when pattern ...)`: equality, array membership, range, class."""
+    from gene_jit.runtime.equality import gene_equal
+
+    if type(pattern) is list:
+        return any(gene_equal(value, p) for p in pattern)
+    if isinstance(pattern, Range):
+        if not _is_num(value):
+            return False
+        lo, hi = pattern.start, pattern.end
+        return bool(lo <= value <= hi) if pattern.inclusive else bool(lo <= value < hi)
+    if isinstance(pattern, GeneClass):
+        return is_a(value, pattern)
+    return gene_equal(value, pattern)
+
+
+def quote_symbol(name: str) -> Symbol:
+    return Symbol(name)
+
+
+PLACEHOLDER_VALUE = PLACEHOLDER
+
+
+class Macro:
+    """A Gene macro (fexpr): called with unevaluated argument values and the caller's
+    environment; its result is returned as-is."""
+
+    __slots__ = ("fn", "name", "__weakref__")
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        self.fn = fn
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"(macro {self.name})"
+
+
+class CallerEnv:
+    """What `$caller_eval` needs: the caller's globals, visible locals and `self`."""
+
+    __slots__ = ("globals", "locals")
+
+    def __init__(self, globals_: dict[str, Any], locals_: dict[str, Any]) -> None:
+        self.globals = globals_
+        self.locals = locals_

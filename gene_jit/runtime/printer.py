@@ -1,0 +1,242 @@
+"""Printing Gene values: the display form and the repr form (GENE.md 4.3 and 4.4).
+
+* `display(v)`: what `print`/`println`/`str` write. Strings are raw; inside arrays, maps
+  and sets the elements are in display form too (strings unquoted); the parts of a gene
+  are in repr form. Nil prints `nil` here: dropping a top-level nil argument is the job
+  of `print`/`str`, since a nested nil always prints `nil`.
+* `repr_(v)`: what `gene-jit eval` and the REPL print. The same, except that strings are
+  quoted and escaped everywhere.
+
+Floats follow Nim's `$` (shortest round-trip digits; fixed notation for decimal-point
+positions -6..17, else `1e+20` style). Values that are not core Gene values print through
+`__gene_repr__()` when they have one (tensors, models), through a printer that another
+part registered with `register_printer` (classes, instances), or as `<python TYPE>`.
+Cyclic containers print `[...]` (or `{...}`, `(...)`, `#[...]`) where they recur.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import types
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from gene_jit.runtime.registry import BUILTINS, LazyBuiltin, Namespace
+from gene_jit.runtime.values import (
+    PLACEHOLDER,
+    EnumMember,
+    Gene,
+    GeneClass,
+    GeneEnum,
+    GeneSet,
+    Instance,
+    Range,
+    Symbol,
+)
+
+# Extra printers by exact Python type: fn(value, quote) -> text. `quote` is True in repr
+# form. Used by parts whose values are not defined in values.py (classes, instances).
+_PRINTERS: dict[type, Callable[[Any, bool], str]] = {}
+
+
+def register_printer(cls: type, fn: Callable[[Any, bool], str]) -> None:
+    """Print instances of exactly `cls` with `fn(value, quote)`."""
+    _PRINTERS[cls] = fn
+
+
+def display(v: Any) -> str:
+    """The display form of `v` (strings raw, nested strings unquoted)."""
+    cls = type(v)
+    if cls is str:
+        return v
+    if cls is int:
+        return str(v)
+    if cls is float:
+        return format_float(v)
+    return _fmt(v, False, set())
+
+
+def repr_(v: Any) -> str:
+    """The repr form of `v` (strings quoted and escaped)."""
+    return _fmt(v, True, set())
+
+
+def format_float(x: float) -> str:
+    """Nim's `$` for floats: `3.0`, `0.30000000000000004`, `1e+20`, `0.0000001`."""
+    text = repr(x)
+    if "e" not in text and text[-1] not in "fn":
+        # Python's fixed notation (1e-4 <= |x| < 1e16) is already Nim's for that range.
+        return text
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0.0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    sign = "-" if x < 0 else ""
+    digits, point = _shortest_digits(abs(x))
+    n = len(digits)
+    if -6 <= point <= 17:
+        if point <= 0:
+            body = "0." + "0" * (-point) + digits
+        elif point >= n:
+            body = digits + "0" * (point - n) + ".0"
+        else:
+            body = digits[:point] + "." + digits[point:]
+    else:
+        exp = point - 1
+        rest = "." + digits[1:] if n > 1 else ""
+        body = f"{digits[0]}{rest}e{'+' if exp >= 0 else '-'}{abs(exp)}"
+    return sign + body
+
+
+def _shortest_digits(x: float) -> tuple[str, int]:
+    """Digits d (no leading/trailing zeros) and point p with x = 0.d * 10**p, taken from
+    Python's repr, which already gives the shortest round-trip digits."""
+    text = repr(x)
+    mantissa, _, exp_text = text.partition("e")
+    exp = int(exp_text) if exp_text else 0
+    int_part, _, frac_part = mantissa.partition(".")
+    digits = int_part + frac_part
+    point = len(int_part) + exp
+    stripped = digits.lstrip("0")
+    point -= len(digits) - len(stripped)
+    return stripped.rstrip("0"), point
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def quote_string(s: str) -> str:
+    """`"..."` with inner quotes, backslashes and control characters escaped."""
+    if not any(c in _ESCAPES for c in s):
+        return f'"{s}"'
+    return '"' + "".join(_ESCAPES.get(c, c) for c in s) + '"'
+
+
+def builtin_name(fn: Any) -> str:
+    """The Gene name a native function is registered under (`tensor/matmul`)."""
+    name = getattr(fn, "__gene_builtin__", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(fn, LazyBuiltin):
+        return fn.gene_name
+    for key, value in BUILTINS.items():
+        if value is fn:
+            return key
+        if isinstance(value, Namespace):
+            for member, mvalue in value.members.items():
+                if mvalue is fn:
+                    return f"{value.full_name()}/{member}"
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+_NATIVE_TYPES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.BuiltinMethodType,
+    partial,
+    LazyBuiltin,
+)
+
+
+def _fmt(v: Any, quote: bool, seen: set[int]) -> str:
+    if v is None:
+        return "nil"
+    cls = type(v)
+    if cls is str:
+        return quote_string(v) if quote else v
+    if cls is bool:
+        return "true" if v else "false"
+    if cls is int:
+        return str(v)
+    if cls is float:
+        return format_float(v)
+    if cls is Symbol:
+        return v.name
+    if cls is list or cls is dict or cls is Gene or cls is GeneSet or cls is Instance:
+        if id(v) in seen:
+            return _CYCLE[cls]
+        seen.add(id(v))
+        try:
+            return _fmt_container(v, quote, seen)
+        finally:
+            seen.discard(id(v))
+    return _fmt_other(v, quote, seen)
+
+
+_CYCLE: dict[type, str] = {
+    list: "[...]",
+    dict: "{...}",
+    Gene: "(...)",
+    GeneSet: "#[...]",
+    Instance: "(...)",
+}
+
+
+def _fmt_container(v: Any, quote: bool, seen: set[int]) -> str:
+    if type(v) is list:
+        return "[" + " ".join(_fmt(x, quote, seen) for x in v) + "]"
+    if type(v) is dict:
+        return "{" + " ".join(f"^{k} {_fmt(x, quote, seen)}" for k, x in v.items()) + "}"
+    if type(v) is GeneSet:
+        return "#[" + " ".join(_fmt(x, quote, seen) for x in v.items) + "]"
+    if type(v) is Instance:
+        parts = [v.cls.name]
+        parts.extend(f"^{k} {_fmt(x, True, seen)}" for k, x in v.props.items())
+        return "(" + " ".join(parts) + ")"
+    # A gene's parts print in repr form even inside display form (GENE.md 4.3).
+    parts = [_fmt(v.type, True, seen)]
+    parts.extend(f"^{k} {_fmt(x, True, seen)}" for k, x in v.props.items())
+    parts.extend(_fmt(x, True, seen) for x in v.children)
+    return "(" + " ".join(parts) + ")"
+
+
+def _fmt_other(v: Any, quote: bool, seen: set[int]) -> str:
+    if v is PLACEHOLDER:
+        return "_"
+    printer = _PRINTERS.get(type(v))
+    if printer is not None:
+        return printer(v, quote)
+    gene_repr = getattr(type(v), "__gene_repr__", None)
+    if gene_repr is not None:
+        return str(gene_repr(v))
+    if isinstance(v, Range):
+        return _fmt_range(v, quote, seen)
+    if isinstance(v, Namespace):
+        return f"(ns {v.full_name()})"
+    if isinstance(v, GeneClass):
+        return f"(class {v.name})"
+    if isinstance(v, GeneEnum):
+        return f"(enum {v.name})"
+    if isinstance(v, EnumMember):
+        return f"{v.enum.name}/{v.name}"
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        return format_float(float(v))
+    if isinstance(v, str):  # subclasses of the core types print as the core type
+        return _fmt(str(v), quote, seen)
+    if isinstance(v, (list, tuple)):
+        return _fmt(list(v), quote, seen)
+    if callable(v):
+        gene_name = getattr(v, "__gene_name__", _NO_NAME)
+        if gene_name is not _NO_NAME:
+            return f"(fn {gene_name})" if gene_name else "(fn)"
+        if isinstance(v, _NATIVE_TYPES) or hasattr(v, "__gene_builtin__"):
+            return f"(native-fn {builtin_name(v)})"
+    return f"<python {type(v).__name__}>"
+
+
+_NO_NAME = object()
+
+
+def _fmt_range(r: Range, quote: bool, seen: set[int]) -> str:
+    start, end, step = (_fmt(x, quote, seen) for x in (r.start, r.end, r.step))
+    if not r.inclusive:
+        # `(range a b)` excludes the end, `a..b` would read back as including it.
+        return f"(range {start} {end})" if r.step == 1 else f"(range {start} {end} {step})"
+    return f"{start}..{end}" if r.step == 1 else f"{start}..{end} step {step}"

@@ -1,0 +1,90 @@
+"""Input and output builtins: `read-line`, `gene/io/read|write`, `file/read|write`
+(also `gene/File/read|write`), `gene/os/getenv`.
+
+File errors (missing file, no permission) are Gene errors naming the path, not Python
+tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from gene_jit.runtime.builtins import expect, gene_builtin
+from gene_jit.runtime.errors import GeneError
+from gene_jit.runtime.printer import display
+
+
+class GeneIOError(GeneError):
+    """A file could not be read or written."""
+
+    kind = "io error"
+
+
+@gene_builtin("read-line", "read_line")
+def read_line() -> str | None:
+    """`(read-line)`: one line from stdin without its newline; nil at end of input."""
+    line = sys.stdin.readline()
+    if line == "":
+        return None
+    if line.endswith("\n"):
+        line = line[:-1]
+    if line.endswith("\r"):
+        line = line[:-1]
+    return line
+
+
+def read_file(name: str, path: Any) -> str:
+    expect(name, path, str, "a file path string")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise GeneIOError(f"{name}: cannot read {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise GeneIOError(f"{name}: {path!r} is not UTF-8 text") from None
+
+
+def write_file(name: str, path: Any, content: Any, mode: str = "w") -> None:
+    expect(name, path, str, "a file path string")
+    text = "" if content is None else display(content)
+    try:
+        with open(path, mode, encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise GeneIOError(f"{name}: cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+@gene_builtin("read", ns="gene/io")
+@gene_builtin("read", ns="gene/File")
+@gene_builtin("read", ns="file")
+def file_read(path: Any) -> str:
+    """`(file/read path)`: the whole file as a string."""
+    return read_file("file/read", path)
+
+
+@gene_builtin("write", ns="gene/io")
+@gene_builtin("write", ns="gene/File")
+@gene_builtin("write", ns="file")
+def file_write(path: Any, content: Any) -> None:
+    """`(file/write path content)`: replace the file with the display form of content."""
+    write_file("file/write", path, content)
+
+
+@gene_builtin("append", ns="file")
+def file_append(path: Any, content: Any) -> None:
+    """`(file/append path content)`: add the display form of content to the file."""
+    write_file("file/append", path, content, mode="a")
+
+
+@gene_builtin("exists", ns="file")
+def file_exists(path: Any) -> bool:
+    """`(file/exists path)`: whether the path exists."""
+    return os.path.exists(expect("file/exists", path, str, "a file path string"))
+
+
+@gene_builtin("getenv", ns="gene/os")
+def getenv(name: Any, default: Any = None) -> Any:
+    """`(gene/os/getenv "HOME" [default])`: an environment variable, or default/nil."""
+    return os.environ.get(expect("gene/os/getenv", name, str, "a variable name"), default)

@@ -1,0 +1,200 @@
+"""The Tensor value: storage (a NumPy array on the CPU, a Numba device array on CUDA),
+a dtype name and a device. Zero-copy to and from NumPy, and to PyTorch through DLPack
+(CPU) or the CUDA array interface (GPU)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gene_jit.runtime.errors import GeneTypeError
+from gene_jit.tensor.device import CPU, Device
+from gene_jit.tensor.dtypes import from_numpy_dtype, to_storage, to_values
+
+PREVIEW = 6  # elements shown when a tensor prints
+
+
+class Tensor:
+    """A dense, row-major tensor. `data` is the storage array (bf16 as uint16 bits)."""
+
+    __slots__ = ("data", "dtype", "device", "__weakref__")
+
+    def __init__(self, data: Any, dtype: str, device: Device = CPU) -> None:
+        self.data = data
+        self.dtype = dtype
+        self.device = device
+
+    # ---- construction and conversion ----
+
+    @classmethod
+    def from_numpy(cls, a: Any, dtype: str | None = None) -> Tensor:
+        """Wrap a NumPy array; zero-copy when it already has the dtype's storage type."""
+        arr = np.asarray(a)
+        if dtype is None:
+            if arr.dtype == np.bool_:
+                arr = arr.astype(np.int32)
+            dtype = from_numpy_dtype(arr.dtype)
+            return cls(arr, dtype, CPU)
+        return cls(to_storage(arr, dtype), dtype, CPU)
+
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array: the storage itself on the CPU (bf16 widens to
+        float32, a copy), a host copy for CUDA tensors."""
+        host = self.data.copy_to_host() if self.device.is_cuda else self.data
+        return to_values(host, self.dtype)
+
+    def storage_host(self) -> np.ndarray:
+        """The raw storage array on the host (bf16 as uint16 bits)."""
+        return self.data.copy_to_host() if self.device.is_cuda else self.data
+
+    @classmethod
+    def from_torch(cls, t: Any) -> Tensor:
+        """A tensor sharing memory with a PyTorch tensor (CPU: DLPack; CUDA: the CUDA
+        array interface)."""
+        name = str(t.dtype).replace("torch.", "")
+        dtype = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float64": "f64",
+                 "int32": "i32", "int64": "i64"}.get(name)
+        if dtype is None:
+            raise GeneTypeError(f"tensors cannot hold torch dtype {t.dtype}")
+        t = t.contiguous()
+        if dtype == "bf16":
+            t = t.view(__import__("torch").int16)
+        if t.is_cuda:
+            from gene_jit.tensor_kernels.cuda_support import cuda
+
+            data = cuda().as_cuda_array(t)
+            if dtype == "bf16":
+                data = data.view(np.uint16)
+            return cls(data, dtype, Device("cuda", t.device.index or 0))
+        arr = np.from_dlpack(t)
+        return cls(arr.view(np.uint16) if dtype == "bf16" else arr, dtype, CPU)
+
+    def to_torch(self) -> Any:
+        """A PyTorch tensor sharing this tensor's memory."""
+        import torch
+
+        if self.device.is_cuda:
+            t = torch.as_tensor(self.data, device=f"cuda:{self.device.index}")
+        else:
+            t = torch.from_dlpack(self.data)
+        return t.view(torch.bfloat16) if self.dtype == "bf16" else t
+
+    def __dlpack__(self, stream: Any = None) -> Any:
+        if self.device.is_cuda:
+            raise GeneTypeError("DLPack export of CUDA tensors is not supported; use to_torch()")
+        return self.data.__dlpack__()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (2, self.device.index) if self.device.is_cuda else (1, 0)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.numpy()
+        return a.astype(dtype) if dtype is not None else a
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        if not self.device.is_cuda:
+            raise AttributeError("__cuda_array_interface__")
+        return self.data.__cuda_array_interface__
+
+    # ---- shape ----
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.data.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.data.shape:
+            n *= int(d)
+        return n
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise GeneTypeError("a 0-d tensor has no length")
+        return self.shape[0]
+
+    # ---- printing ----
+
+    def __gene_repr__(self) -> str:
+        dims = " ".join(str(d) for d in self.shape)
+        return f"#<tensor [{dims}] {self.dtype} {self.device} {self._preview()}>"
+
+    def _preview(self) -> str:
+        if self.device.is_cuda:
+            flat = self.data.reshape(self.size) if self.size else None
+            head = flat[:PREVIEW].copy_to_host() if flat is not None else np.zeros(0)
+            tail = flat[self.size - 2 :].copy_to_host() if self.size > PREVIEW else head[:0]
+            head, tail = to_values(head, self.dtype), to_values(tail, self.dtype)
+        else:
+            flat = to_values(np.ascontiguousarray(self.data).reshape(-1), self.dtype)
+            head = flat[:PREVIEW] if self.size <= PREVIEW else flat[:4]
+            tail = flat[-2:] if self.size > PREVIEW else flat[:0]
+        if self.size > PREVIEW:
+            head = head[:4]
+        parts = [_fmt(x) for x in head]
+        if self.size > PREVIEW:
+            parts += ["..."] + [_fmt(x) for x in tail]
+        return "[" + " ".join(parts) + "]"
+
+    def __repr__(self) -> str:
+        return self.__gene_repr__()
+
+    # ---- Python operators (used by infix arithmetic in Gene) ----
+
+    def __add__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.div(other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.matmul(self, other)
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, (np.floating, float)):
+        return f"{float(x):.4g}"
+    return str(int(x))

@@ -1,0 +1,77 @@
+"""Numba CPU matmul and GEMV kernels (float32; f16 weights with f32 accumulation).
+
+Layouts: `w [N, K]` is a weight matrix with one output feature per row (llama.cpp's
+layout), so GEMV reads each row contiguously. f16 weights arrive as their uint16 bit
+patterns (Numba's CPU target has no float16 type) and widen in-register.
+
+Versions: `matmul_f32_v1` is the plain triple loop (kept as the baseline the bench
+shows); `matmul_f32` (v2) hands the product to BLAS through `np.dot` per batch item,
+which Numba lowers to sgemm, and parallelises the batch.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_OPTS = {"parallel": True, "fastmath": True, "cache": True}
+_TWO_112 = np.float32(5.192296858534828e33)  # rescales f16 bits shifted into f32 position
+
+
+@nb.njit(**_OPTS)
+def gemv_f32(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out [N] = w [N, K] @ x [K]."""
+    n, k = w.shape
+    for i in nb.prange(n):
+        acc = np.float32(0.0)
+        for j in range(k):
+            acc += w[i, j] * x[j]
+        out[i] = acc
+
+
+@nb.njit(fastmath=True, cache=True)
+def f16_bits_to_f32(h16: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """Widen f16 bit patterns into `buf` (uint32) and return it viewed as float32,
+    scaled down by 2^112 (the caller multiplies the 2^112 back once per dot product)."""
+    for j in range(h16.shape[0]):
+        h = np.uint32(h16[j])
+        o = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | ((h & np.uint32(0x8000)) << np.uint32(16))
+        if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):
+            o |= np.uint32(0x7F800000)  # inf / NaN keep their class
+        buf[j] = o
+    return buf.view(np.float32)
+
+
+@nb.njit(**_OPTS)
+def gemv_f16w(w_bits: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out [N] = w [N, K] (f16, as uint16 bits) @ x [K] (f32), f32 accumulation."""
+    n, k = w_bits.shape
+    for i in nb.prange(n):
+        buf = np.empty(k, np.uint32)
+        f = f16_bits_to_f32(w_bits[i], buf)
+        acc = np.float32(0.0)
+        for j in range(k):
+            acc += f[j] * x[j]
+        out[i] = acc * _TWO_112
+
+
+@nb.njit(**_OPTS)
+def matmul_f32_v1(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out [B, M, N] = a [B, M, K] @ b [B, K, N], i-k-j loop order."""
+    bs, m, k = a.shape
+    n = b.shape[2]
+    for p in nb.prange(bs * m):
+        z, i = p // m, p % m
+        for j in range(n):
+            out[z, i, j] = 0.0
+        for kk in range(k):
+            av = a[z, i, kk]
+            for j in range(n):
+                out[z, i, j] += av * b[z, kk, j]
+
+
+@nb.njit(parallel=True, cache=True)
+def matmul_f32(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out [B, M, N] = a [B, M, K] @ b [B, K, N] (all C-contiguous), sgemm per item."""
+    for z in nb.prange(a.shape[0]):
+        out[z] = np.dot(a[z], b[z])

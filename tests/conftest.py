@@ -1,0 +1,113 @@
+"""Shared test helpers: run Gene code in-process with stdin and stdout captured, under a
+chosen tier mode (`GENE_JIT=0` or `eager`), and run the CLI as a subprocess.
+
+Kept small on purpose: the conformance tests (test_programs, test_seed) use `run_gene_*`;
+the CLI tests use `run_cli`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+JIT_MODES = ("0", "eager")
+
+
+@dataclass
+class GeneRun:
+    """What one in-process run produced: its stdout, and the Gene error (if it failed)."""
+
+    stdout: str
+    error: BaseException | None
+
+
+@contextlib.contextmanager
+def jit_env(mode: str) -> Iterator[None]:
+    """Set `GENE_JIT` for the duration; in eager mode make sure tier 1 is loaded (it
+    installs its hooks on import), so that hot functions really go native."""
+    old = os.environ.get("GENE_JIT")
+    os.environ["GENE_JIT"] = mode
+    try:
+        if mode != "0":
+            with contextlib.suppress(ImportError):
+                importlib.import_module("gene_jit.jit")
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GENE_JIT", None)
+        else:
+            os.environ["GENE_JIT"] = old
+
+
+def _captured(run: object, stdin: str) -> GeneRun:
+    from gene_jit.runtime.errors import GeneError
+
+    out = io.StringIO()
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    error: BaseException | None = None
+    try:
+        with contextlib.redirect_stdout(out):
+            try:
+                run()  # type: ignore[operator]
+            except GeneError as e:
+                error = e
+    finally:
+        sys.stdin = old_stdin
+    return GeneRun(out.getvalue(), error)
+
+
+def run_gene_file(
+    path: Path | str, mode: str = "0", stdin: str = "", args: Iterable[str] = ()
+) -> GeneRun:
+    """Run a .gene file in-process. Gene errors are returned, anything else propagates."""
+    import gene_jit
+
+    with jit_env(mode):
+        return _captured(lambda: gene_jit.run_file(str(path), list(args)), stdin)
+
+
+def run_gene_source(
+    text: str, mode: str = "0", stdin: str = "", filename: str = "<test>"
+) -> GeneRun:
+    """Run Gene source text in-process (see `run_gene_file`)."""
+    from gene_jit.api import eval_source
+
+    with jit_env(mode):
+        return _captured(lambda: eval_source(text, filename), stdin)
+
+
+def run_cli(
+    *argv: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m gene_jit ARGV...` from the repository root, text mode."""
+    full_env = dict(os.environ)
+    full_env.pop("GENE_DEBUG", None)
+    full_env.setdefault("GENE_JIT", "0")
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "gene_jit", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(params=JIT_MODES, ids=[f"jit={m}" for m in JIT_MODES])
+def jit_mode(request: pytest.FixtureRequest) -> str:
+    """Each test that takes this runs once per tier mode."""
+    return str(request.param)
