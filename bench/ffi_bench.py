@@ -182,7 +182,7 @@ def main() -> None:
             rows.append((name, unavailable[name]))
         else:
             rows.append((name, {fn: timed[(name, fn)] for fn in ("labs", "cos")}))  # type: ignore[index]
-    print(f"cost per call, ns (best of 5, n={n}; ratio to the C loop)")
+    print(f"cost per call, ns (best of 7 interleaved runs, n={n}; ratio to the C loop)")
     print(f"{'':28}{'labs (libc)':>22}{'cos (libm)':>22}")
     for name, result in rows:
         if isinstance(result, str):

@@ -37,7 +37,7 @@ CASES = [
         ("no-such-name",),
         caret_at="no-such-name",
     ),
-    Case("builtin_arity", "(var x 7)\n\n(println (mod x))\n", 3, ("mod",)),
+    Case("builtin_arity", "(var x 7)\n\n(println (mod x))\n", 3, ("arity error", "mod")),
     Case("type_error_in_plus", '(var s "a")\n(println (s + 1))\n', 2, ("type error", "+")),
 ]
 

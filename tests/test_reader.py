@@ -218,6 +218,7 @@ ERRORS = [
     ("[#@d]", "expected the form that '#@' decorates, got ']'", 1, 5),
     ("'abc'", "expected a character literal", 1, 1),
     ("#/x/", "regex literals", 1, 1),
+    ("(f #{x})", "interpolate only inside", 1, 4),
     ("a\n#< never closed", "unterminated block comment", 2, 1),
     ('#"#{}"', "expected an expression inside '#{}'", 1, 3),
     ('#"#{a b}"', "one expression per", 1, 7),

@@ -117,6 +117,11 @@ class Callback:
     def __repr__(self) -> str:
         return f"<ffi callback {self.name} {self.type.ffi_type().name}>"
 
+    __gene_type__ = "ffi-callback"
+
+    def __gene_repr__(self) -> str:
+        return repr(self)
+
 
 def callback(fn: Any, returns: Any = "void", params: Any = ()) -> Callback:
     """`ffi/callback`: wrap `fn` so C can call it with the given signature."""

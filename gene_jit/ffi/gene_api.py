@@ -5,10 +5,10 @@ Imported lazily (gene_jit/runtime/libraries.py) the first time a program uses `f
 
 `(ffi/defun name ...)`, `(ffi/defstruct name ...)` and `(ffi/callback-type name ...)`
 with a symbol as first argument bind that name in the calling module's globals, as a
-definition form does. They find those globals from the caller's frame: the FFI is a leaf
-of the pipeline and must not import the compiler, and a Gene module's top level runs as
-Python code whose frame globals are the module namespace. Frames of the registry's lazy
-trampoline and of this module are skipped.
+definition form does (the compiler passes that symbol unevaluated). They find those
+globals from the caller's frame: the FFI is a leaf of the pipeline and must not import
+the compiler, and Gene code runs as Python code whose frame globals are the module
+namespace. Frames of gene-jit's own Python modules (call helpers) are skipped.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from gene_jit.runtime.errors import GeneTypeError
 from gene_jit.runtime.registry import builtin
 from gene_jit.runtime.values import Symbol
 
-_SKIP_FILES = {os.path.abspath(__file__)}
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _skip_file(filename: str) -> bool:
-    return filename in _SKIP_FILES or filename.endswith(os.path.join("runtime", "registry.py"))
+    """Frames of gene-jit's own Python code (call helpers, lazy trampolines); Gene code
+    carries the .gene file (or a <...> pseudo-file) as its filename."""
+    return filename.endswith(".py") and filename.startswith(_PACKAGE_DIR)
 
 
 def _bind(name: Any, value: Any) -> None:
@@ -83,8 +85,15 @@ def gene_callback_type(*args: Any, returns: Any = "void", params: Any = ()) -> f
 
 
 @builtin("new", ns="ffi")
-def gene_new(spec: Any, *args: Any, **fields: Any) -> Any:
-    return ffi.new(spec, *args, **fields)
+def gene_new(*args: Any, **fields: Any) -> Any:
+    """`(ffi/new S ^x 1)`, `(ffi/new S {x: 1})`, `(ffi/new :int32 n)`."""
+    if not args and len(fields) == 1:
+        # `(ffi/new :int32 8)` reads as a seed-style `:kw value` tail: type and count
+        (name, count), = fields.items()
+        return ffi.new(name, count)
+    if not args:
+        raise GeneTypeError("ffi/new needs a type: (ffi/new S ...) or (ffi/new :T n)")
+    return ffi.new(*args, **fields)
 
 
 @builtin("free", ns="ffi")

@@ -70,6 +70,17 @@ class Library:
     def __repr__(self) -> str:
         return f"<ffi library {self.name} {self.path}>"
 
+    __gene_type__ = "ffi-library"
+
+    def __gene_get__(self, key: str) -> Any:
+        """`lib/path`, `lib/name`, `lib/note` in Gene."""
+        if key in ("name", "path", "note"):
+            return getattr(self, key)
+        raise GeneNameError(f"an ffi library has no member {key!r} (name, path, note)")
+
+    def __gene_repr__(self) -> str:
+        return repr(self)
+
 
 LIBRARIES: dict[str, Library] = {}
 

@@ -72,6 +72,11 @@ class Buffer:
     def __len__(self) -> int:
         return self.length
 
+    __gene_type__ = "ffi-buffer"
+
+    def __gene_repr__(self) -> str:
+        return repr(self)
+
     def to_list(self) -> list[Any]:
         c = self._live()
         return [from_c(self.elem, c[i]) for i in range(self.length)]

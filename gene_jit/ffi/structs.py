@@ -143,6 +143,13 @@ class StructValue:
     __getitem__ = get
     __setitem__ = set
 
+    def __gene_get__(self, key: str) -> Any:
+        """`s/field` in Gene."""
+        return self.get(key)
+
+    def __gene_repr__(self) -> str:
+        return repr(self)
+
     def to_map(self) -> dict[str, Any]:
         """The fields as a Gene map (nested structs as maps, arrays as arrays)."""
         out: dict[str, Any] = {}
@@ -330,7 +337,7 @@ def defstruct(name: Any, fields: Any, packed: bool = False) -> type[StructValue]
     )
     ns: dict[str, Any] = {
         "__slots__": (), "name": sname, "size": ctypes.sizeof(ctype), "ctype": ctype,
-        "fields": layout, "_by_name": {f.name: f for f in layout},
+        "fields": layout, "_by_name": {f.name: f for f in layout}, "__gene_type__": sname,
     }
     for f in layout:
         if f.name not in _RESERVED and f.name.isidentifier() and not f.name.startswith("_"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
+from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
@@ -38,6 +39,10 @@ RECURSION_LIMIT = 20000
 
 # Loaded modules by absolute path (module namespace), for `import`.
 MODULES: dict[str, Namespace] = {}
+
+# `hook(module_ast, filename, env)` runs on each module before it is compiled; empty
+# unless a tool (the profiler's loop counters) adds one, so plain runs pay nothing.
+AST_HOOKS: list[Callable[[ast.Module, str, dict[str, Any]], None]] = []
 
 
 def _helpers() -> dict[str, Any]:
@@ -138,6 +143,8 @@ def compile_forms(forms: list[Form], filename: str, env: dict[str, Any]) -> Code
     """A code object that, run in `env`, defines `env[" top"]` computing the forms."""
     c = Compiler(env, filename)
     mod = _module_for(c, forms)
+    for hook in AST_HOOKS:
+        hook(mod, filename, env)
     if "py" in os.environ.get("GENE_DUMP", "").split(","):
         print(f"# ---- {filename}\n{ast.unparse(mod)}", file=sys.stderr)
     GENE_FILES.add(filename)

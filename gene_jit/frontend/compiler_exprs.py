@@ -277,8 +277,14 @@ def call_args(c: Compiler, form: GeneF, children: list[Form]) -> tuple[list[ast.
     return stmts, args, kws
 
 
+# Library calls that define a name take it unevaluated, as `var` does: `(ffi/defun f ...)`.
+QUOTED_NAME_CALLS = frozenset({"ffi/defun", "ffi/defstruct", "ffi/callback-type"})
+
+
 def plain_call(c: Compiler, form: GeneF) -> Result:
     ch = form.children
+    if ch and isinstance(ch[0], Sym) and sym_name(form.head) in QUOTED_NAME_CALLS:
+        ch = (Quote(ch[0].span, ch[0]), *ch[1:])
     tail = kw_tail_start(ch)
     fres = c.compile(form.head)  # type: ignore[arg-type]
     if tail < len(ch):

@@ -493,6 +493,10 @@ class _Reader:
             return end
         if nxt == "/":
             raise self._fail("regex literals (#/.../) are not supported", pos, pos + 2)
+        if nxt in ("{", "("):
+            raise self._fail(
+                f"unexpected '#{nxt}': '#{{...}}' and '#(...)' interpolate only inside "
+                '#"..." strings', pos, pos + 2)
         form, end = self._token(pos)
         self._deliver(stack, form)
         return end
@@ -541,11 +545,7 @@ class _Reader:
         else:
             msg = (f"expected a number, got {tok}: a token that starts with a digit must be a "
                    "decimal int or float (dates, times and units are not supported)")
-        return self._raise_at(msg, span)
-
-    @staticmethod
-    def _raise_at(message: str, span: Span) -> Lit:
-        raise GeneSyntaxError(message, span)
+        raise GeneSyntaxError(msg, span)
 
     def _char(self, pos: int) -> tuple[Lit, int]:
         """A character literal: `'a'` or an escape such as `'\\n'` (a one-char string)."""

@@ -1,9 +1,9 @@
 """Numba CPU fused scaled-dot-product attention, with grouped-query heads.
 
 Prefill (`attention_f32`): work splits into (head, block of query rows) items run in
-parallel; each item computes its scores with sgemm (`np.dot`), so with a causal mask a
-block only touches the keys its rows can see, then does a fused mask + softmax pass
-and a second sgemm against V. Decode (`decode_attention_f32`): one query per head over
+parallel; each query row scores only the keys its causal mask lets it see, then makes
+one fused softmax-and-V pass (no BLAS inside the parallel loop: a threaded BLAS called
+from parallel Numba threads oversubscribes the cores). Decode (`decode_attention_f32`): one query per head over
 a KV cache; each parallel item is one KV head, so its K and V rows are read once for
 all the query heads that share them.
 """
@@ -34,24 +34,27 @@ def attention_f32(
         kh = hh // group
         r0 = blk * QBLOCK
         r1 = min(r0 + QBLOCK, t)
-        kend = min(tk, q_offset + r1) if causal else tk
-        s = np.dot(q[hh, r0:r1], k[kh, :kend].T)  # [rows, kend]
-        for r in range(r1 - r0):
-            lim = min(kend, q_offset + r0 + r + 1) if causal else kend
+        s = np.empty(tk, np.float32)
+        acc = np.empty(d, np.float32)
+        for r in range(r0, r1):
+            lim = min(tk, q_offset + r + 1) if causal else tk
             m = -np.inf
             for c in range(lim):
-                m = max(m, s[r, c])
+                dot = np.float32(0.0)
+                for i in range(d):
+                    dot += q[hh, r, i] * k[kh, c, i]
+                s[c] = dot * sc
+                m = max(m, s[c])
             tot = np.float32(0.0)
+            acc[:] = 0.0
             for c in range(lim):
-                e = math.exp((s[r, c] - m) * sc)
-                s[r, c] = e
-                tot += e
+                p = np.float32(math.exp(s[c] - m))
+                tot += p
+                for i in range(d):
+                    acc[i] += p * v[kh, c, i]
             inv = np.float32(1.0) / tot if lim > 0 else np.float32(0.0)
-            for c in range(lim):
-                s[r, c] *= inv
-            for c in range(lim, kend):
-                s[r, c] = 0.0
-        out[hh, r0:r1] = np.dot(s, v[kh, :kend])
+            for i in range(d):
+                out[hh, r, i] = acc[i] * inv
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
