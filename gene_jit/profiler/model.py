@@ -1,0 +1,109 @@
+"""The profile of one run as plain data: per Gene function, per loop, per library, and
+the sampled stacks. Every report (table, JSON, speedscope, flame graph) reads only this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class FunctionStats:
+    """One Gene function (or a file's top-level code, named `(top level)`)."""
+
+    name: str
+    file: str
+    line: int
+    calls: int = 0  # exact: every entry, tier 0 or native
+    total_ms: float = 0.0  # including callees; recursion counted once
+    self_ms: float = 0.0  # excluding Gene callees and library code
+    tier: int = 0
+    signatures: list[str] = field(default_factory=list)
+    compile_ms: float = 0.0
+    cache_hits: int = 0
+    guard_misses: int = 0
+    reason: str | None = None  # why it stayed in tier 0
+    reason_line: int | None = None  # where the form that stopped tier 1 is
+    reason_form: str | None = None  # that form's source line
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
+class LoopStats:
+    """A loop in Gene source and how many iterations tier 0 ran."""
+
+    kind: str  # the head of the loop form: while, loop, for, repeat, ...
+    file: str
+    line: int
+    column: int
+    function: str  # the Gene function it is in, or `(top level)`
+    trips: int = 0
+
+
+@dataclass
+class LibraryStats:
+    """Time spent inside a native library area (tensor kernels, libllama)."""
+
+    name: str
+    calls: int = 0  # entries from Gene code into the library
+    ms: float = 0.0
+    tokens: int | None = None  # generated tokens (libllama only)
+    generate_ms: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if not self.tokens or not self.generate_ms:
+            return None
+        return self.tokens / (self.generate_ms / 1e3)
+
+
+@dataclass(frozen=True)
+class Frame:
+    name: str
+    file: str
+    line: int
+
+
+@dataclass
+class ProfileData:
+    program: str
+    wall_ms: float
+    functions: list[FunctionStats] = field(default_factory=list)
+    loops: list[LoopStats] = field(default_factory=list)
+    libraries: list[LibraryStats] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    # Sampled stacks: frame indexes from the root down, and the milliseconds they stand for.
+    stacks: list[tuple[tuple[int, ...], float]] = field(default_factory=list)
+    sample_interval_ms: float = 1.0
+    jit_mode: str = "lazy"
+
+    def function(self, name: str) -> FunctionStats | None:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report: one entry per function, loops and libraries."""
+        libs = []
+        for lib in self.libraries:
+            d = asdict(lib)
+            d["tokens_per_s"] = lib.tokens_per_s
+            libs.append(d)
+        return {
+            "program": self.program,
+            "wall_ms": round(self.wall_ms, 3),
+            "jit": self.jit_mode,
+            "functions": [_rounded(asdict(f)) for f in self.functions],
+            "loops": [asdict(lp) for lp in self.loops],
+            "libraries": libs,
+            "samples": len(self.stacks),
+        }
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}
