@@ -100,10 +100,11 @@ def bench_decode(peak: float, torch: Any) -> None:
         dq, dk, dv = cu.to_device(q), cu.to_device(kc), cu.to_device(vc)
         out = cu.device_array((h, d), np.float32)
         scores = cu.device_array((h, ctx), np.float32)
+        stats = cu.device_array((h, 2), np.float32)
         sc = 1 / math.sqrt(d)
 
-        def run(dq=dq, dk=dk, dv=dv, out=out, scores=scores, ctx=ctx, sc=sc) -> None:
-            attention_cuda.decode_attention(dq, dk, dv, ctx, sc, out, scores)
+        def run(dq=dq, dk=dk, dv=dv, out=out, scores=scores, stats=stats, ctx=ctx, sc=sc) -> None:
+            attention_cuda.decode_attention(dq, dk, dv, ctx, sc, out, scores, stats)
 
         run()
         err = rel(out.copy_to_host(), ref.decode_attention(q, kc, vc, ctx, sc))

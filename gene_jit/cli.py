@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_run=cmd.run)
     for name, (module, help_text) in SUBCOMMANDS.items():
         if name not in _BUILTIN:
-            p = sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+            # Every argument goes to the module's own parser: none may look like an option here.
+            p = sub.add_parser(name, help=help_text, description=help_text, add_help=False, prefix_chars="\0")
             p.add_argument("rest", nargs=argparse.REMAINDER)
             p.set_defaults(_lazy=(name, module))
     return parser

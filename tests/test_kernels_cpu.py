@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_kernels_helpers import F16_TOL, check, poisoned, randn, random_blocks, rng
 
 from gene_jit.tensor_kernels import reference as ref
-from test_kernels_helpers import F16_TOL, check, poisoned, randn, random_blocks, rng
 
 
 def test_gemv_f32_and_f16_weights() -> None:

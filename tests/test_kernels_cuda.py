@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from test_kernels_helpers import F16_TOL, check, poisoned, randn, random_blocks, rng
+from test_kernels_helpers import F16_TOL, check, poisoned, randn, rng
 
 from gene_jit.tensor_kernels import reference as ref
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Span:
     """A position in a source text: 1-based line and column, plus the end position."""
 
@@ -29,19 +29,19 @@ class Span:
 NO_SPAN = Span("<generated>", 0, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Form:
     span: Span = field(compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Lit(Form):
     """nil, true, false, an int, a float or a string (`value` is None/bool/int/float/str)."""
 
     value: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Sym(Form):
     """A symbol. A complex symbol `a/b/c` keeps its full text; `parts` splits it on `/`."""
 
@@ -58,14 +58,14 @@ class Sym(Form):
         return self.name != "/" and "/" in self.name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Quote(Form):
     """`:datum`."""
 
     form: Form = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Unquote(Form):
     """`%datum` (discard=False) and `%_datum` (discard=True)."""
 
@@ -73,28 +73,28 @@ class Unquote(Form):
     discard: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Arr(Form):
     """`[a b c]`."""
 
     items: tuple[Form, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SetF(Form):
     """`#[a b c]`."""
 
     items: tuple[Form, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class MapF(Form):
     """`{^k v ...}`; keys are strings, in source order."""
 
     entries: tuple[tuple[str, Form], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class GeneF(Form):
     """`(head ^k v child ...)`. `head` is None for `()`.
 
@@ -107,7 +107,7 @@ class GeneF(Form):
     children: tuple[Form, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Interp(Form):
     """`#"a#{x}b"`: string parts (Lit str) and expression forms, in order."""
 

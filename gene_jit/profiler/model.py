@@ -87,8 +87,9 @@ class ProfileData:
                 return f
         return None
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON report: one entry per function, loops and libraries."""
+    def to_json(self, functions: list[FunctionStats] | None = None) -> dict[str, Any]:
+        """The JSON report: one entry per function (`functions`, default all), loops and
+        libraries."""
         libs = []
         for lib in self.libraries:
             d = asdict(lib)
@@ -98,7 +99,7 @@ class ProfileData:
             "program": self.program,
             "wall_ms": round(self.wall_ms, 3),
             "jit": self.jit_mode,
-            "functions": [_rounded(asdict(f)) for f in self.functions],
+            "functions": [_rounded(asdict(f)) for f in (self.functions if functions is None else functions)],
             "loops": [asdict(lp) for lp in self.loops],
             "libraries": libs,
             "samples": len(self.stacks),

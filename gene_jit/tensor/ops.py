@@ -306,7 +306,7 @@ def concat(ts: Sequence[Any], axis: int = 0) -> Tensor:
     first = tensors[0]
     ax = _axis(first, axis, "tensor/concat")
     for i, x in enumerate(tensors[1:], 1):
-        if x.ndim != first.ndim or any(a != b for d, (a, b) in enumerate(zip(x.shape, first.shape)) if d != ax):
+        if x.ndim != first.ndim or any(a != b for d, (a, b) in enumerate(zip(x.shape, first.shape, strict=False)) if d != ax):
             raise TensorShapeError(
                 f"tensor/concat: tensor {i} has shape {fmt_shape(x.shape)}, tensor 0 has "
                 f"{fmt_shape(first.shape)}; they must agree except on axis {ax}"

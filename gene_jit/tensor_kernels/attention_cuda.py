@@ -27,6 +27,7 @@ KEYS_PER_WARP = 8
 CHUNK = 256  # keys per block in the value pass
 MAX_GROUP = 16  # query heads per kv head
 MAX_D = 256
+LANE_D = MAX_D // 32  # head dims each lane holds in prefill
 
 
 @cu.jit(device=True, inline=True)
@@ -130,9 +131,10 @@ def _decode_values(scores: Any, stats: Any, vc: Any, n_ctx: int, is_f16: bool, o
 
 
 def decode_attention(q: Any, k_cache: Any, v_cache: Any, n_ctx: int, scale: float, out: Any,
-                     scores: Any = None) -> None:
+                     scores: Any = None, stats: Any = None) -> None:
     """q [H, D] f32, caches [Hkv, S, D] f16 or f32 (device arrays), out [H, D] f32.
-    `scores` [H, >= n_ctx] f32 scratch may be passed in to avoid an allocation."""
+    Scratch `scores` [H, >= n_ctx] and `stats` [H, 2] (f32) may be passed in to avoid
+    allocations on every token."""
     h, d = q.shape
     hkv = k_cache.shape[0]
     if h % hkv or h // hkv > MAX_GROUP or d > MAX_D or d % 2:
@@ -142,7 +144,8 @@ def decode_attention(q: Any, k_cache: Any, v_cache: Any, n_ctx: int, scale: floa
     vw = v_cache.view(np.uint32) if is_f16 else v_cache
     if scores is None:
         scores = cu.device_array((h, n_ctx), np.float32)
-    stats = cu.device_array((h, 2), np.float32)
+    if stats is None:
+        stats = cu.device_array((h, 2), np.float32)
     tiles = math.ceil(n_ctx / (WARPS * KEYS_PER_WARP))
     _decode_scores[(hkv, tiles), 32 * WARPS](q, kw, n_ctx, np.float32(scale), is_f16, scores)
     _decode_stats[h, 256](scores, n_ctx, stats)
@@ -170,8 +173,8 @@ def _prefill(q: Any, k: Any, v: Any, causal: bool, scale: float, q_offset: int, 
         return
     hh, r = gw // t, gw % t
     kh = hh // group
-    qv = cu.local.array(MAX_D // 32, np.float32)
-    acc = cu.local.array(MAX_D // 32, np.float32)
+    qv = cu.local.array(LANE_D, np.float32)
+    acc = cu.local.array(LANE_D, np.float32)
     per = (d + 31) // 32
     for i in range(per):
         c = lane + 32 * i

@@ -1,0 +1,84 @@
+"""`gene-jit profile FILE [args]` (and `gene-jit run --profile`): run a program under the
+profiler, print the report tables to stderr (the program's own output keeps stdout), and
+write the files asked for: `--json`, `--speedscope`, `--flamegraph`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gene_jit.profiler.table import SORT_KEYS
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_output_options(p)
+    p.add_argument("file", help="the .gene program")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments, visible to Gene as $args")
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON (one entry per function)")
+    p.add_argument("--speedscope", metavar="FILE", help="write the sampled stacks in speedscope's format")
+    p.add_argument("--flamegraph", metavar="FILE.svg", help="write a flame graph (SVG, opens in a browser)")
+    p.add_argument("--sort", choices=sorted(SORT_KEYS), default="total", help="order of the functions (default: total)")
+    p.add_argument("--top", type=int, metavar="N", help="show only the first N functions and loops")
+    p.add_argument("--interval", type=float, default=1.0, metavar="MS", help="stack sampling interval (default: 1 ms)")
+    p.add_argument("--quiet", action="store_true", help="do not print the tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    return profile_program(args.file, list(args.args), args)
+
+
+def profile_program(path: str, argv: list[str], opts: argparse.Namespace) -> int:
+    """Run `path` under the profiler and report; the exit status of the run."""
+    from gene_jit.api import run_program
+    from gene_jit.cli import report_failure
+    from gene_jit.profiler import Profiler
+
+    if opts.top is not None and opts.top < 1:
+        sys.stderr.write("gene-jit profile: --top needs a positive number\n")
+        return EXIT_USAGE
+    if opts.interval <= 0:
+        sys.stderr.write("gene-jit profile: --interval needs a positive number of milliseconds\n")
+        return EXIT_USAGE
+    profiler = Profiler(path, sample_interval=opts.interval / 1e3)
+    status = EXIT_OK
+    profiler.start()
+    try:
+        run_program(path, argv)
+    except SystemExit as exc:  # (exit n) in the program
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException as exc:  # noqa: BLE001 - reported like `gene-jit run`, then profiled
+        data = profiler.stop()
+        status = report_failure(exc)
+        write_reports(data, opts)
+        return status
+    data = profiler.stop()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    write_reports(data, opts)
+    return status
+
+
+def write_reports(data: object, opts: argparse.Namespace) -> None:
+    from gene_jit.profiler import ProfileData, export, flamegraph, table
+
+    assert isinstance(data, ProfileData)
+    if not opts.quiet:
+        table.print_report(data, opts.sort, opts.top, file=sys.stderr)
+    if opts.json:
+        export.write_json(opts.json, export.json_report(data, opts.sort, opts.top))
+    if opts.speedscope:
+        export.write_json(opts.speedscope, export.speedscope(data))
+    if opts.flamegraph:
+        with open(opts.flamegraph, "w", encoding="utf-8") as f:
+            f.write(flamegraph.render(data))
+    for what, path in (("JSON", opts.json), ("speedscope", opts.speedscope), ("flame graph", opts.flamegraph)):
+        if path and not opts.quiet:
+            sys.stderr.write(f"wrote {what} to {path}\n")
