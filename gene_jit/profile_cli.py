@@ -70,7 +70,7 @@ def write_reports(data: object, opts: argparse.Namespace) -> None:
     from gene_jit.profiler import ProfileData, export, flamegraph, table
 
     assert isinstance(data, ProfileData)
-    if not opts.quiet:
+    if not opts.quiet and data.functions:  # nothing ran: the error said why
         table.print_report(data, opts.sort, opts.top, file=sys.stderr)
     if opts.json:
         export.write_json(opts.json, export.json_report(data, opts.sort, opts.top))

@@ -1,6 +1,8 @@
 """Forms: what the reader produces and what the compilers consume.
 
-A form is a small immutable node that carries its source span. Forms are not runtime
+A form is a small node that carries its source span; forms are never mutated after
+the reader builds them (they are plain slotted dataclasses because frozen ones cost
+twice as much to build). Forms are not runtime
 values: `to_value` turns a form into the Gene value it denotes as data (for quote,
 `$parse`, macro arguments), and `from_value` turns a value back into a form (for `eval`
 and for code that macros build).

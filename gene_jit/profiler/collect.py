@@ -133,6 +133,7 @@ class Profiler:
                 data.frames.append(frame)
             return index[frame]
 
+        data.samples = self.sampler.samples
         for stack, seconds in self.sampler.stacks.items():
             data.stacks.append((tuple(frame_of(item) for item in stack), seconds * 1e3))
 
@@ -197,11 +198,15 @@ class _Graph:
 
 
 def _libraries(graph: _Graph) -> list[LibraryStats]:
+    """Time in each library area, entered from Gene code (directly or through a helper
+    that Gene code calls). Entries from elsewhere (the lazy import of a library, one
+    library function calling another) are not counted, so nothing is counted twice."""
+    gene_callers = {k for k, kind in graph.kinds.items() if isinstance(kind, GeneFn)}
+    for caller in list(gene_callers):
+        gene_callers.update(sub.code for sub in graph.edges.get(caller, ()) if graph.kind(sub.code) is None)
     libs: dict[str, LibraryStats] = {}
-    for caller, subs in graph.edges.items():
-        if isinstance(graph.kind(caller), str):
-            continue
-        for sub in subs:
+    for caller in gene_callers:
+        for sub in graph.edges.get(caller, ()):
             area = graph.kind(sub.code)
             if isinstance(area, str):
                 lib = libs.setdefault(area, LibraryStats(area))

@@ -79,6 +79,7 @@ class ProfileData:
     # Sampled stacks: frame indexes from the root down, and the milliseconds they stand for.
     stacks: list[tuple[tuple[int, ...], float]] = field(default_factory=list)
     sample_interval_ms: float = 1.0
+    samples: int = 0
     jit_mode: str = "lazy"
 
     def function(self, name: str) -> FunctionStats | None:
@@ -102,7 +103,7 @@ class ProfileData:
             "functions": [_rounded(asdict(f)) for f in (self.functions if functions is None else functions)],
             "loops": [asdict(lp) for lp in self.loops],
             "libraries": libs,
-            "samples": len(self.stacks),
+            "samples": self.samples,
         }
 
 

@@ -36,10 +36,10 @@ def _ms(v: float) -> str:
 def function_table(data: ProfileData, sort: str, top: int | None) -> Table:
     t = Table(title=f"gene-jit profile: {data.program}  ({_ms(data.wall_ms)} ms, JIT {data.jit_mode})",
               title_justify="left", header_style="bold")
-    for col, just in (("function", "left"), ("where", "left"), ("calls", "right"), ("total ms", "right"),
-                      ("self ms", "right"), ("tier", "center"), ("sigs", "right"), ("compile ms", "right"),
-                      ("cache hits", "right"), ("guard misses", "right"), ("why tier 0", "left")):
-        t.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for col in ("function", "where", "calls", "total ms", "self ms", "tier", "sigs", "compile ms",
+                "cache hits", "guard misses"):
+        t.add_column(col, justify="left" if col in ("function", "where") else "right", no_wrap=col != "function")
+    t.add_column("why tier 0", overflow="fold", ratio=1)
     for f in ordered(data.functions, sort, top):
         why = ""
         if f.tier == 0 and f.reason:
@@ -82,7 +82,9 @@ def library_table(data: ProfileData) -> Table | None:
 
 
 def print_report(data: ProfileData, sort: str = "total", top: int | None = None, file: IO[str] | None = None) -> None:
-    console = Console(file=file, width=max(Console(file=file).width, 120))
+    probe = Console(file=file)
+    # Not a terminal (a file, a pipe): wide enough that rows do not wrap.
+    console = probe if probe.is_terminal else Console(file=file, width=160)
     console.print(function_table(data, sort, top))
     for extra in (loop_table(data, top), library_table(data)):
         if extra is not None:
