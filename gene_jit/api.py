@@ -14,6 +14,7 @@ uses them). Gene mistakes raise `gene_jit.runtime.errors.GeneError` subclasses.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +28,11 @@ def _compiler() -> Any:
     # themselves when the runtime library loads.
     import gene_jit.runtime.builtins  # noqa: F401
     from gene_jit.frontend import compiler
+
+    if os.environ.get("GENE_PROFILE"):  # profile the process (gene_jit.profiler.auto)
+        from gene_jit.profiler.auto import autostart
+
+        autostart()
 
     return compiler
 

@@ -59,6 +59,7 @@ def register_subcommand(
 
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", action="store_true", help="profile the run (as `gene-jit profile`)")
     p.add_argument("file", help="the .gene program")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments, visible to Gene as $args")
 
@@ -66,6 +67,10 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from gene_jit.api import run_program
 
+    if args.profile:
+        from gene_jit.profile_cli import default_options, profile_program
+
+        return profile_program(args.file, list(args.args), default_options())
     run_program(args.file, list(args.args))
     return EXIT_OK
 

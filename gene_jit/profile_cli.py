@@ -29,6 +29,13 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
 
 
+def default_options() -> argparse.Namespace:
+    """The options of a plain `gene-jit profile` (for `gene-jit run --profile`)."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_output_options(p)
+    return p.parse_args([])
+
+
 def run(args: argparse.Namespace) -> int:
     return profile_program(args.file, list(args.args), args)
 

@@ -25,7 +25,10 @@ SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
 BIG = pytest.mark.cuda if not SIM else pytest.mark.skip(reason="real-GPU size")
 
 
-@pytest.mark.parametrize("n,k", [(10, 64), pytest.param(4096, 4096, marks=BIG)])
+# (10, 64): vector kernel, tail chunk only; (13, 328): vector kernel main loop plus tail,
+# odd N; (7, 70): K not a multiple of 8, so the word / scalar kernels.
+@pytest.mark.parametrize("n,k", [(10, 64), (13, 328), (7, 70), pytest.param(4096, 4096, marks=BIG),
+                                 pytest.param(14336, 4104, marks=BIG)])
 def test_gemv_f16_weights(n: int, k: int) -> None:
     cu = _cuda()
     from gene_jit.tensor_kernels import gemv_cuda
@@ -40,6 +43,22 @@ def test_gemv_f16_weights(n: int, k: int) -> None:
     out = cu.to_device(poisoned(n))
     gemv_cuda.gemv(cu.to_device(w32), cu.to_device(x), out)
     check("cuda gemv f32", out.copy_to_host(), ref.gemv(w32, x))
+
+
+def test_gemv_unaligned_x_falls_back() -> None:
+    """An x view that starts 4 bytes into its buffer can not take 16-byte loads."""
+    cu = _cuda()
+    from gene_jit.tensor_kernels import gemv_cuda
+
+    g = rng(14)
+    w = (randn(g, 6, 16) * 0.05).astype(np.float16)
+    x = randn(g, 17)
+    dx = cu.to_device(x)[1:]
+    out = cu.to_device(poisoned(6))
+    if not gemv_cuda.simulator():
+        assert not gemv_cuda.vector_ok(cu.to_device(w), dx, out)
+    gemv_cuda.gemv(cu.to_device(w), dx, out)
+    check("cuda gemv f16, unaligned x", out.copy_to_host(), ref.gemv(w, x[1:]))
 
 
 @pytest.mark.parametrize("dt,heads,kv,ctx,d", [

@@ -155,7 +155,9 @@ class FunctionEmitter:
                              self.b.icmp_signed("<", self.b.xor(r, y), zero))
         if ins.op is Op.MOD:
             return self.b.select(adjust, self.b.add(r, y), r)
-        neg = self.checked("ssub", zero, x)  # x // -1 == -x, overflow at INT_MIN
+        # x // -1 == -x, which overflows only for INT_MIN
+        self.check(self.b.and_(is_m1, self.b.icmp_signed("==", x, ir.Constant(I64, -(2**63)))), ERR_OVERFLOW)
+        neg = self.b.sub(zero, x)
         q = self.b.sdiv(x, safe_y)
         q = self.b.select(adjust, self.b.sub(q, ir.Constant(I64, 1)), q)
         return self.b.select(is_m1, neg, q)

@@ -184,9 +184,10 @@ class EntryEmitter:
             obj = b.select(value, _gvar(self.mod, "_Py_TrueStruct"), _gvar(self.mod, "_Py_FalseStruct"))
         else:
             obj = _gvar(self.mod, "_Py_NoneStruct")
-        refcnt = b.load(obj, typ=I64)  # Py_INCREF: these objects are not immortal in 3.11
-        b.store(b.add(refcnt, ir.Constant(I64, 1)), obj)
-        return obj
+        cell = b.bitcast(obj, I64.as_pointer())
+        refcnt = b.load(cell, typ=I64)  # Py_INCREF: these objects are not immortal in 3.11
+        b.store(b.add(refcnt, ir.Constant(I64, 1)), cell)
+        return b.bitcast(obj, PTR)
 
 
 def emit_entry(mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type) -> str:

@@ -117,6 +117,14 @@ def get_call(b: FnBuilder, form: GeneF) -> Value:
     return load(b, arr, [i], form.span)
 
 
+def int_division(b: FnBuilder, form: GeneF) -> Value:
+    x, y = _args(b, form, 2)
+    if x.type != T.I64 or y.type != T.I64:
+        raise NotTypeable(f"{_name(form)} of {x.type} and {y.type}", form.span)
+    op = {"mod": Op.MOD, "rem": Op.REM, "div": Op.IDIV}[_name(form)]
+    return b.emit(op, (x, y), T.I64, span=form.span)
+
+
 def io_call(b: FnBuilder, form: GeneF) -> Value:
     raise NotTypeable(f"calls {_name(form)} (I/O)", form.span)
 
@@ -127,6 +135,7 @@ BUILTIN_CALLS: dict[str, Callable[[FnBuilder, GeneF], Value]] = {
     "floor": rounding, "ceil": rounding, "to_i": rounding, "int": rounding, "to-i": rounding,
     "to_f": to_float, "float": to_float, "to-f": to_float,
     "len": length, "size": length, "length": length, "get": get_call,
+    "mod": int_division, "rem": int_division, "div": int_division,
     "print": io_call, "println": io_call,
 }
 

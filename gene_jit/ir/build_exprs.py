@@ -236,7 +236,8 @@ def logic(b: FnBuilder, op: str, left: Callable[[], Value], right: Callable[[], 
     targets = (take_right.name, keep_left.name) if op == "&&" else (keep_left.name, take_right.name)
     b.emit(Op.CBR, (t,), targets=targets, span=span)
     b.start(take_right)
-    ends = [(b.cur, right())]
+    right_value = right()
+    ends = [(b.cur, right_value)]
     b.start(keep_left)
     kept = b.emit(Op.GET, ty=x.type, attr=slot, span=span) if slot is not None else x
     ends.append((b.cur, kept))
@@ -403,7 +404,8 @@ def sf_if(b: FnBuilder, form: GeneF) -> Value:
         then_b, next_b = b.new_block("then"), b.new_block("else")
         b.emit(Op.CBR, (c,), targets=(then_b.name, next_b.name), span=form.span)
         b.start(then_b)
-        ends.append((b.cur, body_value(b, body)))
+        then_value = body_value(b, body)
+        ends.append((b.cur, then_value))
         b.start(next_b)
     value = body_value(b, else_body) if else_body is not None else b.nil()
     ends.append((b.cur, value))
@@ -451,11 +453,19 @@ def sf_while(b: FnBuilder, form: GeneF) -> Value:
     b.jump(head.name)
     b.start(head)
     c = truth(b, expr(b, form.children[0]), form.span)
-    b.emit(Op.CBR, (c,), targets=(body.name, exit_b.name), span=form.span)
+    if _is_true(b, c):
+        b.emit(Op.BR, targets=(body.name,))  # `(while true ...)`: only break leaves
+    else:
+        b.emit(Op.CBR, (c,), targets=(body.name, exit_b.name), span=form.span)
     b.start(body)
     _loop_body(b, Loop(head.name, exit_b.name), form.children[1:])
     b.start(exit_b)
     return b.nil()
+
+
+def _is_true(b: FnBuilder, c: Value) -> bool:
+    return any(i.result is not None and i.result.id == c.id and i.op is Op.CONST and i.attr is True
+               for i in b.cur.instrs)
 
 
 def sf_loop(b: FnBuilder, form: GeneF) -> Value:

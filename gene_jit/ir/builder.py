@@ -176,12 +176,26 @@ class FnBuilder:
             slot = self.declare(pname, pval.type)
             self.emit(Op.SET, (pval,), attr=slot)
         value = body_value(self, body)
+        if value.id in self.nil_reasons:
+            self.typed(value, self.form.span)
         self.returns.append((self.cur, value))
         self._finish_returns()
         return self.fn
 
+    def _reachable(self) -> set[str]:
+        by_name = {b.name: b for b in self.fn.blocks}
+        seen: set[str] = set()
+        todo = [self.fn.blocks[0].name]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(by_name[name].successors())
+        return seen
+
     def _finish_returns(self) -> None:
-        live = [(b, v) for b, v in self.returns if b.terminator is None]
+        reach = self._reachable()
+        live = [(b, v) for b, v in self.returns if b.terminator is None and b.name in reach]
         types = {v.type if v is not None else T.NIL for _, v in live}
         if len(types) > 1:
             kinds = ", ".join(sorted(str(t) for t in types))

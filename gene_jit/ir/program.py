@@ -77,24 +77,37 @@ class Program:
 
     def build(self, src: FnSource, sig: tuple[T.Type, ...]) -> Function:
         k = (src.key, sig)
-        guess: T.Type | None = None
-        for _ in range(4):
+        # a recursive call needs the return type before it is known: try the likely ones
+        guesses: list[T.Type | None] = [None, T.F64, T.BOOL, T.NIL]
+        error: NotTypeable | None = None
+        for _ in range(6):
+            if not guesses:
+                break
+            guess = guesses.pop(0)
             before = set(self.functions)
             self._building[k] = guess
             self._guessed.pop(k, None)
             try:
-                builder = FnBuilder(self, src.key, src.name, src.form, list(src.params), sig, guess)
-                fn = builder.build(src.body)
+                fn = FnBuilder(self, src.key, src.name, src.form, list(src.params), sig, guess).build(src.body)
+            except NotTypeable as exc:
+                if k not in self._guessed:
+                    raise
+                error = exc
+                self._drop(before)
+                continue
             finally:
                 del self._building[k]
             used = self._guessed.pop(k, None)
             if used is None or used == fn.ret:
                 self.functions[fn.name] = fn
                 return fn
-            for stale in set(self.functions) - before:  # built on a wrong assumption
-                del self.functions[stale]
-            guess = fn.ret
-        raise NotTypeable(f"the return type of {src.name} does not settle")
+            self._drop(before)  # callees built on a wrong assumption
+            guesses.insert(0, fn.ret)
+        raise error or NotTypeable(f"the return type of {src.name} does not settle")
+
+    def _drop(self, keep: set[str]) -> None:
+        for stale in set(self.functions) - keep:
+            del self.functions[stale]
 
     def unit(self, root: Function) -> Unit:
         """The unit of `root`: it and every function it reaches."""

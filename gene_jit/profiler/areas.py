@@ -23,13 +23,6 @@ AREAS: dict[str, str] = {
     os.path.join(_ROOT, "llama") + os.sep: LLAMA,
 }
 
-# Generated tokens are counted by calls to this function: generation (single and batch)
-# turns each sampled token into text through it exactly once.
-TOKEN_FILE = os.path.join(_ROOT, "llama", "generate.py")
-TOKEN_FUNCTION = "push"
-# Where generation time is spent (for tokens per second): (file, function name).
-GENERATE_FUNCTIONS = {(TOKEN_FILE, "step"), (os.path.join(_ROOT, "llama", "batch.py"), "batch_generate")}
-
 _cache: dict[str, str | None] = {}
 
 

@@ -16,8 +16,8 @@ class FunctionStats:
     file: str
     line: int
     calls: int = 0  # exact: every entry, tier 0 or native
-    total_ms: float = 0.0  # including callees; recursion counted once
-    self_ms: float = 0.0  # excluding Gene callees and library code
+    total_ms: float = 0.0  # sampled, including callees; recursion counted once
+    self_ms: float = 0.0  # sampled, excluding Gene callees and library code
     tier: int = 0
     signatures: list[str] = field(default_factory=list)
     compile_ms: float = 0.0
@@ -49,8 +49,7 @@ class LibraryStats:
     """Time spent inside a native library area (tensor kernels, libllama)."""
 
     name: str
-    calls: int = 0  # entries from Gene code into the library
-    ms: float = 0.0
+    ms: float = 0.0  # sampled
     tokens: int | None = None  # generated tokens (libllama only)
     generate_ms: float | None = None
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import Counter
 from types import CodeType, FrameType
 
 from gene_jit.profiler.areas import area_of
@@ -29,7 +28,7 @@ class Sampler:
     def __init__(self, interval: float, gene_files: set[str]) -> None:
         self.interval = interval
         self.gene_files = gene_files
-        self.stacks: Counter[Stack] = Counter()
+        self.stacks: dict[Stack, float] = {}
         self.samples = 0
         self._target = threading.get_ident()
         self._stop = threading.Event()
@@ -59,7 +58,7 @@ class Sampler:
             if frame is not None:
                 stack = self._gene_stack(frame)
                 if stack:
-                    self.stacks[stack] += t0 - last
+                    self.stacks[stack] = self.stacks.get(stack, 0.0) + t0 - last
                     self.samples += 1
             last = t0
             # Deep stacks cost more to walk: back off so sampling stays a small share.

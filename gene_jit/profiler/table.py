@@ -71,12 +71,12 @@ def library_table(data: ProfileData) -> Table | None:
     if not data.libraries:
         return None
     t = Table(title="libraries", title_justify="left", header_style="bold")
-    for col in ("library", "calls", "ms", "% of run", "tokens", "tokens/s"):
+    for col in ("library", "ms", "% of run", "tokens", "tokens/s"):
         t.add_column(col, justify="left" if col == "library" else "right")
     for lib in data.libraries:
         share = 100 * lib.ms / data.wall_ms if data.wall_ms else 0.0
         tps = lib.tokens_per_s
-        t.add_row(lib.name, f"{lib.calls:,}", _ms(lib.ms), f"{share:.1f}",
+        t.add_row(lib.name, _ms(lib.ms), f"{share:.1f}",
                   str(lib.tokens) if lib.tokens else "", f"{tps:,.1f}" if tps else "")
     return t
 

@@ -1,72 +1,56 @@
 """What tier 1 did for each Gene function, read from the codegen statistics registry
-(`gene_jit.codegen.stats`) when the JIT is on: tier, signatures, compile time, cache
-hits, guard misses, and the reason a function stayed in tier 0.
+(`gene_jit.codegen.stats`, filled by the JIT's hooks): tier, signatures, compile time,
+cache hits, guard misses, and the reason a function stayed in tier 0.
 
-The profiler only reads the registry; nothing here imports codegen unless the JIT is
-enabled, so profiling with `GENE_JIT=0` does not load LLVM.
+The profiler only reads the registry, and only when the JIT is on and loaded, so
+profiling with `GENE_JIT=0` does not load LLVM.
 """
 
 from __future__ import annotations
 
-import importlib
+import re
+import sys
 from typing import Any
 
-from gene_jit.profiler.functions import GeneFn
 from gene_jit.profiler.model import FunctionStats
 from gene_jit.runtime import tiering
 from gene_jit.runtime.errors import source_line
 
-_BUILTIN_LABEL = "<built-in method "
+_WHERE = re.compile(r" at (?P<file>.+):(?P<line>\d+):(?P<col>\d+)$")
 
 
-def _registry() -> Any:
-    if tiering.mode() == "off":
+def _record(name: str) -> Any:
+    stats = sys.modules.get("gene_jit.codegen.stats")
+    if stats is None or tiering.active() is None:
         return None
-    try:
-        return importlib.import_module("gene_jit.codegen.stats")
-    except ImportError:
-        return None
-
-
-def _record(name: str, file: str) -> Any:
-    reg = _registry()
-    if reg is None:
-        return None
-    return reg.lookup(name, file)
-
-
-def native_entry(label: str) -> GeneFn | None:
-    """The Gene function whose native entry lsprof reports as `label`, if any: entries
-    are builtins named after their Gene function (`<built-in method fib>`)."""
-    if not label.startswith(_BUILTIN_LABEL):
-        return None
-    reg = _registry()
-    if reg is None:
-        return None
-    name = label[len(_BUILTIN_LABEL):-1]
-    rec = reg.lookup(name, None)
-    if rec is None or getattr(rec, "tier", 0) != 1:
-        return None
-    return GeneFn(rec.name, rec.file, rec.line)
+    found = None
+    for rec in stats.REGISTRY:  # the latest definition of a name wins
+        if rec.name == name:
+            found = rec
+    return found
 
 
 def annotate(st: FunctionStats) -> None:
     """Fill the tier-1 fields of `st` from the registry."""
-    mode = tiering.mode()
-    rec = _record(st.name, st.file)
+    rec = _record(st.name)
     if rec is None:
         st.tier = 0
-        st.reason = "the JIT is off (GENE_JIT=0)" if mode == "off" else "never became hot enough to compile"
+        st.reason = "the JIT is off (GENE_JIT=0)" if tiering.mode() == "off" else "the JIT is not loaded"
         return
     st.tier = int(rec.tier)
-    st.signatures = [str(s) for s in rec.signatures]
+    # Calls from native code and through a native entry bypass tier 0's counter; the
+    # JIT's prologue saw the tier-0 ones, so the larger figure is the better one.
+    st.calls = max(st.calls, int(rec.calls))
+    st.signatures = [f"({s.signature}) -> {s.returns}" for s in rec.signatures]
     st.compile_ms = float(rec.compile_ms)
     st.cache_hits = int(rec.cache_hits)
     st.guard_misses = int(rec.guard_misses)
     if st.tier == 0:
-        st.reason = rec.reason or "not compiled"
-        span = getattr(rec, "reason_span", None)
-        if span is not None:
-            st.reason_line = span.line
-            text = source_line(span.file, span.line)
+        reason = rec.reason or f"not compiled after {rec.calls} calls (not hot, or argument types tier 1 does not take)"
+        m = _WHERE.search(reason)
+        if m is not None:
+            reason = reason[: m.start()]
+            st.reason_line = int(m.group("line"))
+            text = source_line(m.group("file"), st.reason_line)
             st.reason_form = text.strip() if text else None
+        st.reason = reason

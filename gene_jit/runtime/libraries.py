@@ -36,6 +36,10 @@ def register_all() -> None:
     if _done:
         return
     _done = True
+    # tier 1 installs its hooks into the tiering seam (the frontend never imports codegen)
+    from gene_jit.codegen.hooks import install as install_jit
+
+    install_jit()
     # tensors and devices
     lazy_namespace("tensor", "gene_jit.tensor.gene_api")
     lazy_namespace("device", "gene_jit.tensor.gene_api")

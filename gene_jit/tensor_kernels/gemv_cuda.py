@@ -1,10 +1,13 @@
 """Numba CUDA GEMV: `out [N] = w [N, K] @ x [K]`, f32 or f16 weights, f32 accumulate.
 
-Built for bandwidth: one warp per output row, 8 rows per 256-thread block. f16 weights
-are read as 32-bit words (two halves each) with consecutive lanes on consecutive words,
-so every warp load is one coalesced 128-byte transaction, and each lane keeps four loads
-in flight per loop trip. Halves widen with integer ops (no f16 unit needed); the warp
-reduces with shuffles and lane 0 writes the row.
+GEMV moves each weight once and does two flops per weight, so it is bound by memory
+bandwidth; everything here serves keeping enough bytes in flight. The fast kernel
+(`gemv_vec_kernel`, for 16-byte aligned rows with K a multiple of 8) gives each warp
+`ROWS` rows; a lane reads 8 weights per row with one 16-byte load (`vector_cuda.ld8`,
+hardware f16 -> f32), two chunks per loop trip, so each lane has `2 * ROWS` weight loads
+outstanding, and the chunk of x it multiplies is loaded once for all its rows. Warps
+reduce with shuffles and lane r writes row r. Other shapes use the word kernel
+(`gemv_f16w_kernel`: 32-bit loads, integer widening) or the plain f32 kernel.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from typing import Any
 import numpy as np
 
 from gene_jit.tensor_kernels.cuda_support import cuda, simulator
+from gene_jit.tensor_kernels.vector_cuda import Launcher, aligned, array_type, ld8
 
 cu = cuda()
 ROWS_PER_BLOCK = 8
+ROWS = 2  # rows per warp in the vector kernel
+VEC_WARPS = 4  # warps per block in the vector kernel: small blocks spread over all SMs
 TWO_112 = np.float32(5.192296858534828e33)
 
 if simulator():
@@ -85,9 +91,72 @@ def gemv_f32_kernel(w: Any, x: Any, out: Any) -> None:
         out[row] = acc
 
 
+@cu.jit(device=True, inline=True)
+def dot8(w: Any, x: Any) -> Any:
+    return (w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]
+            + w[4] * x[4] + w[5] * x[5] + w[6] * x[6] + w[7] * x[7])
+
+
+@cu.jit(fastmath=True)
+def gemv_vec_kernel(w: Any, x: Any, out: Any, n: int, k: int) -> None:
+    """w flat [N*K] (f16 or f32), x [K] f32, out [N] f32; K % 8 == 0, rows 16-byte aligned."""
+    lane = cu.threadIdx.x & 31
+    r0 = (cu.blockIdx.x * VEC_WARPS + (cu.threadIdx.x >> 5)) * ROWS
+    if r0 >= n:
+        return
+    acc = cu.local.array(ROWS, np.float32)
+    base = cu.local.array(ROWS, np.int64)
+    for r in range(ROWS):
+        acc[r] = 0.0
+        base[r] = np.int64(min(r0 + r, n - 1)) * k  # rows past N re-read the last row
+    nch = k >> 3
+    c = lane
+    while c + 32 < nch:  # two chunks per trip: 2 * ROWS independent 16-byte loads
+        xa = ld8(x, c * 8)
+        xb = ld8(x, c * 8 + 256)
+        for r in range(ROWS):
+            wa = ld8(w, base[r] + c * 8)
+            wb = ld8(w, base[r] + c * 8 + 256)
+            acc[r] += dot8(wa, xa) + dot8(wb, xb)
+        c += 64
+    if c < nch:
+        xa = ld8(x, c * 8)
+        for r in range(ROWS):
+            acc[r] += dot8(ld8(w, base[r] + c * 8), xa)
+    for r in range(ROWS):
+        s = warp_sum(acc[r])
+        if lane == r and r0 + r < n:
+            out[r0 + r] = s
+
+
+_launchers: dict[str, Launcher] = {}
+
+
+def _vector_launcher(dtype: Any) -> Launcher:
+    from numba import types
+
+    key = np.dtype(dtype).name
+    if key not in _launchers:
+        _launchers[key] = Launcher(gemv_vec_kernel, (array_type(dtype), array_type(np.float32),
+                                                     array_type(np.float32), types.int64, types.int64))
+    return _launchers[key]
+
+
+def vector_ok(w: Any, x: Any, out: Any) -> bool:
+    """Whether the 16-byte-load kernel applies: f16/f32 weights, f32 x and out, K a
+    multiple of 8, every row and x 16-byte aligned, all contiguous."""
+    return (w.ndim == 2 and w.dtype in (np.float16, np.float32) and x.dtype == np.float32
+            and out.dtype == np.float32 and x.ndim == 1 and out.ndim == 1
+            and aligned(w, w.shape[1]) and aligned(x) and out.is_c_contiguous())
+
+
 def gemv(w: Any, x: Any, out: Any) -> None:
     """Launch: w is a device array [N, K] of float32, or of float16 (K even)."""
     n = w.shape[0]
+    if vector_ok(w, x, out):
+        _vector_launcher(w.dtype)(math.ceil(n / (ROWS * VEC_WARPS)), 32 * VEC_WARPS,
+                                  w.reshape(w.size), x, out, n, w.shape[1])
+        return
     blocks = math.ceil(n / ROWS_PER_BLOCK)
     if w.dtype == np.float16:
         if w.shape[1] % 2:

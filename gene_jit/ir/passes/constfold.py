@@ -3,7 +3,9 @@
 Assumes a verified function. Folds arithmetic, comparisons, `not` and int-to-float
 conversion whose operands are constants, computing exactly what tier 0 computes; an int
 operation that would overflow is left alone so that it still raises at run time. A
-`cbr` on a constant becomes a `br`. Guarantees: same results, value ids unchanged.
+`cbr` on a constant becomes a `br`. A slot written exactly once, with a constant, reads as
+that constant: the builder declares a variable (its one write) before any read in its
+scope, so that write dominates every read. Guarantees: same results, value ids unchanged.
 """
 
 from __future__ import annotations
@@ -42,8 +44,27 @@ def _fold(ins: Instr, consts: dict[int, Any]) -> Any:
     return r
 
 
+def _single_constant_slots(fn: Function, consts: dict[int, Any]) -> dict[str, Any]:
+    writes: dict[str, list[Instr]] = {}
+    for block in fn.blocks:
+        for ins in block.instrs:
+            if ins.op is Op.SET:
+                writes.setdefault(ins.attr, []).append(ins)
+    return {slot: consts[w[0].args[0].id] for slot, w in writes.items()
+            if len(w) == 1 and w[0].args[0].id in consts}
+
+
 def fold_function(fn: Function) -> Function:
     consts: dict[int, Any] = {}
+    for _ in range(4):  # slot constants expose more folding; a few rounds suffice
+        before = len(consts)
+        _fold_once(fn, consts, _single_constant_slots(fn, consts))
+        if len(consts) == before:
+            break
+    return fn
+
+
+def _fold_once(fn: Function, consts: dict[int, Any], slots: dict[str, Any]) -> None:
     for block in fn.blocks:
         for i, ins in enumerate(block.instrs):
             if ins.op is Op.CONST and ins.result is not None and ins.result.type != T.NIL:
@@ -55,11 +76,10 @@ def fold_function(fn: Function) -> Function:
                 continue
             if ins.result is None:
                 continue
-            r = _fold(ins, consts)
+            r = slots.get(ins.attr) if ins.op is Op.GET else _fold(ins, consts)
             if r is not None:
                 block.instrs[i] = replace(ins, op=Op.CONST, args=(), attr=r)
                 consts[ins.result.id] = r
-    return fn
 
 
 def constant_fold(unit: Unit) -> Unit:

@@ -1,0 +1,198 @@
+"""The tier-1 hooks that tier 0 calls (installed in gene_jit.runtime.tiering).
+
+Profiling: the prologue of every Gene function is one statement,
+`if _gj_N.on and (r := _gj_N.enter(_gj_locals())) is not _gj_N: return r`, so a function
+that tier 1 gave up on pays a global load and an attribute test. While `on`, `enter`
+counts the call, records the argument types, and once the function is hot (at
+`GENE_JIT_THRESHOLD` calls, default 2; at the first call with `GENE_JIT=eager`, or
+when the body has a loop, since the prologue cannot count loop trips and the loop is
+where the time goes) compiles it for those types and runs the native code.
+
+Entry: after a compile, the function's global name is rebound to the signature's
+builtin entry (see trampoline.py), whose guard falls back to the previous binding, so
+calls from tier 0 reach native code without running Python. A function tier 1 cannot
+type stays in tier 0 with the reason recorded in its stats.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from typing import TYPE_CHECKING, Any
+
+from gene_jit.codegen import stats as stats_mod
+from gene_jit.frontend.forms import Form, GeneF, Sym
+from gene_jit.ir import types as T
+from gene_jit.ir.builder import NotTypeable
+from gene_jit.ir.program import FnSource, build_unit
+from gene_jit.runtime import tiering
+from gene_jit.runtime.registry import BUILTINS
+
+if TYPE_CHECKING:
+    from gene_jit.codegen.compile import NativeFunction
+
+MAX_SIGNATURES = 8
+MAX_FAILED = 4
+LOOP_HEADS = {"while", "for", "loop", "repeat"}
+
+
+def threshold() -> int:
+    try:
+        return max(1, int(os.environ.get("GENE_JIT_THRESHOLD", "2")))
+    except ValueError:
+        return 2
+
+
+def _has_loop(form: Form) -> bool:
+    if isinstance(form, GeneF):
+        if isinstance(form.head, Sym) and form.head.name in LOOP_HEADS:
+            return True
+        return any(_has_loop(k) for k in form.children)
+    return False
+
+
+class FnState:
+    """Tier-1 state of one Gene function."""
+
+    def __init__(self, hooks: JitHooks, fn_id: int, pyfunc: Any, info: tiering.FnInfo) -> None:
+        self.hooks = hooks
+        self.fn_id = fn_id
+        self.pyfunc = pyfunc
+        self.info = info
+        self.nparams = len(info.params)
+        self.stats = stats_mod.new(info.name or "fn")
+        self.native: dict[tuple[T.Type, ...], Any] = {}  # sig -> builtin (fallback: pyfunc)
+        self.natives: list[NativeFunction] = []
+        self.failed: set[tuple[T.Type, ...]] = set()
+        self.head: Any = pyfunc  # what the global name is bound to
+        self.on = True
+        self.source: FnSource | None = None
+        try:
+            self.source = FnSource.from_form(fn_id, info.form)  # type: ignore[arg-type]
+        except NotTypeable as exc:
+            self.give_up(exc.reason)
+        if info.has_varargs:
+            self.give_up("rest parameters")
+        eager = tiering.mode() == "eager" or (self.source is not None and any(_has_loop(f) for f in self.source.body))
+        self.hot_at = 1 if eager else threshold()
+
+    def give_up(self, reason: str) -> None:
+        self.on = False
+        self.stats.reason = reason
+
+    def enter(self, loc: dict[str, Any]) -> Any:
+        """Called by the prologue: returns the result, or `self` to run tier 0."""
+        st = self.stats
+        st.calls += 1
+        vals = list(loc.values())
+        n = self.nparams
+        if len(vals) != n + 2 or vals[n] or vals[n + 1]:
+            return self  # extra arguments or props: tier 0's calling convention
+        args = vals[:n]
+        if any(a is None for a in args):
+            return self
+        sig = T.signature_of(tuple(args))
+        if sig is None:
+            return self
+        entry = self.native.get(sig)
+        if entry is None:
+            if self.native:
+                st.guard_misses += 1
+            if st.calls < self.hot_at or sig in self.failed:
+                return self
+            entry = self.compile(sig)
+            if entry is None:
+                return self
+        return entry(*args)
+
+    def compile(self, sig: tuple[T.Type, ...]) -> Any:
+        assert self.source is not None
+        from gene_jit.codegen.compile import compile_unit  # llvmlite loads on first compile
+
+        try:
+            unit = build_unit(self.source, sig, self.hooks)
+            native = compile_unit(unit)
+        except NotTypeable as exc:
+            self.failed.add(sig)
+            self.stats.reason = exc.reason
+            if len(self.failed) >= MAX_FAILED or not self.native:
+                self.on = bool(self.native)
+            return None
+        self.install(sig, native)
+        return self.native[sig]
+
+    def install(self, sig: tuple[T.Type, ...], native: NativeFunction) -> None:
+        self.natives.append(native)
+        self.native[sig] = native.builtin(self.pyfunc)
+        self.stats.tier = 1
+        self.stats.reason = ""
+        self.stats.signatures.append(stats_mod.SigStats(
+            ", ".join(map(str, sig)), str(native.ret), native.compile_ms, native.cache_hit))
+        if len(self.native) >= MAX_SIGNATURES:
+            self.on = False
+        # rebind the global name to a chain entry: new signature first, then the old head
+        new_head = native.builtin(self.head)
+        ns = self.info.namespace
+        for key, value in list(ns.items()):
+            if value is self.head and not key.startswith("_gj_"):
+                ns[key] = new_head
+        self.hooks.by_object[id(new_head)] = self
+        self.hooks.keep.append(new_head)
+        self.head = new_head
+
+
+class JitHooks:
+    """Implements gene_jit.runtime.tiering.JitHooks, and resolves names for the IR
+    builder (a Gene function, a builtin tier 1 knows, or unknown)."""
+
+    def __init__(self) -> None:
+        self.states: dict[int, FnState] = {}
+        self.by_object: dict[int, FnState] = {}
+        self.keep: list[Any] = []
+
+    def prologue(self, fn_id: int) -> list[ast.stmt]:
+        var = f"_gj_{fn_id}"
+        code = f"if {var}.on and ({var}_r := {var}.enter(_gj_locals())) is not {var}:\n    return {var}_r"
+        return ast.parse(code).body
+
+    def register(self, fn_id: int, pyfunc: Any, info: tiering.FnInfo) -> Any:
+        state = FnState(self, fn_id, pyfunc, info)
+        self.states[fn_id] = state
+        self.by_object[id(pyfunc)] = state
+        self.keep.append(pyfunc)
+        info.namespace[f"_gj_{fn_id}"] = state
+        # Gene globals fall back to Gene builtins, not Python's: bring `locals` along
+        info.namespace["_gj_locals"] = locals
+        return pyfunc
+
+    def resolve(self, name: str, key: Any) -> FnSource | str | None:
+        state = self.states.get(key)
+        if state is None:
+            return None
+        from gene_jit.frontend.compiler_core import pyid
+
+        value = state.info.namespace.get(pyid(name), _MISSING)
+        if value is _MISSING:
+            value = BUILTINS.get(name, _MISSING)
+        target = self.by_object.get(id(value)) if value is not _MISSING else None
+        if target is not None:
+            return target.source
+        from gene_jit.runtime import ops
+
+        if value is ops.mod or value is ops.rem or value is ops.int_div:
+            return {ops.mod: "mod", ops.rem: "rem", ops.int_div: "div"}[value]
+        builtin_name = getattr(value, "__gene_builtin__", None)
+        return builtin_name if isinstance(builtin_name, str) else None
+
+
+_MISSING = object()
+_hooks: JitHooks | None = None
+
+
+def install() -> JitHooks | None:
+    """Install the tier-1 hooks (once); with GENE_JIT=0 the seam ignores them."""
+    global _hooks
+    if _hooks is None:
+        _hooks = JitHooks()
+        tiering.install(_hooks)
+    return _hooks

@@ -1,0 +1,115 @@
+"""Wide loads and cheap launches for the CUDA kernels.
+
+`ld8(a, i)` reads eight consecutive elements `a[i:i+8]` of a flat f16 or f32 device array
+as one aligned vector load (16 bytes for f16, 32 for f32), marked read-only so it goes
+through the non-coherent cache path (`ld.global.nc.v4`), and widens f16 to f32 with the
+hardware converter. Bandwidth-bound kernels need such loads: 2-byte scalar loads can not
+keep enough bytes in flight to saturate HBM. Callers guarantee 16-byte alignment of the
+element at `i` (launchers check the base pointer and pick offsets that are multiples of
+8 elements).
+
+`Launcher` launches a kernel through its compiled specialisation, skipping the
+dispatcher's per-call argument typing; under Numba's simulator it is a plain launch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gene_jit.tensor_kernels.cuda_support import cuda, simulator
+
+cu = cuda()
+
+if simulator():
+
+    @cu.jit(device=True)
+    def ld8(a: Any, i: int) -> tuple[Any, ...]:
+        v = np.asarray(a[i:i + 8], dtype=np.float32)
+        return (v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
+
+else:
+    from llvmlite import ir
+    from numba import types
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def ld8(typingctx: Any, a: Any, i: Any) -> Any:  # noqa: ARG001 (Numba's intrinsic protocol)
+        if not (isinstance(a, types.Array) and a.ndim == 1 and a.dtype in (types.float16, types.float32)
+                and isinstance(i, types.Integer)):
+            return None
+        sig = types.UniTuple(types.float32, 8)(a, i)
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            aty = sig.args[0]
+            arr = context.make_array(aty)(context, builder, args[0])
+            idx = context.cast(builder, args[1], sig.args[1], types.intp)
+            ptr = builder.gep(arr.data, [idx])
+            if aty.dtype == types.float16:
+                vals = _ld8_f16(builder, ptr)
+            else:
+                vty = ir.VectorType(ir.FloatType(), 8)
+                # Device arrays live in global memory: say so, so the load is ld.global.
+                gptr = builder.addrspacecast(builder.bitcast(ptr, vty.as_pointer()), ir.PointerType(vty, 1))
+                vec = builder.load(gptr, align=16)
+                vec.set_metadata("invariant.load", builder.module.add_metadata([]))
+                vals = [builder.extract_element(vec, ir.Constant(ir.IntType(32), e)) for e in range(8)]
+            return context.make_tuple(builder, sig.return_type, vals)
+
+        return sig, codegen
+
+    def _ld8_f16(builder: Any, ptr: Any) -> list[Any]:
+        """Eight halves at `ptr` -> eight f32 values. The load is inline PTX: given an
+        LLVM vector load, NVVM folds the i32 -> half reinterpretation back into the load
+        and splits it into 2-byte pieces."""
+        i32, i16 = ir.IntType(32), ir.IntType(16)
+        fnty = ir.FunctionType(ir.LiteralStructType([i32] * 4), [ir.IntType(64)])
+        asm = ir.InlineAsm(fnty, "ld.global.nc.v4.u32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l")
+        words = builder.call(asm, [builder.ptrtoint(ptr, ir.IntType(64))])
+        vals = []
+        for e in range(4):
+            word = builder.extract_value(words, e)
+            for part in (word, builder.lshr(word, ir.Constant(i32, 16))):
+                h = builder.bitcast(builder.trunc(part, i16), ir.HalfType())
+                vals.append(builder.fpext(h, ir.FloatType()))
+        return vals
+
+
+def aligned(a: Any, elements: int = 8) -> bool:
+    """True when a device array's data starts on a 16-byte boundary and is C-contiguous;
+    with `elements` (a row length), also when every row starts on one."""
+    if simulator():
+        ok = a.flags["C_CONTIGUOUS"] if hasattr(a, "flags") else True
+        return bool(ok) and elements % 8 == 0
+    ptr = a.__cuda_array_interface__["data"][0]
+    return bool(a.is_c_contiguous()) and ptr % 16 == 0 and elements % 8 == 0
+
+
+class Launcher:
+    """Launch one kernel with fixed argument types through its compiled specialisation.
+
+    `types` are Numba types of the arguments; the first launch compiles. The dispatcher's
+    own `kernel[grid, block](...)` path types every argument on every call, which costs
+    tens of microseconds: more than a decode-step kernel runs."""
+
+    def __init__(self, kernel: Any, argtypes: tuple[Any, ...]) -> None:
+        self.kernel = kernel
+        self.argtypes = argtypes
+        self._compiled: Any = None
+
+    def __call__(self, grid: Any, block: Any, *args: Any) -> None:
+        if simulator():
+            self.kernel[grid, block](*args)
+            return
+        if self._compiled is None:
+            self._compiled = self.kernel.compile(self.argtypes)
+        self._compiled.launch(args, grid, block)
+
+
+def array_type(dtype: Any, ndim: int = 1, layout: str = "C") -> Any:
+    """The Numba type of a device array (for `Launcher` signatures)."""
+    from numba import types
+    from numba.cuda.np.numpy_support import from_dtype
+
+    return types.Array(from_dtype(np.dtype(dtype)), ndim, layout)
