@@ -1,6 +1,8 @@
 """CPU kernel bench: Numba kernels against NumPy and PyTorch CPU (when installed), in
-the same run, on the same inputs. Every kernel is validated against its float64
-reference before it is timed; ratios > 1 mean the Numba kernel is faster.
+the same run, on the same inputs and the same number of threads (PyTorch is set to
+Numba's thread count). Every kernel is validated against its float64 reference before
+it is timed; contenders are timed in turns (best of the rounds) so that load from other
+processes hits them alike. Ratios > 1 mean the Numba kernel is faster.
 
     python bench/kernels_bench.py
 """
@@ -30,6 +32,19 @@ def best_ms(fn: Any, reps: int = 20) -> float:
     return best * 1e3
 
 
+def race(fns: dict[str, Any], rounds: int = 15) -> dict[str, float]:
+    """Best time in ms of each function, timed in turns (one call each per round)."""
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return {name: b * 1e3 for name, b in best.items()}
+
+
 def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b).max() / np.abs(b).max())
 
@@ -48,8 +63,14 @@ def main() -> None:
         import torch.nn.functional as F
     except ImportError:
         torch = None
+    import numba
+
     g = np.random.default_rng(0)
+    threads = numba.get_num_threads()
+    print(f"numba {numba.__version__}, {threads} threads; BLAS per-thread limit: "
+          f"{matmul_cpu.BLAS_LOCAL_THREADS}", flush=True)
     if torch is not None:
+        torch.set_num_threads(threads)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
     # prefill attention, causal, GQA: H=8/2, T=512, D=64
@@ -65,20 +86,27 @@ def main() -> None:
 
     nb_attn()
     err = rel(out, ref.attention(q, k, v, causal=True, scale=sc))
-    peers = {}
+    out_v1 = np.empty_like(q)
+    attention_cpu.attention_f32_v1(q, k, v, True, sc, 0, out_v1)
+    err_v1 = rel(out_v1, ref.attention(q, k, v, causal=True, scale=sc))
     kk, vv = np.repeat(k, h // hkv, 0), np.repeat(v, h // hkv, 0)
+    iu = np.triu_indices(t, 1)
 
     def np_attn() -> None:
         s = np.matmul(q, kk.transpose(0, 2, 1)) * sc
-        s[:, np.triu_indices(t, 1)[0], np.triu_indices(t, 1)[1]] = -np.inf
+        s[:, iu[0], iu[1]] = -np.inf
         e = np.exp(s - s.max(-1, keepdims=True))
         np.matmul(e / e.sum(-1, keepdims=True), vv)
 
-    peers["numpy"] = best_ms(np_attn, 5)
+    fns = {"numba": nb_attn, "v1": lambda: attention_cpu.attention_f32_v1(q, k, v, True, sc, 0, out_v1),
+           "numpy": np_attn}
     if torch is not None:
         tq, tk, tv = (torch.from_numpy(x)[None] for x in (q, k, v))
-        peers["torch SDPA"] = best_ms(lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=True, enable_gqa=True))
-    report(f"attention prefill H{h}/{hkv} T{t} D{d}", err, best_ms(nb_attn), peers)
+        fns["torch SDPA"] = lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=True, enable_gqa=True)
+    ms = race(fns, 10)
+    report(f"attention prefill H{h}/{hkv} T{t} D{d}", err, ms.pop("numba"),
+           {k: v for k, v in ms.items() if k != "v1"})
+    report("  (v1, plain loops)", err_v1, ms["v1"], {k: v for k, v in ms.items() if k != "v1"})
 
     # decode attention over a KV cache: H=32/8, ctx 4096, D=128
     h, hkv, ctx, d = 32, 8, 4096, 128
@@ -93,18 +121,19 @@ def main() -> None:
 
     nb_dec()
     err = rel(o1, ref.decode_attention(q1, kc, vc, ctx, sc))
-    peers = {}
+    fns = {"numba": nb_dec}
     if torch is not None:
         tq, tk, tv = torch.from_numpy(q1).view(1, h, 1, d), torch.from_numpy(kc)[None], torch.from_numpy(vc)[None]
-        peers["torch SDPA"] = best_ms(lambda: F.scaled_dot_product_attention(tq, tk, tv, enable_gqa=True))
-    report(f"attention decode H{h}/{hkv} ctx{ctx} D{d}", err, best_ms(nb_dec), peers)
+        fns["torch SDPA"] = lambda: F.scaled_dot_product_attention(tq, tk, tv, enable_gqa=True)
+    ms = race(fns)
+    report(f"attention decode H{h}/{hkv} ctx{ctx} D{d}", err, ms.pop("numba"), ms)
 
     # gated feed-forward, E=1024, F=4096; one token and 64 tokens
     e, f = 1024, 4096
     wg = (g.standard_normal((f, e)) * 0.03).astype(np.float32)
     wu = (g.standard_normal((f, e)) * 0.03).astype(np.float32)
     wd = (g.standard_normal((e, f)) * 0.03).astype(np.float32)
-    for tokens in (1, 64):
+    for tokens in (1, 8, 64):
         x = g.standard_normal((tokens, e)).astype(np.float32)
         o = np.empty_like(x)
 
@@ -118,11 +147,12 @@ def main() -> None:
             gg = x @ wg.T
             (gg / (1 + np.exp(-gg)) * (x @ wu.T)) @ wd.T
 
-        peers = {"numpy": best_ms(np_ffn)}
+        fns = {"numba": nb_ffn, "numpy": np_ffn}
         if torch is not None:
             tx, tg, tu, td = (torch.from_numpy(a) for a in (x, wg, wu, wd))
-            peers["torch"] = best_ms(lambda tx=tx, tg=tg, tu=tu, td=td: F.linear(F.silu(F.linear(tx, tg)) * F.linear(tx, tu), td))
-        report(f"feed-forward E{e} F{f} T{tokens}", err, best_ms(nb_ffn), peers)
+            fns["torch"] = lambda tx=tx, tg=tg, tu=tu, td=td: F.linear(F.silu(F.linear(tx, tg)) * F.linear(tx, tu), td)
+        ms = race(fns, 10)
+        report(f"feed-forward E{e} F{f} T{tokens}", err, ms.pop("numba"), ms)
 
     # GEMV and row ops
     w = g.standard_normal((4096, 4096)).astype(np.float32)

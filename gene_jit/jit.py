@@ -58,7 +58,7 @@ class JitFunction:
                 return self._pyfunc(*args)
             # newest signature first; its guard miss tries the older ones, then here
             self._head = state.natives[-1].builtin(self._head)
-            type(self).__call__ = self._head
+            type(self).__call__ = self._head  # type: ignore[method-assign]
         return entry(*args)
 
     @property

@@ -10,9 +10,9 @@ import pytest
 os.environ.setdefault("GENE_JIT_CACHE", "0")
 os.environ["GENE_JIT_VERIFY"] = "1"
 
-from gene_jit.jit import jit as gjit  # noqa: E402
 from gene_jit.codegen.emit import emit_unit  # noqa: E402
 from gene_jit.ir import types as T  # noqa: E402
+from gene_jit.jit import jit as gjit  # noqa: E402
 from gene_jit.runtime.errors import GeneIndexError, GeneOverflowError  # noqa: E402
 from tests.test_ir import FIB, Resolver, check_golden  # noqa: E402
 

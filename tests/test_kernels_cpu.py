@@ -24,13 +24,14 @@ def test_gemv_f32_and_f16_weights() -> None:
     check("gemv f16 weights", out, ref.gemv(w16, x))
 
 
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("version", ["matmul_f32_v1", "matmul_f32"])
-def test_matmul_batched(version: str) -> None:
+def test_matmul_batched(version: str, batch: int) -> None:
     from gene_jit.tensor_kernels import matmul_cpu
 
     g = rng(2)
-    a, b = randn(g, 3, 17, 33), randn(g, 3, 33, 9)
-    out = poisoned(3, 17, 9)
+    a, b = randn(g, batch, 17, 33), randn(g, batch, 33, 9)
+    out = poisoned(batch, 17, 9)
     getattr(matmul_cpu, version)(a, b, out)
     check(version, out, ref.matmul(a, b))
 
@@ -69,15 +70,29 @@ def test_rope() -> None:
     check("rope", out, ref.rope(x, pos))
 
 
+@pytest.mark.parametrize("version", ["attention_f32_v1", "attention_f32_v2", "attention_f32"])
 @pytest.mark.parametrize("causal,heads,kv_heads,t", [(True, 4, 2, 70), (False, 3, 3, 20), (True, 2, 1, 130)])
-def test_attention_prefill(causal: bool, heads: int, kv_heads: int, t: int) -> None:
+def test_attention_prefill(version: str, causal: bool, heads: int, kv_heads: int, t: int) -> None:
     from gene_jit.tensor_kernels import attention_cpu
 
     g = rng(5)
     q, k, v = randn(g, heads, t, 16), randn(g, kv_heads, t, 16), randn(g, kv_heads, t, 16)
     out = poisoned(heads, t, 16)
-    attention_cpu.attention_f32(q, k, v, causal, 0.25, 0, out)
+    getattr(attention_cpu, version)(q, k, v, causal, 0.25, 0, out)
     check("attention prefill", out, ref.attention(q, k, v, causal=causal, scale=0.25))
+
+
+@pytest.mark.parametrize("version", ["attention_f32_v1", "attention_f32_v2"])
+@pytest.mark.parametrize("causal,t,tk,offset", [(True, 37, 100, 63), (True, 1, 50, 49), (False, 70, 9, 0)])
+def test_attention_with_cache_offset(version: str, causal: bool, t: int, tk: int, offset: int) -> None:
+    """Queries after a cached prefix (chunked prefill), a single query, short keys."""
+    from gene_jit.tensor_kernels import attention_cpu
+
+    g = rng(10)
+    q, k, v = randn(g, 4, t, 16), randn(g, 2, tk, 16), randn(g, 2, tk, 16)
+    out = poisoned(4, t, 16)
+    getattr(attention_cpu, version)(q, k, v, causal, 0.3, offset, out)
+    check("attention with offset", out, ref.attention(q, k, v, causal=causal, scale=0.3, q_offset=offset))
 
 
 def test_attention_decode_gqa() -> None:

@@ -61,9 +61,14 @@ def test_gemv_unaligned_x_falls_back() -> None:
     check("cuda gemv f16, unaligned x", out.copy_to_host(), ref.gemv(w, x[1:]))
 
 
+# Flash-decoding path: one split (40 keys), three splits with a masked tail (300 keys,
+# d 32), a group of 3 and f32 caches; d 48 takes the generic three-launch path.
 @pytest.mark.parametrize("dt,heads,kv,ctx,d", [
-    (np.float16, 4, 2, 40, 64), (np.float32, 2, 2, 70, 32),
+    (np.float16, 4, 2, 40, 64), (np.float32, 2, 2, 70, 32), (np.float16, 4, 2, 300, 32),
+    (np.float16, 6, 2, 50, 16), (np.float16, 4, 2, 30, 48),
     pytest.param(np.float16, 32, 8, 4000, 128, marks=BIG),
+    pytest.param(np.float16, 32, 32, 8191, 128, marks=BIG),
+    pytest.param(np.float32, 64, 8, 3000, 64, marks=BIG),
 ])
 def test_decode_attention(dt: type, heads: int, kv: int, ctx: int, d: int) -> None:
     cu = _cuda()

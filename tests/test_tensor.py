@@ -145,13 +145,58 @@ def test_devices() -> None:
         create_device("tpu")
 
 
-def test_cuda_error_names_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_cuda() -> None:
     from gene_jit.tensor_kernels import cuda_support
 
     if cuda_support.available():
         pytest.skip("a CUDA device (or the simulator) is present")
-    with pytest.raises(GeneError, match="cannot use device :cuda: (no CUDA|the CUDA|numba)"):
-        create_device(Symbol("cuda"))
+
+
+def test_cuda_unavailable_warns_and_marks_device(capsys: pytest.CaptureFixture[str]) -> None:
+    """No silent fall back: a warning naming the cause, a device marked unavailable,
+    and every tensor placed on it raises with the same cause."""
+    from gene_jit.tensor.device import open_device
+    from gene_jit.tensor_kernels.cuda_support import cuda_unavailable_reason
+
+    _no_cuda()
+    cause = cuda_unavailable_reason()
+    dev = open_device(Symbol("cuda"))
+    err = capsys.readouterr().err
+    assert err.strip() == (f"warning: CUDA is not available ({cause}): device cuda:0 is unusable here; "
+                           "tensors placed on it will raise")
+    assert dev.unavailable == cause and dev.is_cuda
+    assert dev.__gene_repr__() == f"#<device cuda:0 (unavailable: {cause})>"
+    x = t(np.ones((2, 2), np.float32))
+    for place in (lambda: ops.to(x, dev), lambda: ops.zeros([2], device=dev),
+                  lambda: ops.create([1.0, 2.0], device=dev), lambda: ops.arange(3, device=dev),
+                  lambda: ops.to(x, Symbol("cuda"))):
+        with pytest.raises(GeneError, match=r"cannot place a tensor on device cuda:0: it is unavailable") as info:
+            place()
+        assert cause in str(info.value)
+
+
+def test_cuda_strict_raises_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from gene_jit.tensor.device import open_device
+
+    _no_cuda()
+    with pytest.raises(GeneError, match="cannot use device cuda:0: CUDA is not available"):
+        open_device(Symbol("cuda"), strict=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_device_create_from_gene(capsys: pytest.CaptureFixture[str]) -> None:
+    from gene_jit.runtime.libraries import register_all
+    from gene_jit.runtime.registry import BUILTINS
+
+    _no_cuda()
+    register_all()
+    ns = BUILTINS["device"]
+    assert ns.get("create")(Symbol("cpu")) is not None and capsys.readouterr().err == ""
+    dev = ns.get("create")(Symbol("cuda"))
+    assert dev.unavailable and "warning: CUDA is not available" in capsys.readouterr().err
+    with pytest.raises(GeneError, match="cannot use device cuda:0"):
+        ns.get("create")(Symbol("cuda"), strict=True)
+    assert ns.get("available?")(Symbol("cuda")) is False and ns.get("available?")(Symbol("cpu")) is True
 
 
 def test_gene_api_registered() -> None:

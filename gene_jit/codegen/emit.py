@@ -15,6 +15,7 @@ from typing import Any
 
 import llvmlite.ir as ir
 
+from gene_jit.frontend.forms import Span
 from gene_jit.ir import types as T
 from gene_jit.ir.nodes import Function, Instr, Op, Unit, Value
 
@@ -24,8 +25,20 @@ PTR = ir.PointerType()
 ARRAY = ir.LiteralStructType([PTR, I64, I64, I64, I64])
 NIL_T = I8
 
-# Error codes passed to gene_jit_raise; the trampoline maps them to Gene errors.
+# Error kinds passed to gene_jit_raise; the entry turns them into Gene errors.
 ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT = 1, 2, 3, 4
+
+
+def error_code(kind: int, span: Span) -> int:
+    """Kind (4 bits), line (16 bits) and column (11 bits) of an error site in one int32:
+    the span survives longjmp and the disk cache without any table."""
+    line = span.line if 0 < span.line < 1 << 16 else 0
+    col = span.col if 0 < span.col < 1 << 11 else 0
+    return kind | line << 4 | col << 20
+
+
+def decode_error(code: int) -> tuple[int, int, int]:
+    return code & 15, (code >> 4) & 0xFFFF, (code >> 20) & 0x7FF
 
 
 def llvm_type(t: T.Type) -> ir.Type:
@@ -83,6 +96,7 @@ class FunctionEmitter:
         self.slots: dict[str, Any] = {}
         self.b = ir.IRBuilder(self.blocks[fn.blocks[0].name])
         self._err_blocks: dict[int, ir.Block] = {}
+        self.span: Span = fn.span
 
     def emit(self) -> None:
         entry = self.blocks[self.fn.blocks[0].name]
@@ -103,7 +117,8 @@ class FunctionEmitter:
             return ir.Constant(NIL_T, 0)
         return self.values[value.id]
 
-    def error_block(self, code: int) -> ir.Block:
+    def error_block(self, kind: int) -> ir.Block:
+        code = error_code(kind, self.span)
         block = self._err_blocks.get(code)
         if block is None:
             block = self.lfn.append_basic_block(f"raise{code}")
@@ -122,6 +137,8 @@ class FunctionEmitter:
         self.b.position_at_end(ok)
 
     def instr(self, ins: Instr) -> None:
+        if ins.span.line > 0:
+            self.span = ins.span
         handler = HANDLERS[ins.op]
         result = handler(self, ins)
         if ins.result is not None and result is not None:

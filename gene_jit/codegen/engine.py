@@ -23,27 +23,39 @@ from gene_jit.runtime import errors
 
 # C API functions and data the trampolines use, resolved from the running interpreter.
 _PY_FUNCS = ["PyLong_FromLongLong", "PyFloat_FromDouble", "PyLong_AsLongLongAndOverflow",
-             "PyObject_Vectorcall", "PyErr_SetString"]
+             "PyObject_Vectorcall", "PyUnicode_FromString", "Py_DecRef"]
 _PY_DATA = ["PyLong_Type", "PyFloat_Type", "PyBool_Type", "_Py_TrueStruct",
             "_Py_FalseStruct", "_Py_NoneStruct"]
 _LIBM = ["tan", "exp", "log", "sin", "cos", "pow", "floor", "ceil", "trunc", "sqrt", "fabs"]
 _LIBC = ["_setjmp", "longjmp"]
 
-# Error code -> (Gene error class, message); the order matches emit.ERR_*.
-ERRORS: list[tuple[type[errors.GeneError], bytes]] = [
-    (errors.GeneError, b"error in compiled code"),
-    (errors.GeneOverflowError, b"integer overflow: result exceeds 64 bits"),
-    (errors.GeneIndexError, b"index out of range"),
-    (errors.GeneError, b"division by zero"),
-    (errors.GeneTypeError, b"cannot convert a non-finite float to an int"),
+# Error kind -> (Gene error class, message); the order matches emit.ERR_*.
+ERRORS: list[tuple[type[errors.GeneError], str]] = [
+    (errors.GeneError, "error in compiled code"),
+    (errors.GeneOverflowError, "integer overflow: result exceeds 64 bits"),
+    (errors.GeneIndexError, "index out of range"),
+    (errors.GeneError, "division by zero"),
+    (errors.GeneTypeError, "cannot convert a non-finite float to an int"),
 ]
+
+
+def raise_native_error(code: int, file: str) -> None:
+    """Called by an entry whose native code failed: raise the Gene error at its site."""
+    from gene_jit.codegen.emit import decode_error
+    from gene_jit.frontend.forms import Span
+
+    kind, line, col = decode_error(code)
+    cls, message = ERRORS[kind] if kind < len(ERRORS) else ERRORS[0]
+    raise cls(message, Span(file, line, col) if line else None)
 
 RUNTIME_IR = r"""
 @gene_jit_jmpbuf = global ptr null
-@gene_jit_exc_table = external global [%(n)d x ptr]
-%(msgs)s
 declare void @longjmp(ptr, i32) noreturn nounwind
-declare void @PyErr_SetString(ptr, ptr)
+@gene_jit_error_handler = external global ptr
+declare ptr @PyLong_FromLongLong(i64)
+declare ptr @PyUnicode_FromString(ptr)
+declare ptr @PyObject_Vectorcall(ptr, ptr, i64, ptr)
+declare void @Py_DecRef(ptr)
 
 define void @gene_jit_raise(i32 %%code) noreturn cold nounwind {
   %%buf = load ptr, ptr @gene_jit_jmpbuf
@@ -51,13 +63,19 @@ define void @gene_jit_raise(i32 %%code) noreturn cold nounwind {
   unreachable
 }
 
-define void @gene_jit_set_error(i32 %%code) cold {
-  %%i = zext i32 %%code to i64
-  %%excp = getelementptr [%(n)d x ptr], ptr @gene_jit_exc_table, i64 0, i64 %%i
-  %%exc = load ptr, ptr %%excp
-  %%msgp = getelementptr [%(n)d x ptr], ptr @gene_jit_msgs, i64 0, i64 %%i
-  %%msg = load ptr, ptr %%msgp
-  call void @PyErr_SetString(ptr %%exc, ptr %%msg)
+define void @gene_jit_set_error(i32 %%code, ptr %%file) cold {
+  %%args = alloca [2 x ptr]
+  %%c64 = sext i32 %%code to i64
+  %%a0 = call ptr @PyLong_FromLongLong(i64 %%c64)
+  %%a1 = call ptr @PyUnicode_FromString(ptr %%file)
+  store ptr %%a0, ptr %%args
+  %%p1 = getelementptr [2 x ptr], ptr %%args, i64 0, i64 1
+  store ptr %%a1, ptr %%p1
+  %%handler = load ptr, ptr @gene_jit_error_handler
+  %%r = call ptr @PyObject_Vectorcall(ptr %%handler, ptr %%args, i64 2, ptr null)
+  call void @Py_DecRef(ptr %%a0)
+  call void @Py_DecRef(ptr %%a1)
+  call void @Py_DecRef(ptr %%r)
   ret void
 }
 """
@@ -104,9 +122,9 @@ class Engine:
         for lib, names in ((libm, _LIBM), (libc, _LIBC)):
             for name in names:
                 llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
-        table = (ctypes.c_void_p * len(ERRORS))(*[id(cls) for cls, _ in ERRORS])
-        self._keep.append(table)
-        llvm.add_symbol("gene_jit_exc_table", ctypes.addressof(table))
+        handler = ctypes.c_void_p(id(raise_native_error))
+        self._keep.append(handler)
+        llvm.add_symbol("gene_jit_error_handler", ctypes.addressof(handler))
         import numpy
 
         cell = ctypes.c_void_p(id(numpy.ndarray))
@@ -114,14 +132,7 @@ class Engine:
         llvm.add_symbol("gene_jit_ndarray_type", ctypes.addressof(cell))
 
     def _runtime_module(self) -> llvm.ModuleRef:
-        msgs = []
-        for i, (_, text) in enumerate(ERRORS):
-            enc = "".join(f"\\{c:02X}" for c in text + b"\0")
-            msgs.append(f'@gene_jit_msg{i} = private constant [{len(text) + 1} x i8] c"{enc}"')
-        table = ", ".join(f"ptr @gene_jit_msg{i}" for i in range(len(ERRORS)))
-        msgs.append(f"@gene_jit_msgs = private constant [{len(ERRORS)} x ptr] [{table}]")
-        text = RUNTIME_IR % {"n": len(ERRORS), "msgs": "\n".join(msgs)}
-        mod = llvm.parse_assembly(text)
+        mod = llvm.parse_assembly(RUNTIME_IR.replace("%%", "%"))
         mod.verify()
         return mod
 

@@ -48,7 +48,9 @@ def _gvar(mod: ir.Module, name: str, ty: ir.Type = I8) -> ir.GlobalVariable:
 
 
 class EntryEmitter:
-    def __init__(self, mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type) -> None:
+    def __init__(self, mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type,
+                 file: str = "") -> None:
+        self.file = file
         self.mod = mod
         self.target = target
         self.sig = sig
@@ -167,12 +169,21 @@ class EntryEmitter:
         b.cbranch(b.icmp_signed("==", code, ir.Constant(I32, 0)), run, fail)
         b.position_at_end(fail)
         b.store(old, cur)
-        b.call(_decl(self.mod, "gene_jit_set_error", ir.VoidType(), [I32]), [code])
+        set_error = _decl(self.mod, "gene_jit_set_error", ir.VoidType(), [I32, PTR])
+        b.call(set_error, [code, self.file_name()])
         b.ret(ir.Constant(PTR, None))
         b.position_at_end(run)
         result = b.call(self.target, values)
         b.store(old, cur)
         return result
+
+    def file_name(self) -> Any:
+        data = (self.file or "<gene>").encode() + b"\0"
+        g = ir.GlobalVariable(self.mod, ir.ArrayType(I8, len(data)), self.fn.name + "_file")
+        g.global_constant = True
+        g.linkage = "private"
+        g.initializer = ir.Constant(ir.ArrayType(I8, len(data)), bytearray(data))
+        return g
 
     def box(self, value: Any) -> Any:
         b = self.b
@@ -190,11 +201,13 @@ class EntryEmitter:
         return b.bitcast(obj, PTR)
 
 
-def emit_entry(mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type) -> str:
-    """Add the entry of `target` to `mod`; returns the entry's symbol name."""
+def emit_entry(mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type,
+               file: str = "") -> str:
+    """Add the entry of `target` to `mod`; returns the entry's symbol name. `file` names
+    the source in the errors the entry raises."""
     for t in (*sig, ret):
         llvm_type(t)  # raises for types an entry cannot carry
-    return EntryEmitter(mod, target, sig, ret).emit().name
+    return EntryEmitter(mod, target, sig, ret, file).emit().name
 
 
 class _MethodDef(ctypes.Structure):

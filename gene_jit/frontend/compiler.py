@@ -47,21 +47,69 @@ AST_HOOKS: list[Callable[[ast.Module, str, dict[str, Any]], None]] = []
 
 def _helpers() -> dict[str, Any]:
     names = [
-        "add", "sub", "mul", "div", "power", "neg", "lt", "le", "gt", "ge", "eq", "ne",
-        "interp", "make_range", "make_gene", "spread", "iter_values", "iter_pairs",
-        "get_member", "select", "set_member", "set_selected", "Selector", "call_method",
-        "super_call", "new", "make_class", "make_enum", "call_kw_tail", "make_throw",
-        "ex_value", "catch_matches", "case_matches", "Macro", "CallerEnv",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "power",
+        "neg",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "eq",
+        "ne",
+        "interp",
+        "make_range",
+        "make_gene",
+        "spread",
+        "iter_values",
+        "iter_pairs",
+        "get_member",
+        "select",
+        "set_member",
+        "set_selected",
+        "Selector",
+        "call_method",
+        "super_call",
+        "new",
+        "make_class",
+        "make_enum",
+        "call_kw_tail",
+        "make_throw",
+        "ex_value",
+        "catch_matches",
+        "case_matches",
+        "Macro",
+        "CallerEnv",
+        "call_props",
     ]
     table: dict[str, Any] = {" " + n: getattr(ops, n) for n in names}
-    table.update({
-        " int": int, " float": float, " list": list, " range": range, " Exception": Exception,
-        " Symbol": Symbol, " Gene": Gene, " GeneSet": GeneSet, " Range": Range,
-        " PLACEHOLDER": PLACEHOLDER, " Namespace": Namespace, " gene_def": special_fn.gene_def,
-        " translate_error": translate, " quote_form": quote_form, " eval_values": eval_values,
-        " parse_value": parse_value, " import_module": import_module, " as_count": as_count,
-        " rest_from": rest_from,
-    })
+    table.update(
+        {
+            " int": int,
+            " float": float,
+            " str": str,
+            " len": len,
+            " list": list,
+            " range": range,
+            " Exception": Exception,
+            " Symbol": Symbol,
+            " Gene": Gene,
+            " GeneSet": GeneSet,
+            " Range": Range,
+            " PLACEHOLDER": PLACEHOLDER,
+            " Namespace": Namespace,
+            " gene_def": special_fn.gene_def,
+            " translate_error": translate,
+            " quote_form": quote_form,
+            " eval_values": eval_values,
+            " parse_value": parse_value,
+            " import_module": import_module,
+            " as_count": as_count,
+            " rest_from": rest_from,
+        }
+    )
     return table
 
 
@@ -95,7 +143,9 @@ def parse_value(text: Any) -> Any:
 _HELPERS: dict[str, Any] = {}
 
 
-def new_env(filename: str = "<gene>", args: list[str] | None = None, module_name: str | None = None) -> dict[str, Any]:
+def new_env(
+    filename: str = "<gene>", args: list[str] | None = None, module_name: str | None = None
+) -> dict[str, Any]:
     """A fresh module namespace for running Gene code."""
     from gene_jit.runtime import builtins  # noqa: F401  (registers the builtins)
     from gene_jit.runtime.libraries import register_all
@@ -130,7 +180,9 @@ def _module_for(c: Compiler, forms: list[Form]) -> ast.Module:
         body.append(ast.Global(names=sorted(scope.globals)))
     body.extend(res.stmts)
     body.append(ast.Return(value=res.expr))
-    args = ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+    args = ast.arguments(
+        posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]
+    )
     top = ast.FunctionDef(name=" top", args=args, body=body, decorator_list=[], returns=None)
     span = forms[0].span if forms else Span(c.filename, 1, 1)
     stamp(top, span)
@@ -225,8 +277,15 @@ def eval_values(caller: ops.CallerEnv, values: list[Any]) -> Any:
         if scope.nonlocals:
             raise InternalErrorLike("eval cannot assign enclosing variables")
         body.extend([*res.stmts, ast.Return(value=res.expr)])
-    args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in params], vararg=None,
-                         kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+    args = ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(arg=p) for p in params],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
+    )
     fdef = ast.FunctionDef(name=" eval", args=args, body=body, decorator_list=[], returns=None)
     mod = ast.Module(body=[fdef, assign(" evalfn", load(" eval"))], type_ignores=[])
     stamp(mod, Span("<eval>", 1, 1))

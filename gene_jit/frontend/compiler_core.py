@@ -17,7 +17,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from gene_jit.frontend.forms import Arr, Form, GeneF, Interp, Lit, MapF, Quote, SetF, Span, Sym, Unquote
+from gene_jit.frontend.forms import (
+    Arr,
+    Form,
+    GeneF,
+    Interp,
+    Lit,
+    MapF,
+    Quote,
+    SetF,
+    Span,
+    Sym,
+    Unquote,
+)
 from gene_jit.runtime.errors import GeneSyntaxError
 
 INT_MAX = 2**63 - 1
@@ -73,7 +85,9 @@ def helper(name: str) -> ast.Name:
     return load(" " + name)
 
 
-def call(fn: ast.expr, args: list[ast.expr] | None = None, kwargs: dict[str, ast.expr] | None = None) -> ast.Call:
+def call(
+    fn: ast.expr, args: list[ast.expr] | None = None, kwargs: dict[str, ast.expr] | None = None
+) -> ast.Call:
     kws = [ast.keyword(arg=k, value=v) for k, v in (kwargs or {}).items()]
     return ast.Call(func=fn, args=args or [], keywords=kws)
 
@@ -149,6 +163,8 @@ class FnScope:
     method: tuple[str, str] | None = None  # (class variable, method name) for super
     caller: str | None = None  # in a macro body: the caller-environment parameter
     ex_names: list[str] = field(default_factory=list)
+    loop_decls: set[str] = field(default_factory=set)  # py names declared in loop bodies
+    captures: set[str] = field(default_factory=set)  # py names read from enclosing scopes
 
     def find(self, name: str) -> str | None:
         for block in reversed(self.blocks):
@@ -216,6 +232,8 @@ class Compiler:
                 break
             py = scope.find(name)
             if py is not None:
+                if not first:
+                    self.fn.captures.add(py)
                 return Ref("local" if first else "outer", py)
             first = False
             scope = scope.parent
@@ -223,6 +241,8 @@ class Compiler:
             if name in ns.members:
                 return Ref("ns", name, ns)
         py = module.find(name) if module is not None else None
+        if py is not None and self.fn is not module:
+            self.fn.captures.add(py)
         return Ref("global", py if py is not None else pyid(name))
 
     def declare(self, name: str, fresh: bool = True) -> Ref:
@@ -245,6 +265,8 @@ class Compiler:
                 py = fn.find(name) or py
             fn.blocks[-1][name] = py
             fn.globals.add(py)
+            if fn.loops:
+                fn.loop_decls.add(py)
             return Ref("global", py)
         py = pyid(name)
         visible = self.resolve(name)
@@ -252,6 +274,8 @@ class Compiler:
             py = f"{name} {next(self._ids)}"
         fn.blocks[-1][name] = py
         fn.used.add(py)
+        if fn.loops:
+            fn.loop_decls.add(py)
         return Ref("local", py)
 
     def load_ref(self, ref: Ref) -> ast.expr:
@@ -266,7 +290,9 @@ class Compiler:
         """Statements that assign `value` to the binding `ref` (adding nonlocal/global)."""
         if ref.kind == "ns":
             assert ref.ns is not None
-            target = ast.Subscript(value=ns_members(ref.ns.var), slice=const(ref.py), ctx=ast.Store())
+            target = ast.Subscript(
+                value=ns_members(ref.ns.var), slice=const(ref.py), ctx=ast.Store()
+            )
             return [ast.Assign(targets=[target], value=value)]
         if ref.kind == "outer":
             self.fn.nonlocals.add(ref.py)

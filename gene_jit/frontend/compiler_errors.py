@@ -12,6 +12,7 @@ from typing import Any
 
 from gene_jit.frontend.forms import Span
 from gene_jit.runtime.errors import (
+    GeneArityError,
     GeneError,
     GeneIndexError,
     GeneNameError,
@@ -23,9 +24,20 @@ from gene_jit.runtime.errors import (
 GENE_FILES: set[str] = set()
 
 _PY_KINDS = {
-    "int": "int", "float": "float", "str": "string", "list": "array", "dict": "map",
-    "NoneType": "nil", "bool": "bool", "Symbol": "symbol", "Gene": "gene", "tuple": "array",
-    "function": "function", "Instance": "instance", "GeneClass": "class", "Range": "range",
+    "int": "int",
+    "float": "float",
+    "str": "string",
+    "list": "array",
+    "dict": "map",
+    "NoneType": "nil",
+    "bool": "bool",
+    "Symbol": "symbol",
+    "Gene": "gene",
+    "tuple": "array",
+    "function": "function",
+    "Instance": "instance",
+    "GeneClass": "class",
+    "Range": "range",
 }
 
 
@@ -76,8 +88,13 @@ def convert(exc: BaseException) -> GeneError:
     if isinstance(exc, KeyError):
         return GeneError(f"key not found: {exc}")
     if isinstance(exc, TypeError):
+        m = re.match(r"(\S+)\(\) (missing \d+ required .*|takes .* given)", str(exc))
+        if m:
+            return GeneArityError(f"{m.group(1).strip()}: {m.group(2)}")
         return GeneTypeError(_rewrite_type_error(str(exc)))
-    if isinstance(exc, (ValueError, AttributeError, AssertionError, OSError, ArithmeticError, LookupError)):
+    if isinstance(
+        exc, (ValueError, AttributeError, AssertionError, OSError, ArithmeticError, LookupError)
+    ):
         return GeneError(f"{type(exc).__name__}: {exc}")
     return GeneError(f"{type(exc).__name__}: {exc}")
 

@@ -25,12 +25,38 @@ from gene_jit.frontend.compiler_core import (
     sym_name,
     syntax_error,
 )
-from gene_jit.frontend.forms import Arr, Form, GeneF, Interp, Lit, Quote, Sym
+from gene_jit.frontend.forms import Form, GeneF, Interp, Lit, Quote, Sym
 
 _INT_RE = re.compile(r"^-?\d+$")
-_NOT_INFIX_HEADS = {"var", "if", "fn", "fnx", "fnxx", "macro", "do", "loop", "while", "for", "ns",
-                    "class", "try", "throw", "$", ".", "import", "enum", "case", "match", "repeat",
-                    "return", "break", "continue", "new", "not", "!"}
+_NOT_INFIX_HEADS = {
+    "var",
+    "if",
+    "fn",
+    "fnx",
+    "fnxx",
+    "macro",
+    "do",
+    "loop",
+    "while",
+    "for",
+    "ns",
+    "class",
+    "try",
+    "throw",
+    "$",
+    ".",
+    "import",
+    "enum",
+    "case",
+    "match",
+    "repeat",
+    "return",
+    "break",
+    "continue",
+    "new",
+    "not",
+    "!",
+}
 ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "**=", "||=", "&&="}
 
 
@@ -96,7 +122,9 @@ def spread_item(form: Form) -> Form | None:
     return None
 
 
-def items(c: Compiler, forms: tuple[Form, ...] | list[Form]) -> tuple[list[ast.stmt], list[ast.expr]]:
+def items(
+    c: Compiler, forms: tuple[Form, ...] | list[Form]
+) -> tuple[list[ast.stmt], list[ast.expr]]:
     """Compile array elements / call arguments, with spreads as `*`."""
     results: list[Result] = []
     spreads: list[bool] = []
@@ -105,7 +133,10 @@ def items(c: Compiler, forms: tuple[Form, ...] | list[Form]) -> tuple[list[ast.s
         results.append(c.compile(inner if inner is not None else f))
         spreads.append(inner is not None)
     stmts, exprs = c.seq(results)
-    out = [ast.Starred(value=hcall("spread", e), ctx=ast.Load()) if s else e for e, s in zip(exprs, spreads)]
+    out = [
+        ast.Starred(value=hcall("spread", e), ctx=ast.Load()) if s else e
+        for e, s in zip(exprs, spreads, strict=False)
+    ]
     return stmts, out
 
 
@@ -240,8 +271,8 @@ def named_head(c: Compiler, form: GeneF, name: str, value: bool) -> Result | Non
 
 
 def _is_macro_value(c: Compiler, name: str) -> bool:
-    from gene_jit.runtime.registry import BUILTINS
     from gene_jit.runtime.ops import Macro
+    from gene_jit.runtime.registry import BUILTINS
 
     val = c.env.get(name, BUILTINS.get(name))
     return isinstance(val, Macro)
@@ -261,7 +292,9 @@ def kw_tail_start(children: tuple[Form, ...]) -> int:
     return best
 
 
-def call_args(c: Compiler, form: GeneF, children: list[Form]) -> tuple[list[ast.stmt], list[ast.expr], list[ast.keyword]]:
+def call_args(
+    c: Compiler, form: GeneF, children: list[Form]
+) -> tuple[list[ast.stmt], list[ast.expr], list[ast.keyword]]:
     """Positional args (with spreads) and props as Python keyword arguments."""
     results: list[Result] = []
     spreads: list[bool] = []
@@ -272,8 +305,14 @@ def call_args(c: Compiler, form: GeneF, children: list[Form]) -> tuple[list[ast.
     results.extend(c.compile(v) for _, v in form.props)
     stmts, exprs = c.seq(results)
     n = len(children)
-    args = [ast.Starred(value=hcall("spread", e), ctx=ast.Load()) if s else e for e, s in zip(exprs[:n], spreads)]
-    kws = [ast.keyword(arg=k.replace("-", "_"), value=e) for (k, _), e in zip(form.props, exprs[n:])]
+    args = [
+        ast.Starred(value=hcall("spread", e), ctx=ast.Load()) if s else e
+        for e, s in zip(exprs[:n], spreads, strict=False)
+    ]
+    kws = [
+        ast.keyword(arg=k.replace("-", "_"), value=e)
+        for (k, _), e in zip(form.props, exprs[n:], strict=False)
+    ]
     return stmts, args, kws
 
 
@@ -291,28 +330,64 @@ def plain_call(c: Compiler, form: GeneF) -> Result:
         return kw_tail_call(c, form, fres, list(ch[:tail]), list(ch[tail:]))
     astmts, args, kws = call_args(c, form, list(ch))
     stmts, fexpr = c.before(fres, astmts)
+    if kws:
+        # Props a Gene function does not declare are dropped by call_props.
+        return Result(stmts, ast.Call(func=helper("call_props"), args=[fexpr, *args], keywords=kws))
     return Result(stmts, ast.Call(func=fexpr, args=args, keywords=kws))
 
 
-def kw_tail_call(c: Compiler, form: GeneF, fres: Result, pos: list[Form], tail: list[Form]) -> Result:
+def kw_tail_call(
+    c: Compiler, form: GeneF, fres: Result, pos: list[Form], tail: list[Form]
+) -> Result:
     astmts, args, kws = call_args(c, form, pos)
-    pairs = [(t.form.name, v) for t, v in zip(tail[::2], tail[1::2])]  # type: ignore[attr-defined]
+    pairs = [(t.form.name, v) for t, v in zip(tail[::2], tail[1::2], strict=False)]  # type: ignore[attr-defined]
     tres = [c.compile(v) for _, v in pairs]
     stmts, exprs = c.seq([fres, Result(astmts, ast.List(elts=args, ctx=ast.Load())), *tres])
     tail_expr = ast.List(
-        elts=[ast.Tuple(elts=[const(k), e], ctx=ast.Load()) for (k, _), e in zip(pairs, exprs[2:])],
+        elts=[
+            ast.Tuple(elts=[const(k), e], ctx=ast.Load())
+            for (k, _), e in zip(pairs, exprs[2:], strict=False)
+        ],
         ctx=ast.Load(),
     )
     props = ast.Dict(keys=[const(k.arg) for k in kws], values=[k.value for k in kws])
     return Result(stmts, hcall("call_kw_tail", exprs[0], exprs[1], tail_expr, props))
 
 
-def method_call(c: Compiler, form: GeneF, target: Form | None, name: str, args: list[Form]) -> Result:
+def method_call(
+    c: Compiler, form: GeneF, target: Form | None, name: str, args: list[Form]
+) -> Result:
     """`(obj .m a b)`; with no target, `(.m a)` calls a method of `self`."""
     tres = c.compile(target) if target is not None else pure(c.self_expr())
     astmts, argx, kws = call_args(c, form, args)
     stmts, texpr = c.before(tres, astmts)
-    return Result(stmts, ast.Call(func=helper("call_method"), args=[texpr, const(name), *argx], keywords=kws))
+    generic = ast.Call(func=helper("call_method"), args=[texpr, const(name), *argx], keywords=kws)
+    if not kws and not any(isinstance(a, ast.Starred) for a in argx):
+        fast = _fast_method(c, name, texpr, argx)
+        if fast is not None:
+            return Result(stmts, fast)
+    return Result(stmts, generic)
+
+
+def _fast_method(c: Compiler, name: str, target: ast.expr, args: list[ast.expr]) -> ast.expr | None:
+    """Inline paths for the hottest string methods (same results as runtime/methods.py):
+    `(s .append x)` on two strings is `s + x`; `(s .size)` on a string or array is len."""
+    from gene_jit.frontend.compiler_ops import _class_is, _operand
+
+    if name == "append" and len(args) == 1:
+        t1, t2 = _operand(c, target)
+        a1, a2 = _operand(c, args[0])
+        test = ast.BoolOp(op=ast.And(), values=[_class_is(t1, "str"), _class_is(a1, "str")])
+        slow = hcall("call_method", t2, const(name), a2)
+        return ast.IfExp(test=test, body=ast.BinOp(left=t2, op=ast.Add(), right=a2), orelse=slow)
+    if name in ("size", "length") and not args:
+        t1, t2 = _operand(c, target)
+        return ast.IfExp(
+            test=_class_is(t1, "str"),
+            body=hcall("len", t2),
+            orelse=hcall("call_method", t2, const(name)),
+        )
+    return None
 
 
 __all__ = ["NIL", "load"]

@@ -30,16 +30,31 @@ from gene_jit.frontend.compiler_core import (
 from gene_jit.frontend.forms import Form, GeneF, Sym
 
 PREC = {
-    "||": 1, "&&": 2,
-    "==": 3, "!=": 3, "<": 3, "<=": 3, ">": 3, ">=": 3,
-    "+": 4, "-": 4, "*": 5, "/": 5, "**": 6,
+    "||": 1,
+    "&&": 2,
+    "==": 3,
+    "!=": 3,
+    "<": 3,
+    "<=": 3,
+    ">": 3,
+    ">=": 3,
+    "+": 4,
+    "-": 4,
+    "*": 5,
+    "/": 5,
+    "**": 6,
 }
 INFIX = set(PREC)
 COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 PREFIX = INFIX | {"not", "!", "="}
 
 _ARITH = {"+": (ast.Add(), "add"), "-": (ast.Sub(), "sub"), "*": (ast.Mult(), "mul")}
-_CMP = {"<": (ast.Lt(), "lt"), "<=": (ast.LtE(), "le"), ">": (ast.Gt(), "gt"), ">=": (ast.GtE(), "ge")}
+_CMP = {
+    "<": (ast.Lt(), "lt"),
+    "<=": (ast.LtE(), "le"),
+    ">": (ast.Gt(), "gt"),
+    ">=": (ast.GtE(), "ge"),
+}
 
 
 @dataclass
@@ -62,10 +77,14 @@ def parse_infix(form: GeneF) -> object:
     """`(a + b * c < d)` to a tree of Bin / Chain nodes over operand forms."""
     items: list[Form] = [form.head, *form.children]  # type: ignore[list-item]
     if len(items) % 2 == 0:
-        raise syntax_error(form, "infix expression expects operands between operators, e.g. (a + b)")
+        raise syntax_error(
+            form, "infix expression expects operands between operators, e.g. (a + b)"
+        )
     for i in range(1, len(items), 2):
         if not (isinstance(items[i], Sym) and items[i].name in PREC):  # type: ignore[attr-defined]
-            raise syntax_error(items[i], "infix expression expects an operator here (mixing infix and calls?)")
+            raise syntax_error(
+                items[i], "infix expression expects an operator here (mixing infix and calls?)"
+            )
     pos = 0
 
     def parse(min_prec: int) -> object:
@@ -121,8 +140,8 @@ def _operand(c: Compiler, e: ast.expr) -> tuple[ast.expr, ast.expr]:
     return ast.NamedExpr(target=store(t), value=e), load(t)
 
 
-def binary(c: Compiler, op: str, l: Result, r: Result) -> Result:
-    stmts, (a, b) = c.seq([l, r])
+def binary(c: Compiler, op: str, lhs: Result, r: Result) -> Result:
+    stmts, (a, b) = c.seq([lhs, r])
     if op in _ARITH:
         return Result(stmts, arith(c, op, a, b))
     if op == "/":
@@ -144,7 +163,9 @@ def arith(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> ast.expr:
     elif op == "-" and small:
         cond = ast.Compare(left=named, ops=[ast.GtE()], comparators=[const(INT_MIN)])
     else:
-        cond = ast.Compare(left=const(INT_MIN), ops=[ast.LtE(), ast.LtE()], comparators=[named, const(INT_MAX)])
+        cond = ast.Compare(
+            left=const(INT_MIN), ops=[ast.LtE(), ast.LtE()], comparators=[named, const(INT_MAX)]
+        )
     return ast.IfExp(test=cond, body=load(r), orelse=hcall(slow, a2, b2))
 
 
@@ -155,7 +176,9 @@ def divide(c: Compiler, a: ast.expr, b: ast.expr) -> ast.expr:
         return ast.BinOp(left=a, op=ast.Div(), right=b)
     b1, b2 = _operand(c, b)
     # A zero (or nil) divisor takes the slow path: inf, -inf, nan or a type error.
-    return ast.IfExp(test=b1, body=ast.BinOp(left=a, op=ast.Div(), right=b2), orelse=hcall("div", a, b2))
+    return ast.IfExp(
+        test=b1, body=ast.BinOp(left=a, op=ast.Div(), right=b2), orelse=hcall("div", a, b2)
+    )
 
 
 def _num_const(e: ast.expr) -> bool:
@@ -180,6 +203,10 @@ def compare(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> ast.expr:
 
 
 def equality(c: Compiler, negate: bool, a: ast.expr, b: ast.expr) -> ast.expr:
+    if isinstance(a, ast.Constant) and isinstance(b, ast.Constant):
+        from gene_jit.runtime.ops import eq
+
+        return const(eq(a.value, b.value) != negate)
     if isinstance(a, ast.Constant) and not isinstance(b, ast.Constant):
         a, b = b, a
     if isinstance(b, ast.Constant):
@@ -192,7 +219,10 @@ def equality(c: Compiler, negate: bool, a: ast.expr, b: ast.expr) -> ast.expr:
             a1, a2 = _operand(c, a)
             test = ast.BoolOp(
                 op=ast.And(),
-                values=[ast.Compare(left=a1, ops=[ast.Eq()], comparators=[b]), _class_is(a2, type(v).__name__)],
+                values=[
+                    ast.Compare(left=a1, ops=[ast.Eq()], comparators=[b]),
+                    _class_is(a2, type(v).__name__),
+                ],
             )
             return ast.UnaryOp(op=ast.Not(), operand=test) if negate else test
     a1, a2 = _operand(c, a)
@@ -223,35 +253,42 @@ def chain(c: Compiler, node: Chain, form: Form) -> Result:
     return Result(stmts, ast.BoolOp(op=ast.And(), values=tests), True)
 
 
-def logic_and(c: Compiler, l: Result, right: object) -> Result:
-    return _logic(c, l, right, is_and=True)
+def logic_and(c: Compiler, lhs: Result, right: object) -> Result:
+    return _logic(c, lhs, right, is_and=True)
 
 
-def logic_or(c: Compiler, l: Result, right: object) -> Result:
-    return _logic(c, l, right, is_and=False)
+def logic_or(c: Compiler, lhs: Result, right: object) -> Result:
+    return _logic(c, lhs, right, is_and=False)
 
 
-def _logic(c: Compiler, l: Result, right: object, is_and: bool) -> Result:
+def _logic(c: Compiler, lhs: Result, right: object, is_and: bool) -> Result:
     """`&&` / `||`: short-circuit, the value is an operand."""
     r: Result = right()  # type: ignore[operator]
     if not r.stmts:
-        if l.is_bool:
-            return Result(l.stmts, ast.BoolOp(op=ast.And() if is_and else ast.Or(), values=[l.expr, r.expr]), r.is_bool)
+        if lhs.is_bool:
+            return Result(
+                lhs.stmts,
+                ast.BoolOp(op=ast.And() if is_and else ast.Or(), values=[lhs.expr, r.expr]),
+                r.is_bool,
+            )
         t = c.temp()
-        test = c.truth(Result([], ast.NamedExpr(target=store(t), value=l.expr)))
+        test = c.truth(Result([], ast.NamedExpr(target=store(t), value=lhs.expr)))
         if is_and:
-            return Result(l.stmts, ast.IfExp(test=test, body=r.expr, orelse=load(t)), False)
-        return Result(l.stmts, ast.IfExp(test=test, body=load(t), orelse=r.expr), False)
+            return Result(lhs.stmts, ast.IfExp(test=test, body=r.expr, orelse=load(t)), False)
+        return Result(lhs.stmts, ast.IfExp(test=test, body=load(t), orelse=r.expr), False)
     t = c.temp()
-    stmts = [*l.stmts, assign(t, l.expr)]
-    test = c.truth(Result([], load(t), l.is_bool))
+    stmts = [*lhs.stmts, assign(t, lhs.expr)]
+    test = c.truth(Result([], load(t), lhs.is_bool))
     if not is_and:
         test = ast.UnaryOp(op=ast.Not(), operand=test)
     stmts.append(ast.If(test=test, body=[*r.stmts, assign(t, r.expr)], orelse=[]))
-    return Result(stmts, load(t), l.is_bool and r.is_bool)
+    return Result(stmts, load(t), lhs.is_bool and r.is_bool)
 
 
 def negation(c: Compiler, res: Result) -> Result:
+    if isinstance(res.expr, ast.Constant):
+        v = res.expr.value
+        return Result(res.stmts, const(v is None or v is False), True)
     if res.is_bool:
         return Result(res.stmts, ast.UnaryOp(op=ast.Not(), operand=res.expr), True)
     e1, e2 = _operand(c, res.expr)

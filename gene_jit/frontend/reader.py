@@ -66,9 +66,7 @@ _KEY = re.compile(r'(?:[^\s,"%()\[\]{};\\^]|\\.)+', re.S)
 _TOKEN_ESCAPE = re.compile(r"\\(.)", re.S)
 # Whitespace, then either a plain token (group 2: one that cannot start with a dispatch
 # character or an escape) or the position of the next character (group 1).
-_NEXT = re.compile(
-    _WS.pattern + r'()([^\s,"%()\[\]{};\\#\':^](?:[^\s,"%()\[\]{};\\]|\\.)*)?', re.S
-)
+_NEXT = re.compile(_WS.pattern + r'()([^\s,"%()\[\]{};\\#\':^](?:[^\s,"%()\[\]{};\\]|\\.)*)?', re.S)
 _NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 _DIGITS = frozenset("0123456789")
 _SLOW_START = frozenset("0123456789+-")  # tokens that may be numbers
@@ -144,8 +142,14 @@ def _describe(form: Form) -> str:
         return f"the symbol {form.name}"
     if isinstance(form, Quote):
         return "a quoted form (:...)"
-    names = {Arr: "an array", SetF: "a set", MapF: "a map", GeneF: "a gene",
-             Interp: "an interpolated string", Unquote: "an unquote (%...)"}
+    names = {
+        Arr: "an array",
+        SetF: "a set",
+        MapF: "a map",
+        GeneF: "a gene",
+        Interp: "an interpolated string",
+        Unquote: "an unquote (%...)",
+    }
     return names.get(type(form), "a form")
 
 
@@ -217,7 +221,9 @@ class _Reader:
                 pos = end
                 top = stack[-1]
                 if top.kind == _ARRAY or (
-                    top.kind == _GENE and top.group != _IN_PROPS and top.pending is None
+                    top.kind == _GENE
+                    and top.group != _IN_PROPS
+                    and top.pending is None
                     and top.has_head
                 ):
                     top.items.append(form)
@@ -288,8 +294,11 @@ class _Reader:
             return
         end = self._where(self.n)
         if top.kind in _PREFIX:
-            what = "the form that '#@' decorates" if top.kind == _DECORATOR else (
-                f"a form after '{_PREFIX[top.kind]}'")
+            what = (
+                "the form that '#@' decorates"
+                if top.kind == _DECORATOR
+                else (f"a form after '{_PREFIX[top.kind]}'")
+            )
             err = self._incomplete(f"expected {what}, but the input ended ({end})", top.start)
         elif top.pending is not None:
             path, span = top.pending
@@ -307,16 +316,20 @@ class _Reader:
             )
         outer = next((f for f in stack if f.kind in _OPENER), None)
         if outer is not None and outer is not top:
-            err.add_context(f"the outermost unclosed '{_OPENER[outer.kind]}' is at "
-                            f"{self._where(outer.start)}")
+            err.add_context(
+                f"the outermost unclosed '{_OPENER[outer.kind]}' is at {self._where(outer.start)}"
+            )
         raise err
 
     def _close(self, stack: list[_Frame], pos: int) -> int:
         c = self.text[pos]
         top = stack[-1]
         if top.kind in _PREFIX:
-            what = "the form that '#@' decorates" if top.kind == _DECORATOR else (
-                f"a form after '{_PREFIX[top.kind]}'")
+            what = (
+                "the form that '#@' decorates"
+                if top.kind == _DECORATOR
+                else (f"a form after '{_PREFIX[top.kind]}'")
+            )
             raise self._fail(f"expected {what}, got '{c}'", pos)
         if top.kind not in _CLOSER:
             raise self._fail(f"unexpected '{c}': there is no open form for it to close", pos)
@@ -467,12 +480,17 @@ class _Reader:
             elif not isinstance(sub, _PropMap):
                 raise GeneSyntaxError(
                     f"property ^{'^'.join(path[: i + 1])} is given both a value and nested "
-                    "properties", span)
+                    "properties",
+                    span,
+                )
             node = sub
         last = path[-1]
         if last in node:
-            what = ("both a value and nested properties" if isinstance(node[last], _PropMap)
-                    else "twice")
+            what = (
+                "both a value and nested properties"
+                if isinstance(node[last], _PropMap)
+                else "twice"
+            )
             raise GeneSyntaxError(f"property ^{'^'.join(path)} is given {what}", span)
         node[last] = value
 
@@ -496,7 +514,10 @@ class _Reader:
         if nxt in ("{", "("):
             raise self._fail(
                 f"unexpected '#{nxt}': '#{{...}}' and '#(...)' interpolate only inside "
-                '#"..." strings', pos, pos + 2)
+                '#"..." strings',
+                pos,
+                pos + 2,
+            )
         form, end = self._token(pos)
         self._deliver(stack, form)
         return end
@@ -543,8 +564,10 @@ class _Reader:
         elif re.fullmatch(r"[0-9]+/[0-9]+", body):
             msg = f"expected a number, got {tok}: ratio literals are not supported"
         else:
-            msg = (f"expected a number, got {tok}: a token that starts with a digit must be a "
-                   "decimal int or float (dates, times and units are not supported)")
+            msg = (
+                f"expected a number, got {tok}: a token that starts with a digit must be a "
+                "decimal int or float (dates, times and units are not supported)"
+            )
         raise GeneSyntaxError(msg, span)
 
     def _char(self, pos: int) -> tuple[Lit, int]:
@@ -586,8 +609,9 @@ class _Reader:
             pos = m.end()  # type: ignore[union-attr]
             if pos >= n:
                 raise self._incomplete(
-                    "unterminated string: expected a closing '\"' for the string that starts "
-                    "here", start)
+                    "unterminated string: expected a closing '\"' for the string that starts here",
+                    start,
+                )
             c = text[pos]
             if c == '"':
                 if triple:
@@ -639,7 +663,8 @@ class _Reader:
         if pos + 1 >= self.n:
             raise self._incomplete(
                 "unterminated string: expected a closing '\"' for the string that starts here",
-                start)
+                start,
+            )
         c = text[pos + 1]
         if c != "u":
             return _SIMPLE_ESCAPES.get(c, c), pos + 2
@@ -651,11 +676,14 @@ class _Reader:
                 if 0xDC00 <= low <= 0xDFFF:
                     return chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)), pos + 12
             raise self._fail(
-                "bad escape: expected a low surrogate \\uDC00-\\uDFFF after this high "
-                "surrogate", pos, pos + 6)
+                "bad escape: expected a low surrogate \\uDC00-\\uDFFF after this high surrogate",
+                pos,
+                pos + 6,
+            )
         if 0xDC00 <= code <= 0xDFFF:
-            raise self._fail("bad escape: a low surrogate needs a high surrogate before it",
-                             pos, pos + 6)
+            raise self._fail(
+                "bad escape: a low surrogate needs a high surrogate before it", pos, pos + 6
+            )
         return chr(code), pos + 6
 
     def _hex4(self, pos: int) -> int:
@@ -696,8 +724,9 @@ def read_one(text: str, filename: str = "<string>", exact: bool = False) -> Form
     forms = read(text, filename)
     if not forms:
         reader = _Reader(text, filename)
-        raise GeneSyntaxError("expected a form, but the input has none",
-                              reader._span(len(text), len(text)))
+        raise GeneSyntaxError(
+            "expected a form, but the input has none", reader._span(len(text), len(text))
+        )
     if exact and len(forms) > 1:
         raise GeneSyntaxError("expected exactly one form, got another one here", forms[1].span)
     return forms[0]

@@ -45,7 +45,11 @@ def var_form(c: Compiler, form: GeneF, value: bool) -> Result:
 def set_path(c: Compiler, target: Sym, res: Result) -> Result:
     """`a/b/c = v`: evaluate `a/b`, then set member `c`."""
     parts = target.parts
-    obj = complex_symbol(c, Sym(target.span, "/".join(parts[:-1]))).expr if len(parts) > 2 or parts[0] else c.self_expr()
+    obj = (
+        complex_symbol(c, Sym(target.span, "/".join(parts[:-1]))).expr
+        if len(parts) > 2 or parts[0]
+        else c.self_expr()
+    )
     if len(parts) == 2 and parts[0] == "$ns":
         obj = c.ns_expr()
     key = const(segment_key(parts[-1]))
@@ -146,15 +150,25 @@ def _test(c: Compiler, neg: bool, cond: Form) -> tuple[list[ast.stmt], ast.expr]
     return res.stmts, c.truth(res)
 
 
-def _if_chain(c: Compiler, clauses: list[tuple[bool, Form, list[Form]]], else_body: list[Form], value: bool) -> Result:
+def _if_chain(
+    c: Compiler, clauses: list[tuple[bool, Form, list[Form]]], else_body: list[Form], value: bool
+) -> Result:
     neg, cond, body = clauses[0]
     tstmts, test = _test(c, neg, cond)
     with c.block():
         then = c.body(body, value)
     with c.block():
-        other = _if_chain(c, clauses[1:], else_body, value) if len(clauses) > 1 else c.body(else_body, value)
+        other = (
+            _if_chain(c, clauses[1:], else_body, value)
+            if len(clauses) > 1
+            else c.body(else_body, value)
+        )
     if value and not then.stmts and not other.stmts:
-        return Result(tstmts, ast.IfExp(test=test, body=then.expr, orelse=other.expr), then.is_bool and other.is_bool)
+        return Result(
+            tstmts,
+            ast.IfExp(test=test, body=then.expr, orelse=other.expr),
+            then.is_bool and other.is_bool,
+        )
     if not value:
         node = ast.If(test=test, body=c.discard(then) or [ast.Pass()], orelse=c.discard(other))
         return Result([*tstmts, node], const(None))
@@ -184,7 +198,12 @@ def void_form(c: Compiler, form: GeneF, value: bool) -> Result:
 # ---------------------------------------------------------------- loops
 
 
-def _loop_body(c: Compiler, forms: list[Form] | tuple[Form, ...], ctx: LoopCtx, pre: list[ast.stmt] | None = None) -> list[ast.stmt]:
+def _loop_body(
+    c: Compiler,
+    forms: list[Form] | tuple[Form, ...],
+    ctx: LoopCtx,
+    pre: list[ast.stmt] | None = None,
+) -> list[ast.stmt]:
     c.fn.loops.append(ctx)
     try:
         with c.block():
@@ -218,7 +237,7 @@ def loop_form(c: Compiler, form: GeneF, value: bool) -> Result:
             stmts: list[ast.stmt] = []
             if ch and _is_binding_array(ch[0]):
                 binds = ch.pop(0).items  # type: ignore[attr-defined]
-                for name, init in zip(binds[::2], binds[1::2]):
+                for name, init in zip(binds[::2], binds[1::2], strict=False):
                     res = c.compile(init)
                     stmts.extend(res.stmts)
                     stmts.extend(c.store_ref(c.declare(name.name), res.expr))
@@ -271,7 +290,9 @@ def repeat_form(c: Compiler, form: GeneF, value: bool) -> Result:
 def for_form(c: Compiler, form: GeneF, value: bool) -> Result:
     ch = form.children
     if len(ch) < 3 or sym_name(ch[1]) != "in":
-        raise syntax_error(form, "for expects (for x in coll body...) or (for [k v] in coll body...)")
+        raise syntax_error(
+            form, "for expects (for x in coll body...) or (for [k v] in coll body...)"
+        )
     pattern = ch[0]
     coll = c.compile(ch[2])
     with c.block():
@@ -280,7 +301,11 @@ def for_form(c: Compiler, form: GeneF, value: bool) -> Result:
             target: ast.expr = store(t)
             pre = c.store_ref(c.declare(pattern.name), load(t))
             it = hcall("iter_values", coll.expr)
-        elif isinstance(pattern, Arr) and len(pattern.items) == 2 and all(isinstance(p, Sym) for p in pattern.items):
+        elif (
+            isinstance(pattern, Arr)
+            and len(pattern.items) == 2
+            and all(isinstance(p, Sym) for p in pattern.items)
+        ):
             t1, t2 = c.temp("k"), c.temp("v")
             target = ast.Tuple(elts=[store(t1), store(t2)], ctx=ast.Store())
             pre = [
@@ -358,7 +383,13 @@ def case_form(c: Compiler, form: GeneF, value: bool) -> Result:
     return Result(stmts + res.stmts, res.expr)
 
 
-def _case_chain(c: Compiler, v: ast.expr, whens: list[tuple[Form, list[Form]]], else_body: list[Form], value: bool) -> Result:
+def _case_chain(
+    c: Compiler,
+    v: ast.expr,
+    whens: list[tuple[Form, list[Form]]],
+    else_body: list[Form],
+    value: bool,
+) -> Result:
     if not whens:
         with c.block():
             return c.body(else_body, value)
@@ -369,7 +400,11 @@ def _case_chain(c: Compiler, v: ast.expr, whens: list[tuple[Form, list[Form]]], 
         then = c.body(body, value)
     other = _case_chain(c, v, whens[1:], else_body, value)
     t = c.temp()
-    node = ast.If(test=test, body=[*then.stmts, assign(t, then.expr)], orelse=[*other.stmts, assign(t, other.expr)])
+    node = ast.If(
+        test=test,
+        body=[*then.stmts, assign(t, then.expr)],
+        orelse=[*other.stmts, assign(t, other.expr)],
+    )
     return Result([*pres.stmts, node], load(t))
 
 

@@ -118,10 +118,10 @@ def build_function(
             scope.blocks[-1][k] = py
             scope.used.add(py)
         pre: list[ast.stmt] = list(tiering.prologue(fn_id))
-        for (n, default), py in zip(p.positional, pos):
+        for (_n, default), py in zip(p.positional, pos, strict=False):
             if default is not None:
                 pre.extend(_default(c, py, default))
-        for (k, default), (_, py) in zip(p.kwonly, kw):
+        for (_k, default), (_, py) in zip(p.kwonly, kw, strict=False):
             if default is not None:
                 pre.extend(_default(c, py, default))
         if rest is not None:
@@ -129,7 +129,9 @@ def build_function(
         for idx, pat in p.patterns.items():
             pre.extend(bind_pattern(c, pat, load(pos[idx])))
         for idx, prop in p.self_props.items():
-            pre.append(ast.Expr(value=hcall("set_member", load("self"), const(prop), load(pos[idx]))))
+            pre.append(
+                ast.Expr(value=hcall("set_member", load("self"), const(prop), load(pos[idx])))
+            )
         res = c.body(list(body))
         stmts = [*pre, *res.stmts, ast.Return(value=res.expr)]
         decls: list[ast.stmt] = []
@@ -144,17 +146,48 @@ def build_function(
         vararg=ast.arg(arg=rest or " extra"),
         kwonlyargs=[ast.arg(arg=py) for _, py in kw],
         kw_defaults=[const(None) for _ in kw],
-        kwarg=ast.arg(arg=" props"),
+        kwarg=None,  # calls with props filter them (ops.call_props): no dict per call
         defaults=[const(None) for _ in pos],
     )
     if macro:
         args.kwonlyargs.append(ast.arg(arg=" caller"))
         args.kw_defaults.append(const(None))
-    fdef = ast.FunctionDef(name=pyname, args=args, body=decls + stmts, decorator_list=[], returns=None)
+    fdef = ast.FunctionDef(
+        name=pyname, args=args, body=decls + stmts, decorator_list=[], returns=None
+    )
     stamp(fdef, form.span)
-    FN_META[fn_id] = (name, form, [n for n, _ in p.positional], p.rest is not None, frozenset(k for k, _ in p.kwonly))
+    FN_META[fn_id] = (
+        name,
+        form,
+        [n for n, _ in p.positional],
+        p.rest is not None,
+        frozenset(k for k, _ in p.kwonly),
+    )
     reg = assign(pyname, hcall("gene_def", const(fn_id), load(pyname)))
+    fresh = sorted((scope.captures & c.fn.loop_decls) - scope.nonlocals - scope.globals)
+    if fresh and c.fn.loops:
+        return _per_iteration(c, fresh, [fdef, reg], pyname), pyname
     return [fdef, reg], pyname
+
+
+def _per_iteration(
+    c: Compiler, names: list[str], stmts: list[ast.stmt], pyname: str
+) -> list[ast.stmt]:
+    """A closure made in a loop body keeps that iteration's variables (GENE.md 2.8: each
+    iteration is a scope): define it inside a factory that takes them as parameters."""
+    args = ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(arg=n) for n in names],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[],
+    )
+    mk = c.temp("mk")
+    body = [*stmts, ast.Return(value=load(pyname))]
+    fdef = ast.FunctionDef(name=mk, args=args, body=body, decorator_list=[], returns=None)
+    return [fdef, assign(pyname, call(load(mk), [load(n) for n in names]))]
 
 
 def hcall_name(name: str) -> ast.expr:
@@ -171,9 +204,13 @@ def gene_def(fn_id: int, f: Any) -> Any:
     """Mark `f` as a Gene function and hand it to the tier-1 seam."""
     name, form, params, varargs, kwonly = FN_META[fn_id]
     f.__gene_name__ = name
-    f.__gene_kwonly__ = kwonly
+    f.__gene_kwonly__ = (
+        kwonly
+        | {py_name(k) for k in kwonly}
+        | ({" caller"} if " caller" in f.__code__.co_varnames else set())
+    )
     f.__name__ = f.__qualname__ = name or "fn"
-    info = tiering.FnInfo(name, form, params, f.__globals__, has_varargs=varargs, has_props=True)
+    info = tiering.FnInfo(name, form, params, f.__globals__, has_varargs=varargs, has_props=False)
     return tiering.register(fn_id, f, info)
 
 
@@ -224,7 +261,9 @@ def fn_form(c: Compiler, form: GeneF, value: bool) -> Result:
     ref = None
     if isinstance(name, Sym) and not name.is_complex and not c.fn.is_module:
         ref = c.declare(name.name)
-    stmts, py = build_function(c, str(gname).split("/")[-1], params, ch, form, macro=head == "macro")
+    stmts, py = build_function(
+        c, str(gname).split("/")[-1], params, ch, form, macro=head == "macro"
+    )
     if head == "macro":
         stmts.append(assign(py, hcall("Macro", load(py), const(str(gname)))))
     if ref is not None:
@@ -274,4 +313,7 @@ def caller_eval_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if len(form.children) != 1:
         raise syntax_error(form, "$caller_eval expects one argument")
     res = c.compile(form.children[0])
-    return Result(res.stmts, hcall("eval_values", load(scope.caller), ast.List(elts=[res.expr], ctx=ast.Load())))  # type: ignore[arg-type]
+    return Result(
+        res.stmts,
+        hcall("eval_values", load(scope.caller), ast.List(elts=[res.expr], ctx=ast.Load())),
+    )  # type: ignore[arg-type]

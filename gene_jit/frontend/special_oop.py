@@ -49,7 +49,9 @@ def ns_form(c: Compiler, form: GeneF, value: bool) -> Result:
     name = ch[0]
     var = c.temp("ns")
     parent = c.ns_expr()
-    stmts: list[ast.stmt] = [assign(var, hcall("Namespace", const(name.parts[-1]), const(None), parent))]
+    stmts: list[ast.stmt] = [
+        assign(var, hcall("Namespace", const(name.parts[-1]), const(None), parent))
+    ]
     stmts.extend(bind_name(c, name, var, form))
     info = NsInfo(var, _defined_names(ch[1:]))
     c.ns_stack.append(info)
@@ -102,7 +104,11 @@ def _class_member(c: Compiler, var: str, f: Form) -> list[ast.stmt]:
             mname = ch[0].name if isinstance(ch[0], Sym) else str(ch[0].value)
             params, body = ch[1], ch[2:]
         stmts, py = build_function(c, mname, params, body, f, method=(var, mname))
-        target = ast.Subscript(value=ast.Attribute(value=load(var), attr="methods", ctx=ast.Load()), slice=const(mname), ctx=ast.Store())
+        target = ast.Subscript(
+            value=ast.Attribute(value=load(var), attr="methods", ctx=ast.Load()),
+            slice=const(mname),
+            ctx=ast.Store(),
+        )
         return [*stmts, ast.Assign(targets=[target], value=load(py))]
     if head == "fn" and ch and isinstance(ch[0], Sym) and "/" not in ch[0].name:
         stmts, py = build_function(c, ch[0].name, ch[1] if len(ch) > 1 else None, ch[2:], f)
@@ -136,7 +142,9 @@ def super_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if args and isinstance(args[0], Sym) and args[0].name.startswith(".") and len(args[0].name) > 1:
         mname = args.pop(0).name[1:]  # type: ignore[attr-defined]
     stmts, argx, kws = call_args(c, form, args)
-    fn = ast.Call(func=helper("super_call"), args=[load(var), const(mname), load("self"), *argx], keywords=kws)
+    fn = ast.Call(
+        func=helper("super_call"), args=[load(var), const(mname), load("self"), *argx], keywords=kws
+    )
     return Result(stmts, fn)
 
 
@@ -175,7 +183,10 @@ def enum_form(c: Compiler, form: GeneF, value: bool) -> Result:
             entries.append((n.name, None))
             i += 1
     var = c.temp("enum")
-    spec = ast.List(elts=[ast.Tuple(elts=[const(k), const(v)], ctx=ast.Load()) for k, v in entries], ctx=ast.Load())
+    spec = ast.List(
+        elts=[ast.Tuple(elts=[const(k), const(v)], ctx=ast.Load()) for k, v in entries],
+        ctx=ast.Load(),
+    )
     stmts: list[ast.stmt] = [assign(var, hcall("make_enum", const(ch[0].name), spec))]
     stmts.extend(bind_name(c, ch[0], var, form))
     return Result(stmts, load(var))
@@ -263,10 +274,10 @@ def _import_specs(form: GeneF) -> tuple[Form, list[Sym]]:
     for i, x in enumerate(ch):
         if sym_name(x) == "from":
             if i + 1 >= len(ch):
-                raise syntax_error(form, 'import expects a path after from')
+                raise syntax_error(form, "import expects a path after from")
             return ch[i + 1], names
         if not isinstance(x, Sym):
-            raise syntax_error(x, "import expects names, then from \"path\"")
+            raise syntax_error(x, 'import expects names, then from "path"')
         names.append(x)
     raise syntax_error(form, 'import expects (import a b from "path")')
 
@@ -276,7 +287,10 @@ def import_form(c: Compiler, form: GeneF, value: bool) -> Result:
     path, names = _import_specs(form)
     pres = c.compile(path)
     mod = c.temp("mod")
-    stmts: list[ast.stmt] = [*pres.stmts, assign(mod, hcall("import_module", helper("env"), pres.expr))]
+    stmts: list[ast.stmt] = [
+        *pres.stmts,
+        assign(mod, hcall("import_module", helper("env"), pres.expr)),
+    ]
     for n in names:
         text, _, alias = n.name.partition(":")
         parts = text.split("/")

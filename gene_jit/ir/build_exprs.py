@@ -281,7 +281,7 @@ PREFIX = {"+", "-", "*", "/", "<", "<=", ">", ">=", "==", "!=", "="}
 
 def assign(b: FnBuilder, form: GeneF) -> Value:
     target = form.head
-    op = form.children[0].name  # type: ignore[union-attr]
+    op = form.children[0].name  # type: ignore[attr-defined]
     if len(form.children) != 2:
         raise NotTypeable("malformed assignment", form.span)
     rhs_form = form.children[1]
@@ -367,6 +367,7 @@ def _if_clauses(form: GeneF) -> tuple[list[tuple[Form | None, bool, list[Form]]]
             raise NotTypeable("if without a condition", form.span)
         return kids.pop(0), neg
 
+    cond: Form | None
     cond, neg = take_cond()
     if not has_kw:
         if len(kids) == 2:
@@ -474,7 +475,7 @@ def sf_loop(b: FnBuilder, form: GeneF) -> Value:
     if kids and isinstance(kids[0], Arr) and len(kids[0].items) % 2 == 0 and all(
         isinstance(s, Sym) for s in kids[0].items[0::2]
     ):
-        bindings = list(kids.pop(0).items)  # seed form: fresh bindings every iteration
+        bindings = list(kids.pop(0).items)  # type: ignore[attr-defined]  # seed form: fresh bindings every iteration
     body = b.new_block("loop")
     exit_b = b.new_block("endloop")
     b.jump(body.name)

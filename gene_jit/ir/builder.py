@@ -14,6 +14,7 @@ is a float, int vs float `==` is false, only nil and false are falsy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +145,7 @@ class FnBuilder:
 
     # -- merging control flow -----------------------------------------------------------
 
-    def merge(self, ends: list[tuple[Block, Value | None]], hint: str, span: Span) -> Value:
+    def merge(self, ends: Sequence[tuple[Block, Value | None]], hint: str, span: Span) -> Value:
         """Join branch ends (block, value) into a new block; the value is typed only when
         every live branch gives the same type."""
         join = self.new_block(hint)
@@ -225,7 +226,7 @@ def fn_parts(form: Form) -> tuple[str, list[str], tuple[Form, ...]]:
     name = "anon"
     if form.head.name == "fn" and kids and isinstance(kids[0], (Sym, Lit)) and not isinstance(kids[0], Arr):
         first = kids.pop(0)
-        name = first.name if isinstance(first, Sym) else str(first.value)
+        name = first.name if isinstance(first, Sym) else str(getattr(first, "value", ""))
     if not kids:
         raise NotTypeable("fn without parameters")
     plist = kids.pop(0)

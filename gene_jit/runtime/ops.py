@@ -413,7 +413,9 @@ def set_selected(obj: Any, sel: Any, value: Any) -> Any:
 METHODS: dict[type, dict[str, Callable[..., Any]]] = {}
 
 
-def method(types: type | tuple[type, ...], *names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def method(
+    types: type | tuple[type, ...], *names: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn(receiver, *args)` as method `names` of values of `types`."""
     tys = types if isinstance(types, tuple) else (types,)
 
@@ -439,12 +441,25 @@ def find_method(obj: Any, name: str) -> Callable[..., Any] | None:
     return table.get(name) if table is not None else None
 
 
+def gene_kwargs(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The props a callee accepts: a Gene function drops those it does not declare."""
+    declared = getattr(fn, "__gene_kwonly__", None)
+    if declared is None or not kwargs:
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in declared}
+
+
+def call_props(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A call with props `(f a ^k v)`."""
+    return fn(*args, **gene_kwargs(fn, kwargs))
+
+
 def call_method(obj: Any, name: str, *args: Any, **kwargs: Any) -> Any:
     """`(obj .name args...)`."""
     if type(obj) is Instance:
         m = obj.cls.find_method(name)
         if m is not None:
-            return m(obj, *args, **kwargs)
+            return m(obj, *args, **gene_kwargs(m, kwargs))
     elif type(obj) is GeneClass:
         m = obj.find_method(name) if name != "new" else None
         if name == "new":
@@ -472,7 +487,7 @@ def super_call(cls: GeneClass, name: str, self_: Any, *args: Any, **kwargs: Any)
         if name == "ctor":
             return None
         raise GeneTypeError(f"no parent method .{name} for class {cls.name}")
-    return m(self_, *args, **kwargs)
+    return m(self_, *args, **gene_kwargs(m, kwargs))
 
 
 def new(cls: Any, *args: Any, **kwargs: Any) -> Any:
@@ -515,7 +530,9 @@ def make_enum(name: str, entries: list[tuple[str, Any]]) -> GeneEnum:
 # ---------------------------------------------------------------- calls
 
 
-def call_kw_tail(fn: Any, args: list[Any], tail: list[tuple[str, Any]], props: dict[str, Any]) -> Any:
+def call_kw_tail(
+    fn: Any, args: list[Any], tail: list[tuple[str, Any]], props: dict[str, Any]
+) -> Any:
     """A call ending in seed-style `:kw value` pairs: keyword arguments for native
     callees and for Gene functions that declare `^kw`; positional otherwise."""
     declared = getattr(fn, "__gene_kwonly__", None)
@@ -552,7 +569,9 @@ def _accepted_keywords(fn: Any) -> Any:
         if any(p.kind is p.VAR_KEYWORD for p in params):
             result = True
         else:
-            result = frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+            result = frozenset(
+                p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            )
     _KW_CACHE[id(fn)] = (fn, result)
     return result
 

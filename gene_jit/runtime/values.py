@@ -179,6 +179,9 @@ class GeneClass:
         inst = Instance(self)
         ctor = self.find_method("ctor")
         if ctor is not None:
+            declared = getattr(ctor, "__gene_kwonly__", None)
+            if declared is not None:
+                props = {k: v for k, v in props.items() if k in declared}
             ctor(inst, *args, **props)
         else:
             for k, v in props.items():

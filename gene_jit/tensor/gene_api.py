@@ -10,7 +10,7 @@ from typing import Any
 
 from gene_jit.runtime.registry import builtin
 from gene_jit.tensor import ops, ops_nn
-from gene_jit.tensor.device import create_device
+from gene_jit.tensor.device import create_device, open_device
 from gene_jit.tensor.tensor import Tensor
 
 TENSOR_NAMES: dict[str, Any] = {
@@ -77,14 +77,15 @@ def is_tensor(x: Any) -> bool:
 
 
 @builtin("create", ns="device")
-def device_create(spec: Any = None) -> Any:
-    """`(device/create :cuda)`: checks the device is usable; a clear error if not."""
-    return create_device(spec)
+def device_create(spec: Any = None, strict: Any = False) -> Any:
+    """`(device/create :cuda)`: the device; when this machine cannot use it, a warning
+    and a device marked unavailable (`:strict true`: an error instead)."""
+    return open_device(spec, strict=bool(strict))
 
 
 @builtin("available?", ns="device")
 def device_available(spec: Any = None) -> bool:
-    """`(device/available? :cuda)`: whether `device/create` would succeed."""
+    """`(device/available? :cuda)`: whether tensors can be placed on the device."""
     from gene_jit.runtime.errors import GeneError
 
     try:

@@ -1,7 +1,9 @@
 """Numba CUDA attention: decode over a KV cache (split-K, f16 or f32 cache) and causal
 prefill, with grouped-query heads.
 
-Decode runs in three launches so that the cache streams through at full bandwidth:
+Decode takes the flash-decoding kernels of `decode_cuda` whenever the shapes fit (head
+dim a power of two from 8 to 256, up to 8 query heads per kv head, aligned contiguous
+arrays). Otherwise it runs in three launches so that the cache streams through at full bandwidth:
 `_decode_scores` (grid: kv head x key tiles; a warp per key, lanes across the head
 dimension, every query head of the group scored from one read of the K row),
 `_decode_stats` (per query head: max and sum of exp over the scores), and
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gene_jit.tensor_kernels import decode_cuda
 from gene_jit.tensor_kernels.cuda_support import cuda
 from gene_jit.tensor_kernels.gemv_cuda import half_bits, warp_sum
 
@@ -135,6 +138,9 @@ def decode_attention(q: Any, k_cache: Any, v_cache: Any, n_ctx: int, scale: floa
     """q [H, D] f32, caches [Hkv, S, D] f16 or f32 (device arrays), out [H, D] f32.
     Scratch `scores` [H, >= n_ctx] and `stats` [H, 2] (f32) may be passed in to avoid
     allocations on every token."""
+    if decode_cuda.usable(q, k_cache, v_cache, out):
+        decode_cuda.decode(q, k_cache, v_cache, n_ctx, scale, out)
+        return
     h, d = q.shape
     hkv = k_cache.shape[0]
     if h % hkv or h // hkv > MAX_GROUP or d > MAX_D or d % 2:

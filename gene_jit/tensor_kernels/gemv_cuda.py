@@ -2,7 +2,7 @@
 
 GEMV moves each weight once and does two flops per weight, so it is bound by memory
 bandwidth; everything here serves keeping enough bytes in flight. The fast kernel
-(`gemv_vec_kernel`, for 16-byte aligned rows with K a multiple of 8) gives each warp
+(`_make_vec_kernel`, for 16-byte aligned rows with K a multiple of 8) gives each warp
 `ROWS` rows; a lane reads 8 weights per row with one 16-byte load (`vector_cuda.ld8`,
 hardware f16 -> f32), two chunks per loop trip, so each lane has `2 * ROWS` weight loads
 outstanding, and the chunk of x it multiplies is loaded once for all its rows. Warps
@@ -97,48 +97,55 @@ def dot8(w: Any, x: Any) -> Any:
             + w[4] * x[4] + w[5] * x[5] + w[6] * x[6] + w[7] * x[7])
 
 
-@cu.jit(fastmath=True)
-def gemv_vec_kernel(w: Any, x: Any, out: Any, n: int, k: int) -> None:
-    """w flat [N*K] (f16 or f32), x [K] f32, out [N] f32; K % 8 == 0, rows 16-byte aligned."""
-    lane = cu.threadIdx.x & 31
-    r0 = (cu.blockIdx.x * VEC_WARPS + (cu.threadIdx.x >> 5)) * ROWS
-    if r0 >= n:
-        return
-    acc = cu.local.array(ROWS, np.float32)
-    base = cu.local.array(ROWS, np.int64)
-    for r in range(ROWS):
-        acc[r] = 0.0
-        base[r] = np.int64(min(r0 + r, n - 1)) * k  # rows past N re-read the last row
-    nch = k >> 3
-    c = lane
-    while c + 32 < nch:  # two chunks per trip: 2 * ROWS independent 16-byte loads
-        xa = ld8(x, c * 8)
-        xb = ld8(x, c * 8 + 256)
-        for r in range(ROWS):
-            wa = ld8(w, base[r] + c * 8)
-            wb = ld8(w, base[r] + c * 8 + 256)
-            acc[r] += dot8(wa, xa) + dot8(wb, xb)
-        c += 64
-    if c < nch:
-        xa = ld8(x, c * 8)
-        for r in range(ROWS):
-            acc[r] += dot8(ld8(w, base[r] + c * 8), xa)
-    for r in range(ROWS):
-        s = warp_sum(acc[r])
-        if lane == r and r0 + r < n:
-            out[r0 + r] = s
+def _make_vec_kernel(rows: int, warps: int) -> Any:
+    """The vector kernel with `rows` rows per warp and `warps` warps per block as
+    compile-time constants (so the per-row accumulators stay in registers)."""
+
+    @cu.jit(fastmath=True)
+    def gemv_vec_kernel(w: Any, x: Any, out: Any, n: int, k: int) -> None:
+        """w flat [N*K] (f16 or f32), x [K] f32, out [N] f32; K % 8 == 0, rows 16-byte aligned."""
+        lane = cu.threadIdx.x & 31
+        r0 = (cu.blockIdx.x * warps + (cu.threadIdx.x >> 5)) * rows
+        if r0 >= n:
+            return
+        acc = cu.local.array(rows, np.float32)
+        base = cu.local.array(rows, np.int64)
+        for r in range(rows):
+            acc[r] = 0.0
+            base[r] = np.int64(min(r0 + r, n - 1)) * k  # rows past N re-read the last row
+        nch = k >> 3
+        c = lane
+        while c + 32 < nch:  # two chunks per trip: 2 * rows independent 16-byte loads
+            xa = ld8(x, c * 8)
+            xb = ld8(x, c * 8 + 256)
+            for r in range(rows):
+                wa = ld8(w, base[r] + c * 8)
+                wb = ld8(w, base[r] + c * 8 + 256)
+                acc[r] += dot8(wa, xa) + dot8(wb, xb)
+            c += 64
+        if c < nch:
+            xa = ld8(x, c * 8)
+            for r in range(rows):
+                acc[r] += dot8(ld8(w, base[r] + c * 8), xa)
+        for r in range(rows):
+            s = warp_sum(acc[r])
+            if lane == r and r0 + r < n:
+                out[r0 + r] = s
+
+    return gemv_vec_kernel
 
 
-_launchers: dict[str, Launcher] = {}
+_launchers: dict[tuple[str, int, int], Launcher] = {}
 
 
-def _vector_launcher(dtype: Any) -> Launcher:
+def vector_launcher(dtype: Any, rows: int = ROWS, warps: int = VEC_WARPS) -> Launcher:
     from numba import types
 
-    key = np.dtype(dtype).name
+    key = (np.dtype(dtype).name, rows, warps)
     if key not in _launchers:
-        _launchers[key] = Launcher(gemv_vec_kernel, (array_type(dtype), array_type(np.float32),
-                                                     array_type(np.float32), types.int64, types.int64))
+        kern = _make_vec_kernel(rows, warps)
+        _launchers[key] = Launcher(kern, (array_type(dtype), array_type(np.float32),
+                                          array_type(np.float32), types.int64, types.int64))
     return _launchers[key]
 
 
@@ -150,12 +157,13 @@ def vector_ok(w: Any, x: Any, out: Any) -> bool:
             and aligned(w, w.shape[1]) and aligned(x) and out.is_c_contiguous())
 
 
-def gemv(w: Any, x: Any, out: Any) -> None:
-    """Launch: w is a device array [N, K] of float32, or of float16 (K even)."""
+def gemv(w: Any, x: Any, out: Any, rows: int = ROWS, warps: int = VEC_WARPS) -> None:
+    """Launch: w is a device array [N, K] of float32, or of float16 (K even). `rows` and
+    `warps` shape the vector kernel (the defaults are the tuned ones)."""
     n = w.shape[0]
     if vector_ok(w, x, out):
-        _vector_launcher(w.dtype)(math.ceil(n / (ROWS * VEC_WARPS)), 32 * VEC_WARPS,
-                                  w.reshape(w.size), x, out, n, w.shape[1])
+        vector_launcher(w.dtype, rows, warps)(math.ceil(n / (rows * warps)), 32 * warps,
+                                              w.reshape(w.size), x, out, n, w.shape[1])
         return
     blocks = math.ceil(n / ROWS_PER_BLOCK)
     if w.dtype == np.float16:

@@ -7,15 +7,70 @@ patterns (Numba's CPU target has no float16 type) and widen in-register.
 Versions: `matmul_f32_v1` is the plain triple loop (kept as the baseline the bench
 shows); `matmul_f32` (v2) hands the product to BLAS through `np.dot` per batch item,
 which Numba lowers to sgemm, and parallelises the batch.
+
+BLAS inside parallel loops: Numba's `np.dot` calls the OpenBLAS that SciPy ships, which
+starts its own threads; called from every Numba worker at once it oversubscribes the
+cores (and warns that it may hang under OpenMP). `blas_single_thread()`, called at the
+top of a parallel item, makes that worker's BLAS calls single-threaded through
+OpenBLAS's thread-local setting. `BLAS_LOCAL_THREADS` says whether this OpenBLAS has
+it; kernels that need it fall back to plain loops when it does not.
 """
 
 from __future__ import annotations
 
+import ctypes
+import glob
+import importlib.util
+import os
+
 import numba as nb
 import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 _OPTS = {"parallel": True, "fastmath": True, "cache": True}
 _TWO_112 = np.float32(5.192296858534828e33)  # rescales f16 bits shifted into f32 position
+_BLAS_SYMBOL = "gene_jit_openblas_set_num_threads_local"
+
+
+def _register_blas_thread_setter() -> bool:
+    """Expose SciPy OpenBLAS's `openblas_set_num_threads_local` to compiled code under
+    a private symbol name (resolved at link time, so cached kernels keep working)."""
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = os.path.dirname(next(iter(spec.submodule_search_locations)))
+    for path in sorted(glob.glob(os.path.join(root, "scipy.libs", "*openblas*"))):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        llvm.add_symbol(_BLAS_SYMBOL, ctypes.cast(fn, ctypes.c_void_p).value)
+        return True
+    return False
+
+
+BLAS_LOCAL_THREADS = _register_blas_thread_setter()
+
+
+@intrinsic
+def _set_blas_threads_local(typingctx, n):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        if not BLAS_LOCAL_THREADS:  # nothing to call: a no-op returning 0
+            return ir.Constant(ir.IntType(32), 0)
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _BLAS_SYMBOL)
+        return builder.call(fn, [builder.trunc(args[0], ir.IntType(32))])
+
+    return types.int32(types.int64), codegen
+
+
+@nb.njit(cache=True, inline="always")
+def blas_single_thread() -> None:
+    """Make this thread's BLAS calls single-threaded (only when BLAS_LOCAL_THREADS)."""
+    _set_blas_threads_local(np.int64(1))  # type: ignore[call-arg]
 
 
 @nb.njit(**_OPTS)
@@ -71,7 +126,17 @@ def matmul_f32_v1(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 
 @nb.njit(parallel=True, cache=True)
-def matmul_f32(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out [B, M, N] = a [B, M, K] @ b [B, K, N] (all C-contiguous), sgemm per item."""
+def _matmul_items(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     for z in nb.prange(a.shape[0]):
-        out[z] = np.dot(a[z], b[z])
+        blas_single_thread()
+        np.dot(a[z], b[z], out[z])
+
+
+@nb.njit(cache=True)
+def matmul_f32(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out [B, M, N] = a [B, M, K] @ b [B, K, N] (all C-contiguous), sgemm per item: one
+    item gets a threaded sgemm; several run in parallel on single-threaded sgemms."""
+    if a.shape[0] == 1:
+        np.dot(a[0], b[0], out[0])
+    elif a.shape[0] > 1:
+        _matmul_items(a, b, out)

@@ -97,14 +97,24 @@ class Launcher:
         self.kernel = kernel
         self.argtypes = argtypes
         self._compiled: Any = None
+        self._stream: Any = None
 
     def __call__(self, grid: Any, block: Any, *args: Any) -> None:
         if simulator():
             self.kernel[grid, block](*args)
             return
         if self._compiled is None:
+            from numba.cuda.cudadrv import driver
+
             self._compiled = self.kernel.compile(self.argtypes)
-        self._compiled.launch(args, grid, block)
+            self._stream = driver._to_core_stream(0)  # the default stream, as kernel[g, b] uses
+        self._compiled.launch(args, _dim3(grid), _dim3(block), self._stream)
+
+
+def _dim3(dim: Any) -> tuple[int, int, int]:
+    if isinstance(dim, int):
+        return (dim, 1, 1)
+    return (tuple(dim) + (1, 1))[:3]  # type: ignore[return-value]
 
 
 def array_type(dtype: Any, ndim: int = 1, layout: str = "C") -> Any:

@@ -1,0 +1,193 @@
+"""Tier-1 benchmark: gene-jit against gcc -O2 C, CPython and Numba @njit, same run.
+
+Prints each kernel's time, its ratio to C, the entry cost of a trivial call from
+Python, and compile latency per function (gene-jit's compile vs Numba's first call).
+Run: python bench/jit_bench.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("GENE_JIT_CACHE", "0")  # measure compiles, not cache loads
+
+sys.setrecursionlimit(10000)
+
+C_SRC = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1e3+t.tv_nsec/1e6;}
+__attribute__((noinline)) long fib(long n){return n<2?n:fib(n-1)+fib(n-2);}
+__attribute__((noinline)) long iloop(long n){long s=0;for(long i=0;i<n;i++){s+=i%7;}return s;}
+__attribute__((noinline)) double floop(long n){double s=0;for(long i=0;i<n;i++){s+=i*0.5;}return s;}
+__attribute__((noinline)) long mandel(long w,long h,long maxit){long count=0;
+ for(long y=0;y<h;y++)for(long x=0;x<w;x++){double cr=2.0*x/w-1.5,ci=2.0*y/h-1.0,zr=0,zi=0;long i=0;
+  while(i<maxit&&zr*zr+zi*zi<4.0){double t=zr*zr-zi*zi+cr;zi=2.0*zr*zi+ci;zr=t;i++;}
+  if(i==maxit)count++;}return count;}
+int main(int argc,char**argv){long a=atol(argv[1]),b=atol(argv[2]),c=atol(argv[3]);double best=1e30;volatile double r=0;
+ for(int k=0;k<3;k++){double t=now();
+  switch(argv[4][0]){case 'f':r=fib(a);break;case 'i':r=iloop(a);break;case 'd':r=floop(a);break;case 'm':r=mandel(a,b,c);break;}
+  t=now()-t;if(t<best)best=t;}
+ printf("%f %f\n",best,(double)r);return 0;}
+"""
+
+GENE = {
+    "fib": "(fn fib [n] (if (n < 2) n ((fib (n - 1)) + (fib (n - 2)))))",
+    "iloop": "(fn iloop [n] (var s 0) (for i in (range n) (s += (mod i 7))) s)",
+    "floop": "(fn floop [n] (var s 0.0) (for i in (range n) (s += (i * 0.5))) s)",
+    "mandel": """(fn mandel [w h maxit]
+  (var count 0)
+  (for y in (range h)
+    (for x in (range w)
+      (var cr ((2.0 * x / w) - 1.5))
+      (var ci ((2.0 * y / h) - 1.0))
+      (var zr 0.0) (var zi 0.0) (var i 0)
+      (while ((i < maxit) && ((zr * zr + zi * zi) < 4.0))
+        (var t (zr * zr - zi * zi + cr))
+        (zi = (2.0 * zr * zi + ci))
+        (zr = t)
+        (i += 1))
+      (if (i == maxit) (count += 1))))
+  count)""",
+    "ident": "(fn ident [x] x)",
+}
+
+
+def py_fib(n: int) -> int:
+    return n if n < 2 else py_fib(n - 1) + py_fib(n - 2)
+
+
+def py_iloop(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i % 7
+    return s
+
+
+def py_floop(n: int) -> float:
+    s = 0.0
+    for i in range(n):
+        s += i * 0.5
+    return s
+
+
+def py_mandel(w: int, h: int, maxit: int) -> int:
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            cr, ci = 2.0 * x / w - 1.5, 2.0 * y / h - 1.0
+            zr = zi = 0.0
+            i = 0
+            while i < maxit and zr * zr + zi * zi < 4.0:
+                zr, zi = zr * zr - zi * zi + cr, 2.0 * zr * zi + ci
+                i += 1
+            if i == maxit:
+                count += 1
+    return count
+
+
+def best_ms(fn: Callable[..., Any], args: tuple[Any, ...], reps: int = 3) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(reps):
+        t = time.perf_counter()
+        result = fn(*args)
+        best = min(best, (time.perf_counter() - t) * 1e3)
+    return best, result
+
+
+def run_c(exe: str, kind: str, args: tuple[int, ...]) -> float:
+    a = [*map(str, args), "0", "0"][:3]
+    out = subprocess.run([exe, *a, kind], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0])
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    from gene_jit.jit import jit
+
+    cases = [("fib(30)", "fib", (30,), 1.0), ("fib(32)", "fib", (32,), 1.0),
+             ("int loop 50M", "iloop", (50_000_000,), 0.02), ("float loop 50M", "floop", (50_000_000,), 0.02),
+             ("mandelbrot 400x400x200", "mandel", (400, 400, 200), 0.1)]
+    if quick:
+        cases = [(n, k, tuple(max(1, a // 10) if a > 1000 else a for a in args), s) for n, k, args, s in cases]
+    tmp = tempfile.mkdtemp()
+    exe = os.path.join(tmp, "bench")
+    with open(exe + ".c", "w") as f:
+        f.write(C_SRC)
+    subprocess.run(["gcc", "-O2", "-o", exe, exe + ".c"], check=True)
+
+    gene = {k: jit(src) for k, src in GENE.items()}
+    compile_ms: dict[str, float] = {}
+    for k, fn in gene.items():
+        first = {"fib": (2,), "iloop": (2,), "floop": (2,), "mandel": (2, 2, 2), "ident": (1,)}[k]
+        fn(*first)
+        compile_ms[k] = fn.stats.compile_ms
+    try:
+        import numba
+        nb_src = {"fib": None, "iloop": py_iloop, "floop": py_floop, "mandel": py_mandel}
+
+        @numba.njit(cache=False)
+        def nb_fib(n: int) -> int:
+            return n if n < 2 else nb_fib(n - 1) + nb_fib(n - 2)
+
+        numba_fns: dict[str, Any] = {"fib": nb_fib}
+        numba_fns.update({k: numba.njit(v) for k, v in nb_src.items() if v is not None})
+        numba_fns["ident"] = numba.njit(lambda x: x)
+        numba_compile: dict[str, float] = {}
+        for k, fn in numba_fns.items():
+            first = {"fib": (2,), "iloop": (2,), "floop": (2,), "mandel": (2, 2, 2), "ident": (1,)}[k]
+            t = time.perf_counter()
+            fn(*first)
+            numba_compile[k] = (time.perf_counter() - t) * 1e3
+    except ImportError:
+        numba_fns, numba_compile = {}, {}
+
+    py = {"fib": py_fib, "iloop": py_iloop, "floop": py_floop, "mandel": py_mandel}
+    print(f"{'benchmark':<24} {'C -O2':>9} {'gene-jit':>9} {'ratio':>6} {'Numba':>9} {'ratio':>6} {'CPython':>10} {'ratio':>7}")
+    for name, k, args, py_scale in cases:
+        c_ms = run_c(exe, k[0] if k != "floop" else "d", args)
+        g_ms, g_res = best_ms(gene[k], args)
+        n_ms = best_ms(numba_fns[k], args)[0] if k in numba_fns else float("nan")
+        # CPython runs a scaled-down size (1/scale of the work) and is scaled back up
+        p_args = args if py_scale == 1.0 else tuple(
+            int(a * py_scale) if a > 1000 else a for a in args) if k != "mandel" else (40, 400, 200)
+        p_ms = best_ms(py[k], p_args, reps=1)[0] / (py_scale if k != "mandel" else 0.1)
+        print(f"{name:<24} {c_ms:9.2f} {g_ms:9.2f} {g_ms / c_ms:6.2f} {n_ms:9.2f} {n_ms / c_ms:6.2f} "
+              f"{p_ms:10.1f} {p_ms / c_ms:7.1f}")
+
+    calls = 1_000_000 if quick else 10_000_000
+    ident = gene["ident"]
+    t = time.perf_counter()
+    for _ in range(calls):
+        ident(1)
+    g_ns = (time.perf_counter() - t) / calls * 1e9
+    t = time.perf_counter()
+    for _ in range(calls):
+        len("")
+    len_ns = (time.perf_counter() - t) / calls * 1e9
+    nb_ns = float("nan")
+    if "ident" in numba_fns:
+        nb_ident = numba_fns["ident"]
+        t = time.perf_counter()
+        for _ in range(calls):
+            nb_ident(1)
+        nb_ns = (time.perf_counter() - t) / calls * 1e9
+    print(f"\ntrivial call x{calls:,} from Python (loop included): gene-jit {g_ns:.0f} ns, "
+          f"Numba {nb_ns:.0f} ns, len('') {len_ns:.0f} ns")
+    print("\ncompile latency per function (ms): gene-jit compile vs Numba first call")
+    for k in GENE:
+        print(f"  {k:<8} gene-jit {compile_ms[k]:7.1f}   Numba {numba_compile.get(k, float('nan')):7.1f}")
+    print(f"  median   gene-jit {statistics.median(compile_ms.values()):7.1f}   "
+          f"Numba {statistics.median(numba_compile.values()) if numba_compile else float('nan'):7.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Tier-0 compiler: small programs to values and printed output, closures, recursion,
+overflow, error translation with Gene line numbers, and the generated Python's shape."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import os
+
+import pytest
+
+from gene_jit.frontend import compiler
+from gene_jit.frontend.reader import read
+from gene_jit.runtime.errors import (
+    GeneError,
+    GeneNameError,
+    GeneOverflowError,
+    GeneSyntaxError,
+    GeneThrow,
+    GeneTypeError,
+)
+
+
+@pytest.fixture(autouse=True)
+def _tier0(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENE_JIT", "0")
+
+
+def run(src: str) -> object:
+    return compiler.run_source(src, "<test>")
+
+
+def out(src: str) -> str:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        compiler.run_source(src, "<test>")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("src", "value"),
+    [
+        ("(1 + 2 * 3)", 7),
+        ("(1 - 2 - 3)", -4),
+        ("(2 * 3 + 4 * 5)", 26),
+        ("(7 / 2)", 3.5),
+        ("(6 / 2)", 3.0),
+        ("(+ 1 2 3)", 6),
+        ("(- 5)", -5),
+        ("(+)", 0),
+        ("(1 < 2 < 3)", True),
+        ("(1 < 3 < 2)", False),
+        ("(1 == 1.0)", False),
+        ("([1 [2]] == [1 [2]])", True),
+        ("(= 2 2)", True),
+        ("(nil || 5)", 5),
+        ("(false && (1 / 0))", False),
+        ("(0 && 7)", 7),
+        ("(not nil)", True),
+        ("(! 0)", False),
+        ("(if 0 1 2)", 1),
+        ("(if nil 1 2)", 2),
+        ('(if "" then 1 else 2)', 1),
+        ("(mod -7 3)", 2),
+        ("(rem -7 3)", -1),
+        ("(div 7 2)", 3),
+        ("(2 ** 10)", 1024),
+    ],
+)
+def test_expression_values(src: str, value: object) -> None:
+    assert run(src) == value
+    assert type(run(src)) is type(value)
+
+
+def test_division_specials() -> None:
+    assert run("(1 / 0)") == float("inf")
+    assert run("(-1 / 0)") == float("-inf")
+    nan = run("(0 / 0)")
+    assert nan != nan
+
+
+def test_recursion_and_closures() -> None:
+    src = """
+    (fn fib [n] (if (n < 2) n ((fib (n - 1)) + (fib (n - 2)))))
+    (fn make-counter []
+      (var n 0)
+      (fnx _ (n += 1)))
+    (var c (make-counter))
+    (c) (c)
+    [(fib 20) (c)]
+    """
+    assert run(src) == [6765, 3]
+
+
+def test_deep_recursion_works_and_overflow_is_a_gene_error() -> None:
+    assert run("(fn down [n] (if (n == 0) 0 (1 + (down (n - 1))))) (down 10000)") == 10000
+    with pytest.raises(GeneError, match="stack overflow"):
+        run("(fn inf [n] (inf (n + 1))) (inf 0)")
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "(9223372036854775807 + 1)",
+        "(-9223372036854775807 - 2)",
+        "(4611686018427387904 * 2)",
+        "(var x 9223372036854775807) (x += 1)",
+        "(- -9223372036854775807 1 1)",
+        "(fn f [n] (if (n == 0) 1 (n * (f (n - 1))))) (f 25)",
+    ],
+)
+def test_int_overflow_raises(src: str) -> None:
+    with pytest.raises(GeneOverflowError):
+        run(src)
+
+
+def test_float_arithmetic_does_not_overflow() -> None:
+    assert run("(9223372036854775807.0 * 2.0)") == 2.0 * 9223372036854775807.0
+
+
+@pytest.mark.parametrize(
+    "src", ['("a" + "b")', "([1] + [2])", '(1 < "a")', '("a" < "b")', "(nil + 1)"]
+)
+def test_type_errors(src: str) -> None:
+    with pytest.raises(GeneTypeError):
+        run(src)
+
+
+def test_output_and_loops() -> None:
+    src = """
+    (var total 0)
+    (for i in (1 .. 4) (total += i))
+    (repeat 3 ^index k (print k))
+    (println)
+    (var x (loop (if (total > 20) (break total)) (total += 5)))
+    (println total x)
+    (for [k v] in {^a 1 ^b 2} (print k v ""))
+    """
+    assert out(src) == "012\n25 25\na 1 b 2 "
+
+
+def test_block_scoping_and_closure_binding() -> None:
+    src = """
+    (var x 1)
+    (do (var x 2) (println x))
+    (println x)
+    (var i 0)
+    (fn f _ i)
+    (var i 1)
+    (println (f) i)
+    (fn g [] (var y 1) (if true (var y 2)) y)
+    (println (g))
+    """
+    assert out(src) == "2\n1\n0 1\n1\n"
+
+
+def test_params_defaults_rest_props() -> None:
+    src = """
+    (fn f [a [b c] d = (a + 1) rest... ^k = 9] [a b c d rest k])
+    (f 1 [2 3])
+    """
+    assert run(src) == [1, 2, 3, 2, [], 9]
+    assert run("(fn f [a ^top-k] [a top-k]) (f 1 2 3 ^top-k 4 ^other 5)") == [1, 4]
+    assert run("(fn f [a b] [a b]) (f 1)") == [1, None]
+
+
+def test_seed_keyword_tail() -> None:
+    assert run("(fn f [x ^temperature] temperature) (f 1 :temperature 0.5)") == 0.5
+    src = "(fn g [a b c] [a b c]) (g 1 :k 2)"
+    assert compiler.run_source(src, "<t>")[1].name == "k"
+
+
+def test_classes_and_methods() -> None:
+    src = """
+    (class A
+      (.ctor [x] (/x = x))
+      (.fn get [] /x)
+      (.fn twice [] ((.get) * 2)))
+    (class B < A
+      (.fn get [] ((super) + 100)))
+    (var b (new B 1))
+    [(b .get) (b .twice) b/x (b .is A) ((new A 5) .twice)]
+    """
+    assert run(src) == [101, 202, 1, True, 10]
+
+
+def test_exceptions() -> None:
+    src = """
+    (class E)
+    (fn risky [n] (if (n > 1) (throw (new E)) (throw "boom")))
+    (var log [])
+    (try (risky 2) catch E (log .add "E") finally (log .add "fin"))
+    (try (risky 0) catch * (log .add $ex))
+    (try (1 + nil) catch * (log .add "type"))
+    log
+    """
+    assert run(src) == ["E", "fin", "boom", "type"]
+    with pytest.raises(GeneThrow):
+        run('(throw "x")')
+
+
+def test_namespaces_macros_eval() -> None:
+    src = """
+    (ns util
+      (fn inc [x] (x + 1))
+      (fn inc2 [x] (inc (inc x))))
+    (macro unless [c body] (if ($caller_eval c) nil ($caller_eval body)))
+    (fn h [v] (unless (v > 1) (v * 10)))
+    [(util/inc2 1) (h 0) (h 5) (eval :(1 + 2)) ($parse "(a b)")]
+    """
+    value = run(src)
+    assert value[:4] == [3, 0, None, 3]
+
+
+def test_case_match_enum_selectors() -> None:
+    src = """
+    (enum Color red green = 5 blue)
+    (fn kind [x] (case x when 1 "one" when [2 3] "few" when (4 .. 9) "some" else "many"))
+    (match [a [b c]] [1 [2 3]])
+    (var m {^k {^j 4}})
+    [(kind 1) (kind 3) (kind 5) (kind 50) Color/blue/value (a + b + c) m/k/j (m ./ "z" 0) (@k m)]
+    """
+    v = run(src)
+    assert v[:7] == ["one", "few", "some", "many", 6, 6, 4]
+    assert v[7] == 0
+
+
+def test_undefined_name_error_has_gene_line() -> None:
+    with pytest.raises(GeneNameError) as info:
+        compiler.run_source('(println "ok")\n(fn f [] (g 1))\n(f)', "prog.gene")
+    err = info.value
+    assert "g is not defined" in err.message
+    assert err.span is not None and err.span.file == "prog.gene" and err.span.line == 2
+
+
+def test_syntax_errors_name_the_form() -> None:
+    with pytest.raises(GeneSyntaxError, match="for expects"):
+        run("(for x [1 2])")
+    with pytest.raises(GeneSyntaxError, match="break outside a loop"):
+        run("(break)")
+    with pytest.raises(GeneSyntaxError, match="return outside a function"):
+        run("(return 1)")
+
+
+def test_generated_python_is_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = compiler.new_env("<dump>")
+    c = compiler.Compiler(env, "<dump>")
+    mod = compiler._module_for(c, read("(fn f [a b] (if (a < b) (a + b) (a * 2)))", "<dump>"))
+    text = ast.unparse(mod)
+    assert "a + b" in text and "9223372036854775807" in text
+    assert "is not None" not in text  # comparisons give bools: no truthiness test
+    monkeypatch.setenv("GENE_DUMP", "py")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        compiler.run_source("(1 + 1)", "<dump>")
+    assert "def  top" in err.getvalue()
+
+
+def test_tiering_seam_sees_every_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gene_jit.runtime import tiering
+
+    seen: list[tuple[str, list[str]]] = []
+
+    class Hooks:
+        def prologue(self, fn_id: int) -> list[ast.stmt]:
+            return []
+
+        def register(self, fn_id: int, pyfunc: object, info: tiering.FnInfo) -> object:
+            seen.append((info.name, info.params))
+            return pyfunc
+
+    monkeypatch.setenv("GENE_JIT", "lazy")
+    old = tiering._hooks
+    tiering.install(Hooks())
+    try:
+        assert run("(fn add2 [a b] (a + b)) (add2 1 2)") == 3
+    finally:
+        tiering.install(old)
+    assert ("add2", ["a", "b"]) in seen
+
+
+def test_import_relative_to_file(tmp_path: os.PathLike[str]) -> None:
+    lib = os.path.join(tmp_path, "lib")
+    os.makedirs(lib)
+    with open(os.path.join(lib, "m.gene"), "w") as f:
+        f.write("(fn sq [x] (x * x))\n(var $ns/k 7)\n")
+    main = os.path.join(tmp_path, "main.gene")
+    with open(main, "w") as f:
+        f.write('(import sq k from "lib/m")\n[(sq 3) k]\n')
+    assert compiler.run_file(main) == [9, 7]
+
+
+def test_closures_in_loops_keep_their_iteration() -> None:
+    src = """
+    (fn make []
+      (var fs [])
+      (for i in [1 2 3] (var j (i * 10)) (fs .add (fnx _ j)))
+      fs)
+    (var top [])
+    (for i in [1 2] (var k i) (top .add (fnx _ k)))
+    [((make) .map (fnx [f] (f))) (top/0) (top/1)]
+    """
+    assert run(src) == [[10, 20, 30], 1, 2]

@@ -1,0 +1,150 @@
+"""Tier agreement: tier 0 (Python bytecode) and tier 1 (native) compute the same values
+and raise the same errors, on hand-written and on hypothesis-generated programs; the
+profiling prologue compiles hot functions and records why others stay in tier 0."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+os.environ.setdefault("GENE_JIT_CACHE", "0")
+
+from gene_jit.codegen import stats  # noqa: E402
+from gene_jit.jit import jit as gjit  # noqa: E402
+from gene_jit.runtime.errors import GeneError  # noqa: E402
+
+# Programs per hypothesis example, and examples: CI sets GENE_DIFF_EXAMPLES=200 (2,000
+# programs); the plain tier runs 100.
+BATCH = 10
+EXAMPLES = int(os.environ.get("GENE_DIFF_EXAMPLES", "10"))
+
+BIG = st.sampled_from([0, 1, -1, 2, 3, 7, -13, 1000, 2**31, 2**62, -(2**62), 2**63 - 1, -(2**63)])
+
+
+def _int_expr(depth: int) -> st.SearchStrategy[str]:
+    leaf = st.one_of(st.sampled_from(["a", "b", "x"]), BIG.map(str))
+    if depth == 0:
+        return leaf
+    sub = _int_expr(depth - 1)
+    binop = st.tuples(sub, st.sampled_from(["+", "-", "*"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})")
+    prefix = st.tuples(st.sampled_from(["mod", "rem", "div", "min", "max"]), sub, sub).map(
+        lambda t: f"({t[0]} {t[1]} {t[2]})")
+    cond = st.tuples(sub, st.sampled_from(["<", "<=", ">", "==", "!="]), sub, sub, sub).map(
+        lambda t: f"(if ({t[0]} {t[1]} {t[2]}) {t[3]} else {t[4]})")
+    neg = sub.map(lambda e: f"(- {e})")
+    return st.one_of(leaf, binop, prefix, cond, neg)
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> str:
+    """`(fn f [a b] ...)`: an int or float accumulator updated in a loop."""
+    init = draw(st.sampled_from(["0", "1", "a", "0.5"]))
+    body = draw(_int_expr(2))
+    trips = draw(st.integers(0, 5))
+    brk = draw(st.sampled_from(["", "(if (x > 100000) (break))", "(if (i == 2) (continue))"]))
+    return (f"(fn f [a b] (var x {init}) (var i 0)"
+            f" (while (i < {trips}) (i += 1) {brk} (x = {body}))"
+            f" x)")
+
+
+def outcome(fn: object, *args: object) -> tuple[str, object]:
+    try:
+        value = fn(*args)  # type: ignore[operator]
+    except GeneError as exc:
+        return ("error", type(exc).__name__)
+    if isinstance(value, float) and value != value:
+        return ("value", "nan")
+    return ("value", (type(value).__name__, value))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(programs(), BIG, BIG), min_size=BATCH, max_size=BATCH))
+def test_random_programs_agree(batch: list[tuple[str, int, int]]) -> None:
+    for src, a, b in batch:
+        f = gjit(src)
+        native = outcome(f, a, b)
+        tier0 = outcome(f._pyfunc, a, b)
+        assert native == tier0, src
+
+
+def test_eager_mode_compiles_hot_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gene_jit.frontend.compiler import run_source
+
+    monkeypatch.setenv("GENE_JIT", "eager")
+    src = """
+(fn tri [n] (var s 0) (for i in (1 .. n) (s += i)) s)
+(fn shout [x] (println "x is" x) x)
+(println (tri 100))
+(shout 1)
+"""
+    run_source(src, "tiers.gene")
+    assert capsys.readouterr().out == "5050\nx is 1\n"
+    by_name = {s.name: s for s in stats.REGISTRY}
+    assert by_name["tri"].tier == 1 and by_name["tri"].signatures[0].signature == "i64"
+    assert by_name["shout"].tier == 0 and "println" in by_name["shout"].reason
+    assert "tri" in stats.report()
+
+
+def test_lazy_mode_waits_for_the_threshold(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gene_jit.frontend.compiler import run_source
+
+    monkeypatch.setenv("GENE_JIT", "1")
+    monkeypatch.setenv("GENE_JIT_THRESHOLD", "3")
+    run_source("(fn sq3 [x] (x * x)) (println (sq3 2)) (println (sq3 3))", "lazy.gene")
+    state = [s for s in stats.REGISTRY if s.name == "sq3"][-1]
+    assert state.tier == 0 and state.calls == 2
+    run_source("(fn sq4 [x] (x * x)) (sq4 1) (sq4 2) (println (sq4 3)) (println (sq4 4))", "lazy.gene")
+    state = [s for s in stats.REGISTRY if s.name == "sq4"][-1]
+    assert state.tier == 1
+    assert capsys.readouterr().out == "4\n9\n9\n16\n"
+
+
+def test_jit_off_installs_nothing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gene_jit.frontend.compiler import run_source
+
+    monkeypatch.setenv("GENE_JIT", "0")
+    before = len(stats.REGISTRY)
+    run_source("(fn off [x] (x + 1)) (println (off 1))", "off.gene")
+    assert capsys.readouterr().out == "2\n"
+    assert len(stats.REGISTRY) == before
+
+
+def test_overflow_error_points_at_the_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gene_jit.frontend.compiler import run_source
+
+    monkeypatch.setenv("GENE_JIT", "eager")
+    src = "(fn fact [n] (if (n < 2) 1 (n * (fact (n - 1)))))\n(fact 30)\n"
+    with pytest.raises(GeneError) as info:
+        run_source(src, "fact.gene")
+    assert info.value.kind == "overflow error"
+    assert info.value.span is not None and info.value.span.line == 1
+
+
+def test_disk_cache_skips_compilation_in_a_second_process(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    code = ("from gene_jit.jit import jit\n"
+            "f = jit('(fn cached [n] (var s 0) (for i in (range n) (s += i)) s)', cache=True)\n"
+            "print(f(10), f.stats.cache_hits)\n")
+    env = {**os.environ, "GENE_JIT_CACHE_DIR": str(tmp_path), "GENE_JIT_CACHE": "1"}
+    outs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(2)]
+    assert outs == [["45", "0"], ["45", "1"]]
+
+
+def test_ir_command_shows_ir_llvm_and_asm(tmp_path: object) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "fib.gene"
+    path.write_text("(fn fib [n] (if (n < 2) n ((fib (n - 1)) + (fib (n - 2)))))\n")
+    out = subprocess.run([sys.executable, "-m", "gene_jit", "ir", str(path), "--fn", "fib",
+                          "--emit", "ir,llvm,asm"], capture_output=True, text=True, check=True).stdout
+    assert "fn fib__i64(%n: i64) -> i64" in out
+    assert "define i64 @gj_fib__i64" in out
+    assert "gj_fib__i64:" in out
