@@ -29,7 +29,7 @@ from gene_jit.tensor_kernels.matmul_cpu import BLAS_LOCAL_THREADS, blas_single_t
 from gene_jit.tensor_kernels.norms_cpu import exp_parts
 
 QBLOCK = 64  # query rows per work item in prefill (v1)
-BQ = 128  # query rows per tile (v2): S^T tiles are [visible keys, BQ]
+BQ = 64  # query rows per tile (v2): S^T tiles are [visible keys, BQ]
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
@@ -103,20 +103,22 @@ def _softmax_columns(st: np.ndarray, first: int, causal: bool, scale: np.float32
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def attention_f32_v2(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool, scale: float, q_offset: int,
-    out: np.ndarray,
+    out: np.ndarray, tile_rows: int = BQ,
 ) -> None:
-    """q, out [H, T, D]; k, v [Hkv, Tk, D] (C-contiguous); query t at q_offset + t."""
+    """q, out [H, T, D]; k, v [Hkv, Tk, D] (C-contiguous); query t at q_offset + t;
+    tiles of `tile_rows` queries."""
     h, t, d = q.shape
     hkv, tk, _ = k.shape
     group = h // hkv
-    ntiles = (t + BQ - 1) // BQ
+    bq = tile_rows
+    ntiles = (t + bq - 1) // bq
     sc = np.float32(scale)
     for item in nb.prange(h * ntiles):
         blas_single_thread()
         hh, tile = item // ntiles, item % ntiles
         kh = hh // group
-        r0 = tile * BQ
-        r1 = min(r0 + BQ, t)
+        r0 = tile * bq
+        r1 = min(r0 + bq, t)
         lim = min(tk, q_offset + r1) if causal else tk
         if lim <= 0:
             out[hh, r0:r1, :] = 0.0

@@ -45,12 +45,9 @@ def supported(group: int, d: int) -> bool:
     return 1 <= group <= MAX_GROUP and d in HEAD_DIMS
 
 
-def _make_split(group: int, d: int, unroll: int) -> Any:
-    """The split kernel for one (group size, head dim, unroll), with those as constants."""
-    lanes = d // 8  # lanes per key row
-    subs = 32 // lanes  # key rows a warp reads at once
-    nsub = WARPS * subs  # key streams per block
-    trip = nsub * unroll  # keys a block consumes per loop trip
+def _make_merge(group: int, d: int, nsub: int) -> Any:
+    """The device function that merges a split block's key streams (shared memory sized
+    by the compile-time group, head dim and stream count)."""
 
     @cu.jit(device=True, inline=True)
     def _merge_streams(kh: int, sp: int, tid: int, li: int, stream: int, m: Any, lsum: Any,
@@ -81,6 +78,18 @@ def _make_split(group: int, d: int, unroll: int) -> Any:
             if c == 0:
                 part_ml[h, sp, 0] = mx
                 part_ml[h, sp, 1] = tot
+
+    return _merge_streams
+
+
+def _make_split(group: int, d: int, unroll: int) -> Any:
+    """The split kernel for one (group size, head dim, unroll), with those as constants."""
+    lanes = d // 8  # lanes per key row
+    subs = 32 // lanes  # key rows a warp reads at once
+    nsub = WARPS * subs  # key streams per block
+    trip = nsub * unroll  # keys a block consumes per loop trip
+
+    _merge_streams = _make_merge(group, d, nsub)
 
     @cu.jit(fastmath=True)
     def split(q: Any, kc: Any, vc: Any, head_stride: int, n_ctx: int, split_len: int,

@@ -107,7 +107,7 @@ class Launcher:
             from numba.cuda.cudadrv import driver
 
             self._compiled = self.kernel.compile(self.argtypes)
-            self._stream = driver._to_core_stream(0)  # the default stream, as kernel[g, b] uses
+            self._stream = driver._to_core_stream(0)  # type: ignore[attr-defined] # the default stream, as kernel[g, b] uses
         self._compiled.launch(args, _dim3(grid), _dim3(block), self._stream)
 
 
@@ -122,4 +122,4 @@ def array_type(dtype: Any, ndim: int = 1, layout: str = "C") -> Any:
     from numba import types
     from numba.cuda.np.numpy_support import from_dtype
 
-    return types.Array(from_dtype(np.dtype(dtype)), ndim, layout)
+    return types.Array(from_dtype(np.dtype(dtype)), ndim, layout)  # type: ignore[call-overload]
