@@ -60,6 +60,11 @@ class FnState:
         self.pyfunc = pyfunc
         self.info = info
         self.nparams = len(info.params)
+        code = pyfunc.__code__
+        # locals() in the prologue lists the positional parameters, the keyword-only
+        # ones, then the rest tuple: every one after the positional ones must be empty
+        self.nargs_total = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) \
+            + bool(code.co_flags & 0x08)
         self.stats = stats_mod.new(info.name or "fn")
         self.native: dict[tuple[T.Type, ...], Any] = {}  # sig -> builtin (fallback: pyfunc)
         self.natives: list[NativeFunction] = []
@@ -73,6 +78,8 @@ class FnState:
             self.give_up(exc.reason)
         if info.has_varargs:
             self.give_up("rest parameters")
+        elif code.co_argcount != self.nparams:
+            self.give_up("a method (self parameter)")
         eager = tiering.mode() == "eager" or (self.source is not None and any(_has_loop(f) for f in self.source.body))
         self.hot_at = 1 if eager else threshold()
 
@@ -86,7 +93,7 @@ class FnState:
         st.calls += 1
         vals = list(loc.values())
         n = self.nparams
-        if len(vals) != n + 2 or vals[n] or vals[n + 1]:
+        if len(vals) < self.nargs_total or any(vals[n:self.nargs_total]):
             return self  # extra arguments or props: tier 0's calling convention
         args = vals[:n]
         if any(a is None for a in args):

@@ -21,7 +21,7 @@ from gene_jit.runtime.errors import (
     GeneThrow,
     GeneTypeError,
 )
-from gene_jit.runtime.registry import Namespace
+from gene_jit.runtime.registry import BUILTINS, Namespace
 from gene_jit.runtime.values import (
     INT_MAX,
     INT_MIN,
@@ -269,9 +269,15 @@ def iter_pairs(v: Any) -> Iterable[tuple[Any, Any]]:
 # ---------------------------------------------------------------- member access
 
 
-def get_member(obj: Any, key: Any) -> Any:
+def get_member(obj: Any, key: Any, builtin_ns: str | None = None) -> Any:
     """`obj/key`: map key (nil if missing), array/gene child by index, namespace, class
-    or enum member, instance prop, gene prop."""
+    or enum member, instance prop, gene prop, NumPy array element or row.
+
+    `builtin_ns` is given for a complex symbol whose head also names a builtin namespace
+    (`model/forward` after `(var model (model/create ...))`): when `obj` is some other
+    value without member `key`, the builtin namespace's member is the answer. It is only
+    consulted where the lookup would otherwise fail, so the common paths pay nothing.
+    """
     t = type(obj)
     if t is dict:
         return obj.get(key) if type(key) is str else None
@@ -304,18 +310,45 @@ def get_member(obj: Any, key: Any) -> Any:
         if m is None:
             raise GeneNameError(f"{obj.name}/{key} is not defined")
         return m
-    if t is EnumMember:
+    return _other_member(obj, key, builtin_ns)
+
+
+def _other_member(obj: Any, key: Any, builtin_ns: str | None) -> Any:
+    """`obj/key` for values other than Gene data: enum members, NumPy arrays, library
+    objects with `__gene_get__`, then the builtin-namespace fallback."""
+    if type(obj) is EnumMember:
         if key == "name":
             return obj.name
         if key == "value":
             return obj.value
-    if obj is None:
-        raise GeneTypeError(f"cannot get member {key} of nil")
+    elif _is_ndarray(obj):
+        return array_get(obj, key)
     if type(key) is str and hasattr(obj, "__gene_get__"):
-        return obj.__gene_get__(key)
+        if builtin_ns is None:
+            return obj.__gene_get__(key)
+        try:
+            return obj.__gene_get__(key)
+        except GeneError:
+            val = _builtin_member(builtin_ns, key)
+            if val is _MISSING:
+                raise
+            return val
     if type(key) is int and isinstance(obj, (tuple, list)):
         return obj[key] if 0 <= key < len(obj) else None
+    if builtin_ns is not None:
+        val = _builtin_member(builtin_ns, key)
+        if val is not _MISSING:
+            return val
+    if obj is None:
+        raise GeneTypeError(f"cannot get member {key} of nil")
     raise GeneTypeError(f"cannot get member {key} of a {kind_name(obj)}")
+
+
+def _builtin_member(ns_name: str, key: Any) -> Any:
+    ns = BUILTINS.get(ns_name)
+    if type(ns) is not Namespace or type(key) is not str:
+        return _MISSING
+    return ns.get(key, _MISSING)
 
 
 _MISSING = object()
