@@ -40,7 +40,9 @@ def _compiler() -> Any:
 def eval_source(source: str, filename: str = "<eval>", env: Any = None) -> Any:
     """Run Gene `source` and return the raw Gene value of its last form."""
     if not isinstance(source, str):
-        raise GeneTypeError(f"gene_jit.eval: expected source text (str), got {type(source).__name__}")
+        raise GeneTypeError(
+            f"gene_jit.eval: expected source text (str), got {type(source).__name__}"
+        )
     return _compiler().run_source(source, filename, env)
 
 
@@ -134,7 +136,9 @@ def _from_python(v: Any, memo: dict[int, Any]) -> Any:
         memo[id(v)] = d
         for k, x in v.items():
             if not isinstance(k, str):
-                raise GeneTypeError(f"from_python: map keys must be strings, got {type(k).__name__} {k!r}")
+                raise GeneTypeError(
+                    f"from_python: map keys must be strings, got {type(k).__name__} {k!r}"
+                )
             d[k] = _from_python(x, memo)
         return d
     if isinstance(v, (set, frozenset)):

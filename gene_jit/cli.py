@@ -38,7 +38,10 @@ class Subcommand:
 
 # Lazily imported subcommands: name -> (module providing configure/run, help line).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "profile": ("gene_jit.profile_cli", "run a program and report where time goes and what became native"),
+    "profile": (
+        "gene_jit.profile_cli",
+        "run a program and report where time goes and what became native",
+    ),
     "ir": ("gene_jit.ir_cli", "show the typed IR, LLVM IR and assembly of a program's functions"),
 }
 
@@ -89,7 +92,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _configure_repl(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-history", action="store_true", help="do not read or write ~/.gene_jit_history")
+    p.add_argument(
+        "--no-history", action="store_true", help="do not read or write ~/.gene_jit_history"
+    )
 
 
 def _repl(args: argparse.Namespace) -> int:
@@ -120,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         if name not in _BUILTIN:
             # Every argument goes to the module's own parser: none may look like an option here.
-            p = sub.add_parser(name, help=help_text, description=help_text, add_help=False, prefix_chars="\0")
+            p = sub.add_parser(
+                name, help=help_text, description=help_text, add_help=False, prefix_chars="\0"
+            )
             p.add_argument("rest", nargs=argparse.REMAINDER)
             p.set_defaults(_lazy=(name, module))
     return parser
@@ -197,7 +204,11 @@ def report_failure(exc: BaseException) -> int:
         if debug_enabled():
             traceback.print_exception(exc)
         return EXIT_GENE_ERROR
-    text = str(exc) if isinstance(exc, InternalError) else f"internal error (this is a bug in gene-jit): {type(exc).__name__}: {exc}"
+    text = (
+        str(exc)
+        if isinstance(exc, InternalError)
+        else f"internal error (this is a bug in gene-jit): {type(exc).__name__}: {exc}"
+    )
     sys.stderr.write(text + "\n")
     traceback.print_exception(exc)
     return EXIT_INTERNAL

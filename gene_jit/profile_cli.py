@@ -20,12 +20,29 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON (one entry per function)")
-    p.add_argument("--speedscope", metavar="FILE", help="write the sampled stacks in speedscope's format")
-    p.add_argument("--flamegraph", metavar="FILE.svg", help="write a flame graph (SVG, opens in a browser)")
-    p.add_argument("--sort", choices=sorted(SORT_KEYS), default="total", help="order of the functions (default: total)")
+    p.add_argument(
+        "--json", metavar="FILE", help="write the report as JSON (one entry per function)"
+    )
+    p.add_argument(
+        "--speedscope", metavar="FILE", help="write the sampled stacks in speedscope's format"
+    )
+    p.add_argument(
+        "--flamegraph", metavar="FILE.svg", help="write a flame graph (SVG, opens in a browser)"
+    )
+    p.add_argument(
+        "--sort",
+        choices=sorted(SORT_KEYS),
+        default="total",
+        help="order of the functions (default: total)",
+    )
     p.add_argument("--top", type=int, metavar="N", help="show only the first N functions and loops")
-    p.add_argument("--interval", type=float, default=1.0, metavar="MS", help="stack sampling interval (default: 1 ms)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="MS",
+        help="stack sampling interval (default: 1 ms)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
 
 
@@ -86,6 +103,10 @@ def write_reports(data: object, opts: argparse.Namespace) -> None:
     if opts.flamegraph:
         with open(opts.flamegraph, "w", encoding="utf-8") as f:
             f.write(flamegraph.render(data))
-    for what, path in (("JSON", opts.json), ("speedscope", opts.speedscope), ("flame graph", opts.flamegraph)):
+    for what, path in (
+        ("JSON", opts.json),
+        ("speedscope", opts.speedscope),
+        ("flame graph", opts.flamegraph),
+    ):
         if path and not opts.quiet:
             sys.stderr.write(f"wrote {what} to {path}\n")

@@ -24,7 +24,9 @@ CONTINUE = "...   "
 class Repl:
     """One session: its environment, its input, its history."""
 
-    def __init__(self, history: bool = True, stdin: TextIO | None = None, stdout: TextIO | None = None):
+    def __init__(
+        self, history: bool = True, stdin: TextIO | None = None, stdout: TextIO | None = None
+    ):
         self.stdin = stdin if stdin is not None else sys.stdin
         self.stdout = stdout if stdout is not None else sys.stdout
         self.interactive = self.stdin.isatty() if hasattr(self.stdin, "isatty") else False

@@ -302,3 +302,149 @@ def test_closures_in_loops_keep_their_iteration() -> None:
     [((make) .map (fnx [f] (f))) (top/0) (top/1)]
     """
     assert run(src) == [[10, 20, 30], 1, 2]
+
+
+# ---------------------------------------------------------------- builtin-namespace fallback
+
+
+class _Handle:
+    """A library object with no Gene members of its own."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class _Members(_Handle):
+    """A library object that answers some members itself (`__gene_get__`)."""
+
+    def __gene_get__(self, key: str) -> object:
+        if key == "own":
+            return "own member"
+        raise GeneNameError(f"no member {key}")
+
+
+@pytest.fixture
+def fake_ns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gene_jit.runtime.registry import BUILTINS, Namespace
+
+    members = {
+        "create": _Handle,
+        "members": _Members,
+        "twice": lambda h, x: h.n * 2 + x,
+        "own": "namespace member",
+    }
+    monkeypatch.setitem(BUILTINS, "fakens", Namespace("fakens", members))
+
+
+def test_member_falls_back_to_builtin_namespace(fake_ns: None) -> None:
+    assert run("(var fakens (fakens/create 5)) (fakens/twice fakens 1)") == 11
+    # a parameter named like the namespace, too
+    assert run("(fn f [fakens] (fakens/twice fakens 0)) (f (fakens/create 2))") == 4
+    # the value's own members come first, then the namespace's
+    assert run("(var fakens (fakens/members 1)) fakens/own") == "own member"
+    assert run("(var fakens (fakens/members 1)) (fakens/twice fakens 3)") == 5
+    # Gene data keeps its meaning: a map's missing key is nil
+    assert run("(var fakens {^a 1}) fakens/twice") is None
+    with pytest.raises(GeneTypeError, match="cannot get member nope"):
+        run("(var fakens (fakens/create 5)) fakens/nope")
+
+
+def test_fallback_only_for_namespace_heads(fake_ns: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Other complex symbols compile to the two-argument member access (the fast path).
+    seen: list[str] = []
+    monkeypatch.setattr(compiler, "AST_HOOKS", [lambda m, f, e: seen.append(ast.unparse(m))])
+    run("(var h (fakens/create 1)) (var other {^a 1}) other/a")
+    code = "\n".join(seen)
+    assert "get_member(other, 'a')" in code
+    assert "get_member(fakens, 'create', 'fakens')" in code
+
+
+# ---------------------------------------------------------------- NumPy arrays, both tiers
+
+ARRAY_FNS = {
+    "index": "(fn f [a i] (get a i))",
+    "ends": "(fn f [a] (a/0 + a/-1))",
+    "length": "(fn f [a] (len a))",
+    "sum": "(fn f [a] (var t 0.0) (for x in a (t += x)) t)",
+    "store": "(fn f [a v] (var old a/1) (a/1 = v) (a/-1 += 1) (old + a/1))",
+    "live": "(fn f [a] (var t 0.0) (for x in a (t += x) (a/-1 = (a/-1 * 2))) t)",
+    "rows": "(fn f [m] (var t 0.0)"
+    " (for i in (range (len m)) (t += ((get (get m i) 1) * 2.0))) (t + m/0/0 + m/-1/-1))",
+    "cell": "(fn f [m i j] (get (get m i) j))",
+}
+
+
+def _arrays() -> dict[str, object]:
+    import numpy as np
+
+    return {
+        "f1": np.arange(5.0),
+        "i1": np.arange(5),
+        "f2": np.arange(6.0).reshape(3, 2),
+        "i2": np.arange(6).reshape(2, 3),
+        "empty": np.zeros(0),
+    }
+
+
+ARRAY_CASES = [
+    ("index", ("f1", 2)), ("index", ("f1", -1)), ("index", ("i1", 4)), ("index", ("f1", 5)),
+    ("index", ("i1", -6)), ("ends", ("f1",)), ("ends", ("i1",)), ("ends", ("empty",)),
+    ("length", ("f1",)), ("length", ("f2",)), ("sum", ("f1",)), ("sum", ("i1",)),
+    ("sum", ("empty",)), ("store", ("f1", 7)), ("store", ("f1", 2.5)), ("store", ("i1", 9)),
+    ("live", ("f1",)), ("live", ("i1",)), ("rows", ("f2",)), ("cell", ("f2", 2, 1)),
+    ("cell", ("i2", -1, -3)), ("cell", ("f2", 3, 0)), ("cell", ("f2", 0, 2)),
+]
+
+
+def _outcome(fn: object, names: tuple[object, ...]) -> tuple[object, ...]:
+    arrays = _arrays()
+    args = [arrays[a] if isinstance(a, str) else a for a in names]
+    try:
+        value = fn(*args)  # type: ignore[operator]
+    except GeneError as exc:
+        return ("error", type(exc).__name__)
+    after = [a.tolist() for a in args if hasattr(a, "tolist")]
+    return ("value", type(value).__name__, value, after)
+
+
+@pytest.mark.parametrize(("name", "args"), ARRAY_CASES)
+def test_numpy_arrays_agree_between_tiers(
+    name: str, args: tuple[object, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gene_jit.jit import jit
+
+    monkeypatch.setenv("GENE_JIT", "eager")
+    monkeypatch.setenv("GENE_JIT_CACHE", "0")
+    f = jit(ARRAY_FNS[name])
+    native = _outcome(f, args)
+    assert f.signatures, f"{name} did not compile in tier 1"
+    assert _outcome(f._pyfunc, args) == native
+
+
+def test_numpy_arrays_in_tier0_programs() -> None:
+    import numpy as np
+
+    env = compiler.new_env("<np>")
+    env["a"] = np.array([1.5, 2.5, 3.5])
+    env["m"] = np.arange(6).reshape(2, 3)
+    assert compiler.run_source("[a/0 a/-1 (get a 1) (len a) [a...]]", "<np>", env) == [
+        1.5, 3.5, 2.5, 3, [1.5, 2.5, 3.5],
+    ]
+    row = compiler.run_source("m/1", "<np>", env)
+    assert row.tolist() == [3, 4, 5]
+    assert compiler.run_source("(m/1/0 + (get (get m 0) 2))", "<np>", env) == 5
+    assert compiler.run_source("(var s 0) (for r in m (s += r/0)) s", "<np>", env) == 3
+    assert compiler.run_source("(a/0 = 2) a/0", "<np>", env) == 2.0
+    assert compiler.run_source("[(get a 9 :none) (./ a 9 0) ([1 2] ./ 9)]", "<np>", env)[1:] == [
+        0, None,
+    ]
+    assert compiler.run_source("(var l [1 2]) l/5", "<np>", env) is None  # Gene arrays keep nil
+    for src, err in [
+        ("a/3", "index 3 out of range"),
+        ("(get a 1.0)", "index must be an int"),
+        ("(m/0 = 1)", "assign an element"),
+        ("(var r m/0) (r/0 = 1.5)", "cannot store a float"),
+        ("(a/0 = \"x\")", "cannot store a string"),
+    ]:
+        with pytest.raises(GeneError, match=err):
+            compiler.run_source(src, "<np>", env)

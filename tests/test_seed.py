@@ -196,3 +196,114 @@ def test_seed_comment_forms_do_not_evaluate(jit_mode: str) -> None:
 """,
     )
     assert run_ok(source, jit_mode) == ["defined"]
+
+
+# ---------------------------------------------------------------- the first block, verbatim
+#
+# The seed binds `model`, `tokenizer` and `device` to values made by the namespaces of the
+# same names and then calls `(model/forward model tokens)`: a complex symbol whose head is
+# the user's variable falls back to the builtin namespace when that value has no such
+# member. Fake namespaces stand in for the LLM library, so only the language is checked.
+
+
+class FakeModel:
+    def __init__(self, name: str, fmt: str) -> None:
+        self.name = name
+        self.fmt = fmt
+
+
+class FakeTokenizer:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+@pytest.fixture
+def fake_llm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from gene_jit.runtime.libraries import register_all
+    from gene_jit.runtime.registry import BUILTINS, Namespace
+
+    register_all()  # the real lazy namespaces first, so that the fakes replace them
+    calls: list[str] = []
+
+    def forward(model: object, tokens: list[int]) -> list[int]:
+        assert isinstance(model, FakeModel)
+        calls.append(f"forward {model.name} {len(tokens)}")
+        return [t * 2 for t in tokens]
+
+    def encode(tk: object, text: str) -> list[int]:
+        assert isinstance(tk, FakeTokenizer)
+        return [len(w) for w in text.split()]
+
+    def hidden(model: object, tokens: list[int]) -> list[float]:
+        assert isinstance(model, FakeModel)
+        return [float(t) for t in tokens]
+
+    namespaces = {
+        "model": {"create": FakeModel, "forward": forward, "get-hidden-states": hidden},
+        "tokenizer": {
+            "create": FakeTokenizer,
+            "encode": encode,
+            "decode": lambda tk, toks: f"<{len(toks)} tokens of {tk.size}>",
+        },
+        "device": {"create": lambda kind: f"device {kind.name}"},
+    }
+    for name, members in namespaces.items():
+        monkeypatch.setitem(BUILTINS, name, Namespace(name, dict(members)))
+    monkeypatch.setitem(BUILTINS, "tokenize", lambda text: [len(w) for w in text.split()])
+    monkeypatch.setitem(
+        BUILTINS, "generate-text", lambda m, prompt, n: f"{m.name}: {prompt} ({n})"
+    )
+    return calls
+
+
+def test_first_block_runs_as_written(fake_llm: list[str], jit_mode: str) -> None:
+    source = program(
+        block("(var model (model/create"),
+        """
+(println tokens)
+(println output)
+(println response)
+(println device)
+""",
+    )
+    assert run_ok(source, jit_mode) == [
+        "[4 2 3 7 2 5]",
+        "[8 4 6 14 4 10]",
+        "llama-2-7b: The future of AI is (100)",
+        "device cuda",
+    ]
+    assert fake_llm == ["forward llama-2-7b 6"]
+
+
+def test_tokenizer_and_embeddings_blocks_over_user_variables(
+    fake_llm: list[str], jit_mode: str
+) -> None:
+    source = program(
+        block("(var model (model/create"),
+        block("(fn tokenize [text]"),
+        block("(fn get-embeddings [text]"),
+        """
+(println (tokenize "a bb ccc"))
+(println (decode [1 2]))
+(println (get-embeddings "xy z"))
+""",
+    )
+    assert run_ok(source, jit_mode) == ["[1 2 3]", "<2 tokens of 32000>", "[2.0 1.0]"]
+
+
+def test_the_fallback_needs_a_missing_member(fake_llm: list[str], jit_mode: str) -> None:
+    # A map (or any Gene data) named like a namespace keeps its own members.
+    lines = run_ok(
+        """
+(var model {^forward "mine"})
+(println model/forward)
+(var tokenizer (tokenizer/create 7))
+(println (tokenizer/decode tokenizer [1]))
+""",
+        jit_mode,
+    )
+    assert lines == ["mine", "<1 tokens of 7>"]
+    result = run_gene_source(
+        "(var model (model/create \"m\" \"gguf\"))\n(model/no-such model)", jit_mode
+    )
+    assert result.error is not None and "no-such" in str(result.error)

@@ -1,5 +1,6 @@
 """Compile a verified IR unit to native code: passes, LLVM emission with an entry
-trampoline, O3, MCJIT (or the disk cache). `GENE_DUMP=ir,llvm,asm` prints what was made
+trampoline, O3 (the module pipeline, or the function pipeline for a lone scalar
+function), MCJIT (or the disk cache). Many units can share one module. `GENE_DUMP=ir,llvm,asm` prints what was made
 to stderr.
 """
 
@@ -11,12 +12,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import llvmlite.ir as ir
+
 from gene_jit.codegen import cache
 from gene_jit.codegen.emit import ModuleEmitter, symbol_name
 from gene_jit.codegen.engine import engine
 from gene_jit.codegen.trampoline import emit_entry, make_builtin
 from gene_jit.ir import types as T
-from gene_jit.ir.nodes import Unit
+from gene_jit.ir.nodes import Op, Unit
 from gene_jit.ir.passes import run_passes
 from gene_jit.ir.printer import format_unit
 
@@ -49,28 +52,59 @@ def dump_flags() -> set[str]:
     return {p.strip() for p in os.environ.get("GENE_DUMP", "").split(",") if p.strip()}
 
 
+def full_pipeline(unit: Unit) -> bool:
+    """Whether `unit` gets the whole O3 module pipeline: with callees (LLVM inlines
+    them) or array accesses (the vectoriser pays off); a lone scalar function gets the
+    cheaper function pipeline. `GENE_JIT_OPT=full|fast` forces one."""
+    forced = os.environ.get("GENE_JIT_OPT", "").strip().lower()
+    if forced in ("full", "fast"):
+        return forced == "full"
+    if len(unit.functions) > 1:
+        return True
+    return any(i.op in (Op.LOAD, Op.STORE) for f in unit.functions.values() for b in f.blocks for i in b.instrs)
+
+
 def compile_unit(unit: Unit, use_cache: bool = True) -> NativeFunction:
+    return compile_units([unit], use_cache)[0]
+
+
+def compile_units(units: list[Unit], use_cache: bool = True) -> list[NativeFunction]:
+    """Compile units into one LLVM module (one parse, one optimisation, one code
+    generation), so many small functions cost about what one does. Units whose IR
+    function names collide are compiled separately."""
     t0 = time.perf_counter()
-    unit = run_passes(unit)
-    ir_text = format_unit(unit)
-    emitter = ModuleEmitter(unit, "gene")
-    module = emitter.emit()
-    root = emitter.functions[unit.root.name]
-    entry = emit_entry(module, root, unit.root.signature, unit.root.ret, unit.root.span.file)
+    units = [run_passes(u) for u in units]
+    names = [n for u in units for n in u.functions]
+    if len(names) != len(set(names)):
+        return [n for u in units for n in compile_units([u], use_cache)]
+    module: ir.Module | None = None
+    entries: list[str] = []
+    full = False
+    for unit in units:
+        emitter = ModuleEmitter(unit, "gene", module)
+        module = emitter.emit()
+        root = emitter.functions[unit.root.name]
+        entries.append(emit_entry(module, root, unit.root.signature, unit.root.ret, unit.root.span.file))
+        full = full or full_pipeline(unit)
+    assert module is not None
     text = str(module)
     eng = engine()
     key = cache.key_for(text, eng.cpu, eng.features)
     cached = cache.load(key) if use_cache else None
-    compiled = eng.compile_module(text, key, [entry], cached)
+    compiled = eng.compile_module(text, key, entries, cached, full)
     if cached is None and use_cache:
         obj = eng.take_object(key)
         if obj is not None:
             cache.store(key, obj)
-    ms = (time.perf_counter() - t0) * 1e3
-    native = NativeFunction(unit.root.gene_name, unit.root.signature, unit.root.ret, ir_text,
-                            compiled.llvm_ir, compiled.addresses[entry], ms, compiled.cache_hit)
-    _dump(native, text)
-    return native
+    ms = (time.perf_counter() - t0) * 1e3 / len(units)
+    natives = []
+    for unit, entry in zip(units, entries, strict=True):
+        root = unit.root
+        native = NativeFunction(root.gene_name, root.signature, root.ret, format_unit(unit),
+                                compiled.llvm_ir, compiled.addresses[entry], ms, compiled.cache_hit)
+        _dump(native, text)
+        natives.append(native)
+    return natives
 
 
 def _dump(native: NativeFunction, emitted: str) -> None:
@@ -86,4 +120,4 @@ def _dump(native: NativeFunction, emitted: str) -> None:
         print(f";; assembly of {native.gene_name}({sig})\n{native.assembly()}", file=sys.stderr)
 
 
-__all__ = ["NativeFunction", "compile_unit", "symbol_name"]
+__all__ = ["NativeFunction", "compile_unit", "compile_units", "symbol_name"]

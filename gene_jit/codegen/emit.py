@@ -26,7 +26,7 @@ ARRAY = ir.LiteralStructType([PTR, I64, I64, I64, I64])
 NIL_T = I8
 
 # Error kinds passed to gene_jit_raise; the entry turns them into Gene errors.
-ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT = 1, 2, 3, 4
+ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT, ERR_FFI_ARG = 1, 2, 3, 4, 5
 
 
 def error_code(kind: int, span: Span) -> int:
@@ -42,6 +42,10 @@ def decode_error(code: int) -> tuple[int, int, int]:
 
 
 def llvm_type(t: T.Type) -> ir.Type:
+    if t.kind is T.Kind.STRUCT:
+        from gene_jit.codegen.emit_ffi import struct_llvm_type
+
+        return struct_llvm_type(t)
     return {T.Kind.I64: I64, T.Kind.F64: F64, T.Kind.BOOL: I1, T.Kind.NIL: NIL_T,
             T.Kind.ARRAY: ARRAY, T.Kind.PTR: PTR}[t.kind]
 
@@ -54,15 +58,20 @@ class ModuleEmitter:
     """Emits every function of a unit into one module; the root is external, callees
     are internal so LLVM may inline or drop them."""
 
-    def __init__(self, unit: Unit, module_name: str) -> None:
+    def __init__(self, unit: Unit, module_name: str, module: ir.Module | None = None) -> None:
         self.unit = unit
-        self.module = ir.Module(name=module_name)
+        # several units may share one module (batch compiles): declarations are reused
+        self.module = module if module is not None else ir.Module(name=module_name)
         self.functions: dict[str, ir.Function] = {}
-        raise_ty = ir.FunctionType(ir.VoidType(), [I32])
-        self.raise_fn = ir.Function(self.module, raise_ty, "gene_jit_raise")
-        self.raise_fn.attributes.add("noreturn")
-        self.raise_fn.attributes.add("cold")
-        self.raise_fn.attributes.add("nounwind")
+        existing = self.module.globals.get("gene_jit_raise")
+        if isinstance(existing, ir.Function):
+            self.raise_fn = existing
+        else:
+            raise_ty = ir.FunctionType(ir.VoidType(), [I32])
+            self.raise_fn = ir.Function(self.module, raise_ty, "gene_jit_raise")
+            self.raise_fn.attributes.add("noreturn")
+            self.raise_fn.attributes.add("cold")
+            self.raise_fn.attributes.add("nounwind")
         self._intrinsics: dict[str, ir.Function] = {}
 
     def emit(self) -> ir.Module:
@@ -81,7 +90,8 @@ class ModuleEmitter:
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         fn = self._intrinsics.get(name)
         if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+            shared = self.module.globals.get(name)
+            fn = shared if isinstance(shared, ir.Function) else ir.Function(self.module, ir.FunctionType(ret, args), name)
             self._intrinsics[name] = fn
         return fn
 
@@ -260,6 +270,11 @@ class FunctionEmitter:
 
         return emit_math(self, ins)
 
+    def ffi(self, ins: Instr) -> Any:
+        from gene_jit.codegen.emit_ffi import emit_ffi
+
+        return emit_ffi(self, ins)
+
 
 HANDLERS: dict[Op, Callable[[FunctionEmitter, Instr], Any]] = {
     Op.CONST: FunctionEmitter.const,
@@ -289,6 +304,7 @@ HANDLERS: dict[Op, Callable[[FunctionEmitter, Instr], Any]] = {
     Op.BR: FunctionEmitter.br,
     Op.CBR: FunctionEmitter.cbr,
     Op.RET: FunctionEmitter.ret,
+    Op.FFI: FunctionEmitter.ffi,
 }
 
 

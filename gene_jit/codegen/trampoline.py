@@ -73,6 +73,9 @@ class EntryEmitter:
     def emit(self) -> ir.Function:
         b = self.b
         self.guard(b.icmp_signed("==", self.nargs, ir.Constant(I64, len(self.sig))))
+        from gene_jit.codegen.emit_ffi import entry_guards
+
+        entry_guards(self)  # ffi/defun names still bound as when compiled
         values = []
         for i, ty in enumerate(self.sig):
             obj = b.load(b.gep(self.args, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR)

@@ -36,7 +36,9 @@ class CallbackType:
     def __init__(self, returns: Any = "void", params: Any = ()) -> None:
         self.returns = ctype_of(returns)
         if not isinstance(params, (list, tuple)):
-            raise GeneTypeError(f"callback params must be an array of types, got {describe(params)}")
+            raise GeneTypeError(
+                f"callback params must be an array of types, got {describe(params)}"
+            )
         self.params = tuple(ctype_of(p) for p in params)
         if self.returns.kind in ("string", "struct", "array", "buffer"):
             raise GeneTypeError(
@@ -45,13 +47,17 @@ class CallbackType:
         for p in self.params:
             if p.kind in ("struct", "array"):
                 raise GeneTypeError(f"a callback cannot take :{p.name} by value")
-        self.cfunctype = ctypes.CFUNCTYPE(
-            self.returns.ctype, *(p.ctype for p in self.params)
-        )
+        self.cfunctype = ctypes.CFUNCTYPE(self.returns.ctype, *(p.ctype for p in self.params))
         sig = " ".join(p.name for p in self.params)
-        self._type = FfiType(f"callback({sig})->{self.returns.name}", "callback",
-                             ctypes.c_void_p, ctypes.sizeof(ctypes.c_void_p), False,
-                             target=self, field_ctype=ctypes.c_void_p)
+        self._type = FfiType(
+            f"callback({sig})->{self.returns.name}",
+            "callback",
+            ctypes.c_void_p,
+            ctypes.sizeof(ctypes.c_void_p),
+            False,
+            target=self,
+            field_ctype=ctypes.c_void_p,
+        )
 
     def ffi_type(self) -> FfiType:
         return self._type
@@ -89,16 +95,16 @@ class Callback:
                 fn = fn_ref.fn
                 if fn is None:
                     raise CallbackError(f"callback {fn_ref.name} called after ffi/free")
-                args = cargs if plain else [from_c(t, a) for t, a in zip(params, cargs, strict=True)]
+                args = (
+                    cargs if plain else [from_c(t, a) for t, a in zip(params, cargs, strict=True)]
+                )
                 result = fn(*args)
                 if ret.kind == "void":
                     return None
                 return to_c(ret, result)
             except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
                 if isinstance(exc, TypeError) and not isinstance(exc, GeneError):
-                    exc = CallbackError(
-                        f"callback {fn_ref.name} must return :{ret.name}: {exc}"
-                    )
+                    exc = CallbackError(f"callback {fn_ref.name} must return :{ret.name}: {exc}")
                 PENDING.append(exc)
                 return default
 

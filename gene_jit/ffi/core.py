@@ -106,8 +106,9 @@ def defun(
     cfunc = library_.function(sym)
     cfunc.restype = ret.ctype
     cfunc.argtypes = [p.ctype for p in ptypes]
-    rec = ForeignFunction(gname, library_, sym, ret, ptypes, bool(variadic),
-                          library_.address(sym), cfunc)
+    rec = ForeignFunction(
+        gname, library_, sym, ret, ptypes, bool(variadic), library_.address(sym), cfunc
+    )
     rec.fn = _build(rec)
     return rec.fn
 
@@ -198,8 +199,11 @@ def _build(rec: ForeignFunction) -> Any:
     args = [f"a{i}" for i in range(n)]
     conv = [f"c{i}" for i in range(n)]
     env: dict[str, Any] = {
-        "_M": MISSING, "_cf": rec.cfunc, "_ArgErr": ctypes.ArgumentError,
-        "_pend": callbacks.PENDING, "_rp": callbacks.raise_pending,
+        "_M": MISSING,
+        "_cf": rec.cfunc,
+        "_ArgErr": ctypes.ArgumentError,
+        "_pend": callbacks.PENDING,
+        "_rp": callbacks.raise_pending,
         "_bad": lambda exc, values: _diagnose(rec, exc, values),
         "_extra": lambda extra: GeneArityError(
             f"{rec.name} takes {n} argument{'s' if n != 1 else ''}, got {n + len(extra)}"

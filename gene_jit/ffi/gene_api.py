@@ -56,10 +56,17 @@ def gene_library(name: Any) -> ffi.Library:
 
 
 @builtin("defun", ns="ffi")
-def gene_defun(name: Any, lib: Any = None, symbol: Any = None, returns: Any = "void",
-               params: Any = (), variadic: bool = False) -> Any:
-    fn = ffi.defun(name, lib=lib, symbol=symbol, returns=returns, params=params,
-                   variadic=bool(variadic))
+def gene_defun(
+    name: Any,
+    lib: Any = None,
+    symbol: Any = None,
+    returns: Any = "void",
+    params: Any = (),
+    variadic: bool = False,
+) -> Any:
+    fn = ffi.defun(
+        name, lib=lib, symbol=symbol, returns=returns, params=params, variadic=bool(variadic)
+    )
     _bind(name, fn)
     return fn
 
@@ -89,7 +96,7 @@ def gene_new(*args: Any, **fields: Any) -> Any:
     """`(ffi/new S ^x 1)`, `(ffi/new S {x: 1})`, `(ffi/new :int32 n)`."""
     if not args and len(fields) == 1:
         # `(ffi/new :int32 8)` reads as a seed-style `:kw value` tail: type and count
-        (name, count), = fields.items()
+        ((name, count),) = fields.items()
         return ffi.new(name, count)
     if not args:
         raise GeneTypeError("ffi/new needs a type: (ffi/new S ...) or (ffi/new :T n)")

@@ -111,7 +111,9 @@ def _candidates(name: str) -> list[tuple[str, str]]:
     if "/" not in name and (".so" in name or name.endswith(".dylib") or name.endswith(".dll")):
         out.append((f"soname {name}", name))
     found = ctypes.util.find_library(base)
-    out.append((f"find_library({base!r})" + (f" -> {found}" if found else " -> nothing"), found or ""))
+    out.append(
+        (f"find_library({base!r})" + (f" -> {found}" if found else " -> nothing"), found or "")
+    )
     out.append((f"soname lib{base}.so", f"lib{base}.so"))
     bundled = bundled_path(base)
     entry = BUNDLED.get(base)
@@ -154,13 +156,13 @@ def load(name: str, path: str | None = None) -> Library:
         handle = _open(target)
         if isinstance(handle, ctypes.CDLL):
             if path:
-                note = f"ffi/load {name!r}: {path} not found; loaded {_real(handle, target)} instead"
+                note = (
+                    f"ffi/load {name!r}: {path} not found; loaded {_real(handle, target)} instead"
+                )
                 print(f"note: {note}", file=sys.stderr)
             return _register(name, _real(handle, target), handle, note)
         tried.append(f"{desc} ({handle.splitlines()[0] if handle else 'failed'})")
-    raise LibraryNotFound(
-        f"cannot load library {name!r}; searched: " + "; ".join(tried)
-    )
+    raise LibraryNotFound(f"cannot load library {name!r}; searched: " + "; ".join(tried))
 
 
 def _real(handle: ctypes.CDLL, target: str) -> str:

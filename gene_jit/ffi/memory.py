@@ -34,7 +34,9 @@ class Buffer:
         if elem.kind in ("void", "struct", "array"):
             raise GeneTypeError(f"ffi/new: cannot make an array of :{elem.name} items")
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise GeneTypeError(f"ffi/new: length must be a non-negative int, got {describe(length)}")
+            raise GeneTypeError(
+                f"ffi/new: length must be a non-negative int, got {describe(length)}"
+            )
         self.elem = elem
         self.length = length
         self._c: Any = (elem.field_ctype * max(length, 1))()
@@ -186,7 +188,9 @@ def string(pointer: Any, length: Any = None) -> str | None:
             raw = ctypes.string_at(addr)
     else:
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise GeneTypeError(f"ffi/string: length must be a non-negative int, got {describe(length)}")
+            raise GeneTypeError(
+                f"ffi/string: length must be a non-negative int, got {describe(length)}"
+            )
         raw = ctypes.string_at(addr, length)
     return raw.decode("utf-8", "replace")
 
@@ -215,7 +219,9 @@ def write(pointer: Any, spec: Any, value: Any, index: Any = 0) -> None:
     try:
         t.field_ctype.from_address(addr).value = to_c(t, value)
     except TypeError as exc:
-        raise GeneTypeError(f"ffi/write: expected :{t.name}, got {describe(value)} ({exc})") from None
+        raise GeneTypeError(
+            f"ffi/write: expected :{t.name}, got {describe(value)} ({exc})"
+        ) from None
 
 
 def array(pointer: Any, spec: Any, length: Any) -> list[Any]:

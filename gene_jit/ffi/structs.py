@@ -37,8 +37,24 @@ _FOREIGN_KEEP: dict[int, Any] = {}
 
 # Class attributes a field may not shadow as a Python attribute (item access still works).
 _RESERVED = frozenset(
-    {"size", "ctype", "fields", "name", "address", "get", "set", "to_map", "at", "own",
-     "free", "c_value", "ffi_type", "pointer_type", "owned", "field"}
+    {
+        "size",
+        "ctype",
+        "fields",
+        "name",
+        "address",
+        "get",
+        "set",
+        "to_map",
+        "at",
+        "own",
+        "free",
+        "c_value",
+        "ffi_type",
+        "pointer_type",
+        "owned",
+        "field",
+    }
 )
 
 
@@ -97,8 +113,9 @@ class StructValue:
             raise GeneTypeError(f"{cls.name}: cannot view a struct at NULL")
         obj = cls.__new__(cls)
         keep = getattr(address, "_keep", None)
-        obj._bind(cls.ctype.from_address(addr), False,
-                  keep if isinstance(keep, dict) else _FOREIGN_KEEP)
+        obj._bind(
+            cls.ctype.from_address(addr), False, keep if isinstance(keep, dict) else _FOREIGN_KEEP
+        )
         return obj
 
     @classmethod
@@ -174,9 +191,9 @@ class StructValue:
         self._keep = {}
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self) or self._c is None or other._c is None:  # type: ignore[union-attr]
+        if type(other) is not type(self) or self._c is None or other._c is None:
             return self is other
-        return bytes(self._c) == bytes(other._c)  # type: ignore[union-attr]
+        return bytes(self._c) == bytes(other._c)
 
     def __hash__(self) -> int:
         return id(self)
@@ -220,9 +237,7 @@ def _get_callback(s: StructValue, f: Field) -> Any:
 
 
 def _set_error(s: StructValue, f: Field, value: Any, why: str) -> GeneError:
-    return GeneTypeError(
-        f"{s.name}.{f.name} must be :{f.type.name}, got {describe(value)} ({why})"
-    )
+    return GeneTypeError(f"{s.name}.{f.name} must be :{f.type.name}, got {describe(value)} ({why})")
 
 
 def _set_plain(s: StructValue, f: Field, value: Any) -> None:
@@ -304,9 +319,12 @@ def _parse_fields(fields: Any) -> list[tuple[str, FfiType]]:
     or a map `{a: :int32}`."""
     if isinstance(fields, dict):
         items = list(fields.items())
-    elif isinstance(fields, (list, tuple)) and all(
-        isinstance(p, (list, tuple)) and len(p) == 2 for p in fields
-    ) and fields and not isinstance(fields[0][1], int):
+    elif (
+        isinstance(fields, (list, tuple))
+        and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in fields)
+        and fields
+        and not isinstance(fields[0][1], int)
+    ):
         items = [tuple(p) for p in fields]
     elif isinstance(fields, (list, tuple)) and len(fields) % 2 == 0:
         items = [(fields[i], fields[i + 1]) for i in range(0, len(fields), 2)]
@@ -332,12 +350,15 @@ def defstruct(name: Any, fields: Any, packed: bool = False) -> type[StructValue]
     if packed:
         attrs["_pack_"] = 1
     ctype = type(sname, (ctypes.Structure,), attrs)
-    layout = tuple(
-        Field(n, t, getattr(ctype, n).offset, getattr(ctype, n).size) for n, t in parsed
-    )
+    layout = tuple(Field(n, t, getattr(ctype, n).offset, getattr(ctype, n).size) for n, t in parsed)
     ns: dict[str, Any] = {
-        "__slots__": (), "name": sname, "size": ctypes.sizeof(ctype), "ctype": ctype,
-        "fields": layout, "_by_name": {f.name: f for f in layout}, "__gene_type__": sname,
+        "__slots__": (),
+        "name": sname,
+        "size": ctypes.sizeof(ctype),
+        "ctype": ctype,
+        "fields": layout,
+        "_by_name": {f.name: f for f in layout},
+        "__gene_type__": sname,
     }
     for f in layout:
         if f.name not in _RESERVED and f.name.isidentifier() and not f.name.startswith("_"):
@@ -346,7 +367,14 @@ def defstruct(name: Any, fields: Any, packed: bool = False) -> type[StructValue]
     size = ctypes.sizeof(ctype)
     cls._type = FfiType(sname, "struct", ctype, size, target=cls, field_ctype=ctype)
     psize = ctypes.sizeof(ctypes.c_void_p)
-    cls._ptr_type = FfiType(f"{sname}*", "struct_ptr", ctypes.c_void_p, psize, False,
-                            target=cls, field_ctype=ctypes.c_void_p)
+    cls._ptr_type = FfiType(
+        f"{sname}*",
+        "struct_ptr",
+        ctypes.c_void_p,
+        psize,
+        False,
+        target=cls,
+        field_ctype=ctypes.c_void_p,
+    )
     STRUCTS[sname] = cls
     return cls

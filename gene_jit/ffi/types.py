@@ -77,36 +77,57 @@ class FfiType:
 def _int_type(name: str, ctype: Any) -> FfiType:
     size = ctypes.sizeof(ctype)
     signed = ctype(-1).value == -1
-    lo, hi = (-(2 ** (8 * size - 1)), 2 ** (8 * size - 1) - 1) if signed else (0, 2 ** (8 * size) - 1)
+    lo, hi = (
+        (-(2 ** (8 * size - 1)), 2 ** (8 * size - 1) - 1) if signed else (0, 2 ** (8 * size) - 1)
+    )
     return FfiType(name, "int", ctype, size, signed, lo=lo, hi=hi, field_ctype=ctype)
 
 
 def _primitives() -> dict[str, FfiType]:
     ints = {
-        "int8": ctypes.c_int8, "uint8": ctypes.c_uint8, "int16": ctypes.c_int16,
-        "uint16": ctypes.c_uint16, "int32": ctypes.c_int32, "uint32": ctypes.c_uint32,
-        "int64": ctypes.c_int64, "uint64": ctypes.c_uint64, "int": ctypes.c_int,
-        "uint": ctypes.c_uint, "long": ctypes.c_long, "ulong": ctypes.c_ulong,
-        "short": ctypes.c_short, "ushort": ctypes.c_ushort, "char": ctypes.c_byte,
-        "uchar": ctypes.c_ubyte, "size_t": ctypes.c_size_t, "ssize_t": ctypes.c_ssize_t,
-        "intptr": ctypes.c_ssize_t, "uintptr": ctypes.c_size_t,
+        "int8": ctypes.c_int8,
+        "uint8": ctypes.c_uint8,
+        "int16": ctypes.c_int16,
+        "uint16": ctypes.c_uint16,
+        "int32": ctypes.c_int32,
+        "uint32": ctypes.c_uint32,
+        "int64": ctypes.c_int64,
+        "uint64": ctypes.c_uint64,
+        "int": ctypes.c_int,
+        "uint": ctypes.c_uint,
+        "long": ctypes.c_long,
+        "ulong": ctypes.c_ulong,
+        "short": ctypes.c_short,
+        "ushort": ctypes.c_ushort,
+        "char": ctypes.c_byte,
+        "uchar": ctypes.c_ubyte,
+        "size_t": ctypes.c_size_t,
+        "ssize_t": ctypes.c_ssize_t,
+        "intptr": ctypes.c_ssize_t,
+        "uintptr": ctypes.c_size_t,
     }
     table = {name: _int_type(name, ct) for name, ct in ints.items()}
     psize = ctypes.sizeof(ctypes.c_void_p)
-    table.update({
-        "void": FfiType("void", "void", None, 0),
-        "bool": FfiType("bool", "bool", ctypes.c_bool, 1, field_ctype=ctypes.c_bool),
-        "float": FfiType("float", "float", ctypes.c_float, 4, field_ctype=ctypes.c_float),
-        "double": FfiType("double", "float", ctypes.c_double, 8, field_ctype=ctypes.c_double),
-        "pointer": FfiType("pointer", "pointer", ctypes.c_void_p, psize, False,
-                           field_ctype=ctypes.c_void_p),
-        "string": FfiType("string", "string", ctypes.c_char_p, psize, False,
-                          field_ctype=ctypes.c_char_p),
-        "buffer": FfiType("buffer", "buffer", ctypes.c_void_p, psize, False,
-                          field_ctype=ctypes.c_void_p),
-        "callback": FfiType("callback", "callback", ctypes.c_void_p, psize, False,
-                            field_ctype=ctypes.c_void_p),
-    })
+    table.update(
+        {
+            "void": FfiType("void", "void", None, 0),
+            "bool": FfiType("bool", "bool", ctypes.c_bool, 1, field_ctype=ctypes.c_bool),
+            "float": FfiType("float", "float", ctypes.c_float, 4, field_ctype=ctypes.c_float),
+            "double": FfiType("double", "float", ctypes.c_double, 8, field_ctype=ctypes.c_double),
+            "pointer": FfiType(
+                "pointer", "pointer", ctypes.c_void_p, psize, False, field_ctype=ctypes.c_void_p
+            ),
+            "string": FfiType(
+                "string", "string", ctypes.c_char_p, psize, False, field_ctype=ctypes.c_char_p
+            ),
+            "buffer": FfiType(
+                "buffer", "buffer", ctypes.c_void_p, psize, False, field_ctype=ctypes.c_void_p
+            ),
+            "callback": FfiType(
+                "callback", "callback", ctypes.c_void_p, psize, False, field_ctype=ctypes.c_void_p
+            ),
+        }
+    )
     return table
 
 
@@ -172,8 +193,15 @@ def array_type(elem: FfiType, n: int) -> FfiType:
     if elem.kind == "void":
         raise GeneTypeError("an array of :void is not a type")
     fct = elem.field_ctype * n
-    return FfiType(f"{elem.name}[{n}]", "array", ctypes.c_void_p, elem.size * n,
-                   target=elem, length=n, field_ctype=fct)
+    return FfiType(
+        f"{elem.name}[{n}]",
+        "array",
+        ctypes.c_void_p,
+        elem.size * n,
+        target=elem,
+        length=n,
+        field_ctype=fct,
+    )
 
 
 def describe(value: Any) -> str:
@@ -217,7 +245,9 @@ def address_of(value: Any) -> int | None:
         return addr or None
     if isinstance(value, (bytearray, memoryview)) or _is_array(value):
         return _data_pointer(value)
-    if isinstance(value, ctypes._SimpleCData) or isinstance(value, (ctypes.Array, ctypes.Structure)):
+    if isinstance(value, ctypes._SimpleCData) or isinstance(
+        value, (ctypes.Array, ctypes.Structure)
+    ):
         return ctypes.addressof(value)
     raise TypeError("not a pointer")
 

@@ -43,9 +43,12 @@ class Result:
     stmts: list[ast.stmt]
     expr: ast.expr
     is_bool: bool = False  # the expression is always a Python bool
+    kind: str | None = None  # an inferred kind (compiler_types): nat int float num str
+    bounds: Bounds | None = None  # known (low, high) of a number (None: unbounded side)
 
 
 Handler = Callable[["Compiler", GeneF, bool], Result]
+Bounds = tuple[int | None, int | None]
 SPECIAL: dict[str, Handler] = {}
 
 
@@ -165,6 +168,9 @@ class FnScope:
     ex_names: list[str] = field(default_factory=list)
     loop_decls: set[str] = field(default_factory=set)  # py names declared in loop bodies
     captures: set[str] = field(default_factory=set)  # py names read from enclosing scopes
+    kinds: dict[str, str] = field(default_factory=dict)  # Gene local name -> inferred kind
+    stable: set[str] = field(default_factory=set)  # parameters never assigned
+    bounds: dict[str, Bounds] = field(default_factory=dict)  # stable name -> bounds here
 
     def find(self, name: str) -> str | None:
         for block in reversed(self.blocks):
@@ -212,6 +218,17 @@ class Compiler:
             yield
         finally:
             self.fn.blocks.pop()
+
+    @contextmanager
+    def facts(self, facts: dict[str, Bounds]) -> Iterator[None]:
+        """Bounds that hold for stable locals while compiling a branch."""
+        saved = self.fn.bounds
+        if facts:
+            self.fn.bounds = {**saved, **facts}
+        try:
+            yield
+        finally:
+            self.fn.bounds = saved
 
     @contextmanager
     def function(self, scope: FnScope) -> Iterator[FnScope]:
@@ -278,6 +295,14 @@ class Compiler:
             fn.loop_decls.add(py)
         return Ref("local", py)
 
+    def bounds_of(self, name: str, ref: Ref) -> Bounds | None:
+        """What the enclosing `if` tests proved about stable local `name`."""
+        return self.fn.bounds.get(name) if ref.kind == "local" else None
+
+    def kind_of(self, name: str, ref: Ref) -> str | None:
+        """The inferred kind of local `name` (None unless certain)."""
+        return self.fn.kinds.get(name) if ref.kind == "local" else None
+
     def load_ref(self, ref: Ref) -> ast.expr:
         if ref.kind == "ns":
             assert ref.ns is not None
@@ -316,7 +341,11 @@ class Compiler:
         from gene_jit.frontend import compiler_exprs as ex
 
         if isinstance(form, Lit):
-            return pure(const(form.value), isinstance(form.value, bool))
+            from gene_jit.frontend.compiler_types import expr_kind
+
+            v = form.value
+            b = (v, v) if type(v) is int else None
+            return Result([], const(v), isinstance(v, bool), expr_kind(form, {}), b)
         if isinstance(form, Sym):
             return ex.symbol(self, form)
         if isinstance(form, GeneF):
@@ -354,7 +383,7 @@ class Compiler:
         for f in forms[:-1]:
             out.extend(self.stmts(f))
         last = self.compile(forms[-1], value)
-        return Result(out + last.stmts, last.expr, last.is_bool)
+        return Result(out + last.stmts, last.expr, last.is_bool, last.kind)
 
     def seq(self, results: list[Result]) -> tuple[list[ast.stmt], list[ast.expr]]:
         """Combine results keeping evaluation order: a value computed before a later
@@ -391,6 +420,8 @@ class Compiler:
         if res.is_bool:
             return res.expr
         e = res.expr
+        if res.kind is not None and isinstance(e, ast.Name):
+            return const(True)  # a number or a string is always truthy
         if isinstance(e, ast.Constant):
             return const(e.value is not None and e.value is not False)
         if isinstance(e, ast.Name):

@@ -92,6 +92,9 @@ def convert(exc: BaseException) -> GeneError:
         if m:
             return GeneArityError(f"{m.group(1).strip()}: {m.group(2)}")
         return GeneTypeError(_rewrite_type_error(str(exc)))
+    if isinstance(exc, ValueError) and "truth value of an array" in str(exc):
+        # An inline operator's result check met a NumPy array (arithmetic on a row).
+        return GeneTypeError("arithmetic expects numbers, got a NumPy array")
     if isinstance(
         exc, (ValueError, AttributeError, AssertionError, OSError, ArithmeticError, LookupError)
     ):

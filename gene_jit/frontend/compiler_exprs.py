@@ -26,6 +26,7 @@ from gene_jit.frontend.compiler_core import (
     syntax_error,
 )
 from gene_jit.frontend.forms import Form, GeneF, Interp, Lit, Quote, Sym
+from gene_jit.runtime.registry import BUILTINS, Namespace
 
 _INT_RE = re.compile(r"^-?\d+$")
 _NOT_INFIX_HEADS = {
@@ -84,7 +85,8 @@ def symbol(c: Compiler, form: Sym) -> Result:
         return pure(call(helper("Selector"), keys))
     if name.endswith("...") and len(name) > 3:
         raise syntax_error(form, f"spread {name} is only valid inside an array or a call")
-    return pure(c.load_ref(c.resolve(name)))
+    ref = c.resolve(name)
+    return Result([], c.load_ref(ref), False, c.kind_of(name, ref), c.bounds_of(name, ref))
 
 
 def complex_symbol(c: Compiler, form: Sym) -> Result:
@@ -97,16 +99,22 @@ def complex_symbol(c: Compiler, form: Sym) -> Result:
         obj = c.ns_expr()
     else:
         obj = symbol(c, Sym(form.span, first)).expr
+    # `model/forward` where the user's `model` holds a Model: the member lookup falls
+    # back to the builtin namespace `model` (ops.get_member's third argument).
+    fallback = first if isinstance(BUILTINS.get(first), Namespace) else None
     for seg in parts[1:]:
-        obj = member_step(obj, seg, form)
+        obj = member_step(obj, seg, form, fallback)
+        fallback = None
     return pure(obj)
 
 
-def member_step(obj: ast.expr, seg: str, form: Form) -> ast.expr:
+def member_step(obj: ast.expr, seg: str, form: Form, builtin_ns: str | None = None) -> ast.expr:
     if seg.startswith(".") and len(seg) > 1:
         return hcall("call_method", obj, const(seg[1:]))
     if seg == "":
         raise syntax_error(form, f"empty segment in {getattr(form, 'name', '')}")
+    if builtin_ns is not None:
+        return hcall("get_member", obj, const(segment_key(seg)), const(builtin_ns))
     return hcall("get_member", obj, const(segment_key(seg)))
 
 
@@ -263,14 +271,14 @@ def named_head(c: Compiler, form: GeneF, name: str, value: bool) -> Result | Non
         return ops_c.prefix(c, form, name)
     if name.startswith(".") and len(name) > 1 and name not in ("..", "..."):
         return method_call(c, form, None, name[1:], list(form.children))
-    if name in c.macros or _is_macro_value(c, name):
+    if name in c.macros or is_macro_value(c, name):
         from gene_jit.frontend.special_fn import macro_call
 
         return macro_call(c, form, name)
     return None
 
 
-def _is_macro_value(c: Compiler, name: str) -> bool:
+def is_macro_value(c: Compiler, name: str) -> bool:
     from gene_jit.runtime.ops import Macro
     from gene_jit.runtime.registry import BUILTINS
 
@@ -359,34 +367,53 @@ def method_call(
 ) -> Result:
     """`(obj .m a b)`; with no target, `(.m a)` calls a method of `self`."""
     tres = c.compile(target) if target is not None else pure(c.self_expr())
+    if name in _FAST_METHODS and not form.props and not any(spread_item(a) for a in args):
+        ares = [c.compile(a) for a in args]
+        stmts, exprs = c.seq([tres, *ares])
+        fast = _fast_method(c, name, tres.kind, exprs[0], [(r.kind, e) for r, e in zip(ares, exprs[1:], strict=True)])
+        if fast is not None:
+            return Result(stmts, fast[0], False, fast[1])
+        return Result(stmts, hcall("call_method", exprs[0], const(name), *exprs[1:]))
     astmts, argx, kws = call_args(c, form, args)
     stmts, texpr = c.before(tres, astmts)
     generic = ast.Call(func=helper("call_method"), args=[texpr, const(name), *argx], keywords=kws)
-    if not kws and not any(isinstance(a, ast.Starred) for a in argx):
-        fast = _fast_method(c, name, texpr, argx)
-        if fast is not None:
-            return Result(stmts, fast)
     return Result(stmts, generic)
 
 
-def _fast_method(c: Compiler, name: str, target: ast.expr, args: list[ast.expr]) -> ast.expr | None:
+_FAST_METHODS = {"append", "size", "length"}
+
+
+def _fast_method(
+    c: Compiler, name: str, kt: str | None, target: ast.expr, args: list[tuple[str | None, ast.expr]]
+) -> tuple[ast.expr, str | None] | None:
     """Inline paths for the hottest string methods (same results as runtime/methods.py):
-    `(s .append x)` on two strings is `s + x`; `(s .size)` on a string or array is len."""
+    `(s .append x)` on two strings is `s + x`; `(s .size)` on a string is len. Operands
+    whose kind is known to be string need no class check."""
     from gene_jit.frontend.compiler_ops import _class_is, _operand
 
     if name == "append" and len(args) == 1:
+        ka, arg = args[0]
+        if kt == "str" and (ka == "str" or (isinstance(arg, ast.Constant) and type(arg.value) is str)):
+            return ast.BinOp(left=target, op=ast.Add(), right=arg), "str"
         t1, t2 = _operand(c, target)
-        a1, a2 = _operand(c, args[0])
-        test = ast.BoolOp(op=ast.And(), values=[_class_is(t1, "str"), _class_is(a1, "str")])
+        a1, a2 = _operand(c, arg)
+        tests = [_class_is(t1, "str")]
+        if not (isinstance(arg, ast.Constant) and type(arg.value) is str) and ka != "str":
+            tests.append(_class_is(a1, "str"))
+        else:
+            a2 = arg
+        test = ast.BoolOp(op=ast.And(), values=tests) if len(tests) > 1 else tests[0]
         slow = hcall("call_method", t2, const(name), a2)
-        return ast.IfExp(test=test, body=ast.BinOp(left=t2, op=ast.Add(), right=a2), orelse=slow)
+        return ast.IfExp(test=test, body=ast.BinOp(left=t2, op=ast.Add(), right=a2), orelse=slow), None
     if name in ("size", "length") and not args:
+        if kt == "str":
+            return hcall("len", target), "nat"
         t1, t2 = _operand(c, target)
         return ast.IfExp(
             test=_class_is(t1, "str"),
             body=hcall("len", t2),
             orelse=hcall("call_method", t2, const(name)),
-        )
+        ), None
     return None
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gene_jit.frontend.compiler_core import (
     INT_MAX,
+    Bounds,
     INT_MIN,
     Compiler,
     Result,
@@ -27,6 +28,9 @@ from gene_jit.frontend.compiler_core import (
     store,
     syntax_error,
 )
+from gene_jit.frontend.compiler_types import INTS as _INTS
+from gene_jit.frontend.compiler_types import NUMERIC as _NUMERIC
+from gene_jit.frontend.compiler_types import arith_kind
 from gene_jit.frontend.forms import Form, GeneF, Sym
 
 PREC = {
@@ -143,24 +147,67 @@ def _operand(c: Compiler, e: ast.expr) -> tuple[ast.expr, ast.expr]:
 def binary(c: Compiler, op: str, lhs: Result, r: Result) -> Result:
     stmts, (a, b) = c.seq([lhs, r])
     if op in _ARITH:
-        return Result(stmts, arith(c, op, a, b))
+        kind = arith_kind(op, lhs.kind, r.kind)
+        bounds = interval(op, lhs.bounds, r.bounds)
+        expr = arith(c, op, a, b, (lhs.kind, r.kind), bounds)
+        return Result(stmts, expr, False, kind, bounds)
     if op == "/":
-        return Result(stmts, divide(c, a, b))
+        return Result(stmts, divide(c, a, b), False, "float")
     if op == "**":
         return Result(stmts, hcall("power", a, b))
-    return Result(stmts, compare(c, op, a, b), True)
+    return Result(stmts, compare(c, op, a, b, lhs.kind, r.kind), True)
 
 
-def arith(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> ast.expr:
+def interval(op: str, a: Bounds | None, b: Bounds | None) -> Bounds | None:
+    """Bounds of `a op b` for + and - from the operands' (None when not known)."""
+    if a is None or b is None or op == "*":
+        return None
+    (alo, ahi), (blo, bhi) = a, b
+    if op == "+":
+        lo = alo + blo if alo is not None and blo is not None else None
+        hi = ahi + bhi if ahi is not None and bhi is not None else None
+    else:
+        lo = alo - bhi if alo is not None and bhi is not None else None
+        hi = ahi - blo if ahi is not None and blo is not None else None
+    return lo, hi
+
+
+def _checks(
+    op: str, b: ast.expr, kinds: tuple[str | None, str | None], bounds: Bounds | None
+) -> tuple[bool, bool]:
+    """Whether `a op b` needs its lower and its upper int64 bound checked."""
+    ka, kb = kinds
+    if set(kinds) <= {"nat", "int", "float", "num"} and "float" in kinds:
+        return False, False  # a float result never overflows
+    small = isinstance(b, ast.Constant) and type(b.value) is int and 0 <= b.value <= 2**31
+    nats = ka == "nat" and kb == "nat"
+    need_lo = not ((op == "+" and small) or (op in ("+", "*") and nats) or (op == "-" and nats))
+    need_hi = not ((op == "-" and small) or (op == "-" and nats))
+    if bounds is not None:
+        need_lo = need_lo and (bounds[0] is None or bounds[0] < INT_MIN)
+        need_hi = need_hi and (bounds[1] is None or bounds[1] > INT_MAX)
+    return need_lo, need_hi
+
+
+def arith(
+    c: Compiler,
+    op: str,
+    a: ast.expr,
+    b: ast.expr,
+    kinds: tuple[str | None, str | None] = (None, None),
+    bounds: Bounds | None = None,
+) -> ast.expr:
     pyop, slow = _ARITH[op]
+    need_lo, need_hi = _checks(op, b, kinds, bounds)
+    if not need_lo and not need_hi:
+        return ast.BinOp(left=a, op=pyop, right=b)
     a1, a2 = _operand(c, a)
     b1, b2 = _operand(c, b)
     r = c.temp("r")
     named = ast.NamedExpr(target=store(r), value=ast.BinOp(left=a1, op=pyop, right=b1))
-    small = isinstance(b, ast.Constant) and type(b.value) is int and 0 <= b.value <= 2**31
-    if op == "+" and small:
+    if not need_lo:
         cond: ast.expr = ast.Compare(left=named, ops=[ast.LtE()], comparators=[const(INT_MAX)])
-    elif op == "-" and small:
+    elif not need_hi:
         cond = ast.Compare(left=named, ops=[ast.GtE()], comparators=[const(INT_MIN)])
     else:
         cond = ast.Compare(
@@ -190,11 +237,13 @@ def _class_is(e: ast.expr, ty: str) -> ast.expr:
     return ast.Compare(left=cls, ops=[ast.Is()], comparators=[helper(ty)])
 
 
-def compare(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> ast.expr:
+def compare(
+    c: Compiler, op: str, a: ast.expr, b: ast.expr, ka: str | None = None, kb: str | None = None
+) -> ast.expr:
     if op in ("==", "!="):
-        return equality(c, op == "!=", a, b)
+        return equality(c, op == "!=", a, b, ka, kb)
     pyop, slow = _CMP[op]
-    if _num_const(a) or _num_const(b):
+    if _num_const(a) or _num_const(b) or ka in _NUMERIC or kb in _NUMERIC:
         # Python raises for a number against a non-number, as Gene does.
         return ast.Compare(left=a, ops=[pyop], comparators=[b])
     a1, a2 = _operand(c, a)
@@ -202,7 +251,12 @@ def compare(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> ast.expr:
     return ast.IfExp(test=_class_is(a1, "int"), body=inline, orelse=hcall(slow, a2, b))
 
 
-def equality(c: Compiler, negate: bool, a: ast.expr, b: ast.expr) -> ast.expr:
+def equality(
+    c: Compiler, negate: bool, a: ast.expr, b: ast.expr, ka: str | None = None, kb: str | None = None
+) -> ast.expr:
+    if (ka in _INTS and kb in _INTS) or (ka == "str" and kb == "str"):
+        # Two ints or two strings: Python's == agrees with Gene's.
+        return ast.Compare(left=a, ops=[ast.NotEq() if negate else ast.Eq()], comparators=[b])
     if isinstance(a, ast.Constant) and isinstance(b, ast.Constant):
         from gene_jit.runtime.ops import eq
 
@@ -237,8 +291,9 @@ def equality(c: Compiler, negate: bool, a: ast.expr, b: ast.expr) -> ast.expr:
 def chain(c: Compiler, node: Chain, form: Form) -> Result:
     results = [emit(c, o, form) for o in node.operands]
     stmts, exprs = c.seq(results)
+    kinds = [r.kind for r in results]
     if len(exprs) == 2:
-        return Result(stmts, compare(c, node.ops[0], exprs[0], exprs[1]), True)
+        return Result(stmts, compare(c, node.ops[0], exprs[0], exprs[1], *kinds), True)
     # `a < b < c`: a conjunction, each middle operand evaluated once.
     shared: list[ast.expr] = [exprs[0]]
     for e in exprs[1:-1]:
@@ -249,7 +304,10 @@ def chain(c: Compiler, node: Chain, form: Form) -> Result:
             stmts.append(assign(t, e))
             shared.append(load(t))
     shared.append(exprs[-1])
-    tests = [compare(c, op, shared[i], shared[i + 1]) for i, op in enumerate(node.ops)]
+    tests = [
+        compare(c, op, shared[i], shared[i + 1], kinds[i], kinds[i + 1])
+        for i, op in enumerate(node.ops)
+    ]
     return Result(stmts, ast.BoolOp(op=ast.And(), values=tests), True)
 
 

@@ -23,7 +23,7 @@ from gene_jit.frontend.compiler_core import (
     syntax_error,
 )
 from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, segment_key
-from gene_jit.frontend.forms import Arr, Form, GeneF, Sym
+from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Sym
 
 # ---------------------------------------------------------------- variables
 
@@ -76,9 +76,11 @@ def assignment(c: Compiler, form: GeneF, op: str) -> Result:
         stmts = [assign(t, obj), *new.stmts]
         return Result(stmts, hcall("set_member", load(t), const(segment_key(parts[-1])), new.expr))
     ref = c.resolve(target.name)
-    res = c.compile(rhs) if op == "=" else _combine(c, op, pure(c.load_ref(ref)), rhs, form)
+    kind = c.kind_of(target.name, ref)
+    old = Result([], c.load_ref(ref), False, kind)
+    res = c.compile(rhs) if op == "=" else _combine(c, op, old, rhs, form)
     stmts = [*res.stmts, *c.store_ref(ref, res.expr)]
-    return Result(stmts, c.load_ref(ref))
+    return Result(stmts, c.load_ref(ref), False, kind)
 
 
 def _combine(c: Compiler, op: str, old: Result, rhs: Form, form: GeneF) -> Result:
@@ -155,9 +157,10 @@ def _if_chain(
 ) -> Result:
     neg, cond, body = clauses[0]
     tstmts, test = _test(c, neg, cond)
-    with c.block():
+    then_facts, else_facts = narrowing(c, neg, cond)
+    with c.block(), c.facts(then_facts):
         then = c.body(body, value)
-    with c.block():
+    with c.block(), c.facts(else_facts):
         other = (
             _if_chain(c, clauses[1:], else_body, value)
             if len(clauses) > 1
@@ -179,6 +182,49 @@ def _if_chain(
         orelse=[*other.stmts, assign(t, other.expr)],
     )
     return Result([*tstmts, node], load(t), then.is_bool and other.is_bool)
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+Facts = dict[str, tuple[int | None, int | None]]
+
+
+def narrowing(c: Compiler, neg: bool, cond: Form) -> tuple[Facts, Facts]:
+    """What `(x < 10)` (any of < <= > >= against an int literal, x a parameter never
+    assigned) proves about x in the then and in the else branch: a number within bounds
+    (the comparison raises for anything else). Used to drop overflow checks."""
+    if not (isinstance(cond, GeneF) and len(cond.children) == 2 and not cond.props):
+        return {}, {}
+    left, (opf, right) = cond.head, cond.children
+    op = sym_name(opf)
+    if op not in _FLIP:
+        return {}, {}
+    if isinstance(left, Lit) and isinstance(right, Sym):
+        left, right, op = right, left, _FLIP[op]
+    if not (isinstance(left, Sym) and isinstance(right, Lit) and type(right.value) is int):
+        return {}, {}
+    name, k = left.name, right.value
+    if name not in c.fn.stable or c.resolve(name).kind != "local":
+        return {}, {}
+    # x < k: x <= k-1 when true, x >= k when false (for ints; a float result of
+    # arithmetic never overflows, so int bounds are all that matter)
+    upper = {"<": k - 1, "<=": k}.get(op)
+    lower = {">": k + 1, ">=": k}.get(op)
+    if upper is not None:
+        yes: tuple[int | None, int | None] = (None, upper)
+        no: tuple[int | None, int | None] = (upper + 1, None)
+    else:
+        assert lower is not None
+        yes, no = (lower, None), (None, lower - 1)
+    if neg:
+        yes, no = no, yes
+    old = c.fn.bounds.get(name, (None, None))
+    return {name: _meet(old, yes)}, {name: _meet(old, no)}
+
+
+def _meet(a: tuple[int | None, int | None], b: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
+    lo = b[0] if a[0] is None else (a[0] if b[0] is None else max(a[0], b[0]))
+    hi = b[1] if a[1] is None else (a[1] if b[1] is None else min(a[1], b[1]))
+    return lo, hi
 
 
 @special("do")

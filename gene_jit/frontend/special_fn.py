@@ -28,6 +28,8 @@ from gene_jit.frontend.compiler_core import (
     sym_name,
     syntax_error,
 )
+from gene_jit.frontend.compiler_exprs import is_macro_value
+from gene_jit.frontend.compiler_types import infer_locals
 from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Sym
 from gene_jit.runtime import tiering
 from gene_jit.runtime.registry import py_name
@@ -117,6 +119,11 @@ def build_function(
             # `^top-k` binds the keyword argument top_k (registry.py's convention).
             scope.blocks[-1][k] = py
             scope.used.add(py)
+        scope.kinds, scope.stable = infer_locals(
+            body,
+            [n for n, _ in p.positional] + [k for k, _ in p.kwonly] + [p.rest or ""],
+            lambda n: n in c.macros or is_macro_value(c, n),
+        )
         pre: list[ast.stmt] = list(tiering.prologue(fn_id))
         for (_n, default), py in zip(p.positional, pos, strict=False):
             if default is not None:

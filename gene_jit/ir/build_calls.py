@@ -22,6 +22,11 @@ def call(b: FnBuilder, name: str, form: GeneF) -> Value:
         raise NotTypeable(f"calls local value {name}", form.span)
     target = b.program.resolve(name, b.key)
     if target is None:
+        from gene_jit.ir.ffi_calls import foreign_call
+
+        direct = foreign_call(b, name, form)
+        if direct is not None:
+            return direct
         raise NotTypeable(f"calls {name}, which tier 1 cannot type", form.span)
     if isinstance(target, str):
         handler = BUILTIN_CALLS.get(target)

@@ -79,6 +79,10 @@ def symbol(b: FnBuilder, sym: Sym) -> Value:
             arr = b.emit(Op.GET, ty=b.fn.locals[base], attr=base, span=sym.span)
             idx = [b.const(int(p), T.I64) for p in parts[1:]]
             return load(b, arr, idx, sym.span)
+        if base is not None and b.fn.locals[base].kind is T.Kind.STRUCT:
+            from gene_jit.ir.ffi_calls import field_read
+
+            return field_read(b, base, parts[1:], sym.span)
     raise NotTypeable(f"reads global or unknown name {sym.name}", sym.span)
 
 

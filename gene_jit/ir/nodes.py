@@ -44,6 +44,7 @@ class Op(Enum):
     BR = "br"
     CBR = "cbr"
     RET = "ret"
+    FFI = "ffi"  # attr: ffi_calls.ForeignCall (direct C call) or FieldRead
 
 
 TERMINATORS = frozenset({Op.BR, Op.CBR, Op.RET})

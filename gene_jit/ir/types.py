@@ -21,6 +21,7 @@ class Kind(Enum):
     PTR = "ptr"
     ARRAY = "array"
     FNREF = "fnref"
+    STRUCT = "struct"  # a C struct by value (gene_jit.ir.ffi_calls.StructType)
 
 
 @dataclass(frozen=True, slots=True)

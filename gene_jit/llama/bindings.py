@@ -245,6 +245,13 @@ def _set_logging(raw: Raw) -> None:
     raw.llama_log_set(_callback_pointer(_log_callback), None)
 
 
+def restore_logging() -> None:
+    """Take libllama's log back after importing `llama_cpp`, whose import installs its own
+    log callback (which prints every loader and graph message to stderr)."""
+    if _raw is not None:
+        _set_logging(_raw)
+
+
 def _callback_pointer(cb: Any) -> int:
     """The C address of an `ffi.callback` object, to store in a struct field or pass on."""
     for attr in ("address", "pointer"):

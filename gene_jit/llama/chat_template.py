@@ -18,14 +18,22 @@ FALLBACK_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-# Gemma's turn format, for Gemma GGUFs that carry no template (the default model's does
-# not); a system message becomes a user turn, as Gemma has no system role.
+# Gemma 3's turn format, for Gemma GGUFs that carry no template (the default model's does
+# not): Gemma has no system role, so a system message opens the first user turn.
 GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
+    "{{ bos_token }}"
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{% set prefix = messages[0]['content'] | trim %}{% set turns = messages[1:] %}"
+    "{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}"
     "{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
     "{% else %}{% set role = 'user' %}{% endif %}"
-    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n"
-    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    "<start_of_turn>{{ role }}\n"
+    "{% if loop.first and prefix %}{{ prefix }}\n\n{% endif %}"
+    "{{ message['content'] | trim }}<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if not turns and prefix %}<start_of_turn>user\n{{ prefix }}<end_of_turn>\n{% endif %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
 
 ROLES = ("system", "user", "assistant")

@@ -96,6 +96,8 @@ class TextAssembler:
         self.stopped = False
 
     def push(self, data: bytes) -> str:
+        if not self.stops:  # nothing to hold back but incomplete characters
+            return "" if self.stopped else self.decoder.decode(data)
         self.pending += self.decoder.decode(data)
         return self._release(final=False)
 
@@ -192,18 +194,24 @@ class Generation:
         stops: list[str] | None = None,
         seq: int = 0,
         on_token: Callable[[str], Any] | None = None,
+        end_at_control: bool = False,
     ) -> None:
         if n < 0:
             raise LlamaError(f"the number of tokens to generate must be >= 0, got {n}")
         self.model, self.ctx, self.seq, self.n = model, ctx, seq, n
         self.sampler = sampling.build(model)
+        self._sample = bindings.lib().llama_sampler_sample
         self.text = TextAssembler(list(stops or []))
         self.history = list(prompt_tokens)
         self.stats = Stats(prompt_tokens=len(prompt_tokens))
         self.on_token = on_token
+        # chat replies end at any control token (a base model that opens a new turn
+        # instead of closing its own would otherwise write both sides of the chat)
+        self.end_at = model.is_control if end_at_control else model.is_eog
         self.done = False
         self.parts: list[str] = []
         self._idx = -1
+        self._pending: int | None = None  # sampled, in the history, not yet decoded
         self._prefill()
 
     def _prefill(self) -> None:
@@ -225,34 +233,42 @@ class Generation:
         raise StopIteration
 
     def step(self) -> str:
-        """Sample one token and decode it; returns the text it completes (maybe "")."""
+        """Sample one token; returns the text it completes (maybe "").
+
+        The token is decoded at the start of the next step, not before its text is
+        returned: a stream shows each piece one forward pass sooner, and the last token
+        (or one after which the consumer stops) is never decoded for nothing."""
         if self.done:
             return ""
-        if self.stats.generated >= self.n:
+        stats = self.stats
+        if stats.generated >= self.n:
             return self._finish("length")
-        raw = bindings.lib()
         t0 = time.perf_counter()
-        with self.ctx.lock:
-            if getattr(self.ctx, "owner", None) is not self:
-                self._idx = self.ctx.prefill(self.seq, self.history)
-                self.ctx.owner = self
-            tok = int(raw.llama_sampler_sample(self.sampler.ptr, self.ctx.ptr, self._idx))
-            if self.model.is_eog(tok):
-                self.stats.generate_seconds += time.perf_counter() - t0
+        ctx = self.ctx
+        with ctx.lock:
+            if ctx.owner is not self:
+                self._idx = ctx.prefill(self.seq, self.history)
+                ctx.owner = self
+            elif self._pending is not None:
+                self._advance(self._pending)
+            self._pending = None
+            tok = self._sample(self.sampler.ptr, ctx.ptr, self._idx)
+            if self.end_at(tok):
+                stats.generate_seconds += time.perf_counter() - t0
                 return self._finish("stop")
-            self.stats.generated += 1
-            self.stats.tokens.append(tok)
+            stats.generated += 1
+            stats.tokens.append(tok)
             self.history.append(tok)
-            if self.stats.generated < self.n:
-                self._advance(tok)
-        self.stats.generate_seconds += time.perf_counter() - t0
+            self._pending = tok
+        stats.generate_seconds += time.perf_counter() - t0
         chunk = self.text.push(self.model.piece(tok))
         if self.text.stopped:
             self._emit(chunk)
             self._finish("stop")
             return chunk
-        self._emit(chunk)
-        if self.stats.generated >= self.n:
+        if chunk:
+            self._emit(chunk)
+        if stats.generated >= self.n:
             return chunk + self._finish("length")
         return chunk
 
@@ -268,7 +284,7 @@ class Generation:
             self.stats.shifted += 1
             self.history = list(ctx.tokens[seq])
             self.history.append(tok)
-        self._idx = ctx.feed(seq, [tok])
+        self._idx = ctx.feed_one(seq, tok)
 
     def _emit(self, chunk: str) -> str:
         if chunk:

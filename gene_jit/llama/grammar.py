@@ -41,6 +41,9 @@ def schema_to_gbnf(schema: Any) -> str:
         raise GrammarError("a JSON schema must be an object")
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    from gene_jit.llama.bindings import restore_logging
+
+    restore_logging()
     try:
         return str(json_schema_to_gbnf(json.dumps(schema_obj)))
     except Exception as exc:  # the converter raises bare exceptions for unsupported schemas

@@ -72,6 +72,7 @@ class Context:
         self.last_decoded = 0  # tokens the last prefill had to decode (the rest were cached)
         self.owner: Any = None  # the generation whose state the KV cache holds
         self.batch = bindings.BatchHandle(max(self.n_batch, n_seq), n_seq)
+        self._decode = raw.llama_decode
 
     def clear(self) -> None:
         bindings.lib().llama_memory_clear(self.memory, True)
@@ -113,6 +114,21 @@ class Context:
                 raise LlamaError(f"libllama could not decode the batch (llama_decode returned {rc})")
             held.extend(chunk)
         return last
+
+    def feed_one(self, seq: int, token: int) -> int:
+        """`feed(seq, [token])` without the chunking: the per-token path of generation."""
+        held = self.tokens[seq]
+        pos = len(held)
+        if pos + 1 > self.n_ctx_seq:
+            return self.feed(seq, [token])  # raises the context-full error
+        batch = self.batch
+        batch.n_tokens = 0
+        batch.add(token, pos, seq, True)
+        rc = self._decode(self.ptr, batch.value())
+        if rc != 0:
+            raise LlamaError(f"libllama could not decode the token (llama_decode returned {rc})")
+        held.append(token)
+        return 0
 
     def prefill(self, seq: int, tokens: list[int]) -> int:
         """Make `seq` hold exactly `tokens`, reusing the longest cached prefix; at least the
@@ -189,6 +205,10 @@ class Model:
         self._embed_ctx: Context | None = None
         self._lock = threading.Lock()
         self.embedding_cache: dict[str, Any] = {}
+        # per-token facts that never change for a vocabulary, cached so that the token
+        # loop makes no libllama call (and no buffer allocation) for them after the first
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
         self.last_stream: Any = None  # state of get-next-token
         self.last_stats: Any = None  # Stats of the last generation
         _current = self
@@ -269,6 +289,14 @@ class Model:
 
     def piece(self, token: int, special: bool = False) -> bytes:
         """The bytes of one token (possibly part of a UTF-8 character)."""
+        if not special:
+            data = self._pieces.get(token)
+            if data is None:
+                data = self._pieces[token] = self._piece(token, False)
+            return data
+        return self._piece(token, special)
+
+    def _piece(self, token: int, special: bool) -> bytes:
         buf = ctypes.create_string_buffer(64)  # per call: threads may decode at once
         n = bindings.lib().llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
         if n < 0:
@@ -277,7 +305,14 @@ class Model:
         return buf.raw[:n]
 
     def is_eog(self, token: int) -> bool:
-        return bool(bindings.lib().llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(bindings.lib().llama_vocab_is_eog(self.vocab, token))
+        return eog
+
+    def is_control(self, token: int) -> bool:
+        """End-of-generation or any other control token (turn markers, BOS, padding)."""
+        return self.is_eog(token) or bool(bindings.lib().llama_vocab_is_control(self.vocab, token))
 
     def token_text(self, token: int) -> str:
         ptr = bindings.lib().llama_vocab_get_text(self.vocab, int(token))

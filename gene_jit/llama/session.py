@@ -53,7 +53,9 @@ class ChatSession:
         sampling = Sampling.from_kwargs(self.model, kw)
         self.messages.append({"role": "user", "content": message})
         tokens = self._fitting_prompt(n)
-        gen = Generation(self.model, self.ctx, tokens, n, sampling, stops, on_token=on_token)
+        gen = Generation(
+            self.model, self.ctx, tokens, n, sampling, stops, on_token=on_token, end_at_control=True
+        )
         reply = gen.run().strip()
         self.last_stats = gen.stats
         self.messages.append({"role": "assistant", "content": reply})

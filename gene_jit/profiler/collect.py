@@ -73,8 +73,13 @@ class Profiler:
 
     def build(self) -> ProfileData:
         self.names.scan_live()
-        data = ProfileData(self.program, self._wall * 1e3, jit_mode=tiering.mode(),
-                           sample_interval_ms=self.sample_interval * 1e3, samples=self.sampler.samples)
+        data = ProfileData(
+            self.program,
+            self._wall * 1e3,
+            jit_mode=tiering.mode(),
+            sample_interval_ms=self.sample_interval * 1e3,
+            samples=self.sampler.samples,
+        )
         by_fn: dict[GeneFn, FunctionStats] = {}
         index = self._def_index()
         for (file, name, line), calls in self.counters.call_counts():
@@ -101,13 +106,17 @@ class Profiler:
     def _def_index(self) -> dict[tuple[str, str, int], GeneFn]:
         """(file, Python def name, line) of each counted def -> its Gene function."""
         files = _gene_files()
-        index = {(c.co_filename, c.co_name, c.co_firstlineno): fn for c, fn in self.names.by_code.items()}
+        index = {
+            (c.co_filename, c.co_name, c.co_firstlineno): fn for c, fn in self.names.by_code.items()
+        }
         for key in self.counters.defs:
             if key not in index:
                 file, name, line = key
                 if name == " top":
                     index[key] = GeneFn(TOP_LEVEL, file, 0)
-                elif name.startswith(" fn") and file in files:  # anonymous, created before profiling
+                elif (
+                    name.startswith(" fn") and file in files
+                ):  # anonymous, created before profiling
                     index[key] = GeneFn(f"fn@{line}", file, line)
         return index
 
@@ -164,7 +173,11 @@ class Profiler:
                 frame = Frame(f"[{item}]", "", 0)
             else:
                 fn = self.names.lookup(item, files)
-                frame = Frame(fn.name, fn.file, fn.line) if fn else Frame(item.co_name, item.co_filename, item.co_firstlineno)
+                frame = (
+                    Frame(fn.name, fn.file, fn.line)
+                    if fn
+                    else Frame(item.co_name, item.co_filename, item.co_firstlineno)
+                )
             if frame not in index:
                 index[frame] = len(index)
                 data.frames.append(frame)

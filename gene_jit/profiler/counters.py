@@ -114,14 +114,25 @@ class _Instrument(ast.NodeVisitor):
         """`t = 0; try: <loop with t += 1 first> finally: loop_trips[k] += t`: a local
         count per iteration (cheapest), added to the shared list however the loop ends."""
         line, col = node.lineno, node.col_offset + 1
-        site = LoopSite(self.filename, line, col, _loop_kind(self.filename, line, col),
-                        self.owners[-1] if self.owners else None)
+        site = LoopSite(
+            self.filename,
+            line,
+            col,
+            _loop_kind(self.filename, line, col),
+            self.owners[-1] if self.owners else None,
+        )
         k = self.counters.add_site(site)
         local = f" trips{k}"
-        node.body.insert(0, ast.AugAssign(target=ast.Name(id=local, ctx=ast.Store()), op=ast.Add(),
-                                          value=ast.Constant(1)))
+        node.body.insert(
+            0,
+            ast.AugAssign(
+                target=ast.Name(id=local, ctx=ast.Store()), op=ast.Add(), value=ast.Constant(1)
+            ),
+        )
         init = ast.Assign(targets=[ast.Name(id=local, ctx=ast.Store())], value=ast.Constant(0))
-        target = ast.Subscript(value=ast.Name(id=COUNTERS, ctx=ast.Load()), slice=ast.Constant(k), ctx=ast.Store())
+        target = ast.Subscript(
+            value=ast.Name(id=COUNTERS, ctx=ast.Load()), slice=ast.Constant(k), ctx=ast.Store()
+        )
         flush = ast.AugAssign(target=target, op=ast.Add(), value=ast.Name(id=local, ctx=ast.Load()))
         wrapped = ast.Try(body=[node], handlers=[], orelse=[], finalbody=[flush])
         for new in (init, wrapped, flush, node.body[0]):
@@ -131,7 +142,9 @@ class _Instrument(ast.NodeVisitor):
 
 def _prepend(node: ast.FunctionDef | ast.While | ast.For, counters: str, k: int) -> None:
     """Put `counters[k] += 1` first in `node`'s body (after `global`/`nonlocal`)."""
-    target = ast.Subscript(value=ast.Name(id=counters, ctx=ast.Load()), slice=ast.Constant(k), ctx=ast.Store())
+    target = ast.Subscript(
+        value=ast.Name(id=counters, ctx=ast.Load()), slice=ast.Constant(k), ctx=ast.Store()
+    )
     bump = ast.AugAssign(target=target, op=ast.Add(), value=ast.Constant(1))
     ast.copy_location(bump, node.body[0] if node.body else node)
     i = 0

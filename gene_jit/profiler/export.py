@@ -18,8 +18,10 @@ def json_report(data: ProfileData, sort: str = "total", top: int | None = None) 
 
 
 def speedscope(data: ProfileData) -> dict[str, Any]:
-    frames = [{"name": f.name, "file": f.file, "line": f.line} if f.file else {"name": f.name}
-              for f in data.frames]
+    frames = [
+        {"name": f.name, "file": f.file, "line": f.line} if f.file else {"name": f.name}
+        for f in data.frames
+    ]
     samples = [list(stack) for stack, _ in data.stacks]
     weights = [round(ms, 6) for _, ms in data.stacks]
     return {
@@ -28,15 +30,17 @@ def speedscope(data: ProfileData) -> dict[str, Any]:
         "exporter": "gene-jit profile",
         "activeProfileIndex": 0,
         "shared": {"frames": frames},
-        "profiles": [{
-            "type": "sampled",
-            "name": data.program,
-            "unit": "milliseconds",
-            "startValue": 0,
-            "endValue": round(sum(weights), 6),
-            "samples": samples,
-            "weights": weights,
-        }],
+        "profiles": [
+            {
+                "type": "sampled",
+                "name": data.program,
+                "unit": "milliseconds",
+                "startValue": 0,
+                "endValue": round(sum(weights), 6),
+                "samples": samples,
+                "weights": weights,
+            }
+        ],
     }
 
 

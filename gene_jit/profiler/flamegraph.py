@@ -62,10 +62,10 @@ def render(data: ProfileData, title: str | None = None) -> str:
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
         f'viewBox="0 0 {WIDTH} {height}" font-family="monospace" font-size="12">',
-        '<style>g.frame:hover rect { stroke: black; stroke-width: 0.8; } text { pointer-events: none; }</style>',
+        "<style>g.frame:hover rect { stroke: black; stroke-width: 0.8; } text { pointer-events: none; }</style>",
         f'<rect class="background" x="0" y="0" width="{WIDTH}" height="{height}" fill="rgb(250,250,245)"/>',
         f'<text x="{WIDTH / 2}" y="22" text-anchor="middle" font-size="15">'
-        f'{escape(title or "flame graph: " + data.program)}</text>',
+        f"{escape(title or 'flame graph: ' + data.program)}</text>",
     ]
     total = root.ms
 
@@ -75,10 +75,16 @@ def render(data: ProfileData, title: str | None = None) -> str:
         share = 100 * node.ms / total if total else 0.0
         tip = f"{node.name} ({node.where}) " if node.where else f"{node.name} "
         tip += f"{node.ms:,.2f} ms, {share:.1f}%"
-        label = node.name if len(node.name) * CHAR_W < w - 4 else (node.name[: int((w - 4) / CHAR_W) - 2] + ".." if w > 3 * CHAR_W else "")
-        out.append(f'<g class="frame"><title>{escape(tip)}</title>'
-                   f'<rect x="{x:.2f}" y="{y}" width="{max(w, 0.1):.2f}" height="{ROW - 1}" rx="2" fill="{_color(node)}"/>'
-                   f'<text x="{x + 3:.2f}" y="{y + ROW - 5}">{escape(label)}</text></g>')
+        label = (
+            node.name
+            if len(node.name) * CHAR_W < w - 4
+            else (node.name[: int((w - 4) / CHAR_W) - 2] + ".." if w > 3 * CHAR_W else "")
+        )
+        out.append(
+            f'<g class="frame"><title>{escape(tip)}</title>'
+            f'<rect x="{x:.2f}" y="{y}" width="{max(w, 0.1):.2f}" height="{ROW - 1}" rx="2" fill="{_color(node)}"/>'
+            f'<text x="{x + 3:.2f}" y="{y + ROW - 5}">{escape(label)}</text></g>'
+        )
         cx = x
         for child in sorted(node.children.values(), key=lambda c: c.name):
             emit(child, cx, level + 1)

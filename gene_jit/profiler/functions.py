@@ -43,11 +43,11 @@ class FunctionNames:
             self.note(pyfunc)
             return original(fn_id, pyfunc, info)
 
-        tiering.register = register  # type: ignore[assignment]
+        tiering.register = register
 
     def uninstall(self) -> None:
         if self._original is not None:
-            tiering.register = self._original  # type: ignore[assignment]
+            tiering.register = self._original
             self._original = None
 
     def note(self, pyfunc: Any) -> None:

@@ -99,7 +99,9 @@ class ProfileData:
             "program": self.program,
             "wall_ms": round(self.wall_ms, 3),
             "jit": self.jit_mode,
-            "functions": [_rounded(asdict(f)) for f in (self.functions if functions is None else functions)],
+            "functions": [
+                _rounded(asdict(f)) for f in (self.functions if functions is None else functions)
+            ],
             "loops": [asdict(lp) for lp in self.loops],
             "libraries": libs,
             "samples": self.samples,

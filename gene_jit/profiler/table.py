@@ -20,7 +20,9 @@ SORT_KEYS = {
 }
 
 
-def ordered(functions: list[FunctionStats], sort: str = "total", top: int | None = None) -> list[FunctionStats]:
+def ordered(
+    functions: list[FunctionStats], sort: str = "total", top: int | None = None
+) -> list[FunctionStats]:
     out = sorted(functions, key=SORT_KEYS[sort])
     return out[:top] if top is not None else out
 
@@ -34,11 +36,28 @@ def _ms(v: float) -> str:
 
 
 def function_table(data: ProfileData, sort: str, top: int | None) -> Table:
-    t = Table(title=f"gene-jit profile: {data.program}  ({_ms(data.wall_ms)} ms, JIT {data.jit_mode})",
-              title_justify="left", header_style="bold")
-    for col in ("function", "where", "calls", "total ms", "self ms", "tier", "sigs", "compile ms",
-                "cache hits", "guard misses"):
-        t.add_column(col, justify="left" if col in ("function", "where") else "right", no_wrap=col != "function")
+    t = Table(
+        title=f"gene-jit profile: {data.program}  ({_ms(data.wall_ms)} ms, JIT {data.jit_mode})",
+        title_justify="left",
+        header_style="bold",
+    )
+    for col in (
+        "function",
+        "where",
+        "calls",
+        "total ms",
+        "self ms",
+        "tier",
+        "sigs",
+        "compile ms",
+        "cache hits",
+        "guard misses",
+    ):
+        t.add_column(
+            col,
+            justify="left" if col in ("function", "where") else "right",
+            no_wrap=col != "function",
+        )
     t.add_column("why tier 0", overflow="fold", ratio=1)
     for f in ordered(data.functions, sort, top):
         why = ""
@@ -48,10 +67,19 @@ def function_table(data: ProfileData, sort: str, top: int | None) -> Table:
                 why += f"\n  at line {f.reason_line}"
                 if f.reason_form:
                     why += f": {f.reason_form}"
-        t.add_row(f.name, _where(f.file, f.line), f"{f.calls:,}", _ms(f.total_ms), _ms(f.self_ms),
-                  str(f.tier), str(len(f.signatures)) if f.signatures else "",
-                  _ms(f.compile_ms) if f.compile_ms else "", str(f.cache_hits) if f.tier else "",
-                  str(f.guard_misses) if f.tier else "", why)
+        t.add_row(
+            f.name,
+            _where(f.file, f.line),
+            f"{f.calls:,}",
+            _ms(f.total_ms),
+            _ms(f.self_ms),
+            str(f.tier),
+            str(len(f.signatures)) if f.signatures else "",
+            _ms(f.compile_ms) if f.compile_ms else "",
+            str(f.cache_hits) if f.tier else "",
+            str(f.guard_misses) if f.tier else "",
+            why,
+        )
     return t
 
 
@@ -59,7 +87,9 @@ def loop_table(data: ProfileData, top: int | None) -> Table | None:
     loops = [lp for lp in data.loops if lp.trips > 0]
     if not loops:
         return None
-    t = Table(title="hot loops (iterations run in tier 0)", title_justify="left", header_style="bold")
+    t = Table(
+        title="hot loops (iterations run in tier 0)", title_justify="left", header_style="bold"
+    )
     for col in ("loop", "where", "in", "trips"):
         t.add_column(col, justify="right" if col == "trips" else "left")
     for lp in loops[:top] if top is not None else loops:
@@ -76,12 +106,19 @@ def library_table(data: ProfileData) -> Table | None:
     for lib in data.libraries:
         share = 100 * lib.ms / data.wall_ms if data.wall_ms else 0.0
         tps = lib.tokens_per_s
-        t.add_row(lib.name, _ms(lib.ms), f"{share:.1f}",
-                  str(lib.tokens) if lib.tokens else "", f"{tps:,.1f}" if tps else "")
+        t.add_row(
+            lib.name,
+            _ms(lib.ms),
+            f"{share:.1f}",
+            str(lib.tokens) if lib.tokens else "",
+            f"{tps:,.1f}" if tps else "",
+        )
     return t
 
 
-def print_report(data: ProfileData, sort: str = "total", top: int | None = None, file: IO[str] | None = None) -> None:
+def print_report(
+    data: ProfileData, sort: str = "total", top: int | None = None, file: IO[str] | None = None
+) -> None:
     probe = Console(file=file)
     # Not a terminal (a file, a pipe): wide enough that rows do not wrap.
     console = probe if probe.is_terminal else Console(file=file, width=160)

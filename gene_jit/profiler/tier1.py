@@ -35,7 +35,9 @@ def annotate(st: FunctionStats) -> None:
     rec = _record(st.name)
     if rec is None:
         st.tier = 0
-        st.reason = "the JIT is off (GENE_JIT=0)" if tiering.mode() == "off" else "the JIT is not loaded"
+        st.reason = (
+            "the JIT is off (GENE_JIT=0)" if tiering.mode() == "off" else "the JIT is not loaded"
+        )
         return
     st.tier = int(rec.tier)
     # Calls from native code and through a native entry bypass tier 0's counter; the
@@ -46,7 +48,10 @@ def annotate(st: FunctionStats) -> None:
     st.cache_hits = int(rec.cache_hits)
     st.guard_misses = int(rec.guard_misses)
     if st.tier == 0:
-        reason = rec.reason or f"not compiled after {rec.calls} calls (not hot, or argument types tier 1 does not take)"
+        reason = (
+            rec.reason
+            or f"not compiled after {rec.calls} calls (not hot, or argument types tier 1 does not take)"
+        )
         m = _WHERE.search(reason)
         if m is not None:
             reason = reason[: m.start()]

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from gene_jit.runtime.errors import GeneArityError, GeneError, GeneTypeError
 from gene_jit.runtime.printer import display, repr_
+from gene_jit.runtime.ops_ndarray import array_get, array_get_default, is_ndarray
 from gene_jit.runtime.registry import Namespace, builtin
 from gene_jit.runtime.values import (
     INT_MAX,
@@ -225,7 +226,9 @@ def gene_len(coll: Any) -> int:
         return len(coll.items)
     if coll is not None and hasattr(coll, "__len__") and not isinstance(coll, type):
         return len(coll)
-    raise GeneTypeError(f"len: expected a string, array, map, set, gene or range, got {type_name(coll)}")
+    raise GeneTypeError(
+        f"len: expected a string, array, map, set, gene or range, got {type_name(coll)}"
+    )
 
 
 @gene_builtin("get")
@@ -248,6 +251,8 @@ def gene_get(coll: Any, key: Any, default: Any = None) -> Any:
         return coll.get(key, default) if isinstance(key, str) else default
     if coll is None:
         return default
+    if is_ndarray(coll):  # tier 1's semantics: wraps negative indexes, raises out of range
+        return array_get(coll, key) if default is None else array_get_default(coll, key, default)
     raise GeneTypeError(f"get: cannot look up a key in {type_name(coll)} {repr_(coll)}")
 
 

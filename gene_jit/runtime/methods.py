@@ -35,7 +35,7 @@ def _char_at(s: str, i: Any) -> str:
 
 
 def _str_append(s: str, *xs: Any) -> str:
-    return coll.append(s, *xs)  # type: ignore[no-any-return]
+    return coll.append(s, *xs)
 
 
 STRING_METHODS: dict[str, Method] = {
@@ -178,7 +178,7 @@ ANY_METHODS: dict[str, Method] = {
 def _callable(name: str, f: Any) -> Callable[..., Any]:
     if not callable(f):
         raise GeneTypeError(f".{name}: expected a function, got {type_name(f)}")
-    return f  # type: ignore[no-any-return]
+    return f
 
 
 def _checked(kind: str, name: str, fn: Method) -> Method:

@@ -21,6 +21,8 @@ from gene_jit.runtime.errors import (
     GeneThrow,
     GeneTypeError,
 )
+from gene_jit.runtime.ops_ndarray import array_get, array_set, array_values
+from gene_jit.runtime.ops_ndarray import is_ndarray as _is_ndarray
 from gene_jit.runtime.registry import BUILTINS, Namespace
 from gene_jit.runtime.values import (
     INT_MAX,
@@ -235,6 +237,8 @@ def spread(v: Any) -> Iterable[Any]:
         return list(v.values())
     if v is None:
         return ()
+    if _is_ndarray(v):
+        return list(array_values(v))
     raise GeneTypeError(f"cannot spread a {kind_name(v)}")
 
 
@@ -252,6 +256,8 @@ def iter_values(v: Any) -> Iterable[Any]:
         return v
     if v is None:
         return ()
+    if _is_ndarray(v):
+        return array_values(v)
     if hasattr(v, "__iter__"):
         return v  # type: ignore[no-any-return]
     raise GeneTypeError(f"cannot iterate over a {kind_name(v)}")
@@ -410,6 +416,8 @@ def set_member(obj: Any, key: Any, value: Any) -> Any:
             obj.props[key] = value
     elif t is GeneClass:
         obj.members[key] = value
+    elif _is_ndarray(obj):
+        return array_set(obj, key, value)
     else:
         raise GeneTypeError(f"cannot set member {key} of a {kind_name(obj)}")
     return value

@@ -30,7 +30,9 @@ class Namespace:
 
     __slots__ = ("name", "members", "parent", "_loaders")
 
-    def __init__(self, name: str, members: dict[str, Any] | None = None, parent: Namespace | None = None):
+    def __init__(
+        self, name: str, members: dict[str, Any] | None = None, parent: Namespace | None = None
+    ):
         self.name = name
         self.members: dict[str, Any] = members if members is not None else {}
         self.parent = parent

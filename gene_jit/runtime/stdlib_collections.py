@@ -33,7 +33,7 @@ def elements(name: str, coll: Any) -> Iterable[Any]:
 def _fn(name: str, f: Any) -> Callable[..., Any]:
     if not callable(f):
         raise GeneTypeError(f"{name}: expected a function, got {type_name(f)}")
-    return f  # type: ignore[no-any-return]
+    return f
 
 
 def _fn_and_coll(name: str, f: Any, coll: Any) -> tuple[Callable[..., Any], Any]:
@@ -187,13 +187,20 @@ def _compare_result(fn: Callable[..., Any], a: Any, b: Any) -> int:
         return 1 if truthy(fn(b, a)) else 0
     if isinstance(r, (int, float)):
         return (r > 0) - (r < 0)
-    raise GeneTypeError(f"sort: the compare function must return a number or a bool, got {type_name(r)}")
+    raise GeneTypeError(
+        f"sort: the compare function must return a number or a bool, got {type_name(r)}"
+    )
 
 
 def _check_sortable(items: list[Any]) -> None:
-    kinds = {"number" if isinstance(x, (int, float)) and not isinstance(x, bool) else type_name(x) for x in items}
+    kinds = {
+        "number" if isinstance(x, (int, float)) and not isinstance(x, bool) else type_name(x)
+        for x in items
+    }
     if len(kinds) > 1 or (kinds and kinds.isdisjoint({"number", "string"})):
-        raise GeneTypeError(f"sort: can only sort numbers or strings, got {', '.join(sorted(kinds))}")
+        raise GeneTypeError(
+            f"sort: can only sort numbers or strings, got {', '.join(sorted(kinds))}"
+        )
 
 
 @gene_builtin("contains")

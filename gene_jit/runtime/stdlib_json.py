@@ -31,7 +31,9 @@ def json_parse(text: Any) -> Any:
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise GeneJSONError(f"json/parse: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise GeneJSONError(
+            f"json/parse: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     return _check_ints(value)
 
 

@@ -20,7 +20,7 @@ _NUM = (int, float)
 
 
 def _num(name: str, v: Any) -> int | float:
-    return expect(name, v, _NUM, "a number")  # type: ignore[no-any-return]
+    return expect(name, v, _NUM, "a number")
 
 
 @gene_builtin("abs")

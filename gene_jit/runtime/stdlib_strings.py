@@ -15,7 +15,7 @@ from gene_jit.runtime.values import GeneSet, Range
 
 
 def _s(name: str, v: Any) -> str:
-    return expect(name, v, str, "a string")  # type: ignore[no-any-return]
+    return expect(name, v, str, "a string")
 
 
 @gene_builtin("join")
@@ -143,7 +143,9 @@ def gene_format(template: Any, *args: Any) -> str:
         else:
             raise GeneTypeError(f"format: bad placeholder {{{field}}}: use {{}} or {{N}}")
         if index >= len(args):
-            raise GeneArityError(f"format: placeholder {{{field}}} needs argument {index + 1}, got {len(args)}")
+            raise GeneArityError(
+                f"format: placeholder {{{field}}} needs argument {index + 1}, got {len(args)}"
+            )
         value = args[index]
         out.append("nil" if value is None else display(value))
         i = close + 1

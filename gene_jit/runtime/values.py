@@ -76,7 +76,10 @@ class Gene:
     __slots__ = ("type", "props", "children")
 
     def __init__(
-        self, type: Any = None, props: dict[str, Any] | None = None, children: list[Any] | None = None
+        self,
+        type: Any = None,
+        props: dict[str, Any] | None = None,
+        children: list[Any] | None = None,
     ) -> None:
         self.type = type
         self.props = props if props is not None else {}
@@ -139,7 +142,9 @@ class Range:
 
 def _float_range(start: float, end: float, step: float, inclusive: bool) -> Any:
     x = start
-    while (x < end or (inclusive and x == end)) if step > 0 else (x > end or (inclusive and x == end)):
+    while (
+        (x < end or (inclusive and x == end)) if step > 0 else (x > end or (inclusive and x == end))
+    ):
         yield x
         x += step
 

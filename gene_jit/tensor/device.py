@@ -69,7 +69,7 @@ def parse_device(spec: Any) -> Device:
             if kind == "cpu":
                 return CPU
             return Device("cuda", int(idx or 0))
-    raise GeneTypeError(f"unknown device {spec!r}: expected :cpu or :cuda (or \"cuda:N\")")
+    raise GeneTypeError(f'unknown device {spec!r}: expected :cpu or :cuda (or "cuda:N")')
 
 
 def cuda_problem(dev: Device) -> tuple[str, str]:
@@ -110,6 +110,9 @@ def open_device(spec: Any, strict: bool = False) -> Device:
         return dev
     if strict:
         raise DeviceError(f"cannot use device {dev}: {headline}")
-    print(f"warning: {headline}: device {dev} is unusable here; tensors placed on it will raise",
-          file=sys.stderr, flush=True)
+    print(
+        f"warning: {headline}: device {dev} is unusable here; tensors placed on it will raise",
+        file=sys.stderr,
+        flush=True,
+    )
     return Device(dev.kind, dev.index, unavailable=cause)

@@ -24,8 +24,16 @@ STORAGE: dict[str, np.dtype] = {
     "i64": np.dtype(np.int64),
 }
 ALIASES = {
-    "float32": "f32", "float16": "f16", "half": "f16", "bfloat16": "bf16", "float64": "f64",
-    "double": "f64", "float": "f32", "int32": "i32", "int64": "i64", "int": "i64",
+    "float32": "f32",
+    "float16": "f16",
+    "half": "f16",
+    "bfloat16": "bf16",
+    "float64": "f64",
+    "double": "f64",
+    "float": "f32",
+    "int32": "i32",
+    "int64": "i64",
+    "int": "i64",
 }
 FLOATS = ("f32", "f16", "bf16", "f64")
 

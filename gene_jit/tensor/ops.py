@@ -45,7 +45,9 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     except Exception as exc:
         raise GeneTypeError(f"cannot make a tensor from {_kind(x)}: {exc}") from None
     if arr.dtype == object or arr.dtype.kind not in "fiub":
-        raise GeneTypeError(f"cannot make a tensor from {_kind(x)}: need numbers in a regular nested array")
+        raise GeneTypeError(
+            f"cannot make a tensor from {_kind(x)}: need numbers in a regular nested array"
+        )
     dtype = "f32" if arr.dtype.kind == "f" else "i64"
     if like is not None and arr.ndim == 0 and like.dtype in FLOATS:
         dtype = like.dtype
@@ -196,7 +198,9 @@ rand = _filled(lambda s: _RNG.random(s), "tensor/rand")
 randn = _filled(lambda s: _RNG.standard_normal(s), "tensor/randn")
 
 
-def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, device: Any = None) -> Tensor:
+def arange(
+    start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, device: Any = None
+) -> Tensor:
     """`(tensor/arange start stop)`; integers give i64 unless a dtype is named."""
     if stop is None:
         start, stop = 0, start
@@ -243,7 +247,9 @@ def transpose(t: Tensor, axes: Any = None) -> Tensor:
     else:
         perm = list(axes)
         if sorted(perm) != list(range(t.ndim)):
-            raise TensorShapeError(f"tensor/transpose: axes {perm} do not permute {fmt_shape(t.shape)}")
+            raise TensorShapeError(
+                f"tensor/transpose: axes {perm} do not permute {fmt_shape(t.shape)}"
+            )
     return Tensor(np.ascontiguousarray(t.data.transpose(perm)), t.dtype, t.device)
 
 
@@ -272,7 +278,9 @@ def get(t: Tensor, *index: int) -> Any:
         raise GeneIndexError(f"tensor/get: {len(index)} indexes for shape {fmt_shape(t.shape)}")
     for ax, i in enumerate(index):
         if not isinstance(i, int) or not -t.shape[ax] <= i < t.shape[ax]:
-            raise GeneIndexError(f"tensor/get: index {i!r} out of range for axis {ax} of shape {fmt_shape(t.shape)}")
+            raise GeneIndexError(
+                f"tensor/get: index {i!r} out of range for axis {ax} of shape {fmt_shape(t.shape)}"
+            )
     item = t.data[tuple(index)]
     if len(index) == t.ndim:
         return values(Tensor(np.asarray(item), t.dtype)).item()
@@ -306,7 +314,9 @@ def concat(ts: Sequence[Any], axis: int = 0) -> Tensor:
     first = tensors[0]
     ax = _axis(first, axis, "tensor/concat")
     for i, x in enumerate(tensors[1:], 1):
-        if x.ndim != first.ndim or any(a != b for d, (a, b) in enumerate(zip(x.shape, first.shape, strict=False)) if d != ax):
+        if x.ndim != first.ndim or any(
+            a != b for d, (a, b) in enumerate(zip(x.shape, first.shape, strict=False)) if d != ax
+        ):
             raise TensorShapeError(
                 f"tensor/concat: tensor {i} has shape {fmt_shape(x.shape)}, tensor 0 has "
                 f"{fmt_shape(first.shape)}; they must agree except on axis {ax}"
@@ -328,10 +338,14 @@ def broadcast_shape(op: str, a: Sequence[int], b: Sequence[int]) -> tuple[int, .
     try:
         return tuple(np.broadcast_shapes(tuple(a), tuple(b)))
     except ValueError:
-        raise TensorShapeError(f"{op}: shapes {fmt_shape(a)} and {fmt_shape(b)} do not broadcast") from None
+        raise TensorShapeError(
+            f"{op}: shapes {fmt_shape(a)} and {fmt_shape(b)} do not broadcast"
+        ) from None
 
 
-def _binary(name: str, f: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[Any, Any], Tensor]:
+def _binary(
+    name: str, f: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> Callable[[Any, Any], Tensor]:
     op = f"tensor/{name}"
 
     @on_device(name)
@@ -360,7 +374,9 @@ mul = _binary("mul", np.multiply)
 div = _binary("div", np.true_divide)
 
 
-def _unary(name: str, f: Callable[[np.ndarray], np.ndarray], kernel: str | None = None) -> Callable[[Any], Tensor]:
+def _unary(
+    name: str, f: Callable[[np.ndarray], np.ndarray], kernel: str | None = None
+) -> Callable[[Any], Tensor]:
     @on_device(name)
     def run(t: Any) -> Tensor:
         t = as_tensor(t)
@@ -400,7 +416,9 @@ def matmul(a: Any, b: Any) -> Tensor:
     ta, tb = as_tensor(a), as_tensor(b)
     sa, sb = ta.shape, tb.shape
     if ta.ndim == 0 or tb.ndim == 0:
-        raise TensorShapeError(f"tensor/matmul: needs tensors of rank >= 1, got {fmt_shape(sa)} and {fmt_shape(sb)}")
+        raise TensorShapeError(
+            f"tensor/matmul: needs tensors of rank >= 1, got {fmt_shape(sa)} and {fmt_shape(sb)}"
+        )
     k_a = sa[-1]
     k_b = sb[-2] if tb.ndim >= 2 else sb[0]
     if k_a != k_b:

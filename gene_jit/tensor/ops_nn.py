@@ -105,7 +105,9 @@ def layernorm(x: Any, w: Any, b: Any = None, eps: float = 1e-5) -> Tensor:
     _check_weight("tensor/layernorm", x, w)
     bv = np.zeros(x.shape[-1], np.float32) if b is None else _f32(values(as_tensor(b)))
     if bv.shape != (x.shape[-1],):
-        raise TensorShapeError(f"tensor/layernorm: bias shape {fmt_shape(bv.shape)} does not match {fmt_shape(x.shape)}")
+        raise TensorShapeError(
+            f"tensor/layernorm: bias shape {fmt_shape(bv.shape)} does not match {fmt_shape(x.shape)}"
+        )
     from gene_jit.tensor_kernels import norms_cpu
 
     xv = _f32(values(x)).reshape(-1, x.shape[-1])
@@ -123,7 +125,9 @@ def positions_for(x: Tensor, positions: Any) -> np.ndarray:
         return np.arange(positions, positions + t, dtype=np.int64)
     pos = np.asarray(values(as_tensor(positions)), dtype=np.int64).reshape(-1)
     if pos.shape[0] != t:
-        raise TensorShapeError(f"tensor/rope: {pos.shape[0]} positions for {t} rows of {fmt_shape(x.shape)}")
+        raise TensorShapeError(
+            f"tensor/rope: {pos.shape[0]} positions for {t} rows of {fmt_shape(x.shape)}"
+        )
     return pos
 
 
@@ -132,7 +136,9 @@ def rope(x: Any, positions: Any = None, theta: float = 10000.0) -> Tensor:
     """Rotary embedding on x [..., T, D] (D even), half-split pairing."""
     x = as_tensor(x)
     if x.ndim < 2 or x.shape[-1] % 2:
-        raise TensorShapeError(f"tensor/rope: needs [... T D] with D even, got {fmt_shape(x.shape)}")
+        raise TensorShapeError(
+            f"tensor/rope: needs [... T D] with D even, got {fmt_shape(x.shape)}"
+        )
     pos = positions_for(x, positions)
     from gene_jit.tensor_kernels import norms_cpu
 
@@ -150,7 +156,9 @@ def _ids(ids: Any, n: int, op: str) -> np.ndarray:
     if iv.dtype.kind not in "iu":
         raise GeneTypeError(f"{op}: token ids must be integers, got {iv.dtype}")
     if iv.size and (iv.min() < 0 or iv.max() >= n):
-        raise GeneIndexError(f"{op}: id out of range 0..{n - 1} (got {int(iv.min())}..{int(iv.max())})")
+        raise GeneIndexError(
+            f"{op}: id out of range 0..{n - 1} (got {int(iv.min())}..{int(iv.max())})"
+        )
     return iv.astype(np.int64)
 
 
@@ -159,7 +167,9 @@ def embedding(table: Any, ids: Any) -> Tensor:
     """Rows of `table [V, E]` for `ids` (any shape) -> [*ids.shape, E]."""
     table = as_tensor(table)
     if table.ndim != 2:
-        raise TensorShapeError(f"tensor/embedding: table must be [vocab dim], got {fmt_shape(table.shape)}")
+        raise TensorShapeError(
+            f"tensor/embedding: table must be [vocab dim], got {fmt_shape(table.shape)}"
+        )
     iv = _ids(ids, table.shape[0], "tensor/embedding")
     return Tensor(np.ascontiguousarray(table.data[iv]), table.dtype, table.device)
 
@@ -170,7 +180,9 @@ def topk(t: Any, k: int) -> list[Tensor]:
     t = as_tensor(t)
     n = t.shape[-1] if t.ndim else 0
     if not isinstance(k, int) or not 0 < k <= n:
-        raise GeneIndexError(f"tensor/topk: k={k!r} out of range 1..{n} for shape {fmt_shape(t.shape)}")
+        raise GeneIndexError(
+            f"tensor/topk: k={k!r} out of range 1..{n} for shape {fmt_shape(t.shape)}"
+        )
     v = values(t)
     idx = np.argsort(-v, axis=-1, kind="stable")[..., :k]
     return [wrap(np.take_along_axis(v, idx, axis=-1), t.dtype), wrap(idx, "i64")]
@@ -187,7 +199,9 @@ def causal_mask(x: Any) -> Tensor:
         return wrap(np.triu(np.full((x, x), -np.inf, np.float32), 1), "f32")
     t = as_tensor(x)
     if t.ndim < 2:
-        raise TensorShapeError(f"tensor/causal-mask: needs [... Tq Tk] scores, got {fmt_shape(t.shape)}")
+        raise TensorShapeError(
+            f"tensor/causal-mask: needs [... Tq Tk] scores, got {fmt_shape(t.shape)}"
+        )
     tq, tk = t.shape[-2:]
     allowed = np.arange(tk)[None, :] <= (tk - tq + np.arange(tq))[:, None]
     return wrap(np.where(allowed, values(t), -np.inf), _float_dt(t))
@@ -201,11 +215,15 @@ def _heads(t: Tensor, op: str) -> np.ndarray:
         return _f32(values(t))[None]
     if t.ndim == 3:
         return _f32(values(t))
-    raise TensorShapeError(f"{op}: expected [heads tokens dim] or [tokens dim], got {fmt_shape(t.shape)}")
+    raise TensorShapeError(
+        f"{op}: expected [heads tokens dim] or [tokens dim], got {fmt_shape(t.shape)}"
+    )
 
 
 @on_device("attention")
-def attention(q: Any, k: Any, v: Any, causal: bool = True, scale: Any = None, offset: int = 0) -> Tensor:
+def attention(
+    q: Any, k: Any, v: Any, causal: bool = True, scale: Any = None, offset: int = 0
+) -> Tensor:
     """Fused softmax(q k^T * scale [+ causal mask]) v with grouped-query heads:
     q [H T D], k/v [Hkv Tk D] (or 2-D single-head [T D])."""
     q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
@@ -244,8 +262,14 @@ def feed_forward(x: Any, w_gate: Any, w_up: Any, w_down: Any, act: Any = "silu")
 
     xv = _f32(values(x)).reshape(-1, e)
     out = np.empty_like(xv)
-    ffn_cpu.feed_forward_f32(xv, _f32(values(wg)), _f32(values(wu)), _f32(values(wd)),
-                             ffn_cpu.ACT_SILU if act_name == "silu" else ffn_cpu.ACT_GELU, out)
+    ffn_cpu.feed_forward_f32(
+        xv,
+        _f32(values(wg)),
+        _f32(values(wu)),
+        _f32(values(wd)),
+        ffn_cpu.ACT_SILU if act_name == "silu" else ffn_cpu.ACT_GELU,
+        out,
+    )
     return wrap(out.reshape(x.shape), _float_dt(x))
 
 
@@ -262,12 +286,16 @@ def dequantize(raw: Any, kind: Any, shape: Any = None) -> Tensor:
     data = raw.data if isinstance(raw, Tensor) else raw
     buf = np.ascontiguousarray(np.asarray(data)).view(np.uint8).reshape(-1)
     if buf.size % BLOCK_BYTES[name]:
-        raise TensorShapeError(f"tensor/dequantize: {buf.size} bytes is not a whole number of {name} blocks")
+        raise TensorShapeError(
+            f"tensor/dequantize: {buf.size} bytes is not a whole number of {name} blocks"
+        )
     out = np.empty(buf.size // BLOCK_BYTES[name] * BLOCK_VALUES[name], np.float32)
     DEQUANT_CPU[name](buf, out)
     if shape is not None:
         try:
             out = out.reshape(list(shape))
         except ValueError:
-            raise TensorShapeError(f"tensor/dequantize: {out.size} values do not fill {fmt_shape(shape)}") from None
+            raise TensorShapeError(
+                f"tensor/dequantize: {out.size} values do not fill {fmt_shape(shape)}"
+            ) from None
     return wrap(out, "f32")

@@ -53,8 +53,14 @@ class Tensor:
         """A tensor sharing memory with a PyTorch tensor (CPU: DLPack; CUDA: the CUDA
         array interface)."""
         name = str(t.dtype).replace("torch.", "")
-        dtype = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float64": "f64",
-                 "int32": "i32", "int64": "i64"}.get(name)
+        dtype = {
+            "float32": "f32",
+            "float16": "f16",
+            "bfloat16": "bf16",
+            "float64": "f64",
+            "int32": "i32",
+            "int64": "i64",
+        }.get(name)
         if dtype is None:
             raise GeneTypeError(f"tensors cannot hold torch dtype {t.dtype}")
         t = t.contiguous()
@@ -128,10 +134,11 @@ class Tensor:
 
     def _preview(self) -> str:
         if self.device.is_cuda:
-            flat = self.data.reshape(self.size) if self.size else None
-            head = flat[:PREVIEW].copy_to_host() if flat is not None else np.zeros(0)
-            tail = flat[self.size - 2 :].copy_to_host() if self.size > PREVIEW else head[:0]
-            head, tail = to_values(head, self.dtype), to_values(tail, self.dtype)
+            # Copy only the few elements shown, never the whole device array.
+            flat = self.data.reshape(self.size) if self.size else self.data
+            raw_head = flat[:PREVIEW].copy_to_host() if self.size else np.zeros(0)
+            raw_tail = flat[self.size - 2 :].copy_to_host() if self.size > PREVIEW else raw_head[:0]
+            head, tail = to_values(raw_head, self.dtype), to_values(raw_tail, self.dtype)
         else:
             flat = to_values(np.ascontiguousarray(self.data).reshape(-1), self.dtype)
             head = flat[:PREVIEW] if self.size <= PREVIEW else flat[:4]

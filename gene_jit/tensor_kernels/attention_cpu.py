@@ -34,7 +34,12 @@ BQ = 64  # query rows per tile (v2): S^T tiles are [visible keys, BQ]
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def attention_f32_v1(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool, scale: float, q_offset: int,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    causal: bool,
+    scale: float,
+    q_offset: int,
     out: np.ndarray,
 ) -> None:
     """q, out [H, T, D]; k, v [Hkv, Tk, D]; query t sits at position q_offset + t."""
@@ -72,8 +77,9 @@ def attention_f32_v1(
 
 
 @nb.njit(fastmath=True, cache=True)
-def _softmax_columns(st: np.ndarray, first: int, causal: bool, scale: np.float32,
-                     tot: np.ndarray) -> None:
+def _softmax_columns(
+    st: np.ndarray, first: int, causal: bool, scale: np.float32, tot: np.ndarray
+) -> None:
     """In place on the score tile st [L, nq] (key c, query r): column r becomes the
     unnormalised softmax over the keys query r sees (key c is visible when c <= first
     + r, or always when not causal); masked entries become 0; tot[r] gets the sums."""
@@ -102,8 +108,14 @@ def _softmax_columns(st: np.ndarray, first: int, causal: bool, scale: np.float32
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def attention_f32_v2(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool, scale: float, q_offset: int,
-    out: np.ndarray, tile_rows: int = BQ,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    causal: bool,
+    scale: float,
+    q_offset: int,
+    out: np.ndarray,
+    tile_rows: int = BQ,
 ) -> None:
     """q, out [H, T, D]; k, v [Hkv, Tk, D] (C-contiguous); query t at q_offset + t;
     tiles of `tile_rows` queries."""
@@ -135,7 +147,12 @@ def attention_f32_v2(
 
 
 def attention_f32(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool, scale: float, q_offset: int,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    causal: bool,
+    scale: float,
+    q_offset: int,
     out: np.ndarray,
 ) -> None:
     """Prefill attention: q, out [H, T, D]; k, v [Hkv, Tk, D]; query t sits at position
@@ -148,7 +165,11 @@ def attention_f32(
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def decode_attention_f32(
-    q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, n_ctx: int, scale: float,
+    q: np.ndarray,
+    k_cache: np.ndarray,
+    v_cache: np.ndarray,
+    n_ctx: int,
+    scale: float,
     out: np.ndarray,
 ) -> None:
     """q, out [H, D]; k_cache, v_cache [Hkv, S, D] of which the first n_ctx rows count."""

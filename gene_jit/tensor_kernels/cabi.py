@@ -50,73 +50,119 @@ from gene_jit.tensor_kernels.norms_cpu import rmsnorm_f32, rope_f32, softmax_f32
 
 OK, BAD_SHAPE = 0, 1
 
+# Inside a cfunc body a pointer argument is a Numba CPointer value that only `carray`
+# reads; Python's type system has no closer name for it.
+Ptr = Any
+
 # Pointers travel as void* in the ctypes signatures, so that callers may pass integer
 # addresses (what tier 1 and NumPy's `arr.ctypes.data` hold); `param_kinds` keeps the
 # element types.
-_C = {"f32p": ctypes.c_void_p, "u16p": ctypes.c_void_p, "u8p": ctypes.c_void_p,
-      "i64p": ctypes.c_void_p, "i64": ctypes.c_int64, "f64": ctypes.c_double}
+_C = {
+    "f32p": ctypes.c_void_p,
+    "u16p": ctypes.c_void_p,
+    "u8p": ctypes.c_void_p,
+    "i64p": ctypes.c_void_p,
+    "i64": ctypes.c_int64,
+    "f64": ctypes.c_double,
+}
 
 # ---- C bodies (module-level, no closures, so that Numba's disk cache keys them) ----
 
 
-def _gemv_f32(w, x, out, n, k):  # type: ignore[no-untyped-def]
+def _gemv_f32(w: Ptr, x: Ptr, out: Ptr, n: int, k: int) -> int:
     if n < 0 or k < 0:
         return BAD_SHAPE
     gemv_f32(carray(w, (n, k)), carray(x, (k,)), carray(out, (n,)))
     return OK
 
 
-def _gemv_f16w(w, x, out, n, k):  # type: ignore[no-untyped-def]
+def _gemv_f16w(w: Ptr, x: Ptr, out: Ptr, n: int, k: int) -> int:
     if n < 0 or k < 0:
         return BAD_SHAPE
     gemv_f16w(carray(w, (n, k)), carray(x, (k,)), carray(out, (n,)))
     return OK
 
 
-def _matmul_f32(a, b, out, batch, m, k, n):  # type: ignore[no-untyped-def]
+def _matmul_f32(a: Ptr, b: Ptr, out: Ptr, batch: int, m: int, k: int, n: int) -> int:
     if batch < 0 or m < 0 or k < 0 or n < 0:
         return BAD_SHAPE
     matmul_f32(carray(a, (batch, m, k)), carray(b, (batch, k, n)), carray(out, (batch, m, n)))
     return OK
 
 
-def _rmsnorm_f32(x, w, out, rows, cols, eps):  # type: ignore[no-untyped-def]
+def _rmsnorm_f32(x: Ptr, w: Ptr, out: Ptr, rows: int, cols: int, eps: float) -> int:
     if rows < 0 or cols <= 0:
         return BAD_SHAPE
     rmsnorm_f32(carray(x, (rows, cols)), carray(w, (cols,)), eps, carray(out, (rows, cols)))
     return OK
 
 
-def _softmax_f32(x, out, rows, cols):  # type: ignore[no-untyped-def]
+def _softmax_f32(x: Ptr, out: Ptr, rows: int, cols: int) -> int:
     if rows < 0 or cols <= 0:
         return BAD_SHAPE
     softmax_f32(carray(x, (rows, cols)), carray(out, (rows, cols)))
     return OK
 
 
-def _rope_f32(x, positions, out, batch, tokens, dim, theta):  # type: ignore[no-untyped-def]
+def _rope_f32(
+    x: Ptr, positions: Ptr, out: Ptr, batch: int, tokens: int, dim: int, theta: float
+) -> int:
     if batch < 0 or tokens < 0 or dim <= 0 or dim % 2:
         return BAD_SHAPE
-    rope_f32(carray(x, (batch, tokens, dim)), carray(positions, (tokens,)), theta,
-             carray(out, (batch, tokens, dim)))
+    rope_f32(
+        carray(x, (batch, tokens, dim)),
+        carray(positions, (tokens,)),
+        theta,
+        carray(out, (batch, tokens, dim)),
+    )
     return OK
 
 
-def _feed_forward_f32(x, wg, wu, wd, out, tokens, embed, hidden, act):  # type: ignore[no-untyped-def]
+def _feed_forward_f32(
+    x: Ptr, wg: Ptr, wu: Ptr, wd: Ptr, out: Ptr, tokens: int, embed: int, hidden: int, act: int
+) -> int:
     if tokens < 0 or embed <= 0 or hidden <= 0 or act < 0 or act > 1:
         return BAD_SHAPE
-    ffn_f32(carray(x, (tokens, embed)), carray(wg, (hidden, embed)), carray(wu, (hidden, embed)),
-            carray(wd, (embed, hidden)), act, carray(out, (tokens, embed)))
+    ffn_f32(
+        carray(x, (tokens, embed)),
+        carray(wg, (hidden, embed)),
+        carray(wu, (hidden, embed)),
+        carray(wd, (embed, hidden)),
+        act,
+        carray(out, (tokens, embed)),
+    )
     return OK
 
 
-def _decode_attention_f32(q, kc, vc, out, heads, kv_heads, cache_len, head_dim, n_ctx, scale):  # type: ignore[no-untyped-def]
-    if (kv_heads <= 0 or heads < kv_heads or heads % kv_heads or head_dim <= 0
-            or n_ctx <= 0 or n_ctx > cache_len):
+def _decode_attention_f32(
+    q: Ptr,
+    kc: Ptr,
+    vc: Ptr,
+    out: Ptr,
+    heads: int,
+    kv_heads: int,
+    cache_len: int,
+    head_dim: int,
+    n_ctx: int,
+    scale: float,
+) -> int:
+    if (
+        kv_heads <= 0
+        or heads < kv_heads
+        or heads % kv_heads
+        or head_dim <= 0
+        or n_ctx <= 0
+        or n_ctx > cache_len
+    ):
         return BAD_SHAPE
-    decode_attention_f32(carray(q, (heads, head_dim)), carray(kc, (kv_heads, cache_len, head_dim)),
-                         carray(vc, (kv_heads, cache_len, head_dim)), n_ctx, scale,
-                         carray(out, (heads, head_dim)))
+    decode_attention_f32(
+        carray(q, (heads, head_dim)),
+        carray(kc, (kv_heads, cache_len, head_dim)),
+        carray(vc, (kv_heads, cache_len, head_dim)),
+        n_ctx,
+        scale,
+        carray(out, (heads, head_dim)),
+    )
     return OK
 
 
@@ -124,28 +170,28 @@ def _decode_attention_f32(q, kc, vc, out, heads, kv_heads, cache_len, head_dim, 
 # 210/256 (Q6_K), as in reference.BLOCK_BYTES / BLOCK_VALUES.
 
 
-def _dequant_q8_0(raw, out, nbytes):  # type: ignore[no-untyped-def]
+def _dequant_q8_0(raw: Ptr, out: Ptr, nbytes: int) -> int:
     if nbytes < 0 or nbytes % 34:
         return BAD_SHAPE
     dequant_q8_0(carray(raw, (nbytes,)), carray(out, (nbytes // 34 * 32,)))
     return OK
 
 
-def _dequant_q4_0(raw, out, nbytes):  # type: ignore[no-untyped-def]
+def _dequant_q4_0(raw: Ptr, out: Ptr, nbytes: int) -> int:
     if nbytes < 0 or nbytes % 18:
         return BAD_SHAPE
     dequant_q4_0(carray(raw, (nbytes,)), carray(out, (nbytes // 18 * 32,)))
     return OK
 
 
-def _dequant_q4_k(raw, out, nbytes):  # type: ignore[no-untyped-def]
+def _dequant_q4_k(raw: Ptr, out: Ptr, nbytes: int) -> int:
     if nbytes < 0 or nbytes % 144:
         return BAD_SHAPE
     dequant_q4_k(carray(raw, (nbytes,)), carray(out, (nbytes // 144 * 256,)))
     return OK
 
 
-def _dequant_q6_k(raw, out, nbytes):  # type: ignore[no-untyped-def]
+def _dequant_q6_k(raw: Ptr, out: Ptr, nbytes: int) -> int:
     if nbytes < 0 or nbytes % 210:
         return BAD_SHAPE
     dequant_q6_k(carray(raw, (nbytes,)), carray(out, (nbytes // 210 * 256,)))
@@ -160,10 +206,14 @@ _ENTRIES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "rmsnorm_f32": (_rmsnorm_f32, ("f32p", "f32p", "f32p", "i64", "i64", "f64")),
     "softmax_f32": (_softmax_f32, ("f32p", "f32p", "i64", "i64")),
     "rope_f32": (_rope_f32, ("f32p", "i64p", "f32p", "i64", "i64", "i64", "f64")),
-    "feed_forward_f32": (_feed_forward_f32,
-                         ("f32p", "f32p", "f32p", "f32p", "f32p", "i64", "i64", "i64", "i64")),
-    "decode_attention_f32": (_decode_attention_f32,
-                             ("f32p", "f32p", "f32p", "f32p", "i64", "i64", "i64", "i64", "i64", "f64")),
+    "feed_forward_f32": (
+        _feed_forward_f32,
+        ("f32p", "f32p", "f32p", "f32p", "f32p", "i64", "i64", "i64", "i64"),
+    ),
+    "decode_attention_f32": (
+        _decode_attention_f32,
+        ("f32p", "f32p", "f32p", "f32p", "i64", "i64", "i64", "i64", "i64", "f64"),
+    ),
     "dequant_q8_0": (_dequant_q8_0, ("u8p", "f32p", "i64")),
     "dequant_q4_0": (_dequant_q4_0, ("u8p", "f32p", "i64")),
     "dequant_q4_k": (_dequant_q4_k, ("u8p", "f32p", "i64")),
@@ -188,7 +238,9 @@ def _params(name: str) -> tuple[str, ...]:
     try:
         return _ENTRIES[name][1]
     except KeyError:
-        raise GeneNameError(f"no kernel entry point named {name!r}; known: {', '.join(_ENTRIES)}") from None
+        raise GeneNameError(
+            f"no kernel entry point named {name!r}; known: {', '.join(_ENTRIES)}"
+        ) from None
 
 
 def ctypes_signature(name: str) -> Any:
@@ -216,9 +268,14 @@ def _compile(name: str) -> Any:
     import numba as nb
     from numba import types
 
-    nbt = {"f32p": types.CPointer(types.float32), "u16p": types.CPointer(types.uint16),
-           "u8p": types.CPointer(types.uint8), "i64p": types.CPointer(types.int64),
-           "i64": types.int64, "f64": types.float64}
+    nbt = {
+        "f32p": types.CPointer(types.float32),
+        "u16p": types.CPointer(types.uint16),
+        "u8p": types.CPointer(types.uint8),
+        "i64p": types.CPointer(types.int64),
+        "i64": types.int64,
+        "f64": types.float64,
+    }
     params = _params(name)
     body = _ENTRIES[name][0]
     return nb.cfunc(types.int32(*(nbt[p] for p in params)), cache=True)(body)

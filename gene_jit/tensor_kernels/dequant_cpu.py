@@ -9,8 +9,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_OPTS = {"parallel": True, "fastmath": True, "cache": True}
-
 
 @nb.njit(cache=True, inline="always")
 def _f16(lo: np.uint8, hi: np.uint8) -> np.float32:
@@ -26,7 +24,7 @@ def _f16(lo: np.uint8, hi: np.uint8) -> np.float32:
     return sign * np.float32(1024 + m) * np.float32(2.0 ** (e - 25))
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def dequant_q8_0(raw: np.ndarray, out: np.ndarray) -> None:
     for b in nb.prange(raw.shape[0] // 34):
         o = b * 34
@@ -36,7 +34,7 @@ def dequant_q8_0(raw: np.ndarray, out: np.ndarray) -> None:
             out[b * 32 + i] = d * np.float32(q - 256 if q > 127 else q)
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def dequant_q4_0(raw: np.ndarray, out: np.ndarray) -> None:
     for b in nb.prange(raw.shape[0] // 18):
         o = b * 18
@@ -48,14 +46,16 @@ def dequant_q4_0(raw: np.ndarray, out: np.ndarray) -> None:
 
 
 @nb.njit(cache=True, inline="always")
-def _scale_min_k4(j: int, sc: np.ndarray, o: int) -> tuple[int, int]:
+def _scale_min_k4(j: int, sc: np.ndarray, o: int) -> tuple[np.int32, np.int32]:
     if j < 4:
         return np.int32(sc[o + j]) & 63, np.int32(sc[o + j + 4]) & 63
     a = np.int32(sc[o + j + 4])
-    return (a & 0x0F) | ((np.int32(sc[o + j - 4]) >> 6) << 4), (a >> 4) | ((np.int32(sc[o + j]) >> 6) << 4)
+    return (a & 0x0F) | ((np.int32(sc[o + j - 4]) >> 6) << 4), (a >> 4) | (
+        (np.int32(sc[o + j]) >> 6) << 4
+    )
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def dequant_q4_k(raw: np.ndarray, out: np.ndarray) -> None:
     for b in nb.prange(raw.shape[0] // 144):
         o = b * 144
@@ -73,7 +73,7 @@ def dequant_q4_k(raw: np.ndarray, out: np.ndarray) -> None:
                 out[base + 32 + i] = d2 * np.float32(q >> 4) - mm2
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def dequant_q6_k(raw: np.ndarray, out: np.ndarray) -> None:
     for b in nb.prange(raw.shape[0] // 210):
         o = b * 210
@@ -95,4 +95,9 @@ def dequant_q6_k(raw: np.ndarray, out: np.ndarray) -> None:
                     out[base + 32 * n + i] = d * np.float32(sv) * np.float32(q)
 
 
-DEQUANT_CPU = {"q8_0": dequant_q8_0, "q4_0": dequant_q4_0, "q4_k": dequant_q4_k, "q6_k": dequant_q6_k}
+DEQUANT_CPU = {
+    "q8_0": dequant_q8_0,
+    "q4_0": dequant_q4_0,
+    "q4_k": dequant_q4_k,
+    "q6_k": dequant_q6_k,
+}

@@ -22,15 +22,16 @@ ACT_SILU, ACT_GELU = 0, 1
 
 
 @nb.njit(fastmath=True, cache=True, inline="always")
-def _act(v: float, act: int) -> float:
+def _act(v: float | np.float32, act: int) -> float | np.float32:
     if act == ACT_SILU:
         return v / (1.0 + math.exp(-v))
     return 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _ffn_decode(x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: int,
-                out: np.ndarray) -> None:
+def _ffn_decode(
+    x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: int, out: np.ndarray
+) -> None:
     f, e = wg.shape
     hidden = np.empty(f, np.float32)
     for i in nb.prange(f):
@@ -72,8 +73,9 @@ def _gate(g: np.ndarray, u: np.ndarray, act: int) -> None:
 
 
 @nb.njit(cache=True)
-def _ffn_prefill(x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: int,
-                 out: np.ndarray) -> None:
+def _ffn_prefill(
+    x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: int, out: np.ndarray
+) -> None:
     xt = np.ascontiguousarray(x.T)  # [E, T]
     g = np.dot(wg, xt)  # [F, T]
     u = np.dot(wu, xt)
@@ -82,8 +84,9 @@ def _ffn_prefill(x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, 
 
 
 @nb.njit(cache=True)
-def ffn_f32(x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: int,
-            out: np.ndarray) -> None:
+def ffn_f32(
+    x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: int, out: np.ndarray
+) -> None:
     """x, out [T, E]; wg, wu [F, E]; wd [E, F]; act ACT_SILU or ACT_GELU."""
     if x.shape[0] == 1:
         _ffn_decode(x[0], wg, wu, wd, act, out[0])
@@ -91,7 +94,8 @@ def ffn_f32(x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: 
         _ffn_prefill(x, wg, wu, wd, act, out)
 
 
-def feed_forward_f32(x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray,
-                     act: int, out: np.ndarray) -> None:
+def feed_forward_f32(
+    x: np.ndarray, wg: np.ndarray, wu: np.ndarray, wd: np.ndarray, act: int, out: np.ndarray
+) -> None:
     """x, out [T, E]; wg, wu [F, E]; wd [E, F]; act ACT_SILU or ACT_GELU."""
     ffn_f32(x, wg, wu, wd, act, out)

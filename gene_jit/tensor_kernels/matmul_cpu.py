@@ -22,15 +22,17 @@ import ctypes
 import glob
 import importlib.util
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numba as nb
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.typing.templates import Signature
 from numba.extending import intrinsic
 
-_OPTS = {"parallel": True, "fastmath": True, "cache": True}
 _TWO_112 = np.float32(5.192296858534828e33)  # rescales f16 bits shifted into f32 position
 _BLAS_SYMBOL = "gene_jit_openblas_set_num_threads_local"
 
@@ -56,8 +58,12 @@ BLAS_LOCAL_THREADS = _register_blas_thread_setter()
 
 
 @intrinsic
-def _set_blas_threads_local(typingctx, n):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+def _set_blas_threads_local(
+    typingctx: Any, n: types.Type
+) -> tuple[Signature, Callable[..., ir.Value]]:
+    def codegen(
+        context: Any, builder: ir.IRBuilder, signature: Signature, args: list[ir.Value]
+    ) -> ir.Value:
         if not BLAS_LOCAL_THREADS:  # nothing to call: a no-op returning 0
             return ir.Constant(ir.IntType(32), 0)
         fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32)])
@@ -73,7 +79,7 @@ def blas_single_thread() -> None:
     _set_blas_threads_local(np.int64(1))  # type: ignore[call-arg]
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def gemv_f32(w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """out [N] = w [N, K] @ x [K]."""
     n, k = w.shape
@@ -97,7 +103,7 @@ def f16_bits_to_f32(h16: np.ndarray, buf: np.ndarray) -> np.ndarray:
     return buf.view(np.float32)
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def gemv_f16w(w_bits: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """out [N] = w [N, K] (f16, as uint16 bits) @ x [K] (f32), f32 accumulation."""
     n, k = w_bits.shape
@@ -110,7 +116,7 @@ def gemv_f16w(w_bits: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
         out[i] = acc * _TWO_112
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def matmul_f32_v1(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """out [B, M, N] = a [B, M, K] @ b [B, K, N], i-k-j loop order."""
     bs, m, k = a.shape

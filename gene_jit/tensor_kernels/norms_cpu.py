@@ -20,7 +20,6 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-_OPTS = {"parallel": True, "fastmath": True, "cache": True}
 _LOG2E = np.float32(1.4426950408889634)
 
 
@@ -53,7 +52,7 @@ def exp_f32(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
         out[j] *= scale[j]
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def softmax_f32(x: np.ndarray, out: np.ndarray) -> None:
     """x, out [R, C]: softmax of each row."""
     rows, cols = x.shape
@@ -75,7 +74,7 @@ def softmax_f32(x: np.ndarray, out: np.ndarray) -> None:
             out[r, c] *= inv
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def rmsnorm_f32(x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray) -> None:
     """x, out [R, C], w [C]: x / sqrt(mean(x^2) + eps) * w per row."""
     rows, cols = x.shape
@@ -89,7 +88,7 @@ def rmsnorm_f32(x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray) -> No
             out[r, c] = x[r, c] * inv * w[c]
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def layernorm_f32(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float, out: np.ndarray) -> None:
     """x, out [R, C], w, b [C]: (x - mean) / sqrt(var + eps) * w + b per row."""
     rows, cols = x.shape
@@ -107,7 +106,7 @@ def layernorm_f32(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float, out: 
             out[r, c] = np.float32((x[r, c] - mu) * inv) * w[c] + b[c]
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def rope_f32(x: np.ndarray, positions: np.ndarray, theta: float, out: np.ndarray) -> None:
     """x, out [B, T, D], positions [T] (int64): half-split rotary embedding."""
     nb_, t_, d = x.shape
@@ -123,7 +122,7 @@ def rope_f32(x: np.ndarray, positions: np.ndarray, theta: float, out: np.ndarray
                 out[b, t, i + half] = x1 * s + x2 * c
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def silu_f32(x: np.ndarray, out: np.ndarray) -> None:
     """x, out flat [N]."""
     for i in nb.prange(x.shape[0]):
@@ -136,7 +135,7 @@ def gelu_scalar(v: float) -> float:
     return 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
 
 
-@nb.njit(**_OPTS)
+@nb.njit(parallel=True, fastmath=True, cache=True)
 def gelu_f32(x: np.ndarray, out: np.ndarray) -> None:
     """x, out flat [N]; tanh approximation."""
     for i in nb.prange(x.shape[0]):

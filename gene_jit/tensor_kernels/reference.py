@@ -67,7 +67,11 @@ def rope(x: np.ndarray, positions: np.ndarray, theta: float = 10000.0) -> np.nda
 
 
 def attention(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool = True, scale: float | None = None,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    causal: bool = True,
+    scale: float | None = None,
     q_offset: int = 0,
 ) -> np.ndarray:
     """Scaled dot-product attention with grouped-query heads.
@@ -93,7 +97,9 @@ def decode_attention(
 ) -> np.ndarray:
     """One new token attending over the first `n_ctx` cache rows: q [H, D],
     k_cache/v_cache [Hkv, S, D] (S >= n_ctx) -> [H, D]."""
-    out = attention(q[:, None, :], k_cache[:, :n_ctx], v_cache[:, :n_ctx], causal=False, scale=scale)
+    out = attention(
+        q[:, None, :], k_cache[:, :n_ctx], v_cache[:, :n_ctx], causal=False, scale=scale
+    )
     return out[:, 0, :]
 
 
@@ -162,8 +168,12 @@ def dequant_q4_k(raw: np.ndarray) -> np.ndarray:
     qs = blocks[:, 16:].reshape(-1, 4, 32)
     out = np.empty((blocks.shape[0], 8, 32), dtype=F64)
     for c in range(4):
-        out[:, 2 * c] = (d * scales[:, 2 * c : 2 * c + 1]) * (qs[:, c] & 0x0F) - dmin * mins[:, 2 * c : 2 * c + 1]
-        out[:, 2 * c + 1] = (d * scales[:, 2 * c + 1 : 2 * c + 2]) * (qs[:, c] >> 4) - dmin * mins[:, 2 * c + 1 : 2 * c + 2]
+        out[:, 2 * c] = (d * scales[:, 2 * c : 2 * c + 1]) * (qs[:, c] & 0x0F) - dmin * mins[
+            :, 2 * c : 2 * c + 1
+        ]
+        out[:, 2 * c + 1] = (d * scales[:, 2 * c + 1 : 2 * c + 2]) * (qs[:, c] >> 4) - dmin * mins[
+            :, 2 * c + 1 : 2 * c + 2
+        ]
     return out.reshape(-1)
 
 

@@ -1,0 +1,295 @@
+"""Local kind inference for tier 0: which local variables of a function always hold an
+int (`nat` when also never negative), a float, a number of either kind, or a string.
+
+The operators use the kinds to drop guards that cannot fail: `(i < n)` with `i` an int
+needs no class check (Python's `<` raises for a non-number, as Gene does), `(acc + i)` of
+two non-negative ints checks only the upper int64 bound, `(a - b)` of two such needs no
+check at all, `(s .append "x")` on a string is `s + "x"`.
+
+Soundness rests on seeing every binding of a name. The analysis walks the whole function
+body (nested functions included) by name: a name is a candidate only if it is bound by
+`var`, assigned with `=`/`op=`, bound by `(loop [x e])` or a `repeat ^index`, and it
+appears nowhere else in a binding position. Any form the walker does not know binds
+nothing (function parameters, `for`/`match` patterns, class bodies, imports...) poisons
+every name inside it, and a function that calls `eval`, `$caller_eval` or a macro (which
+may assign its locals) gets no kinds at all. Kinds of all assignments to a name are
+joined, to a fixed point (assignments may refer to each other, as `(acc = (acc + i))`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from gene_jit.frontend.forms import Arr, Form, GeneF, Interp, Lit, MapF, SetF, Sym
+
+BOTTOM = ""  # no assignment seen yet (optimistic start of the fixed point)
+INTS = ("nat", "int")
+NUMERIC = ("nat", "int", "float", "num")
+ARITH = ("+", "-", "*")
+ASSIGN = ("=", "+=", "-=", "*=", "/=")
+_NOT_INFIX = {"var", "if", "fn", "fnx", "fnxx", "macro", "do", "loop", "while", "for", "ns",
+              "class", "try", "throw", "$", ".", "import", "enum", "case", "match", "repeat",
+              "return", "break", "continue", "new", "not", "!"}
+_INFIX = {"||", "&&", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "**"}
+# Special forms whose children are all expressions (or keywords) and bind no local.
+_EXPR_HEADS = {"if", "do", "void", "while", "return", "break", "continue", "case", "try",
+               "throw", "$set", "new", "not", "!"}
+_DISABLE = {"eval", "$caller_eval"}
+INT_MAX = 2**63 - 1
+
+
+def join(a: str | None, b: str | None) -> str | None:
+    if a == BOTTOM:
+        return b
+    if b == BOTTOM or a == b:
+        return a
+    if a is None or b is None:
+        return None
+    if a in INTS and b in INTS:
+        return "int"
+    if a in NUMERIC and b in NUMERIC:
+        return "num"
+    return None
+
+
+def arith_kind(op: str, a: str | None, b: str | None) -> str | None:
+    """The kind of `a op b` for `+ - *` (the overflow-checked result, or an error)."""
+    if a is None or b is None or a not in (*NUMERIC, BOTTOM) or b not in (*NUMERIC, BOTTOM):
+        return None
+    if a == BOTTOM or b == BOTTOM:
+        return BOTTOM
+    if a == "float" or b == "float":
+        return "float"
+    if a == "num" or b == "num":
+        return "num"
+    if op != "-" and a == "nat" and b == "nat":
+        return "nat"
+    return "int"
+
+
+@dataclass
+class _Facts:
+    assigns: dict[str, list[tuple[str, Form | str]]] = field(default_factory=dict)
+    poisoned: set[str] = field(default_factory=set)
+    disabled: bool = False
+
+    def bind(self, name: str, op: str, rhs: Form | str) -> None:
+        self.assigns.setdefault(name, []).append((op, rhs))
+
+
+class _Walker:
+    def __init__(self, is_macro: Callable[[str], bool]) -> None:
+        self.is_macro = is_macro
+        self.facts = _Facts()
+
+    def poison_all(self, form: Form | None) -> None:
+        for name in _symbols(form):
+            self.facts.poisoned.add(name)
+
+    def walk(self, form: Form | None) -> None:
+        if isinstance(form, (Arr, SetF)):
+            self.walk_all(form.items)
+        elif isinstance(form, MapF):
+            self.walk_all(v for _, v in form.entries)
+        elif isinstance(form, Interp):
+            self.walk_all(form.parts)
+        elif isinstance(form, GeneF):
+            self.gene(form)
+
+    def walk_all(self, forms: Iterable[Form]) -> None:
+        for f in forms:
+            self.walk(f)
+
+    def gene(self, form: GeneF) -> None:
+        head, ch = form.head, form.children
+        name = head.name if isinstance(head, Sym) else None
+        self.walk_all(v for _, v in form.props)
+        if name in _DISABLE or (name is not None and self.is_macro(name)):
+            self.facts.disabled = True
+            return
+        if ch and isinstance(ch[0], Sym) and name not in _NOT_INFIX and head is not None:
+            op = ch[0].name
+            if op == "->":  # `([a b] -> body)` binds parameters
+                self.poison_all(form)
+                return
+            if op in ASSIGN and isinstance(head, Sym) and len(ch) == 2:
+                if not head.is_complex:
+                    self.facts.bind(head.name, op, ch[1])
+                self.walk(ch[1])
+                return
+            if name is None or not _is_special(name):
+                self.walk(head)
+                self.walk_all(ch)
+                return
+        if name == "var":
+            self.var(form)
+        elif name == "loop":
+            self.loop(form)
+        elif name == "repeat":
+            self.repeat(form)
+        elif name == "for" and len(ch) >= 3:
+            self.poison_all(ch[0])
+            self.walk_all(ch[2:])
+        elif name is not None and _is_special(name) and name not in _EXPR_HEADS:
+            self.poison_all(form)
+        else:
+            self.walk(head)
+            self.walk_all(ch)
+
+    def var(self, form: GeneF) -> None:
+        ch = form.children
+        if len(ch) == 2 and isinstance(ch[0], Sym) and not ch[0].is_complex:
+            self.facts.bind(ch[0].name, "=", ch[1])
+            self.walk(ch[1])
+        elif ch and isinstance(ch[0], Sym) and not ch[0].is_complex:
+            self.facts.poisoned.add(ch[0].name)  # `(var x)` is nil
+        else:
+            self.poison_all(form)
+
+    def loop(self, form: GeneF) -> None:
+        ch = list(form.children)
+        if ch and isinstance(ch[0], Arr):
+            items = ch.pop(0).items  # type: ignore[attr-defined]
+            for n, init in zip(items[::2], items[1::2], strict=False):
+                if isinstance(n, Sym) and not n.is_complex:
+                    self.facts.bind(n.name, "=", init)
+                else:
+                    self.poison_all(n)
+                self.walk(init)
+        self.walk_all(ch)
+
+    def repeat(self, form: GeneF) -> None:
+        for key, v in form.props:
+            if key == "index" and isinstance(v, Sym):
+                self.facts.bind(v.name, "=", "nat")
+            else:
+                self.poison_all(v)
+        self.walk_all(form.children)
+
+
+def _is_special(name: str) -> bool:
+    from gene_jit.frontend.compiler_core import SPECIAL
+
+    return name in SPECIAL or name == "->"
+
+
+def _symbols(form: Form | None) -> Iterable[str]:
+    if isinstance(form, Sym):
+        yield form.name.split("/")[0].rstrip(".").lstrip("^")
+    elif isinstance(form, (Arr, SetF)):
+        for f in form.items:
+            yield from _symbols(f)
+    elif isinstance(form, MapF):
+        for _, f in form.entries:
+            yield from _symbols(f)
+    elif isinstance(form, Interp):
+        for f in form.parts:
+            yield from _symbols(f)
+    elif isinstance(form, GeneF):
+        yield from _symbols(form.head)
+        for _, f in form.props:
+            yield from _symbols(f)
+        for f in form.children:
+            yield from _symbols(f)
+
+
+def infer_locals(
+    body: Iterable[Form], params: Iterable[str], is_macro: Callable[[str], bool]
+) -> tuple[dict[str, str], set[str]]:
+    """Gene name -> kind for the locals of a function whose kind is certain, and the
+    parameters that are never assigned (so a test on them holds for the whole branch)."""
+    w = _Walker(is_macro)
+    forms = list(body)
+    w.walk_all(forms)
+    facts = w.facts
+    if facts.disabled:
+        return {}, set()
+    params = set(params)
+    stable = {p for p in params if p not in facts.assigns and p not in facts.poisoned}
+    return _fixed_point(facts, facts.poisoned | params), stable
+
+
+def _fixed_point(facts: _Facts, bad: set[str]) -> dict[str, str]:
+    names = [n for n in facts.assigns if n not in bad]
+    kinds: dict[str, str | None] = {n: BOTTOM for n in names}
+    for _ in range(20):
+        new: dict[str, str | None] = {}
+        for n in names:
+            k: str | None = BOTTOM
+            for op, rhs in facts.assigns[n]:
+                rk = rhs if isinstance(rhs, str) else expr_kind(rhs, kinds)
+                if op != "=":
+                    rk = "float" if op == "/=" else arith_kind(op[0], kinds[n], rk)
+                k = join(k, rk)
+            new[n] = k
+        if new == kinds:
+            return {n: k for n, k in kinds.items() if k}
+        kinds = new
+    return {}
+
+
+def expr_kind(form: Form, kinds: dict[str, str | None]) -> str | None:
+    """The kind of the value of `form`, given the kinds of locals (None: unknown)."""
+    if isinstance(form, Lit):
+        v = form.value
+        if type(v) is int:
+            return ("nat" if v >= 0 else "int") if -INT_MAX - 1 <= v <= INT_MAX else None
+        return {float: "float", str: "str"}.get(type(v))
+    if isinstance(form, Sym):
+        return kinds.get(form.name)
+    if not isinstance(form, GeneF):
+        return None
+    head, ch = form.head, form.children
+    name = head.name if isinstance(head, Sym) else None
+    if ch and isinstance(ch[0], Sym) and name not in _NOT_INFIX and head is not None:
+        op = ch[0].name
+        if op in ASSIGN and len(ch) == 2 and isinstance(head, Sym):
+            rk = expr_kind(ch[1], kinds)
+            return rk if op == "=" else arith_kind(op[0], kinds.get(head.name), rk)
+        if op in _INFIX:
+            return _infix_kind(form, kinds)
+        if op == ".append" and len(ch) == 2:
+            ks = {expr_kind(head, kinds), expr_kind(ch[1], kinds)}
+            return (BOTTOM if BOTTOM in ks else "str") if ks <= {"str", BOTTOM} else None
+        if op in (".size", ".length") and len(ch) == 1:
+            k = expr_kind(head, kinds)
+            return {"str": "nat", BOTTOM: BOTTOM}.get(k)  # type: ignore[arg-type]
+        return None
+    if name in ARITH and ch and not form.props:
+        k = expr_kind(ch[0], kinds)
+        if len(ch) == 1:
+            return k if name != "-" or k not in INTS else "int"
+        for f in ch[1:]:
+            k = arith_kind(name, k, expr_kind(f, kinds))
+        return k
+    if name == "do" and ch:
+        return expr_kind(ch[-1], kinds)
+    if name == "if" and len(ch) == 3 and not any(
+        isinstance(f, Sym) and f.name in ("then", "elif", "else", "not") for f in ch
+    ):
+        return join(expr_kind(ch[1], kinds), expr_kind(ch[2], kinds))
+    return None
+
+
+def _infix_kind(form: GeneF, kinds: dict[str, str | None]) -> str | None:
+    from gene_jit.frontend.compiler_ops import Bin, parse_infix
+    from gene_jit.runtime.errors import GeneSyntaxError
+
+    try:
+        tree = parse_infix(form)
+    except GeneSyntaxError:
+        return None
+
+    def kind(node: object) -> str | None:
+        if isinstance(node, Bin):
+            if node.op in ARITH:
+                return arith_kind(node.op, kind(node.left), kind(node.right))
+            if node.op == "/":
+                return "float"
+            return None
+        if isinstance(node, (Lit, Sym, GeneF)):
+            return expr_kind(node, kinds)
+        return None
+
+    return kind(tree)

@@ -1,0 +1,195 @@
+"""Typing of calls to `ffi/defun` functions in tier 1, and of struct field reads.
+
+A call `(f a b)` whose head is a module-level name bound, when the function is compiled,
+to a callable made by `ffi/defun` becomes one `ffi` instruction whose attribute is a
+`ForeignCall`: the `ForeignFunction` record (its C address and signature) plus the
+binding it was found through. Codegen (gene_jit/codegen/emit_ffi.py) emits a direct
+C call to the address and adds a guard to the function's entry that the name is still
+bound to the same object, so a rebinding falls back to tier 0.
+
+How C types meet IR types:
+
+| C (FfiType kind)   | argument IR types accepted       | result IR type |
+|--------------------|----------------------------------|----------------|
+| int (any width)    | i64 (range-checked for narrower) | i64 (sign/zero extended; a uint64 >= 2**63 is an overflow) |
+| float / double     | f64, i64 (converted)             | f64            |
+| bool               | bool                             | bool           |
+| pointer, buffer, struct pointer | ptr, i64 address (checked >= 0), nil | ptr (pointer, buffer) |
+| struct by value    | the same struct type             | the struct type (`s/field` reads a field) |
+
+A pointer or a struct may flow between foreign calls, locals and compiled callees, but
+not back to Python: a compiled entry returning one stays in tier 0. Strings,
+callbacks, variadic functions, struct pointers returned by C and nested struct fields
+keep the calling function in tier 0, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gene_jit.frontend.forms import GeneF, Lit, Span, Sym
+from gene_jit.ir import types as T
+from gene_jit.ir.builder import FnBuilder, NotTypeable
+from gene_jit.ir.nodes import Op, Value
+
+POINTERISH = frozenset({"pointer", "buffer", "struct_ptr"})
+FIELD_KINDS = frozenset({"int", "float", "bool", "pointer", "buffer"})
+
+
+@dataclass(frozen=True, slots=True)
+class StructType(T.Type):
+    """A C struct held by value in tier 1 (its LLVM type is `[n x i64]`, the struct's
+    bytes padded to whole eightbytes). `struct` is the class `ffi/defstruct` made."""
+
+    struct: Any = None
+
+    def __str__(self) -> str:
+        return f"struct.{self.struct.name}"
+
+
+def struct_type(cls: Any) -> StructType:
+    return StructType(T.Kind.STRUCT, struct=cls)
+
+
+@dataclass(frozen=True, eq=False)
+class Binding:
+    """Where a global name was found at compile time: in `namespace` under `key`, or
+    (when `namespace` lacks it) in the builtins dict `builtins`."""
+
+    namespace: dict[str, Any]
+    key: str
+    value: Any
+    builtins: dict[str, Any] | None
+
+
+@dataclass(frozen=True, eq=False)
+class ForeignCall:
+    """The attribute of an `ffi` instruction that calls a foreign function."""
+
+    rec: Any  # gene_jit.ffi.core.ForeignFunction
+    binding: Binding
+
+    def __str__(self) -> str:
+        return f"call {self.rec.name} @0x{self.rec.address:x}"
+
+
+@dataclass(frozen=True, eq=False)
+class FieldRead:
+    """The attribute of an `ffi` instruction reading a scalar field of a struct value."""
+
+    field: Any  # gene_jit.ffi.structs.Field
+
+    def __str__(self) -> str:
+        return f"field {self.field.name}+{self.field.offset}"
+
+
+def _binding(b: FnBuilder, name: str) -> Binding | None:
+    """The global binding of `name` as the resolver sees it (the function's module
+    globals, then the Gene builtins), when it holds an `ffi/defun` callable."""
+    from gene_jit.ffi.core import foreign_info
+    from gene_jit.frontend.compiler_core import pyid
+    from gene_jit.runtime.registry import BUILTINS
+
+    state = getattr(b.program.resolver, "states", {}).get(b.key)
+    info = getattr(state, "info", None)
+    namespace = getattr(info, "namespace", None)
+    if not isinstance(namespace, dict):
+        return None
+    key = pyid(name)
+    if key in namespace:
+        value, builtins = namespace[key], None
+    elif name in BUILTINS:
+        value, builtins = BUILTINS[name], BUILTINS
+    else:
+        return None
+    if foreign_info(value) is None:
+        return None
+    return Binding(namespace, key, value, builtins)
+
+
+def foreign_call(b: FnBuilder, name: str, form: GeneF) -> Value | None:
+    """Type `(name args...)` as a direct foreign call, or None if `name` is not bound
+    to an `ffi/defun` function (raises NotTypeable for calls tier 1 cannot make)."""
+    from gene_jit.ffi.core import foreign_info
+
+    binding = _binding(b, name)
+    if binding is None:
+        return None
+    rec = foreign_info(binding.value)
+    assert rec is not None  # _binding only returns ffi/defun callables
+    if rec.variadic:
+        raise NotTypeable(f"calls variadic ffi function {rec.name}", form.span)
+    if len(form.children) != len(rec.params):
+        raise NotTypeable(f"calls ffi function {rec.name} with {len(form.children)} arguments, "
+                          f"it takes {len(rec.params)}", form.span)
+    args = tuple(_argument(b, rec, i, t, k) for i, (t, k) in
+                 enumerate(zip(rec.params, form.children, strict=True)))
+    ret = result_type(rec.returns, rec.name, form.span)
+    return b.emit(Op.FFI, args, ret, attr=ForeignCall(rec, binding), span=form.span)
+
+
+def _argument(b: FnBuilder, rec: Any, i: int, t: Any, form: Any) -> Value:
+    from gene_jit.ir.build_exprs import expr
+
+    is_nil = (isinstance(form, Sym) and form.name == "nil" and b.lookup("nil") is None) or (
+        isinstance(form, Lit) and form.value is None)
+    if is_nil and t.kind in POINTERISH:
+        return b.const(0, T.I64)  # NULL; codegen turns the address 0 into a null pointer
+    v = b.typed(expr(b, form), form.span)
+    if _accepts(t, v.type):
+        return v
+    raise NotTypeable(f"passes a {v.type} as argument {i + 1} (:{t.name}) of ffi function "
+                      f"{rec.name}", form.span)
+
+
+def _accepts(t: Any, ty: T.Type) -> bool:
+    kind = t.kind
+    if kind == "int":
+        return ty == T.I64
+    if kind == "float":
+        return ty in (T.I64, T.F64)
+    if kind == "bool":
+        return ty == T.BOOL
+    if kind in POINTERISH:
+        return ty in (T.I64, T.PTR)
+    if kind == "struct":
+        return isinstance(ty, StructType) and ty.struct is t.target
+    return False  # strings, callbacks: Python objects tier 1 does not carry
+
+
+def result_type(t: Any, fname: str, span: Span) -> T.Type | None:
+    """The IR type of a C value of FfiType `t` (None for void)."""
+    kind = t.kind
+    if kind == "void":
+        return None
+    if kind == "int":
+        return T.I64
+    if kind == "float":
+        return T.F64
+    if kind == "bool":
+        return T.BOOL
+    if kind in ("pointer", "buffer"):
+        return T.PTR
+    if kind == "struct":
+        return struct_type(t.target)
+    raise NotTypeable(f"{fname} gives a :{t.name}, which tier 1 does not carry", span)
+
+
+def field_read(b: FnBuilder, slot: str, names: list[str], span: Span) -> Value:
+    """`s/field` on a local holding a struct value."""
+    from gene_jit.runtime.errors import GeneError
+
+    ty = b.fn.locals[slot]
+    assert isinstance(ty, StructType)
+    if len(names) != 1:
+        raise NotTypeable(f"nested field access {'/'.join(names)} on a {ty}", span)
+    try:
+        f = ty.struct.field(names[0])
+    except GeneError:
+        raise NotTypeable(f"{ty} has no field {names[0]}", span) from None
+    if f.type.kind not in FIELD_KINDS:
+        raise NotTypeable(f"reads field {f.name} (:{f.type.name}) of a {ty}", span)
+    value = b.emit(Op.GET, ty=ty, attr=slot, span=span)
+    return b.emit(Op.FFI, (value,), result_type(f.type, ty.struct.name, span), attr=FieldRead(f),
+                  span=span)
