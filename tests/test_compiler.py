@@ -448,3 +448,128 @@ def test_numpy_arrays_in_tier0_programs() -> None:
     ]:
         with pytest.raises(GeneError, match=err):
             compiler.run_source(src, "<np>", env)
+
+
+# ---------------------------------------------------------------- inferred kinds
+
+
+def _python_of(src: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    seen: list[str] = []
+    monkeypatch.setattr(compiler, "AST_HOOKS", [lambda m, f, e: seen.append(ast.unparse(m))])
+    compiler.run_source(src, "<kinds>")
+    return "\n".join(seen)
+
+
+def test_inferred_ints_and_strings_drop_guards(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = _python_of(
+        """
+(fn loop-sum [n] (var i 0) (var acc 0) (while (i < n) (acc += i) (i += 1)) acc)
+(fn build [n] (var s "") (var i 0) (while (i < n) (s = (s .append "x")) (i += 1)) (s .size))
+(fn fib [n] (if (n < 2) n ((fib (n - 1)) + (fib (n - 2)))))
+""",
+        monkeypatch,
+    )
+    assert "while i < n:" in code
+    assert "s = s + 'x'" in code
+    assert "len(s)" in code and "call_method" not in code
+    assert "fib(n - 1)" in code and "fib(n - 2)" in code
+    assert run(
+        "(fn loop-sum [n] (var i 0) (var acc 0) (while (i < n) (acc += i) (i += 1)) acc)"
+        "(loop-sum 100)"
+    ) == 4950
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        # an inferred nat still overflows
+        "(fn g [n] (var acc 9223372036854775000) (var i 0)"
+        " (while (i < n) (acc += 100) (i += 1)) acc) (g 20)",
+        "(fn g [] (var a 4611686018427387904) (var b 2) (a * b)) (g)",
+        # narrowing holds only for parameters that are never assigned
+        "(fn k [n] (if (n > 0) (do (n = -9223372036854775807) (n - 5)) 0)) (k 1)",
+        "(fn k [n] (if (n < 0) (n - 9223372036854775807) 0)) (k -5)",
+    ],
+)
+def test_inferred_kinds_keep_overflow_checks(src: str) -> None:
+    with pytest.raises(GeneOverflowError):
+        run(src)
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        '(fn h [] (var x 1) (match x "a") (x < "b")) (h)',
+        '(fn h [] (var x 1) (var set (fnx [] (x = "s"))) (set) (x < "t")) (h)',
+        '(fn h [xs] (var x 0) (for x in xs (x < "z")) x) (h ["a"])',
+        '(fn h [] (var x 1) (x = (if true "s" 2)) (x < "t")) (h)',
+    ],
+)
+def test_rebinding_in_other_forms_defeats_inference(src: str) -> None:
+    with pytest.raises(GeneTypeError):
+        run(src)
+
+
+def test_narrowed_branches_compute_the_same() -> None:
+    src = """
+(fn f [n] (if (n >= 10) (n - 3) elif (n > -5) (n + 100) else (n * 2)))
+[(f 10) (f 12.5) (f 0) (f -5) (f -9223372036854775807)]
+"""
+    with pytest.raises(GeneOverflowError):
+        run(src)
+    assert run(src.replace("(f -9223372036854775807)", "")) == [7, 9.5, 100, -10]
+
+
+# ---------------------------------------------------------------- late macros, eval
+
+
+def test_macro_defined_after_its_caller() -> None:
+    src = """
+(fn use [] (twice (println "hi")))
+(macro twice [x] ($caller_eval x) ($caller_eval x))
+(use)
+(fn a [n] (b n))
+(fn b [n] (n + 1))
+(println (a 1))
+"""
+    assert out(src) == "hi\nhi\n2\n"
+
+
+def test_eval_and_caller_eval_assign_caller_locals() -> None:
+    src = """
+(fn f [] (var x 1) (eval :(x = (x + 10))) x)
+(macro setit [v] ($caller_eval :(y = 5)) 1)
+(fn g [] (var y 0) (setit 1) y)
+(fn h [] (var z 1) (var k (fnx [] (eval :(z = "s")))) (k) z)
+(fn e [] (var w 1) (eval :(w = "s")) (w < "t"))
+[(f) (g) (h)]
+"""
+    assert run(src) == [11, 5, "s"]
+    with pytest.raises(GeneTypeError):
+        run(src + "(e)")
+
+
+def test_ns_member_after_redeclaring_a_top_level_var() -> None:
+    src = "(var x 1) (fn old [] x) (var x 2) [$ns/x (old)] ($ns/x = 3) [$ns/x x (old)]"
+    assert run(src) == [3, 3, 1]
+
+
+def test_import_names_from_a_namespace(tmp_path: os.PathLike[str]) -> None:
+    mod = os.path.join(str(tmp_path), "m.gene")
+    with open(mod, "w", encoding="utf-8") as f:
+        f.write("(ns n (fn one [] 1) (fn two [] 2))\n(var a 10)\n")
+    main = os.path.join(str(tmp_path), "main.gene")
+    src = '(import n/[one two:y] a from "m") [(one) (y) a]'
+    assert compiler.run_source(src, main, compiler.new_env(main)) == [1, 2, 10]
+
+
+def test_async_futures_complete_synchronously() -> None:
+    src = """
+(var f (async (1 + 2)))
+(var g (async (throw "bad")))
+(fn ^^async h [x] (x * 2))
+(f .on_success (fnx [v] (println "got" v)))
+(g .on_failure (fnx [e] (println "failed" e)))
+(println [(await f) (f .state) f/value (g .state) (await f (h 4)) (try (await g) catch * $ex)])
+"""
+    assert out(src) == "got 3\nfailed bad\n[3 success 3 failure [3 8] bad]\n"

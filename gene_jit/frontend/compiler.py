@@ -27,10 +27,10 @@ from typing import Any
 
 # Importing the special-form modules fills the SPECIAL table.
 from gene_jit.frontend import special_core, special_fn, special_oop  # noqa: F401
-from gene_jit.frontend.compiler_core import Compiler, FnScope, assign, load, stamp
+from gene_jit.frontend.compiler_core import Compiler, FnScope, assign, call, const, load, stamp
 from gene_jit.frontend.compiler_errors import GENE_FILES, translate
 from gene_jit.frontend.forms import Form, Span
-from gene_jit.runtime import ops
+from gene_jit.runtime import ops, ops_async
 from gene_jit.runtime.errors import GeneError, GeneNameError, remember_source
 from gene_jit.runtime.registry import BUILTINS, Namespace
 from gene_jit.runtime.values import PLACEHOLDER, Gene, GeneSet, Range, Symbol
@@ -85,6 +85,9 @@ def _helpers() -> dict[str, Any]:
         "call_props",
     ]
     table: dict[str, Any] = {" " + n: getattr(ops, n) for n in names}
+    ops_async.register()
+    for n in ("run_async", "await_values", "async_fn"):
+        table[" " + n] = getattr(ops_async, n)
     table.update(
         {
             " int": int,
@@ -276,10 +279,18 @@ def eval_values(caller: ops.CallerEnv, values: list[Any]) -> Any:
             body.append(ast.Global(names=sorted(scope.globals)))
         if scope.nonlocals:
             raise InternalErrorLike("eval cannot assign enclosing variables")
-        body.extend([*res.stmts, ast.Return(value=res.expr)])
+        # Assignments to the caller's locals go back through `caller.locals` (the
+        # caller copies them back), whichever way the evaluation ends.
+        saved = ast.Dict(keys=[const(k) for k in caller.locals], values=[load(p) for p in params])
+        update = ast.Expr(value=call(ast.Attribute(value=load(" out"), attr="update", ctx=ast.Load()), [saved]))
+        body.append(
+            ast.Try(
+                body=[*res.stmts, ast.Return(value=res.expr)], handlers=[], orelse=[], finalbody=[update]
+            )
+        )
     args = ast.arguments(
         posonlyargs=[],
-        args=[ast.arg(arg=p) for p in params],
+        args=[ast.arg(arg=" out"), *(ast.arg(arg=p) for p in params)],
         vararg=None,
         kwonlyargs=[],
         kw_defaults=[],
@@ -293,7 +304,7 @@ def eval_values(caller: ops.CallerEnv, values: list[Any]) -> Any:
     GENE_FILES.add("<eval>")
     ns: dict[str, Any] = {}
     exec(compile(mod, "<eval>", "exec"), env, ns)
-    return ns[" eval"](*caller.locals.values())
+    return ns[" eval"](caller.locals, *caller.locals.values())
 
 
 class InternalErrorLike(GeneError):

@@ -203,6 +203,7 @@ class Compiler:
         self.ns_stack: list[NsInfo] = []
         self._ids: Iterator[int] = env.setdefault(" ids", itertools.count(1))
         self.macros: set[str] = env.setdefault(" macros", set())
+        self.defining: set[str] = set()  # top-level fn names whose bodies are compiling
 
     # -- names and temps
 

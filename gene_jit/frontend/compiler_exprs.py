@@ -16,6 +16,7 @@ from gene_jit.frontend.compiler_core import (
     SPECIAL,
     Compiler,
     Result,
+    assign,
     call,
     const,
     hcall,
@@ -81,7 +82,7 @@ def symbol(c: Compiler, form: Sym) -> Result:
     if name == "$ex":
         return pure(c.ex_expr())
     if name.startswith("@") and len(name) > 1:
-        keys = [const(segment_key(k)) for k in name[1:].split("/")]
+        keys: list[ast.expr] = [const(segment_key(k)) for k in name[1:].split("/")]
         return pure(call(helper("Selector"), keys))
     if name.endswith("...") and len(name) > 3:
         raise syntax_error(form, f"spread {name} is only valid inside an array or a call")
@@ -97,6 +98,8 @@ def complex_symbol(c: Compiler, form: Sym) -> Result:
         obj: ast.expr = c.self_expr()
     elif first == "$ns":
         obj = c.ns_expr()
+        if not c.ns_stack and len(parts) > 1:
+            parts = [first, module_key(c, parts[1]), *parts[2:]]
     else:
         obj = symbol(c, Sym(form.span, first)).expr
     # `model/forward` where the user's `model` holds a Model: the member lookup falls
@@ -106,6 +109,13 @@ def complex_symbol(c: Compiler, form: Sym) -> Result:
         obj = member_step(obj, seg, form, fallback)
         fallback = None
     return pure(obj)
+
+
+def module_key(c: Compiler, name: str) -> str:
+    """The module globals key of top-level `name`: a redeclared `var` lives under a fresh
+    Python name (compiler_core.declare), and `$ns/x` means the newest binding."""
+    py = c.env.get(" globals_map", {}).get(name)
+    return py if isinstance(py, str) and not py.startswith(" ") else name
 
 
 def member_step(obj: ast.expr, seg: str, form: Form, builtin_ns: str | None = None) -> ast.expr:
@@ -336,12 +346,50 @@ def plain_call(c: Compiler, form: GeneF) -> Result:
     fres = c.compile(form.head)  # type: ignore[arg-type]
     if tail < len(ch):
         return kw_tail_call(c, form, fres, list(ch[:tail]), list(ch[tail:]))
+    if _late_bound(c, form.head):
+        return late_call(c, form, fres)
     astmts, args, kws = call_args(c, form, list(ch))
     stmts, fexpr = c.before(fres, astmts)
     if kws:
         # Props a Gene function does not declare are dropped by call_props.
         return Result(stmts, ast.Call(func=helper("call_props"), args=[fexpr, *args], keywords=kws))
     return Result(stmts, ast.Call(func=fexpr, args=args, keywords=kws))
+
+
+def _late_bound(c: Compiler, head: Form | None) -> bool:
+    """A call of a global name not defined when the call is compiled: it may become a
+    macro defined later in the file, so the call decides at run time."""
+    if not isinstance(head, Sym) or head.is_complex:
+        return False
+    ref = c.resolve(head.name)
+    return (
+        ref.kind == "global"
+        and ref.py not in c.env
+        and head.name not in BUILTINS
+        and head.name not in c.defining
+    )
+
+
+def late_call(c: Compiler, form: GeneF, fres: Result) -> Result:
+    """`(m a b)` with m unbound at compile time: a macro call (unevaluated arguments) if m
+    is a macro when the call runs, else a plain call."""
+    from gene_jit.frontend.special_fn import macro_args
+
+    f = c.temp("f")
+    t = c.temp()
+    astmts, args, kws = call_args(c, form, list(form.children))
+    plain: ast.expr = ast.Call(func=load(f), args=args, keywords=kws)
+    if kws:
+        plain = ast.Call(func=helper("call_props"), args=[load(f), *args], keywords=kws)
+    margs, mkws = macro_args(c, form)
+    mcall = ast.Call(func=ast.Attribute(value=load(f), attr="fn", ctx=ast.Load()), args=margs, keywords=mkws)
+    test = ast.Compare(
+        left=ast.Attribute(value=load(f), attr="__class__", ctx=ast.Load()),
+        ops=[ast.Is()],
+        comparators=[helper("Macro")],
+    )
+    node = ast.If(test=test, body=[assign(t, mcall)], orelse=[*astmts, assign(t, plain)])
+    return Result([*fres.stmts, assign(f, fres.expr), node], load(t))
 
 
 def kw_tail_call(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from gene_jit.frontend.compiler_core import (
     INT_MAX,
-    Bounds,
     INT_MIN,
+    Bounds,
     Compiler,
     Result,
     assign,

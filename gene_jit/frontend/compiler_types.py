@@ -86,6 +86,9 @@ class _Walker:
     def poison_all(self, form: Form | None) -> None:
         for name in _symbols(form):
             self.facts.poisoned.add(name)
+            if name in _DISABLE or self.is_macro(name):
+                # an eval in a nested function may assign this function's locals
+                self.facts.disabled = True
 
     def walk(self, form: Form | None) -> None:
         if isinstance(form, (Arr, SetF)):

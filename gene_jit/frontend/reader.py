@@ -5,7 +5,7 @@ that gene-jit accepts: `;` line comments (outside strings), `{:a 1}` read as `{^
 and character literals `'a'` / `'\\n'`, which read as a one-character string `Lit`.
 
 Entry points: `read`, `read_one`, `is_complete` (for the REPL's multi-line input) and
-`dump` (a stable text rendering of forms, used by the golden tests).
+`dump` (a stable text rendering of forms for the golden tests, defined in form_dump.py).
 
 The parser is a hand-written scanner over the string with an explicit stack of open
 frames rather than recursion, so deeply nested input cannot overflow the Python stack.
@@ -31,6 +31,7 @@ import re
 from bisect import bisect_right
 from typing import Any
 
+from gene_jit.frontend.form_dump import dump, lit_text
 from gene_jit.frontend.forms import (
     Arr,
     Form,
@@ -137,7 +138,7 @@ def _describe(form: Form) -> str:
     if isinstance(form, Lit):
         if isinstance(form.value, str):
             return f"the string {json.dumps(form.value, ensure_ascii=False)}"
-        return f"the literal {_lit_text(form.value)}"
+        return f"the literal {lit_text(form.value)}"
     if isinstance(form, Sym):
         return f"the symbol {form.name}"
     if isinstance(form, Quote):
@@ -151,14 +152,6 @@ def _describe(form: Form) -> str:
         Unquote: "an unquote (%...)",
     }
     return names.get(type(form), "a form")
-
-
-def _lit_text(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
 
 
 class _Reader:
@@ -744,69 +737,3 @@ def is_complete(text: str) -> bool:
     except GeneSyntaxError:
         return True
     return True
-
-
-# -- dump: a stable rendering of forms for golden tests and debugging ----------------------
-
-
-def dump(forms: list[Form] | tuple[Form, ...]) -> str:
-    """One line per node, children indented: `Kind detail @line:col-end_line:end_col`."""
-    lines: list[str] = []
-    for form in forms:
-        _dump(form, "", 0, lines)
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-def _where_span(span: Span) -> str:
-    return f"@{span.line}:{span.col}-{span.end_line}:{span.end_col}"
-
-
-def _dump(form: Form, label: str, depth: int, out: list[str]) -> None:
-    pad = "  " * depth + label
-    at = _where_span(form.span)
-    if isinstance(form, Lit):
-        out.append(f"{pad}Lit {_dump_value(form.value)} {at}")
-    elif isinstance(form, Sym):
-        out.append(f"{pad}Sym {form.name} {at}")
-    elif isinstance(form, Quote):
-        out.append(f"{pad}Quote {at}")
-        _dump(form.form, "", depth + 1, out)
-    elif isinstance(form, Unquote):
-        out.append(f"{pad}Unquote{' discard' if form.discard else ''} {at}")
-        _dump(form.form, "", depth + 1, out)
-    elif isinstance(form, (Arr, SetF)):
-        out.append(f"{pad}{'Arr' if isinstance(form, Arr) else 'Set'} {at}")
-        for item in form.items:
-            _dump(item, "", depth + 1, out)
-    elif isinstance(form, MapF):
-        out.append(f"{pad}Map {at}")
-        for key, value in form.entries:
-            _dump(value, f"^{key} = ", depth + 1, out)
-    elif isinstance(form, GeneF):
-        out.append(f"{pad}Gene {at}")
-        if form.head is None:
-            out.append("  " * (depth + 1) + "head = none")
-        else:
-            _dump(form.head, "head = ", depth + 1, out)
-        for key, value in form.props:
-            _dump(value, f"^{key} = ", depth + 1, out)
-        for child in form.children:
-            _dump(child, "", depth + 1, out)
-    elif isinstance(form, Interp):
-        out.append(f"{pad}Interp {at}")
-        for part in form.parts:
-            _dump(part, "", depth + 1, out)
-    else:
-        out.append(f"{pad}{type(form).__name__} {at}")
-
-
-def _dump_value(value: Any) -> str:
-    if value is None or isinstance(value, bool):
-        return _lit_text(value)
-    if isinstance(value, int):
-        return f"int {value}"
-    if isinstance(value, float):
-        return f"float {value!r}"
-    if isinstance(value, str):
-        return f"str {json.dumps(value, ensure_ascii=False)}"
-    return f"object {value!r}"

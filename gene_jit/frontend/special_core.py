@@ -22,7 +22,7 @@ from gene_jit.frontend.compiler_core import (
     sym_name,
     syntax_error,
 )
-from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, segment_key
+from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, module_key, segment_key
 from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Sym
 
 # ---------------------------------------------------------------- variables
@@ -53,6 +53,8 @@ def set_path(c: Compiler, target: Sym, res: Result) -> Result:
     if len(parts) == 2 and parts[0] == "$ns":
         obj = c.ns_expr()
     key = const(segment_key(parts[-1]))
+    if len(parts) == 2 and parts[0] == "$ns" and not c.ns_stack:
+        key = const(module_key(c, parts[1]))
     stmts, (o, v) = c.seq([pure(obj), res])
     return Result(stmts, hcall("set_member", o, key, v))
 
@@ -71,8 +73,7 @@ def assignment(c: Compiler, form: GeneF, op: str) -> Result:
         base = Sym(target.span, "/".join(parts[:-1])) if len(parts) > 2 or parts[0] else None
         obj = c.compile(base).expr if base is not None else c.self_expr()
         t = c.temp()
-        old = member_step(load(t), parts[-1], target)
-        new = _combine(c, op, pure(old), rhs, form)
+        new = _combine(c, op, pure(member_step(load(t), parts[-1], target)), rhs, form)
         stmts = [assign(t, obj), *new.stmts]
         return Result(stmts, hcall("set_member", load(t), const(segment_key(parts[-1])), new.expr))
     ref = c.resolve(target.name)
@@ -510,8 +511,23 @@ def visible_locals(c: Compiler) -> ast.Dict:
 @special("eval")
 def eval_form(c: Compiler, form: GeneF, value: bool) -> Result:
     stmts, exprs = c.seq([c.compile(f) for f in form.children])
-    env = hcall("CallerEnv", helper("env"), visible_locals(c))
-    return Result(stmts, hcall("eval_values", env, ast.List(elts=exprs, ctx=ast.Load())))
+    env = c.temp("env")
+    t = c.temp()
+    stmts.append(assign(env, hcall("CallerEnv", helper("env"), visible_locals(c))))
+    stmts.append(assign(t, hcall("eval_values", load(env), ast.List(elts=exprs, ctx=ast.Load()))))
+    return Result([*stmts, *write_back(c, env)], load(t))
+
+
+def write_back(c: Compiler, env: str) -> list[ast.stmt]:
+    """Copy the caller's locals back from the CallerEnv `env` after an eval (or a macro's
+    `$caller_eval`) that may have assigned them."""
+    out: list[ast.stmt] = []
+    for name in visible_locals(c).keys:
+        assert isinstance(name, ast.Constant) and isinstance(name.value, str)
+        members = ast.Attribute(value=load(env), attr="locals", ctx=ast.Load())
+        item = ast.Subscript(value=members, slice=name, ctx=ast.Load())
+        out.extend(c.store_ref(c.resolve(name.value), item))
+    return out
 
 
 @special("$set")

@@ -268,11 +268,15 @@ def fn_form(c: Compiler, form: GeneF, value: bool) -> Result:
     ref = None
     if isinstance(name, Sym) and not name.is_complex and not c.fn.is_module:
         ref = c.declare(name.name)
+    if isinstance(name, Sym) and head != "macro":
+        c.defining.add(name.name)  # its recursive calls are not late-bound macro calls
     stmts, py = build_function(
         c, str(gname).split("/")[-1], params, ch, form, macro=head == "macro"
     )
     if head == "macro":
         stmts.append(assign(py, hcall("Macro", load(py), const(str(gname)))))
+    elif any(k == "async" and isinstance(v, Lit) and v.value is True for k, v in form.props):
+        stmts.append(assign(py, hcall("async_fn", load(py))))  # `(fn ^^async f ...)`
     if ref is not None:
         stmts.extend(c.store_ref(ref, load(py)))
         target = ast.Subscript(value=ns_target(c), slice=const(str(gname)), ctx=ast.Store())
@@ -298,16 +302,36 @@ def arrow_form(c: Compiler, form: GeneF, value: bool) -> Result:
 
 def macro_call(c: Compiler, form: GeneF, name: str) -> Result:
     """`(m a b)` with m a macro: args as unevaluated values, plus the caller's env."""
+
+    from gene_jit.frontend.special_core import write_back
+
+    m = c.load_ref(c.resolve(name))
+    fn = ast.Attribute(value=m, attr="fn", ctx=ast.Load())
+    args, kws = macro_args(c, form)
+    if c.fn.is_module:
+        return Result([], ast.Call(func=fn, args=args, keywords=kws))
+    env, t = c.temp("env"), c.temp()
+    kws[-1] = ast.keyword(arg=" caller", value=load(env))
+    stmts = [assign(env, kws_env(c)), assign(t, ast.Call(func=fn, args=args, keywords=kws))]
+    return Result([*stmts, *write_back(c, env)], load(t))
+
+
+def kws_env(c: Compiler) -> ast.expr:
+    from gene_jit.frontend.special_core import visible_locals
+
+    return hcall("CallerEnv", hcall_name("env"), visible_locals(c))
+
+
+def macro_args(c: Compiler, form: GeneF) -> tuple[list[ast.expr], list[ast.keyword]]:
+    """A macro's arguments: the unevaluated children and props, and the caller's env."""
     from gene_jit.frontend.compiler_exprs import quote
     from gene_jit.frontend.special_core import visible_locals
 
     args = [quote(c, f).expr for f in form.children]
     env = hcall("CallerEnv", hcall_name("env"), visible_locals(c))
-    m = c.load_ref(c.resolve(name))
-    fn = ast.Attribute(value=m, attr="fn", ctx=ast.Load())
     kws = [ast.keyword(arg=k.replace("-", "_"), value=quote(c, v).expr) for k, v in form.props]
     kws.append(ast.keyword(arg=" caller", value=env))
-    return Result([], ast.Call(func=fn, args=args, keywords=kws))
+    return args, kws
 
 
 @special("$caller_eval")
@@ -320,7 +344,8 @@ def caller_eval_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if len(form.children) != 1:
         raise syntax_error(form, "$caller_eval expects one argument")
     res = c.compile(form.children[0])
+    assert scope.caller is not None
+    caller = load(scope.caller)
     return Result(
-        res.stmts,
-        hcall("eval_values", load(scope.caller), ast.List(elts=[res.expr], ctx=ast.Load())),
-    )  # type: ignore[arg-type]
+        res.stmts, hcall("eval_values", caller, ast.List(elts=[res.expr], ctx=ast.Load()))
+    )

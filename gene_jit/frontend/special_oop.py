@@ -227,7 +227,7 @@ def try_form(c: Compiler, form: GeneF, value: bool) -> Result:
     with c.block():
         res = c.body(body)
     try_body = [*res.stmts, assign(t, res.expr)]
-    handlers: list[ast.excepthandler] = []
+    handlers: list[ast.ExceptHandler] = []
     if catches:
         err, ex = c.temp("e"), c.temp("ex")
         chain: list[ast.stmt] = [ast.Raise(exc=None, cause=None)]
@@ -276,6 +276,14 @@ def _import_specs(form: GeneF) -> tuple[Form, list[Sym]]:
             if i + 1 >= len(ch):
                 raise syntax_error(form, "import expects a path after from")
             return ch[i + 1], names
+        if isinstance(x, Arr) and names and names[-1].name.endswith("/"):
+            # `n/[a b:y]` reads as the symbol `n/` then an array: n/a and n/b as y
+            prefix = names.pop().name
+            for item in x.items:
+                if not isinstance(item, Sym):
+                    raise syntax_error(item, "import expects names inside n/[...]")
+                names.append(Sym(item.span, prefix + item.name))
+            continue
         if not isinstance(x, Sym):
             raise syntax_error(x, 'import expects names, then from "path"')
         names.append(x)
@@ -310,3 +318,23 @@ def parse_form(c: Compiler, form: GeneF, value: bool) -> Result:
 
 
 __all__ = ["store"]
+
+
+# ---------------------------------------------------------------- async
+
+
+@special("async")
+def async_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    """`(async e)`: a future completed with e's value (failed if e raises)."""
+    from gene_jit.frontend.special_fn import build_function
+
+    stmts, py = build_function(c, "", None, form.children, form)
+    return Result(stmts, hcall("run_async", load(py)))
+
+
+@special("await")
+def await_form(c: Compiler, form: GeneF, value: bool) -> Result:
+    if not form.children:
+        raise syntax_error(form, "await expects (await future...)")
+    stmts, exprs = c.seq([c.compile(f) for f in form.children])
+    return Result(stmts, hcall("await_values", *exprs))

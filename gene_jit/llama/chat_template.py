@@ -1,6 +1,6 @@
 """Chat prompts: the model's own chat template (GGUF `tokenizer.chat_template`) rendered in
 a jinja2 immutable sandbox, because templates inside downloaded GGUF files are untrusted
-input; plus the Gene-level helpers `format-chat-prompt` and `format-qa-prompt`.
+input, or a plain transcript for models without one; plus the Gene-level helpers `format-chat-prompt` and `format-qa-prompt`.
 """
 
 from __future__ import annotations
@@ -11,39 +11,19 @@ from typing import Any
 
 from gene_jit.llama.errors import LlamaError
 
-# Used when a model carries no template of its own: plain ChatML.
-FALLBACK_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+# A model whose GGUF carries no chat template is taken as a base (pretrained) model, which
+# knows no turn markers: it gets a plain transcript, which base models continue sensibly,
+# and the reply ends where the model starts the user's next line (TRANSCRIPT_STOPS).
+TRANSCRIPT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] | trim }}\n\n"
+    "{% elif message['role'] == 'user' %}User: {{ message['content'] | trim }}\n"
+    "{% else %}Assistant: {{ message['content'] | trim }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
 )
-
-# Gemma 3's turn format, for Gemma GGUFs that carry no template (the default model's does
-# not): Gemma has no system role, so a system message opens the first user turn.
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% if messages and messages[0]['role'] == 'system' %}"
-    "{% set prefix = messages[0]['content'] | trim %}{% set turns = messages[1:] %}"
-    "{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
-    "{% for message in turns %}"
-    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
-    "{% else %}{% set role = 'user' %}{% endif %}"
-    "<start_of_turn>{{ role }}\n"
-    "{% if loop.first and prefix %}{{ prefix }}\n\n{% endif %}"
-    "{{ message['content'] | trim }}<end_of_turn>\n"
-    "{% endfor %}"
-    "{% if not turns and prefix %}<start_of_turn>user\n{{ prefix }}<end_of_turn>\n{% endif %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
+TRANSCRIPT_STOPS = ("\nUser:", "\n\n\n")
 
 ROLES = ("system", "user", "assistant")
-
-
-def fallback_template(architecture: str | None) -> str:
-    """A template for models without one, chosen by architecture."""
-    if architecture and architecture.startswith("gemma"):
-        return GEMMA_TEMPLATE
-    return FALLBACK_TEMPLATE
 
 
 def _raise_exception(message: str) -> None:
@@ -89,7 +69,7 @@ def render_chat(
     """The prompt text for `messages` ([{role, content}]) under `template`."""
     import jinja2
 
-    tmpl = _compile(template or FALLBACK_TEMPLATE)
+    tmpl = _compile(template or TRANSCRIPT_TEMPLATE)
     try:
         return str(
             tmpl.render(

@@ -7,7 +7,12 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from gene_jit.llama.chat_template import fallback_template, render_chat, to_messages
+from gene_jit.llama.chat_template import (
+    TRANSCRIPT_STOPS,
+    TRANSCRIPT_TEMPLATE,
+    render_chat,
+    to_messages,
+)
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.generate import Generation, Sampling, Stats
 
@@ -17,9 +22,8 @@ if TYPE_CHECKING:
 
 def chat_prompt(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
     """The prompt text for `messages`, rendered with the model's template."""
-    template = model.chat_template() or fallback_template(model.meta("general.architecture"))
     return render_chat(
-        template,
+        model.chat_template() or TRANSCRIPT_TEMPLATE,
         messages,
         bos_token=model.token_text(model.bos) if model.add_bos else "",
         eos_token=model.token_text(model.eos),
@@ -50,6 +54,8 @@ class ChatSession:
             raise LlamaError(f"a chat message must be a string, got {message!r}")
         kw.setdefault("temperature", 0.7)
         stops = [str(s) for s in (kw.pop("stop", None) or [])]
+        if self.model.chat_template() is None:
+            stops += TRANSCRIPT_STOPS
         sampling = Sampling.from_kwargs(self.model, kw)
         self.messages.append({"role": "user", "content": message})
         tokens = self._fitting_prompt(n)

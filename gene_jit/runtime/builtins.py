@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gene_jit.runtime.errors import GeneArityError, GeneError, GeneTypeError
-from gene_jit.runtime.printer import display, repr_
 from gene_jit.runtime.ops_ndarray import array_get, array_get_default, is_ndarray
+from gene_jit.runtime.printer import display, repr_
 from gene_jit.runtime.registry import Namespace, builtin
 from gene_jit.runtime.values import (
     INT_MAX,

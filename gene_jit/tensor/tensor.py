@@ -4,6 +4,7 @@ a dtype name and a device. Zero-copy to and from NumPy, and to PyTorch through D
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,21 @@ from gene_jit.tensor.device import CPU, Device
 from gene_jit.tensor.dtypes import from_numpy_dtype, to_storage, to_values
 
 PREVIEW = 6  # elements shown when a tensor prints
+
+
+def _operator(op: str, reflected: bool = False) -> Callable[[Tensor, Any], Tensor]:
+    """A Python operator method that runs `gene_jit.tensor.ops.<op>`; `reflected` swaps
+    the operands (`2 - t` calls `t.__rsub__(2)`)."""
+
+    def method(self: Tensor, other: Any) -> Tensor:
+        # Imported on call: ops imports this module.
+        from gene_jit.tensor import ops
+
+        fn: Callable[[Any, Any], Tensor] = getattr(ops, op)
+        return fn(other, self) if reflected else fn(self, other)
+
+    method.__name__ = f"{op}_reflected" if reflected else op
+    return method
 
 
 class Tensor:
@@ -155,50 +171,15 @@ class Tensor:
 
     # ---- Python operators (used by infix arithmetic in Gene) ----
 
-    def __add__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.div(other, self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        from gene_jit.tensor import ops
-
-        return ops.matmul(self, other)
+    __add__ = _operator("add")
+    __radd__ = _operator("add", reflected=True)
+    __sub__ = _operator("sub")
+    __rsub__ = _operator("sub", reflected=True)
+    __mul__ = _operator("mul")
+    __rmul__ = _operator("mul", reflected=True)
+    __truediv__ = _operator("div")
+    __rtruediv__ = _operator("div", reflected=True)
+    __matmul__ = _operator("matmul")
 
 
 def _fmt(x: Any) -> str:
