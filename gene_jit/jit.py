@@ -10,10 +10,9 @@ types, like `numba.njit`.
 
 The source may define several functions (the last one is returned); it runs once through
 tier 0. Ints, floats, bools and 1-D/2-D float64/int64 NumPy arrays are accepted natively;
-anything else, or a function tier 1 cannot type, runs in tier 0. The returned object's
-class `__call__` is the newest signature's builtin entry, so a call from Python goes
-straight into the trampoline; a guard miss lands in `_dispatch`, which compiles the new
-signature.
+anything else, or a function tier 1 cannot type, runs in tier 0. A call from Python enters the newest signature's native
+entry through the object's vectorcall pointer; a guard miss lands in `_dispatch`, which
+compiles the new signature.
 """
 
 from __future__ import annotations
@@ -28,22 +27,24 @@ from gene_jit.runtime.errors import GeneError
 
 
 class JitFunction:
-    """A Gene function compiled per argument types. Call it like the function."""
+    """A Gene function compiled per argument types. Call it like the function.
 
-    __slots__ = ("name", "_pyfunc", "_state", "_cache", "_head", "__weakref__")
+    The object is an instance of a native-callable heap type (trampoline.py): its
+    vectorcall pointer is the newest signature's native entry, so a call from Python
+    goes from the interpreter straight into the guard; a guard miss tries the older
+    signatures, then `_dispatch`, which compiles the new signature."""
 
-    def __init__(self, name: str, pyfunc: Callable[..., Any], state: Any, cache: bool) -> None:
-        self.name = name
-        self._pyfunc = pyfunc
-        self._state = state
-        self._cache = cache
-        self._head: Any = self._dispatch
+    name: str
+    _pyfunc: Callable[..., Any]
+    _state: Any
+    _cache: bool
+    _dispatch_fn: Callable[..., Any]
 
-    def _dispatch(self, *args: Any) -> Any:
+    def _dispatch(self, *args: Any, **kw: Any) -> Any:
         state = self._state
         sig = T.signature_of(args)
-        if state is None or sig is None or len(sig) != state.nparams or sig in state.failed:
-            return self._pyfunc(*args)
+        if kw or state is None or sig is None or len(sig) != state.nparams or sig in state.failed:
+            return self._pyfunc(*args, **kw)
         entry = state.native.get(sig)
         if entry is None:
             old = os.environ.get("GENE_JIT_CACHE")
@@ -56,10 +57,23 @@ class JitFunction:
                     _restore("GENE_JIT_CACHE", old)
             if entry is None:
                 return self._pyfunc(*args)
-            # newest signature first; its guard miss tries the older ones, then here
-            self._head = state.natives[-1].builtin(self._head)
-            type(self).__call__ = self._head  # type: ignore[method-assign]
+            self._relink()
         return entry(*args)
+
+    def _relink(self) -> None:
+        """Point calls at the natives: newest signature first, each miss falling to the
+        next older one, the last to `_dispatch`. Also run after an invalidation."""
+        from gene_jit.codegen.engine import engine
+        from gene_jit.codegen.trampoline import set_vcall
+
+        natives = list(self._state.natives) if self._state is not None else []
+        fallback: Any = self._dispatch_fn
+        if not natives:
+            set_vcall(self, engine().forward_address, fallback)
+            return
+        for native in natives[:-1]:
+            fallback = native.builtin(fallback)
+        set_vcall(self, natives[-1].vcall_address, fallback, self._dispatch_fn)
 
     @property
     def signatures(self) -> list[str]:
@@ -90,6 +104,20 @@ class JitFunction:
         return f"<gene_jit.jit {self.name} {self.signatures}>"
 
 
+_jit_type: type | None = None
+
+
+def _native_type() -> type:
+    global _jit_type
+    if _jit_type is None:
+        from gene_jit.codegen.trampoline import native_callable_type
+
+        methods = {k: v for k, v in JitFunction.__dict__.items()
+                   if not k.startswith("__") or k in ("__repr__", "__doc__")}
+        _jit_type = native_callable_type("gene_jit.JitFunction", methods)
+    return _jit_type
+
+
 def _restore(var: str, old: str | None) -> None:
     if old is None:
         os.environ.pop(var, None)
@@ -116,7 +144,7 @@ def _compile_source(source: str, filename: str) -> tuple[str, Callable[..., Any]
     state = hooks.by_object.get(id(pyfunc)) if hooks is not None else None
     if state is not None:
         pyfunc = state.pyfunc
-        state.on = False  # calls go through JitFunction's dispatch, not the prologue
+        state.on = state.via_prologue = False  # calls go through _dispatch, not the prologue
     return names[-1], pyfunc, state
 
 
@@ -130,7 +158,10 @@ def jit(source: str | Callable[..., Any] | None = None, *, cache: bool = False) 
     else:
         text, filename = source, "<jit>"
     name, pyfunc, state = _compile_source(text, filename)
-    cls = type(f"jit_{name}", (JitFunction,), {"__slots__": ()})
-    obj = cls(name, pyfunc, state, cache)
-    cls.__call__ = staticmethod(obj._dispatch)  # type: ignore[assignment]
+    obj = _native_type()()
+    obj.name, obj._pyfunc, obj._state, obj._cache = name, pyfunc, state, cache
+    obj._dispatch_fn = obj._dispatch
+    if state is not None:
+        state.listeners.append(obj._relink)  # redefinitions of its callees invalidate it
+    obj._relink()
     return obj

@@ -25,8 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_import_is_light() -> None:
-    code = "import sys, gene_jit; print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    code = (
+        "import sys, gene_jit; print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert out.stdout.strip() == "[]"
     assert gene_jit.__version__
     with pytest.raises(AttributeError):
@@ -54,7 +58,9 @@ def test_to_python() -> None:
 
 def test_from_python() -> None:
     arr = np.arange(3)
-    v = gene_jit.from_python({"t": (1, 2), "n": np.int64(5), "f": np.float32(0.5), "a": arr, "s": {1}})
+    v = gene_jit.from_python(
+        {"t": (1, 2), "n": np.int64(5), "f": np.float32(0.5), "a": arr, "s": {1}}
+    )
     assert v["t"] == [1, 2] and type(v["n"]) is int and type(v["f"]) is float
     assert v["a"] is arr
     assert isinstance(v["s"], GeneSet)
@@ -80,13 +86,17 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
 
 
-def test_cli_missing_lazy_subcommand(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_missing_lazy_subcommand(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(cli.SUBCOMMANDS, "nothere", ("gene_jit.no_such_module", "test only"))
     assert cli.main(["nothere", "x"]) == 2
     assert "not available" in capsys.readouterr().err
 
 
-def test_report_failure_exit_codes(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_failure_exit_codes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GENE_DEBUG", raising=False)
     assert cli.report_failure(GeneTypeError("bad thing")) == 1
     err = capsys.readouterr().err
@@ -127,7 +137,9 @@ def test_run_file(compiler: Any, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out == "args: [a b]\n"
 
 
-def test_cli_run_and_eval(compiler: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_run_and_eval(
+    compiler: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     prog = tmp_path / "p.gene"
     prog.write_text('(println "hi" $args)\n')
     assert cli.main(["run", str(prog), "x", "--flag"]) == 0
@@ -143,7 +155,10 @@ def test_cli_run_and_eval(compiler: Any, tmp_path: Path, capsys: pytest.CaptureF
 
 def test_cli_subprocess(compiler: Any) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "gene_jit", "eval", '(str "a" 1)'], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "gene_jit", "eval", '(str "a" 1)'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert (out.returncode, out.stdout) == (0, '"a1"\n')
 
@@ -151,7 +166,11 @@ def test_cli_subprocess(compiler: Any) -> None:
 def test_repl_session(compiler: Any) -> None:
     session = '(var x 2)\n(x\n  * 21)\n(undefined-thing)\n"s"\n'
     out = subprocess.run(
-        [sys.executable, "-m", "gene_jit", "repl"], input=session, capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "gene_jit", "repl"],
+        input=session,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert out.returncode == 0
     assert out.stdout == '2\n42\n"s"\n'

@@ -66,7 +66,9 @@ def test_arity_and_type_errors_name_the_builtin() -> None:
 
 
 def test_sizes_and_get() -> None:
-    assert [b("len")(x) for x in ("abc", [1, 2], {"a": 1}, GeneSet([1]), Gene(None, {}, [1, 2]))] == [3, 2, 1, 1, 2]
+    assert [
+        b("len")(x) for x in ("abc", [1, 2], {"a": 1}, GeneSet([1]), Gene(None, {}, [1, 2]))
+    ] == [3, 2, 1, 1, 2]
     assert b("size")(Range(0, 3, 1, inclusive=False)) == 3
     assert b("get")([10, 20], 1) == 20
     assert b("get")([10, 20], 5, "d") == "d"
@@ -177,7 +179,18 @@ def test_range_and_rand() -> None:
 
 
 def test_type_of() -> None:
-    cases = [(None, "nil"), (1, "int"), (1.0, "float"), ("s", "string"), (True, "bool"), ([], "array"), ({}, "map"), (Symbol("a"), "symbol"), (Gene(None), "gene"), (print, "native-fn")]
+    cases = [
+        (None, "nil"),
+        (1, "int"),
+        (1.0, "float"),
+        ("s", "string"),
+        (True, "bool"),
+        ([], "array"),
+        ({}, "map"),
+        (Symbol("a"), "symbol"),
+        (Gene(None), "gene"),
+        (print, "native-fn"),
+    ]
     for value, name in cases:
         assert b("type-of")(value) == name
 
@@ -194,7 +207,12 @@ def test_math() -> None:
     with pytest.raises(GeneOverflowError):
         b("abs")(-(2**63))
     assert (b("floor")(2.7), b("ceil")(2.1), b("floor")(-2.5)) == (2, 3, -3)
-    assert (b("round")(2.5), b("round")(-2.5), b("round")(2.4), b("round")(3.14159, 2)) == (3, -3, 2, 3.14)
+    assert (b("round")(2.5), b("round")(-2.5), b("round")(2.4), b("round")(3.14159, 2)) == (
+        3,
+        -3,
+        2,
+        3.14,
+    )
     assert (b("sin")(0), b("cos")(0)) == (0.0, 1.0)
     with pytest.raises(GeneTypeError, match="sqrt: expected a number"):
         b("sqrt")("4")

@@ -88,8 +88,9 @@ def test_string_return_and_null(libc: ffi.Library) -> None:
 
 
 def test_variadic_snprintf(libc: ffi.Library) -> None:
-    snprintf = ffi.defun("snprintf", lib="c", returns="int",
-                         params=["buffer", "size_t", "string"], variadic=True)
+    snprintf = ffi.defun(
+        "snprintf", lib="c", returns="int", params=["buffer", "size_t", "string"], variadic=True
+    )
     buf = ffi.buffer(64)
     n = snprintf(buf, 64, "%d|%s|%.3f|%ld", 42, "gene", 2.5, -(2**40))
     assert ffi.string(buf) == "42|gene|2.500|-1099511627776"
@@ -116,12 +117,23 @@ def test_arity_errors(libc: ffi.Library) -> None:
         ("labs", "long", ["long"], [None], "must be :long, got nil"),
         ("sqrt", "double", ["double"], ["2"], "must be :double, got string"),
         ("memset", "pointer", ["pointer", "int", "size_t"], ["p", 0, 1], "must be :pointer"),
-        ("memset", "pointer", ["pointer", "int", "size_t"], [None, 0, -1], "argument 3 must be :size_t"),
+        (
+            "memset",
+            "pointer",
+            ["pointer", "int", "size_t"],
+            [None, 0, -1],
+            "argument 3 must be :size_t",
+        ),
     ],
 )
 def test_type_errors_before_the_call(
-    libc: ffi.Library, libm: ffi.Library, symbol: str, returns: str, params: list[str],
-    args: list[object], expected: str,
+    libc: ffi.Library,
+    libm: ffi.Library,
+    symbol: str,
+    returns: str,
+    params: list[str],
+    args: list[object],
+    expected: str,
 ) -> None:
     lib = "m" if symbol == "sqrt" else "c"
     fn = ffi.defun(symbol, lib=lib, returns=returns, params=params)
@@ -146,8 +158,9 @@ def test_null_string_argument(libc: ffi.Library) -> None:
 
 def test_callback_qsort_with_gene_comparator(libc: ffi.Library) -> None:
     cmp_t = ffi.callback_type("int", ["pointer", "pointer"])
-    qsort = ffi.defun("qsort", lib="c", returns="void",
-                      params=["buffer", "size_t", "size_t", cmp_t])
+    qsort = ffi.defun(
+        "qsort", lib="c", returns="void", params=["buffer", "size_t", "size_t", cmp_t]
+    )
     values = [5, -3, 9, 1, 2, 7]
     arr = ffi.new("int32", len(values))
     for i, v in enumerate(values):
@@ -161,15 +174,22 @@ def test_callback_qsort_with_gene_comparator(libc: ffi.Library) -> None:
     qsort(arr, len(values), 4, ascending)  # a plain function is wrapped on the way
     assert arr.to_list() == sorted(values)
     assert calls
-    descending = ffi.callback(lambda a, b: ffi.read(b, "int32") - ffi.read(a, "int32"),
-                              returns="int", params=["pointer", "pointer"])
+    descending = ffi.callback(
+        lambda a, b: ffi.read(b, "int32") - ffi.read(a, "int32"),
+        returns="int",
+        params=["pointer", "pointer"],
+    )
     qsort(arr, len(values), 4, descending)
     assert arr.to_list() == sorted(values, reverse=True)
 
 
 def test_callback_errors_surface_after_the_call(libc: ffi.Library) -> None:
-    qsort = ffi.defun("qsort", lib="c", returns="void",
-                      params=["buffer", "size_t", "size_t", ["callback", "int", ["pointer", "pointer"]]])
+    qsort = ffi.defun(
+        "qsort",
+        lib="c",
+        returns="void",
+        params=["buffer", "size_t", "size_t", ["callback", "int", ["pointer", "pointer"]]],
+    )
     arr = ffi.new("int32", 4)
 
     def boom(a: int, b: int) -> int:

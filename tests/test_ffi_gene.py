@@ -19,26 +19,35 @@ def run(source: str) -> Any:
 
 
 def test_defun_binds_and_calls_from_functions() -> None:
-    assert run("""
+    assert (
+        run("""
         (ffi/load "c")
         (ffi/defun strlen :lib "c" :symbol "strlen" :returns :size_t :params [:string])
         (fn total [a b] ((strlen a) + (strlen b)))
         (total "hello" "héllo")
-    """) == 11
+    """)
+        == 11
+    )
 
 
 def test_libm_and_variadic_snprintf() -> None:
-    assert run("""
+    assert (
+        run("""
         (ffi/load "m")
         (ffi/defun sqrt :lib "m" :symbol "sqrt" :returns :double :params [:double])
         (sqrt 2.25)
-    """) == 1.5
-    assert run("""
+    """)
+        == 1.5
+    )
+    assert (
+        run("""
         (ffi/defun snprintf :lib "c" :returns :int :params [:buffer :size_t :string] :variadic true)
         (var buf (ffi/buffer 32))
         (snprintf buf 32 "%d+%s=%.1f" 40 "two" 42.0)
         (ffi/string buf)
-    """) == "40+two=42.0"
+    """)
+        == "40+two=42.0"
+    )
 
 
 def test_qsort_with_a_gene_comparator() -> None:
@@ -90,16 +99,42 @@ def test_seed_block_with_the_bundled_libllama(capsys: pytest.CaptureFixture[str]
     ("source", "error", "text"),
     [
         ('(ffi/load "surely-missing-lib")', GeneError, "searched"),
-        ('(ffi/defun nope :lib "c" :symbol "nope_nope" :returns :int)', GeneError, "no symbol 'nope_nope'"),
-        ('(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen)', GeneError, "missing argument 1"),
-        ('(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen "a" "b")', GeneError, "takes 1 argument"),
-        ('(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen 42)', GeneTypeError, "argument 1 must be :string"),
-        ('(ffi/defun abs :lib "c" :returns :int :params [:int]) (abs "x")', GeneTypeError, "argument 1 must be :int"),
-        ('(ffi/defun abs :lib "c" :returns :int :params [:wat])', GeneTypeError, "unknown ffi type :wat"),
-        ('(ffi/string (ffi/null))', None, None),
+        (
+            '(ffi/defun nope :lib "c" :symbol "nope_nope" :returns :int)',
+            GeneError,
+            "no symbol 'nope_nope'",
+        ),
+        (
+            '(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen)',
+            GeneError,
+            "missing argument 1",
+        ),
+        (
+            '(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen "a" "b")',
+            GeneError,
+            "takes 1 argument",
+        ),
+        (
+            '(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen 42)',
+            GeneTypeError,
+            "argument 1 must be :string",
+        ),
+        (
+            '(ffi/defun abs :lib "c" :returns :int :params [:int]) (abs "x")',
+            GeneTypeError,
+            "argument 1 must be :int",
+        ),
+        (
+            '(ffi/defun abs :lib "c" :returns :int :params [:wat])',
+            GeneTypeError,
+            "unknown ffi type :wat",
+        ),
+        ("(ffi/string (ffi/null))", None, None),
     ],
 )
-def test_errors_are_gene_errors(source: str, error: type[BaseException] | None, text: str | None) -> None:
+def test_errors_are_gene_errors(
+    source: str, error: type[BaseException] | None, text: str | None
+) -> None:
     if error is None:
         assert run(source) is None  # a NULL string is nil, not a crash
         return

@@ -14,21 +14,38 @@ import pytest
 from gene_jit import ffi
 from gene_jit.ffi.library import bundled_path
 
-pytestmark = pytest.mark.skipif(bundled_path("llama") is None, reason="llama-cpp-python not installed")
+pytestmark = pytest.mark.skipif(
+    bundled_path("llama") is None, reason="llama-cpp-python not installed"
+)
 
 # llama.h of the bundled libllama (llama-cpp-python 0.3.x)
 MODEL_PARAMS = [
-    ("devices", "pointer"), ("tensor_buft_overrides", "pointer"), ("n_gpu_layers", "int32"),
-    ("split_mode", "int"), ("load_mode", "int"), ("lazy_mode", "int"), ("main_gpu", "int32"),
+    ("devices", "pointer"),
+    ("tensor_buft_overrides", "pointer"),
+    ("n_gpu_layers", "int32"),
+    ("split_mode", "int"),
+    ("load_mode", "int"),
+    ("lazy_mode", "int"),
+    ("main_gpu", "int32"),
     ("tensor_split", "pointer"),
     ("progress_callback", ["callback", "bool", ["float", "pointer"]]),
-    ("progress_callback_user_data", "pointer"), ("kv_overrides", "pointer"),
-    ("vocab_only", "bool"), ("check_tensors", "bool"), ("use_extra_bufts", "bool"),
-    ("no_host", "bool"), ("no_alloc", "bool"), ("load_mtp", "bool"),
+    ("progress_callback_user_data", "pointer"),
+    ("kv_overrides", "pointer"),
+    ("vocab_only", "bool"),
+    ("check_tensors", "bool"),
+    ("use_extra_bufts", "bool"),
+    ("no_host", "bool"),
+    ("no_alloc", "bool"),
+    ("load_mtp", "bool"),
 ]
 BATCH = [
-    ("n_tokens", "int32"), ("token", "pointer"), ("embd", "pointer"), ("pos", "pointer"),
-    ("n_seq_id", "pointer"), ("seq_id", "pointer"), ("logits", "pointer"),
+    ("n_tokens", "int32"),
+    ("token", "pointer"),
+    ("embd", "pointer"),
+    ("pos", "pointer"),
+    ("n_seq_id", "pointer"),
+    ("seq_id", "pointer"),
+    ("logits", "pointer"),
 ]
 
 
@@ -45,8 +62,13 @@ def test_seed_block_falls_back_to_the_bundled_library(capsys: pytest.CaptureFixt
     assert lib.path == str(Path(bundled_path("llama") or "").resolve())
     assert missing in lib.note and lib.path in lib.note
     assert missing in capsys.readouterr().err
-    load = ffi.defun("llama-model-load", lib="llama", symbol="llama_model_load_from_file",
-                     returns="pointer", params=["string", "pointer"])
+    load = ffi.defun(
+        "llama-model-load",
+        lib="llama",
+        symbol="llama_model_load_from_file",
+        returns="pointer",
+        params=["string", "pointer"],
+    )
     assert load.address == lib.address("llama_model_load_from_file")
 
 
@@ -72,8 +94,9 @@ def test_model_default_params_by_value(llama: ffi.Library) -> None:
 
 def test_batch_get_one_returns_struct_by_value(llama: ffi.Library) -> None:
     batch_t = ffi.defstruct("llama_batch", BATCH)
-    get_one = ffi.defun("llama_batch_get_one", lib="llama", returns=batch_t,
-                        params=["buffer", "int32"])
+    get_one = ffi.defun(
+        "llama_batch_get_one", lib="llama", returns=batch_t, params=["buffer", "int32"]
+    )
     tokens = ffi.new("int32", 3)
     for i, t in enumerate([11, 22, 33]):
         tokens[i] = t
@@ -85,8 +108,12 @@ def test_batch_get_one_returns_struct_by_value(llama: ffi.Library) -> None:
 
 
 def test_log_callback_is_kept_alive_while_c_holds_it(llama: ffi.Library) -> None:
-    log_set = ffi.defun("llama_log_set", lib="llama", returns="void",
-                        params=[["callback", "void", ["int", "string", "pointer"]], "pointer"])
+    log_set = ffi.defun(
+        "llama_log_set",
+        lib="llama",
+        returns="void",
+        params=[["callback", "void", ["int", "string", "pointer"]], "pointer"],
+    )
     seen: list[str] = []
     log_set(lambda level, text, data: seen.append(text), None)  # only C holds this one
     import gc
@@ -100,8 +127,9 @@ def test_log_callback_is_kept_alive_while_c_holds_it(llama: ffi.Library) -> None
 def _load_vocab(llama: ffi.Library, path: Path, progress: Any = None) -> int | None:
     params_t = ffi.defstruct("llama_model_params", MODEL_PARAMS)
     defaults = ffi.defun("llama_model_default_params", lib="llama", returns=params_t, params=[])
-    load = ffi.defun("llama_model_load_from_file", lib="llama", returns="pointer",
-                     params=["string", params_t])
+    load = ffi.defun(
+        "llama_model_load_from_file", lib="llama", returns="pointer", params=["string", params_t]
+    )
     params = defaults()
     params.vocab_only = progress is None
     if progress is not None:
@@ -119,7 +147,9 @@ def test_load_default_model_vocab(llama: ffi.Library) -> None:
         pytest.skip(f"default model unavailable: {exc}")
     model = _load_vocab(llama, path)
     assert model
-    vocab = ffi.defun("llama_model_get_vocab", lib="llama", returns="pointer", params=["pointer"])(model)
+    vocab = ffi.defun("llama_model_get_vocab", lib="llama", returns="pointer", params=["pointer"])(
+        model
+    )
     n = ffi.defun("llama_vocab_n_tokens", lib="llama", returns="int32", params=["pointer"])(vocab)
     assert n == 262144  # Gemma 3's vocabulary
     ffi.defun("llama_model_free", lib="llama", returns="void", params=["pointer"])(model)

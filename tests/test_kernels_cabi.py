@@ -104,4 +104,7 @@ def test_bad_shapes_write_nothing() -> None:
     raw = np.zeros(35, np.uint8)
     assert call("dequant_q8_0", raw, poisoned(64), 35) == cabi.BAD_SHAPE
     x = randn(g, 2, 5, 7)
-    assert call("rope_f32", x, np.arange(5, dtype=np.int64), poisoned(2, 5, 7), 2, 5, 7, 1e4) == cabi.BAD_SHAPE
+    assert (
+        call("rope_f32", x, np.arange(5, dtype=np.int64), poisoned(2, 5, 7), 2, 5, 7, 1e4)
+        == cabi.BAD_SHAPE
+    )

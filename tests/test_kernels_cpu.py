@@ -71,7 +71,9 @@ def test_rope() -> None:
 
 
 @pytest.mark.parametrize("version", ["attention_f32_v1", "attention_f32_v2", "attention_f32"])
-@pytest.mark.parametrize("causal,heads,kv_heads,t", [(True, 4, 2, 70), (False, 3, 3, 20), (True, 2, 1, 130)])
+@pytest.mark.parametrize(
+    "causal,heads,kv_heads,t", [(True, 4, 2, 70), (False, 3, 3, 20), (True, 2, 1, 130)]
+)
 def test_attention_prefill(version: str, causal: bool, heads: int, kv_heads: int, t: int) -> None:
     from gene_jit.tensor_kernels import attention_cpu
 
@@ -83,8 +85,12 @@ def test_attention_prefill(version: str, causal: bool, heads: int, kv_heads: int
 
 
 @pytest.mark.parametrize("version", ["attention_f32_v1", "attention_f32_v2"])
-@pytest.mark.parametrize("causal,t,tk,offset", [(True, 37, 100, 63), (True, 1, 50, 49), (False, 70, 9, 0)])
-def test_attention_with_cache_offset(version: str, causal: bool, t: int, tk: int, offset: int) -> None:
+@pytest.mark.parametrize(
+    "causal,t,tk,offset", [(True, 37, 100, 63), (True, 1, 50, 49), (False, 70, 9, 0)]
+)
+def test_attention_with_cache_offset(
+    version: str, causal: bool, t: int, tk: int, offset: int
+) -> None:
     """Queries after a cached prefix (chunked prefill), a single query, short keys."""
     from gene_jit.tensor_kernels import attention_cpu
 
@@ -92,7 +98,11 @@ def test_attention_with_cache_offset(version: str, causal: bool, t: int, tk: int
     q, k, v = randn(g, 4, t, 16), randn(g, 2, tk, 16), randn(g, 2, tk, 16)
     out = poisoned(4, t, 16)
     getattr(attention_cpu, version)(q, k, v, causal, 0.3, offset, out)
-    check("attention with offset", out, ref.attention(q, k, v, causal=causal, scale=0.3, q_offset=offset))
+    check(
+        "attention with offset",
+        out,
+        ref.attention(q, k, v, causal=causal, scale=0.3, q_offset=offset),
+    )
 
 
 def test_attention_decode_gqa() -> None:
@@ -136,4 +146,6 @@ def test_reference_dequant_matches_gguf() -> None:
     for kind, name in types.items():
         raw = random_blocks(rng(9), kind, 3)
         theirs = dequantize(raw.reshape(3, -1), getattr(gguf.GGMLQuantizationType, name))
-        check(f"reference {kind} vs gguf", ref.DEQUANT[kind](raw), theirs.reshape(-1), F16_TOL * 1e-3)
+        check(
+            f"reference {kind} vs gguf", ref.DEQUANT[kind](raw), theirs.reshape(-1), F16_TOL * 1e-3
+        )

@@ -94,3 +94,147 @@ def test_prefill_attention(causal: bool, heads: int, kv: int, t: int, d: int) ->
     out = cu.to_device(poisoned(heads, t, d))
     attention_cuda.attention(cu.to_device(q), cu.to_device(k), cu.to_device(v), causal, 0.3, 0, out)
     check("cuda prefill attention", out.copy_to_host(), ref.attention(q, k, v, causal=causal, scale=0.3))
+
+
+# ---- matmul, feed-forward, row ops, dequantisation ----
+
+
+@pytest.mark.parametrize("batch_a,batch_b,m,k,n,trans,wdt", [
+    (1, 1, 5, 7, 9, False, np.float32), (3, 3, 17, 20, 66, False, np.float32),
+    (2, 1, 9, 33, 12, True, np.float32), (1, 1, 4, 24, 70, True, np.float16),
+    pytest.param(4, 4, 300, 257, 130, False, np.float32, marks=BIG),
+    pytest.param(1, 1, 512, 4096, 1024, True, np.float16, marks=BIG),
+])
+def test_matmul(batch_a: int, batch_b: int, m: int, k: int, n: int, trans: bool, wdt: type) -> None:
+    cu = _cuda()
+    from gene_jit.tensor_kernels import matmul_cuda
+
+    g = rng(31)
+    a = randn(g, batch_a, m, k)
+    b = randn(g, batch_b, n, k).astype(wdt) if trans else randn(g, batch_b, k, n).astype(wdt)
+    nb = max(batch_a, batch_b)
+    out = cu.to_device(poisoned(nb, m, n))
+    matmul_cuda.matmul(cu.to_device(a), cu.to_device(b), out, trans_b=trans)
+    want = ref.matmul(a, b.transpose(0, 2, 1) if trans else b)
+    check("cuda matmul", out.copy_to_host(), np.broadcast_to(want, (nb, m, n)), 1e-5 if wdt == np.float32 else 1e-5)
+
+
+@pytest.mark.parametrize("t,e,f,act,wdt", [
+    (1, 16, 24, "silu", np.float32), (5, 16, 40, "gelu", np.float32), (3, 24, 16, "silu", np.float16),
+    pytest.param(1, 2048, 5632, "silu", np.float16, marks=BIG),
+    pytest.param(33, 512, 1408, "gelu", np.float32, marks=BIG),
+])
+def test_feed_forward(t: int, e: int, f: int, act: str, wdt: type) -> None:
+    cu = _cuda()
+    from gene_jit.tensor_kernels import matmul_cuda
+
+    g = rng(32)
+    x = randn(g, t, e)
+    wg, wu = (randn(g, f, e) * 0.2).astype(wdt), (randn(g, f, e) * 0.2).astype(wdt)
+    wd = (randn(g, e, f) * 0.2).astype(wdt)
+    out = cu.to_device(poisoned(t, e))
+    matmul_cuda.feed_forward(cu.to_device(x), cu.to_device(wg), cu.to_device(wu), cu.to_device(wd), act, out)
+    check("cuda feed-forward", out.copy_to_host(), ref.feed_forward(x, wg, wu, wd, act), 1e-5)
+
+
+@pytest.mark.parametrize("rows,cols", [(3, 10), (2, 300), pytest.param(4096, 4096, marks=BIG)])
+def test_norms_and_softmax(rows: int, cols: int) -> None:
+    cu = _cuda()
+    from gene_jit.tensor_kernels import norms_cuda
+
+    g = rng(33)
+    x = randn(g, rows, cols) * 3 + 5  # off-centre rows: LayerNorm must not cancel
+    w, b = randn(g, cols), randn(g, cols)
+    dx = cu.to_device(x)
+    out = cu.to_device(poisoned(rows, cols))
+    norms_cuda.rmsnorm(dx, cu.to_device(w), 1e-6, out)
+    check("cuda rmsnorm", out.copy_to_host(), ref.rmsnorm(x, w, 1e-6))
+    out = cu.to_device(poisoned(rows, cols))
+    norms_cuda.layernorm(dx, cu.to_device(w), cu.to_device(b), 1e-5, out)
+    check("cuda layernorm", out.copy_to_host(), ref.layernorm(x, w, b, 1e-5), 2e-5)
+    out = cu.to_device(poisoned(rows, cols))
+    norms_cuda.softmax(dx, out)
+    check("cuda softmax", out.copy_to_host(), ref.softmax(x))
+
+
+def test_softmax_masked_rows() -> None:
+    """-inf entries (a causal mask) get probability 0; large scores do not overflow."""
+    cu = _cuda()
+    from gene_jit.tensor_kernels import norms_cuda
+
+    x = np.array([[1.0, -np.inf, 3.0, 800.0], [0.5, 0.25, -np.inf, -np.inf]], np.float32)
+    out = cu.to_device(poisoned(2, 4))
+    norms_cuda.softmax(cu.to_device(x), out)
+    check("cuda softmax masked", out.copy_to_host(), ref.softmax(x))
+
+
+@pytest.mark.parametrize("b,t,d,start", [(2, 5, 8, 0), (1, 3, 64, 4090), pytest.param(32, 512, 128, 7, marks=BIG)])
+def test_rope(b: int, t: int, d: int, start: int) -> None:
+    cu = _cuda()
+    from gene_jit.tensor_kernels import norms_cuda
+
+    g = rng(34)
+    x = randn(g, b, t, d)
+    pos = np.arange(start, start + t, dtype=np.int64)
+    out = cu.to_device(poisoned(b, t, d))
+    norms_cuda.rope(cu.to_device(x), cu.to_device(pos), 10000.0, out)
+    check("cuda rope", out.copy_to_host(), ref.rope(x, pos))
+
+
+@pytest.mark.parametrize("kind,nblocks", [("q8_0", 5), ("q4_0", 5), ("q4_k", 3), ("q6_k", 3),
+                                          pytest.param("q4_k", 4096, marks=BIG),
+                                          pytest.param("q6_k", 4096, marks=BIG)])
+def test_dequantize(kind: str, nblocks: int) -> None:
+    cu = _cuda()
+    from gene_jit.tensor_kernels import dequant_cuda
+    from test_kernels_helpers import random_blocks
+
+    raw = random_blocks(rng(35), kind, nblocks)
+    out = cu.to_device(poisoned(dequant_cuda.out_size(kind, raw.size)))
+    dequant_cuda.dequantize(cu.to_device(raw), kind, out)
+    check(f"cuda dequant {kind}", out.copy_to_host(), ref.DEQUANT[kind](raw), 1e-6)
+
+
+def test_elementwise_kernels() -> None:
+    cu = _cuda()
+    from gene_jit.tensor_kernels import elementwise_cuda as ew
+
+    g = rng(36)
+    a, v = randn(g, 4, 6), randn(g, 6) + 3
+    da, dv = cu.to_device(a.reshape(-1)), cu.to_device(v)
+    for op, f in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("div", np.divide)):
+        out = cu.to_device(poisoned(24))
+        ew.binary(da, dv, out, op)
+        check(f"cuda {op} row-broadcast", out.copy_to_host().reshape(4, 6), f(a.astype(np.float64), v))
+        out = cu.to_device(poisoned(24))
+        ew.binary_scalar(da, 2.5, out, op, True)
+        check(f"cuda scalar {op}", out.copy_to_host().reshape(4, 6), f(2.5, a.astype(np.float64)))
+    for op, f in (("exp", np.exp), ("silu", ref.silu), ("gelu", ref.gelu)):
+        out = cu.to_device(poisoned(24))
+        ew.unary(da, out, op)
+        check(f"cuda {op}", out.copy_to_host().reshape(4, 6), f(a.astype(np.float64)))
+    out = cu.to_device(poisoned(6))
+    ew.unary(dv, out, "sqrt")
+    check("cuda sqrt", out.copy_to_host(), np.sqrt(v.astype(np.float64)))
+
+
+@pytest.mark.parametrize("dt,heads,kv,ctx,d,resident", [
+    (np.float16, 4, 2, 300, 32, 24), (np.float32, 8, 1, 97, 64, 7), (np.float16, 2, 2, 130, 16, 40),
+])
+def test_decode_many_splits_combine_in_kernel(monkeypatch, dt: type, heads: int, kv: int, ctx: int, d: int,
+                                              resident: int) -> None:
+    """Many splits per kv head, so the last block's in-kernel combine merges a masked
+    tail and several rows of partials; a second launch reuses the reset counters."""
+    cu = _cuda()
+    from gene_jit.tensor_kernels import decode_cuda
+
+    monkeypatch.setattr(decode_cuda, "resident_blocks", lambda launcher: resident)
+    g = rng(15)
+    kc, vc = randn(g, kv, ctx, d).astype(dt), randn(g, kv, ctx, d).astype(dt)
+    dk, dv = cu.to_device(kc), cu.to_device(vc)
+    for seed in (0, 1):
+        q = randn(rng(seed), heads, d)
+        out = cu.to_device(poisoned(heads, d))
+        decode_cuda.decode(cu.to_device(q), dk, dv, ctx, 0.2, out)
+        tol = F16_TOL if dt == np.float16 else 1e-5
+        check("cuda decode, in-kernel combine", out.copy_to_host(), ref.decode_attention(q, kc, vc, ctx, 0.2), tol)

@@ -53,7 +53,11 @@ def profile(path: Path, mode: str = "0"):  # type: ignore[no-untyped-def]
     from gene_jit.profiler import Profiler
 
     out = io.StringIO()
-    with jit_env(mode), contextlib.redirect_stdout(out), Profiler(str(path), sample_interval=0.0005) as p:
+    with (
+        jit_env(mode),
+        contextlib.redirect_stdout(out),
+        Profiler(str(path), sample_interval=0.0005) as p,
+    ):
         gene_jit.run_file(str(path))
     assert out.getvalue() == "6765\n499500\n"
     assert p.data is not None
@@ -128,7 +132,9 @@ def _count(node, name: str) -> int:  # type: ignore[no-untyped-def]
 def test_tensor_time_is_reported(tmp_path: Path) -> None:
     pytest.importorskip("numba")
     path = tmp_path / "t.gene"
-    path.write_text("(var a (tensor/ones [96 96]))\n(var i 0)\n(while (i < 300) (tensor/matmul a a) (i = (i + 1)))\n")
+    path.write_text(
+        "(var a (tensor/ones [96 96]))\n(var i 0)\n(while (i < 300) (tensor/matmul a a) (i = (i + 1)))\n"
+    )
     import gene_jit
     from gene_jit.profiler import Profiler
 
@@ -142,13 +148,28 @@ def test_tensor_time_is_reported(tmp_path: Path) -> None:
 
 def test_cli_profile_writes_files(program: Path, tmp_path: Path) -> None:
     js, ss, svg = tmp_path / "p.json", tmp_path / "p.speedscope.json", tmp_path / "p.svg"
-    r = run_cli("profile", "--json", str(js), "--speedscope", str(ss), "--flamegraph", str(svg),
-                "--sort", "calls", "--top", "2", str(program))
+    r = run_cli(
+        "profile",
+        "--json",
+        str(js),
+        "--speedscope",
+        str(ss),
+        "--flamegraph",
+        str(svg),
+        "--sort",
+        "calls",
+        "--top",
+        "2",
+        str(program),
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "6765\n499500\n"
     assert "fib" in r.stderr and "21,891" in r.stderr and "hot loops" in r.stderr
     report = json.loads(js.read_text())
-    assert [(f["name"], f["calls"]) for f in report["functions"]] == [("fib", 21891), ("(top level)", 7)]
+    assert [(f["name"], f["calls"]) for f in report["functions"]] == [
+        ("fib", 21891),
+        ("(top level)", 7),
+    ]
     assert json.loads(ss.read_text())["profiles"][0]["type"] == "sampled"
     ET.parse(svg)
 
@@ -177,7 +198,9 @@ def test_gene_profile_env_from_python(tmp_path: Path) -> None:
     out = tmp_path / "auto.json"
     script = 'import gene_jit\nprint(gene_jit.eval("(fn f [n] (if (n < 2) n ((f (n - 1)) + (f (n - 2))))) (f 15)"))\n'
     env = {**os.environ, "GENE_JIT": "0", "GENE_PROFILE": str(out), "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "610\n"
     calls = {f["name"]: f["calls"] for f in json.loads(out.read_text())["functions"]}

@@ -133,7 +133,11 @@ def test_fused_attention_and_ffn_ops() -> None:
     check("attention op", ops_nn.attention(t(q), t(k), t(v)).numpy(), ref.attention(q, k, v))
     x = randn(g, 3, 16)
     wg, wu, wd = randn(g, 40, 16), randn(g, 40, 16), randn(g, 16, 40)
-    check("ffn op", ops_nn.feed_forward(t(x), t(wg), t(wu), t(wd)).numpy(), ref.feed_forward(x, wg, wu, wd))
+    check(
+        "ffn op",
+        ops_nn.feed_forward(t(x), t(wg), t(wu), t(wd)).numpy(),
+        ref.feed_forward(x, wg, wu, wd),
+    )
     with pytest.raises(GeneError, match=r"q \[4 9 16\]"):
         ops_nn.attention(t(q), t(randn(g, 3, 9, 16)), t(randn(g, 3, 9, 16)))
 
@@ -162,15 +166,23 @@ def test_cuda_unavailable_warns_and_marks_device(capsys: pytest.CaptureFixture[s
     cause = cuda_unavailable_reason()
     dev = open_device(Symbol("cuda"))
     err = capsys.readouterr().err
-    assert err.strip() == (f"warning: CUDA is not available ({cause}): device cuda:0 is unusable here; "
-                           "tensors placed on it will raise")
+    assert err.strip() == (
+        f"warning: CUDA is not available ({cause}): device cuda:0 is unusable here; "
+        "tensors placed on it will raise"
+    )
     assert dev.unavailable == cause and dev.is_cuda
     assert dev.__gene_repr__() == f"#<device cuda:0 (unavailable: {cause})>"
     x = t(np.ones((2, 2), np.float32))
-    for place in (lambda: ops.to(x, dev), lambda: ops.zeros([2], device=dev),
-                  lambda: ops.create([1.0, 2.0], device=dev), lambda: ops.arange(3, device=dev),
-                  lambda: ops.to(x, Symbol("cuda"))):
-        with pytest.raises(GeneError, match=r"cannot place a tensor on device cuda:0: it is unavailable") as info:
+    for place in (
+        lambda: ops.to(x, dev),
+        lambda: ops.zeros([2], device=dev),
+        lambda: ops.create([1.0, 2.0], device=dev),
+        lambda: ops.arange(3, device=dev),
+        lambda: ops.to(x, Symbol("cuda")),
+    ):
+        with pytest.raises(
+            GeneError, match=r"cannot place a tensor on device cuda:0: it is unavailable"
+        ) as info:
             place()
         assert cause in str(info.value)
 
@@ -196,7 +208,10 @@ def test_device_create_from_gene(capsys: pytest.CaptureFixture[str]) -> None:
     assert dev.unavailable and "warning: CUDA is not available" in capsys.readouterr().err
     with pytest.raises(GeneError, match="cannot use device cuda:0"):
         ns.get("create")(Symbol("cuda"), strict=True)
-    assert ns.get("available?")(Symbol("cuda")) is False and ns.get("available?")(Symbol("cpu")) is True
+    assert (
+        ns.get("available?")(Symbol("cuda")) is False
+        and ns.get("available?")(Symbol("cpu")) is True
+    )
 
 
 def test_gene_api_registered() -> None:

@@ -131,7 +131,7 @@ def test_eager_mode_compiles_hot_code(monkeypatch: pytest.MonkeyPatch, capsys: p
 """
     run_source(src, "tiers.gene")
     assert capsys.readouterr().out == "5050\nx is 1\n"
-    by_name = {s.name: s for s in stats.REGISTRY}
+    by_name = {name: s for (file, name), s in stats.REGISTRY.items() if file == "tiers.gene"}
     assert by_name["tri"].tier == 1 and by_name["tri"].signatures[0].signature == "i64"
     assert by_name["shout"].tier == 0 and "println" in by_name["shout"].reason
     assert "tri" in stats.report()
@@ -143,10 +143,10 @@ def test_lazy_mode_waits_for_the_threshold(monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.setenv("GENE_JIT", "1")
     monkeypatch.setenv("GENE_JIT_THRESHOLD", "3")
     run_source("(fn sq3 [x] (x * x)) (println (sq3 2)) (println (sq3 3))", "lazy.gene")
-    state = [s for s in stats.REGISTRY if s.name == "sq3"][-1]
+    state = stats.REGISTRY[("lazy.gene", "sq3")]
     assert state.tier == 0 and state.calls == 2
     run_source("(fn sq4 [x] (x * x)) (sq4 1) (sq4 2) (println (sq4 3)) (println (sq4 4))", "lazy.gene")
-    state = [s for s in stats.REGISTRY if s.name == "sq4"][-1]
+    state = stats.REGISTRY[("lazy.gene", "sq4")]
     assert state.tier == 1
     assert capsys.readouterr().out == "4\n9\n9\n16\n"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import llvmlite.ir as ir
 from gene_jit.codegen import cache
 from gene_jit.codegen.emit import ModuleEmitter, symbol_name
 from gene_jit.codegen.engine import engine
-from gene_jit.codegen.trampoline import emit_entry, make_builtin
+from gene_jit.codegen.trampoline import emit_entry, make_builtin, vcall_name
 from gene_jit.ir import types as T
 from gene_jit.ir.nodes import Op, Unit
 from gene_jit.ir.passes import run_passes
@@ -36,6 +37,7 @@ class NativeFunction:
     entry_address: int
     compile_ms: float
     cache_hit: bool
+    vcall_address: int = 0  # the vectorcall twin of the entry (trampoline.emit_vcall)
     _asm: str | None = field(default=None, repr=False)
 
     def assembly(self) -> str:
@@ -46,6 +48,39 @@ class NativeFunction:
     def builtin(self, fallback: Any) -> Any:
         """A builtin that enters this signature, calling `fallback` on a guard miss."""
         return make_builtin(self.gene_name, self.entry_address, fallback)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Profiling counter cells for a counting variant: `calls(key)` gives the address of
+    the native call cell of the Gene function with resolver key `key` (or None), and
+    `loop(kind, file, line, column, function)` that of a loop's trip cell."""
+
+    calls: Callable[[Any], int | None]
+    loop: Callable[[str, str, int, int, str], int]
+
+
+def _count(b: ir.IRBuilder, address: int) -> None:
+    cell = b.inttoptr(ir.Constant(ir.IntType(64), address), ir.PointerType())
+    i64 = ir.IntType(64)
+    b.store(b.add(b.load(cell, typ=i64), ir.Constant(i64, 1)), cell)
+
+
+def instrument(emitter: ModuleEmitter, counters: Counters) -> None:
+    """Make the emitted functions count their entries and loop iterations."""
+    for fn in emitter.unit.functions.values():
+        lfn = emitter.functions[fn.name]
+        blocks = {blk.name: blk for blk in lfn.blocks}
+        address = counters.calls(fn.key)
+        if address is not None:
+            b = ir.IRBuilder(lfn.blocks[0])
+            b.position_at_start(lfn.blocks[0])
+            _count(b, address)
+        for name, (kind, span) in fn.loops.items():
+            if name in blocks:
+                b = ir.IRBuilder(blocks[name])
+                b.position_at_start(blocks[name])
+                _count(b, counters.loop(kind, span.file, span.line, span.col, fn.gene_name))
 
 
 def dump_flags() -> set[str]:
@@ -64,25 +99,31 @@ def full_pipeline(unit: Unit) -> bool:
     return any(i.op in (Op.LOAD, Op.STORE) for f in unit.functions.values() for b in f.blocks for i in b.instrs)
 
 
-def compile_unit(unit: Unit, use_cache: bool = True) -> NativeFunction:
-    return compile_units([unit], use_cache)[0]
+def compile_unit(unit: Unit, use_cache: bool = True, counters: Counters | None = None) -> NativeFunction:
+    return compile_units([unit], use_cache, counters)[0]
 
 
-def compile_units(units: list[Unit], use_cache: bool = True) -> list[NativeFunction]:
+def compile_units(units: list[Unit], use_cache: bool = True,
+                  counters: Counters | None = None) -> list[NativeFunction]:
     """Compile units into one LLVM module (one parse, one optimisation, one code
     generation), so many small functions cost about what one does. Units whose IR
-    function names collide are compiled separately."""
+    function names collide are compiled separately. With `counters` (profiling), the
+    code counts calls and loop trips, and is neither cached nor taken from the cache:
+    the cell addresses are baked in."""
     t0 = time.perf_counter()
     units = [run_passes(u) for u in units]
     names = [n for u in units for n in u.functions]
     if len(names) != len(set(names)):
-        return [n for u in units for n in compile_units([u], use_cache)]
+        return [n for u in units for n in compile_units([u], use_cache, counters)]
+    use_cache = use_cache and counters is None
     module: ir.Module | None = None
     entries: list[str] = []
     full = False
     for unit in units:
         emitter = ModuleEmitter(unit, "gene", module)
         module = emitter.emit()
+        if counters is not None:
+            instrument(emitter, counters)
         root = emitter.functions[unit.root.name]
         entries.append(emit_entry(module, root, unit.root.signature, unit.root.ret, unit.root.span.file))
         full = full or full_pipeline(unit)
@@ -91,7 +132,7 @@ def compile_units(units: list[Unit], use_cache: bool = True) -> list[NativeFunct
     eng = engine()
     key = cache.key_for(text, eng.cpu, eng.features)
     cached = cache.load(key) if use_cache else None
-    compiled = eng.compile_module(text, key, entries, cached, full)
+    compiled = eng.compile_module(text, key, entries + [vcall_name(e) for e in entries], cached, full)
     if cached is None and use_cache:
         obj = eng.take_object(key)
         if obj is not None:
@@ -101,7 +142,8 @@ def compile_units(units: list[Unit], use_cache: bool = True) -> list[NativeFunct
     for unit, entry in zip(units, entries, strict=True):
         root = unit.root
         native = NativeFunction(root.gene_name, root.signature, root.ret, format_unit(unit),
-                                compiled.llvm_ir, compiled.addresses[entry], ms, compiled.cache_hit)
+                                compiled.llvm_ir, compiled.addresses[entry], ms, compiled.cache_hit,
+                                compiled.addresses[vcall_name(entry)])
         _dump(native, text)
         natives.append(native)
     return natives

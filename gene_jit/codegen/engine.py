@@ -64,6 +64,14 @@ define void @gene_jit_raise(i32 %%code) noreturn cold nounwind {
   unreachable
 }
 
+; the vectorcall of a NativeCallable with no native entry yet: call its fallback
+define ptr @gene_jit_vcall_forward(ptr %%c, ptr %%args, i64 %%n, ptr %%kw) {
+  %%p = getelementptr i8, ptr %%c, i64 32
+  %%fb = load ptr, ptr %%p
+  %%r = call ptr @PyObject_Vectorcall(ptr %%fb, ptr %%args, i64 %%n, ptr %%kw)
+  ret ptr %%r
+}
+
 define void @gene_jit_set_error(i32 %%code, ptr %%file) cold {
   %%args = alloca [2 x ptr]
   %%c64 = sext i32 %%code to i64
@@ -108,6 +116,7 @@ class Engine:
         self._new_objects: dict[str, bytes] = {}
         self.ee.set_object_cache(self._notify, self._getbuffer)
         self.ee.finalize_object()
+        self.forward_address = self.ee.get_function_address("gene_jit_vcall_forward")
         self.lock = threading.RLock()
 
     # -- symbols -------------------------------------------------------------------------

@@ -12,12 +12,20 @@ Entry: after a compile, the function's global name is rebound to the signature's
 builtin entry (see trampoline.py), whose guard falls back to the previous binding, so
 calls from tier 0 reach native code without running Python. A function tier 1 cannot
 type stays in tier 0 with the reason recorded in its stats.
+
+A compile records every Gene function its unit was built from (callees are inlined or
+called directly, by address). Defining a function under a name that one of those had
+invalidates the compiled callers: their names go back to tier 0 and they compile again,
+against the new definition, on their next call. While profiling, compiles produce
+counting variants (see stats.py).
 """
 
 from __future__ import annotations
 
 import ast
+import ctypes
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gene_jit.codegen import stats as stats_mod
@@ -65,12 +73,17 @@ class FnState:
         # ones, then the rest tuple: every one after the positional ones must be empty
         self.nargs_total = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04) \
             + bool(code.co_flags & 0x08)
-        self.stats = stats_mod.new(info.name or "fn")
+        self.stats = stats_mod.new(info.name or "fn", info.form.span.file)
         self.native: dict[tuple[T.Type, ...], Any] = {}  # sig -> builtin (fallback: pyfunc)
         self.natives: list[NativeFunction] = []
         self.failed: set[tuple[T.Type, ...]] = set()
         self.head: Any = pyfunc  # what the global name is bound to
         self.on = True
+        self.via_prologue = True  # False when gene_jit.jit dispatches its calls
+        # compiled functions whose units contain this one (built from its current
+        # definition): a redefinition invalidates them
+        self.dependents: set[FnState] = set()
+        self.listeners: list[Callable[[], None]] = []  # told after an invalidation
         self.source: FnSource | None = None
         try:
             self.source = FnSource.from_form(fn_id, info.form)  # type: ignore[arg-type]
@@ -110,21 +123,28 @@ class FnState:
             entry = self.compile(sig)
             if entry is None:
                 return self
+        st.forwarded += 1
         return entry(*args)
 
     def compile(self, sig: tuple[T.Type, ...]) -> Any:
         assert self.source is not None
         from gene_jit.codegen.compile import compile_unit  # llvmlite loads on first compile
 
+        deps: set[FnState] = set()
+        self.hooks.collecting.append(deps)
         try:
             unit = build_unit(self.source, sig, self.hooks)
-            native = compile_unit(unit)
+            native = compile_unit(unit, counters=self.hooks.counters() if stats_mod.profiling() else None)
         except NotTypeable as exc:
             self.failed.add(sig)
             self.stats.reason = exc.reason
             if len(self.failed) >= MAX_FAILED or not self.native:
                 self.on = bool(self.native)
             return None
+        finally:
+            self.hooks.collecting.pop()
+        for dep in deps - {self}:
+            dep.dependents.add(self)
         self.install(sig, native)
         return self.native[sig]
 
@@ -148,6 +168,32 @@ class FnState:
         self.head = new_head
 
 
+    def invalidate(self, reason: str) -> None:
+        """Drop every compiled signature (a callee was redefined): the name goes back to
+        tier 0, and the next call compiles again against the current definitions."""
+        ns = self.info.namespace
+        for key, value in list(ns.items()):
+            if value is self.head and not key.startswith("_gj_"):
+                ns[key] = self.pyfunc
+        self.head = self.pyfunc
+        self.native.clear()
+        self.natives.clear()
+        self.failed.clear()
+        self.stats.tier = 0
+        self.stats.signatures.clear()
+        self.stats.reason = reason
+        self.on = self.via_prologue and self.source is not None
+        self.hot_at = self.stats.calls + 1
+        for listener in self.listeners:
+            listener()
+
+    def redefined(self) -> None:
+        """This function's name now means another definition: recompile its callers."""
+        for dep in list(self.dependents):
+            dep.invalidate(f"{self.info.name} was redefined; recompiles when hot")
+        self.dependents.clear()
+
+
 class JitHooks:
     """Implements gene_jit.runtime.tiering.JitHooks, and resolves names for the IR
     builder (a Gene function, a builtin tier 1 knows, or unknown)."""
@@ -156,6 +202,17 @@ class JitHooks:
         self.states: dict[int, FnState] = {}
         self.by_object: dict[int, FnState] = {}
         self.keep: list[Any] = []
+        self.collecting: list[set[FnState]] = []  # Gene functions resolved per compile
+
+    def counters(self) -> Any:
+        """The profiling counter cells for a compile (see gene_jit.codegen.stats)."""
+        from gene_jit.codegen.compile import Counters
+
+        def calls(key: Any) -> int | None:
+            state = self.states.get(key)
+            return ctypes.addressof(state.stats.native_cell) if state is not None else None
+
+        return Counters(calls, stats_mod.loop_cell)
 
     def prologue(self, fn_id: int) -> list[ast.stmt]:
         var = f"_gj_{fn_id}"
@@ -163,6 +220,12 @@ class JitHooks:
         return ast.parse(code).body
 
     def register(self, fn_id: int, pyfunc: Any, info: tiering.FnInfo) -> Any:
+        if info.name:
+            from gene_jit.frontend.compiler_core import pyid
+
+            previous = self.by_object.get(id(info.namespace.get(pyid(info.name), _MISSING)))
+            if previous is not None:
+                previous.redefined()
         state = FnState(self, fn_id, pyfunc, info)
         self.states[fn_id] = state
         self.by_object[id(pyfunc)] = state
@@ -183,6 +246,8 @@ class JitHooks:
             value = BUILTINS.get(name, _MISSING)
         target = self.by_object.get(id(value)) if value is not _MISSING else None
         if target is not None:
+            for deps in self.collecting:
+                deps.add(target)
             return target.source
         from gene_jit.runtime import ops
 

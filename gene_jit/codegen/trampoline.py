@@ -29,6 +29,10 @@ else:
 
 NPY_DOUBLE, NPY_LONG, NPY_LONGLONG = 12, 7, 9
 METH_FASTCALL = 0x0080
+# NativeCallable instance layout: PyObject header, vectorcall function, __dict__,
+# fallback, fallback for calls with keywords (both borrowed: __dict__ holds them).
+VCALL_OFFSET, DICT_OFFSET, FALLBACK_OFFSET, KW_FALLBACK_OFFSET = 16, 24, 32, 40
+NATIVE_CALLABLE_SIZE = 48
 
 
 def _decl(mod: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -206,11 +210,46 @@ class EntryEmitter:
 
 def emit_entry(mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type,
                file: str = "") -> str:
-    """Add the entry of `target` to `mod`; returns the entry's symbol name. `file` names
-    the source in the errors the entry raises."""
+    """Add the entry of `target` to `mod`, and its vectorcall twin (`vcall_name`);
+    returns the entry's symbol name. `file` names the source in the errors the entry
+    raises."""
     for t in (*sig, ret):
         llvm_type(t)  # raises for types an entry cannot carry
-    return EntryEmitter(mod, target, sig, ret, file).emit().name
+    entry = EntryEmitter(mod, target, sig, ret, file).emit()
+    emit_vcall(mod, entry)
+    return entry.name
+
+
+def vcall_name(entry: str) -> str:
+    return "vc_" + entry
+
+
+def emit_vcall(mod: ir.Module, entry: ir.Function | None) -> ir.Function:
+    """`PyObject *vc(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject
+    *kwnames)`: the vectorcall function of a `NativeCallable` (see `native_callable`).
+    Without keywords it runs `entry` with the callable's fallback as `self` (LLVM
+    inlines it); no `entry` (the generic forwarder) calls the fallback; keywords go to
+    the keyword fallback."""
+    name = vcall_name(entry.name) if entry is not None else "gene_jit_vcall_forward"
+    fn = ir.Function(mod, ir.FunctionType(PTR, [PTR, PTR, I64, PTR]), name)
+    callable_, args, nargsf, kwnames = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fallback = b.load(b.gep(callable_, [ir.Constant(I64, FALLBACK_OFFSET)], source_etype=I8), typ=PTR)
+    slow = fn.append_basic_block("slow")
+    if entry is not None:
+        fast = fn.append_basic_block("fast")
+        b.cbranch(b.icmp_unsigned("==", kwnames, ir.Constant(PTR, None)), fast, slow)
+        b.position_at_end(fast)
+        nargs = b.and_(nargsf, ir.Constant(I64, (1 << 63) - 1))  # drop ARGUMENTS_OFFSET
+        b.ret(b.call(entry, [fallback, args, nargs]))
+    else:
+        b.branch(slow)
+    b.position_at_end(slow)
+    if entry is not None:
+        fallback = b.load(b.gep(callable_, [ir.Constant(I64, KW_FALLBACK_OFFSET)], source_etype=I8), typ=PTR)
+    vc = _decl(mod, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
+    b.ret(b.call(vc, [fallback, args, nargsf, kwnames]))
+    return fn
 
 
 class _MethodDef(ctypes.Structure):
@@ -231,6 +270,61 @@ def make_builtin(name: str, address: int, fallback: Any) -> Any:
     mdef = _MethodDef(ctypes.cast(name_buf, ctypes.c_char_p), address, METH_FASTCALL, None)
     _defs.append((name_buf, mdef))
     return _new_cfunc(ctypes.addressof(mdef), fallback, None)
+
+
+class _TypeSlot(ctypes.Structure):
+    _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
+
+
+class _TypeSpec(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("basicsize", ctypes.c_int), ("itemsize", ctypes.c_int),
+                ("flags", ctypes.c_uint), ("slots", ctypes.POINTER(_TypeSlot))]
+
+
+class _MemberDef(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("type", ctypes.c_int), ("offset", ctypes.c_ssize_t),
+                ("flags", ctypes.c_int), ("doc", ctypes.c_char_p)]
+
+
+Py_tp_call, Py_tp_members, T_PYSSIZET, READONLY = 50, 72, 19, 1
+Py_TPFLAGS_DEFAULT = 1 << 18  # HAVE_VERSION_TAG
+Py_TPFLAGS_HAVE_VECTORCALL = 1 << 11
+
+
+def native_callable_type(name: str, methods: dict[str, Any]) -> type:
+    """A heap type whose instances are called through a per-instance vectorcall pointer
+    (the CPython fast path for calls: no argument tuple, no `__call__` lookup), with a
+    `__dict__` for attributes and `methods` as its Python-level members. `set_vcall`
+    points an instance at a native entry and its fallback."""
+    members = (_MemberDef * 3)(
+        _MemberDef(b"__vectorcalloffset__", T_PYSSIZET, VCALL_OFFSET, READONLY, None),
+        _MemberDef(b"__dictoffset__", T_PYSSIZET, DICT_OFFSET, READONLY, None),
+        _MemberDef(None, 0, 0, 0, None))
+    vcall_call = ctypes.cast(ctypes.pythonapi.PyVectorcall_Call, ctypes.c_void_p).value
+    slots = (_TypeSlot * 3)(_TypeSlot(Py_tp_call, vcall_call),
+                            _TypeSlot(Py_tp_members, ctypes.addressof(members)), _TypeSlot(0, None))
+    spec = _TypeSpec(name.encode(), NATIVE_CALLABLE_SIZE, 0,
+                     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL, slots)
+    from_spec = ctypes.pythonapi.PyType_FromSpec
+    from_spec.restype = ctypes.py_object
+    from_spec.argtypes = [ctypes.c_void_p]
+    cls: type = from_spec(ctypes.addressof(spec))
+    _defs.append((members, slots, spec))
+    for key, value in methods.items():
+        setattr(cls, key, value)
+    return cls
+
+
+def set_vcall(obj: Any, vcall_address: int, fallback: Any, kw_fallback: Any = None) -> None:
+    """Make calls to `obj` (a native_callable_type instance) run `vcall_address`, whose
+    misses call `fallback` and calls with keywords `kw_fallback` (default: `fallback`).
+    The instance's `__dict__` keeps both alive."""
+    kw_fallback = fallback if kw_fallback is None else kw_fallback
+    obj._vc_fallback, obj._vc_kw_fallback = fallback, kw_fallback
+    base = id(obj)
+    ctypes.c_void_p.from_address(base + FALLBACK_OFFSET).value = id(fallback)
+    ctypes.c_void_p.from_address(base + KW_FALLBACK_OFFSET).value = id(kw_fallback)
+    ctypes.c_void_p.from_address(base + VCALL_OFFSET).value = vcall_address
 
 
 _ = I1  # re-exported type kept for emitters that import from here

@@ -442,7 +442,10 @@ def sf_return(b: FnBuilder, form: GeneF) -> Value:
     return b.nil()
 
 
-def _loop_body(b: FnBuilder, loop: Loop, body: list[Form] | tuple[Form, ...]) -> None:
+def _loop_body(b: FnBuilder, loop: Loop, body: list[Form] | tuple[Form, ...],
+               site: tuple[str, Span] | None = None) -> None:
+    if site is not None:  # the block each iteration enters once: profiling counts trips here
+        b.fn.loops[b.cur.name] = site
     b.loops.append(loop)
     try:
         body_value(b, body)
@@ -463,7 +466,7 @@ def sf_while(b: FnBuilder, form: GeneF) -> Value:
     else:
         b.emit(Op.CBR, (c,), targets=(body.name, exit_b.name), span=form.span)
     b.start(body)
-    _loop_body(b, Loop(head.name, exit_b.name), form.children[1:])
+    _loop_body(b, Loop(head.name, exit_b.name), form.children[1:], ("while", form.span))
     b.start(exit_b)
     return b.nil()
 
@@ -489,7 +492,7 @@ def sf_loop(b: FnBuilder, form: GeneF) -> Value:
     for name, init in zip(bindings[0::2], bindings[1::2], strict=True):
         value = b.typed(expr(b, init), init.span)
         b.set_slot(b.declare(name.name, value.type), value, init.span)  # type: ignore[attr-defined]
-    _loop_body(b, loop, kids)
+    _loop_body(b, loop, kids, ("loop", form.span))
     b.scopes.pop()
     exit_ends = [(blk, v) for blk, v in loop.breaks]
     b.start(exit_b)
@@ -553,7 +556,7 @@ def _counted(b: FnBuilder, var: str | None, start: Value, stop: Value, step: int
     if var is not None:
         value = each(i) if each is not None else i
         b.set_slot(b.declare(var, value.type), value, span)
-    _loop_body(b, Loop(latch.name, exit_b.name), body)
+    _loop_body(b, Loop(latch.name, exit_b.name), body, ("for", span))
     b.scopes.pop()
     b.start(latch)
     i2 = b.emit(Op.GET, ty=T.I64, attr=counter, span=span)

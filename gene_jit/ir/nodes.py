@@ -110,6 +110,10 @@ class Function:
     span: Span = NO_SPAN
     # IR functions this one calls directly, by IR name.
     callees: set[str] = field(default_factory=set)
+    # The resolver's key of the Gene function (what profiling counters are kept by).
+    key: Any = None
+    # Loop body blocks (entered once per iteration): block name -> (loop kind, span).
+    loops: dict[str, tuple[str, Span]] = field(default_factory=dict)
 
     def block(self, name: str) -> Block:
         for b in self.blocks:

@@ -4,7 +4,10 @@ sampler chain. One `llama_decode` per step serves every live sequence."""
 
 from __future__ import annotations
 
+import ctypes
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from gene_jit.llama import bindings
 from gene_jit.llama.errors import LlamaError
@@ -73,6 +76,26 @@ def batch_generate(model: Model, prompts: list[str], n: int, kw: dict[str, Any])
     for sampler in samplers:
         sampler.close()
     return ["".join(p) + t.finish() for p, t in zip(parts, texts, strict=True)]
+
+
+def forward_batch(model: Model, rows: list[list[int]]) -> np.ndarray:
+    """Logits after the last token of each row, all rows decoded together: (rows, n_vocab)."""
+    if not rows or any(not r for r in rows):
+        raise LlamaError("model/forward needs at least one token in every row of a batch")
+    ctx = _context_for(model, len(rows), max(len(r) for r in rows) + 1)
+    out = np.empty((len(rows), model.n_vocab), dtype=np.float32)
+    with ctx.lock:
+        ctx.clear()
+        ctx.owner = None
+        _prefill(ctx, rows)
+        index = [ctx.batch.add(r[-1], len(r) - 1, s, True) for s, r in enumerate(rows)]
+        _decode(ctx)
+        for s, i in enumerate(index):
+            row = (ctypes.c_float * model.n_vocab).from_address(ctx.logits_ptr(i))
+            out[s] = np.frombuffer(row, dtype=np.float32)
+        for s, r in enumerate(rows):
+            ctx.tokens[s] = list(r)
+    return out
 
 
 def _prefill(ctx: Context, tokens: list[list[int]]) -> None:

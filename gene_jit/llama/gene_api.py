@@ -9,6 +9,7 @@ with underscores (`:top-k 40` arrives as `top_k=40`), and raises `GeneError`s fo
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from gene_jit.llama import model as _model
 from gene_jit.llama.batch import batch_generate as _batch_generate
+from gene_jit.llama.batch import forward_batch as _forward_batch
 from gene_jit.llama.chat_template import format_qa
 from gene_jit.llama.embed import embed as _embed
 from gene_jit.llama.embed import find_similar as _find_similar
@@ -103,6 +105,9 @@ def model_info(model: Any = None) -> dict[str, Any]:
 def model_forward(model: Any, tokens: Any, all: bool = False) -> Any:
     """Logits after `tokens`: of the last position (n_vocab,) or of all (n_tokens, n_vocab)."""
     m = _as_model(model)
+    rows = _token_rows(tokens)
+    if rows is not None:  # the seed's batch: one sequence per row, decoded together
+        return _to_tensor(_forward_batch(m, [m.check_tokens(r) for r in rows]))
     toks = m.check_tokens(tokens)
     if not toks:
         raise LlamaError("model/forward needs at least one token")
@@ -125,6 +130,17 @@ def model_forward(model: Any, tokens: Any, all: bool = False) -> Any:
     return _to_tensor(out)
 
 
+def _token_rows(tokens: Any) -> list[Any] | None:
+    """The rows of a batch of token sequences (a 2-D tensor or an array of arrays), else None."""
+    if hasattr(tokens, "numpy"):
+        tokens = tokens.numpy()
+    if isinstance(tokens, np.ndarray):
+        return list(tokens) if tokens.ndim == 2 else None
+    if isinstance(tokens, list | tuple) and tokens and all(isinstance(r, list | tuple) for r in tokens):
+        return list(tokens)
+    return None
+
+
 def _logits(m: Model, ctx: Any, index: int) -> np.ndarray:
     import ctypes
 
@@ -132,13 +148,29 @@ def _logits(m: Model, ctx: Any, index: int) -> np.ndarray:
     return np.frombuffer(row, dtype=np.float32).copy()
 
 
+# id(tensor) -> the text whose hidden states it holds, while the tensor lives: the seed's
+# doc-qa passes only embeddings to find-similar and expects the relevant document back
+_sources: dict[int, str] = {}
+
+
+def _remember_source(value: Any, text: str) -> Any:
+    try:
+        weakref.finalize(value, _sources.pop, id(value), None)
+    except TypeError:  # not weakly referenceable (a plain numpy array): nothing to track
+        return value
+    _sources[id(value)] = text
+    return value
+
+
 @builtin("get-hidden-states", ns="model")
 def model_hidden_states(model: Any, tokens: Any, pool_mean: bool = False, normalize: bool = False) -> Any:
     m = _as_model(model)
     if isinstance(tokens, str):
         tokens = m.tokenize(tokens)
-    states = hidden_states(m, tokens)
-    return _to_tensor(pool(states, normalize) if pool_mean else states)
+    toks = m.check_tokens(tokens)
+    states = hidden_states(m, toks)
+    out = _to_tensor(pool(states, normalize) if pool_mean else states)
+    return _remember_source(out, m.detokenize(toks, remove_special=True))
 
 
 @builtin("embed", ns="model")
@@ -279,6 +311,8 @@ def generate_stream(model: Any, prompt: Any = None, n: Any = 128, **kw: Any) -> 
 
 
 def generate_with_grammar(model: Any, prompt: Any, grammar: Any, n: Any = 256, **kw: Any) -> str:
+    if callable(grammar):  # `json-grammar` passed without calling it, as the seed does
+        grammar = grammar()
     kw["grammar"] = grammar
     return str(generate_text(model, prompt, n, **kw))
 
@@ -330,9 +364,29 @@ def batch_generate(model: Any, prompts: Any, n: Any = 128, **kw: Any) -> list[st
     return _batch_generate(m, prompts, n, kw)
 
 
-def format_chat_prompt_fn(history: Any, message: Any = None, model: Any = None) -> str:
+_NO_MESSAGE = object()
+
+
+def format_chat_prompt_fn(history: Any, message: Any = _NO_MESSAGE, model: Any = None) -> str:
+    """`(format-chat-prompt history message)`; without a message, the history alone."""
+    if message is None:
+        raise LlamaError("format-chat-prompt: the message is nil (did read-line reach the end of input?)")
     m = current_model() if model is None else _as_model(model)
-    return format_chat_prompt(m, history, message)
+    return format_chat_prompt(m, history, None if message is _NO_MESSAGE else str(message))
+
+
+def generate_code(description: Any, language: Any = None, n: Any = 200, model: Any = None, **kw: Any) -> str:
+    """`(generate-code description [language])`: code in `language` that does what the
+    description asks, from a code-fence prompt (which base models continue as code)."""
+    if not isinstance(description, str):
+        raise LlamaError(f"generate-code needs a description string, got {description!r}")
+    lang = "" if language is None else str(getattr(language, "name", language))
+    head = f"Write {lang} code to" if lang else "Write code to"
+    prompt = f"{head} {description.strip()}\n```{lang}\n"
+    kw.setdefault("temperature", 0.2)
+    kw.setdefault("repeat_penalty", 1.2)
+    kw["stop"] = list(kw.get("stop") or []) + ["```"]
+    return str(generate_text(current_model() if model is None else model, prompt, n, **kw)).strip()
 
 
 def format_qa_prompt(question: Any, context: Any = None) -> str:
@@ -343,6 +397,9 @@ def find_similar(items: Any, query: Any, k: Any = 1, documents: Any = None, mode
     m = _model._current if model is None else _as_model(model)
     if m is None and (isinstance(query, str) or any(isinstance(i, str) for i in items)):
         m = current_model()
+    items = list(items)
+    if documents is None and items and all(id(i) in _sources for i in items):
+        documents = [_sources[id(i)] for i in items]
     return _find_similar(m, items, query, k, documents)
 
 

@@ -190,6 +190,11 @@ class Model:
         self.threads = int(threads) if threads else default_threads()
         self.seed = bindings.DEFAULT_SEED if seed is None else int(seed) & 0xFFFFFFFF
         self.device = _device_name(device)
+        unusable = getattr(device, "unavailable", None)
+        if unusable:  # (device/create :cuda) without a GPU already warned once
+            print(f"warning: device {self.device} is unusable ({unusable}); the model runs on the CPU",
+                  file=sys.stderr)
+            self.device = "cpu"
         layers = _gpu_layers(self.device, gpu_layers)
         self.handle = ModelHandle(self._load(layers, progress), f"model from {self.path}")
         raw = bindings.lib()
@@ -330,6 +335,8 @@ class Model:
             raise LlamaError(f"expected a list of token ids, got {type(tokens).__name__}")
         out: list[int] = []
         for t in tokens:
+            if isinstance(t, float) and t.is_integer():  # a token tensor of a float dtype
+                t = int(t)
             if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.n_vocab:
                 raise LlamaError(f"{t!r} is not a token id of this model (0..{self.n_vocab - 1})")
             out.append(int(t))

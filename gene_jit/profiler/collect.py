@@ -161,6 +161,7 @@ class Profiler:
             fn = index.get((site.file, *site.owner)) if site.owner else None
             owner = fn.name if fn is not None else TOP_LEVEL
             out.append(LoopStats(site.kind, site.file, site.line, site.column, owner, trips))
+        tier1.add_native_loops(out)  # iterations run in native code
         out.sort(key=lambda lp: -lp.trips)
         return out
 

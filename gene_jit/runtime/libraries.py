@@ -21,6 +21,7 @@ LLAMA_BUILTINS: dict[str, str] = {
     "decode": "decode",
     "format-chat-prompt": "format_chat_prompt_fn",
     "format-qa-prompt": "format_qa_prompt",
+    "generate-code": "generate_code",
     "find-similar": "find_similar",
     "get-next-token": "get_next_token",
     "EOS": "EOS",

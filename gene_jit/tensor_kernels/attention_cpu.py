@@ -25,6 +25,7 @@ import math
 import numba as nb
 import numpy as np
 
+import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
 from gene_jit.tensor_kernels.matmul_cpu import BLAS_LOCAL_THREADS, blas_single_thread
 from gene_jit.tensor_kernels.norms_cpu import exp_parts
 

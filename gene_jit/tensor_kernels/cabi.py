@@ -36,6 +36,7 @@ from typing import Any
 
 from numba import carray
 
+import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
 from gene_jit.runtime.errors import GeneNameError
 from gene_jit.tensor_kernels.attention_cpu import decode_attention_f32
 from gene_jit.tensor_kernels.dequant_cpu import (

@@ -3,9 +3,10 @@
 Decode attention reads the whole cache once and does little arithmetic per byte, so the
 kernel is built to stream the cache at HBM bandwidth:
 
-- `split` kernel, grid (kv heads x splits): each block takes one kv head and one range
-  of keys (a split) for every query head of its group, so the grid has several blocks
-  per SM whatever the head count. Inside a block, `L = D / 8` lanes hold one key row
+- One kernel, grid (kv heads x splits): each block takes one kv head and one range of
+  keys (a split) for every query head of its group. `plan` sizes the splits so that the
+  grid is exactly as many blocks as the GPU holds at once (occupancy x SMs): one wave,
+  every SM busy, no second partial wave. Inside a block, `L = D / 8` lanes hold one key row
   (8 dims each, one 16-byte load of f16 via `vector_cuda.ld8`); a warp therefore reads
   `32 / L` rows at once, and each lane issues `2 * U` loads (U keys of K and of V)
   before it computes, to keep bytes in flight. Every lane keeps its query slice, its
@@ -14,10 +15,12 @@ kernel is built to stream the cache at HBM bandwidth:
   the small per-lane arrays are fully unrolled into registers. The block's key streams
   then merge through shared memory into one partial (max, sum, unnormalised output) per
   query head and split.
-- `combine` kernel, one block per query head: merges the splits' partials with the
-  usual rescaling by exp(max_s - max) and divides by the total sum; the splits are spread
-  over the block's threads (a thread walking all splits would wait on the cache once per
-  split).
+- Combine, in the same launch: each block publishes its partials (thread fence) and
+  bumps its kv head's counter with an atomic; the block that finds itself last merges
+  all splits of that kv head with the usual rescaling by exp(max_s - max), divides by
+  the total sum and resets the counter for the next launch. This saves the second
+  launch and its drain-and-refill of the GPU, which cost more than the combine itself
+  on short caches. The partials are read with L2-coherent loads (`ld.global.cg`).
 
 Masked keys and empty streams use a large negative finite score instead of -inf: the
 kernels compile with fastmath, which assumes no infinities.
@@ -31,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from gene_jit.tensor_kernels.cuda_support import cuda, simulator
-from gene_jit.tensor_kernels.vector_cuda import Launcher, aligned, array_type, ld8
+from gene_jit.tensor_kernels.vector_cuda import Launcher, aligned, array_type, ld8, ld_cg2, ld_cg4
 
 cu = cuda()
 WARPS = 4  # warps per split block
-BLOCKS_PER_SM = 4  # split blocks `plan` aims at per SM
+BLOCKS_PER_SM = 0  # split blocks per SM `plan` aims at; 0: as many as fit at once
 NEG = np.float32(-1e30)  # "minus infinity" that fastmath arithmetic keeps finite
 MAX_GROUP = 8  # query heads per kv head held in registers
 HEAD_DIMS = (8, 16, 32, 64, 128, 256)  # D / 8 lanes must tile a warp
@@ -51,10 +54,9 @@ def _make_merge(group: int, d: int, nsub: int) -> Any:
 
     @cu.jit(device=True, inline=True)
     def _merge_streams(kh: int, sp: int, tid: int, li: int, stream: int, m: Any, lsum: Any,
-                       acc: Any, part_o: Any, part_ml: Any) -> None:
-        """The block's streams -> one (max, sum, output) partial per query head."""
-        sm_ml = cu.shared.array((nsub, group, 2), np.float32)
-        sm_acc = cu.shared.array((nsub, group, d), np.float32)
+                       acc: Any, part_o: Any, part_ml: Any, sm_ml: Any, sm_acc: Any) -> None:
+        """The block's streams -> one (max, sum, output) partial per query head, through
+        shared `sm_ml` [nsub, group, 2] and `sm_acc` [nsub, group, d]."""
         for g in range(group):
             if li == 0:
                 sm_ml[stream, g, 0] = m[g]
@@ -90,10 +92,11 @@ def _make_split(group: int, d: int, unroll: int) -> Any:
     trip = nsub * unroll  # keys a block consumes per loop trip
 
     _merge_streams = _make_merge(group, d, nsub)
+    _combine = _make_combine(group, d)
 
     @cu.jit(fastmath=True)
     def split(q: Any, kc: Any, vc: Any, head_stride: int, n_ctx: int, split_len: int,
-              scale: float, part_o: Any, part_ml: Any) -> None:
+              scale: float, part_o: Any, part_ml: Any, counters: Any, out: Any) -> None:
         kh, sp = cu.blockIdx.x, cu.blockIdx.y
         tid = cu.threadIdx.x
         lane = tid & 31
@@ -151,79 +154,115 @@ def _make_split(group: int, d: int, unroll: int) -> Any:
                         acc[g, e] += p * vr[u, e]
                 m[g] = mx
             jb += trip
-        _merge_streams(kh, sp, tid, li, stream, m, lsum, acc, part_o, part_ml)
+        sm_ml = cu.shared.array((nsub, group, 2), np.float32)
+        sm_acc = cu.shared.array((nsub, group, d), np.float32)
+        _merge_streams(kh, sp, tid, li, stream, m, lsum, acc, part_o, part_ml, sm_ml, sm_acc)
+        # Publish this split's partials, then count it in; the block that brings the
+        # count to the number of splits sees every partial of its kv head and combines.
+        cu.threadfence()
+        cu.syncthreads()
+        last = cu.shared.array(1, np.int32)
+        if tid == 0:
+            done = cu.atomic.add(counters, kh, 1)
+            last[0] = 1 if done == cu.gridDim.y - 1 else 0
+        cu.syncthreads()
+        if last[0] == 1:
+            cu.threadfence()
+            _combine(kh, cu.gridDim.y, tid, part_o, part_ml, out, sm_acc)
+            if tid == 0:
+                counters[kh] = 0  # every split has counted: ready for the next launch
 
     return split, trip
 
 
-COMBINE_THREADS = 512
-COMBINE_WARPS = 16  # COMBINE_THREADS / 32, spelled out: shared array sizes must be literals
-MAX_SPLITS = 1024  # `plan` never makes more (it aims at four blocks per SM)
+def _make_combine(group: int, d: int) -> Any:
+    """The device function with which the last split block of a kv head merges the
+    partials of all splits into the outputs of the head's `group` query heads.
+
+    Weights first: per query head, the threads fold (max, sum) pairs over the splits and
+    the warps meet in shared memory; each split's weight exp(m_s - M) / L goes to shared
+    memory. Then the outputs: `d / 4` threads cover one partial row with 16-byte loads,
+    the block's threads take `rows` splits at once, and every thread keeps `group * 2`
+    loads in flight per trip, so the few microseconds this runs on the critical path go
+    to L2 bandwidth, not latency. The per-row-slot sums meet in shared memory."""
+    quads = d // 4  # threads per partial row
+    rows = WARPS * 32 // quads  # partial rows read at once
+    pairs = 2  # splits per thread per trip
+
+    @cu.jit(device=True, inline=True)
+    def _combine(kh: int, splits: int, tid: int, part_o: Any, part_ml: Any, out: Any, sums: Any) -> None:
+        """`sums` is shared [>= rows, group, d] (the merge's buffer, free again by now)."""
+        wts = cu.shared.array((group, MAX_SPLITS), np.float32)
+        red = cu.shared.array((WARPS, 2), np.float32)
+        lane, warp = tid & 31, tid >> 5
+        ml = part_ml
+        for g in range(group):
+            h = kh * group + g
+            m = NEG
+            lt = np.float32(0.0)
+            for s in range(tid, splits, WARPS * 32):
+                ms, ls = ld_cg2(ml, (h * splits + s) * 2)
+                mn = max(m, ms)
+                lt = lt * math.exp(m - mn) + ls * math.exp(ms - mn)
+                m = mn
+            for off in (16, 8, 4, 2, 1):
+                mo = cu.shfl_xor_sync(0xFFFFFFFF, m, off)
+                lo = cu.shfl_xor_sync(0xFFFFFFFF, lt, off)
+                mn = max(m, mo)
+                lt = lt * math.exp(m - mn) + lo * math.exp(mo - mn)
+                m = mn
+            if lane == 0:
+                red[warp, 0] = m
+                red[warp, 1] = lt
+            cu.syncthreads()
+            mx = red[0, 0]
+            for w in range(1, WARPS):
+                mx = max(mx, red[w, 0])
+            tot = np.float32(0.0)
+            for w in range(WARPS):
+                tot += red[w, 1] * math.exp(red[w, 0] - mx)
+            cu.syncthreads()  # `red` is written again for the next head
+            inv = np.float32(1.0) / tot
+            for s in range(tid, splits, WARPS * 32):
+                wts[g, s] = math.exp(ld_cg2(ml, (h * splits + s) * 2)[0] - mx) * inv
+        cu.syncthreads()
+        qi, r = tid % quads, tid // quads
+        acc = cu.local.array((group, 4), np.float32)
+        for g in range(group):
+            for e in range(4):
+                acc[g, e] = 0.0
+        po = part_o
+        s = r
+        while s < splits:
+            s2 = min(s + rows, splits - 1)  # past the end: re-read, weight 0
+            for g in range(group):
+                h = kh * group + g
+                a = ld_cg4(po, (h * splits + s) * d + qi * 4)
+                b = ld_cg4(po, (h * splits + s2) * d + qi * 4)
+                wa = wts[g, s]
+                wb = wts[g, s2] if s + rows < splits else np.float32(0.0)
+                for e in range(4):
+                    acc[g, e] += a[e] * wa + b[e] * wb
+            s += pairs * rows
+        for g in range(group):
+            for e in range(4):
+                sums[r, g, qi * 4 + e] = acc[g, e]
+        cu.syncthreads()
+        for idx in range(tid, group * d, WARPS * 32):
+            g, c = idx // d, idx % d
+            o = np.float32(0.0)
+            for rr in range(rows):
+                o += sums[rr, g, c]
+            out[kh * group + g, c] = o
+
+    return _combine
 
 
-@cu.jit(device=True, inline=True)
-def _block_reduce(v: Any, red: Any, is_max: bool) -> Any:
-    """Max or sum of `v` over the block (every thread gets the result)."""
-    off = 16
-    while off > 0:
-        o = cu.shfl_xor_sync(0xFFFFFFFF, v, off)
-        v = max(v, o) if is_max else v + o
-        off >>= 1
-    if cu.threadIdx.x & 31 == 0:
-        red[cu.threadIdx.x >> 5] = v
-    cu.syncthreads()
-    v = red[0]
-    for i in range(1, COMBINE_WARPS):
-        v = max(v, red[i]) if is_max else v + red[i]
-    cu.syncthreads()
-    return v
-
-
-@cu.jit(fastmath=True)
-def _combine(part_o: Any, part_ml: Any, splits: int, out: Any) -> None:
-    """One block per query head merges its splits' partials. Every loop here runs across
-    threads, not along one thread: a serial walk over the splits waits on one cache
-    round trip per split, which cost more than the split kernel itself."""
-    h = cu.blockIdx.x
-    tid = cu.threadIdx.x
-    d = out.shape[1]
-    red = cu.shared.array(COMBINE_WARPS, np.float32)
-    wts = cu.shared.array(MAX_SPLITS, np.float32)
-    parts = cu.shared.array(COMBINE_THREADS, np.float32)
-    mx = NEG
-    for s in range(tid, splits, COMBINE_THREADS):
-        mx = max(mx, part_ml[h, s, 0])
-    mx = _block_reduce(mx, red, True)
-    tot = np.float32(0.0)
-    for s in range(tid, splits, COMBINE_THREADS):
-        w = math.exp(part_ml[h, s, 0] - mx)
-        wts[s] = w
-        tot += part_ml[h, s, 1] * w
-    tot = _block_reduce(tot, red, False)  # its barrier also publishes `wts`
-    nparts = COMBINE_THREADS // d  # threads per output dim, each over every nparts-th split
-    p, c = tid // d, tid % d
-    o0 = np.float32(0.0)
-    o1 = np.float32(0.0)
-    s = p
-    if p < nparts:
-        while s + nparts < splits:  # two independent loads in flight per trip
-            o0 += part_o[h, s, c] * wts[s]
-            o1 += part_o[h, s + nparts, c] * wts[s + nparts]
-            s += 2 * nparts
-        if s < splits:
-            o0 += part_o[h, s, c] * wts[s]
-    parts[tid] = o0 + o1
-    cu.syncthreads()
-    if tid < d:
-        o = np.float32(0.0)
-        for q in range(nparts):
-            o += parts[q * d + tid]
-        out[h, tid] = o / tot
+MAX_SPLITS = 256  # the combining block's weight table (shared memory) holds this many
 
 
 _kernels: dict[tuple[Any, ...], tuple[Launcher, int]] = {}
-_combine_launch: list[Launcher] = []
-_scratch: dict[tuple[int, int, int], tuple[Any, Any]] = {}
+_scratch: dict[tuple[int, int, int, int], tuple[Any, Any, Any]] = {}
 
 
 def default_unroll(group: int) -> int:
@@ -238,28 +277,34 @@ def _split_kernel(group: int, d: int, cache_dtype: Any, unroll: int) -> tuple[La
         kern, trip = _make_split(group, d, unroll)
         cache_t = array_type(cache_dtype)
         sig = (array_type(np.float32), cache_t, cache_t, types.int64, types.int64, types.int64,
-               types.float32, array_type(np.float32, 3), array_type(np.float32, 3))
+               types.float32, array_type(np.float32, 3), array_type(np.float32, 3),
+               array_type(np.int32), array_type(np.float32, 2))
         _kernels[key] = (Launcher(kern, sig), trip)
     return _kernels[key]
 
 
-def _sm_count() -> int:
+def resident_blocks(launcher: Launcher) -> int:
+    """How many split blocks the whole GPU holds at once (occupancy x SMs), or
+    BLOCKS_PER_SM x SMs when that is set. A grid within this runs as one wave: a second,
+    partial wave would add a whole block's latency for a few blocks' work."""
     if simulator():
-        return 2
-    return int(cu.get_current_device().MULTIPROCESSOR_COUNT)
+        return 4
+    sms = int(cu.get_current_device().MULTIPROCESSOR_COUNT)
+    if BLOCKS_PER_SM:
+        return BLOCKS_PER_SM * sms
+    return int(launcher.compiled().max_cooperative_grid_blocks(WARPS * 32))
 
 
-def plan(hkv: int, n_ctx: int, trip: int) -> tuple[int, int]:
-    """(splits, keys per split): about BLOCKS_PER_SM blocks per SM, each split a whole number of
-    block trips so only the last split has masked keys."""
-    want = max(1, math.ceil(BLOCKS_PER_SM * _sm_count() / hkv))
-    splits = max(1, min(want, MAX_SPLITS, math.ceil(n_ctx / trip)))
-    split_len = math.ceil(math.ceil(n_ctx / splits) / trip) * trip
+def plan(hkv: int, n_ctx: int, nsub: int, resident: int) -> tuple[int, int]:
+    """(splits, keys per split): as many splits per kv head as fill one wave of resident
+    blocks, each a multiple of the block's `nsub` key streams long."""
+    splits = max(1, min(resident // hkv, MAX_SPLITS, math.ceil(n_ctx / nsub)))
+    split_len = math.ceil(math.ceil(n_ctx / splits) / nsub) * nsub
     return math.ceil(n_ctx / split_len), split_len
 
 
 def usable(q: Any, k_cache: Any, v_cache: Any, out: Any) -> bool:
-    """Whether the flash-decoding kernels take these arrays (else the generic path)."""
+    """Whether the flash-decoding kernel takes these arrays (else the generic path)."""
     h, d = q.shape
     hkv = k_cache.shape[0]
     return (h % hkv == 0 and supported(h // hkv, d) and q.dtype == np.float32
@@ -272,21 +317,19 @@ def usable(q: Any, k_cache: Any, v_cache: Any, out: Any) -> bool:
 def decode(q: Any, k_cache: Any, v_cache: Any, n_ctx: int, scale: float, out: Any,
            unroll: int = 0) -> None:
     """q [H, D] f32, caches [Hkv, S, D] (f16 or f32), out [H, D] f32; `usable` holds.
-    `unroll` (keys per stream per trip) defaults to the tuned value for the group size."""
+    `unroll` (keys per stream per trip) defaults to the tuned value for the group size.
+    One launch: the split blocks combine their own partials (see the module doc)."""
     h, d = q.shape
     hkv, s_len = k_cache.shape[0], k_cache.shape[1]
     group = h // hkv
-    split, trip = _split_kernel(group, d, k_cache.dtype, unroll or default_unroll(group))
-    splits, split_len = plan(hkv, n_ctx, trip)
-    key = (h, d, splits)
+    unroll = unroll or default_unroll(group)
+    split, trip = _split_kernel(group, d, k_cache.dtype, unroll)
+    splits, split_len = plan(hkv, n_ctx, trip // unroll, resident_blocks(split))
+    key = (h, hkv, d, splits)
     if key not in _scratch:
-        _scratch[key] = (cu.device_array((h, splits, d), np.float32), cu.device_array((h, splits, 2), np.float32))
-    part_o, part_ml = _scratch[key]
+        _scratch[key] = (cu.device_array((h, splits, d), np.float32), cu.device_array((h, splits, 2), np.float32),
+                         cu.to_device(np.zeros(hkv, np.int32)))
+    part_o, part_ml, counters = _scratch[key]
     split((hkv, splits), WARPS * 32, q.reshape(h * d), k_cache.reshape(k_cache.size),
-          v_cache.reshape(v_cache.size), s_len * d, n_ctx, split_len, np.float32(scale), part_o, part_ml)
-    if not _combine_launch:
-        from numba import types
-
-        _combine_launch.append(Launcher(_combine, (array_type(np.float32, 3), array_type(np.float32, 3),
-                                                   types.int64, array_type(np.float32, 2))))
-    _combine_launch[0](h, COMBINE_THREADS, part_o, part_ml, splits, out)
+          v_cache.reshape(v_cache.size), s_len * d, n_ctx, split_len, np.float32(scale), part_o, part_ml,
+          counters, out)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
+
 
 @nb.njit(cache=True, inline="always")
 def _f16(lo: np.uint8, hi: np.uint8) -> np.float32:

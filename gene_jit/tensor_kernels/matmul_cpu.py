@@ -33,6 +33,8 @@ from numba.core import cgutils, types
 from numba.core.typing.templates import Signature
 from numba.extending import intrinsic
 
+import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
+
 _TWO_112 = np.float32(5.192296858534828e33)  # rescales f16 bits shifted into f32 position
 _BLAS_SYMBOL = "gene_jit_openblas_set_num_threads_local"
 

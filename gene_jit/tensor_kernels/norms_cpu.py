@@ -20,6 +20,8 @@ from typing import Any
 import numba as nb
 import numpy as np
 
+import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
+
 _LOG2E = np.float32(1.4426950408889634)
 
 

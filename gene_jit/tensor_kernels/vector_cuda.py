@@ -3,7 +3,8 @@
 `ld8(a, i)` reads eight consecutive elements `a[i:i+8]` of a flat f16 or f32 device array
 as one aligned vector load (16 bytes for f16, 32 for f32), marked read-only so it goes
 through the non-coherent cache path (`ld.global.nc.v4`), and widens f16 to f32 with the
-hardware converter. Bandwidth-bound kernels need such loads: 2-byte scalar loads can not
+hardware converter. `ld_cg4` / `ld_cg2` read f32 data that other blocks of the same
+kernel wrote (L2-coherent loads). Bandwidth-bound kernels need such loads: 2-byte scalar loads can not
 keep enough bytes in flight to saturate HBM. Callers guarantee 16-byte alignment of the
 element at `i` (launchers check the base pointer and pick offsets that are multiples of
 8 elements).
@@ -76,6 +77,55 @@ else:
         return vals
 
 
+if simulator():
+
+    @cu.jit(device=True)
+    def ld_cg4(a: Any, i: int) -> tuple[Any, ...]:
+        f = a.reshape(a.size)
+        return (f[i], f[i + 1], f[i + 2], f[i + 3])
+
+    @cu.jit(device=True)
+    def ld_cg2(a: Any, i: int) -> tuple[Any, ...]:
+        f = a.reshape(a.size)
+        return (f[i], f[i + 1])
+
+else:
+
+    def _make_ld_cg(width: int) -> Any:
+        """`ld_cg<width>(a, i)`: elements i..i+width-1 of a C-contiguous f32 array of any
+        rank (`i` a flat index), one `ld.global.cg`
+        vector load (cached in L2 only). For data other blocks of the same kernel wrote:
+        L1 is not coherent across SMs, L2 is. The asm is marked as having side effects so
+        that LLVM keeps it after the fence and atomic that order it."""
+
+        @intrinsic
+        def ld_cg(typingctx: Any, a: Any, i: Any) -> Any:  # noqa: ARG001 (Numba's intrinsic protocol)
+            if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype == types.float32
+                    and isinstance(i, types.Integer)):
+                return None
+            sig = types.UniTuple(types.float32, width)(a, i)
+
+            def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+                arr = context.make_array(sig.args[0])(context, builder, args[0])
+                idx = context.cast(builder, args[1], sig.args[1], types.intp)
+                ptr = builder.ptrtoint(builder.gep(arr.data, [idx]), ir.IntType(64))
+                f32 = ir.FloatType()
+                regs = ", ".join(f"${e}" for e in range(width))
+                fnty = ir.FunctionType(ir.LiteralStructType([f32] * width), [ir.IntType(64)])
+                asm = ir.InlineAsm(fnty, f"ld.global.cg.v{width}.f32 {{{regs}}}, [${width}];",
+                                   ",".join(["=f"] * width + ["l"]), side_effect=True)
+                res = builder.call(asm, [ptr])
+                vals = [builder.extract_value(res, e) for e in range(width)]
+                return context.make_tuple(builder, sig.return_type, vals)
+
+            return sig, codegen
+
+        return ld_cg
+
+    ld_cg4 = _make_ld_cg(4)
+    ld_cg2 = _make_ld_cg(2)
+
+
 def aligned(a: Any, elements: int = 8) -> bool:
     """True when a device array's data starts on a 16-byte boundary and is C-contiguous;
     with `elements` (a row length), also when every row starts on one."""
@@ -103,12 +153,16 @@ class Launcher:
         if simulator():
             self.kernel[grid, block](*args)
             return
+        self.compiled().launch(args, _dim3(grid), _dim3(block), self._stream)
+
+    def compiled(self) -> Any:
+        """The compiled kernel (compiling it on first use); real GPU only."""
         if self._compiled is None:
             from numba.cuda.cudadrv import driver
 
             self._compiled = self.kernel.compile(self.argtypes)
             self._stream = driver._to_core_stream(0)  # type: ignore[attr-defined] # the default stream, as kernel[g, b] uses
-        self._compiled.launch(args, _dim3(grid), _dim3(block), self._stream)
+        return self._compiled
 
 
 def _dim3(dim: Any) -> tuple[int, int, int]:
