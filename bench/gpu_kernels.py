@@ -1,5 +1,8 @@
-"""GPU kernel bench: Numba CUDA decode attention and f16 GEMV against PyTorch (SDPA,
-mv) in the same run, with achieved GB/s against the card's measured copy bandwidth.
+"""GPU kernel bench: the Numba CUDA kernels against PyTorch in the same run: decode
+attention (SDPA), f16 GEMV (mv), f32 matmul (mm, TF32 off), the gated feed-forward,
+RMSNorm, LayerNorm, softmax, SiLU and broadcast add, with RoPE and GGUF dequantisation
+on their own; achieved GB/s (bandwidth-bound kernels, against the card's measured copy
+bandwidth) or TFLOP/s (matmul).
 
 Each kernel is validated against its float64 reference before it is timed. Timing counts
 GPU time only: a sleep kernel first holds the GPU so that a batch of launches queues up
@@ -203,6 +206,112 @@ def bench_decode(peak: float, torch: Any) -> None:
         print(line, flush=True)
 
 
+def _line(label: str, us: float, call: float, err: float, amount: float, unit: str, tus: float | None) -> str:
+    """One bench line: `amount` is bytes (unit GB/s) or flops (unit TFLOP/s) per launch."""
+    scale = 1e3 if unit == "GB/s" else 1e6
+    line = f"{label}: numba {us:8.1f} us {amount / us / scale:7.1f} {unit} (call {call:5.1f} us) rel.err {err:.1e}"
+    if tus is not None:
+        line += f" | torch {tus:8.1f} us {amount / tus / scale:7.1f} {unit} | speedup {tus / us:4.2f}x"
+    return line
+
+
+def _random_blocks(g: np.random.Generator, kind: str, nblocks: int) -> np.ndarray:
+    """Random GGUF blocks with small finite f16 scales (at the offsets reference.py reads)."""
+    raw = g.integers(0, 256, size=(nblocks, ref.BLOCK_BYTES[kind]), dtype=np.uint8)
+    for col in {"q8_0": (0,), "q4_0": (0,), "q4_k": (0, 2), "q6_k": (208,)}[kind]:
+        raw[:, col:col + 2] = g.uniform(0.001, 0.05, nblocks).astype(np.float16).view(np.uint8).reshape(nblocks, 2)
+    return raw.reshape(-1)
+
+
+def bench_new_kernels(torch: Any) -> None:
+    """Matmul, feed-forward, row ops, RoPE, dequantisation and element-wise ops, each
+    validated against its float64 reference, then timed beside the PyTorch equivalent."""
+    from gene_jit.tensor_kernels import dequant_cuda, elementwise_cuda, matmul_cuda, norms_cuda
+
+    cu = cuda()
+    g = np.random.default_rng(3)
+    f32 = np.float32
+    # matmul f32 (NN), 2048^3
+    n = 2048
+    a, b = g.standard_normal((1, n, n)).astype(f32), g.standard_normal((1, n, n)).astype(f32)
+    da, db, do = cu.to_device(a), cu.to_device(b), cu.device_array((1, n, n), f32)
+    matmul_cuda.matmul(da, db, do)
+    err = rel(do.copy_to_host()[0, :64], ref.matmul(a[0, :64], b[0]))
+    us, call = numba_time(lambda i: matmul_cuda.matmul(da, db, do))
+    tus = None
+    if torch is not None:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        ta, tb = torch.from_numpy(a[0]).cuda(), torch.from_numpy(b[0]).cuda()
+        tus, _ = torch_time(torch, lambda i: torch.mm(ta, tb))
+    print(_line(f"matmul f32 {n}^3", us, call, err, 2 * n**3, "TFLOP/s", tus), flush=True)
+    # feed-forward, one token (3 GEMVs, f16 weights) and 64 tokens (gated dual GEMM, f32)
+    for t, e, f, wdt in ((1, 4096, 14336, np.float16), (64, 2048, 5632, f32)):
+        x = g.standard_normal((t, e)).astype(f32)
+        ws = [(g.standard_normal(s) * 0.02).astype(wdt) for s in ((f, e), (f, e), (e, f))]
+        dx, dws, dout = cu.to_device(x), [cu.to_device(w) for w in ws], cu.device_array((t, e), f32)
+        matmul_cuda.feed_forward(dx, *dws, "silu", dout)
+        err = rel(dout.copy_to_host(), ref.feed_forward(x, *ws))
+        us, call = numba_time(lambda i, dx=dx, dws=dws, dout=dout: matmul_cuda.feed_forward(dx, *dws, "silu", dout))
+        tus = None
+        if torch is not None:
+            import torch.nn.functional as F
+
+            tx = torch.from_numpy(x).cuda().to(torch.float16 if wdt == np.float16 else torch.float32)
+            tg, tu, td = (torch.from_numpy(w).cuda() for w in ws)
+            tus, _ = torch_time(torch, lambda i, tx=tx, tg=tg, tu=tu, td=td: (F.silu(tx @ tg.T) * (tx @ tu.T)) @ td.T)
+        wbytes = sum(w.nbytes for w in ws)
+        amount, unit = (wbytes, "GB/s") if t == 1 else (6 * t * e * f, "TFLOP/s")
+        print(_line(f"feed-forward T{t} E{e} F{f} {np.dtype(wdt).name}", us, call, err, amount, unit, tus), flush=True)
+    # row ops over [4096, 4096] f32: bytes read + written
+    r, c = 4096, 4096
+    x = g.standard_normal((r, c)).astype(f32)
+    w, bias = g.standard_normal(c).astype(f32), g.standard_normal(c).astype(f32)
+    dx, dw, dbias, dout = cu.to_device(x), cu.to_device(w), cu.to_device(bias), cu.device_array((r, c), f32)
+    tx = torch.from_numpy(x).cuda() if torch is not None else None
+    tw = torch.from_numpy(w).cuda() if torch is not None else None
+    tbias = torch.from_numpy(bias).cuda() if torch is not None else None
+    rows = [
+        ("rmsnorm", lambda i: norms_cuda.rmsnorm(dx, dw, 1e-6, dout), lambda: ref.rmsnorm(x[:64], w),
+         lambda i: tx * torch.rsqrt((tx * tx).mean(-1, keepdim=True) + 1e-6) * tw),
+        ("layernorm", lambda i: norms_cuda.layernorm(dx, dw, dbias, 1e-5, dout), lambda: ref.layernorm(x[:64], w, bias),
+         lambda i: torch.nn.functional.layer_norm(tx, (c,), tw, tbias)),
+        ("softmax", lambda i: norms_cuda.softmax(dx, dout), lambda: ref.softmax(x[:64]),
+         lambda i: torch.softmax(tx, -1)),
+        ("silu", lambda i: elementwise_cuda.unary(dx.reshape(r * c), dout.reshape(r * c), "silu"),
+         lambda: ref.silu(x[:64]), lambda i: torch.nn.functional.silu(tx)),
+        ("add row-broadcast", lambda i: elementwise_cuda.binary(dx.reshape(r * c), dw, dout.reshape(r * c), "add"),
+         lambda: x[:64].astype(np.float64) + w, lambda i: tx + tw),
+    ]
+    for label, launch, want, tlaunch in rows:
+        launch(0)
+        err = rel(dout.copy_to_host()[:64], want())
+        us, call = numba_time(launch)
+        tus = torch_time(torch, tlaunch)[0] if torch is not None else None
+        print(_line(f"{label} {r}x{c} f32", us, call, err, 2 * x.nbytes, "GB/s", tus), flush=True)
+    # RoPE over [32 heads, 512 tokens, 128]
+    xr = g.standard_normal((32, 512, 128)).astype(f32)
+    pos = np.arange(512, dtype=np.int64)
+    dxr, dpos, dor = cu.to_device(xr), cu.to_device(pos), cu.device_array(xr.shape, f32)
+    norms_cuda.rope(dxr, dpos, 10000.0, dor)
+    err = rel(dor.copy_to_host(), ref.rope(xr, pos))
+    us, call = numba_time(lambda i: norms_cuda.rope(dxr, dpos, 10000.0, dor))
+    print(_line("rope 32x512x128 f32", us, call, err, 2 * xr.nbytes, "GB/s", None), flush=True)
+    # dequantisation of 64M values: bytes read + f32 written
+    for kind in ("q8_0", "q4_0", "q4_k", "q6_k"):
+        nblocks = (1 << 26) // ref.BLOCK_VALUES[kind]
+        raw = _random_blocks(g, kind, nblocks)
+        draw = cu.to_device(raw)
+        dq = cu.device_array(dequant_cuda.out_size(kind, raw.size), f32)
+        dequant_cuda.dequantize(draw, kind, dq)
+        check_blocks = 256
+        err = rel(dq.copy_to_host()[:check_blocks * ref.BLOCK_VALUES[kind]],
+                  ref.DEQUANT[kind](raw[:check_blocks * ref.BLOCK_BYTES[kind]]))
+        us, call = numba_time(lambda i, draw=draw, kind=kind, dq=dq: dequant_cuda.dequantize(draw, kind, dq))
+        print(_line(f"dequant {kind} {dq.size // (1 << 20)}M values", us, call, err, raw.nbytes + 4 * dq.size,
+                    "GB/s", None), flush=True)
+        del draw, dq
+
+
 def _sweep_gemv(g: np.random.Generator) -> None:
     from gene_jit.tensor_kernels import gemv_cuda
 
@@ -232,14 +341,14 @@ def sweep() -> None:
         kc = g.standard_normal((hkv, ctx, d)).astype(np.float16)
         caches = [(cu.to_device(kc), cu.to_device(kc)) for _ in range(copies_for(2 * kc.nbytes))]
         dq, out = cu.to_device(g.standard_normal((h, d)).astype(np.float32)), cu.device_array((h, d), np.float32)
-        for per_sm in (2, 4, 8):
+        for per_sm in (0, 2, 3, 4):
             decode_cuda.BLOCKS_PER_SM = per_sm
             for unroll in (2, 4):
                 us, _ = numba_time(lambda i, c=caches, dq=dq, out=out, ctx=ctx, u=unroll: decode_cuda.decode(
                     dq, c[i % len(c)][0], c[i % len(c)][1], ctx, 0.1, out, u))
                 print(f"sweep decode H{h}/{hkv} ctx {ctx} blocks/SM {per_sm} unroll {unroll}: {us:6.1f} us "
                       f"{2 * kc.nbytes / us / 1e3:6.0f} GB/s", flush=True)
-        decode_cuda.BLOCKS_PER_SM = 4
+        decode_cuda.BLOCKS_PER_SM = 0
         del caches
 
 
@@ -255,7 +364,8 @@ def main() -> None:
     name = cu.get_current_device().name
     print(f"device: {name.decode() if isinstance(name, bytes) else name}", flush=True)
     peak = copy_bandwidth(torch)
-    sections: list[Callable[[], None]] = [lambda: bench_gemv(peak, torch), lambda: bench_decode(peak, torch)]
+    sections: list[Callable[[], None]] = [lambda: bench_gemv(peak, torch), lambda: bench_decode(peak, torch),
+                                          lambda: bench_new_kernels(torch)]
     if "--sweep" in sys.argv:
         sections.insert(0, sweep)
     for section in sections:

@@ -186,8 +186,9 @@ def test_rope(b: int, t: int, d: int, start: int) -> None:
                                           pytest.param("q6_k", 4096, marks=BIG)])
 def test_dequantize(kind: str, nblocks: int) -> None:
     cu = _cuda()
-    from gene_jit.tensor_kernels import dequant_cuda
     from test_kernels_helpers import random_blocks
+
+    from gene_jit.tensor_kernels import dequant_cuda
 
     raw = random_blocks(rng(35), kind, nblocks)
     out = cu.to_device(poisoned(dequant_cuda.out_size(kind, raw.size)))

@@ -92,7 +92,7 @@ def forward_batch(model: Model, rows: list[list[int]]) -> np.ndarray:
         _decode(ctx)
         for s, i in enumerate(index):
             row = (ctypes.c_float * model.n_vocab).from_address(ctx.logits_ptr(i))
-            out[s] = np.frombuffer(row, dtype=np.float32)
+            out[s] = np.ctypeslib.as_array(row)
         for s, r in enumerate(rows):
             ctx.tokens[s] = list(r)
     return out

@@ -40,7 +40,7 @@ def hidden_states(model: Model, tokens: list[int]) -> np.ndarray:
                 if not ptr:
                     raise LlamaError("libllama returned no hidden state for a token")
                 row = (ctypes.c_float * model.n_embd).from_address(int(ptr))
-                out[start + i] = np.frombuffer(row, dtype=np.float32)
+                out[start + i] = np.ctypeslib.as_array(row)
     return out
 
 

@@ -145,7 +145,7 @@ def _logits(m: Model, ctx: Any, index: int) -> np.ndarray:
     import ctypes
 
     row = (ctypes.c_float * m.n_vocab).from_address(ctx.logits_ptr(index))
-    return np.frombuffer(row, dtype=np.float32).copy()
+    return np.ctypeslib.as_array(row).copy()
 
 
 # id(tensor) -> the text whose hidden states it holds, while the tensor lives: the seed's

@@ -208,6 +208,7 @@ class Model:
         self.n_ctx = min(int(n_ctx), self.n_ctx_train) if self.n_ctx_train > 0 else int(n_ctx)
         self._ctx: Context | None = None
         self._embed_ctx: Context | None = None
+        self._batch_ctx: Context | None = None  # batch-generate's, sized by its last use
         self._lock = threading.Lock()
         self.embedding_cache: dict[str, Any] = {}
         # per-token facts that never change for a vocabulary, cached so that the token
@@ -381,10 +382,10 @@ class Model:
         }
 
     def close(self) -> None:
-        for ctx in (self._ctx, self._embed_ctx):
+        for ctx in (self._ctx, self._embed_ctx, self._batch_ctx):
             if ctx is not None:
                 ctx.close()
-        self._ctx = self._embed_ctx = None
+        self._ctx = self._embed_ctx = self._batch_ctx = None
         self.handle.close()
 
     def __repr__(self) -> str:
