@@ -13,7 +13,7 @@ if ! python3 -c "import pytest" 2>/dev/null && [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-timeout "${TEST_TIMEOUT:-900}" python3 -m pytest tests/test_kernels_cuda.py tests/test_tensor_cuda.py -q -s -m "cuda or not cuda" -p no:cacheprovider 2>&1 | tee "$OUT/cuda_tests.txt"
+timeout "${TEST_TIMEOUT:-900}" python3 -m pytest tests/test_kernels_cuda.py tests/test_tensor_cuda.py -s -m "cuda or not cuda" -p no:cacheprovider 2>&1 | tee "$OUT/cuda_tests.txt"
 timeout "${BENCH_TIMEOUT:-900}" python3 bench/gpu_kernels.py ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_bench.txt"
 if [ -f examples/transformer_layer.gene ]; then
   timeout "${EXAMPLE_TIMEOUT:-300}" python3 -c "import gene_jit, sys; sys.argv=['x','cuda']; gene_jit.run_file('examples/transformer_layer.gene')" 2>&1 | tee "$OUT/transformer_layer_cuda.txt" || true

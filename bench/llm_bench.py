@@ -9,7 +9,14 @@ the same way: prompt tokens/s from the call to its first generated token, genera
 tokens/s over the tokens after the first. Prints the resident memory each peer added on
 loading, the peak RSS of the process, and the ratios.
 
+With `--grammar`, measures constrained generation instead: `generate-json` with a small
+schema, the grammar applied lazily (checking only the sampled token, as llama.cpp's common
+sampler does) against the grammar filtering the whole vocabulary at every step, in
+alternating rounds; prints generation tokens/s (best and median) and how many tokens the
+grammar rejected.
+
 Usage: python bench/llm_bench.py [--threads 2] [--tokens 64] [--rounds 5] [--model default]
+       python bench/llm_bench.py --grammar [--rounds 5]
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
@@ -129,8 +137,56 @@ PEERS = (
 )
 
 
+JSON_PROMPT = "Give the largest city of Japan as JSON:"
+JSON_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["city", "population"],
+}
+
+
+def grammar_bench(path: str, threads: int, rounds: int) -> None:
+    """Eager against lazy grammar sampling for `generate-json` on the same model."""
+    import statistics
+
+    from gene_jit.llama import gene_api as g
+    from gene_jit.llama import sampler as sampler_mod
+    from gene_jit.llama.model import Model
+
+    m = Model(path, n_ctx=N_CTX, threads=threads, progress=False)
+    build = sampler_mod.Sampling.build
+    built: list[Any] = []
+    speeds: dict[bool, list[float]] = {False: [], True: []}
+    outputs: dict[bool, Any] = {}
+    for _ in range(rounds):
+        for lazy in (False, True):
+            def build_as(self: Any, model: Any, lazy: bool = lazy) -> Any:
+                self.lazy_grammar = lazy
+                built.append(build(self, model))
+                return built[-1]
+
+            sampler_mod.Sampling.build = build_as  # type: ignore[method-assign]
+            try:
+                m.ctx.clear()
+                outputs[lazy] = g.generate_json(m, JSON_PROMPT, JSON_SCHEMA, 64)
+            finally:
+                sampler_mod.Sampling.build = build  # type: ignore[method-assign]
+            st = m.last_stats
+            speeds[lazy].append(st.generated / st.generate_seconds)
+    for lazy in (False, True):
+        name = "lazy grammar" if lazy else "eager grammar"
+        print(f"{name:14s} gen best {max(speeds[lazy]):6.2f} tok/s  median "
+              f"{statistics.median(speeds[lazy]):6.2f} tok/s  ({m.last_stats.generated} tokens)")
+    last = built[-1]
+    print(f"lazy: {last.resamples} of {last.checks} sampled tokens rejected by the grammar; "
+          f"{last.full_passes} of those needed a pass over the whole {m.n_vocab}-token vocabulary "
+          f"(the others were settled by the {last.shortlist}-token shortlist)")
+    print(f"same output: {outputs[False] == outputs[True]}  {outputs[True]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--grammar", action="store_true", help="eager against lazy grammar sampling")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
@@ -139,6 +195,9 @@ def main() -> None:
     from gene_jit.llama.resolve import resolve_model
 
     path = str(resolve_model(args.model))
+    if args.grammar:
+        grammar_bench(path, args.threads, args.rounds)
+        return
     print(f"model {path}, {args.threads} threads, {args.tokens} greedy tokens, "
           f"best of {args.rounds} alternating rounds")
     runs: dict[str, Callable[[], Run]] = {}

@@ -137,6 +137,10 @@ def _compile_source(source: str, filename: str) -> tuple[str, Callable[..., Any]
              and f.children and isinstance(f.children[0], Sym)]
     if not names:
         raise GeneError("gene_jit.jit: the source defines no named fn")
+    if os.environ.get("GENE_PROFILE"):  # profile the process (gene_jit.profiler.auto)
+        from gene_jit.profiler.auto import autostart
+
+        autostart()
     hooks = install()
     env = new_env(filename)
     run_source(source, filename, env)

@@ -39,6 +39,45 @@ CASES = [
     ),
     Case("builtin_arity", "(var x 7)\n\n(println (mod x))\n", 3, ("arity error", "mod")),
     Case("type_error_in_plus", '(var s "a")\n(println (s + 1))\n', 2, ("type error", "+")),
+    # Code that a macro evaluates is reported where the caller wrote it.
+    Case(
+        "macro_caller_eval",
+        '(macro twice [e] ($caller_eval e) ($caller_eval e))\n(var s "a")\n\n'
+        "(twice (println (s + 1)))\n",
+        4,
+        ("type error", "+"),
+        caret_at="(s + 1)",
+    ),
+    Case(
+        "nested_macros_in_fn",
+        "(macro inner [e] ($caller_eval e))\n"
+        "(macro outer [e] ($caller_eval ($render :(inner %e))))\n"
+        '(fn f [x]\n  (outer\n    (println (x + 1))))\n(f 1)\n(f "b")\n',
+        5,
+        ("type error", "+"),
+        caret_at="(x + 1)",
+    ),
+    Case(
+        "macro_defined_after_use",
+        '(fn g []\n  (later\n    (println (1 + "x"))))\n(macro later [e] ($caller_eval e))\n(g)\n',
+        3,
+        ("type error", "+"),
+        caret_at='(1 + "x")',
+    ),
+    Case(
+        "macro_body_error",
+        "(macro bad [e]\n  (var n 1)\n  (n + e))\n(bad (1 2))\n",
+        3,
+        ("type error", "+"),
+        caret_at="(n + e)",
+    ),
+    Case(
+        "eval_of_quoted_code",
+        "(var code :(do\n  (println 1)\n  (println (1 + no-such-name))))\n(eval code)\n",
+        3,
+        ("no-such-name",),
+        caret_at="no-such-name",
+    ),
 ]
 
 
@@ -84,6 +123,58 @@ def test_error_report(tmp_path: Path, case: Case) -> None:
         assert source_line[col - 1 :].startswith(case.caret_at), (
             f"caret not at {case.caret_at!r}:\n{err}"
         )
+
+
+MACRO_SOURCES = {
+    "caller_eval": (
+        '(macro twice [e] ($caller_eval e) ($caller_eval e))\n(var s "a")\n'
+        "(twice\n  (println (s + 1)))\n",
+        4,
+        12,
+    ),
+    "nested": (
+        "(macro inner [e] ($caller_eval e))\n"
+        "(macro outer [e] ($caller_eval ($render :(inner %e))))\n"
+        "(outer (do (println 1)\n  (println (2 * nil))))\n",
+        4,
+        12,
+    ),
+    "eval_in_macro_body": ('(macro m [e] (eval e))\n(var x 1)\n(m (x + "q"))\n', 3, 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MACRO_SOURCES))
+def test_macro_errors_in_process(name: str, jit_mode: str) -> None:
+    """In-process runs report the caller's file, line and column for code that macros
+    evaluate, in both tier modes."""
+    from conftest import run_gene_source
+
+    from gene_jit.runtime.errors import GeneError
+
+    source, line, col = MACRO_SOURCES[name]
+    run = run_gene_source(source, jit_mode, filename="macros.gene")
+    assert isinstance(run.error, GeneError), run
+    span = run.error.span
+    assert span is not None, run.error
+    assert (span.file, span.line, span.col) == ("macros.gene", line, col), run.error.format()
+    shown = run.error.format().splitlines()
+    assert shown[1].strip() == source.splitlines()[line - 1].strip()
+
+
+def test_macro_from_imported_module_reports_caller(tmp_path: Path) -> None:
+    """A macro defined in another file evaluates the caller's code at the caller's line."""
+    (tmp_path / "lib.gene").write_text(
+        "(macro $ns/twice [e] ($caller_eval e) ($caller_eval e))\n", encoding="utf-8"
+    )
+    main = tmp_path / "main.gene"
+    main.write_text(
+        '(import twice from "lib")\n(var s "a")\n(twice (println (s - 1)))\n', encoding="utf-8"
+    )
+    proc = run_cli("run", str(main))
+    assert proc.returncode == 1, proc.stderr
+    m, _ = _location_line(proc.stderr)
+    assert Path(m["file"]).name == "main.gene", proc.stderr
+    assert (int(m["line"]), int(m["col"])) == (3, 17), proc.stderr
 
 
 def test_error_has_no_stdout_garbage(tmp_path: Path) -> None:

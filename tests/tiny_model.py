@@ -135,8 +135,9 @@ def _weights(n_vocab: int, seed: int) -> dict[str, np.ndarray]:
     return w
 
 
-def write_tiny_model(path: str | Path, seed: int = 1234) -> Path:
-    """Write the tiny model to `path` and return the path."""
+def write_tiny_model(path: str | Path, seed: int = 1234, chat_template: str | None = CHATML_TEMPLATE) -> Path:
+    """Write the tiny model to `path` and return the path; `chat_template` is what the
+    GGUF carries as tokenizer.chat_template (None: no template)."""
     import gguf
 
     path = Path(path)
@@ -161,7 +162,8 @@ def write_tiny_model(path: str | Path, seed: int = 1234) -> Path:
     writer.add_bos_token_id(BOS_ID)
     writer.add_eos_token_id(EOS_ID)
     writer.add_add_bos_token(True)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     for name, array in _weights(len(tokens), seed).items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()

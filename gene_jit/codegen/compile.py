@@ -6,6 +6,7 @@ to stderr.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -60,8 +61,18 @@ class Counters:
     loop: Callable[[str, str, int, int, str], int]
 
 
-def _count(b: ir.IRBuilder, address: int) -> None:
-    cell = b.inttoptr(ir.Constant(ir.IntType(64), address), ir.PointerType())
+def _count(b: ir.IRBuilder, where: str, address: int) -> None:
+    """Bump the cell at `address` through an external global named after `where` (the
+    source place it counts), bound to the address in this process: the code has no
+    process-specific constant in it, so counting variants can be cached on disk."""
+    import llvmlite.binding as llvm
+
+    name = "gj_count_" + hashlib.sha1(where.encode()).hexdigest()[:16]
+    llvm.add_symbol(name, address)
+    module = b.module
+    cell = module.globals.get(name)
+    if cell is None:
+        cell = ir.GlobalVariable(module, ir.IntType(64), name)
     i64 = ir.IntType(64)
     b.store(b.add(b.load(cell, typ=i64), ir.Constant(i64, 1)), cell)
 
@@ -75,12 +86,13 @@ def instrument(emitter: ModuleEmitter, counters: Counters) -> None:
         if address is not None:
             b = ir.IRBuilder(lfn.blocks[0])
             b.position_at_start(lfn.blocks[0])
-            _count(b, address)
+            _count(b, f"calls {fn.span.file}:{fn.span.line} {fn.gene_name}", address)
         for name, (kind, span) in fn.loops.items():
             if name in blocks:
                 b = ir.IRBuilder(blocks[name])
                 b.position_at_start(blocks[name])
-                _count(b, counters.loop(kind, span.file, span.line, span.col, fn.gene_name))
+                cell = counters.loop(kind, span.file, span.line, span.col, fn.gene_name)
+                _count(b, f"loop {span.file}:{span.line}:{span.col}", cell)
 
 
 def dump_flags() -> set[str]:
@@ -108,14 +120,12 @@ def compile_units(units: list[Unit], use_cache: bool = True,
     """Compile units into one LLVM module (one parse, one optimisation, one code
     generation), so many small functions cost about what one does. Units whose IR
     function names collide are compiled separately. With `counters` (profiling), the
-    code counts calls and loop trips, and is neither cached nor taken from the cache:
-    the cell addresses are baked in."""
+    code counts calls and loop trips (cached apart: its text names the cells)."""
     t0 = time.perf_counter()
     units = [run_passes(u) for u in units]
     names = [n for u in units for n in u.functions]
     if len(names) != len(set(names)):
         return [n for u in units for n in compile_units([u], use_cache, counters)]
-    use_cache = use_cache and counters is None
     module: ir.Module | None = None
     entries: list[str] = []
     full = False

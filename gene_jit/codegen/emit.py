@@ -27,6 +27,7 @@ NIL_T = I8
 
 # Error kinds passed to gene_jit_raise; the entry turns them into Gene errors.
 ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT, ERR_FFI_ARG = 1, 2, 3, 4, 5
+ERR_PENDING = 6  # raise the Gene error that native code had Python build (engine.PENDING)
 
 
 def error_code(kind: int, span: Span) -> int:

@@ -13,6 +13,15 @@ and returned in RAX/RDX or XMM0/XMM1 the same way; bigger structs, or small ones
 the registers left do not hold all their eightbytes, go by a `byval` pointer to a copy
 (arguments) or a hidden `sret` pointer (results).
 
+NumPy arrays passed for pointer parameters go as their data pointer, after a check that
+they are C-contiguous. Kernel calls (records with `dtypes`, from
+gene_jit/tensor_kernels/gene_kernels.py) also check, before the call, that no shape is
+negative and that every array holds what the shapes need, and after it that the status
+is 0. A failed check calls back into Python (`raise_pending`): the kernel module builds
+the same Gene error tier 0 raises, naming the kernel and the shapes, and the compiled
+code raises it through the entry. `RowView` instructions (row `i` of a 2-D array) are
+emitted here too.
+
 Guards: a compiled function calls the address that its callee's name held when it was
 compiled. Every ffi/defun name a module calls is recorded on the `ir.Module`, and the
 entry trampoline checks (one dict lookup each) that each name is still bound to the same
@@ -31,10 +40,22 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 from llvmlite.ir.types import _TypedPointerType
 
-from gene_jit.codegen.emit import ERR_FFI_ARG, ERR_OVERFLOW, F64, I1, I8, I64, PTR
+from gene_jit.codegen.emit import (
+    ARRAY,
+    ERR_FFI_ARG,
+    ERR_INDEX,
+    ERR_OVERFLOW,
+    ERR_PENDING,
+    F64,
+    I1,
+    I8,
+    I64,
+    PTR,
+    error_code,
+)
 from gene_jit.ir import types as T
 from gene_jit.ir.builder import NotTypeable
-from gene_jit.ir.ffi_calls import Binding, FieldRead, ForeignCall, StructType
+from gene_jit.ir.ffi_calls import Binding, FieldRead, ForeignCall, RowView, StructType
 from gene_jit.ir.nodes import Instr
 
 if TYPE_CHECKING:
@@ -119,6 +140,7 @@ class CallBuilder:
         self.attrs: dict[int, tuple[str, ...]] = {}
         self.gprs = self.sses = 0
         self.sret: Any = None
+        self.pos = 0  # the argument being lowered
 
     def add(self, ty: ir.Type, value: Any, attrs: tuple[str, ...] = ()) -> None:
         if attrs:
@@ -129,7 +151,8 @@ class CallBuilder:
     def build(self) -> Any:
         ret = self.rec.returns
         ret_ty = self.return_type(ret)
-        for t, arg in zip(self.rec.params, self.ins.args, strict=True):
+        for pos, (t, arg) in enumerate(zip(self.rec.params, self.ins.args, strict=True)):
+            self.pos = pos
             self.argument(t, arg)
         fnty = ir.FunctionType(ret_ty, self.types)
         # an instruction, not a constant expression: llvmlite types calls through values
@@ -177,7 +200,13 @@ class CallBuilder:
             self.struct_arg(t, v)
         else:  # pointers
             self.gprs += 1
-            if arg.type == T.I64:
+            if arg.type.kind is T.Kind.ARRAY:
+                if getattr(self.rec, "dtypes", None) is None:  # kernels checked it already
+                    contiguous = array_facts(self.e, v, arg.type)[1]
+                    raise_pending(self.e, self.b.not_(contiguous), _not_contiguous,
+                                  [self.rec, self.pos])
+                v = self.b.extract_value(v, 0)
+            elif arg.type == T.I64:
                 self.e.check(self.b.icmp_signed("<", v, ir.Constant(I64, 0)), ERR_FFI_ARG)
                 v = self.b.inttoptr(v, PTR)
             self.add(PTR, v)
@@ -265,10 +294,147 @@ def emit_ffi(e: FunctionEmitter, ins: Instr) -> Any:
     attr = ins.attr
     if isinstance(attr, FieldRead):
         return field_read(e, ins, attr)
+    if isinstance(attr, RowView):
+        return row_view(e, ins)
     assert isinstance(attr, ForeignCall)
     guards = e.mod.module.__dict__.setdefault(GUARDS_ATTR, {})
-    guards[(id(attr.binding.namespace), attr.binding.key)] = attr.binding
+    for binding in (*attr.outer, attr.binding):
+        guards[(id(binding.namespace), binding.key)] = binding
+    if getattr(attr.rec, "dtypes", None) is not None:
+        return kernel_call(e, ins, attr)
     return CallBuilder(e, ins, attr).build()
+
+
+# -- arrays and kernels -------------------------------------------------------------------
+
+ITEMSIZE = {T.F64: 8, T.I64: 8, T.F32: 4, T.U16: 2, T.U8: 1}
+
+
+def row_view(e: FunctionEmitter, ins: Instr) -> Any:
+    """Row i of a 2-D array `{data, n0, n1, s0, s1}`: `{data + i*s0, n1, 1, s1, 0}`."""
+    b = e.b
+    arr, i = e.v(ins.args[0]), e.v(ins.args[1])
+    n0 = b.extract_value(arr, 1)
+    i = b.select(b.icmp_signed("<", i, ir.Constant(I64, 0)), b.add(i, n0), i)
+    e.check(b.icmp_unsigned(">=", i, n0), ERR_INDEX)
+    data = b.gep(b.extract_value(arr, 0), [b.mul(i, b.extract_value(arr, 3))], source_etype=I8)
+    row = ir.Constant(ARRAY, None)
+    for k, v in enumerate((data, b.extract_value(arr, 2), ir.Constant(I64, 1),
+                           b.extract_value(arr, 4), ir.Constant(I64, 0))):
+        row = b.insert_value(row, v, k)
+    return row
+
+
+def array_facts(e: FunctionEmitter, arr: Any, ty: T.Type) -> tuple[Any, Any]:
+    """(element count, C-contiguous?) of an array value, with NumPy's rule: an empty
+    array is contiguous, and a stride does not matter along an axis of length 1. (A 1-D
+    array is stored with n1 = 1, which the same test covers.)"""
+    assert ty.elem is not None
+    b = e.b
+    n0, n1, s0, s1 = (b.extract_value(arr, k) for k in (1, 2, 3, 4))
+    size = ir.Constant(I64, ITEMSIZE[ty.elem])
+
+    def eq(x: Any, y: Any) -> Any:
+        return b.icmp_signed("==", x, y)
+
+    one, zero = ir.Constant(I64, 1), ir.Constant(I64, 0)
+    inner = b.or_(eq(n1, one), eq(s1, size))
+    outer = b.or_(eq(n0, one), eq(s0, b.mul(n1, size)))
+    empty = b.or_(eq(n0, zero), eq(n1, zero))
+    return b.mul(n0, n1), b.or_(empty, b.and_(inner, outer))
+
+
+def raise_pending(e: FunctionEmitter, failed: Any, fn: Any, args: list[Any]) -> None:
+    """When `failed`: call `fn(*args)` through the C API, then raise the Gene error `fn`
+    left in engine.PENDING (a cold block); the builder goes on where it did not fail.
+    `args`: Python objects (passed as they are), ints and LLVM i64/f64 values (boxed)."""
+    b, mod = e.b, e.mod.module
+    cold, ok = e.lfn.append_basic_block("ffi_fail"), e.lfn.append_basic_block("ok")
+    b.cbranch(failed, cold, ok)
+    b.position_at_end(cold)
+    box_int = _decl(mod, "PyLong_FromLongLong", PTR, [I64])
+    box_float = _decl(mod, "PyFloat_FromDouble", PTR, [F64])
+    vcall = _decl(mod, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
+    decref = _decl(mod, "Py_DecRef", ir.VoidType(), [PTR])
+    vec = entry_alloca(e, ir.ArrayType(PTR, len(args)))
+    boxed = []
+    for k, a in enumerate(args):
+        if isinstance(a, ir.Value):
+            obj = b.call(box_float if a.type == F64 else box_int, [a])
+            boxed.append(obj)
+        elif isinstance(a, int):
+            obj = b.call(box_int, [ir.Constant(I64, a)])
+            boxed.append(obj)
+        else:
+            obj = _const_ptr(a)
+        b.store(obj, b.gep(vec, [ir.Constant(I64, 0), ir.Constant(I64, k)]))
+    r = b.call(vcall, [_const_ptr(fn), vec, ir.Constant(I64, len(args)), ir.Constant(PTR, None)])
+    for obj in (r, *boxed):
+        b.call(decref, [obj])
+    b.call(e.mod.raise_fn, [ir.Constant(ir.IntType(32), error_code(ERR_PENDING, e.span))])
+    b.unreachable()
+    b.position_at_end(ok)
+
+
+def _not_contiguous(rec: Any, index: int) -> None:
+    from gene_jit.codegen.engine import PENDING
+    from gene_jit.runtime.errors import GeneTypeError
+
+    t = rec.params[index]
+    PENDING.append(GeneTypeError(f"{rec.name}: argument {index + 1} must be :{t.name}, got "
+                                 "an array that is not C-contiguous"))
+
+
+def _need(e: FunctionEmitter, need: Any, shapes: dict[str, Any]) -> tuple[Any, Any]:
+    """(elements a buffer needs, overflowed?) for a gene_kernels.Need."""
+    b = e.b
+    mul = e.mod.intrinsic("llvm.smul.with.overflow.i64", ir.LiteralStructType([I64, I1]), [I64, I64])
+    n: Any = ir.Constant(I64, 1)
+    overflow: Any = ir.Constant(I1, 0)
+    for factor in need.factors:
+        pair = b.call(mul, [n, shapes[factor]])
+        n, overflow = b.extract_value(pair, 0), b.or_(overflow, b.extract_value(pair, 1))
+    if need.div != 1:
+        n = b.sdiv(n, ir.Constant(I64, need.div))
+    if need.mul != 1:
+        n = b.mul(n, ir.Constant(I64, need.mul))
+    return n, overflow
+
+
+def kernel_call(e: FunctionEmitter, ins: Instr, call: ForeignCall) -> None:
+    """A kernel call: the checks tier 0 makes (gene_kernels.problem), the call, the
+    status; any failure raises the Gene error that gene_kernels.native_failure builds."""
+    from gene_jit.tensor_kernels.gene_kernels import NOT_CONTIGUOUS, UNKNOWN, native_failure
+
+    rec, b = call.rec, e.b
+    spec = rec.spec
+    bad: Any = ir.Constant(I1, 0)
+    summary: list[Any] = []  # what gene_kernels.problem reads, in C order
+    counts: dict[str, Any] = {}
+    shapes: dict[str, Any] = {}
+    for name, t, arg, dtype in zip(spec.names, rec.params, ins.args, rec.dtypes, strict=True):
+        v = e.v(arg)
+        if dtype is None:
+            if t.kind == "int":
+                shapes[name] = v
+                bad = b.or_(bad, b.icmp_signed("<", v, ir.Constant(I64, 0)))
+            summary.append(v)
+        elif arg.type.kind is T.Kind.ARRAY:
+            count, contiguous = array_facts(e, v, arg.type)
+            counts[name] = count
+            bad = b.or_(bad, b.not_(contiguous))
+            summary.append(b.select(contiguous, count, ir.Constant(I64, NOT_CONTIGUOUS)))
+        else:
+            summary.append(ir.Constant(I64, UNKNOWN))
+    for name, need in spec.needs.items():
+        want, overflow = _need(e, need, shapes)
+        bad = b.or_(bad, overflow)
+        if name in counts:
+            bad = b.or_(bad, b.icmp_signed("<", counts[name], want))
+    raise_pending(e, bad, native_failure, [rec, 0, *summary])
+    status = CallBuilder(e, ins, call).build()
+    raise_pending(e, b.icmp_signed("!=", status, ir.Constant(I64, 0)), native_failure,
+                  [rec, status, *summary])
 
 
 def field_read(e: FunctionEmitter, ins: Instr, read: FieldRead) -> Any:
@@ -308,6 +474,8 @@ def entry_guards(entry: EntryEmitter) -> None:
     Python cannot receive, and check every ffi/defun binding the module calls."""
     if entry.ret == T.PTR or entry.ret.kind is T.Kind.STRUCT:
         raise NotTypeable(f"returns a {entry.ret} (a C value tier 1 does not give back to Python)")
+    if entry.ret.kind is T.Kind.ARRAY:  # the entry boxes no arrays (it would give nil)
+        raise NotTypeable(f"returns an {entry.ret} (tier 1 does not give arrays back to Python)")
     guards: dict[Any, Binding] = entry.mod.__dict__.get(GUARDS_ATTR, {})
     if not guards:
         return

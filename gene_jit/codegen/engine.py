@@ -37,17 +37,24 @@ ERRORS: list[tuple[type[errors.GeneError], str]] = [
     (errors.GeneError, "division by zero"),
     (errors.GeneTypeError, "cannot convert a non-finite float to an int"),
     (errors.GeneTypeError, "ffi argument out of range of its C type"),
+    (errors.GeneError, "a native call failed"),
 ]
+# Gene errors built by Python at native code's request just before it raises
+# ERR_PENDING: their messages hold run-time values (a kernel's name and shapes).
+PENDING: list[errors.GeneError] = []
 
 
 def raise_native_error(code: int, file: str) -> None:
     """Called by an entry whose native code failed: raise the Gene error at its site."""
-    from gene_jit.codegen.emit import decode_error
+    from gene_jit.codegen.emit import ERR_PENDING, decode_error
     from gene_jit.frontend.forms import Span
 
     kind, line, col = decode_error(code)
+    span = Span(file, line, col) if line else None
+    if kind == ERR_PENDING and PENDING:
+        raise PENDING.pop().with_span(span)
     cls, message = ERRORS[kind] if kind < len(ERRORS) else ERRORS[0]
-    raise cls(message, Span(file, line, col) if line else None)
+    raise cls(message, span)
 
 RUNTIME_IR = r"""
 @gene_jit_jmpbuf = global ptr null

@@ -28,6 +28,12 @@ else:
     SUPPORTED = True
 
 NPY_DOUBLE, NPY_LONG, NPY_LONGLONG = 12, 7, 9
+NPY_FLOAT, NPY_UBYTE, NPY_USHORT = 11, 2, 4
+# NumPy type numbers accepted for each array element type (int64 is `long` on Linux)
+NPY_NUMS: dict[T.Type, tuple[int, ...]] = {
+    T.F64: (NPY_DOUBLE,), T.I64: (NPY_LONG, NPY_LONGLONG), T.F32: (NPY_FLOAT,),
+    T.U8: (NPY_UBYTE,), T.U16: (NPY_USHORT,),
+}
 METH_FASTCALL = 0x0080
 # NativeCallable instance layout: PyObject header, vectorcall function, __dict__,
 # fallback, fallback for calls with keywords (both borrowed: __dict__ holds them).
@@ -141,11 +147,9 @@ class EntryEmitter:
         self.guard(b.icmp_signed("==", self.field(obj, 24, I32), ir.Constant(I32, ty.ndim)))
         descr = self.field(obj, 56, PTR)
         num = self.field(descr, 28, I32)
-        if ty.elem == T.F64:
-            good = b.icmp_signed("==", num, ir.Constant(I32, NPY_DOUBLE))
-        else:
-            good = b.or_(b.icmp_signed("==", num, ir.Constant(I32, NPY_LONG)),
-                         b.icmp_signed("==", num, ir.Constant(I32, NPY_LONGLONG)))
+        good = ir.Constant(I1, 0)
+        for type_num in NPY_NUMS[ty.elem]:
+            good = b.or_(good, b.icmp_signed("==", num, ir.Constant(I32, type_num)))
         self.guard(good)
         self.guard(b.icmp_unsigned("!=", self.field(descr, 26, I8), ir.Constant(I8, ord(">"))))
         dims, strides = self.field(obj, 32, PTR), self.field(obj, 40, PTR)

@@ -26,12 +26,12 @@ from types import CodeType
 from typing import Any
 
 # Importing the special-form modules fills the SPECIAL table.
-from gene_jit.frontend import special_core, special_fn, special_oop  # noqa: F401
+from gene_jit.frontend import special_core, special_fn, special_loops, special_oop  # noqa: F401
 from gene_jit.frontend.compiler_core import Compiler, FnScope, assign, call, const, load, stamp
 from gene_jit.frontend.compiler_errors import GENE_FILES, translate
 from gene_jit.frontend.forms import Form, Span
 from gene_jit.runtime import ops, ops_async
-from gene_jit.runtime.errors import GeneError, GeneNameError, remember_source
+from gene_jit.runtime.errors import GeneError, GeneNameError, GeneTypeError, remember_source
 from gene_jit.runtime.registry import BUILTINS, Namespace
 from gene_jit.runtime.values import PLACEHOLDER, Gene, GeneSet, Range, Symbol
 
@@ -111,6 +111,7 @@ def _helpers() -> dict[str, Any]:
             " import_module": import_module,
             " as_count": as_count,
             " rest_from": rest_from,
+            " gene_range": BUILTINS["range"],
         }
     )
     return table
@@ -118,7 +119,7 @@ def _helpers() -> dict[str, Any]:
 
 def as_count(n: Any) -> int:
     if type(n) is not int:
-        raise ops.GeneTypeError(f"repeat expects an int count, got {ops.kind_name(n)}")
+        raise GeneTypeError(f"repeat expects an int count, got {ops.kind_name(n)}")
     return n
 
 
@@ -127,9 +128,11 @@ def rest_from(v: Any, i: int) -> list[Any]:
 
 
 def quote_form(form: Form) -> Any:
-    from gene_jit.frontend.convert import form_to_value
+    """`:form` and macro arguments: the value, remembered as made from `form` so that
+    evaluating it later reports `form`'s source position."""
+    from gene_jit.frontend.convert import form_to_value, remember_origin
 
-    return form_to_value(form)
+    return remember_origin(form_to_value(form), form)
 
 
 def parse_value(text: Any) -> Any:
@@ -138,7 +141,7 @@ def parse_value(text: Any) -> Any:
     from gene_jit.frontend.reader import read
 
     if not isinstance(text, str):
-        raise ops.GeneTypeError(f"$parse expects a string, got {ops.kind_name(text)}")
+        raise GeneTypeError(f"$parse expects a string, got {ops.kind_name(text)}")
     forms = read(text, "<parse>")
     return form_to_value(forms[0]) if forms else None
 
@@ -244,7 +247,7 @@ def import_module(env: dict[str, Any], path: Any) -> Namespace:
     """`(import ... from "dir/mod")`: the module's namespace, run once per file. The
     path is relative to the importing file's directory, then to the cwd."""
     if not isinstance(path, str):
-        raise ops.GeneTypeError(f"import expects a path string, got {ops.kind_name(path)}")
+        raise GeneTypeError(f"import expects a path string, got {ops.kind_name(path)}")
     rel = path if path.endswith(".gene") else path + ".gene"
     candidates = [os.path.join(str(env.get("$dir", "")), rel), os.path.join(os.getcwd(), rel)]
     for cand in candidates:
@@ -262,14 +265,20 @@ def import_module(env: dict[str, Any], path: Any) -> Namespace:
 
 def eval_values(caller: ops.CallerEnv, values: list[Any]) -> Any:
     """`eval` and `$caller_eval`: run values as code with the caller's globals and
-    visible locals (assignments to those locals stay local to the evaluation)."""
+    visible locals (assignments to those locals stay local to the evaluation).
+
+    The code is compiled under the file of the `eval` form or macro call, and parts of
+    it that came from source forms (macro arguments, quotes) keep their spans, so that
+    an error names the caller's line rather than a generated position."""
     from gene_jit.frontend.convert import value_to_form
 
-    forms = [value_to_form(v, Span("<eval>", 0, 0)) for v in values]
+    where = caller.span if caller.span is not None else _origin_span(values)
+    filename = where.file
+    forms = [value_to_form(v, where, file=filename) for v in values]
     if not forms:
         return None
     env = caller.globals
-    c = Compiler(env, "<eval>")
+    c = Compiler(env, filename)
     scope = FnScope(c.fn)
     with c.function(scope):
         params = [c.declare(name).py for name in caller.locals]
@@ -299,12 +308,23 @@ def eval_values(caller: ops.CallerEnv, values: list[Any]) -> Any:
     )
     fdef = ast.FunctionDef(name=" eval", args=args, body=body, decorator_list=[], returns=None)
     mod = ast.Module(body=[fdef, assign(" evalfn", load(" eval"))], type_ignores=[])
-    stamp(mod, Span("<eval>", 1, 1))
+    stamp(mod, where)
     ast.fix_missing_locations(mod)
-    GENE_FILES.add("<eval>")
+    GENE_FILES.add(filename)
     ns: dict[str, Any] = {}
-    exec(compile(mod, "<eval>", "exec"), env, ns)
+    exec(compile(mod, filename, "exec"), env, ns)
     return ns[" eval"](caller.locals, *caller.locals.values())
+
+
+def _origin_span(values: list[Any]) -> Span:
+    """Where code built from `values` comes from, when the caller did not say."""
+    from gene_jit.frontend.convert import origin_of
+
+    for v in values:
+        form = origin_of(v)
+        if form is not None and form.span.line > 0:
+            return form.span
+    return Span("<eval>", 1, 1)
 
 
 class InternalErrorLike(GeneError):

@@ -122,10 +122,10 @@ def stamp(node: ast.AST, span: Span) -> None:
     if isinstance(node, (ast.expr, ast.stmt, ast.excepthandler, ast.arg, ast.keyword)):
         line = max(span.line, 1)
         col = max(span.col - 1, 0)
-        node.lineno = line  # type: ignore[attr-defined]
-        node.col_offset = col  # type: ignore[attr-defined]
-        node.end_lineno = line  # type: ignore[attr-defined]
-        node.end_col_offset = col + 1  # type: ignore[attr-defined]
+        node.lineno = line
+        node.col_offset = col
+        node.end_lineno = line
+        node.end_col_offset = col + 1
     for child in ast.iter_child_nodes(node):
         stamp(child, span)
 
@@ -204,6 +204,13 @@ class Compiler:
         self._ids: Iterator[int] = env.setdefault(" ids", itertools.count(1))
         self.macros: set[str] = env.setdefault(" macros", set())
         self.defining: set[str] = set()  # top-level fn names whose bodies are compiling
+        self.generic_depth = 0  # > 0 inside the generic copy of a range loop (special_loops)
+
+    def is_macro(self, name: str) -> bool:
+        """`name` is a macro here (defined earlier in this module, or a macro value)."""
+        from gene_jit.frontend.compiler_exprs import is_macro_value
+
+        return name in self.macros or is_macro_value(self, name)
 
     # -- names and temps
 

@@ -184,6 +184,11 @@ def const_form(c: Compiler, form: Form) -> ast.expr:
     return ast.Subscript(value=helper("forms"), slice=const(len(table) - 1), ctx=ast.Load())
 
 
+def const_span(c: Compiler, form: Form) -> ast.expr:
+    """An expression for `form`'s span (where evaluated code is reported)."""
+    return ast.Attribute(value=const_form(c, form), attr="span", ctx=ast.Load())
+
+
 def interpolation(c: Compiler, form: Interp) -> Result:
     stmts, exprs = c.seq([c.compile(p) for p in form.parts])
     return Result(stmts, call(helper("interp"), exprs))
@@ -241,7 +246,7 @@ def second_position(c: Compiler, form: GeneF, op: str, value: bool) -> Result | 
     if op.startswith(".") and len(op) > 1 and op != "...":
         if sym_name(form.head) in SPECIAL and sym_name(form.head) not in ("self",):
             return None
-        return method_call(c, form, form.head, op[1:], list(ch[1:]))  # type: ignore[arg-type]
+        return method_call(c, form, form.head, op[1:], list(ch[1:]))
     return None
 
 

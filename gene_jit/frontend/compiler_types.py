@@ -132,7 +132,7 @@ class _Walker:
         elif name == "repeat":
             self.repeat(form)
         elif name == "for" and len(ch) >= 3:
-            self.poison_all(ch[0])
+            self.for_var(ch[0], ch[2])
             self.walk_all(ch[2:])
         elif name is not None and _is_special(name) and name not in _EXPR_HEADS:
             self.poison_all(form)
@@ -162,6 +162,16 @@ class _Walker:
                 self.walk(init)
         self.walk_all(ch)
 
+    def for_var(self, pattern: Form, coll: Form) -> None:
+        """`(for i in (a .. b))` binds i to ints from a to b: its kind joins theirs (the
+        values lie between them). `range` may be redefined, so other loops poison."""
+        bounds = _dotdot(coll)
+        if isinstance(pattern, Sym) and not pattern.is_complex and bounds is not None:
+            for f in bounds:
+                self.facts.bind(pattern.name, "=", f)
+        else:
+            self.poison_all(pattern)
+
     def repeat(self, form: GeneF) -> None:
         for key, v in form.props:
             if key == "index" and isinstance(v, Sym):
@@ -169,6 +179,25 @@ class _Walker:
             else:
                 self.poison_all(v)
         self.walk_all(form.children)
+
+
+def _dotdot(form: Form) -> tuple[Form, Form] | None:
+    """The bounds of `(a .. b)`, else None."""
+    if not isinstance(form, GeneF) or form.head is None or form.props:
+        return None
+    ch = form.children
+    head = form.head.name if isinstance(form.head, Sym) else None
+    if len(ch) == 2 and isinstance(ch[0], Sym) and ch[0].name == ".." and head not in _NOT_INFIX:
+        return form.head, ch[1]
+    return None
+
+
+def rebinds(forms: Iterable[Form], name: str, is_macro: Callable[[str], bool]) -> bool:
+    """Whether `forms` may bind or assign `name`, or run code that could (eval, macros)."""
+    w = _Walker(is_macro)
+    w.walk_all(forms)
+    facts = w.facts
+    return facts.disabled or name in facts.assigns or name in facts.poisoned
 
 
 def _is_special(name: str) -> bool:

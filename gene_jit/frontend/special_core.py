@@ -1,5 +1,6 @@
 """Special forms for variables and control flow: var, assignment, if, do, void, loop,
-while, repeat, for, break, continue, return, case, match, eval, `$set`, `$with`."""
+while, break, continue, return, case, match, eval, `$set`, `$with` (`for` and `repeat`
+live in special_loops)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from gene_jit.frontend.compiler_core import (
     load,
     pure,
     special,
-    store,
     sym_name,
     syntax_error,
 )
@@ -313,59 +313,6 @@ def while_form(c: Compiler, form: GeneF, value: bool) -> Result:
     return Result([ast.While(test=const(True), body=body, orelse=[])], const(None))
 
 
-@special("repeat")
-def repeat_form(c: Compiler, form: GeneF, value: bool) -> Result:
-    if not form.children:
-        raise syntax_error(form, "repeat expects (repeat n body...)")
-    n = c.compile(form.children[0])
-    stmts, count = c.to_temp(n)
-    props = dict(form.props)
-    pre: list[ast.stmt] = []
-    idx = c.temp("i")
-    with c.block():
-        if "total" in props and isinstance(props["total"], Sym):
-            stmts.extend(c.store_ref(c.declare(props["total"].name), count))
-        if "index" in props and isinstance(props["index"], Sym):
-            pre = c.store_ref(c.declare(props["index"].name), load(idx))
-        body = _loop_body(c, form.children[1:], LoopCtx(None), pre)
-    it = ast.Call(func=helper("range"), args=[hcall("as_count", count)], keywords=[])
-    stmts.append(ast.For(target=store(idx), iter=it, body=body, orelse=[]))
-    return Result(stmts, const(None))
-
-
-@special("for")
-def for_form(c: Compiler, form: GeneF, value: bool) -> Result:
-    ch = form.children
-    if len(ch) < 3 or sym_name(ch[1]) != "in":
-        raise syntax_error(
-            form, "for expects (for x in coll body...) or (for [k v] in coll body...)"
-        )
-    pattern = ch[0]
-    coll = c.compile(ch[2])
-    with c.block():
-        if isinstance(pattern, Sym):
-            t = c.temp("x")
-            target: ast.expr = store(t)
-            pre = c.store_ref(c.declare(pattern.name), load(t))
-            it = hcall("iter_values", coll.expr)
-        elif (
-            isinstance(pattern, Arr)
-            and len(pattern.items) == 2
-            and all(isinstance(p, Sym) for p in pattern.items)
-        ):
-            t1, t2 = c.temp("k"), c.temp("v")
-            target = ast.Tuple(elts=[store(t1), store(t2)], ctx=ast.Store())
-            pre = [
-                *c.store_ref(c.declare(pattern.items[0].name), load(t1)),  # type: ignore[attr-defined]
-                *c.store_ref(c.declare(pattern.items[1].name), load(t2)),  # type: ignore[attr-defined]
-            ]
-            it = hcall("iter_pairs", coll.expr)
-        else:
-            raise syntax_error(pattern, "for expects a name or [k v] before in")
-        body = _loop_body(c, ch[3:], LoopCtx(None), pre)
-    return Result([*coll.stmts, ast.For(target=target, iter=it, body=body, orelse=[])], const(None))
-
-
 @special("break")
 def break_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if not c.fn.loops:
@@ -513,7 +460,10 @@ def eval_form(c: Compiler, form: GeneF, value: bool) -> Result:
     stmts, exprs = c.seq([c.compile(f) for f in form.children])
     env = c.temp("env")
     t = c.temp()
-    stmts.append(assign(env, hcall("CallerEnv", helper("env"), visible_locals(c))))
+    from gene_jit.frontend.compiler_exprs import const_span
+
+    span = const_span(c, form)
+    stmts.append(assign(env, hcall("CallerEnv", helper("env"), visible_locals(c), span)))
     stmts.append(assign(t, hcall("eval_values", load(env), ast.List(elts=exprs, ctx=ast.Load()))))
     return Result([*stmts, *write_back(c, env)], load(t))
 

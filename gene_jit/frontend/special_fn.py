@@ -312,25 +312,25 @@ def macro_call(c: Compiler, form: GeneF, name: str) -> Result:
         return Result([], ast.Call(func=fn, args=args, keywords=kws))
     env, t = c.temp("env"), c.temp()
     kws[-1] = ast.keyword(arg=" caller", value=load(env))
-    stmts = [assign(env, kws_env(c)), assign(t, ast.Call(func=fn, args=args, keywords=kws))]
+    stmts = [assign(env, kws_env(c, form)), assign(t, ast.Call(func=fn, args=args, keywords=kws))]
     return Result([*stmts, *write_back(c, env)], load(t))
 
 
-def kws_env(c: Compiler) -> ast.expr:
+def kws_env(c: Compiler, form: Form) -> ast.expr:
+    """The `CallerEnv` a macro called by `form` receives."""
+    from gene_jit.frontend.compiler_exprs import const_span
     from gene_jit.frontend.special_core import visible_locals
 
-    return hcall("CallerEnv", hcall_name("env"), visible_locals(c))
+    return hcall("CallerEnv", hcall_name("env"), visible_locals(c), const_span(c, form))
 
 
 def macro_args(c: Compiler, form: GeneF) -> tuple[list[ast.expr], list[ast.keyword]]:
     """A macro's arguments: the unevaluated children and props, and the caller's env."""
     from gene_jit.frontend.compiler_exprs import quote
-    from gene_jit.frontend.special_core import visible_locals
 
     args = [quote(c, f).expr for f in form.children]
-    env = hcall("CallerEnv", hcall_name("env"), visible_locals(c))
     kws = [ast.keyword(arg=k.replace("-", "_"), value=quote(c, v).expr) for k, v in form.props]
-    kws.append(ast.keyword(arg=" caller", value=env))
+    kws.append(ast.keyword(arg=" caller", value=kws_env(c, form)))
     return args, kws
 
 

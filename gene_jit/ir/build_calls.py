@@ -119,6 +119,10 @@ def get_call(b: FnBuilder, form: GeneF) -> Value:
         raise NotTypeable(f"get of an element of a {base.type}", form.span)
     arr = b.typed(expr(b, coll), form.span)
     i = b.typed(expr(b, idx), form.span)
+    if arr.type.kind is T.Kind.ARRAY and arr.type.ndim == 2:
+        from gene_jit.ir.ffi_calls import row_view
+
+        return row_view(b, arr, i, form.span)  # a row, as NumPy's a[i] (kernels take rows)
     return load(b, arr, [i], form.span)
 
 

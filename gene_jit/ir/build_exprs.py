@@ -320,6 +320,8 @@ def load(b: FnBuilder, arr: Value, idx: list[Value], span: Span) -> Value:
     if len(idx) != arr.type.ndim or any(i.type != T.I64 for i in idx):
         raise NotTypeable(f"{len(idx)} int indexes into a {arr.type.ndim}-D array", span)
     assert arr.type.elem is not None
+    if arr.type.elem in T.BUFFER_ONLY_ELEMS:
+        raise NotTypeable(f"reads an element of a {arr.type} (tier 1 passes these to kernels)", span)
     return b.emit(Op.LOAD, (arr, *idx), arr.type.elem, span=span)
 
 
@@ -329,6 +331,8 @@ def store(b: FnBuilder, arr: Value, idx: list[Value], value: Value, span: Span) 
     if len(idx) != arr.type.ndim or any(i.type != T.I64 for i in idx):
         raise NotTypeable(f"{len(idx)} int indexes into a {arr.type.ndim}-D array", span)
     b.typed(value, span)
+    if arr.type.elem in T.BUFFER_ONLY_ELEMS:
+        raise NotTypeable(f"writes an element of a {arr.type} (tier 1 passes these to kernels)", span)
     if value.type != arr.type.elem:
         # NumPy converts on store; an int stored into a float array reads back as float
         if not (value.type == T.I64 and arr.type.elem == T.F64):

@@ -21,6 +21,15 @@ A pointer or a struct may flow between foreign calls, locals and compiled callee
 not back to Python: a compiled entry returning one stays in tier 0. Strings,
 callbacks, variadic functions, struct pointers returned by C and nested struct fields
 keep the calling function in tier 0, with the reason recorded.
+
+A NumPy array (1-D or 2-D) passed where C takes a pointer or buffer goes as its data
+pointer (C-contiguous, checked when called); `(get a i)` on a 2-D array is row `i` as a
+1-D array (a `RowView`), so a loop can hand rows to C. The callee may also be a
+namespace member such as `kernel/rmsnorm` (gene_jit/tensor_kernels/gene_kernels.py):
+the root name and each member are guarded by identity, as module-level names are.
+Kernel records carry `dtypes` (the NumPy element type of each pointer parameter): an
+array of another element type keeps the function in tier 0, which raises the Gene
+error; their int32 status is checked by the compiled code and the call gives nil.
 """
 
 from __future__ import annotations
@@ -69,9 +78,19 @@ class ForeignCall:
 
     rec: Any  # gene_jit.ffi.core.ForeignFunction
     binding: Binding
+    outer: tuple[Binding, ...] = ()  # the namespaces of a `ns/member` callee, root first
 
     def __str__(self) -> str:
         return f"call {self.rec.name} @0x{self.rec.address:x}"
+
+
+@dataclass(frozen=True, eq=False)
+class RowView:
+    """The attribute of an `ffi` instruction taking row `i` of a 2-D array as a 1-D array
+    (bounds-checked, negative `i` counting from the end, as NumPy's `a[i]`)."""
+
+    def __str__(self) -> str:
+        return "row"
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,28 +103,43 @@ class FieldRead:
         return f"field {self.field.name}+{self.field.offset}"
 
 
-def _binding(b: FnBuilder, name: str) -> Binding | None:
-    """The global binding of `name` as the resolver sees it (the function's module
-    globals, then the Gene builtins), when it holds an `ffi/defun` callable."""
+def _bindings(b: FnBuilder, name: str) -> tuple[Binding, ...] | None:
+    """The global bindings that `name` resolves through as the resolver sees it (the
+    function's module globals, then the Gene builtins; then namespace members for
+    `ns/member`), the last holding an `ffi/defun` callable; else None."""
     from gene_jit.ffi.core import foreign_info
     from gene_jit.frontend.compiler_core import pyid
-    from gene_jit.runtime.registry import BUILTINS
+    from gene_jit.runtime.registry import BUILTINS, Namespace
 
     state = getattr(b.program.resolver, "states", {}).get(b.key)
     info = getattr(state, "info", None)
     namespace = getattr(info, "namespace", None)
     if not isinstance(namespace, dict):
         return None
-    key = pyid(name)
+    parts = name.split("/")
+    if len(parts) < 2 or not all(parts):
+        parts = [name]
+    key = pyid(parts[0])
     if key in namespace:
         value, builtins = namespace[key], None
-    elif name in BUILTINS:
-        value, builtins = BUILTINS[name], BUILTINS
+    elif parts[0] in BUILTINS:
+        value, builtins = BUILTINS[parts[0]], BUILTINS
     else:
         return None
+    chain = [Binding(namespace, key, value, builtins)]
+    for part in parts[1:]:
+        if not isinstance(value, Namespace):
+            return None
+        value = value.get(part, _MISSING)  # imports a lazy namespace's module
+        if value is _MISSING:
+            return None
+        chain.append(Binding(chain[-1].value.members, part, value, None))
     if foreign_info(value) is None:
         return None
-    return Binding(namespace, key, value, builtins)
+    return tuple(chain)
+
+
+_MISSING = object()
 
 
 def foreign_call(b: FnBuilder, name: str, form: GeneF) -> Value | None:
@@ -113,11 +147,12 @@ def foreign_call(b: FnBuilder, name: str, form: GeneF) -> Value | None:
     to an `ffi/defun` function (raises NotTypeable for calls tier 1 cannot make)."""
     from gene_jit.ffi.core import foreign_info
 
-    binding = _binding(b, name)
-    if binding is None:
+    chain = _bindings(b, name)
+    if chain is None:
         return None
+    binding = chain[-1]
     rec = foreign_info(binding.value)
-    assert rec is not None  # _binding only returns ffi/defun callables
+    assert rec is not None  # _bindings only returns ffi/defun callables
     if rec.variadic:
         raise NotTypeable(f"calls variadic ffi function {rec.name}", form.span)
     if len(form.children) != len(rec.params):
@@ -125,18 +160,30 @@ def foreign_call(b: FnBuilder, name: str, form: GeneF) -> Value | None:
                           f"it takes {len(rec.params)}", form.span)
     args = tuple(_argument(b, rec, i, t, k) for i, (t, k) in
                  enumerate(zip(rec.params, form.children, strict=True)))
-    ret = result_type(rec.returns, rec.name, form.span)
-    return b.emit(Op.FFI, args, ret, attr=ForeignCall(rec, binding), span=form.span)
+    # a kernel's status is checked by the call itself, which gives nil as in tier 0
+    kernel = getattr(rec, "dtypes", None) is not None
+    ret = None if kernel else result_type(rec.returns, rec.name, form.span)
+    call = ForeignCall(rec, binding, chain[:-1])
+    return b.emit(Op.FFI, args, ret, attr=call, span=form.span)
 
 
 def _argument(b: FnBuilder, rec: Any, i: int, t: Any, form: Any) -> Value:
     from gene_jit.ir.build_exprs import expr
 
+    dtypes = getattr(rec, "dtypes", None)
     is_nil = (isinstance(form, Sym) and form.name == "nil" and b.lookup("nil") is None) or (
         isinstance(form, Lit) and form.value is None)
     if is_nil and t.kind in POINTERISH:
+        if dtypes is not None:  # tier 0 refuses a NULL buffer for a kernel
+            raise NotTypeable(f"passes nil to kernel {rec.name}", form.span)
         return b.const(0, T.I64)  # NULL; codegen turns the address 0 into a null pointer
     v = b.typed(expr(b, form), form.span)
+    if dtypes is not None and v.type.kind is T.Kind.ARRAY and t.kind in POINTERISH:
+        want = T.ARRAY_ELEMS.get(dtypes[i] or "")
+        if v.type.elem != want:
+            raise NotTypeable(f"passes a {v.type} as argument {i + 1} of {rec.name}, which "
+                              f"takes {dtypes[i]} data", form.span)
+        return v
     if _accepts(t, v.type):
         return v
     raise NotTypeable(f"passes a {v.type} as argument {i + 1} (:{t.name}) of ffi function "
@@ -152,7 +199,7 @@ def _accepts(t: Any, ty: T.Type) -> bool:
     if kind == "bool":
         return ty == T.BOOL
     if kind in POINTERISH:
-        return ty in (T.I64, T.PTR)
+        return ty in (T.I64, T.PTR) or (ty.kind is T.Kind.ARRAY and kind != "struct_ptr")
     if kind == "struct":
         return isinstance(ty, StructType) and ty.struct is t.target
     return False  # strings, callbacks: Python objects tier 1 does not carry
@@ -193,3 +240,11 @@ def field_read(b: FnBuilder, slot: str, names: list[str], span: Span) -> Value:
     value = b.emit(Op.GET, ty=ty, attr=slot, span=span)
     return b.emit(Op.FFI, (value,), result_type(f.type, ty.struct.name, span), attr=FieldRead(f),
                   span=span)
+
+
+def row_view(b: FnBuilder, arr: Value, i: Value, span: Span) -> Value:
+    """`(get a i)` on a 2-D array: row `i`, a 1-D array sharing `a`'s memory."""
+    if i.type != T.I64:
+        raise NotTypeable(f"a row index of type {i.type}", span)
+    assert arr.type.elem is not None
+    return b.emit(Op.FFI, (arr, i), T.array(arr.type.elem, 1), attr=RowView(), span=span)

@@ -22,6 +22,11 @@ class Kind(Enum):
     ARRAY = "array"
     FNREF = "fnref"
     STRUCT = "struct"  # a C struct by value (gene_jit.ir.ffi_calls.StructType)
+    # element kinds of arrays that tier 1 hands to kernels and C as data pointers but
+    # never reads or writes itself (tier 0 computes in NumPy's float32 there)
+    F32 = "f32"
+    U8 = "u8"
+    U16 = "u16"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +60,19 @@ F64 = Type(Kind.F64)
 BOOL = Type(Kind.BOOL)
 NIL = Type(Kind.NIL)
 PTR = Type(Kind.PTR)
+F32 = Type(Kind.F32)
+U8 = Type(Kind.U8)
+U16 = Type(Kind.U16)
+# array elements that are passed along as buffers only (no element loads or stores)
+BUFFER_ONLY_ELEMS = frozenset({F32, U8, U16})
 
-# NumPy dtype names that tier 1 reads and writes, with their IR element types.
-ARRAY_ELEMS: dict[str, Type] = {"float64": F64, "int64": I64}
+# NumPy dtype names that tier 1 takes, with their IR element types.
+ARRAY_ELEMS: dict[str, Type] = {"float64": F64, "int64": I64, "float32": F32, "uint8": U8,
+                                "uint16": U16}
 
 
 def array(elem: Type, ndim: int) -> Type:
-    if ndim not in (1, 2) or elem not in (I64, F64):
+    if ndim not in (1, 2) or elem not in ARRAY_ELEMS.values():
         raise ValueError(f"unsupported array type {elem} x{ndim}")
     return Type(Kind.ARRAY, elem, ndim)
 

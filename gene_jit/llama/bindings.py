@@ -12,10 +12,13 @@ pointers itself. libllama's logging is silenced unless `GENE_LLAMA_LOG=1`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from gene_jit.llama.errors import LlamaError
@@ -161,6 +164,7 @@ def _signatures(mp: Any, cp: Any, batch: Any, scp: Any) -> dict[str, tuple[Any, 
         "llama_sampler_init_grammar": (P, [P, "string", "string"]),
         "llama_sampler_sample": (I32, [P, P, I32]),
         "llama_sampler_accept": ("void", [P, I32]),
+        "llama_sampler_apply": ("void", [P, P]),
         "llama_sampler_reset": ("void", [P]),
         "llama_sampler_free": ("void", [P]),
     }
@@ -181,6 +185,8 @@ class Raw:
 _raw: Raw | None = None
 _raw_lock = threading.Lock()
 _log_callback: Any = None  # kept alive for as long as libllama may call it
+_captured: list[str] | None = None  # libllama log lines while `capture_stderr` runs
+_capture_lock = threading.Lock()
 
 
 def lib() -> Raw:
@@ -237,12 +243,47 @@ def _set_logging(raw: Raw) -> None:
     show = os.environ.get("GENE_LLAMA_LOG", "") not in ("", "0")
 
     def log(level: int, text: Any, user_data: Any) -> None:
-        if show and text:
-            msg = text if isinstance(text, str) else ctypes.string_at(text).decode("utf-8", "replace")
+        if not text:
+            return
+        msg = text if isinstance(text, str) else ctypes.string_at(text).decode("utf-8", "replace")
+        if _captured is not None:
+            _captured.append(msg)
+        if show:
             sys.stderr.write(msg)
 
     _log_callback = ffi.callback(log, returns="void", params=["int", "pointer", "pointer"])
     raw.llama_log_set(_callback_pointer(_log_callback), None)
+
+
+@contextlib.contextmanager
+def capture_stderr() -> Iterator[list[str]]:
+    """Collect what libllama reports during the block: its log lines and what it writes
+    straight to the C stderr (the GBNF parser does), so that a failure can be explained
+    in a Gene error. The list holds the stderr text first, then the log lines; the caller
+    replays it with `replay` when nothing failed, so no message is lost."""
+    global _captured
+    with _capture_lock:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        out: list[str] = []
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            _captured = out
+            try:
+                yield out
+            finally:
+                _captured = None
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                out.insert(0, tmp.read().decode("utf-8", "replace"))
+
+
+def replay(captured: list[str]) -> None:
+    """Write text collected by `capture_stderr` back to stderr."""
+    text = "".join(captured)
+    if text:
+        sys.stderr.write(text)
 
 
 def restore_logging() -> None:

@@ -26,8 +26,12 @@ TRANSCRIPT_STOPS = ("\nUser:", "\n\n\n")
 ROLES = ("system", "user", "assistant")
 
 
+class TemplateRefusal(LlamaError):
+    """`raise_exception` called by a chat template (it refuses the messages)."""
+
+
 def _raise_exception(message: str) -> None:
-    raise LlamaError(f"the model's chat template refused the messages: {message}")
+    raise TemplateRefusal(f"the model's chat template refused the messages: {message}")
 
 
 def _strftime_now(fmt: str) -> str:
@@ -37,7 +41,7 @@ def _strftime_now(fmt: str) -> str:
 _compiled: dict[str, Any] = {}
 
 
-def _compile(template: str) -> Any:
+def _compile(template: str, source: str) -> Any:
     tmpl = _compiled.get(template)
     if tmpl is None:
         import jinja2
@@ -54,7 +58,7 @@ def _compile(template: str) -> Any:
         try:
             tmpl = env.from_string(template)
         except jinja2.TemplateError as exc:
-            raise LlamaError(f"the model's chat template does not parse: {exc}") from exc
+            raise LlamaError(f"{source} does not parse: {exc}") from exc
         _compiled[template] = tmpl
     return tmpl
 
@@ -65,11 +69,13 @@ def render_chat(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    source: str = "the model's chat template",
 ) -> str:
-    """The prompt text for `messages` ([{role, content}]) under `template`."""
-    import jinja2
+    """The prompt text for `messages` ([{role, content}]) under `template`; `source`
+    names the template in errors (e.g. the GGUF file it came from)."""
+    from jinja2.exceptions import SecurityError, TemplateError
 
-    tmpl = _compile(template or TRANSCRIPT_TEMPLATE)
+    tmpl = _compile(template or TRANSCRIPT_TEMPLATE, source)
     try:
         return str(
             tmpl.render(
@@ -79,10 +85,16 @@ def render_chat(
                 add_generation_prompt=add_generation_prompt,
             )
         )
-    except jinja2.exceptions.SecurityError as exc:
-        raise LlamaError(f"the model's chat template tried an unsafe operation: {exc}") from exc
-    except jinja2.TemplateError as exc:
-        raise LlamaError(f"the model's chat template failed: {exc}") from exc
+    except TemplateRefusal:
+        raise
+    except SecurityError as exc:
+        # a template that reaches for Python internals (CVE-2024-34359): the sandbox
+        # stopped it before anything ran
+        raise LlamaError(f"{source} tried an unsafe operation and was stopped: {exc}") from exc
+    except TemplateError as exc:
+        raise LlamaError(f"{source} failed: {exc}") from exc
+    except Exception as exc:  # a template's own bug (e.g. adding a number to a string)
+        raise LlamaError(f"{source} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def to_messages(history: Any, message: str | None = None) -> list[dict[str, str]]:

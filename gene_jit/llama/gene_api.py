@@ -293,7 +293,7 @@ def _generation(m: Model, prompt: str, n: int, kw: dict[str, Any]) -> Generation
         raise LlamaError(f"generate-text does not take {names}")
     sampling = Sampling.from_kwargs(m, kw)
     ctx = m.ctx
-    tokens = fit_prompt(m, m.tokenize(prompt, parse_special=True), n, ctx.n_ctx_seq, truncate)
+    tokens = fit_prompt(m, m.prompt_tokens(prompt), n, ctx.n_ctx_seq, truncate)
     if on_token is not None and not callable(on_token):
         raise LlamaError(":on-token must be a function")
     return Generation(m, ctx, tokens, n, sampling, [str(s) for s in stops], on_token=on_token)
@@ -317,6 +317,13 @@ def generate_with_grammar(model: Any, prompt: Any, grammar: Any, n: Any = 256, *
     return str(generate_text(model, prompt, n, **kw))
 
 
+# Limits generate-json puts on strings and arrays whose schema sets none: a model (a
+# small one especially) can otherwise stay inside a string or array until the token
+# budget runs out.
+JSON_MAX_STRING = 200
+JSON_MAX_ITEMS = 16
+
+
 def _bounded(schema: Any) -> Any:
     """The schema with length limits on strings and arrays and no extra object keys where
     it sets none: every output still satisfies the original, and generation must end."""
@@ -327,9 +334,9 @@ def _bounded(schema: Any) -> Any:
         out["properties"] = {k: _bounded(v) for k, v in out["properties"].items()}
     kind = out.get("type")
     if kind == "string" and "maxLength" not in out and "enum" not in out and "pattern" not in out:
-        out["maxLength"] = 200
+        out["maxLength"] = JSON_MAX_STRING
     if kind == "array" and "maxItems" not in out:
-        out["maxItems"] = 16
+        out["maxItems"] = JSON_MAX_ITEMS
     if kind == "object" and "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
     return out
@@ -431,14 +438,12 @@ class _Stepper:
     def next(self) -> Any:
         if self.ended:
             return EOS
-        from gene_jit.llama import bindings
-
         ctx = self.model.ctx
         with ctx.lock:
             if ctx.owner is not self:
                 self.idx = ctx.prefill(0, self.history)
                 ctx.owner = self
-            tok = int(bindings.lib().llama_sampler_sample(self.sampler.ptr, ctx.ptr, self.idx))
+            tok = self.sampler.sample(ctx.ptr, self.idx)
             if self.model.is_eog(tok) or len(self.history) + 1 >= ctx.n_ctx_seq:
                 self.ended = True
                 return EOS
@@ -452,7 +457,7 @@ def get_next_token(model: Any = None, prompt: Any = None, **kw: Any) -> Any:
     passing a prompt here); `EOS` when the model ends it."""
     m = current_model() if model is None else _as_model(model)
     if prompt is not None:
-        tokens = m.tokenize(str(prompt), parse_special=True) if isinstance(prompt, str) else m.check_tokens(prompt)
+        tokens = m.prompt_tokens(str(prompt)) if isinstance(prompt, str) else m.check_tokens(prompt)
         with m.ctx.lock:
             idx = m.ctx.prefill(0, tokens)
         m.last_stream = _Stepper(m, tokens, idx, Sampling.from_kwargs(m, kw) if kw else None)

@@ -3,7 +3,7 @@ never splits a UTF-8 character, stop strings, end-of-generation tokens and conte
 
 Sampling stays inside libllama (`llama_sampler_sample` reads the logits where they are),
 so a generated token costs one `llama_decode` plus a few small calls, with no per-token
-copy of the logits into Python.
+copy of the logits into Python (gene_jit.llama.sampler builds the samplers).
 """
 
 from __future__ import annotations
@@ -15,74 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gene_jit.llama import bindings
-from gene_jit.llama.bindings import SamplerHandle
-from gene_jit.llama.errors import ContextFullError, GrammarError, LlamaError
-from gene_jit.llama.grammar import grammar_text, schema_to_gbnf
+from gene_jit.llama.errors import ContextFullError, LlamaError
+from gene_jit.llama.sampler import Sampling
+
+__all__ = ["Generation", "Sampling", "Stats", "TextAssembler", "fit_prompt"]
 
 if TYPE_CHECKING:
     from gene_jit.llama.model import Context, Model
-
-
-@dataclass
-class Sampling:
-    """Sampling settings (`generate-text` keyword arguments); temperature 0 is greedy."""
-
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    seed: int | None = None
-    grammar: str | None = None
-
-    @classmethod
-    def from_kwargs(cls, model: Model, kw: dict[str, Any]) -> Sampling:
-        s = cls(seed=model.seed)
-        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
-            if kw.get(name) is not None:
-                setattr(s, name, _number(name, kw[name]))
-        for name in ("top_k", "repeat_last_n", "seed"):
-            if kw.get(name) is not None:
-                setattr(s, name, int(_number(name, kw[name])))
-        if kw.get("grammar") is not None:
-            s.grammar = grammar_text(kw["grammar"])
-        if kw.get("json_schema") is not None:
-            s.grammar = schema_to_gbnf(kw["json_schema"])
-        return s
-
-    def build(self, model: Model) -> SamplerHandle:
-        """The libllama sampler chain for these settings (grammar first, as llama.cpp does)."""
-        raw = bindings.lib()
-        chain = SamplerHandle(raw.llama_sampler_chain_init(raw.llama_sampler_chain_default_params()), "sampler")
-        add = raw.llama_sampler_chain_add
-        if self.grammar is not None:
-            g = raw.llama_sampler_init_grammar(model.vocab, self.grammar, "root")
-            if not g:
-                raise GrammarError("the grammar does not parse as GBNF (GENE_LLAMA_LOG=1 shows where)")
-            add(chain.ptr, g)
-        if self.repeat_penalty != 1.0:
-            add(chain.ptr, raw.llama_sampler_init_penalties(self.repeat_last_n, self.repeat_penalty, 0.0, 0.0))
-        if self.temperature <= 0.0:
-            add(chain.ptr, raw.llama_sampler_init_greedy())
-            return chain
-        if self.top_k > 0:
-            add(chain.ptr, raw.llama_sampler_init_top_k(self.top_k))
-        if self.top_p < 1.0:
-            add(chain.ptr, raw.llama_sampler_init_top_p(self.top_p, 1))
-        if self.min_p > 0.0:
-            add(chain.ptr, raw.llama_sampler_init_min_p(self.min_p, 1))
-        add(chain.ptr, raw.llama_sampler_init_temp(self.temperature))
-        seed = bindings.DEFAULT_SEED if self.seed is None else self.seed & 0xFFFFFFFF
-        add(chain.ptr, raw.llama_sampler_init_dist(seed))
-        return chain
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise LlamaError(f":{name.replace('_', '-')} must be a number, got {value!r}")
-    return float(value)
 
 
 class TextAssembler:
@@ -200,7 +139,6 @@ class Generation:
             raise LlamaError(f"the number of tokens to generate must be >= 0, got {n}")
         self.model, self.ctx, self.seq, self.n = model, ctx, seq, n
         self.sampler = sampling.build(model)
-        self._sample = bindings.lib().llama_sampler_sample
         self.text = TextAssembler(list(stops or []))
         self.history = list(prompt_tokens)
         self.stats = Stats(prompt_tokens=len(prompt_tokens))
@@ -252,7 +190,7 @@ class Generation:
             elif self._pending is not None:
                 self._advance(self._pending)
             self._pending = None
-            tok = self._sample(self.sampler.ptr, ctx.ptr, self._idx)
+            tok = self.sampler.sample(ctx.ptr, self._idx)
             if self.end_at(tok):
                 stats.generate_seconds += time.perf_counter() - t0
                 return self._finish("stop")

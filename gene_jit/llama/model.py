@@ -280,6 +280,15 @@ class Model:
             raise LlamaError("the text could not be tokenized")
         return list(buf[:n])
 
+    def prompt_tokens(self, text: str) -> list[int]:
+        """Tokens of a prompt to generate from: special tokens written in the text are
+        parsed, and BOS is added unless the text starts with it already (a rendered chat
+        template writes its own, and a second BOS degrades the model's output)."""
+        tokens = self.tokenize(text, add_special=True, parse_special=True)
+        if self.add_bos and len(tokens) > 1 and tokens[0] == tokens[1] == self.bos:
+            del tokens[0]
+        return tokens
+
     def detokenize(self, tokens: list[int], remove_special: bool = False, unparse_special: bool = False) -> str:
         raw = bindings.lib()
         toks = self.check_tokens(tokens)

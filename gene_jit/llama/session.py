@@ -22,12 +22,15 @@ if TYPE_CHECKING:
 
 def chat_prompt(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
     """The prompt text for `messages`, rendered with the model's template."""
+    template = model.chat_template()
     return render_chat(
-        model.chat_template() or TRANSCRIPT_TEMPLATE,
+        template or TRANSCRIPT_TEMPLATE,
         messages,
         bos_token=model.token_text(model.bos) if model.add_bos else "",
         eos_token=model.token_text(model.eos),
         add_generation_prompt=add_generation_prompt,
+        source=f"the chat template (tokenizer.chat_template) of {model.path.name}"
+        if template else "the plain transcript template",
     )
 
 

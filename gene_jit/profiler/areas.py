@@ -1,4 +1,5 @@
-"""Library areas whose time the profile reports apart: tensor kernels and libllama.
+"""Areas whose time the profile reports apart: tensor kernels, libllama, and the tier-1
+JIT itself (type checking, LLVM compiles, the prologue of functions it watches).
 
 Code is attributed by the module it lives in, so the libraries need no profiling hooks of
 their own: the Gene-visible builtins of `gene_jit.tensor` (which run the Numba kernels of
@@ -16,11 +17,14 @@ _ROOT = os.path.dirname(os.path.abspath(gene_jit.__file__))
 
 TENSOR = "tensor kernels"
 LLAMA = "libllama"
+JIT = "tier-1 JIT"
 
 AREAS: dict[str, str] = {
     os.path.join(_ROOT, "tensor") + os.sep: TENSOR,
     os.path.join(_ROOT, "tensor_kernels") + os.sep: TENSOR,
     os.path.join(_ROOT, "llama") + os.sep: LLAMA,
+    os.path.join(_ROOT, "ir") + os.sep: JIT,
+    os.path.join(_ROOT, "codegen") + os.sep: JIT,
 }
 
 _cache: dict[str, str | None] = {}

@@ -1,7 +1,8 @@
 """Collecting a profile: exact call and loop-trip counts from counters compiled into
-tier-0 code, times from a stack sampler (total, self, library areas), tokens from the
-LLM library, and what tier 1 did from its statistics registry. `Profiler.stop()` turns
-all of it into a `ProfileData`.
+tier-0 code (and, with the JIT on, into native code), times from a stack sampler (total,
+self, library areas), exact library call counts and times, tokens from the LLM library,
+and what tier 1 did from its statistics registry. `Profiler.stop()` turns all of it into
+a `ProfileData`.
 
 CPython's own profiling hooks (`sys.setprofile`, cProfile) are not used: in 3.11 any
 profile function makes the interpreter run unspecialised bytecode, which alone makes a
@@ -13,12 +14,14 @@ from __future__ import annotations
 import time
 from types import CodeType
 
-from gene_jit.profiler import areas, tier1
+from gene_jit.profiler import areas
 from gene_jit.profiler.counters import Counters
 from gene_jit.profiler.functions import TOP_LEVEL, FunctionNames, GeneFn
 from gene_jit.profiler.generation import TokenMeter
+from gene_jit.profiler.libcalls import LibraryCalls
 from gene_jit.profiler.model import Frame, FunctionStats, LibraryStats, LoopStats, ProfileData
 from gene_jit.profiler.sampler import Sampler
+from gene_jit.profiler.tier1 import Tier1View
 from gene_jit.runtime import tiering
 
 
@@ -37,6 +40,8 @@ class Profiler:
         self.names = FunctionNames()
         self.counters = Counters()
         self.tokens = TokenMeter()
+        self.library = LibraryCalls()
+        self.tier1 = Tier1View()
         self.sampler = Sampler(sample_interval, _gene_files())
         self.data: ProfileData | None = None  # set by leaving a `with Profiler()` block
         self._t0 = 0.0
@@ -47,6 +52,8 @@ class Profiler:
         self.names.install()
         self.counters.install()
         self.tokens.install()
+        self.library.install()
+        self.tier1.start()
         self.sampler.start()
         self._running = True
         self._t0 = time.perf_counter()
@@ -55,6 +62,8 @@ class Profiler:
         self._wall = time.perf_counter() - self._t0
         self._running = False
         self.sampler.stop()
+        self.tier1.stop()
+        self.library.uninstall()
         self.tokens.uninstall()
         self.counters.uninstall()
         self.names.uninstall()
@@ -72,7 +81,15 @@ class Profiler:
     # -- building the report ---------------------------------------------------------------
 
     def build(self) -> ProfileData:
-        self.names.scan_live()
+        if any(
+            not isinstance(item, str)
+            and item not in self.names.by_code
+            and item.co_name != " top"
+            and not item.co_name.startswith(" fn")
+            for stack in self.sampler.stacks
+            for item in stack
+        ):  # code of Gene functions defined before the profile started: name them
+            self.names.scan_live()
         data = ProfileData(
             self.program,
             self._wall * 1e3,
@@ -87,14 +104,27 @@ class Profiler:
             if fn is not None and calls:
                 self._stats(by_fn, fn).calls += calls
         libs = self._sampled_times(by_fn)
-        for st in by_fn.values():
-            if st.name != TOP_LEVEL:
-                tier1.annotate(st)
+        self._tier1(by_fn)
         data.functions = sorted(by_fn.values(), key=lambda s: (-s.total_ms, -s.calls))
         data.libraries = self._libraries(libs)
         data.loops = self._loop_stats(index)
         self._stacks(data)
         return data
+
+    def _tier1(self, by_fn: dict[GeneFn, FunctionStats]) -> None:
+        """Tier-1 fields of every function, and the functions that only native code ran
+        (`gene_jit.jit` functions called from Python, natives called from natives)."""
+        states = {}
+        for state in self.tier1.states():
+            span = state.info.form.span
+            states[(span.file, span.line, state.info.name or f"fn@{span.line}")] = state
+        for fn, st in by_fn.items():
+            if fn.name != TOP_LEVEL:
+                self.tier1.annotate(st, states.pop((fn.file, fn.line, fn.name), None))
+        for (file, line, name), state in states.items():
+            if self.tier1.calls(state.stats)[0] > 0:
+                st = self._stats(by_fn, GeneFn(name, file, line))
+                self.tier1.annotate(st, state)
 
     @staticmethod
     def _stats(by_fn: dict[GeneFn, FunctionStats], fn: GeneFn) -> FunctionStats:
@@ -130,7 +160,7 @@ class Profiler:
             leaf: GeneFn | None = None
             for item in stack:
                 if isinstance(item, str):
-                    if item in (areas.TENSOR, areas.LLAMA):
+                    if item in (areas.TENSOR, areas.LLAMA, areas.JIT):
                         libs[item] = libs.get(item, 0.0) + ms
                     leaf = None
                     continue
@@ -145,14 +175,17 @@ class Profiler:
                 by_fn[leaf].self_ms += ms
         return libs
 
-    def _libraries(self, times: dict[str, float]) -> list[LibraryStats]:
-        out = [LibraryStats(name, ms=ms) for name, ms in sorted(times.items())]
-        if self.tokens.tokens:
+    def _libraries(self, sampled: dict[str, float]) -> list[LibraryStats]:
+        out = self.library.libraries(sampled)
+        step_tokens, batch_tokens = self.tokens.tokens, self.tokens.batch_tokens()
+        if step_tokens or batch_tokens:
             llama = next((lib for lib in out if lib.name == areas.LLAMA), None)
             if llama is None:
                 llama = LibraryStats(areas.LLAMA)
                 out.append(llama)
-            llama.tokens, llama.generate_ms = self.tokens.tokens, self.tokens.seconds * 1e3
+            batch_ms = sum(c.ms for c in llama.functions if c.name == "batch-generate")
+            llama.tokens = step_tokens + batch_tokens
+            llama.generate_ms = self.tokens.seconds * 1e3 + (batch_ms if batch_tokens else 0.0)
         return out
 
     def _loop_stats(self, index: dict[tuple[str, str, int], GeneFn]) -> list[LoopStats]:
@@ -161,7 +194,7 @@ class Profiler:
             fn = index.get((site.file, *site.owner)) if site.owner else None
             owner = fn.name if fn is not None else TOP_LEVEL
             out.append(LoopStats(site.kind, site.file, site.line, site.column, owner, trips))
-        tier1.add_native_loops(out)  # iterations run in native code
+        self.tier1.add_native_loops(out)  # iterations run in native code
         out.sort(key=lambda lp: -lp.trips)
         return out
 

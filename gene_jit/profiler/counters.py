@@ -37,6 +37,7 @@ class Counters:
     def __init__(self) -> None:
         self.sites: list[LoopSite] = []
         self.trips: list[int] = []
+        self._site_ids: dict[LoopSite, int] = {}
         # Function entry counters: (file, Python def name, line) of each def.
         self.defs: list[tuple[str, str, int]] = []
         self.calls: list[int] = []
@@ -62,8 +63,13 @@ class Counters:
         ast.fix_missing_locations(mod)
 
     def add_site(self, site: LoopSite) -> int:
+        # A Gene range loop compiles to two Python loops (a typed copy and a generic one,
+        # frontend/special_loops.py): both count into its one site.
+        if site in self._site_ids:
+            return self._site_ids[site]
         self.sites.append(site)
         self.trips.append(0)
+        self._site_ids[site] = len(self.sites) - 1
         return len(self.sites) - 1
 
     def add_def(self, file: str, name: str, line: int) -> int:

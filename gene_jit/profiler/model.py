@@ -16,6 +16,7 @@ class FunctionStats:
     file: str
     line: int
     calls: int = 0  # exact: every entry, tier 0 or native
+    native_calls: int = 0  # entries into native code (tier 1, counted while profiling)
     total_ms: float = 0.0  # sampled, including callees; recursion counted once
     self_ms: float = 0.0  # sampled, excluding Gene callees and library code
     tier: int = 0
@@ -34,14 +35,24 @@ class FunctionStats:
 
 @dataclass
 class LoopStats:
-    """A loop in Gene source and how many iterations tier 0 ran."""
+    """A loop in Gene source and how many iterations it ran, in tier 0 and native code."""
 
     kind: str  # the head of the loop form: while, loop, for, repeat, ...
     file: str
     line: int
     column: int
     function: str  # the Gene function it is in, or `(top level)`
-    trips: int = 0
+    trips: int = 0  # every iteration
+    native_trips: int = 0  # of which in native code
+
+
+@dataclass
+class CallStats:
+    """One Gene-visible library function (`tensor/matmul`, `generate-text`)."""
+
+    name: str
+    calls: int = 0
+    ms: float = 0.0  # exact: measured around each call
 
 
 @dataclass
@@ -49,7 +60,9 @@ class LibraryStats:
     """Time spent inside a native library area (tensor kernels, libllama)."""
 
     name: str
-    ms: float = 0.0  # sampled
+    ms: float = 0.0  # exact when its functions were counted (`functions`), else sampled
+    calls: int = 0
+    functions: list[CallStats] = field(default_factory=list)
     tokens: int | None = None  # generated tokens (libllama only)
     generate_ms: float | None = None
 

@@ -7,6 +7,7 @@ from typing import IO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gene_jit.profiler.model import FunctionStats, ProfileData
 
@@ -37,7 +38,7 @@ def _ms(v: float) -> str:
 
 def function_table(data: ProfileData, sort: str, top: int | None) -> Table:
     t = Table(
-        title=f"gene-jit profile: {data.program}  ({_ms(data.wall_ms)} ms, JIT {data.jit_mode})",
+        title=Text(f"gene-jit profile: {data.program}  ({_ms(data.wall_ms)} ms, JIT {data.jit_mode})"),
         title_justify="left",
         header_style="bold",
     )
@@ -68,17 +69,17 @@ def function_table(data: ProfileData, sort: str, top: int | None) -> Table:
                 if f.reason_form:
                     why += f": {f.reason_form}"
         t.add_row(
-            f.name,
-            _where(f.file, f.line),
+            Text(f.name),  # Text: Gene names and source hold `[..]`, which is not markup
+            Text(_where(f.file, f.line)),
             f"{f.calls:,}",
-            _ms(f.total_ms),
-            _ms(f.self_ms),
+            _ms(f.total_ms) if f.total_ms or not f.native_calls else "",
+            _ms(f.self_ms) if f.total_ms or not f.native_calls else "",
             str(f.tier),
             str(len(f.signatures)) if f.signatures else "",
             _ms(f.compile_ms) if f.compile_ms else "",
             str(f.cache_hits) if f.tier else "",
             str(f.guard_misses) if f.tier else "",
-            why,
+            Text(why),
         )
     return t
 
@@ -88,32 +89,47 @@ def loop_table(data: ProfileData, top: int | None) -> Table | None:
     if not loops:
         return None
     t = Table(
-        title="hot loops (iterations run in tier 0)", title_justify="left", header_style="bold"
+        title="hot loops (iterations in tier 0 and in native code)",
+        title_justify="left",
+        header_style="bold",
     )
-    for col in ("loop", "where", "in", "trips"):
-        t.add_column(col, justify="right" if col == "trips" else "left")
+    for col in ("loop", "where", "in", "trips", "native trips"):
+        t.add_column(col, justify="right" if "trips" in col else "left")
     for lp in loops[:top] if top is not None else loops:
-        t.add_row(lp.kind, _where(lp.file, lp.line), lp.function, f"{lp.trips:,}")
+        t.add_row(
+            Text(lp.kind),
+            Text(_where(lp.file, lp.line)),
+            Text(lp.function),
+            f"{lp.trips:,}",
+            f"{lp.native_trips:,}" if lp.native_trips else "",
+        )
     return t
 
 
-def library_table(data: ProfileData) -> Table | None:
+def library_table(data: ProfileData, top: int | None = None) -> Table | None:
     if not data.libraries:
         return None
-    t = Table(title="libraries", title_justify="left", header_style="bold")
-    for col in ("library", "ms", "% of run", "tokens", "tokens/s"):
+    t = Table(title="libraries and the JIT", title_justify="left", header_style="bold")
+    for col in ("library", "calls", "ms", "% of run", "tokens", "tokens/s"):
         t.add_column(col, justify="left" if col == "library" else "right")
     for lib in data.libraries:
-        share = 100 * lib.ms / data.wall_ms if data.wall_ms else 0.0
         tps = lib.tokens_per_s
         t.add_row(
             lib.name,
+            f"{lib.calls:,}" if lib.calls else "",
             _ms(lib.ms),
-            f"{share:.1f}",
-            str(lib.tokens) if lib.tokens else "",
+            _share(lib.ms, data.wall_ms),
+            f"{lib.tokens:,}" if lib.tokens else "",
             f"{tps:,.1f}" if tps else "",
+            style="bold",
         )
+        for fn in lib.functions[:top] if top is not None else lib.functions:
+            t.add_row(Text(f"  {fn.name}"), f"{fn.calls:,}", _ms(fn.ms), _share(fn.ms, data.wall_ms))
     return t
+
+
+def _share(ms: float, wall_ms: float) -> str:
+    return f"{100 * ms / wall_ms:.1f}" if wall_ms else ""
 
 
 def print_report(
@@ -123,6 +139,11 @@ def print_report(
     # Not a terminal (a file, a pipe): wide enough that rows do not wrap.
     console = probe if probe.is_terminal else Console(file=file, width=160)
     console.print(function_table(data, sort, top))
-    for extra in (loop_table(data, top), library_table(data)):
+    if any(f.native_calls for f in data.functions):
+        console.print(
+            "[dim]times are sampled from Python stacks: time in native code counts toward "
+            "the Gene function that entered it from tier 0[/dim]"
+        )
+    for extra in (loop_table(data, top), library_table(data, top)):
         if extra is not None:
             console.print(extra)

@@ -44,6 +44,7 @@ def register_all() -> None:
     # tensors and devices
     lazy_namespace("tensor", "gene_jit.tensor.gene_api")
     lazy_namespace("device", "gene_jit.tensor.gene_api")
+    lazy_namespace("kernel", "gene_jit.tensor_kernels.gene_kernels")  # C-ABI kernels
     # foreign functions
     lazy_namespace("ffi", "gene_jit.ffi.gene_api")
     # language models

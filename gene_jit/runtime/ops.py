@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gene_jit.frontend.forms import Span
 from gene_jit.runtime.errors import (
     GeneError,
     GeneIndexError,
@@ -693,10 +694,14 @@ class Macro:
 
 
 class CallerEnv:
-    """What `$caller_eval` needs: the caller's globals, visible locals and `self`."""
+    """What `eval` and `$caller_eval` need: the caller's globals and visible locals, and
+    the span of the `eval` form or macro call (evaluated code is reported there)."""
 
-    __slots__ = ("globals", "locals")
+    __slots__ = ("globals", "locals", "span")
 
-    def __init__(self, globals_: dict[str, Any], locals_: dict[str, Any]) -> None:
+    def __init__(
+        self, globals_: dict[str, Any], locals_: dict[str, Any], span: Span | None = None
+    ) -> None:
         self.globals = globals_
         self.locals = locals_
+        self.span = span

@@ -147,6 +147,18 @@ def matmul(a: Any, b: Any, out: Any, trans_b: bool = False) -> None:
     gemm_kernel[grid, (TPB, TPB)](a, b, out, trans_b)
 
 
+_scratch: dict[tuple[int, ...], Any] = {}
+
+
+def _buffer(shape: tuple[int, ...], slot: int) -> Any:
+    """A reused f32 device buffer: allocating and freeing per call costs more than the
+    kernels (a device free synchronises the GPU)."""
+    key = (*shape, slot)
+    if key not in _scratch:
+        _scratch[key] = cu.device_array(shape, np.float32)
+    return _scratch[key]
+
+
 def feed_forward(x: Any, wg: Any, wu: Any, wd: Any, act: str, out: Any) -> None:
     """x [T, E] f32, wg/wu [F, E], wd [E, F] (f32 or f16), out [T, E] f32 (device)."""
     from gene_jit.tensor_kernels import gemv_cuda
@@ -157,14 +169,13 @@ def feed_forward(x: Any, wg: Any, wu: Any, wd: Any, act: str, out: Any) -> None:
         return
     code = elementwise_cuda.UNARY_OPS[act]
     if t == 1:
-        g = cu.device_array(f, np.float32)
-        u = cu.device_array(f, np.float32)
+        g, u = _buffer((f,), 0), _buffer((f,), 1)
         gemv_cuda.gemv(wg, x.reshape(e), g)
         gemv_cuda.gemv(wu, x.reshape(e), u)
         elementwise_cuda.gate(g, u, g, act)
         gemv_cuda.gemv(wd, g, out.reshape(e))
         return
-    h = cu.device_array((t, f), np.float32)
+    h = _buffer((t, f), 0)
     grid = (math.ceil(f / TILE), math.ceil(t / TILE))
     gated_kernel[grid, (TPB, TPB)](x.reshape(1, t, e), wg.reshape(1, f, e), wu.reshape(1, f, e), code, h)
     matmul(h.reshape(1, t, f), wd.reshape(1, e, f), out.reshape(1, t, e), trans_b=True)
