@@ -166,7 +166,7 @@ def bench_decode(peak: float, torch: Any) -> None:
 
     cu = cuda()
     g = np.random.default_rng(1)
-    for h, hkv, ctx, d in ((32, 8, 4096, 128), (32, 8, 16384, 128), (32, 32, 8192, 128)):
+    for h, hkv, ctx, d in ((32, 32, 4096, 128), (32, 8, 4096, 128), (32, 8, 16384, 128), (32, 32, 8192, 128)):
         q = g.standard_normal((h, d)).astype(np.float32)
         kc = g.standard_normal((hkv, ctx, d)).astype(np.float16)
         vc = g.standard_normal((hkv, ctx, d)).astype(np.float16)

@@ -85,7 +85,6 @@ class Profiler:
             not isinstance(item, str)
             and item not in self.names.by_code
             and item.co_name != " top"
-            and not item.co_name.startswith(" fn")
             for stack in self.sampler.stacks
             for item in stack
         ):  # code of Gene functions defined before the profile started: name them
