@@ -3,6 +3,8 @@ plain and under the profiler in the same process; prints times and the ratio (th
 is at most 2x). Also checks that a plain run after profiling is back to its old speed.
 
     python bench/profile_bench.py [fib-n] [loop-n] [repeats]
+    GENE_JIT=0 python bench/profile_bench.py 25 1000000       # tier 0 only
+    GENE_JIT=1 python bench/profile_bench.py 30 10000000      # native code (counting variants)
 """
 
 from __future__ import annotations

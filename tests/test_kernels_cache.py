@@ -88,8 +88,9 @@ def test_kernels_compile_once_per_machine(tmp_path: Path) -> None:
 
     # imported: nothing compiled; called: compiled, nothing found on disk
     assert _run_script(script, tmp_path / "cache") == [0, 0, 1, 0]
-    # a new process: the kernel and the C entry point both come from the disk cache
-    assert _run_script(script, tmp_path / "cache") == [0, 1, 0, 1]
+    # a new process: the kernel comes from the disk cache; the C entry point, a thin
+    # wrapper, is compiled again (a cfunc loaded from Numba's cache crashes when called)
+    assert _run_script(script, tmp_path / "cache") == [0, 1, 0, 0]
 
 
 def test_package_kernels_carry_the_directory_stamp() -> None:

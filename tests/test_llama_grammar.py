@@ -63,24 +63,66 @@ def test_lazy_grammar_equals_eager_greedy(tiny: Model, name: str, prompt: str) -
     assert tiny.last_stats.finish_reason == "stop"
 
 
-def test_lazy_grammar_with_penalties_equals_eager(tiny: Model) -> None:
-    grammar = GRAMMARS["person"]
-    eager = constrained(tiny, "Give a person as JSON:", grammar, 120, lazy=False, temperature=0, repeat_penalty=1.3)
-    lazy = constrained(tiny, "Give a person as JSON:", grammar, 120, lazy=True, temperature=0, repeat_penalty=1.3)
-    assert lazy[:2] == eager[:2]
-    assert lazy[2].stateful and lazy[2].resamples > 0
+def test_lazy_grammar_with_penalties_is_penalised_greedy(tiny: Model, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with a repeat penalty each token must be the best penalised logit among the tokens
+    # the grammar allows (here: the digit tokens), computed afresh from the raw logits
+    seen: list[Any] = []
+    real = Sampler._logits
+
+    def recording(self: Sampler, ctx: int, idx: int) -> Any:
+        row = real(self, ctx, idx)
+        if not seen or seen[-1][0] != len(self_tokens(self)):
+            seen.append((len(self_tokens(self)), row.copy()))
+        return row
+
+    accepted: dict[int, list[int]] = {}
+
+    def self_tokens(sampler: Sampler) -> list[int]:
+        return accepted.setdefault(id(sampler), [])
+
+    real_sample = Sampler.sample
+
+    def sample(self: Sampler, ctx: int, idx: int) -> int:
+        tok = real_sample(self, ctx, idx)
+        self_tokens(self).append(tok)
+        return tok
+
+    monkeypatch.setattr(Sampler, "_logits", recording)
+    monkeypatch.setattr(Sampler, "sample", sample)
+    text, tokens, sampler = constrained(tiny, "The cat", "root ::= [0-9]{30}", 40, lazy=True,
+                                        temperature=0, repeat_penalty=1.5)
+    assert sampler.stateful and len(text) == 30 and text.isdigit()
+    digits = [t for t in range(tiny.n_vocab) if tiny.piece(t).isdigit()]
+    for step, logits in seen[: len(tokens)]:
+        recent = set(tokens[max(0, step - 64) : step])
+        best = max(digits, key=lambda t: logits[t] / 1.5 if t in recent and logits[t] > 0
+                   else logits[t] * 1.5 if t in recent else logits[t])
+        assert tokens[step] == best, step
+    plain = constrained(tiny, "The cat", "root ::= [0-9]{30}", 40, lazy=True, temperature=0)[0]
+    assert plain != text  # the penalty changed the output
 
 
 def test_shortlist_settles_rejections_like_a_full_pass(tiny: Model, monkeypatch: pytest.MonkeyPatch) -> None:
     # the tiny vocabulary is smaller than the real shortlist: shrink it so that it is used
     monkeypatch.setattr(sampler_mod, "SHORTLIST", 24)
+    resamples = full_passes = 0
     for grammar in GRAMMARS.values():
         eager = constrained(tiny, "Give a person as JSON:", grammar, 120, lazy=False, temperature=0)
         lazy = constrained(tiny, "Give a person as JSON:", grammar, 120, lazy=True, temperature=0)
         assert lazy[:2] == eager[:2]
-        s = lazy[2]
-        assert s.shortlist == 24 and s.resamples > 0
-        assert s.full_passes < s.resamples  # some rejections never touched the whole vocabulary
+        assert lazy[2].shortlist == 24
+        resamples += lazy[2].resamples
+        full_passes += lazy[2].full_passes
+    assert full_passes < resamples  # some rejections never touched the whole vocabulary
+
+
+def test_lazy_grammar_with_penalties_equals_eager(tiny: Model) -> None:
+    for prompt in ("The cat", "Give a person as JSON:"):
+        kw: dict[str, Any] = {"temperature": 0, "repeat_penalty": 1.3}
+        eager = constrained(tiny, prompt, GRAMMARS["person"], 120, lazy=False, **kw)
+        lazy = constrained(tiny, prompt, GRAMMARS["person"], 120, lazy=True, **kw)
+        assert lazy[:2] == eager[:2]
+        assert lazy[2].stateful and lazy[2].resamples > 0
 
 
 def test_lazy_grammar_sampling_obeys_the_grammar(tiny: Model) -> None:

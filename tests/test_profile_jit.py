@@ -145,7 +145,7 @@ def test_counts_are_per_profile(program: Path) -> None:
 
 
 def test_disk_cache_hit_in_a_fresh_process(program: Path, tmp_path: Path) -> None:
-    cache = {"GENE_JIT": "1", "GENE_JIT_CACHE_DIR": str(tmp_path / "cache")}
+    cache = {"GENE_JIT": "1", "GENE_JIT_CACHE": "1", "GENE_JIT_CACHE_DIR": str(tmp_path / "cache")}
     reports = []
     for run in (1, 2):
         js = tmp_path / f"run{run}.json"
@@ -228,3 +228,35 @@ def test_flamegraph_with_jit_frames(program: Path) -> None:
     titles = [g.find("svg:title", ns).text or "" for g in svg.findall(".//svg:g[@class='frame']", ns)]  # type: ignore[union-attr]
     assert len(titles) == flamegraph.count_frames(flamegraph.build_tree(data))
     assert any(t.startswith("fib ") for t in titles)
+
+
+def test_batch_generate_tokens(tmp_path: Path) -> None:
+    """batch-generate does not go through the one-prompt generator: its tokens and calls
+    are counted too."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_model import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    path = tmp_path / "batch.gene"
+    path.write_text(
+        f'(var m (model/create "{model}" :threads 2))\n'
+        '(var out (batch-generate m ["The cat" "Hello world"] 6 :temperature 0))\n'
+        "(println (len out))\n"
+    )
+    import gene_jit
+    from gene_jit.llama import batch
+    from gene_jit.profiler import Profiler
+
+    before = batch.GENERATED[0]
+    out = io.StringIO()
+    with jit_env("1"), contextlib.redirect_stdout(out), Profiler(str(path)) as p:
+        gene_jit.run_file(str(path))
+    assert out.getvalue() == "2\n"
+    assert p.data is not None
+    llama = {lib.name: lib for lib in p.data.libraries}["libllama"]
+    calls = {c.name: c.calls for c in llama.functions}
+    assert calls["batch-generate"] == 1 and calls["model/create"] == 1
+    assert llama.tokens == batch.GENERATED[0] - before
+    assert 0 < llama.tokens <= 12 and llama.tokens_per_s is not None

@@ -179,10 +179,12 @@ def _checks(
     ka, kb = kinds
     if set(kinds) <= {"nat", "int", "float", "num"} and "float" in kinds:
         return False, False  # a float result never overflows
-    small = isinstance(b, ast.Constant) and type(b.value) is int and 0 <= b.value <= 2**31
-    nats = ka == "nat" and kb == "nat"
-    need_lo = not ((op == "+" and small) or (op in ("+", "*") and nats) or (op == "-" and nats))
-    need_hi = not ((op == "-" and small) or (op == "-" and nats))
+    # A non-negative int operand bounds the result on one side by the other operand,
+    # which is in range if it is an int (and a float result needs no check).
+    nat_b = kb == "nat" or (isinstance(b, ast.Constant) and type(b.value) is int and 0 <= b.value <= INT_MAX)
+    nats = ka == "nat" and nat_b
+    need_lo = not ((op == "+" and (ka == "nat" or nat_b)) or (op in ("*", "-") and nats))
+    need_hi = not (op == "-" and nat_b)
     if bounds is not None:
         need_lo = need_lo and (bounds[0] is None or bounds[0] < INT_MIN)
         need_hi = need_hi and (bounds[1] is None or bounds[1] > INT_MAX)

@@ -89,7 +89,9 @@ def for_form(c: Compiler, form: GeneF, value: bool) -> Result:
             coll = c.compile(ch[2])
             target, body = iteration(c, names, ch[3:])  # type: ignore[arg-type]
             it = hcall("iter_pairs", coll.expr)
-            return Result([*coll.stmts, ast.For(target=target, iter=it, body=body, orelse=[])], const(None))
+            return Result(
+                [*coll.stmts, ast.For(target=target, iter=it, body=body, orelse=[])], const(None)
+            )
     raise syntax_error(pattern, "for expects a name or [k v] before in")
 
 
@@ -196,7 +198,9 @@ def range_loop(c: Compiler, var: Sym, rng: RangeSpec, forms: tuple[Form, ...]) -
         return Result([*stmts, _fast_loop(c, var, bounds, rng.inclusive, forms)], const(None))
     guard = tests[0] if len(tests) == 1 else ast.BoolOp(op=ast.And(), values=tests)
     generic_range = (
-        ast.Call(func=callee, args=[b.expr for b in bounds[len(bounds) - len(rng.args) :]], keywords=[])
+        ast.Call(
+            func=callee, args=[b.expr for b in bounds[len(bounds) - len(rng.args) :]], keywords=[]
+        )
         if callee is not None
         else hcall("make_range", bounds[0].expr, bounds[1].expr)
     )

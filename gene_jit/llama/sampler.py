@@ -103,7 +103,10 @@ class Sampling:
             grammar.ptr = 0
             grammar = None
         if self.repeat_penalty != 1.0:
-            add(chain.ptr, raw.llama_sampler_init_penalties(self.repeat_last_n, self.repeat_penalty, 0.0, 0.0))
+            penalties = raw.llama_sampler_init_penalties(
+                model.n_vocab, self.repeat_last_n, self.repeat_penalty, 0.0, 0.0
+            )
+            add(chain.ptr, penalties)
         if self.temperature <= 0.0:
             add(chain.ptr, raw.llama_sampler_init_greedy())
         else:
@@ -247,13 +250,14 @@ class Sampler:
             assert self.grammar is not None
             self._apply(self.grammar.ptr, ctypes.addressof(arr))
         self._apply(self.chain.ptr, ctypes.addressof(arr))
-        if not 0 <= arr.selected < arr.size:
+        if not 0 <= arr.selected < arr.size or not arr.data:
             raise LlamaError("the sampler chain selected no token")
-        chosen = cur[arr.selected]
-        if self.grammar is not None and math.isinf(float(chosen["logit"])):
+        # read through the array's own pointer: a sampler may point it at its own buffer
+        chosen = TokenData.from_address(arr.data + arr.selected * ctypes.sizeof(TokenData))
+        if self.grammar is not None and math.isinf(chosen.logit):
             # accepting a token the grammar rejects would abort inside libllama
             raise GrammarError("the grammar allows no token at this point of the output")
-        return int(chosen["id"])
+        return int(chosen.id)
 
     def _logits(self, ctx_ptr: int, idx: int) -> np.ndarray:
         """The logits at batch index `idx`, viewed where libllama keeps them (no copy)."""

@@ -14,6 +14,13 @@ profile is asked for, so unprofiled runs pay nothing.
 from __future__ import annotations
 
 from gene_jit.profiler.collect import Profiler
-from gene_jit.profiler.model import Frame, FunctionStats, LibraryStats, LoopStats, ProfileData
+from gene_jit.profiler.model import (
+    CallStats,
+    Frame,
+    FunctionStats,
+    LibraryStats,
+    LoopStats,
+    ProfileData,
+)
 
-__all__ = ["Frame", "FunctionStats", "LibraryStats", "LoopStats", "ProfileData", "Profiler"]
+__all__ = ["CallStats", "Frame", "FunctionStats", "LibraryStats", "LoopStats", "ProfileData", "Profiler"]

@@ -76,7 +76,7 @@ class ArgTypes:
 
         enter.__wrapped__ = original  # type: ignore[attr-defined]
         self._cls, self._original = FnState, original
-        FnState.enter = enter  # type: ignore[method-assign]
+        FnState.enter = enter  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         if self._cls is not None:

@@ -45,6 +45,8 @@ def _depth(node: Node) -> int:
 
 
 def _color(node: Node) -> str:
+    if node.name == "[tier-1 JIT]":  # compiling, not running the program
+        return "rgb(170,140,220)"
     if node.name.startswith("["):  # a library area
         return "rgb(90,150,220)"
     if node.name in ("all", "(top level)", "..."):

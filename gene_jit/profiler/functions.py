@@ -69,7 +69,7 @@ class FunctionNames:
             return fn
         if code.co_filename not in gene_files:
             return None
-        if code.co_name == " top":
+        if code.co_name in (" top", "<module>"):  # the module code that runs " top"
             fn = GeneFn(TOP_LEVEL, code.co_filename, 0)
         elif code.co_name.startswith(" fn"):
             fn = _gene_fn(code, None)

@@ -1,8 +1,8 @@
 """C-ABI entry points for the CPU kernels: the calls tier-1 code (and tier 0, through
 ctypes) makes with raw pointers and shapes.
 
-Each entry is a `numba.cfunc` compiled on first request (and cached on disk, like the
-kernels; importing this module imports Numba but compiles nothing): pointers to the row-major buffers (`float*`, `uint16_t*` for f16 weights,
+Each entry is a `numba.cfunc` compiled on first request (the kernels it calls come from
+Numba's disk cache; importing this module imports Numba but compiles nothing): pointers to the row-major buffers (`float*`, `uint16_t*` for f16 weights,
 `uint8_t*` for GGUF blocks, `int64_t*` for positions), `int64_t` shapes, `double` for
 scalars, and an `int32_t` status result: `OK` (0) or `BAD_SHAPE` (1) when the shapes
 are inconsistent (nothing is written then). Buffers must be C-contiguous, of the sizes
@@ -279,4 +279,6 @@ def _compile(name: str) -> Any:
     }
     params = _params(name)
     body = _ENTRIES[name][0]
-    return nb.cfunc(types.int32(*(nbt[p] for p in params)), cache=True)(body)
+    # not cached on disk: a cfunc loaded back from Numba's cache crashes when called
+    # (Numba 0.68); the kernels it calls stay cached, so compiling it is the thin wrapper
+    return nb.cfunc(types.int32(*(nbt[p] for p in params)), cache=False)(body)
