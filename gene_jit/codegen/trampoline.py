@@ -147,6 +147,7 @@ class EntryEmitter:
         self.guard(b.icmp_signed("==", self.field(obj, 24, I32), ir.Constant(I32, ty.ndim)))
         descr = self.field(obj, 56, PTR)
         num = self.field(descr, 28, I32)
+        assert ty.elem is not None
         good = ir.Constant(I1, 0)
         for type_num in NPY_NUMS[ty.elem]:
             good = b.or_(good, b.icmp_signed("==", num, ir.Constant(I32, type_num)))

@@ -181,7 +181,7 @@ class Sampler:
         self._all: np.ndarray | None = None  # every candidate, allocated on first need
         self._all_arr = TokenDataArray()
         self._row: Any = ctypes.c_float * n_vocab  # a row of logits, read in place
-        self._short = np.zeros(self.shortlist, dtype=TOKEN_DATA_DTYPE) if self.need else None
+        self._short = np.zeros(self.shortlist, dtype=TOKEN_DATA_DTYPE) if self.need and grammar else None
 
     def sample(self, ctx_ptr: int, idx: int) -> int:
         """The next token from the logits at batch index `idx`, accepted into the

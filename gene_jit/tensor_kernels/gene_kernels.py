@@ -281,5 +281,16 @@ class Kernel:
         return f"<kernel {self.spec.gene} [{' '.join(self.spec.names)}]>"
 
 
+def host_array(value: Any) -> np.ndarray:
+    """`(kernel/array t)`: the NumPy array behind a CPU tensor (shared, not copied), which
+    tier-1 code takes as an array argument; a NumPy array is returned as it is."""
+    if isinstance(value, np.ndarray):
+        return value
+    if type(value).__name__ == "Tensor" and isinstance(getattr(value, "data", None), np.ndarray):
+        return value.data
+    raise GeneTypeError(f"kernel/array needs a CPU tensor, got {describe(value)}")
+
+
 KERNELS: dict[str, Kernel] = {spec.gene: Kernel(spec) for spec in SPECS}
 namespace("kernel").members.update(KERNELS)
+namespace("kernel").members["array"] = host_array
