@@ -68,7 +68,7 @@ def _add_simulated_shuffle() -> None:
         th.syncthreads()  # type: ignore[attr-defined]
         return other
 
-    kernelapi.FakeCUDAModule.shfl_xor_sync = shfl_xor_sync
+    kernelapi.FakeCUDAModule.shfl_xor_sync = shfl_xor_sync  # type: ignore[attr-defined]
 
 
 def cuda_unavailable_reason() -> str:
