@@ -244,13 +244,13 @@ def gemma() -> Model:
 
 @pytest.mark.model
 def test_default_model_lazy_json_equals_eager(gemma: Model) -> None:
-    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
-                                               "population": {"type": "integer"}},
-              "required": ["city", "population"]}
+    # short on purpose: the eager reference filters all 262k tokens at every step
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+              "required": ["city"]}
     grammar = schema_to_gbnf(schema)
     prompt = "Give the largest city of Japan as JSON:"
-    eager = constrained(gemma, prompt, grammar, 48, lazy=False, temperature=0)
-    lazy = constrained(gemma, prompt, grammar, 48, lazy=True, temperature=0)
+    eager = constrained(gemma, prompt, grammar, 24, lazy=False, temperature=0)
+    lazy = constrained(gemma, prompt, grammar, 24, lazy=True, temperature=0)
     assert lazy[:2] == eager[:2]
     assert gemma.last_stats.finish_reason == "stop"
     sampler = lazy[2]
