@@ -12,10 +12,6 @@ class LlamaError(GeneError):
 
     kind = "llm error"
 
-    def __gene_repr__(self) -> str:
-        """How Gene prints a caught error (`$ex`): its kind and message."""
-        return f"{self.kind}: {self.message}"
-
 
 class ModelNotFoundError(LlamaError):
     """No GGUF file matches the name or path given to `model/create`."""

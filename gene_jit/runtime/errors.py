@@ -79,6 +79,10 @@ class GeneError(Exception):
     def __str__(self) -> str:
         return self.format()
 
+    def __gene_repr__(self) -> str:
+        """How Gene prints a caught error (`$ex`): its kind and message."""
+        return f"{self.kind}: {self.message}"
+
 
 class GeneSyntaxError(GeneError):
     kind = "syntax error"
