@@ -7,6 +7,7 @@ innermost traceback frame whose file is a Gene file gives the span of the failin
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -45,27 +46,42 @@ def _kind(py: str) -> str:
     return _PY_KINDS.get(py, py)
 
 
+def _compared(m: re.Match[str]) -> str:
+    kinds = {_kind(m.group(2)), _kind(m.group(3))} - {"int", "float"}
+    return f"expected numbers, got {' and '.join(sorted(kinds)) or 'non-numbers'}"
+
+
+# CPython's TypeError wording, and what a Gene user reads instead (first match wins).
+_TYPE_ERROR_REWRITES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    (re.compile(r"'(\S+)' not supported between instances of '(\w+)' and '(\w+)'"), _compared),
+    (
+        re.compile(r"unsupported operand type\(s\) for (\S+): '(\w+)' and '(\w+)'"),
+        lambda m: f"{m.group(1)} expects numbers, got {_kind(m.group(2))} and {_kind(m.group(3))}",
+    ),
+    (
+        re.compile(r"can only concatenate (\w+) \(not \"(\w+)\"\) to"),
+        lambda m: f"+ expects numbers, got {_kind(m.group(1))} and {_kind(m.group(2))}",
+    ),
+    (
+        re.compile(r"bad operand type for unary (\S+): '(\w+)'"),
+        lambda m: f"{m.group(1)} expects a number, got {_kind(m.group(2))}",
+    ),
+    (
+        re.compile(r"'(\w+)' object is not callable"),
+        lambda m: f"a {_kind(m.group(1))} is not callable",
+    ),
+    (
+        re.compile(r"'(\w+)' object is not (iterable|subscriptable)"),
+        lambda m: f"a {_kind(m.group(1))} is not {m.group(2)}",
+    ),
+]
+
+
 def _rewrite_type_error(msg: str) -> str:
-    m = re.search(r"'(\S+)' not supported between instances of '(\w+)' and '(\w+)'", msg)
-    if m:
-        kinds = {_kind(m.group(2)), _kind(m.group(3))} - {"int", "float"}
-        got = " and ".join(sorted(kinds)) or "non-numbers"
-        return f"expected numbers, got {got}"
-    m = re.search(r"unsupported operand type\(s\) for (\S+): '(\w+)' and '(\w+)'", msg)
-    if m:
-        return f"{m.group(1)} expects numbers, got {_kind(m.group(2))} and {_kind(m.group(3))}"
-    m = re.search(r"can only concatenate (\w+) \(not \"(\w+)\"\) to", msg)
-    if m:
-        return f"+ expects numbers, got {_kind(m.group(1))} and {_kind(m.group(2))}"
-    m = re.search(r"bad operand type for unary (\S+): '(\w+)'", msg)
-    if m:
-        return f"{m.group(1)} expects a number, got {_kind(m.group(2))}"
-    m = re.search(r"'(\w+)' object is not callable", msg)
-    if m:
-        return f"a {_kind(m.group(1))} is not callable"
-    m = re.search(r"'(\w+)' object is not (iterable|subscriptable)", msg)
-    if m:
-        return f"a {_kind(m.group(1))} is not {m.group(2)}"
+    for pattern, rewrite in _TYPE_ERROR_REWRITES:
+        m = pattern.search(msg)
+        if m:
+            return rewrite(m)
     return msg
 
 
