@@ -1,13 +1,18 @@
 """LLM generation speed: gene-jit `generate-text` vs llama-cpp-python
 `Llama.create_completion` vs a raw libllama loop (llama-cpp-python's ctypes bindings),
-same model, threads, prompt and greedy token count, all three in one process.
+same model, threads, prompt and greedy token count, all in one process. gene-jit runs
+with its default speculative steps and with them off; llama-cpp-python plain and with
+its prompt-lookup decoding (`LlamaPromptLookupDecoding`, two guessed tokens as ours).
+Every peer uses flash attention, so all compute the same logits and each line says
+whether its text equals the raw loop's.
 
-The three peers are loaded once and then run in alternation, round after round, and each
-keeps its best round: on a machine shared with other work, alternation spreads the
-interference evenly and the best round is the least disturbed one. Every peer is timed
-the same way: prompt tokens/s from the call to its first generated token, generation
-tokens/s over the tokens after the first. Prints the resident memory each peer added on
-loading, the peak RSS of the process, and the ratios.
+The peers are loaded once and then run in alternation, round after round (each round
+led by the next peer), and each keeps its best round: on a machine shared with other
+work, alternation spreads the interference evenly and the best round is the least
+disturbed one. Every peer is timed the same way: prompt tokens/s from the call to its
+first generated token, generation tokens/s over the tokens after the first. Prints the
+resident memory each peer added on loading, the peak RSS of the process, and the ratios;
+`--prompt all` runs five prompts and totals the generation time.
 
 With `--grammar`, measures constrained generation instead: `generate-json` with a small
 schema, the grammar applied lazily (checking only the sampled token, as llama.cpp's common
@@ -16,6 +21,7 @@ alternating rounds; prints generation tokens/s (best and median) and how many to
 grammar rejected.
 
 Usage: python bench/llm_bench.py [--threads 2] [--tokens 64] [--rounds 5] [--model default]
+                                 [--prompt computing|recipe|story|code|qa|all]
        python bench/llm_bench.py --grammar [--rounds 5]
 """
 
@@ -33,14 +39,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-PROMPT = (
-    "The history of computing is a story of machines that grew smaller and faster. "
-    "In the beginning, computers filled whole rooms. The future of AI is"
-)
+PROMPTS = {
+    "computing": (
+        "The history of computing is a story of machines that grew smaller and faster. "
+        "In the beginning, computers filled whole rooms. The future of AI is"
+    ),
+    "recipe": "Write a short recipe for pancakes.\n",
+    "story": "Once upon a time, in a small village by the sea,",
+    "code": 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
+    "qa": "Question: Why is the sky blue?\nAnswer:",
+}
 N_CTX = 1024
 
-# A peer run: (prompt tokens, generated tokens, seconds to the first token, seconds after)
-Run = tuple[int, int, float, float]
+# A peer run: (prompt tokens, generated tokens, seconds to the first token, seconds
+# after, the generated text, guessed tokens kept / decoded where the peer speculates)
+Run = tuple[int, int, float, float, str, str]
+Peer = Callable[[str], Run]
 
 
 def rss_mb() -> float:
@@ -52,50 +66,59 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def gene_peer(path: str, threads: int, n: int) -> Callable[[], Run]:
+def gene_peer(path: str, threads: int, n: int, speculate: bool | None = None) -> Peer:
     from gene_jit.llama import gene_api as g
     from gene_jit.llama.model import Model
 
     m = Model(path, n_ctx=N_CTX, threads=threads, progress=False)
     g.generate_text(m, "warm up", 4, temperature=0)
 
-    def run() -> Run:
+    def run(prompt: str) -> Run:
         m.ctx.clear()  # no prefix reuse: every round decodes the whole prompt
         t0 = time.perf_counter()
         first = 0.0
-        for _ in g.generate_text(m, PROMPT, n, temperature=0, stream=True):
+        parts = []
+        for part in g.generate_text(m, prompt, n, temperature=0, stream=True, speculate=speculate):
             if not first:
                 first = time.perf_counter()
+            parts.append(part)
         t1 = time.perf_counter()
         s = m.last_stats
-        return s.prompt_tokens, s.generated, first - t0, t1 - first
+        kept = f"{s.draft_kept}/{s.drafted}" if speculate is not False else ""
+        return s.prompt_tokens, s.generated, first - t0, t1 - first, "".join(parts), kept
 
     return run
 
 
-def llama_cpp_peer(path: str, threads: int, n: int) -> Callable[[], Run]:
+def llama_cpp_peer(path: str, threads: int, n: int, lookup: bool = False) -> Peer:
     from llama_cpp import Llama
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
-    llm = Llama(path, n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False)
+    draft = LlamaPromptLookupDecoding(num_pred_tokens=2) if lookup else None
+    # flash attention as in the other peers (its default is off): the same kernels, the
+    # same logits, the same greedy text
+    llm = Llama(path, n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False,
+                flash_attn=True, draft_model=draft)
     llm.create_completion("warm up", max_tokens=4, temperature=0)
-    n_prompt = len(llm.tokenize(PROMPT.encode()))
 
-    def run() -> Run:
+    def run(prompt: str) -> Run:
+        n_prompt = len(llm.tokenize(prompt.encode()))
         llm.reset()
         t0 = time.perf_counter()
         first = 0.0
-        count = 0
-        for _ in llm.create_completion(PROMPT, max_tokens=n, temperature=0, top_k=1, stream=True):
+        parts = []
+        for chunk in llm.create_completion(prompt, max_tokens=n, temperature=0, top_k=1, stream=True):
             if not first:
                 first = time.perf_counter()
-            count += 1
+            parts.append(chunk["choices"][0]["text"])
         t1 = time.perf_counter()
-        return n_prompt, count, first - t0, t1 - first
+        text = "".join(parts)
+        return n_prompt, len(llm.tokenize(text.encode(), add_bos=False)), first - t0, t1 - first, text, ""
 
     return run
 
 
-def raw_peer(path: str, threads: int, n: int) -> Callable[[], Run]:
+def raw_peer(path: str, threads: int, n: int) -> Peer:
     import llama_cpp as L
 
     model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
@@ -104,35 +127,41 @@ def raw_peer(path: str, threads: int, n: int) -> Callable[[], Run]:
     ctx = L.llama_init_from_model(model, cp)
     vocab = L.llama_model_get_vocab(model)
     mem = L.llama_get_memory(ctx)
-    data = PROMPT.encode()
     buf = (L.llama_token * 512)()
-    n_prompt = L.llama_tokenize(vocab, data, len(data), buf, 512, True, True)
     chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
     L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
     piece = ctypes.create_string_buffer(64)
     tok = (L.llama_token * 1)()
 
-    def run() -> Run:
+    def run(prompt: str) -> Run:
+        data = prompt.encode()
+        n_prompt = L.llama_tokenize(vocab, data, len(data), buf, 512, True, True)
         L.llama_memory_clear(mem, True)
+        out = bytearray()
         t0 = time.perf_counter()
         L.llama_decode(ctx, L.llama_batch_get_one(buf, n_prompt))
         tok[0] = L.llama_sampler_sample(chain, ctx, -1)
-        L.llama_token_to_piece(vocab, tok[0], piece, 64, 0, False)
+        size = L.llama_token_to_piece(vocab, tok[0], piece, 64, 0, False)
+        out += piece.raw[:size]
         t1 = time.perf_counter()
         count = 1
         while count < n and not L.llama_vocab_is_eog(vocab, tok[0]):
             L.llama_decode(ctx, L.llama_batch_get_one(tok, 1))
             tok[0] = L.llama_sampler_sample(chain, ctx, -1)
-            L.llama_token_to_piece(vocab, tok[0], piece, 64, 0, False)
+            size = L.llama_token_to_piece(vocab, tok[0], piece, 64, 0, False)
+            out += piece.raw[:size]
             count += 1
-        return n_prompt, count, t1 - t0, time.perf_counter() - t1
+        t2 = time.perf_counter()
+        return n_prompt, count, t1 - t0, t2 - t1, out.decode(errors="replace"), ""
 
     return run
 
 
-PEERS = (
+PEERS: tuple[tuple[str, Callable[[str, int, int], Peer]], ...] = (
     ("gene-jit generate-text", gene_peer),
+    ("gene-jit, speculation off", lambda p, t, n: gene_peer(p, t, n, speculate=False)),
     ("llama-cpp-python", llama_cpp_peer),
+    ("llama-cpp-python + lookup", lambda p, t, n: llama_cpp_peer(p, t, n, lookup=True)),
     ("raw libllama loop", raw_peer),
 )
 
@@ -191,6 +220,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--prompt", default="computing", help=f"one of {', '.join(PROMPTS)}, or all")
     args = ap.parse_args()
     from gene_jit.llama.resolve import resolve_model
 
@@ -198,33 +228,56 @@ def main() -> None:
     if args.grammar:
         grammar_bench(path, args.threads, args.rounds)
         return
+    names = list(PROMPTS) if args.prompt == "all" else [args.prompt]
+    if any(name not in PROMPTS for name in names):
+        ap.error(f"--prompt must be one of {', '.join(PROMPTS)} or all")
     print(f"model {path}, {args.threads} threads, {args.tokens} greedy tokens, "
           f"best of {args.rounds} alternating rounds")
-    runs: dict[str, Callable[[], Run]] = {}
+    runs: dict[str, Peer] = {}
     added: dict[str, float] = {}
     for name, make in PEERS:
         before = rss_mb()
         runs[name] = make(path, args.threads, args.tokens)
         added[name] = rss_mb() - before
-    best: dict[str, dict[str, float]] = {name: {"prompt": 0.0, "gen": 0.0, "tokens": 0} for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            n_prompt, count, t_first, t_rest = run()
+    totals: dict[str, float] = dict.fromkeys(runs, 0.0)
+    for prompt_name in names:
+        best = bench_prompt(runs, PROMPTS[prompt_name], args.rounds)
+        print(f"\nprompt {prompt_name!r}")
+        ref = best["raw libllama loop"]["text"]
+        for name, b in best.items():
+            totals[name] += b["tokens"] / b["gen"]
+            kept = f"   guesses kept {b['kept']}" if b["kept"] else ""
+            print(f"{name:26s} prompt {b['prompt']:7.1f} tok/s   gen {b['gen']:6.1f} tok/s   "
+                  f"({b['tokens']:.0f} tokens, same text as the raw loop: "
+                  f"{'yes' if b['text'] == ref else 'NO'}){kept}")
+        gene, off, cpp = (best[name]["gen"] for name, _ in PEERS[:3])
+        print(f"gene-jit / llama-cpp-python generation: {gene / cpp:.2f}x "
+              f"(speculation off: {off / cpp:.2f}x)")
+    print()
+    for name in runs:
+        print(f"{name:26s} +{added[name]:.0f} MB resident on load")
+    print(f"peak RSS of the process (all peers loaded): {peak_rss_mb():.0f} MB")
+    if len(names) > 1:
+        gene, off, cpp, _, raw = (totals[name] for name, _ in PEERS)
+        print(f"all prompts, generation time: llama-cpp-python / gene-jit {cpp / gene:.2f}x "
+              f"(speculation off {cpp / off:.2f}x), raw loop / gene-jit {raw / gene:.2f}x")
+
+
+def bench_prompt(runs: dict[str, Peer], prompt: str, rounds: int) -> dict[str, dict[str, Any]]:
+    best: dict[str, dict[str, Any]] = {
+        name: {"prompt": 0.0, "gen": 0.0, "tokens": 0, "text": "", "kept": ""} for name in runs
+    }
+    names = list(runs)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # each peer leads a round
+            run = runs[name]
+            n_prompt, count, t_first, t_rest, text, kept = run(prompt)
             b = best[name]
             b["prompt"] = max(b["prompt"], n_prompt / t_first)
             if count > 1:
                 b["gen"] = max(b["gen"], (count - 1) / t_rest)
-            b["tokens"] = count
-    for name, b in best.items():
-        print(f"{name:24s} prompt {b['prompt']:8.1f} tok/s   gen {b['gen']:6.1f} tok/s   "
-              f"({b['tokens']:.0f} tokens)   +{added[name]:.0f} MB resident on load")
-    print(f"peak RSS of the process (all three loaded): {peak_rss_mb():.0f} MB")
-    gene, cpp, raw = (best[name] for name, _ in PEERS)
-    print(f"gene-jit / llama-cpp-python generation: {gene['gen'] / cpp['gen']:.2f}x   "
-          f"prompt: {gene['prompt'] / cpp['prompt']:.2f}x")
-    print(f"gene-jit / raw libllama loop generation: {gene['gen'] / raw['gen']:.2f}x   "
-          f"prompt: {gene['prompt'] / raw['prompt']:.2f}x")
-
+            b["tokens"], b["text"], b["kept"] = count, text, kept
+    return best
 
 if __name__ == "__main__":
     main()

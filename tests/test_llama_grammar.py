@@ -214,6 +214,15 @@ def test_valid_grammar_after_invalid_ones_still_works(tiny: Model) -> None:
     assert g.generate_with_grammar(tiny, "Answer:", GRAMMARS["yes-no"], 10) in ("yes.", "no.")
 
 
+def test_grammar_cut_by_the_token_limit_is_an_error(tiny: Model) -> None:
+    """Stopping at `n` tokens inside the grammar is reported, never returned as if the
+    output matched; an output that may end where it stopped is returned."""
+    with pytest.raises(GrammarError, match="did not complete the grammar within 3 tokens"):
+        g.generate_with_grammar(tiny, "Count:", 'root ::= "a" [0-9]{40} "z"', 3)
+    out = g.generate_with_grammar(tiny, "Count:", "root ::= [a-z]+", 4, temperature=0)
+    assert out and out.isalpha() and tiny.last_stats.finish_reason == "length"
+
+
 @pytest.mark.parametrize("schema", [
     {"type": "nonsense"},
     {"type": 42},

@@ -27,6 +27,7 @@ from gene_jit.llama.generate import Generation, Sampling, fit_prompt
 from gene_jit.llama.grammar import check_against_schema, json_grammar, schema_to_gbnf
 from gene_jit.llama.model import Model, current_model
 from gene_jit.llama.session import ChatSession, format_chat_prompt
+from gene_jit.llama.speculate import speculate_option
 from gene_jit.runtime.registry import BUILTINS, builtin
 from gene_jit.runtime.values import Symbol
 
@@ -286,6 +287,7 @@ def _generation(m: Model, prompt: str, n: int, kw: dict[str, Any]) -> Generation
     if isinstance(stops, str):
         stops = [stops]
     truncate = bool(kw.pop("truncate", False))
+    speculate = speculate_option(kw.pop("speculate", None))
     unknown = set(kw) - {"temperature", "top_k", "top_p", "min_p", "repeat_penalty",
                          "repeat_last_n", "seed", "grammar", "json_schema"}
     if unknown:
@@ -296,7 +298,9 @@ def _generation(m: Model, prompt: str, n: int, kw: dict[str, Any]) -> Generation
     tokens = fit_prompt(m, m.prompt_tokens(prompt), n, ctx.n_ctx_seq, truncate)
     if on_token is not None and not callable(on_token):
         raise LlamaError(":on-token must be a function")
-    return Generation(m, ctx, tokens, n, sampling, [str(s) for s in stops], on_token=on_token)
+    return Generation(m, ctx, tokens, n, sampling, [str(s) for s in stops], on_token=on_token,
+                      speculate=speculate)
+
 
 
 def generate_text(model: Any, prompt: Any = None, n: Any = 128, stream: bool = False, **kw: Any) -> Any:
@@ -314,7 +318,14 @@ def generate_with_grammar(model: Any, prompt: Any, grammar: Any, n: Any = 256, *
     if callable(grammar):  # `json-grammar` passed without calling it, as the seed does
         grammar = grammar()
     kw["grammar"] = grammar
-    return str(generate_text(model, prompt, n, **kw))
+    m, text, count = _split_model(model, prompt, n)
+    gen = _generation(m, text, count, kw)
+    out = gen.run()
+    if not gen.stats.grammar_complete:
+        raise GrammarError(
+            f"the output did not complete the grammar within {count} tokens (raise n): {out[:200]!r}"
+        )
+    return out
 
 
 # Limits generate-json puts on strings and arrays whose schema sets none: a model (a

@@ -11,12 +11,14 @@ from __future__ import annotations
 import codecs
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gene_jit.llama.errors import ContextFullError, LlamaError
 from gene_jit.llama.sampler import Sampling
+from gene_jit.llama.speculate import MAX_DRAFT, Drafter
 
 __all__ = ["Generation", "Sampling", "Stats", "TextAssembler", "fit_prompt"]
 
@@ -80,6 +82,9 @@ class Stats:
     generate_seconds: float = 0.0
     finish_reason: str = ""
     shifted: int = 0
+    drafted: int = 0  # guessed tokens decoded in speculative steps
+    draft_kept: int = 0  # of those, the ones the sampler agreed with
+    grammar_complete: bool = True  # false: stopped at the token limit inside the grammar
     tokens: list[int] = field(default_factory=list)
 
     def as_map(self) -> dict[str, Any]:
@@ -91,6 +96,8 @@ class Stats:
             "generate-seconds": self.generate_seconds,
             "finish-reason": self.finish_reason,
             "context-shifts": self.shifted,
+            "draft-tokens": self.drafted,
+            "draft-kept": self.draft_kept,
         }
 
 
@@ -134,6 +141,7 @@ class Generation:
         seq: int = 0,
         on_token: Callable[[str], Any] | None = None,
         end_at_control: bool = False,
+        speculate: bool | None = None,
     ) -> None:
         if n < 0:
             raise LlamaError(f"the number of tokens to generate must be >= 0, got {n}")
@@ -148,6 +156,11 @@ class Generation:
         self.end_at = model.is_control if end_at_control else model.is_eog
         self.done = False
         self.parts: list[str] = []
+        # None: speculate where that keeps the output exactly; True: wherever a guess is
+        # found; False: never (see gene_jit.llama.speculate)
+        self.speculate = speculate
+        self.drafter = Drafter() if speculate is not False and ctx.n_seq == 1 else None
+        self._ready: deque[int] = deque()  # sampled, not yet handed out
         self._idx = -1
         self._pending: int | None = None  # sampled, in the history, not yet decoded
         self._prefill()
@@ -171,34 +184,28 @@ class Generation:
         raise StopIteration
 
     def step(self) -> str:
-        """Sample one token; returns the text it completes (maybe "").
+        """The text of the next token (maybe ""). Tokens are sampled ahead in a
+        speculative step (several at once, see gene_jit.llama.speculate) and handed out
+        one by one.
 
-        The token is decoded at the start of the next step, not before its text is
-        returned: a stream shows each piece one forward pass sooner, and the last token
-        (or one after which the consumer stops) is never decoded for nothing."""
+        A sampled token is decoded at the start of the next sampling step, not before its
+        text is returned: a stream shows each piece one forward pass sooner, and the last
+        token (or one after which the consumer stops) is never decoded for nothing."""
         if self.done:
             return ""
         stats = self.stats
         if stats.generated >= self.n:
             return self._finish("length")
-        t0 = time.perf_counter()
-        ctx = self.ctx
-        with ctx.lock:
-            if ctx.owner is not self:
-                self._idx = ctx.prefill(self.seq, self.history)
-                ctx.owner = self
-            elif self._pending is not None:
-                self._advance(self._pending)
-            self._pending = None
-            tok = self.sampler.sample(ctx.ptr, self._idx)
-            if self.end_at(tok):
-                stats.generate_seconds += time.perf_counter() - t0
-                return self._finish("stop")
-            stats.generated += 1
-            stats.tokens.append(tok)
-            self.history.append(tok)
-            self._pending = tok
-        stats.generate_seconds += time.perf_counter() - t0
+        if not self._ready:
+            t0 = time.perf_counter()
+            with self.ctx.lock:
+                self._sample_more()
+            stats.generate_seconds += time.perf_counter() - t0
+        tok = self._ready.popleft()
+        if self.end_at(tok):
+            return self._finish("stop")
+        stats.generated += 1
+        stats.tokens.append(tok)
         chunk = self.text.push(self.model.piece(tok))
         if self.text.stopped:
             self._emit(chunk)
@@ -209,6 +216,60 @@ class Generation:
         if stats.generated >= self.n:
             return chunk + self._finish("length")
         return chunk
+
+    def _sample_more(self) -> None:
+        """Decode what is pending and sample: one token, or a run of guessed tokens the
+        sampler agreed with and the one after them (with the context lock held)."""
+        ctx = self.ctx
+        if ctx.owner is not self:
+            self._idx = ctx.prefill(self.seq, self.history)
+            ctx.owner = self
+        elif self._pending is not None:
+            tok = self._pending
+            guess = self._guess(tok)
+            if guess:
+                self._verify(tok, guess)
+                return
+            self._advance(tok)
+        self._take(self.sampler.sample(ctx.ptr, self._idx))
+
+    def _take(self, tok: int) -> None:
+        self._ready.append(tok)
+        self._pending = None
+        if not self.end_at(tok):
+            self.history.append(tok)
+            self._pending = tok
+
+    def _guess(self, tok: int) -> list[int]:
+        """Tokens to decode after `tok` in the same batch, where that keeps the output."""
+        drafter, ctx, seq = self.drafter, self.ctx, self.seq
+        if drafter is None:
+            return []
+        room = min(MAX_DRAFT, self.n - self.stats.generated - 1,
+                   ctx.n_ctx_seq - len(ctx.tokens[seq]) - 1)
+        guess = drafter.propose(self.history, room)
+        if guess and self.speculate is None and not self.model.exact_batches.allows(ctx, seq, [tok, *guess]):
+            return []
+        return guess
+
+    def _verify(self, tok: int, guess: list[int]) -> None:
+        """Decode `tok` and the guessed tokens in one batch, then sample row after row
+        while the sampler picks the guessed token; the cache keeps what was kept."""
+        ctx, seq = self.ctx, self.seq
+        held = len(ctx.tokens[seq])
+        ctx.feed(seq, [tok, *guess], logits_all=True)
+        kept = 0
+        for i in range(len(guess) + 1):
+            new = self.sampler.sample(ctx.ptr, i)
+            self._take(new)
+            if i == len(guess) or new != guess[i] or self.end_at(new):
+                break
+            kept += 1
+        ctx.trim(seq, held + kept + 1)
+        assert self.drafter is not None
+        self.drafter.record(len(guess), kept)
+        self.stats.drafted += len(guess)
+        self.stats.draft_kept += kept
 
     def _advance(self, tok: int) -> None:
         ctx, seq = self.ctx, self.seq
@@ -222,6 +283,8 @@ class Generation:
             self.stats.shifted += 1
             self.history = list(ctx.tokens[seq])
             self.history.append(tok)
+            if self.drafter is not None:
+                self.drafter.reset()
         self._idx = ctx.feed_one(seq, tok)
 
     def _emit(self, chunk: str) -> str:
@@ -234,6 +297,8 @@ class Generation:
     def _finish(self, reason: str) -> str:
         self.done = True
         self.stats.finish_reason = reason
+        if reason == "length":
+            self.stats.grammar_complete = self.sampler.grammar_complete(self.model.eos)
         self.model.last_stats = self.stats
         self.sampler.close()
         return self._emit(self.text.finish())

@@ -50,9 +50,25 @@ def schema_to_gbnf(schema: Any) -> str:
         raise GrammarError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
 
 
+# Any JSON object, with bounds that make every output end (the seed's `json-grammar`):
+# at most 8 members per object and 8 items per array, strings of at most 100 characters.
+# Unbounded, a small model repeats a key or stays inside a string until the token budget
+# runs out, and the output is cut JSON.
+JSON_GRAMMAR = r"""
+root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( member ( "," ws member ){0,7} )? "}" ws
+member ::= string ":" ws value
+array  ::= "[" ws ( value ( "," ws value ){0,7} )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}) ){0,100} "\"" ws
+number ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})? ws
+ws     ::= | " " | "\n" [ \t]{0,20}
+"""
+
+
 def json_grammar() -> str:
-    """A GBNF grammar for any JSON object (the seed's `json-grammar`)."""
-    return schema_to_gbnf({"type": "object"})
+    """A GBNF grammar for any JSON object, bounded so that generation ends."""
+    return JSON_GRAMMAR
 
 
 def grammar_text(grammar: Any) -> str:

@@ -20,6 +20,7 @@ from gene_jit.llama import bindings
 from gene_jit.llama.bindings import ContextHandle, ModelHandle
 from gene_jit.llama.errors import BadModelError, ContextFullError, LlamaError
 from gene_jit.llama.resolve import resolve_model
+from gene_jit.llama.speculate import ExactBatches
 
 _current: Model | None = None  # the most recently created model (for one-argument forms)
 
@@ -67,6 +68,7 @@ class Context:
         self.n_ctx_seq = int(raw.llama_n_ctx_seq(self.ptr))
         self.n_batch = int(raw.llama_n_batch(self.ptr))
         self.n_seq = n_seq
+        self.n_vocab = model.n_vocab
         self.lock = threading.RLock()
         self.tokens: dict[int, list[int]] = {s: [] for s in range(n_seq)}
         self.last_decoded = 0  # tokens the last prefill had to decode (the rest were cached)
@@ -209,6 +211,7 @@ class Model:
         self._ctx: Context | None = None
         self._embed_ctx: Context | None = None
         self._batch_ctx: Context | None = None  # batch-generate's, sized by its last use
+        self.exact_batches = ExactBatches()  # where speculative steps keep the output
         self._lock = threading.Lock()
         self.embedding_cache: dict[str, Any] = {}
         # per-token facts that never change for a vocabulary, cached so that the token

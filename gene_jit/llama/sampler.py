@@ -201,6 +201,11 @@ class Sampler:
         self._accept(self.grammar.ptr, tok)
         return tok
 
+    def grammar_complete(self, end_token: int) -> bool:
+        """Whether the output so far is a whole match of the grammar (it may end here);
+        true without a grammar, or with one inside the chain that cannot be asked."""
+        return self.grammar is None or self._allowed(end_token)
+
     def _allowed(self, tok: int) -> bool:
         """Whether the grammar accepts `tok` next (it sets a rejected logit to -inf)."""
         one, arr = self._one, self._one_arr

@@ -15,6 +15,7 @@ from gene_jit.llama.chat_template import (
 )
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.generate import Generation, Sampling, Stats
+from gene_jit.llama.speculate import speculate_option
 
 if TYPE_CHECKING:
     from gene_jit.llama.model import Context, Model
@@ -57,13 +58,15 @@ class ChatSession:
             raise LlamaError(f"a chat message must be a string, got {message!r}")
         kw.setdefault("temperature", 0.7)
         stops = [str(s) for s in (kw.pop("stop", None) or [])]
+        speculate = speculate_option(kw.pop("speculate", None))
         if self.model.chat_template() is None:
             stops += TRANSCRIPT_STOPS
         sampling = Sampling.from_kwargs(self.model, kw)
         self.messages.append({"role": "user", "content": message})
         tokens = self._fitting_prompt(n)
         gen = Generation(
-            self.model, self.ctx, tokens, n, sampling, stops, on_token=on_token, end_at_control=True
+            self.model, self.ctx, tokens, n, sampling, stops, on_token=on_token, end_at_control=True,
+            speculate=speculate,
         )
         reply = gen.run().strip()
         self.last_stats = gen.stats
