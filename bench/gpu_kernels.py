@@ -10,7 +10,9 @@ behind it, then CUDA events around the batch give the per-launch time with no la
 (the host-side time per call is printed separately as "call"). Inputs rotate over enough
 copies to exceed the 50 MB L2, so repeated launches stream from HBM as a real decode step
 does. Run on a GPU machine:
-    python bench/gpu_kernels.py
+    python bench/gpu_kernels.py [--only decode,dequant] [--sweep] [--sweep-gemv]
+`--only` keeps the cases whose label contains one of the given words (the copy bandwidth
+is always measured); `--sweep` first times the shape variants of the decode kernel.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ from gene_jit.tensor_kernels.cuda_support import cuda  # noqa: E402
 REPS = 100
 ROUNDS = 5
 ROTATE_BYTES = 256 * 1024 * 1024  # > 2x L2: repeated launches cannot hit in cache
+ONLY: list[str] = []  # label words from --only; empty: every case
+
+
+def wanted(label: str) -> bool:
+    return not ONLY or any(word in label for word in ONLY)
 
 
 def copies_for(nbytes: int) -> int:
@@ -138,6 +145,8 @@ def bench_gemv(peak: float, torch: Any) -> None:
     cu = cuda()
     g = np.random.default_rng(0)
     for n, k in ((4096, 4096), (8192, 8192), (14336, 4096)):
+        if not wanted(f"gemv f16 {n}x{k}"):
+            continue
         w = (g.standard_normal((n, k)) * 0.02).astype(np.float16)
         x = g.standard_normal(k).astype(np.float32)
         reps = copies_for(w.nbytes)
@@ -167,6 +176,8 @@ def bench_decode(peak: float, torch: Any) -> None:
     cu = cuda()
     g = np.random.default_rng(1)
     for h, hkv, ctx, d in ((32, 32, 4096, 128), (32, 8, 4096, 128), (32, 8, 16384, 128), (32, 32, 8192, 128)):
+        if not wanted(f"decode attn H{h}/{hkv} ctx {ctx}"):
+            continue
         q = g.standard_normal((h, d)).astype(np.float32)
         kc = g.standard_normal((hkv, ctx, d)).astype(np.float16)
         vc = g.standard_normal((hkv, ctx, d)).astype(np.float16)
@@ -226,15 +237,21 @@ def _random_blocks(g: np.random.Generator, kind: str, nblocks: int) -> np.ndarra
 def bench_new_kernels(torch: Any) -> None:
     """Matmul, feed-forward, row ops, RoPE, dequantisation and element-wise ops, each
     validated against its float64 reference, then timed beside the PyTorch equivalent."""
-    from gene_jit.tensor_kernels import dequant_cuda, elementwise_cuda, matmul_cuda, norms_cuda
-
-    cu = cuda()
     g = np.random.default_rng(3)
-    f32 = np.float32
-    # matmul f32 (NN), 2048^3
+    for part in (_bench_matmul, _bench_feed_forward, _bench_rows, _bench_rope, _bench_dequant):
+        part(g, torch)
+
+
+def _bench_matmul(g: np.random.Generator, torch: Any) -> None:
+    """f32 (NN) matmul, 2048^3."""
+    from gene_jit.tensor_kernels import matmul_cuda
+
     n = 2048
-    a, b = g.standard_normal((1, n, n)).astype(f32), g.standard_normal((1, n, n)).astype(f32)
-    da, db, do = cu.to_device(a), cu.to_device(b), cu.device_array((1, n, n), f32)
+    if not wanted(f"matmul f32 {n}^3"):
+        return
+    cu = cuda()
+    a, b = g.standard_normal((1, n, n)).astype(np.float32), g.standard_normal((1, n, n)).astype(np.float32)
+    da, db, do = cu.to_device(a), cu.to_device(b), cu.device_array((1, n, n), np.float32)
     matmul_cuda.matmul(da, db, do)
     err = rel(do.copy_to_host()[0, :64], ref.matmul(a[0, :64], b[0]))
     us, call = numba_time(lambda i: matmul_cuda.matmul(da, db, do))
@@ -244,11 +261,20 @@ def bench_new_kernels(torch: Any) -> None:
         ta, tb = torch.from_numpy(a[0]).cuda(), torch.from_numpy(b[0]).cuda()
         tus, _ = torch_time(torch, lambda i: torch.mm(ta, tb))
     print(_line(f"matmul f32 {n}^3", us, call, err, 2 * n**3, "TFLOP/s", tus), flush=True)
-    # feed-forward, one token (3 GEMVs, f16 weights) and 64 tokens (gated dual GEMM, f32)
-    for t, e, f, wdt in ((1, 4096, 14336, np.float16), (64, 2048, 5632, f32)):
-        x = g.standard_normal((t, e)).astype(f32)
+
+
+def _bench_feed_forward(g: np.random.Generator, torch: Any) -> None:
+    """One token (3 GEMVs, f16 weights) and 64 tokens (gated dual GEMM, f32)."""
+    from gene_jit.tensor_kernels import matmul_cuda
+
+    cu = cuda()
+    for t, e, f, wdt in ((1, 4096, 14336, np.float16), (64, 2048, 5632, np.float32)):
+        label = f"feed-forward T{t} E{e} F{f} {np.dtype(wdt).name}"
+        if not wanted(label):
+            continue
+        x = g.standard_normal((t, e)).astype(np.float32)
         ws = [(g.standard_normal(s) * 0.02).astype(wdt) for s in ((f, e), (f, e), (e, f))]
-        dx, dws, dout = cu.to_device(x), [cu.to_device(w) for w in ws], cu.device_array((t, e), f32)
+        dx, dws, dout = cu.to_device(x), [cu.to_device(w) for w in ws], cu.device_array((t, e), np.float32)
         matmul_cuda.feed_forward(dx, *dws, "silu", dout)
         err = rel(dout.copy_to_host(), ref.feed_forward(x, *ws))
         us, call = numba_time(lambda i, dx=dx, dws=dws, dout=dout: matmul_cuda.feed_forward(dx, *dws, "silu", dout))
@@ -261,12 +287,18 @@ def bench_new_kernels(torch: Any) -> None:
             tus, _ = torch_time(torch, lambda i, tx=tx, tg=tg, tu=tu, td=td: (F.silu(tx @ tg.T) * (tx @ tu.T)) @ td.T)
         wbytes = sum(w.nbytes for w in ws)
         amount, unit = (wbytes, "GB/s") if t == 1 else (6 * t * e * f, "TFLOP/s")
-        print(_line(f"feed-forward T{t} E{e} F{f} {np.dtype(wdt).name}", us, call, err, amount, unit, tus), flush=True)
-    # row ops over [4096, 4096] f32: bytes read + written
+        print(_line(label, us, call, err, amount, unit, tus), flush=True)
+
+
+def _bench_rows(g: np.random.Generator, torch: Any) -> None:
+    """Row ops and element-wise ops over [4096, 4096] f32: bytes read + written."""
+    from gene_jit.tensor_kernels import elementwise_cuda, norms_cuda
+
+    cu = cuda()
     r, c = 4096, 4096
-    x = g.standard_normal((r, c)).astype(f32)
-    w, bias = g.standard_normal(c).astype(f32), g.standard_normal(c).astype(f32)
-    dx, dw, dbias, dout = cu.to_device(x), cu.to_device(w), cu.to_device(bias), cu.device_array((r, c), f32)
+    x = g.standard_normal((r, c)).astype(np.float32)
+    w, bias = g.standard_normal(c).astype(np.float32), g.standard_normal(c).astype(np.float32)
+    dx, dw, dbias, dout = cu.to_device(x), cu.to_device(w), cu.to_device(bias), cu.device_array((r, c), np.float32)
     tx = torch.from_numpy(x).cuda() if torch is not None else None
     tw = torch.from_numpy(w).cuda() if torch is not None else None
     tbias = torch.from_numpy(bias).cuda() if torch is not None else None
@@ -283,32 +315,50 @@ def bench_new_kernels(torch: Any) -> None:
          lambda: x[:64].astype(np.float64) + w, lambda i: tx + tw),
     ]
     for label, launch, want, tlaunch in rows:
+        if not wanted(f"{label} {r}x{c} f32"):
+            continue
         launch(0)
         err = rel(dout.copy_to_host()[:64], want())
         us, call = numba_time(launch)
         tus = torch_time(torch, tlaunch)[0] if torch is not None else None
         print(_line(f"{label} {r}x{c} f32", us, call, err, 2 * x.nbytes, "GB/s", tus), flush=True)
-    # RoPE over [32 heads, 512 tokens, 128]
-    xr = g.standard_normal((32, 512, 128)).astype(f32)
+
+
+def _bench_rope(g: np.random.Generator, torch: Any) -> None:  # noqa: ARG001 (no torch peer)
+    """RoPE over [32 heads, 512 tokens, 128]."""
+    from gene_jit.tensor_kernels import norms_cuda
+
+    if not wanted("rope 32x512x128 f32"):
+        return
+    cu = cuda()
+    xr = g.standard_normal((32, 512, 128)).astype(np.float32)
     pos = np.arange(512, dtype=np.int64)
-    dxr, dpos, dor = cu.to_device(xr), cu.to_device(pos), cu.device_array(xr.shape, f32)
+    dxr, dpos, dor = cu.to_device(xr), cu.to_device(pos), cu.device_array(xr.shape, np.float32)
     norms_cuda.rope(dxr, dpos, 10000.0, dor)
     err = rel(dor.copy_to_host(), ref.rope(xr, pos))
     us, call = numba_time(lambda i: norms_cuda.rope(dxr, dpos, 10000.0, dor))
     print(_line("rope 32x512x128 f32", us, call, err, 2 * xr.nbytes, "GB/s", None), flush=True)
-    # dequantisation of 64M values: bytes read + f32 written
+
+
+def _bench_dequant(g: np.random.Generator, torch: Any) -> None:  # noqa: ARG001 (no torch peer)
+    """Dequantisation of 64M values: bytes read + f32 written."""
+    from gene_jit.tensor_kernels import dequant_cuda
+
+    cu = cuda()
     for kind in ("q8_0", "q4_0", "q4_k", "q6_k"):
         nblocks = (1 << 26) // ref.BLOCK_VALUES[kind]
         raw = _random_blocks(g, kind, nblocks)
+        label = f"dequant {kind} {nblocks * ref.BLOCK_VALUES[kind] // (1 << 20)}M values"
+        if not wanted(label):
+            continue
         draw = cu.to_device(raw)
-        dq = cu.device_array(dequant_cuda.out_size(kind, raw.size), f32)
+        dq = cu.device_array(dequant_cuda.out_size(kind, raw.size), np.float32)
         dequant_cuda.dequantize(draw, kind, dq)
         check_blocks = 256
         err = rel(dq.copy_to_host()[:check_blocks * ref.BLOCK_VALUES[kind]],
                   ref.DEQUANT[kind](raw[:check_blocks * ref.BLOCK_BYTES[kind]]))
         us, call = numba_time(lambda i, draw=draw, kind=kind, dq=dq: dequant_cuda.dequantize(draw, kind, dq))
-        print(_line(f"dequant {kind} {dq.size // (1 << 20)}M values", us, call, err, raw.nbytes + 4 * dq.size,
-                    "GB/s", None), flush=True)
+        print(_line(label, us, call, err, raw.nbytes + 4 * dq.size, "GB/s", None), flush=True)
         del draw, dq
 
 
@@ -329,7 +379,8 @@ def _sweep_gemv(g: np.random.Generator) -> None:
 
 
 def sweep() -> None:
-    """GPU time of the kernels' shape variants (rows/warps for GEMV, unroll for decode)."""
+    """GPU time of the kernels' shape variants (rows/warps for GEMV; blocks per SM,
+    unroll and warps per block for decode)."""
     from gene_jit.tensor_kernels import decode_cuda
 
     cu = cuda()
@@ -341,13 +392,15 @@ def sweep() -> None:
         kc = g.standard_normal((hkv, ctx, d)).astype(np.float16)
         caches = [(cu.to_device(kc), cu.to_device(kc)) for _ in range(copies_for(2 * kc.nbytes))]
         dq, out = cu.to_device(g.standard_normal((h, d)).astype(np.float32)), cu.device_array((h, d), np.float32)
-        for per_sm in (0, 2, 3, 4):
+        for per_sm in (0, 1, 2):
             decode_cuda.BLOCKS_PER_SM = per_sm
-            for unroll in (2, 4):
-                us, _ = numba_time(lambda i, c=caches, dq=dq, out=out, ctx=ctx, u=unroll: decode_cuda.decode(
-                    dq, c[i % len(c)][0], c[i % len(c)][1], ctx, 0.1, out, u))
-                print(f"sweep decode H{h}/{hkv} ctx {ctx} blocks/SM {per_sm} unroll {unroll}: {us:6.1f} us "
-                      f"{2 * kc.nbytes / us / 1e3:6.0f} GB/s", flush=True)
+            for unroll, warps in ((2, 4), (4, 4), (2, 8), (4, 8)):
+                if warps > decode_cuda.default_warps(h // hkv):
+                    continue
+                us, _ = numba_time(lambda i, c=caches, dq=dq, out=out, ctx=ctx, u=unroll, w=warps: decode_cuda.decode(
+                    dq, c[i % len(c)][0], c[i % len(c)][1], ctx, 0.1, out, u, w))
+                print(f"sweep decode H{h}/{hkv} ctx {ctx} blocks/SM {per_sm} unroll {unroll} warps {warps}: "
+                      f"{us:6.1f} us {2 * kc.nbytes / us / 1e3:6.0f} GB/s", flush=True)
         decode_cuda.BLOCKS_PER_SM = 0
         del caches
 
@@ -360,6 +413,8 @@ def main() -> None:
             torch = None
     except ImportError:
         torch = None
+    if "--only" in sys.argv:
+        ONLY.extend(sys.argv[sys.argv.index("--only") + 1].split(","))
     cu = cuda()
     name = cu.get_current_device().name
     print(f"device: {name.decode() if isinstance(name, bytes) else name}", flush=True)

@@ -69,6 +69,10 @@ def test_gemv_unaligned_x_falls_back() -> None:
     pytest.param(np.float16, 32, 8, 4000, 128, marks=BIG),
     pytest.param(np.float16, 32, 32, 8191, 128, marks=BIG),
     pytest.param(np.float32, 64, 8, 3000, 64, marks=BIG),
+    pytest.param(np.float16, 32, 8, 16381, 128, marks=BIG),
+    pytest.param(np.float16, 4, 1, 30001, 128, marks=BIG),
+    pytest.param(np.float16, 8, 1, 20011, 128, marks=BIG),
+    pytest.param(np.float16, 16, 8, 777, 64, marks=BIG),
 ])
 def test_decode_attention(dt: type, heads: int, kv: int, ctx: int, d: int) -> None:
     cu = _cuda()
@@ -137,7 +141,10 @@ def test_feed_forward(t: int, e: int, f: int, act: str, wdt: type) -> None:
     check("cuda feed-forward", out.copy_to_host(), ref.feed_forward(x, wg, wu, wd, act), 1e-5)
 
 
-@pytest.mark.parametrize("rows,cols", [(3, 10), (2, 300), pytest.param(4096, 4096, marks=BIG)])
+# (3, 10): ragged rows, plain kernels; (2, 300): register kernels, one vector per
+# thread, some threads idle; (2, 1100): two vectors per thread, the second partly live.
+@pytest.mark.parametrize("rows,cols", [(3, 10), (2, 300), (2, 1100), pytest.param(4096, 4096, marks=BIG),
+                                       pytest.param(37, 8192, marks=BIG), pytest.param(5, 8196, marks=BIG)])
 def test_norms_and_softmax(rows: int, cols: int) -> None:
     cu = _cuda()
     from gene_jit.tensor_kernels import norms_cuda
@@ -155,6 +162,26 @@ def test_norms_and_softmax(rows: int, cols: int) -> None:
     out = cu.to_device(poisoned(rows, cols))
     norms_cuda.softmax(dx, out)
     check("cuda softmax", out.copy_to_host(), ref.softmax(x))
+
+
+def test_norms_f16_weights_and_unaligned_rows() -> None:
+    """f16 weights and a row view 4 bytes into its buffer take the plain kernels."""
+    cu = _cuda()
+    from gene_jit.tensor_kernels import norms_cuda
+
+    g = rng(38)
+    x = randn(g, 3, 16) * 2 + 1
+    w, b = randn(g, 16).astype(np.float16), randn(g, 16)
+    out = cu.to_device(poisoned(3, 16))
+    norms_cuda.rmsnorm(cu.to_device(x), cu.to_device(w), 1e-6, out)
+    check("cuda rmsnorm, f16 weights", out.copy_to_host(), ref.rmsnorm(x, w, 1e-6))
+    out = cu.to_device(poisoned(3, 16))
+    norms_cuda.layernorm(cu.to_device(x), cu.to_device(w), cu.to_device(b), 1e-5, out)
+    check("cuda layernorm, f16 weights", out.copy_to_host(), ref.layernorm(x, w, b, 1e-5), 2e-5)
+    flat = cu.to_device(np.concatenate([[0.0], x.reshape(-1)]).astype(np.float32))
+    out = cu.to_device(poisoned(3, 16))
+    norms_cuda.softmax(flat[1:].reshape(3, 16), out)
+    check("cuda softmax, unaligned rows", out.copy_to_host(), ref.softmax(x))
 
 
 def test_softmax_masked_rows() -> None:
@@ -181,10 +208,17 @@ def test_rope(b: int, t: int, d: int, start: int) -> None:
     check("cuda rope", out.copy_to_host(), ref.rope(x, pos))
 
 
+EXACT_KINDS = ("q8_0", "q4_0", "q6_k")  # f16 scale times small integers: exact in f32
+
+
 @pytest.mark.parametrize("kind,nblocks", [("q8_0", 5), ("q4_0", 5), ("q4_k", 3), ("q6_k", 3),
-                                          pytest.param("q4_k", 4096, marks=BIG),
-                                          pytest.param("q6_k", 4096, marks=BIG)])
+                                          pytest.param("q8_0", 40001, marks=BIG),
+                                          pytest.param("q4_0", 40001, marks=BIG),
+                                          pytest.param("q4_k", 4097, marks=BIG),
+                                          pytest.param("q6_k", 4097, marks=BIG)])
 def test_dequantize(kind: str, nblocks: int) -> None:
+    """Every output written (NaN-poisoned), against the float64 reference; the kinds
+    whose values are exact in f32 must match it bit for bit."""
     cu = _cuda()
     from test_kernels_helpers import random_blocks
 
@@ -193,7 +227,28 @@ def test_dequantize(kind: str, nblocks: int) -> None:
     raw = random_blocks(rng(35), kind, nblocks)
     out = cu.to_device(poisoned(dequant_cuda.out_size(kind, raw.size)))
     dequant_cuda.dequantize(cu.to_device(raw), kind, out)
-    check(f"cuda dequant {kind}", out.copy_to_host(), ref.DEQUANT[kind](raw), 1e-6)
+    want = ref.DEQUANT[kind](raw)
+    check(f"cuda dequant {kind}", out.copy_to_host(), want, 1e-6)
+    if kind in EXACT_KINDS:
+        np.testing.assert_array_equal(out.copy_to_host(), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_k", "q6_k"])
+def test_dequantize_unaligned_output(kind: str) -> None:
+    """An output view 4 bytes into its buffer can not take 16-byte stores: the scalar
+    stores write the same values, and nothing outside the view."""
+    cu = _cuda()
+    from test_kernels_helpers import random_blocks
+
+    from gene_jit.tensor_kernels import dequant_cuda
+
+    raw = random_blocks(rng(37), kind, 2)
+    n = dequant_cuda.out_size(kind, raw.size)
+    buf = cu.to_device(poisoned(n + 2))
+    dequant_cuda.dequantize(cu.to_device(raw), kind, buf[1:n + 1])
+    host = buf.copy_to_host()
+    assert np.isnan(host[0]) and np.isnan(host[n + 1])
+    check(f"cuda dequant {kind}, unaligned", host[1:n + 1], ref.DEQUANT[kind](raw), 1e-6)
 
 
 def test_elementwise_kernels() -> None:
@@ -219,8 +274,62 @@ def test_elementwise_kernels() -> None:
     check("cuda sqrt", out.copy_to_host(), np.sqrt(v.astype(np.float64)))
 
 
+def test_elementwise_vector_kernels_many_trips(monkeypatch) -> None:
+    """One block, so each thread makes several grid-stride trips with a ragged last one;
+    broadcast operands of 1000 and 40 values wrap at steps that are not multiples of
+    their size; either operand may be the broadcast one."""
+    cu = _cuda()
+    from gene_jit.tensor_kernels import elementwise_cuda as ew
+
+    monkeypatch.setattr(ew, "VEC_MAX_BLOCKS", 1)
+    g = rng(39)
+    a, row, small = randn(g, 5, 1000), randn(g, 1000) + 3, randn(g, 40) + 3
+    da, drow, dsmall = cu.to_device(a.reshape(-1)), cu.to_device(row), cu.to_device(small)
+    a64 = a.astype(np.float64)
+    for op, f in (("add", np.add), ("div", np.divide)):
+        out = cu.to_device(poisoned(5000))
+        ew.binary(da, drow, out, op)
+        check(f"cuda {op} vector row-broadcast", out.copy_to_host().reshape(5, 1000), f(a64, row))
+        out = cu.to_device(poisoned(5000))
+        ew.binary(drow, da, out, op)
+        check(f"cuda {op} vector broadcast first", out.copy_to_host().reshape(5, 1000), f(row, a64))
+        out = cu.to_device(poisoned(5000))
+        ew.binary(da, dsmall, out, op)
+        check(f"cuda {op} vector 40-broadcast", out.copy_to_host(), f(a64.reshape(-1), np.tile(small, 125)))
+    out = cu.to_device(poisoned(5000))
+    ew.unary(da, out, "silu")
+    check("cuda vector silu", out.copy_to_host().reshape(5, 1000), ref.silu(a))
+    out = cu.to_device(poisoned(5000))
+    ew.binary_scalar(da, 0.5, out, "sub", True)
+    check("cuda vector scalar-first sub", out.copy_to_host().reshape(5, 1000), 0.5 - a64)
+
+
+def test_elementwise_in_place_and_unaligned() -> None:
+    """Output aliasing an input (in place), and views 4 bytes into their buffers (the
+    scalar kernels)."""
+    cu = _cuda()
+    from gene_jit.tensor_kernels import elementwise_cuda as ew
+
+    g = rng(40)
+    a, row = randn(g, 3, 8), randn(g, 8)
+    da = cu.to_device(a.reshape(-1))
+    ew.binary(da, cu.to_device(row), da, "mul")
+    check("cuda in-place mul", da.copy_to_host().reshape(3, 8), a.astype(np.float64) * row)
+    buf = cu.to_device(np.concatenate([[0.0], a.reshape(-1)]).astype(np.float32))
+    out = cu.to_device(poisoned(25))
+    ew.unary(buf[1:], out[1:], "exp")
+    check("cuda exp, unaligned", out.copy_to_host()[1:], np.exp(a.astype(np.float64)).reshape(-1))
+    out = cu.to_device(poisoned(25))
+    ew.binary(buf[1:], cu.to_device(row), out[1:], "sub")
+    check("cuda sub, unaligned", out.copy_to_host()[1:].reshape(3, 8), a.astype(np.float64) - row)
+
+
+# The real-GPU cases: a group of 4 (8) over 36 (134) splits of a context that is no
+# multiple of the split length, so the combine's lanes hold several (max, sum) pairs.
 @pytest.mark.parametrize("dt,heads,kv,ctx,d,resident", [
     (np.float16, 4, 2, 300, 32, 24), (np.float32, 8, 1, 97, 64, 7), (np.float16, 2, 2, 130, 16, 40),
+    pytest.param(np.float16, 4, 1, 570, 128, 36, marks=BIG),
+    pytest.param(np.float16, 16, 2, 3210, 128, 400, marks=BIG),
 ])
 def test_decode_many_splits_combine_in_kernel(monkeypatch, dt: type, heads: int, kv: int, ctx: int, d: int,
                                               resident: int) -> None:
@@ -229,7 +338,7 @@ def test_decode_many_splits_combine_in_kernel(monkeypatch, dt: type, heads: int,
     cu = _cuda()
     from gene_jit.tensor_kernels import decode_cuda
 
-    monkeypatch.setattr(decode_cuda, "resident_blocks", lambda launcher: resident)
+    monkeypatch.setattr(decode_cuda, "resident_blocks", lambda launcher, threads: resident)
     g = rng(15)
     kc, vc = randn(g, kv, ctx, d).astype(dt), randn(g, kv, ctx, d).astype(dt)
     dk, dv = cu.to_device(kc), cu.to_device(vc)

@@ -6,13 +6,16 @@ kernel is built to stream the cache at HBM bandwidth:
 - One kernel, grid (kv heads x splits): each block takes one kv head and one range of
   keys (a split) for every query head of its group. `plan` sizes the splits so that the
   grid is exactly as many blocks as the GPU holds at once (occupancy x SMs): one wave,
-  every SM busy, no second partial wave. Inside a block, `L = D / 8` lanes hold one key row
-  (8 dims each, one 16-byte load of f16 via `vector_cuda.ld8`); a warp therefore reads
-  `32 / L` rows at once, and each lane issues `2 * U` loads (U keys of K and of V)
-  before it computes, to keep bytes in flight. Every lane keeps its query slice, its
-  output slice and the online-softmax state (running max, running sum) in registers: the
-  group size, head dim and unroll are compile-time constants of the generated kernel, so
-  the small per-lane arrays are fully unrolled into registers. The block's key streams
+  every SM busy, no second partial wave. Groups of up to 4 query heads run 8 warps per
+  block (`default_warps`), larger ones 4: at the same occupancy, wider blocks mean half
+  as many splits, so half the partials for the combine below, which runs after the last
+  split and so dominates short caches with grouped heads. Inside a block, `L = D / 8`
+  lanes hold one key row (8 dims each, one 16-byte load of f16 via `vector_cuda.ld8`);
+  a warp therefore reads `32 / L` rows at once, and each lane issues `2 * U` loads (U
+  keys of K and of V) before it computes, to keep bytes in flight. Every lane keeps its
+  query slice, its output slice and the online-softmax state (running max, running sum)
+  in registers: the group size, head dim, unroll and warps are compile-time constants of
+  the generated kernel, so the small per-lane arrays are fully unrolled into registers. The block's key streams
   then merge through shared memory into one partial (max, sum, unnormalised output) per
   query head and split.
 - Combine, in the same launch: each block publishes its partials (thread fence) and
@@ -20,7 +23,8 @@ kernel is built to stream the cache at HBM bandwidth:
   all splits of that kv head with the usual rescaling by exp(max_s - max), divides by
   the total sum and resets the counter for the next launch. This saves the second
   launch and its drain-and-refill of the GPU, which cost more than the combine itself
-  on short caches. The partials are read with L2-coherent loads (`ld.global.cg`).
+  on short caches. The partials are read with L2-coherent loads (`ld.global.cg`), all
+  of a thread's loads issued before the first is used (see `_make_combine`).
 
 Masked keys and empty streams use a large negative finite score instead of -inf: the
 kernels compile with fastmath, which assumes no infinities.
@@ -37,7 +41,9 @@ from gene_jit.tensor_kernels.cuda_support import cuda, simulator
 from gene_jit.tensor_kernels.vector_cuda import Launcher, aligned, array_type, ld8, ld_cg2, ld_cg4
 
 cu = cuda()
-WARPS = 4  # warps per split block
+WARPS = 4  # warps per split block for groups over SMALL_GROUP
+WIDE_WARPS = 8  # warps per split block for groups up to SMALL_GROUP
+SMALL_GROUP = 4  # (WIDE_WARPS * 1 KiB * group of shared memory must stay under 48 KiB)
 BLOCKS_PER_SM = 0  # split blocks per SM `plan` aims at; 0: as many as fit at once
 NEG = np.float32(-1e30)  # "minus infinity" that fastmath arithmetic keeps finite
 MAX_GROUP = 8  # query heads per kv head held in registers
@@ -48,7 +54,7 @@ def supported(group: int, d: int) -> bool:
     return 1 <= group <= MAX_GROUP and d in HEAD_DIMS
 
 
-def _make_merge(group: int, d: int, nsub: int) -> Any:
+def _make_merge(group: int, d: int, nsub: int, warps: int) -> Any:
     """The device function that merges a split block's key streams (shared memory sized
     by the compile-time group, head dim and stream count)."""
 
@@ -64,7 +70,7 @@ def _make_merge(group: int, d: int, nsub: int) -> Any:
             for e in range(8):
                 sm_acc[stream, g, li * 8 + e] = acc[g, e]
         cu.syncthreads()
-        for idx in range(tid, group * d, WARPS * 32):
+        for idx in range(tid, group * d, warps * 32):
             g, c = idx // d, idx % d
             mx = NEG
             for s in range(nsub):
@@ -84,15 +90,16 @@ def _make_merge(group: int, d: int, nsub: int) -> Any:
     return _merge_streams
 
 
-def _make_split(group: int, d: int, unroll: int) -> Any:
-    """The split kernel for one (group size, head dim, unroll), with those as constants."""
+def _make_split(group: int, d: int, unroll: int, warps: int) -> Any:
+    """The split kernel for one (group size, head dim, unroll, warps per block), with
+    those as constants."""
     lanes = d // 8  # lanes per key row
     subs = 32 // lanes  # key rows a warp reads at once
-    nsub = WARPS * subs  # key streams per block
+    nsub = warps * subs  # key streams per block
     trip = nsub * unroll  # keys a block consumes per loop trip
 
-    _merge_streams = _make_merge(group, d, nsub)
-    _combine = _make_combine(group, d)
+    _merge_streams = _make_merge(group, d, nsub, warps)
+    _combine = _make_combine(group, d, warps)
 
     @cu.jit(fastmath=True)
     def split(q: Any, kc: Any, vc: Any, head_stride: int, n_ctx: int, split_len: int,
@@ -175,77 +182,101 @@ def _make_split(group: int, d: int, unroll: int) -> Any:
     return split, trip
 
 
-def _make_combine(group: int, d: int) -> Any:
+def _make_weights(group: int, warps: int) -> Any:
+    """The combine's first step: each split's weight exp(m_s - M) / L per query head,
+    into shared `wts` [group, MAX_SPLITS] (see `_make_combine`)."""
+    per_lane = MAX_SPLITS // 32  # (max, sum) pairs a lane holds
+
+    @cu.jit(device=True, inline=True)
+    def _weights(kh: int, splits: int, tid: int, part_ml: Any, wts: Any) -> None:
+        lane = tid & 31
+        ms = cu.local.array(per_lane, np.float32)
+        ls = cu.local.array(per_lane, np.float32)
+        for g0 in range(0, group, warps):  # every warp makes the same trips and shuffles
+            g = g0 + (tid >> 5)
+            live = g < group
+            h = kh * group + min(g, group - 1)
+            mx = NEG
+            for i in range(per_lane):
+                s = lane + 32 * i
+                if live and s < splits:
+                    pair = ld_cg2(part_ml, (h * splits + s) * 2)
+                    ms[i] = pair[0]
+                    ls[i] = pair[1]
+                else:
+                    ms[i] = NEG
+                    ls[i] = 0.0
+                mx = max(mx, ms[i])
+            for off in (16, 8, 4, 2, 1):
+                mx = max(mx, cu.shfl_xor_sync(0xFFFFFFFF, mx, off))
+            tot = np.float32(0.0)
+            for i in range(per_lane):
+                tot += ls[i] * math.exp(ms[i] - mx)
+            for off in (16, 8, 4, 2, 1):
+                tot += cu.shfl_xor_sync(0xFFFFFFFF, tot, off)
+            inv = np.float32(1.0) / tot if live else np.float32(0.0)
+            for i in range(per_lane):
+                if live and lane + 32 * i < splits:
+                    wts[g, lane + 32 * i] = math.exp(ms[i] - mx) * inv
+
+    return _weights
+
+
+def _make_combine(group: int, d: int, warps: int) -> Any:
     """The device function with which the last split block of a kv head merges the
     partials of all splits into the outputs of the head's `group` query heads.
 
-    Weights first: per query head, the threads fold (max, sum) pairs over the splits and
-    the warps meet in shared memory; each split's weight exp(m_s - M) / L goes to shared
-    memory. (Staging all pairs in shared memory first, and four rows per thread below,
-    measured slower on the H100.) Then the outputs: `d / 4` threads cover one partial
-    row with 16-byte loads, the block's threads take `rows` splits at once, and every thread keeps `group * 2`
-    loads in flight per trip, so the few microseconds this runs on the critical path go
-    to L2 bandwidth, not latency. The per-row-slot sums meet in shared memory."""
+    It runs on the critical path after the last split, so it is built to wait on as few
+    L2 round trips as possible. Weights first: warp w takes query heads w, w + warps, ...;
+    each lane loads all its (max, sum) pairs at once (splits lane, lane + 32, ...), the
+    warp folds them with shuffles, and each split's weight exp(m_s - M) / L goes to
+    shared memory: one round trip for every head together. Then the outputs: `d / 4`
+    threads cover one partial row with 16-byte loads, the block's threads take `rows`
+    splits side by side, and each thread first loads `unroll` of its splits for every
+    head (`unroll * group` loads in flight), then weights and sums them; the per-row-slot
+    sums meet in shared memory."""
+    threads = warps * 32
     quads = d // 4  # threads per partial row
-    rows = WARPS * 32 // quads  # partial rows read at once
+    rows = threads // quads  # partial rows read at once
+    unroll = max(1, 16 // group)  # splits per row slot per trip
+    _weights = _make_weights(group, warps)
+
     @cu.jit(device=True, inline=True)
     def _combine(kh: int, splits: int, tid: int, part_o: Any, part_ml: Any, out: Any, sums: Any) -> None:
         """`sums` is shared [>= rows, group, d] (the merge's buffer, free again by now)."""
         wts = cu.shared.array((group, MAX_SPLITS), np.float32)
-        red = cu.shared.array((WARPS, 2), np.float32)
-        lane, warp = tid & 31, tid >> 5
-        for g in range(group):
-            h = kh * group + g
-            m = NEG
-            lt = np.float32(0.0)
-            for s in range(tid, splits, WARPS * 32):
-                ms, ls = ld_cg2(part_ml, (h * splits + s) * 2)
-                mn = max(m, ms)
-                lt = lt * math.exp(m - mn) + ls * math.exp(ms - mn)
-                m = mn
-            for off in (16, 8, 4, 2, 1):
-                mo = cu.shfl_xor_sync(0xFFFFFFFF, m, off)
-                lo = cu.shfl_xor_sync(0xFFFFFFFF, lt, off)
-                mn = max(m, mo)
-                lt = lt * math.exp(m - mn) + lo * math.exp(mo - mn)
-                m = mn
-            if lane == 0:
-                red[warp, 0] = m
-                red[warp, 1] = lt
-            cu.syncthreads()
-            mx = red[0, 0]
-            for w in range(1, WARPS):
-                mx = max(mx, red[w, 0])
-            tot = np.float32(0.0)
-            for w in range(WARPS):
-                tot += red[w, 1] * math.exp(red[w, 0] - mx)
-            cu.syncthreads()  # `red` is written again for the next head
-            inv = np.float32(1.0) / tot
-            for s in range(tid, splits, WARPS * 32):
-                wts[g, s] = math.exp(ld_cg2(part_ml, (h * splits + s) * 2)[0] - mx) * inv
+        _weights(kh, splits, tid, part_ml, wts)
         cu.syncthreads()
         qi, r = tid % quads, tid // quads
         acc = cu.local.array((group, 4), np.float32)
+        buf = cu.local.array((unroll, group, 4), np.float32)
         for g in range(group):
             for e in range(4):
                 acc[g, e] = 0.0
         s = r
         while s < splits:
-            s2 = min(s + rows, splits - 1)  # past the end: re-read, weight 0
-            for g in range(group):
-                h = kh * group + g
-                a = ld_cg4(part_o, (h * splits + s) * d + qi * 4)
-                b = ld_cg4(part_o, (h * splits + s2) * d + qi * 4)
-                wa = wts[g, s]
-                wb = wts[g, s2] if s + rows < splits else np.float32(0.0)
-                for e in range(4):
-                    acc[g, e] += a[e] * wa + b[e] * wb
-            s += 2 * rows
+            for u in range(unroll):
+                su = s + u * rows
+                for g in range(group):
+                    if su < splits:
+                        a = ld_cg4(part_o, ((kh * group + g) * splits + su) * d + qi * 4)
+                        for e in range(4):
+                            buf[u, g, e] = a[e]
+                    else:
+                        for e in range(4):
+                            buf[u, g, e] = 0.0
+            for u in range(unroll):
+                su = min(s + u * rows, splits - 1)
+                for g in range(group):
+                    w = wts[g, su]
+                    for e in range(4):
+                        acc[g, e] += buf[u, g, e] * w
+            s += unroll * rows
         for g in range(group):
             for e in range(4):
                 sums[r, g, qi * 4 + e] = acc[g, e]
         cu.syncthreads()
-        for idx in range(tid, group * d, WARPS * 32):
+        for idx in range(tid, group * d, threads):
             g, c = idx // d, idx % d
             o = np.float32(0.0)
             for rr in range(rows):
@@ -263,15 +294,25 @@ _scratch: dict[tuple[int, int, int, int], tuple[Any, Any, Any]] = {}
 
 
 def default_unroll(group: int) -> int:
-    return 4 if group <= 4 else 2  # 2 * unroll loads in flight, within the register budget
+    """Keys per stream per trip (2 * unroll loads in flight), within the register budget.
+    One query head per kv head has the least arithmetic per key and ran best with 2 on
+    the H100 (the shorter trips end the split sooner), groups of 2 to 4 with 4."""
+    return 4 if 2 <= group <= 4 else 2
 
 
-def _split_kernel(group: int, d: int, cache_dtype: Any, unroll: int) -> tuple[Launcher, int]:
-    key = (group, d, np.dtype(cache_dtype).name, unroll)
+def default_warps(group: int) -> int:
+    """Warps per split block. Wider blocks mean fewer, longer splits: fewer partials for
+    the combine on the critical path, which dominates short caches with grouped heads.
+    The stream merge's shared buffer (1 KiB per warp and group head) bounds them."""
+    return WIDE_WARPS if group <= SMALL_GROUP else WARPS
+
+
+def _split_kernel(group: int, d: int, cache_dtype: Any, unroll: int, warps: int) -> tuple[Launcher, int]:
+    key = (group, d, np.dtype(cache_dtype).name, unroll, warps)
     if key not in _kernels:
         from numba import types
 
-        kern, trip = _make_split(group, d, unroll)
+        kern, trip = _make_split(group, d, unroll, warps)
         cache_t = array_type(cache_dtype)
         sig = (array_type(np.float32), cache_t, cache_t, types.int64, types.int64, types.int64,
                types.float32, array_type(np.float32, 3), array_type(np.float32, 3),
@@ -280,7 +321,7 @@ def _split_kernel(group: int, d: int, cache_dtype: Any, unroll: int) -> tuple[La
     return _kernels[key]
 
 
-def resident_blocks(launcher: Launcher) -> int:
+def resident_blocks(launcher: Launcher, threads: int) -> int:
     """How many split blocks the whole GPU holds at once (occupancy x SMs), or
     BLOCKS_PER_SM x SMs when that is set. A grid within this runs as one wave: a second,
     partial wave would add a whole block's latency for a few blocks' work."""
@@ -289,7 +330,7 @@ def resident_blocks(launcher: Launcher) -> int:
     sms = int(cu.get_current_device().MULTIPROCESSOR_COUNT)
     if BLOCKS_PER_SM:
         return BLOCKS_PER_SM * sms
-    return int(launcher.compiled().max_cooperative_grid_blocks(WARPS * 32))
+    return int(launcher.compiled().max_cooperative_grid_blocks(threads))
 
 
 def plan(hkv: int, n_ctx: int, nsub: int, resident: int) -> tuple[int, int]:
@@ -312,21 +353,23 @@ def usable(q: Any, k_cache: Any, v_cache: Any, out: Any) -> bool:
 
 
 def decode(q: Any, k_cache: Any, v_cache: Any, n_ctx: int, scale: float, out: Any,
-           unroll: int = 0) -> None:
+           unroll: int = 0, warps: int = 0) -> None:
     """q [H, D] f32, caches [Hkv, S, D] (f16 or f32), out [H, D] f32; `usable` holds.
-    `unroll` (keys per stream per trip) defaults to the tuned value for the group size.
-    One launch: the split blocks combine their own partials (see the module doc)."""
+    `unroll` (keys per stream per trip) and `warps` (per split block) default to the
+    tuned values for the group size. One launch: the split blocks combine their own
+    partials (see the module doc)."""
     h, d = q.shape
     hkv, s_len = k_cache.shape[0], k_cache.shape[1]
     group = h // hkv
     unroll = unroll or default_unroll(group)
-    split, trip = _split_kernel(group, d, k_cache.dtype, unroll)
-    splits, split_len = plan(hkv, n_ctx, trip // unroll, resident_blocks(split))
+    warps = warps or default_warps(group)
+    split, trip = _split_kernel(group, d, k_cache.dtype, unroll, warps)
+    splits, split_len = plan(hkv, n_ctx, trip // unroll, resident_blocks(split, warps * 32))
     key = (h, hkv, d, splits)
     if key not in _scratch:
         _scratch[key] = (cu.device_array((h, splits, d), np.float32), cu.device_array((h, splits, 2), np.float32),
                          cu.to_device(np.zeros(hkv, np.int32)))
     part_o, part_ml, counters = _scratch[key]
-    split((hkv, splits), WARPS * 32, q.reshape(h * d), k_cache.reshape(k_cache.size),
+    split((hkv, splits), warps * 32, q.reshape(h * d), k_cache.reshape(k_cache.size),
           v_cache.reshape(v_cache.size), s_len * d, n_ctx, split_len, np.float32(scale), part_o, part_ml,
           counters, out)
