@@ -110,8 +110,8 @@ class ExactBatches:
         verdict = self.verdicts.get((n, bucket))
         if verdict is None:
             verdict = self.verdicts[(n, bucket)] = self._check(ctx, seq, tokens)
-            if not verdict:
-                self.first_bad[n] = min(bucket, bad if bad is not None else bucket)
+            if not verdict:  # (a known bad range returned above, so this one is lower)
+                self.first_bad[n] = bucket
         return verdict
 
     def _check(self, ctx: Context, seq: int, tokens: list[int]) -> bool:
