@@ -8,18 +8,29 @@
 `eval` and `run_file` return plain Python data (`to_python`): ints, floats, strings, bools,
 None, lists and dicts. NumPy arrays, tensors, genes, functions and other objects pass
 through unchanged. `eval_source` and `run_program` return the raw Gene value (the CLI
-uses them). Gene mistakes raise `gene_jit.runtime.errors.GeneError` subclasses.
+uses them). Gene mistakes raise `gene_jit.runtime.errors.GeneError` subclasses; a fault
+of gene-jit itself raises `InternalError` (its `__cause__` is the Python exception).
+Python warnings raised while Gene code compiles or runs (SyntaxWarnings about generated
+code, NumPy's RuntimeWarnings) are not shown unless `GENE_DEBUG=1`.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from gene_jit.runtime import printer
-from gene_jit.runtime.errors import GeneOverflowError, GeneTypeError
+from gene_jit.runtime.errors import (
+    GeneError,
+    GeneOverflowError,
+    GeneTypeError,
+    InternalError,
+    debug_enabled,
+)
 from gene_jit.runtime.values import INT_MAX, INT_MIN, GeneSet, Range, Symbol
 
 
@@ -37,13 +48,32 @@ def _compiler() -> Any:
     return compiler
 
 
+@contextmanager
+def gene_boundary() -> Iterator[None]:
+    """Where Python hands control to Gene code: Python warnings stay inside (Gene has its
+    own errors), and an exception that is neither a Gene error nor an interrupt or broken
+    pipe leaves as an `InternalError`."""
+    with warnings.catch_warnings():
+        if not debug_enabled():
+            warnings.simplefilter("ignore")
+        try:
+            yield
+        except (GeneError, InternalError, BrokenPipeError):
+            raise
+        except Exception as exc:
+            from gene_jit.frontend.compiler_errors import internal_error
+
+            raise internal_error(exc) from exc
+
+
 def eval_source(source: str, filename: str = "<eval>", env: Any = None) -> Any:
     """Run Gene `source` and return the raw Gene value of its last form."""
     if not isinstance(source, str):
         raise GeneTypeError(
             f"gene_jit.eval: expected source text (str), got {type(source).__name__}"
         )
-    return _compiler().run_source(source, filename, env)
+    with gene_boundary():
+        return _compiler().run_source(source, filename, env)
 
 
 def run_program(path: str, args: Iterable[str] = ()) -> Any:
@@ -52,9 +82,10 @@ def run_program(path: str, args: Iterable[str] = ()) -> Any:
 
     path = str(path)
     text = read_file("run", path)
-    compiler = _compiler()
-    env = compiler.new_env(path, [str(a) for a in args])
-    return compiler.run_source(text, path, env)
+    with gene_boundary():
+        compiler = _compiler()
+        env = compiler.new_env(path, [str(a) for a in args])
+        return compiler.run_source(text, path, env)
 
 
 def eval(source: str) -> Any:  # noqa: A001 - the public name is gene_jit.eval

@@ -1,9 +1,11 @@
 """The `gene-jit` command line: `run`, `eval`, `repl`, plus subcommands other parts add.
 
-Exit status: 0 on success; 1 when the Gene program fails (a Gene error, printed with its
+Exit status: 0 on success, and when the reader of the output goes away (`gene-jit run
+p.gene | head -1`); 1 when the Gene program fails (a Gene error, printed with its
 location and source line, or an uncaught `throw`); 2 for usage errors; 70 for an
-internal error, which prints the Python traceback since it is a bug in gene-jit. Python
-frames of Gene errors appear only with `GENE_DEBUG=1`.
+internal error, a bug in gene-jit, printed with the end of its Python traceback (all of
+it with `GENE_DEBUG=1`). Python frames of Gene errors and Python warnings appear only
+with `GENE_DEBUG=1`.
 
 Adding a subcommand: put `"name": ("module", "one-line help")` into `SUBCOMMANDS`. The
 module is imported only when the subcommand runs (or `--help` lists it) and provides
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -156,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if not debug_enabled():
+        warnings.simplefilter("ignore")  # Gene reports its own errors; Python's are noise
     try:
         if hasattr(args, "_lazy"):
             name, module = args._lazy
@@ -182,8 +188,34 @@ def _exit_code(exc: SystemExit) -> int:
 def _flush() -> None:
     try:
         sys.stdout.flush()
-    except (BrokenPipeError, ValueError, OSError):
+    except BrokenPipeError:
+        _drop_stdout()
+    except (ValueError, OSError):
         pass
+
+
+def _drop_stdout() -> None:
+    """The reader of stdout is gone: send what is still buffered, and all later writes
+    (the interpreter flushes at exit), to the null device, so nothing complains."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file
+        pass
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BrokenPipeError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+# Frames of an internal error's traceback shown without GENE_DEBUG=1.
+SHORT_TRACEBACK = 6
 
 
 def report_failure(exc: BaseException) -> int:
@@ -192,7 +224,8 @@ def report_failure(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")
         return 130
-    if isinstance(exc, BrokenPipeError):
+    if _is_broken_pipe(exc):
+        _drop_stdout()
         return EXIT_OK  # the reader of our output went away (`gene-jit run x | head`)
     if isinstance(exc, GeneError):
         sys.stderr.write(format_gene_error(exc) + "\n")
@@ -204,14 +237,30 @@ def report_failure(exc: BaseException) -> int:
         if debug_enabled():
             traceback.print_exception(exc)
         return EXIT_GENE_ERROR
-    text = (
-        str(exc)
-        if isinstance(exc, InternalError)
-        else f"internal error (this is a bug in gene-jit): {type(exc).__name__}: {exc}"
-    )
-    sys.stderr.write(text + "\n")
-    traceback.print_exception(exc)
+    sys.stderr.write(format_internal_error(exc) + "\n")
     return EXIT_INTERNAL
+
+
+def format_internal_error(exc: BaseException) -> str:
+    """A fault of gene-jit: what went wrong, where the Gene program was, and the Python
+    traceback of the fault (its last frames; all of them with GENE_DEBUG=1)."""
+    if not isinstance(exc, InternalError):
+        from gene_jit.frontend.compiler_errors import internal_error
+
+        exc = internal_error(exc)
+    cause = exc.__cause__ or exc
+    if debug_enabled():
+        trace = traceback.format_exception(cause)
+        hint = ""
+    else:
+        frames = traceback.extract_tb(cause.__traceback__)[-SHORT_TRACEBACK:]
+        trace = [
+            "Traceback (most recent call last, shortened):\n",
+            *traceback.format_list(frames),
+            *traceback.format_exception_only(cause),
+        ]
+        hint = "GENE_DEBUG=1 shows the whole traceback; please report this with it\n"
+    return (exc.format() + "\n" + "".join(trace) + hint).rstrip("\n")
 
 
 def format_gene_error(exc: GeneError) -> str:

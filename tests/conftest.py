@@ -1,5 +1,5 @@
 """Shared test helpers: run Gene code in-process with stdin and stdout captured, under a
-chosen tier mode (`GENE_JIT=0` or `eager`), and run the CLI as a subprocess.
+chosen tier mode (`GENE_JIT=0`, `eager` or the default lazy `1`), and run the CLI as a subprocess.
 
 Kept small on purpose: the conformance tests (test_programs, test_seed) use `run_gene_*`;
 the CLI tests use `run_cli`.
@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-JIT_MODES = ("0", "eager")
+# tier 0 only; compile at the first call; compile after GENE_JIT_THRESHOLD calls (default 2),
+# so a program's hot functions switch tiers part way through its run
+JIT_MODES = ("0", "eager", "1")
 
 
 @dataclass

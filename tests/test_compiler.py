@@ -510,6 +510,20 @@ def test_rebinding_in_other_forms_defeats_inference(src: str) -> None:
         run(src)
 
 
+@pytest.mark.parametrize(
+    "src",
+    [
+        # every assignment operator is an assignment to inference (core.ASSIGN_OPS)
+        "(fn h [] (var x 4) (x **= 0.5) (x == 2)) (h)",
+        "(fn h [] (var x 1) (x &&= 2.0) (x == 2)) (h)",
+        "(fn h [] (var x 2) (x /= 1) (x == 2)) (h)",
+        "(fn h [] (var x 2) (x = (if (x > 1) then 2.0 elif false 1 else 3)) (x == 2)) (h)",
+    ],
+)
+def test_assignments_that_change_kind_are_seen(src: str) -> None:
+    assert run(src) is False
+
+
 def test_narrowed_branches_compute_the_same() -> None:
     src = """
 (fn f [n] (if (n >= 10) (n - 3) elif (n > -5) (n + 100) else (n * 2)))

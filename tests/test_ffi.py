@@ -37,11 +37,19 @@ def test_load_by_path_and_soname(libm: ffi.Library) -> None:
 
 def test_missing_library_names_every_place_searched() -> None:
     with pytest.raises(GeneError) as err:
-        ffi.load("surely-not-a-lib", "/nonexistent/libsurely.so")
+        ffi.load("surely-not-a-lib")
     msg = err.value.message
-    assert "/nonexistent/libsurely.so (no such file)" in msg
     assert "find_library('surely-not-a-lib')" in msg
     assert "libsurely-not-a-lib.so" in msg
+
+
+@pytest.mark.parametrize("name", ["m", "c", "surely-not-a-lib"])
+def test_a_missing_path_is_an_error_not_another_library(name: str) -> None:
+    with pytest.raises(GeneError) as err:
+        ffi.load(f"{name}-at-path", "/nonexistent/libsurely.so")
+    assert "/nonexistent/libsurely.so (no such file)" in err.value.message
+    with pytest.raises(GeneError, match="no such file"):
+        ffi.load(name, "/nonexistent/libsurely.so")
 
 
 def test_missing_symbol_names_library_and_symbol(libc: ffi.Library) -> None:

@@ -13,8 +13,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from gene_jit.ffi import Pointer
 from gene_jit.jit import jit
 from gene_jit.runtime.errors import GeneError
 
@@ -112,10 +114,11 @@ def test_bool_and_pointer_round_trip(tmp_path: Path) -> None:
       (var p (ptr-plus a 24))
       (if (flip b) (ptr-diff p a) (ptr-diff a p)))
     """
+    memory = np.zeros(8)
     for b in (True, False):
-        native, tier0, f = both(source, b, 4096)
+        native, tier0, f = both(source, b, memory)
         assert native == tier0 == (-24 if b else 24)
-        assert f.signatures == ["(bool, i64) -> i64"]
+        assert f.signatures == ["(bool, array<f64,1>) -> i64"]
 
 
 def test_pointer_results_stay_inside_tier1() -> None:
@@ -124,7 +127,7 @@ def test_pointer_results_stay_inside_tier1() -> None:
     (fn f [n] (c-malloc n))
     """
     f = jit(source)
-    assert isinstance(f(16), int)
+    assert isinstance(f(16), Pointer)
     assert f.signatures == []
     assert "ptr" in f.stats.reason
 
@@ -303,6 +306,6 @@ def test_libllama_structs_returned_by_value() -> None:
         (i = (i + 1)))
       acc)
     """
-    native, tier0, f = both(source, 4096, 5)
-    assert f.signatures == ["(i64, i64) -> i64"]
+    native, tier0, f = both(source, np.zeros(4, np.int64), 5)
+    assert f.signatures == ["(array<i64,1>, i64) -> i64"]
     assert native == tier0

@@ -102,7 +102,7 @@ def test_batch_get_one_returns_struct_by_value(llama: ffi.Library) -> None:
         tokens[i] = t
     batch = get_one(tokens, 3)
     assert batch.n_tokens == 3
-    assert batch.token == tokens.address
+    assert batch.token.address == tokens.address
     assert ffi.array(batch.token, "int32", 3) == [11, 22, 33]
     assert batch.logits is None
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import llvmlite.ir as ir
 
-from gene_jit.codegen import cache
+from gene_jit.codegen import cache, pylayout
 from gene_jit.codegen.emit import ModuleEmitter, symbol_name
 from gene_jit.codegen.engine import engine
 from gene_jit.codegen.trampoline import emit_entry, make_builtin, vcall_name
 from gene_jit.ir import types as T
+from gene_jit.ir.builder import NotTypeable
 from gene_jit.ir.nodes import Op, Unit
-from gene_jit.ir.passes import run_passes
+from gene_jit.ir.passes import PROFILE_SKIPS, run_passes
 from gene_jit.ir.printer import format_unit
 
 
@@ -122,7 +123,10 @@ def compile_units(units: list[Unit], use_cache: bool = True,
     function names collide are compiled separately. With `counters` (profiling), the
     code counts calls and loop trips (cached apart: its text names the cells)."""
     t0 = time.perf_counter()
-    units = [run_passes(u) for u in units]
+    layout, reason = pylayout.current()
+    if layout is None:
+        raise NotTypeable(reason)
+    units = [run_passes(u, PROFILE_SKIPS if counters is not None else frozenset()) for u in units]
     names = [n for u in units for n in u.functions]
     if len(names) != len(set(names)):
         return [n for u in units for n in compile_units([u], use_cache, counters)]

@@ -28,6 +28,7 @@ NIL_T = I8
 # Error kinds passed to gene_jit_raise; the entry turns them into Gene errors.
 ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT, ERR_FFI_ARG = 1, 2, 3, 4, 5
 ERR_PENDING = 6  # raise the Gene error that native code had Python build (engine.PENDING)
+ERR_DEPTH = 7  # the recursion depth limit (emit_depth.py)
 
 
 def error_code(kind: int, span: Span) -> int:
@@ -78,7 +79,8 @@ class ModuleEmitter:
     def emit(self) -> ir.Module:
         for fn in self.unit.ordered():
             ret = ir.VoidType() if fn.ret == T.NIL else llvm_type(fn.ret)
-            fty = ir.FunctionType(ret, [llvm_type(p.type) for p in fn.params])
+            # the hidden last argument is the recursion depth budget (emit_depth.py)
+            fty = ir.FunctionType(ret, [llvm_type(p.type) for p in fn.params] + [I32])
             lfn = ir.Function(self.module, fty, symbol_name(fn.name))
             lfn.attributes.add("nounwind")
             if fn is not self.unit.root:
@@ -86,6 +88,11 @@ class ModuleEmitter:
             self.functions[fn.name] = lfn
         for fn in self.unit.ordered():
             FunctionEmitter(self, fn, self.functions[fn.name]).emit()
+        if self.unit.bindings is not None:  # read by the unit's entry (bindings.py)
+            from gene_jit.codegen.bindings import MODULE_ATTR
+
+            tables = self.module.__dict__.setdefault(MODULE_ATTR, {})
+            tables[self.functions[self.unit.root.name].name] = self.unit.bindings
         return self.module
 
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -115,9 +122,13 @@ class FunctionEmitter:
         for slot, ty in self.fn.locals.items():
             if ty != T.NIL:
                 self.slots[slot] = self.b.alloca(llvm_type(ty), name=slot.replace("$", "t"))
-        for p, arg in zip(self.fn.params, self.lfn.args, strict=True):
+        for p, arg in zip(self.fn.params, self.lfn.args[:-1], strict=True):
             arg.name = p.name or f"a{p.id}"
             self.values[p.id] = arg
+        from gene_jit.codegen.emit_depth import begin_function
+
+        self.lfn.args[-1].name = "depth.left"
+        begin_function(self, self.lfn.args[-1])
         for block in self.fn.blocks:
             self.b.position_at_end(self.blocks[block.name])
             for ins in block.instrs:
@@ -167,6 +178,8 @@ class FunctionEmitter:
         x, y = (self.v(a) for a in ins.args)
         if ins.args[0].type == T.F64:
             return {Op.ADD: self.b.fadd, Op.SUB: self.b.fsub, Op.MUL: self.b.fmul}[ins.op](x, y)
+        if ins.attr == "nowrap":  # the builder proved it stays in range (a range's step)
+            return {Op.ADD: self.b.add, Op.SUB: self.b.sub, Op.MUL: self.b.mul}[ins.op](x, y, flags=["nsw"])
         return self.checked({Op.ADD: "sadd", Op.SUB: "ssub", Op.MUL: "smul"}[ins.op], x, y)
 
     def int_division(self, ins: Instr) -> Any:
@@ -198,14 +211,37 @@ class FunctionEmitter:
 
     def compare(self, ins: Instr) -> Any:
         x, y = (self.v(a) for a in ins.args)
-        sym = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}[ins.op]
-        if ins.args[0].type == T.F64:
+        sym = CMP_SYMBOLS[ins.op]
+        tx, ty = ins.args[0].type, ins.args[1].type
+        if tx != ty:  # an int against a float: exact, as Python compares them
+            if tx == T.F64:
+                return self.int_float_compare(_SWAPPED[sym], y, x)
+            return self.int_float_compare(sym, x, y)
+        if tx == T.F64:
             if ins.op is Op.NE:
                 return self.b.fcmp_unordered("!=", x, y)
             return self.b.fcmp_ordered(sym, x, y)
         if ins.args[0].type == T.BOOL:
             return self.b.icmp_unsigned(sym, x, y)
         return self.b.icmp_signed(sym, x, y)
+
+    def int_float_compare(self, sym: str, i: Any, f: Any) -> Any:
+        """`i sym f` for an i64 `i` and an f64 `f`, exactly. Rounding `i` to a double is
+        monotonic, so when the rounded value differs from `f` it orders `i` as `i` itself
+        would; when they are equal, `f` is integral with |f| <= 2^63 and is compared as an
+        int (2^63 itself exceeds every i64). NaN compares false."""
+        b = self.b
+        fi = b.sitofp(i, F64)
+        below, above = b.fcmp_ordered("<", fi, f), b.fcmp_ordered(">", fi, f)
+        small = b.fcmp_ordered("<", f, ir.Constant(F64, 2.0**63))
+        tie = b.and_(b.fcmp_ordered("==", fi, f), small)
+        # fptosi of an out-of-range double is poison: convert only where it is exact
+        fint = b.fptosi(b.select(tie, f, ir.Constant(F64, 0.0)), I64)
+        tie_cmp = b.and_(tie, b.icmp_signed(sym, i, fint))
+        if sym in ("<", "<="):
+            top = b.and_(b.fcmp_ordered("==", fi, f), b.not_(small))  # i < 2^63 == f
+            return b.or_(b.or_(below, top), tie_cmp)
+        return b.or_(above, tie_cmp)
 
     # -- memory and calls ----------------------------------------------------------------
 
@@ -219,8 +255,10 @@ class FunctionEmitter:
             self.b.store(self.v(ins.args[0]), self.slots[ins.attr])
 
     def call(self, ins: Instr) -> Any:
+        from gene_jit.codegen.emit_depth import call_budget
+
         callee = self.mod.functions[ins.attr]
-        result = self.b.call(callee, [self.v(a) for a in ins.args])
+        result = self.b.call(callee, [*(self.v(a) for a in ins.args), call_budget(self)])
         return result if ins.result is not None and ins.result.type != T.NIL else None
 
     def element_ptr(self, ins: Instr) -> Any:
@@ -244,6 +282,22 @@ class FunctionEmitter:
 
     def length(self, ins: Instr) -> Any:
         return self.b.extract_value(self.v(ins.args[0]), 1 + int(ins.attr))
+
+    def next_step(self, ins: Instr) -> Any:
+        """`next (step, inclusive) i, end`: whether i + step is still in the range, from
+        the distance end - i (which fits in 64 unsigned bits while i is in the range)."""
+        i, end = (self.v(a) for a in ins.args)
+        step, inclusive = ins.attr
+        if step == 1 and inclusive:
+            return self.b.icmp_signed("<", i, end)
+        distance = self.b.sub(end, i) if step > 0 else self.b.sub(i, end)
+        size = ir.Constant(I64, _signed64(abs(step)))
+        return self.b.icmp_unsigned(">=" if inclusive else ">", distance, size)
+
+    def depth(self, ins: Instr) -> None:
+        from gene_jit.codegen.emit_depth import depth_mark
+
+        depth_mark(self, int(ins.attr))
 
     # -- control flow --------------------------------------------------------------------
 
@@ -277,6 +331,9 @@ class FunctionEmitter:
         return emit_ffi(self, ins)
 
 
+CMP_SYMBOLS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}
+_SWAPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
 HANDLERS: dict[Op, Callable[[FunctionEmitter, Instr], Any]] = {
     Op.CONST: FunctionEmitter.const,
     Op.GET: FunctionEmitter.get,
@@ -306,7 +363,14 @@ HANDLERS: dict[Op, Callable[[FunctionEmitter, Instr], Any]] = {
     Op.CBR: FunctionEmitter.cbr,
     Op.RET: FunctionEmitter.ret,
     Op.FFI: FunctionEmitter.ffi,
+    Op.NEXT: FunctionEmitter.next_step,
+    Op.DEPTH: FunctionEmitter.depth,
 }
+
+
+def _signed64(n: int) -> int:
+    """`n` (0 <= n < 2^64) as the signed value with the same 64 bits."""
+    return n - (1 << 64) if n >= 1 << 63 else n
 
 
 def emit_unit(unit: Unit, module_name: str) -> ir.Module:

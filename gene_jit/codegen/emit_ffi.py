@@ -42,9 +42,7 @@ from llvmlite.ir.types import _TypedPointerType
 
 from gene_jit.codegen.emit import (
     ARRAY,
-    ERR_FFI_ARG,
     ERR_INDEX,
-    ERR_OVERFLOW,
     ERR_PENDING,
     F64,
     I1,
@@ -200,15 +198,20 @@ class CallBuilder:
             self.struct_arg(t, v)
         else:  # pointers
             self.gprs += 1
+            kernel = getattr(self.rec, "dtypes", None) is not None  # checked already
             if arg.type.kind is T.Kind.ARRAY:
-                if getattr(self.rec, "dtypes", None) is None:  # kernels checked it already
+                if not kernel:
                     contiguous = array_facts(self.e, v, arg.type)[1]
                     raise_pending(self.e, self.b.not_(contiguous), _not_contiguous,
                                   [self.rec, self.pos])
                 v = self.b.extract_value(v, 0)
-            elif arg.type == T.I64:
-                self.e.check(self.b.icmp_signed("<", v, ir.Constant(I64, 0)), ERR_FFI_ARG)
+            elif arg.type == T.I64:  # nil where nullable, or an address (bindings only)
+                raise_pending(self.e, self.b.icmp_signed("<", v, ir.Constant(I64, 0)),
+                              bad_argument, [self.rec, self.pos, v])
                 v = self.b.inttoptr(v, PTR)
+            elif not (kernel or t.nullable or self.rec.addresses):
+                raise_pending(self.e, self.b.icmp_unsigned("==", v, ir.Constant(PTR, None)),
+                              null_argument, [self.rec, self.pos])
             self.add(PTR, v)
 
     def int_arg(self, t: Any, v: Any) -> tuple[ir.Type, Any, tuple[str, ...]]:
@@ -216,12 +219,14 @@ class CallBuilder:
         bits = 8 * t.size
         if bits == 64 and t.signed:
             return I64, v, ()
+        args = [self.rec, self.pos, v]
         if bits == 64:
-            self.e.check(self.b.icmp_signed("<", v, ir.Constant(I64, 0)), ERR_FFI_ARG)
+            raise_pending(self.e, self.b.icmp_signed("<", v, ir.Constant(I64, 0)),
+                          bad_argument, args)
             return I64, v, ()
         low = self.b.icmp_signed("<", v, ir.Constant(I64, t.lo))
         high = self.b.icmp_signed(">", v, ir.Constant(I64, t.hi))
-        self.e.check(self.b.or_(low, high), ERR_FFI_ARG)
+        raise_pending(self.e, self.b.or_(low, high), bad_argument, args)
         ty = ir.IntType(bits)
         ext = ("signext",) if t.signed else ("zeroext",)
         return ty, self.b.trunc(v, ty), ext if bits < 32 else ()
@@ -266,15 +271,15 @@ class CallBuilder:
         return r
 
     def extend(self, t: Any, r: Any) -> Any:
-        return extend_int(self.e, t, r)
+        return extend_int(self.e, t, r, self.rec.name)
 
 
-def extend_int(e: FunctionEmitter, t: Any, r: Any) -> Any:
+def extend_int(e: FunctionEmitter, t: Any, r: Any, what: str) -> Any:
     """A C integer as a Gene int: extended to 64 bits; a uint64 past int64 range is an
-    overflow, as Gene ints are 64-bit."""
+    overflow, as Gene ints are 64-bit (the error tier 0 raises, naming `what`)."""
     if t.size == 8:
         if not t.signed:
-            e.check(e.b.icmp_signed("<", r, ir.Constant(I64, 0)), ERR_OVERFLOW)
+            raise_pending(e, e.b.icmp_signed("<", r, ir.Constant(I64, 0)), too_big, [what, r])
         return r
     return e.b.sext(r, I64) if t.signed else e.b.zext(r, I64)
 
@@ -346,21 +351,39 @@ def array_facts(e: FunctionEmitter, arr: Any, ty: T.Type) -> tuple[Any, Any]:
 
 def raise_pending(e: FunctionEmitter, failed: Any, fn: Any, args: list[Any]) -> None:
     """When `failed`: call `fn(*args)` through the C API, then raise the Gene error `fn`
-    left in engine.PENDING (a cold block); the builder goes on where it did not fail.
-    `args`: Python objects (passed as they are), ints and LLVM i64/f64 values (boxed)."""
-    b, mod = e.b, e.mod.module
+    left in engine.PENDING; the builder goes on where it did not fail. `args`: Python
+    objects (passed as they are), ints and LLVM i64/f64 values (boxed). The failure path
+    is a cold function of its own, so the hot code holds one call and no C API."""
+    b = e.b
+    values = [a for a in args if isinstance(a, ir.Value)]
+    helper = _fail_helper(e, fn, args)
     cold, ok = e.lfn.append_basic_block("ffi_fail"), e.lfn.append_basic_block("ok")
     b.cbranch(failed, cold, ok)
     b.position_at_end(cold)
+    b.call(helper, values)
+    b.unreachable()
+    b.position_at_end(ok)
+
+
+def _fail_helper(e: FunctionEmitter, fn: Any, args: list[Any]) -> ir.Function:
+    mod = e.mod.module
+    n = sum(1 for name in mod.globals if name.startswith("ffi_fail_"))
+    params = [a.type for a in args if isinstance(a, ir.Value)]
+    helper = ir.Function(mod, ir.FunctionType(ir.VoidType(), params), f"ffi_fail_{n}")
+    helper.linkage = "private"
+    for attr in ("noinline", "cold", "noreturn"):
+        helper.attributes.add(attr)
+    b = ir.IRBuilder(helper.append_basic_block("entry"))
     box_int = _decl(mod, "PyLong_FromLongLong", PTR, [I64])
     box_float = _decl(mod, "PyFloat_FromDouble", PTR, [F64])
     vcall = _decl(mod, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
     decref = _decl(mod, "Py_DecRef", ir.VoidType(), [PTR])
-    vec = entry_alloca(e, ir.ArrayType(PTR, len(args)))
+    vec = b.alloca(ir.ArrayType(PTR, len(args)))
     boxed = []
+    incoming = iter(helper.args)
     for k, a in enumerate(args):
         if isinstance(a, ir.Value):
-            obj = b.call(box_float if a.type == F64 else box_int, [a])
+            obj = b.call(box_float if a.type == F64 else box_int, [next(incoming)])
             boxed.append(obj)
         elif isinstance(a, int):
             obj = b.call(box_int, [ir.Constant(I64, a)])
@@ -373,7 +396,43 @@ def raise_pending(e: FunctionEmitter, failed: Any, fn: Any, args: list[Any]) -> 
         b.call(decref, [obj])
     b.call(e.mod.raise_fn, [ir.Constant(ir.IntType(32), error_code(ERR_PENDING, e.span))])
     b.unreachable()
-    b.position_at_end(ok)
+    return helper
+
+
+def bad_argument(rec: Any, index: int, value: int) -> None:
+    """Leave the error tier 0 raises for argument `index` of `rec` having `value`."""
+    from gene_jit.codegen.engine import PENDING
+    from gene_jit.ffi.types import arg_error, to_c
+
+    t = rec.params[index]
+    try:
+        to_c(t, value, rec.addresses)
+        why = "refused by the compiled call"
+    except TypeError as exc:
+        why = str(exc)
+    PENDING.append(arg_error(rec.name, index, t, value, why))
+
+
+def null_argument(rec: Any, index: int) -> None:
+    """A NULL pointer (nil in tier 0) for a parameter that is not nullable."""
+    from gene_jit.codegen.engine import PENDING
+    from gene_jit.ffi.types import arg_error, to_c
+
+    t = rec.params[index]
+    try:
+        to_c(t, None, rec.addresses)
+        why = "refused by the compiled call"
+    except TypeError as exc:
+        why = str(exc)
+    PENDING.append(arg_error(rec.name, index, t, None, why))
+
+
+def too_big(what: str, raw: int) -> None:
+    """A uint64 result above the int64 range (`raw` is its bits as an int64)."""
+    from gene_jit.codegen.engine import PENDING
+    from gene_jit.ffi import types
+
+    PENDING.append(types.too_big(what, raw % 2**64))
 
 
 def _not_contiguous(rec: Any, index: int) -> None:
@@ -424,7 +483,7 @@ def kernel_call(e: FunctionEmitter, ins: Instr, call: ForeignCall) -> None:
             counts[name] = count
             bad = b.or_(bad, b.not_(contiguous))
             summary.append(b.select(contiguous, count, ir.Constant(I64, NOT_CONTIGUOUS)))
-        else:
+        else:  # never reached: ffi_calls keeps pointers to kernels in tier 0
             summary.append(ir.Constant(I64, UNKNOWN))
     for name, need in spec.needs.items():
         want, overflow = _need(e, need, shapes)
@@ -446,7 +505,8 @@ def field_read(e: FunctionEmitter, ins: Instr, read: FieldRead) -> Any:
     p = b.gep(cell, [ir.Constant(I64, f.offset)], source_etype=I8)
     t = f.type
     if t.kind == "int":
-        return extend_int(e, t, b.load(p, typ=ir.IntType(8 * t.size)))
+        return extend_int(e, t, b.load(p, typ=ir.IntType(8 * t.size)),
+                          f"{read.owner}.{f.name}" if read.owner else f.name)
     if t.kind == "float":
         return b.fpext(b.load(p, typ=F32), F64) if t.size == 4 else b.load(p, typ=F64)
     if t.kind == "bool":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import ctypes
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from gene_jit.codegen.compile import NativeFunction
 
 MAX_SIGNATURES = 8
+COMPILE_HEADROOM = 5000
 MAX_FAILED = 4
 LOOP_HEADS = {"while", "for", "loop", "repeat"}
 
@@ -124,7 +126,9 @@ class FnState:
             if entry is None:
                 return self
         st.forwarded += 1
-        return entry(*args)
+        from gene_jit.codegen.emit_depth import call_from_prologue  # loaded by the compile
+
+        return call_from_prologue(entry, args)
 
     def compile(self, sig: tuple[T.Type, ...]) -> Any:
         assert self.source is not None
@@ -132,6 +136,10 @@ class FnState:
 
         deps: set[FnState] = set()
         self.hooks.collecting.append(deps)
+        # the compiler's own recursion must not meet the Gene depth limit of the calls
+        # that made this function hot
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit + COMPILE_HEADROOM)
         try:
             unit = build_unit(self.source, sig, self.hooks)
             native = compile_unit(unit, counters=self.hooks.counters() if stats_mod.profiling() else None)
@@ -142,6 +150,7 @@ class FnState:
                 self.on = bool(self.native)
             return None
         finally:
+            sys.setrecursionlimit(limit)
             self.hooks.collecting.pop()
         for dep in deps - {self}:
             dep.dependents.add(self)

@@ -8,24 +8,21 @@ Py_ssize_t nargs)`. It checks the argument count and the exact type of every arg
 calls the function and boxes the result. On a guard miss it calls `self`, the fallback
 callable (tier 0, or the entry of another signature), with the same vector. The entry is
 wrapped as a builtin function object via `PyCFunction_NewEx`, so calling it from Python
-costs about what calling `len` does. Layouts are CPython 3.11's and NumPy's ABI.
+costs about what calling `len` does. The object layouts it reads are the running
+interpreter's, from pylayout.py (CPython 3.11 to 3.13, checked at run time before the
+first entry is made) and NumPy's ABI.
 """
 
 from __future__ import annotations
 
 import ctypes
-import sys
 from typing import Any
 
 import llvmlite.ir as ir
 
+from gene_jit.codegen import pylayout as L
 from gene_jit.codegen.emit import ARRAY, F64, I1, I8, I32, I64, PTR, llvm_type
 from gene_jit.ir import types as T
-
-if sys.version_info[:2] != (3, 11):  # the object layouts below are CPython 3.11's
-    SUPPORTED = False
-else:
-    SUPPORTED = True
 
 NPY_DOUBLE, NPY_LONG, NPY_LONGLONG = 12, 7, 9
 NPY_FLOAT, NPY_UBYTE, NPY_USHORT = 11, 2, 4
@@ -37,8 +34,9 @@ NPY_NUMS: dict[T.Type, tuple[int, ...]] = {
 METH_FASTCALL = 0x0080
 # NativeCallable instance layout: PyObject header, vectorcall function, __dict__,
 # fallback, fallback for calls with keywords (both borrowed: __dict__ holds them).
-VCALL_OFFSET, DICT_OFFSET, FALLBACK_OFFSET, KW_FALLBACK_OFFSET = 16, 24, 32, 40
-NATIVE_CALLABLE_SIZE = 48
+_HEADER = object.__basicsize__
+VCALL_OFFSET, DICT_OFFSET, FALLBACK_OFFSET, KW_FALLBACK_OFFSET = (_HEADER + 8 * k for k in range(4))
+NATIVE_CALLABLE_SIZE = _HEADER + 32
 
 
 def _decl(mod: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -65,6 +63,7 @@ class EntryEmitter:
         self.target = target
         self.sig = sig
         self.ret = ret
+        self.layout = L.require()
         fty = ir.FunctionType(PTR, [PTR, PTR, I64])
         self.fn = ir.Function(mod, fty, target.name + "_entry")
         self.self_, self.args, self.nargs = self.fn.args
@@ -86,6 +85,9 @@ class EntryEmitter:
         from gene_jit.codegen.emit_ffi import entry_guards
 
         entry_guards(self)  # ffi/defun names still bound as when compiled
+        from gene_jit.codegen.bindings import binding_guards
+
+        binding_guards(self)  # global names too (late binding)
         values = []
         for i, ty in enumerate(self.sig):
             obj = b.load(b.gep(self.args, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR)
@@ -98,13 +100,13 @@ class EntryEmitter:
         return self.fn
 
     def type_is(self, obj: Any, type_obj: Any) -> Any:
-        return self.b.icmp_unsigned("==", self.field(obj, 8, PTR), type_obj)
+        return self.b.icmp_unsigned("==", self.field(obj, L.OB_TYPE, PTR), type_obj)
 
     def unbox(self, obj: Any, ty: T.Type) -> Any:
         b = self.b
         if ty == T.F64:
             self.guard(self.type_is(obj, _gvar(self.mod, "PyFloat_Type")))
-            return self.field(obj, 16, F64)
+            return self.field(obj, L.FLOAT_VALUE, F64)
         if ty == T.BOOL:
             self.guard(self.type_is(obj, _gvar(self.mod, "PyBool_Type")))
             return b.icmp_unsigned("==", obj, _gvar(self.mod, "_Py_TrueStruct"))
@@ -116,16 +118,22 @@ class EntryEmitter:
         raise ValueError(f"no entry for {ty}")
 
     def unbox_int(self, obj: Any) -> Any:
-        """Ints of one 30-bit digit or zero are read inline; bigger ones through
-        PyLong_AsLongLongAndOverflow (out of int64 range: a guard miss)."""
+        """Ints of at most one 30-bit digit are read inline (pylayout.small_int says
+        how); bigger ones through PyLong_AsLongLongAndOverflow (out of int64 range: a
+        guard miss)."""
         b = self.b
-        size = self.field(obj, 16, I64)
-        small = b.icmp_unsigned("<=", b.add(size, ir.Constant(I64, 1)), ir.Constant(I64, 2))
+        size = self.field(obj, L.LONG_SIZE, I64)
         fast, slow, done = (self.fn.append_basic_block(n) for n in ("small", "big", "int"))
+        if self.layout.tagged_ints:  # lv_tag: digit count << 3 | sign (0 +, 1 zero, 2 -)
+            small = b.icmp_unsigned("<", size, ir.Constant(I64, 2 << 3))
+            sign = b.sub(ir.Constant(I64, 1), b.and_(size, ir.Constant(I64, 3)))
+        else:  # ob_size: the digit count, negative for negative ints
+            small = b.icmp_unsigned("<=", b.add(size, ir.Constant(I64, 1)), ir.Constant(I64, 2))
+            sign = size
         b.cbranch(small, fast, slow)
         b.position_at_end(fast)
-        digit = b.zext(self.field(obj, 24, I32), I64)
-        v_fast = b.mul(digit, size)
+        digit = b.zext(self.field(obj, L.LONG_DIGIT, I32), I64)
+        v_fast = b.mul(digit, sign)
         b.branch(done)
         b.position_at_end(slow)
         overflow = b.alloca(I32)
@@ -144,18 +152,18 @@ class EntryEmitter:
         b = self.b
         nd_type = b.load(_gvar(self.mod, "gene_jit_ndarray_type", PTR), typ=PTR)
         self.guard(self.type_is(obj, nd_type))
-        self.guard(b.icmp_signed("==", self.field(obj, 24, I32), ir.Constant(I32, ty.ndim)))
-        descr = self.field(obj, 56, PTR)
-        num = self.field(descr, 28, I32)
+        self.guard(b.icmp_signed("==", self.field(obj, L.ND_NDIM, I32), ir.Constant(I32, ty.ndim)))
+        descr = self.field(obj, L.ND_DESCR, PTR)
+        num = self.field(descr, L.DESCR_TYPE_NUM, I32)
         assert ty.elem is not None
         good = ir.Constant(I1, 0)
         for type_num in NPY_NUMS[ty.elem]:
             good = b.or_(good, b.icmp_signed("==", num, ir.Constant(I32, type_num)))
         self.guard(good)
-        self.guard(b.icmp_unsigned("!=", self.field(descr, 26, I8), ir.Constant(I8, ord(">"))))
-        dims, strides = self.field(obj, 32, PTR), self.field(obj, 40, PTR)
+        self.guard(b.icmp_unsigned("!=", self.field(descr, L.DESCR_BYTEORDER, I8), ir.Constant(I8, ord(">"))))
+        dims, strides = self.field(obj, L.ND_DIMS, PTR), self.field(obj, L.ND_STRIDES, PTR)
         arr = ir.Constant(ARRAY, None)
-        arr = b.insert_value(arr, self.field(obj, 16, PTR), 0)
+        arr = b.insert_value(arr, self.field(obj, L.ND_DATA, PTR), 0)
         for axis in range(2):
             if axis < ty.ndim:
                 n = self.field(dims, 8 * axis, I64)
@@ -168,7 +176,10 @@ class EntryEmitter:
 
     def call_protected(self, values: list[Any]) -> Any:
         """Call the target under a fresh jmp_buf; an error code raises a Gene error."""
+        from gene_jit.codegen import emit_depth
+
         b = self.b
+        depth = emit_depth.entry_begin(b, self.mod)  # native calls count against the depth limit
         cur = _gvar(self.mod, "gene_jit_jmpbuf", PTR)
         old = b.load(cur, typ=PTR)
         buf = b.alloca(ir.ArrayType(I64, 40))
@@ -181,11 +192,12 @@ class EntryEmitter:
         b.cbranch(b.icmp_signed("==", code, ir.Constant(I32, 0)), run, fail)
         b.position_at_end(fail)
         b.store(old, cur)
+        emit_depth.entry_fail(b, depth)
         set_error = _decl(self.mod, "gene_jit_set_error", ir.VoidType(), [I32, PTR])
         b.call(set_error, [code, self.file_name()])
         b.ret(ir.Constant(PTR, None))
         b.position_at_end(run)
-        result = b.call(self.target, values)
+        result = emit_depth.entry_call(b, depth, self.target, values)
         b.store(old, cur)
         return result
 
@@ -207,9 +219,10 @@ class EntryEmitter:
             obj = b.select(value, _gvar(self.mod, "_Py_TrueStruct"), _gvar(self.mod, "_Py_FalseStruct"))
         else:
             obj = _gvar(self.mod, "_Py_NoneStruct")
-        cell = b.bitcast(obj, I64.as_pointer())
-        refcnt = b.load(cell, typ=I64)  # Py_INCREF: these objects are not immortal in 3.11
-        b.store(b.add(refcnt, ir.Constant(I64, 1)), cell)
+        if not self.layout.immortal_singletons:
+            cell = b.bitcast(obj, I64.as_pointer())
+            refcnt = b.load(cell, typ=I64)  # Py_INCREF: these objects are not immortal in 3.11
+            b.store(b.add(refcnt, ir.Constant(I64, 1)), cell)
         return b.bitcast(obj, PTR)
 
 

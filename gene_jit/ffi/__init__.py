@@ -3,7 +3,7 @@ tier 1 calls the symbol's address directly.
 
 Public Python API (a contract, see docs/internals.md): `load`, `library`, `defun`,
 `defstruct`, `callback`, plus the memory helpers (`new`, `free`, `buffer`, `string`,
-`addressof`, `sizeof`, `read`, `write`, `array`, `cast`) and the type descriptors tier 1
+`addressof`, `pointer_to`, `sizeof`, `read`, `write`, `array`, `cast`) and the type descriptors tier 1
 reads (`foreign_info`, `ForeignFunction`, `FfiType`, `StructValue.fields`).
 """
 
@@ -18,17 +18,19 @@ from gene_jit.ffi.memory import (
     cast,
     free,
     new,
+    pointer_to,
     read,
     sizeof,
     string,
     write,
 )
 from gene_jit.ffi.structs import Field, StructValue, defstruct
-from gene_jit.ffi.types import NULL, FfiType, ctype_of
+from gene_jit.ffi.types import NULL, FfiType, Pointer, ctype_of
 
 __all__ = [
     "LIBRARIES",
     "NULL",
+    "Pointer",
     "Buffer",
     "Callback",
     "CallbackType",
@@ -52,6 +54,7 @@ __all__ = [
     "library",
     "load",
     "new",
+    "pointer_to",
     "read",
     "sizeof",
     "string",

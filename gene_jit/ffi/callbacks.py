@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from gene_jit.ffi.types import FfiType, ctype_of, describe, from_c, to_c
+from gene_jit.ffi.types import POINTER_KINDS, FfiType, ctype_of, describe, from_c, to_c
 from gene_jit.runtime.errors import GeneError, GeneTypeError
 
 # Errors raised inside callbacks, waiting for the foreign call to return.
@@ -99,13 +99,17 @@ class Callback:
                     cargs if plain else [from_c(t, a) for t, a in zip(params, cargs, strict=True)]
                 )
                 result = fn(*args)
-                if ret.kind == "void":
-                    return None
-                return to_c(ret, result)
             except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
-                if isinstance(exc, TypeError) and not isinstance(exc, GeneError):
-                    exc = CallbackError(f"callback {fn_ref.name} must return :{ret.name}: {exc}")
                 PENDING.append(exc)
+                return default
+            if ret.kind == "void" or (result is None and ret.kind in POINTER_KINDS):
+                return None
+            try:
+                return to_c(ret, result)
+            except (TypeError, GeneError) as exc:
+                PENDING.append(CallbackError(
+                    f"callback {fn_ref.name} must return :{ret.name}, got {describe(result)} "
+                    f"({exc})"))
                 return default
 
         return trampoline

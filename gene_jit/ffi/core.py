@@ -21,16 +21,20 @@ from typing import Any
 
 from gene_jit.ffi import callbacks
 from gene_jit.ffi.library import LIBRARIES, Library, library
+from gene_jit.ffi.memmap import check_code_address
 from gene_jit.ffi.types import (
+    INT64_MAX,
     MISSING,
-    NULL,
     FfiType,
+    Pointer,
     arg_error,
     ctype_of,
     describe,
     from_c,
+    pointer_from,
     spec_name,
     to_c,
+    too_big,
 )
 from gene_jit.runtime.errors import GeneArityError, GeneError, GeneNameError, GeneTypeError
 
@@ -49,6 +53,7 @@ class ForeignFunction:
     cfunc: Any  # the ctypes function (tier 0 calls through it)
     fn: Any = None  # the generated Gene-callable function
     slots: dict[int, Any] = field(default_factory=dict)  # callbacks held per parameter
+    addresses: bool = False  # ints pass as addresses, nil as NULL (see types.py)
 
     def __repr__(self) -> str:
         sig = " ".join(f":{p.name}" for p in self.params)
@@ -70,7 +75,9 @@ def _process_library() -> Library:
     return lib
 
 
-def _find_library(lib: Any, symbol: str) -> Library:
+def find_library(lib: Any, symbol: str) -> Library:
+    """The library named `lib`, or without one the first loaded library (then the
+    process) that has `symbol`."""
     if lib is not None:
         return lib if isinstance(lib, Library) else library(lib)
     for candidate in [*LIBRARIES.values(), _process_library()]:
@@ -87,11 +94,15 @@ def defun(
     returns: Any = "void",
     params: Any = (),
     variadic: bool = False,
+    addresses: bool = True,
 ) -> Any:
-    """Define a foreign function; returns the Gene-callable function."""
+    """Define a foreign function; returns the Gene-callable function. `addresses`: ints
+    are taken as addresses and None as NULL for every pointer parameter, and pointers
+    come back as ints, as Python bindings that manage raw addresses want; `ffi/defun`
+    from Gene passes False (every value checked against the declaration)."""
     gname = spec_name(name)
     sym = spec_name(symbol) if symbol is not None else gname.replace("-", "_")
-    library_ = _find_library(lib, sym)
+    library_ = find_library(lib, sym)
     ret = ctype_of(returns)
     if ret.kind == "array":
         raise GeneTypeError(f"ffi/defun {gname}: C functions cannot return arrays")
@@ -106,8 +117,11 @@ def defun(
     cfunc = library_.function(sym)
     cfunc.restype = ret.ctype
     cfunc.argtypes = [p.ctype for p in ptypes]
+    address = library_.address(sym)
+    check_code_address(address, f"ffi/defun {gname}: symbol {sym!r} of {library_.path}")
     rec = ForeignFunction(
-        gname, library_, sym, ret, ptypes, bool(variadic), library_.address(sym), cfunc
+        gname, library_, sym, ret, ptypes, bool(variadic), address, cfunc,
+        addresses=bool(addresses),
     )
     rec.fn = _build(rec)
     return rec.fn
@@ -116,7 +130,7 @@ def defun(
 # --- generating the callable -------------------------------------------------------
 
 
-def _fast_check(i: int, t: FfiType) -> str:
+def _fast_check(i: int, t: FfiType, loose: bool) -> str:
     """The converted-argument expression for parameter i: one inline test, then the
     slow converter `_c{i}`."""
     a, slow = f"a{i}", f"_c{i}({f'a{i}'})"
@@ -132,7 +146,9 @@ def _fast_check(i: int, t: FfiType) -> str:
     if kind == "bool":
         return f"{a} if type({a}) is bool else {slow}"
     if kind in ("pointer", "buffer"):
-        return f"{a} if type({a}) is int or {a} is None else {slow}"
+        if loose:
+            return f"{a} if type({a}) is int or {a} is None else {slow}"
+        return f"{a}.address if type({a}) is _Ptr and {a}.address else {slow}"
     if kind == "string":
         return f"{a}.encode() if type({a}) is str else {slow}"
     if kind == "struct":
@@ -142,10 +158,14 @@ def _fast_check(i: int, t: FfiType) -> str:
     return slow  # callbacks: the slot that keeps them alive is filled by the converter
 
 
-def _return_expr(t: FfiType) -> str:
+def _return_expr(t: FfiType, loose: bool) -> str:
     kind = t.kind
     if kind == "void":
         return "None"
+    if kind in ("pointer", "buffer", "callback") and not loose:
+        return "_ptr(r)"
+    if kind == "int" and t.size == 8 and not t.signed:
+        return "r if r <= _IMAX else _big(r)"
     if kind == "string":
         return "None if r is None else r.decode('utf-8', 'replace')"
     if kind == "struct":
@@ -162,13 +182,11 @@ def _slow_converter(rec: ForeignFunction, i: int, t: FfiType) -> Any:
         if value is MISSING:
             raise arg_error(name, i, t, value)
         try:
-            if t.kind == "callback" and value is not None and value is not NULL:
-                if isinstance(value, int) and not isinstance(value, bool):
-                    return to_c(t, value)
+            if t.kind == "callback" and callable(value) and not isinstance(value, (int, Pointer)):
                 cb = callbacks.as_callback(t.target, value)
                 rec.slots[i] = cb  # held until the next call through this slot
                 return cb.address
-            return to_c(t, value)
+            return to_c(t, value, rec.addresses)
         except (TypeError, GeneTypeError) as exc:
             raise arg_error(name, i, t, value, str(exc)) from None
 
@@ -186,7 +204,7 @@ def _variadic_arg(rec: ForeignFunction, pos: int, value: Any) -> Any:
     if isinstance(value, str):
         return ctypes.c_char_p(value.encode())
     try:
-        return ctypes.c_void_p(to_c(ctype_of("pointer"), value))
+        return ctypes.c_void_p(to_c(ctype_of("pointer"), value, rec.addresses))
     except TypeError:
         raise GeneTypeError(
             f"{rec.name}: variadic argument {pos + 1} must be an int, float, string or "
@@ -209,6 +227,10 @@ def _build(rec: ForeignFunction) -> Any:
             f"{rec.name} takes {n} argument{'s' if n != 1 else ''}, got {n + len(extra)}"
         ),
         "_va_conv": lambda extra: [_variadic_arg(rec, n + j, v) for j, v in enumerate(extra)],
+        "_Ptr": Pointer,
+        "_ptr": pointer_from,
+        "_IMAX": INT64_MAX,
+        "_big": lambda r: _overflow(rec, r),
     }
     if rec.returns.kind in ("struct", "struct_ptr"):
         env["_R"] = rec.returns.target
@@ -217,7 +239,7 @@ def _build(rec: ForeignFunction) -> Any:
         env[f"_c{i}"] = _slow_converter(rec, i, t)
         if t.kind in ("struct", "struct_ptr"):
             env[f"_S{i}"] = t.target
-        lines.append(f"    c{i} = {_fast_check(i, t)}")
+        lines.append(f"    c{i} = {_fast_check(i, t, rec.addresses)}")
     call_args = ", ".join(conv)
     if rec.variadic:
         lines.append("    cva = _va_conv(_va) if _va else ()")
@@ -230,7 +252,7 @@ def _build(rec: ForeignFunction) -> Any:
         "    except _ArgErr as exc:",
         f"        raise _bad(exc, ({', '.join(args)}{',' if n == 1 else ''})) from None",
         "    if _pend: _rp()",
-        f"    return {_return_expr(rec.returns)}",
+        f"    return {_return_expr(rec.returns, rec.addresses)}",
     ]
     pyname = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in rec.name) or "ffi_fn"
     if keyword.iskeyword(pyname) or pyname[0].isdigit():
@@ -250,11 +272,15 @@ def _build(rec: ForeignFunction) -> Any:
     return fn
 
 
+def _overflow(rec: ForeignFunction, raw: int) -> Any:
+    raise too_big(rec.name, raw)
+
+
 def _diagnose(rec: ForeignFunction, exc: Exception, values: tuple[Any, ...]) -> GeneError:
     """ctypes refused an argument the fast path let through: find which, and say why."""
     for i, (t, v) in enumerate(zip(rec.params, values, strict=False)):
         try:
-            to_c(t, v)
+            to_c(t, v, rec.addresses)
         except (TypeError, GeneError) as why:
             return arg_error(rec.name, i, t, v, str(why))
     return GeneTypeError(f"{rec.name}: bad argument: {exc}")
@@ -262,4 +288,4 @@ def _diagnose(rec: ForeignFunction, exc: Exception, values: tuple[Any, ...]) -> 
 
 def call_returning(rec: ForeignFunction, raw: Any) -> Any:
     """Convert a raw C result the way the generated callable does (for tier 1)."""
-    return from_c(rec.returns, raw)
+    return from_c(rec.returns, raw, rec.addresses, rec.name)

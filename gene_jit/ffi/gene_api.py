@@ -19,9 +19,11 @@ from types import FrameType
 from typing import Any
 
 from gene_jit import ffi
+from gene_jit.ffi.core import find_library
+from gene_jit.ffi.memory import pointer_to
 from gene_jit.ffi.structs import StructValue
-from gene_jit.ffi.types import NULL, describe
-from gene_jit.runtime.errors import GeneTypeError
+from gene_jit.ffi.types import ADDRESS_LIMIT, NULL, Pointer, describe, pointer_from, spec_name
+from gene_jit.runtime.errors import GeneArityError, GeneTypeError
 from gene_jit.runtime.registry import builtin
 from gene_jit.runtime.values import Symbol
 
@@ -65,7 +67,8 @@ def gene_defun(
     variadic: bool = False,
 ) -> Any:
     fn = ffi.defun(
-        name, lib=lib, symbol=symbol, returns=returns, params=params, variadic=bool(variadic)
+        name, lib=lib, symbol=symbol, returns=returns, params=params, variadic=bool(variadic),
+        addresses=False,
     )
     _bind(name, fn)
     return fn
@@ -116,9 +119,37 @@ def gene_is_null(value: Any) -> bool:
     return value is None or value is NULL or value == 0 or getattr(value, "address", 1) == 0
 
 
+@builtin("ptr", ns="ffi")
+def gene_ptr(address: Any) -> Pointer | None:
+    """`(ffi/ptr n)`: the int `n` as a pointer, the one way an int becomes an address
+    (nil for 0). Nothing checks what it points to."""
+    if isinstance(address, bool) or not isinstance(address, int):
+        raise GeneTypeError(f"ffi/ptr: expected an int address, got {describe(address)}")
+    if not 0 <= address < ADDRESS_LIMIT:
+        raise GeneTypeError(f"ffi/ptr: {address} is not an address (0 to 2**64-1)")
+    return pointer_from(address)
+
+
+@builtin("address", ns="ffi")
+def gene_address(value: Any) -> int:
+    """`(ffi/address p)`: the address a pointer holds, as an int (0 for nil)."""
+    return ffi.addressof(value) or 0
+
+
+@builtin("symbol", ns="ffi")
+def gene_symbol(lib: Any, name: Any = None) -> Pointer:
+    """`(ffi/symbol "c" "environ")`: a pointer to a library's symbol (a variable, to read
+    with ffi/read); `(ffi/symbol "environ")` searches the loaded libraries."""
+    if name is None:
+        lib, name = None, lib
+    sym = spec_name(name)
+    found = find_library(lib, sym)
+    return Pointer(found.address(sym), owner=found)
+
+
 @builtin("addressof", ns="ffi")
-def gene_addressof(value: Any) -> int | None:
-    return ffi.addressof(value)
+def gene_addressof(value: Any) -> Pointer | None:
+    return pointer_to(value)
 
 
 @builtin("string", ns="ffi")
@@ -136,19 +167,44 @@ def gene_sizeof(spec: Any) -> int:
     return ffi.sizeof(spec)
 
 
+def _type_tail(who: str, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, ...]:
+    """`(ffi/read p :int32 2)` arrives as `read(p, int32=2)` (a seed-style `:kw value`
+    tail): put the type and its value back in place."""
+    if not kw:
+        return args
+    if len(kw) > 1:
+        raise GeneArityError(f"{who}: unexpected named arguments {', '.join(kw)}")
+    ((name, value),) = kw.items()
+    return (*args, Symbol(name), value)
+
+
 @builtin("read", ns="ffi")
-def gene_read(pointer: Any, spec: Any, index: Any = 0) -> Any:
-    return ffi.read(pointer, spec, index)
+def gene_read(*args: Any, **kw: Any) -> Any:
+    """`(ffi/read p T)`, `(ffi/read p T i)`: the `i`-th T at p."""
+    args = _type_tail("ffi/read", args, kw)
+    if not 2 <= len(args) <= 3:
+        raise GeneArityError(f"ffi/read takes a pointer, a type and an index, got {len(args)}")
+    return ffi.read(*args)
 
 
 @builtin("write", ns="ffi")
-def gene_write(pointer: Any, spec: Any, value: Any, index: Any = 0) -> None:
-    ffi.write(pointer, spec, value, index)
+def gene_write(*args: Any, **kw: Any) -> None:
+    """`(ffi/write p T v)`, `(ffi/write p T v i)`."""
+    args = _type_tail("ffi/write", args, kw)
+    if not 3 <= len(args) <= 4:
+        raise GeneArityError(
+            f"ffi/write takes a pointer, a type, a value and an index, got {len(args)}"
+        )
+    ffi.write(*args)
 
 
 @builtin("array", ns="ffi")
-def gene_array(pointer: Any, spec: Any, length: Any) -> list[Any]:
-    return ffi.array(pointer, spec, length)
+def gene_array(*args: Any, **kw: Any) -> list[Any]:
+    """`(ffi/array p T n)`: n values of type T from p."""
+    args = _type_tail("ffi/array", args, kw)
+    if len(args) != 3:
+        raise GeneArityError(f"ffi/array takes a pointer, a type and a length, got {len(args)}")
+    return ffi.array(*args)
 
 
 @builtin("cast", ns="ffi")

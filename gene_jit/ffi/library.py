@@ -1,11 +1,12 @@
 """Shared libraries: `ffi/load` and the table of loaded libraries by Gene name.
 
 A library is found from an explicit path, a soname, or the usual search
-(`ctypes.util.find_library`). The names "llama" and "ggml" fall back to the libllama (and
-libggml) that the llama-cpp-python package ships, found without importing that package
-(importing it would load and initialise the library as a side effect). When a given path
-does not exist and the bundled library is used instead, the program is told which file
-was loaded, on stderr and in `Library.note`.
+(`ctypes.util.find_library`). A path that cannot be loaded is an error: another file
+is never loaded in its place, except for the names "llama" and "ggml", which fall back to
+the libllama (and libggml) that the llama-cpp-python package ships, found without
+importing that package (importing it would load and initialise the library as a side
+effect); the program is then told which file was loaded, on stderr and in
+`Library.note`.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def load(name: str, path: str | None = None) -> Library:
             tried.append(f"{path} ({handle})")
         else:
             tried.append(f"{path} (no such file)")
+        if name not in BUNDLED:  # a path names one file: never another one instead
+            raise LibraryNotFound(f"cannot load library {name!r}: " + "; ".join(tried))
     for desc, target in _candidates(name):
         if not target:
             tried.append(desc)

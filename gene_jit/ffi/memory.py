@@ -2,8 +2,12 @@
 
 `new(T, n)` and `buffer(n | text)` make a `Buffer` that owns zeroed memory, freed when the
 buffer is dropped or at `free`, whichever comes first (use after `free` is a Gene error).
-`read` / `write` / `array` / `string` / `cast` work on any address, as C would: they
-trust the address, as C code does, but never accept a non-pointer value.
+`read` / `write` / `array` / `string` / `cast` take a pointer (never an int: `ffi/ptr`
+makes one), a buffer or a struct. Where the memory's extent is known (a buffer, a
+struct, a pointer `ffi/addressof` took from one) every item read or written must lie
+inside it, and a buffer of typed items is read and written only as items of that
+layout (a byte buffer, `ffi/buffer`, may be reinterpreted); an address that C gave back
+is trusted, as C code trusts it.
 """
 
 from __future__ import annotations
@@ -11,18 +15,23 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+from gene_jit.ffi import memmap
 from gene_jit.ffi.callbacks import Callback
 from gene_jit.ffi.structs import FreedError, StructValue
 from gene_jit.ffi.types import (
+    NOT_AN_ADDRESS,
     NULL,
+    POINTER_KINDS,
     FfiType,
+    Pointer,
     address_of,
     ctype_of,
     describe,
+    extent_of,
     from_c,
     to_c,
 )
-from gene_jit.runtime.errors import GeneError, GeneIndexError, GeneTypeError
+from gene_jit.runtime.errors import GeneIndexError, GeneTypeError
 
 
 class Buffer:
@@ -131,17 +140,36 @@ def buffer(size_or_text: Any) -> Buffer:
 
 
 def free(value: Any) -> None:
-    """Release what `value` owns: a struct, a buffer, a callback; an address from C is
-    passed to libc `free` (for memory a C API says to release with `free`)."""
+    """Release what `value` owns: a struct, a buffer, a callback; a pointer C returned is
+    passed to libc `free` (for memory a C API says to release with `free`), once: the
+    pointer is then spent, and using it again is an error."""
     if isinstance(value, (StructValue, Buffer, Callback)):
         value.free()
         return
     if value is None or value is NULL:
         return
-    if isinstance(value, int) and not isinstance(value, bool):
-        _libc_free()(value)
+    if type(value) is Pointer:
+        _free_pointer(value)
         return
-    raise GeneTypeError(f"ffi/free: cannot free {describe(value)}")
+    why = f" ({NOT_AN_ADDRESS})" if isinstance(value, int) and not isinstance(value, bool) else ""
+    raise GeneTypeError(f"ffi/free: cannot free {describe(value)}{why}")
+
+
+def _free_pointer(p: Pointer) -> None:
+    if not p.address:
+        raise FreedError("ffi/free: this pointer was already freed")
+    if p.owner is not None:
+        raise GeneTypeError(
+            "ffi/free: this pointer points into memory Gene owns (a buffer, struct or "
+            "symbol); free that value instead"
+        )
+    if not memmap.may_be_heap(p.address):
+        raise GeneTypeError(
+            f"ffi/free: {p!r} is not heap memory; only memory that C allocated with malloc "
+            "can be freed"
+        )
+    _libc_free()(p.address)
+    p.address = 0
 
 
 _FREE: Any = None
@@ -157,13 +185,64 @@ def _libc_free() -> Any:
 
 
 def _addr(value: Any, who: str) -> int:
+    """The address behind a pointer argument of `who` (never an int, never NULL)."""
+    if isinstance(value, Callback):
+        raise GeneTypeError(f"{who}: expected a pointer, got {describe(value)} (code, not data)")
     try:
         addr = address_of(value)
     except TypeError as exc:
         raise GeneTypeError(f"{who}: expected a pointer, got {describe(value)} ({exc})") from None
     if not addr:
-        raise GeneTypeError(f"{who}: NULL pointer")
+        raise GeneTypeError(f"{who}: expected a pointer, got {describe(value)} (NULL)")
     return addr
+
+
+def _holds(value: Any) -> FfiType | None:
+    """The element type of a typed buffer (None for raw bytes and everything else)."""
+    if isinstance(value, Buffer) and value.elem.size > 1:
+        return value.elem
+    return None
+
+
+def _same_layout(a: FfiType, b: FfiType) -> bool:
+    if a.kind in POINTER_KINDS and b.kind in POINTER_KINDS:
+        return True
+    return (a.kind, a.size, a.signed) == (b.kind, b.size, b.signed)
+
+
+def _items(value: Any, t: FfiType, index: Any, count: int, who: str) -> int:
+    """The address of items index..index+count-1 of type `t` at `value`, after checking
+    that they lie inside the memory `value` is known to span (a buffer, a struct, a
+    pointer taken from either), and that a typed buffer holds items of `t`'s layout."""
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise GeneTypeError(f"{who}: index must be an int, got {describe(index)}")
+    if t.kind == "void":
+        raise GeneTypeError(f"{who}: cannot read :void")
+    addr = _addr(value, who)
+    held = _holds(value)
+    if held is not None and t.kind != "struct" and not _same_layout(held, t):
+        raise GeneTypeError(
+            f"{who}: the buffer holds :{held.name} items, not :{t.name} "
+            "(use a byte buffer, (ffi/buffer n), to reinterpret memory)"
+        )
+    extent = extent_of(value)
+    if extent is not None:
+        end = (index + count) * t.size
+        if index < 0 or end > extent:
+            last = f"..{index + count - 1}" if count > 1 else ""
+            raise GeneIndexError(
+                f"{who}: item {index}{last} of :{t.name} ({t.size} bytes each) is outside "
+                f"{describe(value)}, which spans {extent} bytes"
+            )
+    return addr + index * t.size
+
+
+def _keeper(value: Any) -> Any:
+    """What keeps the memory behind `value` alive (its storage, not the value, so that
+    `ffi/free` of a buffer cannot pull memory from under a view or pointer)."""
+    if type(value) is Pointer:
+        return value.owner
+    return getattr(value, "_c", None)
 
 
 def addressof(value: Any) -> int | None:
@@ -174,22 +253,40 @@ def addressof(value: Any) -> int | None:
         raise GeneTypeError(f"ffi/addressof: {describe(value)} has no address ({exc})") from None
 
 
+def pointer_to(value: Any) -> Pointer | None:
+    """`(ffi/addressof x)`: a pointer to a struct, buffer, callback or array, which keeps
+    that memory alive and knows its extent."""
+    if type(value) is Pointer:
+        return value
+    addr = addressof(value)
+    if not addr:
+        return None
+    extent = 0 if isinstance(value, Callback) else extent_of(value)  # code: no data to read
+    return Pointer(addr, _keeper(value) or value, extent)
+
+
 def string(pointer: Any, length: Any = None) -> str | None:
     """The UTF-8 text at `pointer` (to its NUL, or `length` bytes); nil for NULL."""
-    if pointer is None or pointer is NULL or pointer == 0:
+    if pointer is None or pointer is NULL:
         return None
     if isinstance(pointer, str):
         return pointer
     addr = _addr(pointer, "ffi/string")
+    extent = extent_of(pointer)
     if length is None:
-        if isinstance(pointer, Buffer):  # stop at the end of the buffer even without a NUL
-            raw = ctypes.string_at(addr, pointer.size).split(b"\0", 1)[0]
+        if extent is not None:  # stop at the end of the memory even without a NUL
+            raw = ctypes.string_at(addr, extent).split(b"\0", 1)[0]
         else:
             raw = ctypes.string_at(addr)
     else:
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise GeneTypeError(
                 f"ffi/string: length must be a non-negative int, got {describe(length)}"
+            )
+        if extent is not None and length > extent:
+            raise GeneIndexError(
+                f"ffi/string: {length} bytes asked of {describe(pointer)}, which spans "
+                f"{extent} bytes"
             )
         raw = ctypes.string_at(addr, length)
     return raw.decode("utf-8", "replace")
@@ -204,10 +301,11 @@ def sizeof(spec: Any) -> int:
 def read(pointer: Any, spec: Any, index: Any = 0) -> Any:
     """The `index`-th value of type `spec` at `pointer`."""
     t = ctype_of(spec)
-    addr = _addr(pointer, "ffi/read") + _offset(t, index, "ffi/read")
+    addr = _items(pointer, t, index, 1, "ffi/read")
     if t.kind == "struct":
-        return t.target.at(addr)
-    return from_c(t, t.field_ctype.from_address(addr).value)
+        view = t.target.at(addr)
+        return _kept(view, pointer)
+    return from_c(t, t.field_ctype.from_address(addr).value, what="ffi/read")
 
 
 def write(pointer: Any, spec: Any, value: Any, index: Any = 0) -> None:
@@ -215,13 +313,16 @@ def write(pointer: Any, spec: Any, value: Any, index: Any = 0) -> None:
     t = ctype_of(spec)
     if t.kind in ("struct", "array", "callback", "string"):
         raise GeneTypeError(f"ffi/write: cannot write :{t.name} (set struct fields instead)")
-    addr = _addr(pointer, "ffi/write") + _offset(t, index, "ffi/write")
+    addr = _items(pointer, t, index, 1, "ffi/write")
     try:
-        t.field_ctype.from_address(addr).value = to_c(t, value)
+        raw = None if value is None or value is NULL else to_c(t, value)
     except TypeError as exc:
         raise GeneTypeError(
             f"ffi/write: expected :{t.name}, got {describe(value)} ({exc})"
         ) from None
+    if raw is None and t.kind not in POINTER_KINDS:
+        raise GeneTypeError(f"ffi/write: expected :{t.name}, got nil")
+    t.field_ctype.from_address(addr).value = raw
 
 
 def array(pointer: Any, spec: Any, length: Any) -> list[Any]:
@@ -231,11 +332,11 @@ def array(pointer: Any, spec: Any, length: Any) -> list[Any]:
         raise GeneTypeError(f"ffi/array: length must be a non-negative int, got {describe(length)}")
     if length == 0:
         return []
-    addr = _addr(pointer, "ffi/array")
+    addr = _items(pointer, t, 0, length, "ffi/array")
     if t.kind == "struct":
-        return [t.target.at(addr + i * t.size) for i in range(length)]
+        return [_kept(t.target.at(addr + i * t.size), pointer) for i in range(length)]
     items = (t.field_ctype * length).from_address(addr)
-    return [from_c(t, v) for v in items]
+    return [from_c(t, v, what="ffi/array") for v in items]
 
 
 def cast(pointer: Any, spec: Any) -> Any:
@@ -243,17 +344,13 @@ def cast(pointer: Any, spec: Any) -> Any:
     t = ctype_of(spec)
     if t.kind != "struct":
         raise GeneTypeError(f"ffi/cast: expected a struct type, got :{t.name}")
-    try:
-        return t.target.at(pointer)
-    except GeneError:
-        raise
-    except TypeError as exc:
-        raise GeneTypeError(f"ffi/cast: {exc}") from None
+    addr = _items(pointer, t, 0, 1, "ffi/cast")
+    return _kept(t.target.at(addr), pointer)
 
 
-def _offset(t: FfiType, index: Any, who: str) -> int:
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise GeneTypeError(f"{who}: index must be an int, got {describe(index)}")
-    if t.kind == "void":
-        raise GeneTypeError(f"{who}: cannot read :void")
-    return index * t.size
+def _kept(view: StructValue, source: Any) -> StructValue:
+    """A struct view over a buffer's or struct's memory keeps that memory alive."""
+    keeper = _keeper(source)
+    if keeper is not None and not isinstance(source, StructValue):
+        view._keep = {0: keeper}
+    return view

@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from gene_jit.ffi.types import (
+    NULL,
+    POINTER_KINDS,
     STRUCTS,
     FfiType,
     address_of,
     ctype_of,
     describe,
     from_c,
+    pointer_from,
     spec_name,
     to_c,
 )
@@ -104,9 +107,11 @@ class StructValue:
 
     @classmethod
     def at(cls, address: Any) -> StructValue:
-        """A view of the struct at `address` (memory owned elsewhere, by C usually)."""
+        """A view of the struct at `address` (memory owned elsewhere, by C usually; a
+        plain int is taken as an address: Gene code reaches this through `ffi/cast`,
+        which accepts only pointers)."""
         try:
-            addr = address_of(address)
+            addr = address_of(address, loose=True)
         except TypeError:
             raise GeneTypeError(f"{cls.name}: not an address: {describe(address)}") from None
         if not addr:
@@ -213,7 +218,7 @@ def _cfield(s: StructValue, f: Field) -> Any:
 
 
 def _get_plain(s: StructValue, f: Field) -> Any:
-    return from_c(f.type, getattr(_cfield(s, f), f.name))
+    return from_c(f.type, getattr(_cfield(s, f), f.name), what=f"{s.name}.{f.name}")
 
 
 def _get_struct(s: StructValue, f: Field) -> Any:
@@ -225,7 +230,7 @@ def _get_array(s: StructValue, f: Field) -> list[Any]:
     elem = f.type.target
     if elem.kind == "struct":
         return [elem.target._nested(arr[i], s._keep) for i in range(f.type.length)]
-    return [from_c(elem, arr[i]) for i in range(f.type.length)]
+    return [from_c(elem, arr[i], what=f"{s.name}.{f.name}") for i in range(f.type.length)]
 
 
 def _get_callback(s: StructValue, f: Field) -> Any:
@@ -233,7 +238,7 @@ def _get_callback(s: StructValue, f: Field) -> Any:
     kept = s._keep.get(s.address + f.offset)
     if kept is not None and getattr(kept, "address", None) == addr:
         return kept
-    return addr or None
+    return pointer_from(addr)
 
 
 def _set_error(s: StructValue, f: Field, value: Any, why: str) -> GeneError:
@@ -244,7 +249,9 @@ def _set_plain(s: StructValue, f: Field, value: Any) -> None:
     c = _cfield(s, f)
     kept: Any = value
     try:
-        if f.type.kind == "callback" and callable(value) and not isinstance(value, int):
+        if (value is None or value is NULL) and f.type.kind in POINTER_KINDS:
+            raw = None  # a NULL field, as zeroed struct memory starts
+        elif f.type.kind == "callback" and callable(value) and not isinstance(value, int):
             from gene_jit.ffi.callbacks import as_callback
 
             kept = as_callback(f.type.target, value)
@@ -256,7 +263,7 @@ def _set_plain(s: StructValue, f: Field, value: Any) -> None:
     if f.type.kind in ("string", "pointer", "buffer", "struct_ptr", "callback"):
         # C may read this pointer later: keep what it points to alive with the memory.
         key = s.address + f.offset
-        if value is None or isinstance(value, int):
+        if value is None or value is NULL or isinstance(value, int):
             s._keep.pop(key, None)
         else:
             s._keep[key] = kept

@@ -5,7 +5,16 @@ A type spec is what a user writes: a name (`"int32"`, `:pointer`, a struct's nam
 struct class (by value), `("pointer", S)` / `[:pointer S]` for a pointer to a struct,
 `("array", T, n)` / `[T n]` for a fixed array, or a `CallbackType`. `ctype_of(spec)`
 resolves any of these into an immutable `FfiType`, which tier 1 reads (`kind`, `size`,
-`signed`) to emit a direct LLVM call.
+`signed`, `nullable`) to emit a direct LLVM call.
+
+What may cross into C is decided by the declaration, never guessed from the value:
+nil (or `ffi/null`) is NULL only for a parameter declared nullable (`:string?`,
+`:pointer?`, `:buffer?`, `[:pointer? S]`, `[:callback? R [P...]]`, or `[:nullable T]`);
+an address is a `Pointer` (what C gave back, or an explicit `(ffi/ptr n)`), never a
+plain int; a callback is a function or an `ffi/callback` value. Bindings written in
+Python that manage raw addresses themselves (gene_jit.llama) declare `addresses=True`
+(`to_c(..., loose=True)`): ints are addresses and None is NULL there, and pointers come
+back as ints.
 
 Conversions come in two speeds: the generated wrappers in `core.py` inline the fast type
 tests, and fall back to `to_c` here, which accepts every legal spelling and raises a
@@ -16,10 +25,10 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gene_jit.runtime.errors import GeneArityError, GeneError, GeneTypeError
+from gene_jit.runtime.errors import GeneArityError, GeneError, GeneOverflowError, GeneTypeError
 from gene_jit.runtime.values import Symbol
 
 
@@ -52,6 +61,53 @@ class NullPointer:
 
 NULL = NullPointer()
 
+ADDRESS_LIMIT = 2**64
+
+
+class Pointer:
+    """An address as a Gene value: what C returned for a pointer, or `(ffi/ptr n)`.
+    NULL is never a Pointer (it is nil). `owner` keeps the memory it points into alive
+    (a buffer or struct it came from), and `limit` is the number of bytes known to be
+    valid from `address` (None when C gave the address and its extent is unknown)."""
+
+    __slots__ = ("address", "owner", "limit")
+
+    def __init__(self, address: int, owner: Any = None, limit: int | None = None) -> None:
+        self.address = address
+        self.owner = owner
+        self.limit = limit
+
+    @property
+    def _as_parameter_(self) -> int:
+        """ctypes passes a Pointer as its address (Python code that gets one from a
+        callback may hand it to ctypes functions such as `string_at`)."""
+        return self.address
+
+    def __index__(self) -> int:
+        return self.address
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pointer) and other.address == self.address
+
+    def __hash__(self) -> int:
+        return hash(("ffi-pointer", self.address))
+
+    def __repr__(self) -> str:
+        return f"#<ffi pointer {self.address:#x}>"
+
+    __gene_type__ = "ffi-pointer"
+
+    def __gene_repr__(self) -> str:
+        return repr(self)
+
+
+def pointer_from(address: Any) -> Pointer | None:
+    """A raw address C gave back (int or None) as a Gene value: a Pointer, or nil."""
+    return Pointer(address) if address else None
+
 
 @dataclass(frozen=True, eq=False)
 class FfiType:
@@ -69,6 +125,7 @@ class FfiType:
     lo: int = 0  # integer range, for checks before a call
     hi: int = 0
     field_ctype: Any = field(default=None)  # ctypes type inside a struct (arrays, structs)
+    nullable: bool = False  # nil passes as NULL (pointer-like kinds only)
 
     def __repr__(self) -> str:
         return f"<ffi type {self.name}>"
@@ -147,6 +204,26 @@ def spec_name(spec: Any) -> str:
     raise GeneTypeError(f"expected a name, got {describe(spec)}")
 
 
+POINTER_KINDS = frozenset({"pointer", "string", "buffer", "struct_ptr", "callback"})
+_NULLABLE: dict[int, FfiType] = {}  # by id of the plain type: one object per nullable type
+
+
+def nullable_of(t: FfiType) -> FfiType:
+    """The nullable variant of a pointer-like type (`:string?`), one object per type so
+    that signatures compare by identity."""
+    if t.nullable:
+        return t
+    if t.kind not in POINTER_KINDS:
+        raise GeneTypeError(
+            f"only pointer-like types can be nullable (:pointer? :string? :buffer?, "
+            f"[:pointer? S], [:callback? R [P...]]), not :{t.name}"
+        )
+    got = _NULLABLE.get(id(t))
+    if got is None:
+        got = _NULLABLE[id(t)] = replace(t, name=f"{t.name}?", nullable=True)
+    return got
+
+
 def ctype_of(spec: Any) -> FfiType:
     """Resolve a type spec into an `FfiType` (raises GeneTypeError for unknown types)."""
     if isinstance(spec, FfiType):
@@ -156,6 +233,8 @@ def ctype_of(spec: Any) -> FfiType:
         return as_type()
     if isinstance(spec, (str, Symbol)):
         name = spec_name(spec)
+        if name.endswith("?") and len(name) > 1:
+            return nullable_of(ctype_of(name[:-1]))
         if name in PRIMITIVES:
             return PRIMITIVES[name]
         if name in STRUCTS:
@@ -169,6 +248,10 @@ def ctype_of(spec: Any) -> FfiType:
 def _compound(parts: list[Any]) -> FfiType:
     head = parts[0]
     head_name = spec_name(head) if isinstance(head, (str, Symbol)) else None
+    if head_name == "nullable" and len(parts) == 2:
+        return nullable_of(ctype_of(parts[1]))
+    if head_name in ("pointer?", "callback?"):
+        return nullable_of(_compound([head_name[:-1], *parts[1:]]))
     if head_name == "pointer" and len(parts) == 2:
         target = ctype_of(parts[1])
         if target.kind != "struct":
@@ -183,7 +266,8 @@ def _compound(parts: list[Any]) -> FfiType:
     if len(parts) == 2 and isinstance(parts[1], int) and not isinstance(parts[1], bool):
         return array_type(ctype_of(parts[0]), parts[1])
     raise GeneTypeError(
-        f"bad compound ffi type {parts!r}: use [:pointer S], [T n] or [:callback R [P...]]"
+        f"bad compound ffi type {parts!r}: use [:pointer S], [T n], [:callback R [P...]] "
+        "or [:nullable T]"
     )
 
 
@@ -230,12 +314,22 @@ def arg_error(fname: str, pos: int, t: FfiType, value: Any, why: str = "") -> Ge
     )
 
 
-def address_of(value: Any) -> int | None:
-    """The memory address a pointer-like Gene value stands for, or raise TypeError."""
+NOT_AN_ADDRESS = "an int is not a pointer; use (ffi/ptr n) for an address"
+
+
+def address_of(value: Any, loose: bool = False) -> int | None:
+    """The memory address a pointer-like Gene value stands for, or raise TypeError.
+    A plain int is an address only when `loose` (Python bindings; see the module doc)."""
     if value is None or value is NULL:
         return None
+    if type(value) is Pointer:
+        if not value.address:
+            raise TypeError("used after ffi/free")
+        return value.address
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0 or value >= 2**64:
+        if not loose:
+            raise TypeError(NOT_AN_ADDRESS)
+        if value < 0 or value >= ADDRESS_LIMIT:
             raise TypeError("not an address")
         return value or None
     addr = getattr(value, "address", None)  # structs, buffers, callbacks
@@ -250,6 +344,22 @@ def address_of(value: Any) -> int | None:
     ):
         return ctypes.addressof(value)
     raise TypeError("not a pointer")
+
+
+def extent_of(value: Any) -> int | None:
+    """How many bytes from `address_of(value)` are known to be valid, or None when
+    unknown (an address C gave back)."""
+    if type(value) is Pointer:
+        return value.limit
+    size = getattr(value, "size", None)
+    if isinstance(size, int) and hasattr(value, "_c"):  # buffers and structs
+        return size
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    return None
 
 
 def _is_array(value: Any) -> bool:
@@ -277,15 +387,15 @@ def _data_pointer(value: Any) -> int | None:
     raise TypeError("not a buffer")
 
 
-def to_c(t: FfiType, value: Any) -> Any:
+def to_c(t: FfiType, value: Any, loose: bool = False) -> Any:
     """Convert a Gene value for a C parameter or field of type `t` (TypeError if illegal)."""
     conv = _TO_C.get(t.kind)
     if conv is None:
         raise TypeError(f"cannot pass a value as :{t.name}")
-    return conv(t, value)
+    return conv(t, value, loose)
 
 
-def _int_to_c(t: FfiType, value: Any) -> int:
+def _int_to_c(t: FfiType, value: Any, loose: bool) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError("not an int")
     if not t.lo <= value <= t.hi:
@@ -293,13 +403,13 @@ def _int_to_c(t: FfiType, value: Any) -> int:
     return value
 
 
-def _float_to_c(t: FfiType, value: Any) -> float:
+def _float_to_c(t: FfiType, value: Any, loose: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError("not a number")
     return float(value)
 
 
-def _bool_to_c(t: FfiType, value: Any) -> bool:
+def _bool_to_c(t: FfiType, value: Any, loose: bool) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -307,34 +417,53 @@ def _bool_to_c(t: FfiType, value: Any) -> bool:
     raise TypeError("not a bool")
 
 
-def _string_to_c(t: FfiType, value: Any) -> Any:
-    if value is None or value is NULL:
+def _null(t: FfiType, loose: bool) -> None:
+    """NULL for nil, where the declaration allows it."""
+    if t.nullable or loose:
         return None
+    raise TypeError(f"not nullable; declare :{t.name}? to pass NULL")
+
+
+def _string_to_c(t: FfiType, value: Any, loose: bool) -> Any:
+    if value is None or value is NULL:
+        return _null(t, loose)
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, bytes):
         return value
-    if type(value).__name__ == "Buffer":  # text written into an ffi/buffer
-        return ctypes.c_char_p(address_of(value))
+    if type(value) is Pointer or type(value).__name__ == "Buffer":  # a char* or text
+        addr = address_of(value)  # written into an ffi/buffer
+        extent = extent_of(value)
+        if not addr or (extent is not None and b"\0" not in ctypes.string_at(addr, extent)):
+            raise TypeError("the memory holds no NUL-terminated text")
+        return ctypes.c_char_p(addr)
     # An int would be taken as an address: a crash, not a string. Use :pointer for that.
     raise TypeError("not a string")
 
 
-def _pointer_to_c(t: FfiType, value: Any) -> Any:
+def _pointer_to_c(t: FfiType, value: Any, loose: bool) -> Any:
+    if value is None or value is NULL:
+        return _null(t, loose)
     if isinstance(value, bytes):
         return value  # read-only input data: ctypes passes a pointer to the bytes
-    return address_of(value)
+    if isinstance(value, str):
+        raise TypeError("a string is not a pointer; declare :string or use (ffi/buffer text)")
+    if type(value).__name__ == "Callback" and not loose:
+        raise TypeError("a callback is code, not data; declare a callback parameter")
+    return address_of(value, loose)
 
 
-def _struct_ptr_to_c(t: FfiType, value: Any) -> Any:
+def _struct_ptr_to_c(t: FfiType, value: Any, loose: bool) -> Any:
+    if value is None or value is NULL:
+        return _null(t, loose)
     if isinstance(value, dict):
         raise TypeError("a map is not a pointer (make the struct first)")
     if hasattr(value, "ctype") and type(value) is not t.target and hasattr(value, "fields"):
         raise TypeError(f"a {type(value).name} struct is not a {t.target.name}")
-    return address_of(value)
+    return address_of(value, loose)
 
 
-def _struct_to_c(t: FfiType, value: Any) -> Any:
+def _struct_to_c(t: FfiType, value: Any, loose: bool) -> Any:
     cls = t.target
     if isinstance(value, dict):
         value = cls(**{spec_name(k): v for k, v in value.items()})
@@ -343,17 +472,19 @@ def _struct_to_c(t: FfiType, value: Any) -> Any:
     return value.c_value()
 
 
-def _callback_to_c(t: FfiType, value: Any) -> Any:
+def _callback_to_c(t: FfiType, value: Any, loose: bool) -> Any:
     from gene_jit.ffi.callbacks import as_callback
 
     if value is None or value is NULL:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return address_of(value)
+        return _null(t, loose)
+    if loose and (type(value) is Pointer or (isinstance(value, int) and not isinstance(value, bool))):
+        return address_of(value, True)
+    if isinstance(value, (int, float, Pointer)):
+        raise TypeError("a callback must be a function or an ffi/callback")
     return as_callback(t.target, value).address
 
 
-_TO_C: dict[str, Callable[[FfiType, Any], Any]] = {
+_TO_C: dict[str, Callable[[FfiType, Any, bool], Any]] = {
     "int": _int_to_c,
     "float": _float_to_c,
     "bool": _bool_to_c,
@@ -366,15 +497,27 @@ _TO_C: dict[str, Callable[[FfiType, Any], Any]] = {
 }
 
 
-def from_c(t: FfiType, raw: Any) -> Any:
+def too_big(what: str, value: int) -> GeneError:
+    """A uint64 from C that no 64-bit Gene int holds (the same error in both tiers)."""
+    return GeneOverflowError(
+        f"{what}: the C value {value} does not fit a 64-bit Gene int (:uint64 above 2**63-1)"
+    )
+
+
+def from_c(t: FfiType, raw: Any, loose: bool = False, what: str = "ffi") -> Any:
     """Convert a value C gave back (a return value, a field, a callback argument)."""
     kind = t.kind
     if kind == "string":
         return None if raw is None else raw.decode("utf-8", "replace")
     if kind in ("pointer", "buffer", "callback"):
-        return raw or None
+        return (raw or None) if loose else pointer_from(raw)
     if kind == "struct_ptr":
         return None if not raw else t.target.at(raw)
     if kind == "struct":
         return t.target.own(raw)
+    if kind == "int" and t.size == 8 and not t.signed and raw > INT64_MAX:
+        raise too_big(what, raw)
     return raw
+
+
+INT64_MAX = 2**63 - 1

@@ -30,11 +30,13 @@ from gene_jit.frontend import special_core, special_fn, special_loops, special_o
 from gene_jit.frontend.compiler_core import Compiler, FnScope, assign, call, const, load, stamp
 from gene_jit.frontend.compiler_errors import GENE_FILES, translate
 from gene_jit.frontend.forms import Form, Span
-from gene_jit.runtime import ops, ops_async
+from gene_jit.runtime import ops, ops_async, tiering
 from gene_jit.runtime.errors import GeneError, GeneNameError, GeneTypeError, remember_source
 from gene_jit.runtime.registry import BUILTINS, Namespace
 from gene_jit.runtime.values import PLACEHOLDER, Gene, GeneSet, Range, Symbol
 
+# for compiling deeply nested forms; running them has the Gene call depth limit
+# (tiering.program_depth)
 RECURSION_LIMIT = 20000
 
 # Loaded modules by absolute path (module namespace), for `import`.
@@ -218,7 +220,8 @@ def run_forms(forms: list[Form], filename: str, env: dict[str, Any] | None = Non
         code = compile_forms([form], filename, env)
         try:
             exec(code, env)
-            value = env[" top"]()
+            with tiering.program_depth():  # the Gene call depth limit, alike in both tiers
+                value = env[" top"]()
         except GeneError as err:
             if err.span is None:
                 raise translate(err) from None

@@ -5,7 +5,8 @@ giving the form's value (Hy's model). Lexical scopes map Gene names to Python na
 function parameters and `var`s become Python locals (a shadowing `var` gets a fresh
 Python name, such as `x 2`, that no Gene symbol can spell), top-level names live in the
 module's globals dict, and namespace bodies keep their members in the `Namespace`.
-Special forms live in `SPECIAL` (name -> handler), filled by the `special_*` modules.
+Special forms live in `SPECIAL` (name -> handler), filled by the `special_*` modules;
+core.py says which heads are special forms and what the other forms mean.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from gene_jit.frontend.core import SPECIAL_FORMS
 from gene_jit.frontend.forms import (
     Arr,
     Form,
@@ -30,7 +32,7 @@ from gene_jit.frontend.forms import (
     Sym,
     Unquote,
 )
-from gene_jit.runtime.errors import GeneSyntaxError
+from gene_jit.runtime.errors import GeneSyntaxError, InternalError
 
 INT_MAX = 2**63 - 1
 INT_MIN = -(2**63)
@@ -53,10 +55,13 @@ SPECIAL: dict[str, Handler] = {}
 
 
 def special(*names: str) -> Callable[[Handler], Handler]:
-    """Register a special-form handler under one or more head symbols."""
+    """Register a special-form handler under one or more head symbols, each of which
+    core.SPECIAL_FORMS must name (that table is what both tiers read)."""
 
     def register(fn: Handler) -> Handler:
         for n in names:
+            if n not in SPECIAL_FORMS:
+                raise InternalError(f"special form {n} is missing from core.SPECIAL_FORMS")
             SPECIAL[n] = fn
         return fn
 

@@ -19,7 +19,9 @@ from gene_jit.runtime.errors import (
     GeneNameError,
     GeneOverflowError,
     GeneTypeError,
+    InternalError,
 )
+from gene_jit.runtime.requirements import MissingDependencyError, missing_message
 
 # File names of compiled Gene sources (tracebacks are matched against these).
 GENE_FILES: set[str] = set()
@@ -85,14 +87,60 @@ def _rewrite_type_error(msg: str) -> str:
     return msg
 
 
-def convert(exc: BaseException) -> GeneError:
-    """A Gene error for a Python exception raised while running Gene code."""
+# Python exception kinds that running a Gene program can cause through the program's
+# own mistakes (bad operands, bad indexes, files that are not there, too much memory).
+# Anything else escaping Gene code is a fault of gene-jit, reported as an InternalError.
+_USER_KINDS: tuple[type[BaseException], ...] = (
+    ArithmeticError,
+    RecursionError,
+    LookupError,
+    TypeError,
+    ValueError,
+    OSError,
+    MemoryError,
+)
+
+# Not errors of the program at all: the reader of our output went away, or the user
+# interrupted; they travel to the CLI unchanged.
+_PASS_THROUGH: tuple[type[BaseException], ...] = (BrokenPipeError, KeyboardInterrupt, SystemExit)
+
+
+def _raised_in_gene_code(exc: BaseException) -> bool:
+    """The innermost frame of `exc` is compiled Gene code (not gene-jit's own Python)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename in GENE_FILES
+
+
+def convert(exc: BaseException) -> GeneError | None:
+    """A Gene error for a Python exception raised while running Gene code, or None when
+    the exception is not the program's mistake (a fault of gene-jit)."""
     if isinstance(exc, GeneError):
         return exc
-    if isinstance(exc, NameError):
+    if isinstance(exc, ModuleNotFoundError):
+        missing = missing_message(exc.name or "", "this operation")
+        if missing is not None:
+            return MissingDependencyError(missing)
+        return None
+    if isinstance(exc, (NameError, AttributeError)):
+        # Only generated code looks Gene names up; the same error inside gene-jit's
+        # own modules is a bug there.
+        if not _raised_in_gene_code(exc):
+            return None
+        if isinstance(exc, AttributeError):
+            return GeneError(f"no member: {exc}")
         m = re.search(r"name '(.+)' is not defined", str(exc))
         name = m.group(1).strip() if m else str(exc)
         return GeneNameError(f"{name} is not defined")
+    if isinstance(exc, _PASS_THROUGH) or not isinstance(exc, _USER_KINDS):
+        return None
+    return _convert_user_kind(exc)
+
+
+def _convert_user_kind(exc: BaseException) -> GeneError:
     if isinstance(exc, RecursionError):
         return GeneError("stack overflow (recursion too deep)")
     if isinstance(exc, ZeroDivisionError):
@@ -111,10 +159,6 @@ def convert(exc: BaseException) -> GeneError:
     if isinstance(exc, ValueError) and "truth value of an array" in str(exc):
         # An inline operator's result check met a NumPy array (arithmetic on a row).
         return GeneTypeError("arithmetic expects numbers, got a NumPy array")
-    if isinstance(
-        exc, (ValueError, AttributeError, AssertionError, OSError, ArithmeticError, LookupError)
-    ):
-        return GeneError(f"{type(exc).__name__}: {exc}")
     return GeneError(f"{type(exc).__name__}: {exc}")
 
 
@@ -146,11 +190,30 @@ def _positions(code: Any, lasti: int) -> list[tuple[int, int]]:
 
 
 def translate(exc: BaseException) -> GeneError:
-    """`convert`, plus the Gene span of where it happened when the error has none."""
+    """`convert`, plus the Gene span of where it happened when the error has none.
+
+    An exception that is not the program's mistake is not returned: a fault of gene-jit
+    is raised as an `InternalError` (its cause keeps the Python traceback), and a broken
+    pipe or an interrupt is raised again unchanged. So `catch` in Gene code never
+    swallows them."""
+    if isinstance(exc, InternalError):
+        raise exc
     err = convert(exc)
+    if err is None:
+        if isinstance(exc, _PASS_THROUGH):
+            raise exc
+        raise internal_error(exc, gene_span(exc.__traceback__)) from exc
     if err.span is None:
         err.span = gene_span(exc.__traceback__)
     if err is not exc:
         err.__cause__ = exc
         err.__traceback__ = exc.__traceback__
+    return err
+
+
+def internal_error(exc: BaseException, span: Span | None = None) -> InternalError:
+    """The InternalError reporting `exc`, a fault of gene-jit met at `span` (the Gene
+    code that was running)."""
+    err = InternalError(f"{type(exc).__name__}: {exc}", span)
+    err.__cause__ = exc
     return err

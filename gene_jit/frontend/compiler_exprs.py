@@ -1,16 +1,18 @@
 """Expressions: symbols, complex symbols, collections, quote, interpolation, calls.
 
-`gene_form` decides what a `(head ...)` form is, in the order GENE.md 2.2 gives:
-selector, range, second-position keywords (assignment, `->`, `.m` method calls, infix
-operators), gene data, special forms, operator heads, macros, then a plain call.
+`gene_form` lowers the core node (core.py) of a `(head ...)` form: selectors, ranges,
+assignments, blocks, method calls, operators, gene data, and named heads, which are
+special forms, operators, macros or plain calls unless a local variable shadows them.
 """
 
 from __future__ import annotations
 
 import ast
-import re
+from collections.abc import Callable
+from typing import Any
 
 from gene_jit.frontend import compiler_ops as ops_c
+from gene_jit.frontend import core
 from gene_jit.frontend.compiler_core import (
     NIL,
     SPECIAL,
@@ -26,44 +28,11 @@ from gene_jit.frontend.compiler_core import (
     sym_name,
     syntax_error,
 )
+from gene_jit.frontend.core import segment_key
 from gene_jit.frontend.forms import Form, GeneF, Interp, Lit, Quote, Sym
 from gene_jit.runtime.registry import BUILTINS, Namespace
 
-_INT_RE = re.compile(r"^-?\d+$")
-_NOT_INFIX_HEADS = {
-    "var",
-    "if",
-    "fn",
-    "fnx",
-    "fnxx",
-    "macro",
-    "do",
-    "loop",
-    "while",
-    "for",
-    "ns",
-    "class",
-    "try",
-    "throw",
-    "$",
-    ".",
-    "import",
-    "enum",
-    "case",
-    "match",
-    "repeat",
-    "return",
-    "break",
-    "continue",
-    "new",
-    "not",
-    "!",
-}
-ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "**=", "||=", "&&="}
-
-
-def segment_key(seg: str) -> object:
-    return int(seg) if _INT_RE.match(seg) else seg
+__all__ = ["NIL", "load", "segment_key"]
 
 
 # ---------------------------------------------------------------- symbols
@@ -198,61 +167,79 @@ def interpolation(c: Compiler, form: Interp) -> Result:
 
 
 def gene_form(c: Compiler, form: GeneF, value: bool) -> Result:
-    head, ch = form.head, form.children
-    hname = sym_name(head)
-    if hname == "./":
-        return selector(c, form, list(ch))
-    if ch and isinstance(ch[0], Sym) and hname not in _NOT_INFIX_HEADS and head is not None:
-        res = second_position(c, form, ch[0].name, value)
-        if res is not None:
-            return res
-    if head is None:
-        return gene_data(c, form, pure(const(None)))
+    node = core.resolve(form)
+    return _LOWER[type(node)](c, node, value)
+
+
+def _range(c: Compiler, node: core.Range, value: bool) -> Result:
+    stmts, (a, b) = c.seq([c.compile(node.start), c.compile(node.end)])
+    return Result(stmts, hcall("make_range", a, b))
+
+
+def _assign(c: Compiler, node: core.Assign, value: bool) -> Result:
+    from gene_jit.frontend.special_core import assignment
+
+    return assignment(c, node)
+
+
+def _lambda(c: Compiler, node: core.Lambda, value: bool) -> Result:
+    from gene_jit.frontend.special_fn import block_lambda
+
+    return block_lambda(c, node.form)
+
+
+def _select(c: Compiler, node: core.Select, value: bool) -> Result:
+    return selector(c, list(node.args))
+
+
+def _operator(c: Compiler, node: core.Node, value: bool) -> Result:
+    return ops_c.emit(c, node)
+
+
+def _method(c: Compiler, node: core.MethodCall, value: bool) -> Result:
+    return method_call(c, node.form, node.target, node.name, list(node.args))
+
+
+def _gene_data(c: Compiler, node: core.GeneData, value: bool) -> Result:
+    head = node.form.head
     if isinstance(head, Quote):
-        return gene_data(c, form, quote(c, head.form))
-    if hname == "_":
-        return gene_data(c, form, pure(helper("PLACEHOLDER")))
-    if isinstance(head, Lit):
-        return literal_head(c, form, head)
-    if hname is not None:
-        res = named_head(c, form, hname, value)
-        if res is not None:
-            return res
-    return plain_call(c, form)
+        return gene_data(c, node.form, quote(c, head.form))
+    if head is None:
+        return gene_data(c, node.form, pure(const(None)))
+    return gene_data(c, node.form, pure(helper("PLACEHOLDER")))
 
 
-def second_position(c: Compiler, form: GeneF, op: str, value: bool) -> Result | None:
-    ch = form.children
-    if op == "..":
-        if len(ch) != 2:
-            raise syntax_error(form, "range expects (a .. b)")
-        stmts, (a, b) = c.seq([c.compile(form.head), c.compile(ch[1])])  # type: ignore[arg-type]
-        return Result(stmts, hcall("make_range", a, b))
-    if op in ASSIGN_OPS:
-        from gene_jit.frontend.special_core import assignment
-
-        return assignment(c, form, op)
-    if op == "->":
-        from gene_jit.frontend.special_fn import block_lambda
-
-        return block_lambda(c, form)
-    if op == "./":
-        return selector(c, form, [form.head, *ch[1:]])  # type: ignore[list-item]
-    if op.startswith("./") and len(op) > 2:
-        key = Lit(ch[0].span, segment_key(op[2:]))
-        return selector(c, form, [form.head, key, *ch[1:]])  # type: ignore[list-item]
-    if op in ops_c.INFIX:
-        return ops_c.infix(c, form)
-    if op.startswith(".") and len(op) > 1 and op != "...":
-        if sym_name(form.head) in SPECIAL and sym_name(form.head) not in ("self",):
-            return None
-        return method_call(c, form, form.head, op[1:], list(ch[1:]))
-    return None
+def _named(c: Compiler, node: core.Named, value: bool) -> Result:
+    res = named_head(c, node, value)
+    return res if res is not None else plain_call(c, node.form)
 
 
-def selector(c: Compiler, form: GeneF, args: list[Form]) -> Result:
-    if len(args) not in (2, 3):
-        raise syntax_error(form, "selector expects (./ target key [default])")
+def _call(c: Compiler, node: core.Call, value: bool) -> Result:
+    return plain_call(c, node.form)
+
+
+def _literal_head(c: Compiler, node: core.LiteralHead, value: bool) -> Result:
+    return literal_head(c, node.form, node.head)
+
+
+_LOWER: dict[type, Callable[[Compiler, Any, bool], Result]] = {
+    core.Range: _range,
+    core.Assign: _assign,
+    core.Lambda: _lambda,
+    core.Select: _select,
+    core.Binary: _operator,
+    core.Compare: _operator,
+    core.Logic: _operator,
+    core.Unary: _operator,
+    core.MethodCall: _method,
+    core.GeneData: _gene_data,
+    core.LiteralHead: _literal_head,
+    core.Named: _named,
+    core.Call: _call,
+}
+
+
+def selector(c: Compiler, args: list[Form]) -> Result:
     stmts, exprs = c.seq([c.compile(a) for a in args])
     return Result(stmts, call(helper("select"), exprs))
 
@@ -275,16 +262,16 @@ def gene_data(c: Compiler, form: GeneF, type_res: Result) -> Result:
     return Result(stmts, hcall("make_gene", t, p, ch))
 
 
-def named_head(c: Compiler, form: GeneF, name: str, value: bool) -> Result | None:
+def named_head(c: Compiler, node: core.Named, value: bool) -> Result | None:
+    name, form = node.name, node.form
     ref = c.resolve(name)
     if ref.kind in ("local", "outer"):
         return None  # a lexical variable shadows special forms and operators
-    handler = SPECIAL.get(name)
-    if handler is not None:
-        return handler(c, form, value)
-    if name in ops_c.PREFIX:
-        return ops_c.prefix(c, form, name)
-    if name.startswith(".") and len(name) > 1 and name not in ("..", "..."):
+    if node.role is core.Role.SPECIAL:
+        return SPECIAL[name](c, form, value)
+    if node.role is core.Role.OPERATOR:
+        return ops_c.prefix(c, form)
+    if node.role is core.Role.METHOD:
         return method_call(c, form, None, name[1:], list(form.children))
     if name in c.macros or is_macro_value(c, name):
         from gene_jit.frontend.special_fn import macro_call
@@ -469,5 +456,3 @@ def _fast_method(
         ), None
     return None
 
-
-__all__ = ["NIL", "load"]

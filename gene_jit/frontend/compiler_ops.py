@@ -1,5 +1,6 @@
-"""Operators: infix chains with precedence, prefix operator heads, and the inline code
-for each operator.
+"""Operators: the tier-0 lowering of core's operator nodes (core.py reads infix chains
+and prefix operator heads into `Binary`, `Compare`, `Logic` and `Unary`), and the inline
+code for each operator.
 
 Arithmetic is emitted as a Python operator whose result is checked against the int64
 range in the same expression, e.g. `(r if -2**63 <= (r := a + b) <= 2**63-1 else
@@ -11,8 +12,9 @@ literal or the left operand is an int, equality is inline for ints and literals.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from collections.abc import Callable
 
+from gene_jit.frontend import core
 from gene_jit.frontend.compiler_core import (
     INT_MAX,
     INT_MIN,
@@ -26,31 +28,11 @@ from gene_jit.frontend.compiler_core import (
     is_simple,
     load,
     store,
-    syntax_error,
 )
 from gene_jit.frontend.compiler_types import INTS as _INTS
 from gene_jit.frontend.compiler_types import NUMERIC as _NUMERIC
 from gene_jit.frontend.compiler_types import arith_kind
-from gene_jit.frontend.forms import Form, GeneF, Sym
-
-PREC = {
-    "||": 1,
-    "&&": 2,
-    "==": 3,
-    "!=": 3,
-    "<": 3,
-    "<=": 3,
-    ">": 3,
-    ">=": 3,
-    "+": 4,
-    "-": 4,
-    "*": 5,
-    "/": 5,
-    "**": 6,
-}
-INFIX = set(PREC)
-COMPARE = {"==", "!=", "<", "<=", ">", ">="}
-PREFIX = INFIX | {"not", "!", "="}
+from gene_jit.frontend.forms import Form, GeneF
 
 _ARITH = {"+": (ast.Add(), "add"), "-": (ast.Sub(), "sub"), "*": (ast.Mult(), "mul")}
 _CMP = {
@@ -61,76 +43,36 @@ _CMP = {
 }
 
 
-@dataclass
-class Bin:
-    op: str
-    left: object
-    right: object
-
-
-@dataclass
-class Chain:
-    ops: list[str]
-    operands: list[object]
-
-
-# ---------------------------------------------------------------- parsing infix chains
-
-
-def parse_infix(form: GeneF) -> object:
-    """`(a + b * c < d)` to a tree of Bin / Chain nodes over operand forms."""
-    items: list[Form] = [form.head, *form.children]  # type: ignore[list-item]
-    if len(items) % 2 == 0:
-        raise syntax_error(
-            form, "infix expression expects operands between operators, e.g. (a + b)"
-        )
-    for i in range(1, len(items), 2):
-        if not (isinstance(items[i], Sym) and items[i].name in PREC):  # type: ignore[attr-defined]
-            raise syntax_error(
-                items[i], "infix expression expects an operator here (mixing infix and calls?)"
-            )
-    pos = 0
-
-    def parse(min_prec: int) -> object:
-        nonlocal pos
-        left: object = items[pos]
-        pos += 1
-        chain: Chain | None = None
-        while pos < len(items):
-            op = items[pos].name  # type: ignore[attr-defined]
-            p = PREC[op]
-            if p < min_prec:
-                break
-            pos += 1
-            right = parse(p + 1)
-            if op in COMPARE:
-                if chain is not None and chain is left:
-                    chain.ops.append(op)
-                    chain.operands.append(right)
-                else:
-                    chain = Chain([op], [left, right])
-                    left = chain
-            else:
-                left = Bin(op, left, right)
-        return left
-
-    return parse(0)
+# ---------------------------------------------------------------- core operator nodes
 
 
 def infix(c: Compiler, form: GeneF) -> Result:
-    return emit(c, parse_infix(form), form)
+    return emit(c, core.infix(form))
 
 
-def emit(c: Compiler, node: object, form: Form) -> Result:
-    if isinstance(node, Bin):
-        if node.op == "&&":
-            return logic_and(c, emit(c, node.left, form), lambda: emit(c, node.right, form))
-        if node.op == "||":
-            return logic_or(c, emit(c, node.left, form), lambda: emit(c, node.right, form))
-        return binary(c, node.op, emit(c, node.left, form), emit(c, node.right, form))
-    if isinstance(node, Chain):
-        return chain(c, node, form)
-    return c.compile(node)  # type: ignore[arg-type]
+def prefix(c: Compiler, form: GeneF) -> Result:
+    """`(+ a b c)`, `(- a)`, `(< a b)`, `(= a b)` (equality), `(not x)`."""
+    return emit(c, core.prefix(form))
+
+
+def emit(c: Compiler, node: core.Expr) -> Result:
+    """Lower an operator node (core.py); operands that are forms compile as usual."""
+    if isinstance(node, core.Binary):
+        return binary(c, node.op, emit(c, node.left), emit(c, node.right))
+    if isinstance(node, core.Compare):
+        return chain(c, node)
+    if isinstance(node, core.Logic):
+        right = node.right
+        return logic(c, emit(c, node.left), lambda: emit(c, right), node.op == "&&")
+    if isinstance(node, core.Unary):
+        res = emit(c, node.operand)
+        if node.op == "not":
+            return negation(c, res)
+        if node.op == "-":
+            return Result(res.stmts, hcall("neg", res.expr))
+        return res
+    assert isinstance(node, Form), node
+    return c.compile(node)
 
 
 # ---------------------------------------------------------------- operators
@@ -290,40 +232,34 @@ def equality(
     return ast.IfExp(test=both_int, body=inline, orelse=hcall("ne" if negate else "eq", a2, b2))
 
 
-def chain(c: Compiler, node: Chain, form: Form) -> Result:
-    results = [emit(c, o, form) for o in node.operands]
-    stmts, exprs = c.seq(results)
-    kinds = [r.kind for r in results]
-    if len(exprs) == 2:
-        return Result(stmts, compare(c, node.ops[0], exprs[0], exprs[1], *kinds), True)
-    # `a < b < c`: a conjunction, each middle operand evaluated once.
-    shared: list[ast.expr] = [exprs[0]]
-    for e in exprs[1:-1]:
-        if is_simple(e):
-            shared.append(e)
-        else:
-            t = c.temp()
-            stmts.append(assign(t, e))
-            shared.append(load(t))
-    shared.append(exprs[-1])
-    tests = [
-        compare(c, op, shared[i], shared[i + 1], kinds[i], kinds[i + 1])
-        for i, op in enumerate(node.ops)
-    ]
-    return Result(stmts, ast.BoolOp(op=ast.And(), values=tests), True)
+def chain(c: Compiler, node: core.Compare) -> Result:
+    """`a < b <= c` is `a < b && b <= c`: each operand evaluated once, and only when the
+    comparisons before it held (`&&` short-circuits)."""
+    results = [emit(c, o) for o in node.operands]
+    return _chain_from(c, results[0], node.ops, results[1:])
 
 
-def logic_and(c: Compiler, lhs: Result, right: object) -> Result:
-    return _logic(c, lhs, right, is_and=True)
+def _chain_from(c: Compiler, left: Result, ops: tuple[str, ...], rest: list[Result]) -> Result:
+    right = rest[0]
+    stmts, (a, b) = c.seq([left, right])
+    if len(ops) == 1:
+        return Result(stmts, compare(c, ops[0], a, b, left.kind, right.kind), True)
+    # `b` is compared again with the next operand. A name may be read twice unless the
+    # next operand's statements, which run in between, could assign it.
+    first: ast.expr = b
+    again: ast.expr = b
+    if not (isinstance(b, ast.Constant) or (isinstance(b, ast.Name) and not rest[1].stmts)):
+        t = c.temp()
+        first, again = ast.NamedExpr(target=store(t), value=b), load(t)
+    test = Result(stmts, compare(c, ops[0], a, first, left.kind, right.kind), True)
+    kept = Result([], again, False, right.kind, right.bounds)
+    return logic(c, test, lambda: _chain_from(c, kept, ops[1:], rest[1:]), is_and=True)
 
 
-def logic_or(c: Compiler, lhs: Result, right: object) -> Result:
-    return _logic(c, lhs, right, is_and=False)
-
-
-def _logic(c: Compiler, lhs: Result, right: object, is_and: bool) -> Result:
-    """`&&` / `||`: short-circuit, the value is an operand."""
-    r: Result = right()  # type: ignore[operator]
+def logic(c: Compiler, lhs: Result, right: Callable[[], Result], is_and: bool) -> Result:
+    """`&&` / `||`: short-circuit, the value is an operand (`right` compiles the right
+    operand, inside the branch that evaluates it)."""
+    r = right()
     if not r.stmts:
         if lhs.is_bool:
             return Result(
@@ -360,44 +296,3 @@ def negation(c: Compiler, res: Result) -> Result:
         ],
     )
     return Result(res.stmts, test, True)
-
-
-# ---------------------------------------------------------------- prefix heads
-
-
-def prefix(c: Compiler, form: GeneF, op: str) -> Result:
-    """`(+ a b c)`, `(- a)`, `(< a b)`, `(= a b)` (equality), `(not x)`."""
-    args = list(form.children)
-    n = len(args)
-    if op in ("not", "!"):
-        if n != 1:
-            raise syntax_error(form, f"({op} x) expects one argument")
-        return negation(c, c.compile(args[0]))
-    if op == "=":
-        op = "=="
-    if op in COMPARE:
-        if n < 2:
-            raise syntax_error(form, f"({op} a b) expects two arguments")
-        return chain(c, Chain([op] * (n - 1), args), form)  # type: ignore[arg-type]
-    if op in ("&&", "||"):
-        if n == 0:
-            return Result([], const(op == "&&"), True)
-        node: object = args[0]
-        for a in args[1:]:
-            node = Bin(op, node, a)
-        return emit(c, node, form)
-    if n == 0:
-        if op in ("+", "*"):
-            return Result([], const(0 if op == "+" else 1))
-        raise syntax_error(form, f"({op} ...) expects at least one argument")
-    if n == 1:
-        res = c.compile(args[0])
-        if op == "-":
-            return Result(res.stmts, hcall("neg", res.expr))
-        if op == "/":
-            return Result(res.stmts, hcall("div", const(1), res.expr))
-        return res
-    node = args[0]
-    for a in args[1:]:
-        node = Bin(op, node, a)
-    return emit(c, node, form)

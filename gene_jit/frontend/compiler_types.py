@@ -21,17 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from gene_jit.frontend import core
 from gene_jit.frontend.forms import Arr, Form, GeneF, Interp, Lit, MapF, SetF, Sym
+from gene_jit.runtime.errors import GeneSyntaxError
 
 BOTTOM = ""  # no assignment seen yet (optimistic start of the fixed point)
 INTS = ("nat", "int")
 NUMERIC = ("nat", "int", "float", "num")
 ARITH = ("+", "-", "*")
-ASSIGN = ("=", "+=", "-=", "*=", "/=")
-_NOT_INFIX = {"var", "if", "fn", "fnx", "fnxx", "macro", "do", "loop", "while", "for", "ns",
-              "class", "try", "throw", "$", ".", "import", "enum", "case", "match", "repeat",
-              "return", "break", "continue", "new", "not", "!"}
-_INFIX = {"||", "&&", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "**"}
 # Special forms whose children are all expressions (or keywords) and bind no local.
 _EXPR_HEADS = {"if", "do", "void", "while", "return", "break", "continue", "case", "try",
                "throw", "$set", "new", "not", "!"}
@@ -66,6 +63,26 @@ def arith_kind(op: str, a: str | None, b: str | None) -> str | None:
     if op != "-" and a == "nat" and b == "nat":
         return "nat"
     return "int"
+
+
+def assign_kind(op: str, old: str | None, new: str | None) -> str | None:
+    """The kind of `(x op new)` with x of kind `old`."""
+    base = op[:-1]
+    if op == "=":
+        return new
+    if base == "/":
+        return "float"
+    if base in ARITH:
+        return arith_kind(base, old, new)
+    return None  # `**` gives an int or a float, `&&=` `||=` either operand
+
+
+def _resolve(form: GeneF) -> core.Node | None:
+    """The core node of `form`, None when it is malformed (compiling it reports that)."""
+    try:
+        return core.resolve(form)
+    except GeneSyntaxError:
+        return None
 
 
 @dataclass
@@ -111,21 +128,17 @@ class _Walker:
         if name in _DISABLE or (name is not None and self.is_macro(name)):
             self.facts.disabled = True
             return
-        if ch and isinstance(ch[0], Sym) and name not in _NOT_INFIX and head is not None:
-            op = ch[0].name
-            if op == "->":  # `([a b] -> body)` binds parameters
-                self.poison_all(form)
-                return
-            if op in ASSIGN and isinstance(head, Sym) and len(ch) == 2:
-                if not head.is_complex:
-                    self.facts.bind(head.name, op, ch[1])
-                self.walk(ch[1])
-                return
-            if name is None or not _is_special(name):
-                self.walk(head)
-                self.walk_all(ch)
-                return
-        if name == "var":
+        node = _resolve(form)
+        if node is None or isinstance(node, core.Lambda):  # `([a b] -> body)` binds a and b
+            self.poison_all(form)
+        elif isinstance(node, core.Assign):
+            if not node.target.is_complex:
+                self.facts.bind(node.target.name, node.op, node.value)
+            self.walk(node.value)
+        elif not (isinstance(node, core.Named) and node.role is core.Role.SPECIAL):
+            self.walk(head)
+            self.walk_all(ch)
+        elif name == "var":
             self.var(form)
         elif name == "loop":
             self.loop(form)
@@ -134,7 +147,7 @@ class _Walker:
         elif name == "for" and len(ch) >= 3:
             self.for_var(ch[0], ch[2])
             self.walk_all(ch[2:])
-        elif name is not None and _is_special(name) and name not in _EXPR_HEADS:
+        elif name not in _EXPR_HEADS:
             self.poison_all(form)
         else:
             self.walk(head)
@@ -185,11 +198,8 @@ def _dotdot(form: Form) -> tuple[Form, Form] | None:
     """The bounds of `(a .. b)`, else None."""
     if not isinstance(form, GeneF) or form.head is None or form.props:
         return None
-    ch = form.children
-    head = form.head.name if isinstance(form.head, Sym) else None
-    if len(ch) == 2 and isinstance(ch[0], Sym) and ch[0].name == ".." and head not in _NOT_INFIX:
-        return form.head, ch[1]
-    return None
+    node = _resolve(form)
+    return (node.start, node.end) if isinstance(node, core.Range) else None
 
 
 def rebinds(forms: Iterable[Form], name: str, is_macro: Callable[[str], bool]) -> bool:
@@ -198,12 +208,6 @@ def rebinds(forms: Iterable[Form], name: str, is_macro: Callable[[str], bool]) -
     w.walk_all(forms)
     facts = w.facts
     return facts.disabled or name in facts.assigns or name in facts.poisoned
-
-
-def _is_special(name: str) -> bool:
-    from gene_jit.frontend.compiler_core import SPECIAL
-
-    return name in SPECIAL or name == "->"
 
 
 def _symbols(form: Form | None) -> Iterable[str]:
@@ -252,7 +256,7 @@ def _fixed_point(facts: _Facts, bad: set[str]) -> dict[str, str]:
             for op, rhs in facts.assigns[n]:
                 rk = rhs if isinstance(rhs, str) else expr_kind(rhs, kinds)
                 if op != "=":
-                    rk = "float" if op == "/=" else arith_kind(op[0], kinds[n], rk)
+                    rk = assign_kind(op, kinds[n], rk)
                 k = join(k, rk)
             new[n] = k
         if new == kinds:
@@ -272,56 +276,64 @@ def expr_kind(form: Form, kinds: dict[str, str | None]) -> str | None:
         return kinds.get(form.name)
     if not isinstance(form, GeneF):
         return None
-    head, ch = form.head, form.children
-    name = head.name if isinstance(head, Sym) else None
-    if ch and isinstance(ch[0], Sym) and name not in _NOT_INFIX and head is not None:
-        op = ch[0].name
-        if op in ASSIGN and len(ch) == 2 and isinstance(head, Sym):
-            rk = expr_kind(ch[1], kinds)
-            return rk if op == "=" else arith_kind(op[0], kinds.get(head.name), rk)
-        if op in _INFIX:
-            return _infix_kind(form, kinds)
-        if op == ".append" and len(ch) == 2:
-            ks = {expr_kind(head, kinds), expr_kind(ch[1], kinds)}
-            return (BOTTOM if BOTTOM in ks else "str") if ks <= {"str", BOTTOM} else None
-        if op in (".size", ".length") and len(ch) == 1:
-            k = expr_kind(head, kinds)
-            return {"str": "nat", BOTTOM: BOTTOM}.get(k)  # type: ignore[arg-type]
+    node = _resolve(form)
+    if isinstance(node, core.Assign):
+        rk = expr_kind(node.value, kinds)
+        if node.target.is_complex:
+            return rk if node.op == "=" else None
+        return assign_kind(node.op, kinds.get(node.target.name), rk)
+    if isinstance(node, (core.Binary, core.Unary)):
+        return _op_kind(node, kinds)
+    if isinstance(node, core.MethodCall):
+        return _method_kind(node, kinds)
+    if not isinstance(node, core.Named):
         return None
-    if name in ARITH and ch and not form.props:
-        k = expr_kind(ch[0], kinds)
-        if len(ch) == 1:
-            return k if name != "-" or k not in INTS else "int"
-        for f in ch[1:]:
-            k = arith_kind(name, k, expr_kind(f, kinds))
-        return k
-    if name == "do" and ch:
-        return expr_kind(ch[-1], kinds)
-    if name == "if" and len(ch) == 3 and not any(
-        isinstance(f, Sym) and f.name in ("then", "elif", "else", "not") for f in ch
-    ):
-        return join(expr_kind(ch[1], kinds), expr_kind(ch[2], kinds))
+    if node.role is core.Role.OPERATOR and node.name in ARITH and form.children and not form.props:
+        return _op_kind(core.prefix(form), kinds)
+    if node.name == "do" and form.children:
+        return expr_kind(form.children[-1], kinds)
+    if node.name == "if":
+        return _if_kind(form, kinds)
     return None
 
 
-def _infix_kind(form: GeneF, kinds: dict[str, str | None]) -> str | None:
-    from gene_jit.frontend.compiler_ops import Bin, parse_infix
-    from gene_jit.runtime.errors import GeneSyntaxError
+def _op_kind(node: core.Expr, kinds: dict[str, str | None]) -> str | None:
+    if isinstance(node, core.Binary):
+        if node.op in ARITH:
+            return arith_kind(node.op, _op_kind(node.left, kinds), _op_kind(node.right, kinds))
+        return "float" if node.op == "/" else None
+    if isinstance(node, core.Unary) and node.op != "not":
+        k = _op_kind(node.operand, kinds)
+        if k not in (*NUMERIC, BOTTOM):
+            return None
+        return "int" if node.op == "-" and k in INTS else k
+    if isinstance(node, Form):
+        return expr_kind(node, kinds)
+    return None
 
+
+def _method_kind(node: core.MethodCall, kinds: dict[str, str | None]) -> str | None:
+    if node.target is None:
+        return None
+    if node.name == "append" and len(node.args) == 1:
+        ks = {expr_kind(node.target, kinds), expr_kind(node.args[0], kinds)}
+        return (BOTTOM if BOTTOM in ks else "str") if ks <= {"str", BOTTOM} else None
+    if node.name in ("size", "length") and not node.args:
+        k = expr_kind(node.target, kinds)
+        return {"str": "nat", BOTTOM: BOTTOM}.get(k)  # type: ignore[arg-type]
+    return None
+
+
+def _if_kind(form: GeneF, kinds: dict[str, str | None]) -> str | None:
+    """The join of the branches' last forms; None when a branch may give nil."""
     try:
-        tree = parse_infix(form)
+        node = core.if_node(form)
     except GeneSyntaxError:
         return None
-
-    def kind(node: object) -> str | None:
-        if isinstance(node, Bin):
-            if node.op in ARITH:
-                return arith_kind(node.op, kind(node.left), kind(node.right))
-            if node.op == "/":
-                return "float"
-            return None
-        if isinstance(node, (Lit, Sym, GeneF)):
-            return expr_kind(node, kinds)
+    bodies = [cl.body for cl in node.clauses] + [node.else_body or ()]
+    if not all(bodies):
         return None
-
-    return kind(tree)
+    k: str | None = BOTTOM
+    for body in bodies:
+        k = join(k, expr_kind(body[-1], kinds))
+    return k

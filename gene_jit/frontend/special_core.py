@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 
 from gene_jit.frontend import compiler_ops as ops_c
+from gene_jit.frontend import core
 from gene_jit.frontend.compiler_core import (
     NIL,
     Compiler,
@@ -22,7 +23,8 @@ from gene_jit.frontend.compiler_core import (
     sym_name,
     syntax_error,
 )
-from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, module_key, segment_key
+from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, module_key
+from gene_jit.frontend.core import segment_key
 from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Sym
 
 # ---------------------------------------------------------------- variables
@@ -59,13 +61,9 @@ def set_path(c: Compiler, target: Sym, res: Result) -> Result:
     return Result(stmts, hcall("set_member", o, key, v))
 
 
-def assignment(c: Compiler, form: GeneF, op: str) -> Result:
+def assignment(c: Compiler, node: core.Assign) -> Result:
     """`(x = v)`, `(x += v)` ..., with targets x, a/0, m/key, /p, ns/x, $ns/x."""
-    ch = form.children
-    target = form.head
-    if len(ch) != 2 or not isinstance(target, Sym):
-        raise syntax_error(form, f"assignment expects (target {op} value)")
-    rhs = ch[1]
+    op, target, rhs = node.op, node.target, node.value
     if target.is_complex:
         if op == "=":
             return set_path(c, target, c.compile(rhs))
@@ -73,77 +71,33 @@ def assignment(c: Compiler, form: GeneF, op: str) -> Result:
         base = Sym(target.span, "/".join(parts[:-1])) if len(parts) > 2 or parts[0] else None
         obj = c.compile(base).expr if base is not None else c.self_expr()
         t = c.temp()
-        new = _combine(c, op, pure(member_step(load(t), parts[-1], target)), rhs, form)
+        new = _combine(c, node, pure(member_step(load(t), parts[-1], target)))
         stmts = [assign(t, obj), *new.stmts]
         return Result(stmts, hcall("set_member", load(t), const(segment_key(parts[-1])), new.expr))
     ref = c.resolve(target.name)
     kind = c.kind_of(target.name, ref)
     old = Result([], c.load_ref(ref), False, kind)
-    res = c.compile(rhs) if op == "=" else _combine(c, op, old, rhs, form)
+    res = c.compile(rhs) if op == "=" else _combine(c, node, old)
     stmts = [*res.stmts, *c.store_ref(ref, res.expr)]
     return Result(stmts, c.load_ref(ref), False, kind)
 
 
-def _combine(c: Compiler, op: str, old: Result, rhs: Form, form: GeneF) -> Result:
-    base = op[:-1]
-    if base == "&&":
-        return ops_c.logic_and(c, old, lambda: c.compile(rhs))
-    if base == "||":
-        return ops_c.logic_or(c, old, lambda: c.compile(rhs))
-    if base not in ops_c.PREC:
-        raise syntax_error(form, f"unknown assignment operator {op}")
+def _combine(c: Compiler, node: core.Assign, old: Result) -> Result:
+    base, rhs = node.base, node.value
+    if base in core.LOGIC_OPS:
+        return ops_c.logic(c, old, lambda: c.compile(rhs), base == "&&")
+    assert base in core.ARITH_OPS, node
     return ops_c.binary(c, base, old, c.compile(rhs))
 
 
 # ---------------------------------------------------------------- if
 
 
-def parse_if(form: GeneF) -> tuple[list[tuple[bool, Form, list[Form]]], list[Form] | None]:
-    """Clauses (negated, condition, body) and the else body of an `if` form."""
-    ch = list(form.children)
-    clauses: list[tuple[bool, Form, list[Form]]] = []
-    i = 0
-
-    def cond_at(i: int) -> tuple[bool, Form, int]:
-        neg = sym_name(ch[i]) == "not" if i < len(ch) else False
-        if neg:
-            i += 1
-        if i >= len(ch):
-            raise syntax_error(form, "if expects (if cond then... [elif cond ...] [else ...])")
-        return neg, ch[i], i + 1
-
-    neg, cond, i = cond_at(0)
-    rest = ch[i:]
-    if not any(sym_name(f) in ("then", "elif", "else") for f in rest):
-        if len(rest) == 2:
-            return [(neg, cond, [rest[0]])], [rest[1]]
-        return [(neg, cond, rest)], None
-    if rest and sym_name(rest[0]) == "then":
-        i += 1
-    body: list[Form] = []
-    else_body: list[Form] | None = None
-    while i < len(ch):
-        kw = sym_name(ch[i])
-        if kw == "elif":
-            clauses.append((neg, cond, body))
-            neg, cond, i = cond_at(i + 1)
-            body = []
-            if i < len(ch) and sym_name(ch[i]) == "then":
-                i += 1
-            continue
-        if kw == "else":
-            else_body = ch[i + 1 :]
-            break
-        body.append(ch[i])
-        i += 1
-    clauses.append((neg, cond, body))
-    return clauses, else_body
-
-
 @special("if")
 def if_form(c: Compiler, form: GeneF, value: bool) -> Result:
-    clauses, else_body = parse_if(form)
-    return _if_chain(c, clauses, else_body or [], value)
+    node = core.if_node(form)
+    clauses = [(cl.negate, cl.cond, list(cl.body)) for cl in node.clauses]
+    return _if_chain(c, clauses, list(node.else_body or ()), value)
 
 
 def _test(c: Compiler, neg: bool, cond: Form) -> tuple[list[ast.stmt], ast.expr]:
@@ -193,12 +147,10 @@ def narrowing(c: Compiler, neg: bool, cond: Form) -> tuple[Facts, Facts]:
     """What `(x < 10)` (any of < <= > >= against an int literal, x a parameter never
     assigned) proves about x in the then and in the else branch: a number within bounds
     (the comparison raises for anything else). Used to drop overflow checks."""
-    if not (isinstance(cond, GeneF) and len(cond.children) == 2 and not cond.props):
+    node = core.resolve(cond) if isinstance(cond, GeneF) and not cond.props else None
+    if not (isinstance(node, core.Compare) and len(node.ops) == 1 and node.ops[0] in _FLIP):
         return {}, {}
-    left, (opf, right) = cond.head, cond.children
-    op = sym_name(opf)
-    if op not in _FLIP:
-        return {}, {}
+    (left, right), op = node.operands, node.ops[0]
     if isinstance(left, Lit) and isinstance(right, Sym):
         left, right, op = right, left, _FLIP[op]
     if not (isinstance(left, Sym) and isinstance(right, Lit) and type(right.value) is int):

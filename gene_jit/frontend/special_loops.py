@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from gene_jit.frontend import core
 from gene_jit.frontend.compiler_core import (
     Bounds,
     Compiler,
@@ -37,7 +38,7 @@ from gene_jit.frontend.compiler_core import (
     sym_name,
     syntax_error,
 )
-from gene_jit.frontend.compiler_exprs import _NOT_INFIX_HEADS, kw_tail_start, spread_item
+from gene_jit.frontend.compiler_exprs import kw_tail_start, spread_item
 from gene_jit.frontend.compiler_types import INTS, rebinds
 from gene_jit.frontend.forms import Arr, Form, GeneF, Sym
 
@@ -156,18 +157,19 @@ class RangeSpec:
 def range_of(c: Compiler, coll: Form) -> RangeSpec | None:
     if not isinstance(coll, GeneF) or coll.props or coll.head is None:
         return None
-    head, ch = coll.head, coll.children
-    if len(ch) == 2 and sym_name(ch[0]) == ".." and sym_name(head) not in _NOT_INFIX_HEADS:
-        return RangeSpec(None, [head, ch[1]], True)
+    node = core.resolve(coll)
+    if isinstance(node, core.Range):
+        return RangeSpec(None, [node.start, node.end], True)
+    ch = coll.children
     if (
-        sym_name(head) == "range"
+        isinstance(node, core.Named)
+        and node.name == "range"
         and 1 <= len(ch) <= 3
         and c.resolve("range").kind == "global"
         and not any(spread_item(f) is not None for f in ch)
         and kw_tail_start(ch) == len(ch)
-        and not (len(ch) > 1 and sym_name(ch[0]) in ("..", "=", "->"))
     ):
-        return RangeSpec(head, list(ch), False)
+        return RangeSpec(coll.head, list(ch), False)
     return None
 
 

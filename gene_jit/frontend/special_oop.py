@@ -251,6 +251,8 @@ def try_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if final is not None:
         with c.block():
             fstmts = c.discard(c.body(final, False)) or [ast.Pass()]
+    if not handlers and not fstmts:
+        return Result(try_body, load(t))  # `(try x)`: just x (GENE.md decisions)
     node = ast.Try(body=try_body, handlers=handlers, orelse=[], finalbody=fstmts)
     return Result([assign(t, const(None)), node], load(t))
 

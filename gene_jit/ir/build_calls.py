@@ -7,10 +7,12 @@ in the reason.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeGuard
 
-from gene_jit.frontend.forms import GeneF, Span, Sym
+from gene_jit.frontend import core
+from gene_jit.frontend.forms import Form, GeneF, Span, Sym
 from gene_jit.ir import types as T
-from gene_jit.ir.build_exprs import expr, load, to_f64
+from gene_jit.ir.build_exprs import expr, load, syntax, to_f64
 from gene_jit.ir.builder import FnBuilder, NotTypeable
 from gene_jit.ir.nodes import Op, Value
 
@@ -44,6 +46,14 @@ def _args(b: FnBuilder, form: GeneF, n: int | None = None) -> list[Value]:
     if n is not None and len(form.children) != n:
         raise NotTypeable(f"{_name(form)} with {len(form.children)} arguments", form.span)
     return [b.typed(expr(b, k), k.span) for k in form.children]
+
+
+def _is_call_of(form: Form, name: str) -> TypeGuard[GeneF]:
+    """`form` is `(name args...)` as core reads it: not infix, not an assignment."""
+    if not isinstance(form, GeneF) or form.props:
+        return False
+    node = syntax(form)
+    return isinstance(node, core.Named) and node.name == name
 
 
 def _name(form: GeneF) -> str:
@@ -109,8 +119,7 @@ def get_call(b: FnBuilder, form: GeneF) -> Value:
     if len(form.children) != 2:
         raise NotTypeable("get with a default", form.span)
     coll, idx = form.children
-    if isinstance(coll, GeneF) and isinstance(coll.head, Sym) and coll.head.name == "get" \
-            and len(coll.children) == 2 and b.lookup("get") is None:
+    if _is_call_of(coll, "get") and len(coll.children) == 2 and b.lookup("get") is None:
         base = b.typed(expr(b, coll.children[0]), coll.span)
         if base.type.kind is T.Kind.ARRAY and base.type.ndim == 2:
             i = b.typed(expr(b, coll.children[1]), coll.span)

@@ -1,26 +1,27 @@
 """Expression and special-form handlers of the IR builder (a table of small handlers).
 
 Each handler takes the `FnBuilder`, the form and returns the value of the form (a nil
-value for statements). Operators follow gene_jit.runtime.ops; infix forms chain with
-tier 0's precedence (`||` < `&&` < comparisons < `+ -` < `* /`), left-associative.
+value for statements). What a form means (infix precedence, comparison chains,
+assignment operators, second-position keywords, special-form heads) comes from
+gene_jit.frontend.core, the nodes tier 0 lowers too; operators follow
+gene_jit.runtime.ops.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from gene_jit.frontend import core
 from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Quote, Span, Sym
 from gene_jit.ir import types as T
 from gene_jit.ir.builder import FnBuilder, Loop, NotTypeable
 from gene_jit.ir.nodes import Op, Value
+from gene_jit.runtime.errors import GeneSyntaxError
 
-INFIX_PREC = {"||": 1, "&&": 2, "<": 3, "<=": 3, ">": 3, ">=": 3, "==": 4, "!=": 4,
-              "+": 5, "-": 5, "*": 6, "/": 6, "**": 7}
-ASSIGN_OPS = {"=", "+=", "-=", "*=", "/="}
-NOT_INFIX_HEADS = {"var", "if", "fn", "fnx", "fnxx", "macro", "do", "loop", "while", "for",
-                   "ns", "class", "try", "throw", "$", ".", "not", "!", "return", "break"}
-CMP_OPS = {"<": Op.LT, "<=": Op.LE, ">": Op.GT, ">=": Op.GE, "==": Op.EQ, "!=": Op.NE}
-ARITH_OPS = {"+": Op.ADD, "-": Op.SUB, "*": Op.MUL}
+# The IR instruction of each operator (which operators exist is core's business).
+CMP_IR = {"<": Op.LT, "<=": Op.LE, ">": Op.GT, ">=": Op.GE, "==": Op.EQ, "!=": Op.NE}
+ARITH_IR = {"+": Op.ADD, "-": Op.SUB, "*": Op.MUL}
 
 Handler = Callable[[FnBuilder, GeneF], Value]
 
@@ -87,29 +88,57 @@ def symbol(b: FnBuilder, sym: Sym) -> Value:
 
 
 def gene_form(b: FnBuilder, form: GeneF) -> Value:
-    head = form.head
-    kids = form.children
     if form.props:
         raise NotTypeable("properties in a call", form.span)
-    head_name = head.name if isinstance(head, Sym) else None
-    if kids and isinstance(kids[0], Sym) and head_name not in NOT_INFIX_HEADS:
-        op = kids[0].name
-        if op in ASSIGN_OPS:
-            return assign(b, form)
-        if op in INFIX_PREC:
-            return infix(b, form)
-        if op == "..":
-            raise NotTypeable("a range used as a value", form.span)
-    if head_name is None:
-        raise NotTypeable("call of a computed function", form.span)
-    handler = SPECIAL.get(head_name)
-    if handler is not None and b.lookup(head_name) is None:
-        return handler(b, form)
-    if head_name in PREFIX and b.lookup(head_name) is None:
-        return prefix(b, head_name, form)
+    node = syntax(form)
+    lower = LOWER.get(type(node))
+    if lower is None:
+        raise NotTypeable(_LEFT_TO_TIER0[type(node)], form.span)
+    return lower(b, node)
+
+
+def syntax(form: GeneF, read: Callable[[GeneF], core.Expr] = core.resolve) -> core.Expr:
+    """The core node of `form`; a malformed form stays in tier 0, which reports it."""
+    try:
+        return read(form)
+    except GeneSyntaxError as err:
+        raise NotTypeable(f"malformed form: {err.message}", form.span) from None
+
+
+def named(b: FnBuilder, node: core.Named) -> Value:
+    """`(name args...)`: a special form, an operator or a call; a local variable of that
+    name makes it a call."""
+    name, form = node.name, node.form
+    if b.lookup(name) is None:
+        if node.role is core.Role.SPECIAL:
+            handler = SPECIAL.get(name)
+            if handler is None:
+                raise NotTypeable(f"{name} forms are left to tier 0", form.span)
+            return handler(b, form)
+        if node.role is core.Role.OPERATOR:
+            return operator(b, syntax(form, core.prefix))
+        if node.role is core.Role.METHOD:
+            raise NotTypeable(f"calls method {name[1:]} of self", form.span)
     from gene_jit.ir.build_calls import call
 
-    return call(b, head_name, form)
+    return call(b, name, form)
+
+
+def literal_head(b: FnBuilder, node: core.LiteralHead) -> Value:
+    """`(-1)`, `(2.5)`: the number (a head with children is data or concatenation)."""
+    if node.form.children or isinstance(node.head.value, str):
+        raise NotTypeable("gene data or string concatenation", node.span)
+    return literal(b, node.head.value, node.span)
+
+
+_LEFT_TO_TIER0: dict[type, str] = {
+    core.Range: "a range used as a value",
+    core.Select: "a selector",
+    core.Lambda: "a block value",
+    core.MethodCall: "a method call",
+    core.GeneData: "gene data",
+    core.Call: "call of a computed function",
+}
 
 
 # -- operators ---------------------------------------------------------------------------
@@ -134,17 +163,17 @@ def numeric(b: FnBuilder, op: str, x: Value, y: Value, span: Span) -> tuple[Valu
 
 
 def binop(b: FnBuilder, op: str, x: Value, y: Value, span: Span) -> Value:
-    if op in ARITH_OPS:
+    if op in ARITH_IR:
         x, y = numeric(b, op, x, y, span)
-        return b.emit(ARITH_OPS[op], (x, y), x.type, span=span)
+        return b.emit(ARITH_IR[op], (x, y), x.type, span=span)
     if op == "/":
         x, y = numeric(b, op, x, y, span)
         return b.emit(Op.DIV, (to_f64(b, x, span), to_f64(b, y, span)), T.F64, span=span)
     if op in ("==", "!="):
         return equality(b, op, x, y, span)
-    if op in CMP_OPS:
-        x, y = numeric(b, op, x, y, span)
-        return b.emit(CMP_OPS[op], (x, y), T.BOOL, span=span)
+    if op in CMP_IR:
+        numeric(b, op, x, y, span)  # an int meets a float unconverted: compared exactly
+        return b.emit(CMP_IR[op], (x, y), T.BOOL, span=span)
     raise NotTypeable(f"operator {op} is left to tier 0", span)
 
 
@@ -159,7 +188,7 @@ def equality(b: FnBuilder, op: str, x: Value, y: Value, span: Span) -> Value:
         raise NotTypeable(f"{op} on {x.type} and {y.type}", span)
     if not x.type.is_scalar:
         raise NotTypeable(f"{op} on {x.type}", span)
-    return b.emit(CMP_OPS[op], (x, y), T.BOOL, span=span)
+    return b.emit(CMP_IR[op], (x, y), T.BOOL, span=span)
 
 
 def truth(b: FnBuilder, v: Value, span: Span) -> Value:
@@ -173,61 +202,42 @@ def truth(b: FnBuilder, v: Value, span: Span) -> Value:
     return b.const(True, T.BOOL)
 
 
-def infix(b: FnBuilder, form: GeneF) -> Value:
-    items: list[Form] = [form.head, *form.children]  # type: ignore[list-item]
-    if len(items) % 2 == 0:
-        raise NotTypeable("malformed infix expression", form.span)
-    operands = items[0::2]
-    ops: list[str] = []
-    for f in items[1::2]:
-        if not isinstance(f, Sym) or f.name not in INFIX_PREC:
-            raise NotTypeable("malformed infix expression", f.span)
-        ops.append(f.name)
-    return _chain(b, operands, ops, form.span)
+def operator(b: FnBuilder, node: core.Expr) -> Value:
+    """Lower an operator node (core.py); operands that are forms are expressions."""
+    if isinstance(node, core.Binary):
+        x = operator(b, node.left)
+        return binop(b, node.op, x, operator(b, node.right), node.span)
+    if isinstance(node, core.Compare):
+        return _compare_from(b, operator(b, node.operands[0]), node.ops, node.operands[1:], node.span)
+    if isinstance(node, core.Logic):
+        left, right = node.left, node.right
+        return logic(b, node.op, lambda: operator(b, left), lambda: operator(b, right), node.span)
+    if isinstance(node, core.Unary):
+        return unary(b, node)
+    assert isinstance(node, Form), node
+    return expr(b, node)
 
 
-def _chain(b: FnBuilder, operands: list[Form], ops: list[str], span: Span) -> Value:
-    """Split at the last lowest-precedence operator (left associativity)."""
-    if not ops:
-        return expr(b, operands[0])
-    low = min(INFIX_PREC[o] for o in ops)
-    if low == 3 and sum(1 for o in ops if INFIX_PREC[o] == 3) > 1:
-        return _cmp_chain(b, operands, ops, span)
-    at = max(i for i, o in enumerate(ops) if INFIX_PREC[o] == low)
-    op = ops[at]
-    if op in ("&&", "||"):
-        return logic(b, op, lambda: _chain(b, operands[: at + 1], ops[:at], span),
-                     lambda: _chain(b, operands[at + 1:], ops[at + 1:], span), span)
-    x = _chain(b, operands[: at + 1], ops[:at], span)
-    y = _chain(b, operands[at + 1:], ops[at + 1:], span)
-    return binop(b, op, x, y, span)
-
-
-def _cmp_chain(b: FnBuilder, operands: list[Form], ops: list[str], span: Span) -> Value:
+def _compare_from(b: FnBuilder, prev: Value, ops: tuple[str, ...], rest: tuple[core.Expr, ...],
+                  span: Span) -> Value:
     """`(a < b < c)`: a short-circuit conjunction; each operand is evaluated once."""
-    groups: list[tuple[list[Form], list[str]]] = [([], [])]
-    cmps: list[str] = []
-    for i, o in enumerate(ops):
-        groups[-1][0].append(operands[i])
-        if INFIX_PREC[o] == 3:
-            cmps.append(o)
-            groups.append(([], []))
-        else:
-            groups[-1][1].append(o)
-    groups[-1][0].append(operands[-1])
-    first = _chain(b, groups[0][0], groups[0][1], span)
-    return _cmp_rest(b, first, groups[1:], cmps, span)
-
-
-def _cmp_rest(b: FnBuilder, prev: Value, groups: list[tuple[list[Form], list[str]]],
-              cmps: list[str], span: Span) -> Value:
-    nxt = _chain(b, groups[0][0], groups[0][1], span)
-    result = binop(b, cmps[0], prev, nxt, span)
-    if len(cmps) == 1:
+    nxt = operator(b, rest[0])
+    result = binop(b, ops[0], prev, nxt, span)
+    if len(ops) == 1:
         return result
     slot = b.temp_slot(nxt, span)
-    return logic(b, "&&", lambda: result, lambda: _cmp_rest(
-        b, b.emit(Op.GET, ty=nxt.type, attr=slot, span=span), groups[1:], cmps[1:], span), span)
+    return logic(b, "&&", lambda: result, lambda: _compare_from(
+        b, b.emit(Op.GET, ty=nxt.type, attr=slot, span=span), ops[1:], rest[1:], span), span)
+
+
+def unary(b: FnBuilder, node: core.Unary) -> Value:
+    span = node.span
+    if node.op == "not":
+        return b.emit(Op.NOT, (truth(b, operator(b, node.operand), span),), T.BOOL, span=span)
+    x = b.typed(operator(b, node.operand), span)
+    if not x.type.is_numeric:
+        raise NotTypeable(f"{node.op} on {x.type}", span)
+    return b.emit(Op.NEG, (x,), x.type, span=span) if node.op == "-" else x
 
 
 def logic(b: FnBuilder, op: str, left: Callable[[], Value], right: Callable[[], Value], span: Span) -> Value:
@@ -248,70 +258,34 @@ def logic(b: FnBuilder, op: str, left: Callable[[], Value], right: Callable[[], 
     return b.merge(ends, "logic", span)
 
 
-def prefix(b: FnBuilder, op: str, form: GeneF) -> Value:
-    """`(+ a b c)`, `(- a)`, `(/ a)`, `(< a b)`, `(= a b)` (seed equality)."""
-    args = [expr(b, k) for k in form.children]
-    span = form.span
-    if op == "=":
-        op = "=="
-    if op in CMP_OPS:
-        if len(args) != 2:
-            raise NotTypeable(f"{op} takes 2 arguments", span)
-        return binop(b, op, args[0], args[1], span)
-    if not args:
-        if op in ("+", "*"):
-            return b.const(0 if op == "+" else 1, T.I64)
-        raise NotTypeable(f"({op}) without arguments", span)
-    if len(args) == 1:
-        if op == "-":
-            x = b.typed(args[0], span)
-            if not x.type.is_numeric:
-                raise NotTypeable(f"- on {x.type}", span)
-            return b.emit(Op.NEG, (x,), x.type, span=span)
-        if op == "/":
-            return binop(b, "/", b.const(1.0, T.F64), args[0], span)
-        x = b.typed(args[0], span)
-        if not x.type.is_numeric:
-            raise NotTypeable(f"{op} on {x.type}", span)
-        return x
-    acc = args[0]
-    for y in args[1:]:
-        acc = binop(b, op, acc, y, span)
-    return acc
-
-
-PREFIX = {"+", "-", "*", "/", "<", "<=", ">", ">=", "==", "!=", "="}
-
-
-def assign(b: FnBuilder, form: GeneF) -> Value:
-    target = form.head
-    op = form.children[0].name  # type: ignore[attr-defined]
-    if len(form.children) != 2:
-        raise NotTypeable("malformed assignment", form.span)
-    rhs_form = form.children[1]
-    span = form.span
-    if isinstance(target, Sym) and not target.is_complex:
+def assign(b: FnBuilder, node: core.Assign) -> Value:
+    target, span = node.target, node.span
+    if not target.is_complex:
         slot = b.lookup(target.name)
         if slot is None:
             raise NotTypeable(f"assigns global {target.name}", span)
-        value = expr(b, rhs_form)
-        if op != "=":
-            cur = b.emit(Op.GET, ty=b.fn.locals[slot], attr=slot, span=span)
-            value = binop(b, op[0], cur, value, span)
+        value = _assigned(b, node, lambda: b.emit(Op.GET, ty=b.fn.locals[slot], attr=slot, span=span))
         b.typed(value, span)
         b.set_slot(slot, value, span)
         return value
-    if isinstance(target, Sym) and target.is_complex:
-        parts = target.parts
-        base = b.lookup(parts[0])
-        if base is not None and all(p.lstrip("-").isdigit() for p in parts[1:]):
-            arr = b.emit(Op.GET, ty=b.fn.locals[base], attr=base, span=span)
-            idx = [b.const(int(p), T.I64) for p in parts[1:]]
-            value = expr(b, rhs_form)
-            if op != "=":
-                value = binop(b, op[0], load(b, arr, idx, span), value, span)
-            return store(b, arr, idx, value, span)
+    parts = target.parts
+    base = b.lookup(parts[0])
+    if base is not None and all(p.lstrip("-").isdigit() for p in parts[1:]):
+        arr = b.emit(Op.GET, ty=b.fn.locals[base], attr=base, span=span)
+        idx = [b.const(int(p), T.I64) for p in parts[1:]]
+        return store(b, arr, idx, _assigned(b, node, lambda: load(b, arr, idx, span)), span)
     raise NotTypeable("assignment to this target is left to tier 0", span)
+
+
+def _assigned(b: FnBuilder, node: core.Assign, old: Callable[[], Value]) -> Value:
+    """The value `(target op value)` stores: the old value is read before the new one is
+    computed, as tier 0 does."""
+    if node.base is None:
+        return expr(b, node.value)
+    if node.base in core.LOGIC_OPS:
+        return logic(b, node.base, old, lambda: expr(b, node.value), node.span)
+    cur = old()
+    return binop(b, node.base, cur, expr(b, node.value), node.span)
 
 
 def load(b: FnBuilder, arr: Value, idx: list[Value], span: Span) -> Value:
@@ -358,65 +332,21 @@ def sf_var(b: FnBuilder, form: GeneF) -> Value:
     return value
 
 
-def _if_clauses(form: GeneF) -> tuple[list[tuple[Form | None, bool, list[Form]]], list[Form] | None]:
-    """Split `(if c ...)` into [(cond, negate, body)] and the else body."""
-    kids = list(form.children)
-    clauses: list[tuple[Form | None, bool, list[Form]]] = []
-    else_body: list[Form] | None = None
-    keywords = {"then", "elif", "else"}
-    has_kw = any(isinstance(k, Sym) and k.name in keywords for k in kids[1:])
-
-    def take_cond() -> tuple[Form, bool]:
-        neg = False
-        if kids and isinstance(kids[0], Sym) and kids[0].name == "not" and len(kids) > 1:
-            kids.pop(0)
-            neg = True
-        if not kids:
-            raise NotTypeable("if without a condition", form.span)
-        return kids.pop(0), neg
-
-    cond: Form | None
-    cond, neg = take_cond()
-    if not has_kw:
-        if len(kids) == 2:
-            return [(cond, neg, [kids[0]])], [kids[1]]
-        return [(cond, neg, kids)], None
-    body: list[Form] = []
-    while kids:
-        k = kids.pop(0)
-        if isinstance(k, Sym) and k.name == "then":
-            continue
-        if isinstance(k, Sym) and k.name == "elif":
-            clauses.append((cond, neg, body))
-            cond, neg = take_cond()
-            body = []
-        elif isinstance(k, Sym) and k.name == "else":
-            clauses.append((cond, neg, body))
-            else_body, body = list(kids), []
-            kids.clear()
-            cond = None
-        else:
-            body.append(k)
-    if cond is not None:
-        clauses.append((cond, neg, body))
-    return clauses, else_body
-
-
 def sf_if(b: FnBuilder, form: GeneF) -> Value:
-    clauses, else_body = _if_clauses(form)
+    node = syntax(form, core.if_node)
+    assert isinstance(node, core.If)
     ends = []
-    for cond_form, neg, body in clauses:
-        assert cond_form is not None
-        c = truth(b, expr(b, cond_form), form.span)
-        if neg:
+    for clause in node.clauses:
+        c = truth(b, expr(b, clause.cond), form.span)
+        if clause.negate:
             c = b.emit(Op.NOT, (c,), T.BOOL, span=form.span)
         then_b, next_b = b.new_block("then"), b.new_block("else")
         b.emit(Op.CBR, (c,), targets=(then_b.name, next_b.name), span=form.span)
         b.start(then_b)
-        then_value = body_value(b, body)
+        then_value = body_value(b, clause.body)
         ends.append((b.cur, then_value))
         b.start(next_b)
-    value = body_value(b, else_body) if else_body is not None else b.nil()
+    value = body_value(b, node.else_body) if node.else_body is not None else b.nil()
     ends.append((b.cur, value))
     return b.merge(ends, "endif", form.span)
 
@@ -428,12 +358,6 @@ def sf_do(b: FnBuilder, form: GeneF) -> Value:
 def sf_void(b: FnBuilder, form: GeneF) -> Value:
     body_value(b, form.children)
     return b.nil()
-
-
-def sf_not(b: FnBuilder, form: GeneF) -> Value:
-    if len(form.children) != 1:
-        raise NotTypeable("not takes one argument", form.span)
-    return b.emit(Op.NOT, (truth(b, expr(b, form.children[0]), form.span),), T.BOOL, span=form.span)
 
 
 def sf_return(b: FnBuilder, form: GeneF) -> Value:
@@ -564,7 +488,17 @@ def _counted(b: FnBuilder, var: str | None, start: Value, stop: Value, step: int
     b.scopes.pop()
     b.start(latch)
     i2 = b.emit(Op.GET, ty=T.I64, attr=counter, span=span)
-    b.emit(Op.SET, (b.emit(Op.ADD, (i2, b.const(step, T.I64)), T.I64, span=span),), attr=counter)
+    if inclusive or abs(step) != 1:
+        # the step past the end may leave int64: test for a next element before stepping
+        more = b.emit(Op.NEXT, (i2, b.emit(Op.GET, ty=T.I64, attr=limit, span=span)), T.BOOL,
+                      attr=(step, inclusive), span=span)
+        bump = b.new_block("forstep")
+        b.emit(Op.CBR, (more,), targets=(bump.name, exit_b.name), span=span)
+        b.start(bump)
+        i2 = b.emit(Op.GET, ty=T.I64, attr=counter, span=span)
+    # in range after the test above (or, for a step of 1 toward an excluded end, i < end)
+    b.emit(Op.SET, (b.emit(Op.ADD, (i2, b.const(step, T.I64)), T.I64, attr="nowrap", span=span),),
+           attr=counter)
     b.emit(Op.BR, targets=(head.name,))
     b.start(exit_b)
     return b.nil()
@@ -575,12 +509,12 @@ def sf_for(b: FnBuilder, form: GeneF) -> Value:
     if len(kids) < 3 or not isinstance(kids[0], Sym) or not (isinstance(kids[1], Sym) and kids[1].name == "in"):
         raise NotTypeable("only (for x in coll ...) is compiled", form.span)
     var, coll, body, span = kids[0].name, kids[2], kids[3:], form.span
-    if isinstance(coll, GeneF) and len(coll.children) == 2 and isinstance(coll.children[0], Sym) \
-            and coll.children[0].name == "..":
-        lo, hi = expr(b, coll.head), expr(b, coll.children[1])  # type: ignore[arg-type]
+    node = syntax(coll) if isinstance(coll, GeneF) and not coll.props else None
+    if isinstance(node, core.Range):
+        lo, hi = expr(b, node.start), expr(b, node.end)
         _ints(b, lo, hi, span)
         return _counted(b, var, lo, hi, 1, True, body, span)
-    if isinstance(coll, GeneF) and isinstance(coll.head, Sym) and coll.head.name == "range" \
+    if isinstance(node, core.Named) and isinstance(coll, GeneF) and node.name == "range" \
             and b.lookup("range") is None and b.program.is_builtin("range", b.key) and 1 <= len(coll.children) <= 3:
         args = coll.children
         step = 1
@@ -622,7 +556,17 @@ def sf_repeat(b: FnBuilder, form: GeneF) -> Value:
 
 
 SPECIAL: dict[str, Handler] = {
-    "var": sf_var, "if": sf_if, "do": sf_do, "void": sf_void, "not": sf_not, "!": sf_not,
+    "var": sf_var, "if": sf_if, "do": sf_do, "void": sf_void,
     "return": sf_return, "while": sf_while, "loop": sf_loop, "break": sf_break,
     "continue": sf_continue, "for": sf_for, "repeat": sf_repeat,
+}
+
+LOWER: dict[type, Callable[[FnBuilder, Any], Value]] = {
+    core.Assign: assign,
+    core.Binary: operator,
+    core.Compare: operator,
+    core.Logic: operator,
+    core.Unary: operator,
+    core.Named: named,
+    core.LiteralHead: literal_head,
 }

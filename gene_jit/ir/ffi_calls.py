@@ -14,13 +14,17 @@ How C types meet IR types:
 | int (any width)    | i64 (range-checked for narrower) | i64 (sign/zero extended; a uint64 >= 2**63 is an overflow) |
 | float / double     | f64, i64 (converted)             | f64            |
 | bool               | bool                             | bool           |
-| pointer, buffer, struct pointer | ptr, i64 address (checked >= 0), nil | ptr (pointer, buffer) |
+| pointer, buffer, struct pointer | ptr (checked non-NULL unless the type is nullable), nil where nullable | ptr (pointer, buffer) |
 | struct by value    | the same struct type             | the struct type (`s/field` reads a field) |
 
 A pointer or a struct may flow between foreign calls, locals and compiled callees, but
 not back to Python: a compiled entry returning one stays in tier 0. Strings,
 callbacks, variadic functions, struct pointers returned by C and nested struct fields
-keep the calling function in tier 0, with the reason recorded.
+keep the calling function in tier 0, with the reason recorded; so does an argument tier
+0 would refuse whatever its value (an int or a non-nullable nil for a pointer), so that
+tier 0 raises its error. Checks that depend on values (int ranges, NULL pointers, a
+uint64 result above the int64 range) run in the compiled code and raise, through
+Python, the error tier 0 raises (gene_jit/codegen/emit_ffi.py).
 
 A NumPy array (1-D or 2-D) passed where C takes a pointer or buffer goes as its data
 pointer (C-contiguous, checked when called); `(get a i)` on a 2-D array is row `i` as a
@@ -98,6 +102,7 @@ class FieldRead:
     """The attribute of an `ffi` instruction reading a scalar field of a struct value."""
 
     field: Any  # gene_jit.ffi.structs.Field
+    owner: str = ""  # the struct's name, for errors
 
     def __str__(self) -> str:
         return f"field {self.field.name}+{self.field.offset}"
@@ -176,6 +181,9 @@ def _argument(b: FnBuilder, rec: Any, i: int, t: Any, form: Any) -> Value:
     if is_nil and t.kind in POINTERISH:
         if dtypes is not None:  # tier 0 refuses a NULL buffer for a kernel
             raise NotTypeable(f"passes nil to kernel {rec.name}", form.span)
+        if not (t.nullable or rec.addresses):  # tier 0 raises the error
+            raise NotTypeable(f"passes nil as argument {i + 1} (:{t.name}, not nullable) of "
+                              f"ffi function {rec.name}", form.span)
         return b.const(0, T.I64)  # NULL; codegen turns the address 0 into a null pointer
     v = b.typed(expr(b, form), form.span)
     if dtypes is not None and v.type.kind is T.Kind.ARRAY and t.kind in POINTERISH:
@@ -184,13 +192,16 @@ def _argument(b: FnBuilder, rec: Any, i: int, t: Any, form: Any) -> Value:
             raise NotTypeable(f"passes a {v.type} as argument {i + 1} of {rec.name}, which "
                               f"takes {dtypes[i]} data", form.span)
         return v
-    if _accepts(t, v.type):
+    if dtypes is not None and t.kind in POINTERISH:  # tier 0 refuses a pointer of unknown size
+        raise NotTypeable(f"passes a {v.type} as argument {i + 1} of kernel {rec.name}, which "
+                          "takes arrays", form.span)
+    if _accepts(t, v.type, rec.addresses):
         return v
     raise NotTypeable(f"passes a {v.type} as argument {i + 1} (:{t.name}) of ffi function "
                       f"{rec.name}", form.span)
 
 
-def _accepts(t: Any, ty: T.Type) -> bool:
+def _accepts(t: Any, ty: T.Type, addresses: bool) -> bool:
     kind = t.kind
     if kind == "int":
         return ty == T.I64
@@ -198,8 +209,9 @@ def _accepts(t: Any, ty: T.Type) -> bool:
         return ty in (T.I64, T.F64)
     if kind == "bool":
         return ty == T.BOOL
-    if kind in POINTERISH:
-        return ty in (T.I64, T.PTR) or (ty.kind is T.Kind.ARRAY and kind != "struct_ptr")
+    if kind in POINTERISH:  # an int is an address only for bindings that say so
+        return ty == T.PTR or (ty == T.I64 and addresses) or (
+            ty.kind is T.Kind.ARRAY and kind != "struct_ptr")
     if kind == "struct":
         return isinstance(ty, StructType) and ty.struct is t.target
     return False  # strings, callbacks: Python objects tier 1 does not carry
@@ -238,7 +250,7 @@ def field_read(b: FnBuilder, slot: str, names: list[str], span: Span) -> Value:
     if f.type.kind not in FIELD_KINDS:
         raise NotTypeable(f"reads field {f.name} (:{f.type.name}) of a {ty}", span)
     value = b.emit(Op.GET, ty=ty, attr=slot, span=span)
-    return b.emit(Op.FFI, (value,), result_type(f.type, ty.struct.name, span), attr=FieldRead(f),
+    return b.emit(Op.FFI, (value,), result_type(f.type, ty.struct.name, span), attr=FieldRead(f, ty.struct.name),
                   span=span)
 
 

@@ -45,10 +45,19 @@ class Op(Enum):
     CBR = "cbr"
     RET = "ret"
     FFI = "ffi"  # attr: ffi_calls.ForeignCall (direct C call) or FieldRead
+    # attr (step, inclusive): whether a range counter can take one more step, i.e.
+    # i + step is still inside the range that ends at the second operand. Computed
+    # without forming i + step, so a range ending near the int64 limits never overflows.
+    NEXT = "next"
+    # attr +1: a Gene call begins (checked against the recursion depth limit, raising
+    # "stack overflow" at its span); -1: it ends. Real calls count themselves; inlined
+    # calls carry these marks so that they still count.
+    DEPTH = "depth"
 
 
 TERMINATORS = frozenset({Op.BR, Op.CBR, Op.RET})
-COMPARISONS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE})
+ORDERINGS = frozenset({Op.LT, Op.LE, Op.GT, Op.GE})  # may compare an i64 with an f64
+COMPARISONS = ORDERINGS | {Op.EQ, Op.NE}
 PURE = frozenset(
     {Op.CONST, Op.GET, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.NEG, Op.NOT, Op.I2F, Op.MATH, Op.LEN}
     | COMPARISONS
@@ -135,6 +144,9 @@ class Unit:
 
     root: Function
     functions: dict[str, Function] = field(default_factory=dict)
+    # the global names the unit's calls were resolved through, which its entry checks
+    # (gene_jit.codegen.bindings.BindingTable; None when compiled without a JIT)
+    bindings: Any = None
 
     def ordered(self) -> list[Function]:
         return [self.root] + [f for n, f in self.functions.items() if n != self.root.name]

@@ -2,14 +2,14 @@
 
 Checks: each block ends in exactly one terminator, branch targets exist, every value is
 defined once and used only in the function that defines it (temporaries never cross
-blocks: the builder keeps cross-block state in slots), operand and result types agree,
+blocks: the builder keeps cross-block state in slots), operand and result types agree (an ordering may take an int and a float),
 slots are declared, returns match the function's type. A failure is a bug in gene-jit.
 """
 
 from __future__ import annotations
 
 from gene_jit.ir import types as T
-from gene_jit.ir.nodes import COMPARISONS, Function, Instr, Op, Unit, Value
+from gene_jit.ir.nodes import COMPARISONS, ORDERINGS, Function, Instr, Op, Unit, Value
 from gene_jit.runtime.errors import InternalError
 
 _ARITH = {Op.ADD, Op.SUB, Op.MUL, Op.IDIV, Op.MOD, Op.REM}
@@ -31,7 +31,12 @@ def _check_types(fn: Function, ins: Instr) -> None:
         if not (res and res.type == T.F64 or ins.op is Op.MATH):
             raise _fail(fn, "div must produce f64")
     elif ins.op in COMPARISONS:
-        if not (res and res.type == T.BOOL and len(args) == 2 and args[0].type == args[1].type):
+        if not (res and res.type == T.BOOL and len(args) == 2):
+            raise _fail(fn, f"comparison {ins.op.value} operands")
+        kinds = {args[0].type, args[1].type}
+        # an int against a float compares exactly (never through a rounded int); `==`
+        # between them is always false and never reaches the IR as an instruction
+        if len(kinds) > 1 and not (kinds == {T.I64, T.F64} and ins.op in ORDERINGS):
             raise _fail(fn, f"comparison {ins.op.value} operands")
     elif ins.op is Op.CBR:
         if len(args) != 1 or args[0].type != T.BOOL or len(ins.targets) != 2:
@@ -46,6 +51,14 @@ def _check_types(fn: Function, ins: Instr) -> None:
         got = args[0].type if args else T.NIL
         if got != fn.ret:
             raise _fail(fn, f"ret {got} in a function returning {fn.ret}")
+    elif ins.op is Op.NEXT:
+        step, _inclusive = ins.attr
+        if not (res and res.type == T.BOOL and [a.type for a in args] == [T.I64, T.I64]
+                and type(step) is int and step != 0):
+            raise _fail(fn, "next needs two i64 operands and a non-zero int step")
+    elif ins.op is Op.DEPTH:
+        if res is not None or args or ins.attr not in (1, -1):
+            raise _fail(fn, "depth takes no operands and +1 or -1")
     elif ins.op in (Op.LOAD, Op.STORE, Op.LEN):
         if not args or args[0].type.kind is not T.Kind.ARRAY:
             raise _fail(fn, f"{ins.op.value} needs an array")

@@ -247,8 +247,9 @@ def _set_logging(raw: Raw) -> None:
         if not text:
             return
         msg = text if isinstance(text, str) else ctypes.string_at(text).decode("utf-8", "replace")
-        if _captured is not None:
-            _captured.append(msg)
+        out = _captured  # read once: another thread may end the capture meanwhile
+        if out is not None:
+            out.append(msg)
         if show:
             sys.stderr.write(msg)
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gene_jit.llama import model as _model
+from gene_jit.llama import schema as _schema
 from gene_jit.llama.batch import batch_generate as _batch_generate
 from gene_jit.llama.batch import forward_batch as _forward_batch
 from gene_jit.llama.chat_template import format_qa
@@ -26,6 +27,7 @@ from gene_jit.llama.errors import GrammarError, LlamaError
 from gene_jit.llama.generate import Generation, Sampling, fit_prompt
 from gene_jit.llama.grammar import check_against_schema, json_grammar, schema_to_gbnf
 from gene_jit.llama.model import Model, current_model
+from gene_jit.llama.options import OptionError, check_count, check_options
 from gene_jit.llama.session import ChatSession, format_chat_prompt
 from gene_jit.llama.speculate import speculate_option
 from gene_jit.runtime.registry import BUILTINS, builtin
@@ -89,12 +91,18 @@ def _to_tensor(arr: np.ndarray) -> Any:
 
 @builtin("create", ns="model")
 def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Model:
-    allowed = {"n_ctx", "threads", "device", "gpu_layers", "seed", "progress"}
-    unknown = set(kw) - allowed
-    if unknown:
-        names = ", ".join(":" + k.replace("_", "-") for k in sorted(unknown))
-        raise LlamaError(f"model/create does not take {names}")
-    return Model(name_or_path, fmt, **kw)
+    opts = check_options("model/create", kw)
+    m = Model(name_or_path, fmt, **opts)
+    n_ctx = opts.get("n_ctx")
+    if n_ctx is not None:
+        if m.n_ctx_train > 0 and n_ctx > m.n_ctx_train:
+            m.close()
+            raise OptionError(
+                f"model/create: :n-ctx {n_ctx} is larger than the {m.n_ctx_train} tokens "
+                f"{m.path.name} was trained on; pass at most {m.n_ctx_train}")
+        # libllama rounds a context up (to a multiple of 256): report what it holds
+        m.n_ctx = m.ctx.n_ctx_seq
+    return m
 
 
 @builtin("info", ns="model")
@@ -183,7 +191,7 @@ def model_embed(model: Any, text: Any, normalize: bool = True) -> Any:
 
 @builtin("generate", ns="model")
 def model_generate(model: Any, prompt: Any, n: Any = 128, **kw: Any) -> Any:
-    return generate_text(model, prompt, n, **kw)
+    return _generate("model/generate", model, prompt, n, kw)
 
 
 @builtin("stats", ns="model")
@@ -270,55 +278,54 @@ def decode(a: Any, b: Any = None, remove_special: bool = False, unparse_special:
     return Tokenizer(_as_model(a)).decode(b, remove_special, unparse_special)
 
 
-def _split_model(model: Any, prompt: Any, n: Any) -> tuple[Model, str, int]:
+def _split_model(entry: str, model: Any, prompt: Any, n: Any) -> tuple[Model, str, int]:
     if isinstance(model, str):  # (generate-text "prompt" 50) uses the current model
         model, prompt, n = current_model(), model, prompt if prompt is not None else n
     m = _as_model(model)
     if not isinstance(prompt, str):
-        raise LlamaError(f"the prompt must be a string, got {prompt!r}")
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise LlamaError(f"the number of tokens must be an integer, got {n!r}")
-    return m, prompt, n
+        raise LlamaError(f"{entry}: the prompt must be a string, got {prompt!r}")
+    return m, prompt, check_count(entry, n)
+
+
+def _stops(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def _generation(m: Model, prompt: str, n: int, kw: dict[str, Any]) -> Generation:
+    """A generation from options already checked by `check_options`."""
     on_token = kw.pop("on_token", None)
-    stops = kw.pop("stop", None) or []
-    if isinstance(stops, str):
-        stops = [stops]
+    stops = _stops(kw.pop("stop", None))
     truncate = bool(kw.pop("truncate", False))
     speculate = speculate_option(kw.pop("speculate", None))
-    unknown = set(kw) - {"temperature", "top_k", "top_p", "min_p", "repeat_penalty",
-                         "repeat_last_n", "seed", "grammar", "json_schema"}
-    if unknown:
-        names = ", ".join(":" + k.replace("_", "-") for k in sorted(unknown))
-        raise LlamaError(f"generate-text does not take {names}")
     sampling = Sampling.from_kwargs(m, kw)
     ctx = m.ctx
     tokens = fit_prompt(m, m.prompt_tokens(prompt), n, ctx.n_ctx_seq, truncate)
-    if on_token is not None and not callable(on_token):
-        raise LlamaError(":on-token must be a function")
-    return Generation(m, ctx, tokens, n, sampling, [str(s) for s in stops], on_token=on_token,
-                      speculate=speculate)
+    return Generation(m, ctx, tokens, n, sampling, stops, on_token=on_token, speculate=speculate)
 
 
-
-def generate_text(model: Any, prompt: Any = None, n: Any = 128, stream: bool = False, **kw: Any) -> Any:
-    """Generate up to `n` tokens; with `:stream true` a lazy sequence of text chunks."""
-    m, text, count = _split_model(model, prompt, n)
-    gen = _generation(m, text, count, kw)
+def _generate(entry: str, model: Any, prompt: Any, n: Any, kw: dict[str, Any]) -> Any:
+    opts = check_options(entry, kw)
+    stream = opts.pop("stream", False)
+    m, text, count = _split_model(entry, model, prompt, n)
+    gen = _generation(m, text, count, opts)
     return gen if stream else gen.run()
 
 
+def generate_text(model: Any, prompt: Any = None, n: Any = 128, **kw: Any) -> Any:
+    """Generate up to `n` tokens; with `:stream true` a lazy sequence of text chunks."""
+    return _generate("generate-text", model, prompt, n, kw)
+
+
 def generate_stream(model: Any, prompt: Any = None, n: Any = 128, **kw: Any) -> Generation:
-    return generate_text(model, prompt, n, stream=True, **kw)
+    return _generate("generate-stream", model, prompt, n, {**kw, "stream": True})
 
 
 def generate_with_grammar(model: Any, prompt: Any, grammar: Any, n: Any = 256, **kw: Any) -> str:
     if callable(grammar):  # `json-grammar` passed without calling it, as the seed does
         grammar = grammar()
+    kw = check_options("generate-with-grammar", kw)
     kw["grammar"] = grammar
-    m, text, count = _split_model(model, prompt, n)
+    m, text, count = _split_model("generate-with-grammar", model, prompt, n)
     gen = _generation(m, text, count, kw)
     out = gen.run()
     if not gen.stats.grammar_complete:
@@ -331,26 +338,9 @@ def generate_with_grammar(model: Any, prompt: Any, grammar: Any, n: Any = 256, *
 # Limits generate-json puts on strings and arrays whose schema sets none: a model (a
 # small one especially) can otherwise stay inside a string or array until the token
 # budget runs out.
-JSON_MAX_STRING = 200
-JSON_MAX_ITEMS = 16
-
-
-def _bounded(schema: Any) -> Any:
-    """The schema with length limits on strings and arrays and no extra object keys where
-    it sets none: every output still satisfies the original, and generation must end."""
-    if not isinstance(schema, Mapping):
-        return schema
-    out = {k: _bounded(v) if k != "enum" else v for k, v in schema.items()}
-    if isinstance(out.get("properties"), Mapping):
-        out["properties"] = {k: _bounded(v) for k, v in out["properties"].items()}
-    kind = out.get("type")
-    if kind == "string" and "maxLength" not in out and "enum" not in out and "pattern" not in out:
-        out["maxLength"] = JSON_MAX_STRING
-    if kind == "array" and "maxItems" not in out:
-        out["maxItems"] = JSON_MAX_ITEMS
-    if kind == "object" and "properties" in out and "additionalProperties" not in out:
-        out["additionalProperties"] = False
-    return out
+JSON_MAX_STRING = _schema.MAX_STRING
+JSON_MAX_ITEMS = _schema.MAX_ITEMS
+_bounded = _schema.bounded
 
 
 def generate_json(model: Any, prompt: Any, schema: Any = None, n: Any = 512, **kw: Any) -> Any:
@@ -358,11 +348,17 @@ def generate_json(model: Any, prompt: Any, schema: Any = None, n: Any = 512, **k
     from gene_jit.llama.grammar import _plain
 
     plain = _plain(schema) if schema is not None else {"type": "object"}
+    if isinstance(plain, str):
+        try:
+            plain = json.loads(plain)
+        except json.JSONDecodeError as exc:
+            raise GrammarError(f"generate-json: the JSON schema is not valid JSON: {exc}") from exc
     if not isinstance(plain, Mapping):
         raise GrammarError("generate-json needs the schema as a map")
+    kw = check_options("generate-json", kw)
     kw.setdefault("temperature", 0.0)
     kw["grammar"] = schema_to_gbnf(_bounded(plain))
-    m, text, count = _split_model(model, prompt, n)
+    m, text, count = _split_model("generate-json", model, prompt, n)
     gen = _generation(m, text, count, kw)
     out = gen.run()
     if gen.stats.finish_reason == "length":
@@ -376,10 +372,12 @@ def generate_json(model: Any, prompt: Any, schema: Any = None, n: Any = 512, **k
 
 
 def batch_generate(model: Any, prompts: Any, n: Any = 128, **kw: Any) -> list[str]:
+    opts = check_options("batch-generate", kw)
     m = _as_model(model)
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise LlamaError(f"the number of tokens must be an integer, got {n!r}")
-    return _batch_generate(m, prompts, n, kw)
+    count = check_count("batch-generate", n)
+    if "stop" in opts:
+        opts["stop"] = _stops(opts["stop"])
+    return _batch_generate(m, prompts, count, opts)
 
 
 _NO_MESSAGE = object()
@@ -401,10 +399,11 @@ def generate_code(description: Any, language: Any = None, n: Any = 200, model: A
     lang = "" if language is None else str(getattr(language, "name", language))
     head = f"Write {lang} code to" if lang else "Write code to"
     prompt = f"{head} {description.strip()}\n```{lang}\n"
+    kw = check_options("generate-code", kw)
     kw.setdefault("temperature", 0.2)
     kw.setdefault("repeat_penalty", 1.2)
-    kw["stop"] = list(kw.get("stop") or []) + ["```"]
-    return str(generate_text(current_model() if model is None else model, prompt, n, **kw)).strip()
+    kw["stop"] = _stops(kw.get("stop")) + ["```"]
+    return str(_generate("generate-code", current_model() if model is None else model, prompt, n, kw)).strip()
 
 
 def format_qa_prompt(question: Any, context: Any = None) -> str:
@@ -429,7 +428,10 @@ def chat_session(model: Any = None, system: Any = None, n_ctx: Any = None) -> Ch
 def chat_send(session: Any, message: Any, n: Any = 256, **kw: Any) -> str:
     if not isinstance(session, ChatSession):
         raise LlamaError(f"chat-send needs a chat session (from chat-session), got {session!r}")
-    return session.send(message, int(n), **kw)
+    opts = check_options("chat-send", kw)
+    if "stop" in opts:
+        opts["stop"] = _stops(opts["stop"])
+    return session.send(message, check_count("chat-send", n), **opts)
 
 
 def chat_history(session: Any) -> list[dict[str, str]]:
@@ -466,12 +468,16 @@ class _Stepper:
 def get_next_token(model: Any = None, prompt: Any = None, **kw: Any) -> Any:
     """The next token of the model's current sequence (set by `model/forward`, or by
     passing a prompt here); `EOS` when the model ends it."""
+    opts = check_options("get-next-token", kw)
     m = current_model() if model is None else _as_model(model)
+    if opts and prompt is None:
+        raise OptionError("get-next-token: sampling options are set with the prompt, "
+                          "(get-next-token model \"text\" :temperature 0.7)")
     if prompt is not None:
         tokens = m.prompt_tokens(str(prompt)) if isinstance(prompt, str) else m.check_tokens(prompt)
         with m.ctx.lock:
             idx = m.ctx.prefill(0, tokens)
-        m.last_stream = _Stepper(m, tokens, idx, Sampling.from_kwargs(m, kw) if kw else None)
+        m.last_stream = _Stepper(m, tokens, idx, Sampling.from_kwargs(m, opts) if opts else None)
         m.ctx.owner = m.last_stream
     if m.last_stream is None:
         raise LlamaError("get-next-token needs a prompt: (get-next-token model \"text\") or run model/forward first")

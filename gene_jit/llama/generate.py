@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from gene_jit.llama.errors import ContextFullError, LlamaError
 from gene_jit.llama.sampler import Sampling
-from gene_jit.llama.speculate import MAX_DRAFT, Drafter
+from gene_jit.llama.speculate import MAX_DRAFT, Drafter, Payoff
 
 __all__ = ["Generation", "Sampling", "Stats", "TextAssembler", "fit_prompt"]
 
 if TYPE_CHECKING:
-    from gene_jit.llama.model import Context, Model
+    from gene_jit.llama.context import Context
+    from gene_jit.llama.model import Model
 
 
 class TextAssembler:
@@ -126,8 +127,11 @@ class Generation:
     """A generation in progress on one sequence of a context: an iterator of text chunks.
 
     The context lock is taken for each step rather than for the whole generation, so that
-    a lazily consumed stream never blocks other users of the model; if another generation
-    used the sequence in between, the KV cache is restored from the token history.
+    a lazily consumed stream never blocks other users of the model. A generation on one
+    of the model's own contexts claims one that no other unfinished generation needs
+    (`Model.claim_context`); if its context was taken anyway, the KV cache is rebuilt
+    from the token history on the same schedule it was first decoded on (the prompt in
+    chunks, each generated token alone), so the logits, and the output, stay the same.
     """
 
     def __init__(
@@ -145,7 +149,11 @@ class Generation:
     ) -> None:
         if n < 0:
             raise LlamaError(f"the number of tokens to generate must be >= 0, got {n}")
+        self.done = False
+        if ctx.pooled:
+            ctx = model.claim_context(self, prompt_tokens, ctx)
         self.model, self.ctx, self.seq, self.n = model, ctx, seq, n
+        self.prompt_len = len(prompt_tokens)
         self.sampler = sampling.build(model)
         self.text = TextAssembler(list(stops or []))
         self.history = list(prompt_tokens)
@@ -154,12 +162,13 @@ class Generation:
         # chat replies end at any control token (a base model that opens a new turn
         # instead of closing its own would otherwise write both sides of the chat)
         self.end_at = model.is_control if end_at_control else model.is_eog
-        self.done = False
         self.parts: list[str] = []
         # None: speculate where that keeps the output exactly; True: wherever a guess is
         # found; False: never (see gene_jit.llama.speculate)
         self.speculate = speculate
         self.drafter = Drafter() if speculate is not False and ctx.n_seq == 1 else None
+        self.payoff = Payoff(model.step_costs)
+        self._moved = False  # claimed another context: rebuild the cache there
         self._ready: deque[int] = deque()  # sampled, not yet handed out
         self._idx = -1
         self._pending: int | None = None  # sampled, in the history, not yet decoded
@@ -168,7 +177,7 @@ class Generation:
     def _prefill(self) -> None:
         t0 = time.perf_counter()
         with self.ctx.lock:
-            self._idx = self.ctx.prefill(self.seq, self.history)
+            self._idx = self.ctx.prefill(self.seq, self.history, self.prompt_len)
             self.stats.prompt_decoded = self.ctx.last_decoded
             self.ctx.owner = self
         self.stats.prompt_seconds = time.perf_counter() - t0
@@ -198,6 +207,9 @@ class Generation:
             return self._finish("length")
         if not self._ready:
             t0 = time.perf_counter()
+            if self.ctx.owner is not self and self.ctx.pooled:
+                self.ctx = self.model.claim_context(self, self.history, self.ctx)
+                self._moved = True
             with self.ctx.lock:
                 self._sample_more()
             stats.generate_seconds += time.perf_counter() - t0
@@ -221,16 +233,21 @@ class Generation:
         """Decode what is pending and sample: one token, or a run of guessed tokens the
         sampler agreed with and the one after them (with the context lock held)."""
         ctx = self.ctx
-        if ctx.owner is not self:
-            self._idx = ctx.prefill(self.seq, self.history)
+        if ctx.owner is not self or self._moved:
+            self._idx = ctx.prefill(self.seq, self.history, self.prompt_len)
             ctx.owner = self
+            self._moved = False
         elif self._pending is not None:
             tok = self._pending
             guess = self._guess(tok)
             if guess:
                 self._verify(tok, guess)
                 return
+            t0 = time.perf_counter()
             self._advance(tok)
+            self._take(self.sampler.sample(ctx.ptr, self._idx))
+            self.model.step_costs.record(1, time.perf_counter() - t0)
+            return
         self._take(self.sampler.sample(ctx.ptr, self._idx))
 
     def _take(self, tok: int) -> None:
@@ -241,23 +258,35 @@ class Generation:
             self._pending = tok
 
     def _guess(self, tok: int) -> list[int]:
-        """Tokens to decode after `tok` in the same batch, where that keeps the output."""
+        """Tokens to decode after `tok` in the same batch: in the default mode, only where
+        that keeps the output and is expected to save time (gene_jit.llama.speculate)."""
         drafter, ctx, seq = self.drafter, self.ctx, self.seq
         if drafter is None:
             return []
-        room = min(MAX_DRAFT, self.n - self.stats.generated - 1,
-                   ctx.n_ctx_seq - len(ctx.tokens[seq]) - 1)
+        remaining = self.n - self.stats.generated - 1
+        room = min(MAX_DRAFT, remaining, ctx.n_ctx_seq - len(ctx.tokens[seq]) - 1)
+        payoff = self.payoff
+        payoff.step(self.history)
         guess = drafter.propose(self.history, room)
-        if guess and self.speculate is None and not self.model.exact_batches.allows(ctx, seq, [tok, *guess]):
+        if not guess or self.speculate is True:
+            return guess
+        exact = self.model.exact_batches
+        k = len(guess)
+        if not payoff.worth(k) or (exact.needs_check(ctx, seq, k + 1) and not payoff.worth_check(k, remaining)):
+            payoff.skip(len(self.history), guess)
             return []
-        return guess
+        return guess if exact.allows(ctx, seq, [tok, *guess]) else []
 
     def _verify(self, tok: int, guess: list[int]) -> None:
         """Decode `tok` and the guessed tokens in one batch, then sample row after row
         while the sampler picks the guessed token; the cache keeps what was kept."""
         ctx, seq = self.ctx, self.seq
         held = len(ctx.tokens[seq])
-        ctx.feed(seq, [tok, *guess], logits_all=True)
+        t0 = time.perf_counter()
+        # checked batches compute each row as a single token would (the cells count as
+        # written one token per call); unchecked ones (:speculate true) are recorded as
+        # such and never reused for another prompt
+        ctx.feed(seq, [tok, *guess], logits_all=True, single=self.speculate is None)
         kept = 0
         for i in range(len(guess) + 1):
             new = self.sampler.sample(ctx.ptr, i)
@@ -266,6 +295,8 @@ class Generation:
                 break
             kept += 1
         ctx.trim(seq, held + kept + 1)
+        self.model.step_costs.record(len(guess) + 1, time.perf_counter() - t0)
+        self.payoff.observe(len(guess), kept)
         assert self.drafter is not None
         self.drafter.record(len(guess), kept)
         self.stats.drafted += len(guess)
@@ -283,6 +314,7 @@ class Generation:
             self.stats.shifted += 1
             self.history = list(ctx.tokens[seq])
             self.history.append(tok)
+            self.prompt_len = len(self.history)  # shifted cells have no schedule to replay
             if self.drafter is not None:
                 self.drafter.reset()
         self._idx = ctx.feed_one(seq, tok)

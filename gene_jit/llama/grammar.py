@@ -1,5 +1,6 @@
-"""Constrained generation inputs: GBNF grammars, and JSON schemas converted to GBNF with
-llama-cpp-python's `json_schema_to_gbnf` (the converter llama.cpp itself ships).
+"""Constrained generation inputs: GBNF grammars, and JSON schemas converted to GBNF
+(gene_jit.llama.schema: every keyword is enforced by the grammar, checked after
+generation, or refused before it).
 
 Grammars are checked by libllama when the sampler is built (a grammar that does not parse
 is a Gene error there); this module checks the Gene-level shapes and converts schemas.
@@ -39,15 +40,10 @@ def schema_to_gbnf(schema: Any) -> str:
         raise GrammarError(f"a JSON schema must be a map or JSON text, got {type(schema).__name__}")
     if not isinstance(schema_obj, dict):
         raise GrammarError("a JSON schema must be an object")
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    from gene_jit.llama.schema import check_keywords, to_gbnf
 
-    from gene_jit.llama.bindings import restore_logging
-
-    restore_logging()
-    try:
-        return str(json_schema_to_gbnf(json.dumps(schema_obj)))
-    except Exception as exc:  # the converter raises bare exceptions for unsupported schemas
-        raise GrammarError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
+    check_keywords(schema_obj)
+    return to_gbnf(schema_obj)
 
 
 # Any JSON object, with bounds that make every output end (the seed's `json-grammar`):
@@ -82,29 +78,9 @@ def grammar_text(grammar: Any) -> str:
     raise GrammarError(f"a grammar must be GBNF text, got {type(grammar).__name__}")
 
 
-def check_against_schema(value: Any, schema: Mapping[str, Any], path: str = "$") -> None:
-    """Check the common JSON-schema keywords (type, properties, required, items, enum);
-    generation is constrained already, so this is a guard against converter gaps."""
-    kind = schema.get("type")
-    checks: dict[str, Any] = {
-        "object": dict, "array": list, "string": str, "boolean": bool,
-        "integer": int, "number": int | float, "null": type(None),
-    }
-    if isinstance(kind, str) and kind in checks:
-        ok = isinstance(value, checks[kind])
-        if kind in ("integer", "number") and isinstance(value, bool):
-            ok = False
-        if not ok:
-            raise GrammarError(f"generated JSON at {path} is not of type {kind}: {value!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        raise GrammarError(f"generated JSON at {path} is not one of {schema['enum']!r}")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                raise GrammarError(f"generated JSON at {path} lacks the required key '{key}'")
-        for key, sub in (schema.get("properties") or {}).items():
-            if key in value and isinstance(sub, Mapping):
-                check_against_schema(value[key], sub, f"{path}.{key}")
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        for i, item in enumerate(value):
-            check_against_schema(item, schema["items"], f"{path}[{i}]")
+def check_against_schema(value: Any, schema: Mapping[str, Any]) -> None:
+    """Check generated JSON against every keyword of its schema (the grammar enforces most
+    of them already); a breach is a Gene error naming the keyword and the value."""
+    from gene_jit.llama.schema_check import validate
+
+    validate(value, schema)

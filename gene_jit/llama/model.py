@@ -1,10 +1,11 @@
 """The public model object: a loaded GGUF with its vocabulary, contexts and KV-cache state.
 
-`Model` owns a `ModelHandle` and creates contexts from it: the main one (sequence 0,
-which remembers the tokens in its KV cache so that a prompt sharing a prefix with the last
-one decodes only the new tokens), an embeddings context, and contexts for batches and
-chat sessions. Every context is used under its own lock, so Python threads sharing a
-model serialise instead of corrupting libllama's state.
+`Model` owns a `ModelHandle` and creates contexts from it (gene_jit.llama.context): the
+main one (sequence 0, which remembers the tokens in its KV cache so that a prompt sharing
+a prefix with the last one decodes fewer tokens) and, while a generation still needs the
+main one (an unfinished stream, another thread), up to `POOL_SIZE - 1` more like it; an
+embeddings context; and contexts for batches and chat sessions. Every context is used
+under its own lock, so Python threads sharing a model never corrupt libllama's state.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from gene_jit.llama import bindings
-from gene_jit.llama.bindings import ContextHandle, ModelHandle
-from gene_jit.llama.errors import BadModelError, ContextFullError, LlamaError
+from gene_jit.llama.bindings import ModelHandle
+from gene_jit.llama.context import Context
+from gene_jit.llama.errors import BadModelError, LlamaError
 from gene_jit.llama.resolve import resolve_model
-from gene_jit.llama.speculate import ExactBatches
+from gene_jit.llama.speculate import ExactBatches, StepCosts
+
+__all__ = ["POOL_SIZE", "Context", "Model", "current_model", "default_threads"]
 
 _current: Model | None = None  # the most recently created model (for one-argument forms)
+POOL_SIZE = 4  # contexts like the main one that generations in progress may hold at once
 
 
 def current_model() -> Model:
@@ -38,137 +43,6 @@ def default_threads() -> int:
     if env and env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, min(os.cpu_count() or 1, 8))
-
-
-class Context:
-    """A libllama context with its own lock and a record of what each sequence holds."""
-
-    def __init__(self, model: Model, n_ctx: int, n_seq: int = 1, embeddings: bool = False) -> None:
-        raw = bindings.lib()
-        params = raw.llama_context_default_params()
-        p = bindings.struct_value(params)
-        p.n_ctx = n_ctx
-        # embeddings need the whole sequence in one micro-batch
-        p.n_batch = min(n_ctx, 2048) if embeddings else min(n_ctx, 512)
-        p.n_ubatch = p.n_batch if embeddings else min(p.n_batch, 512)
-        p.n_seq_max = n_seq
-        p.n_threads = model.threads
-        p.n_threads_batch = model.threads
-        p.embeddings = embeddings
-        p.pooling_type = bindings.POOLING_NONE
-        p.no_perf = True
-        # full-size sliding-window cache, so that trimming a sequence to a shared prefix
-        # (prompt and chat reuse) is always possible
-        p.swa_full = True
-        p.kv_unified = n_seq == 1
-        self.handle = ContextHandle(raw.llama_init_from_model(model.handle.ptr, params), "context")
-        self.ptr = self.handle.ptr
-        self.memory = raw.llama_get_memory(self.ptr)
-        self.n_ctx = int(raw.llama_n_ctx(self.ptr))
-        self.n_ctx_seq = int(raw.llama_n_ctx_seq(self.ptr))
-        self.n_batch = int(raw.llama_n_batch(self.ptr))
-        self.n_seq = n_seq
-        self.n_vocab = model.n_vocab
-        self.lock = threading.RLock()
-        self.tokens: dict[int, list[int]] = {s: [] for s in range(n_seq)}
-        self.last_decoded = 0  # tokens the last prefill had to decode (the rest were cached)
-        self.owner: Any = None  # the generation whose state the KV cache holds
-        self.batch = bindings.BatchHandle(max(self.n_batch, n_seq), n_seq)
-        self._decode = raw.llama_decode
-
-    def clear(self) -> None:
-        bindings.lib().llama_memory_clear(self.memory, True)
-        for s in self.tokens:
-            self.tokens[s] = []
-
-    def trim(self, seq: int, keep: int) -> None:
-        """Drop the cached tokens of `seq` from position `keep` on."""
-        held = self.tokens[seq]
-        if keep >= len(held):
-            return
-        if not bindings.lib().llama_memory_seq_rm(self.memory, seq, keep, -1):
-            bindings.lib().llama_memory_seq_rm(self.memory, seq, -1, -1)
-            keep = 0
-        del held[keep:]
-
-    def feed(self, seq: int, tokens: list[int], logits_all: bool = False) -> int:
-        """Decode `tokens` after what `seq` holds; the logits of the last one (or of all)
-        are then readable. Returns the batch index of the last token's output."""
-        raw = bindings.lib()
-        held = self.tokens[seq]
-        if len(held) + len(tokens) > self.n_ctx_seq:
-            raise ContextFullError(
-                f"{len(held) + len(tokens)} tokens do not fit in the context of "
-                f"{self.n_ctx_seq} tokens (create the model with a larger :n-ctx)"
-            )
-        last = -1
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            final = start + len(chunk) == len(tokens)
-            self.batch.clear()
-            base = len(held)
-            for j, tok in enumerate(chunk):
-                out = logits_all or (final and j == len(chunk) - 1)
-                last = self.batch.add(tok, base + j, seq, out)
-            rc = raw.llama_decode(self.ptr, self.batch.value())
-            if rc != 0:
-                self.trim(seq, base)
-                raise LlamaError(f"libllama could not decode the batch (llama_decode returned {rc})")
-            held.extend(chunk)
-        return last
-
-    def feed_one(self, seq: int, token: int) -> int:
-        """`feed(seq, [token])` without the chunking: the per-token path of generation."""
-        held = self.tokens[seq]
-        pos = len(held)
-        if pos + 1 > self.n_ctx_seq:
-            return self.feed(seq, [token])  # raises the context-full error
-        batch = self.batch
-        batch.n_tokens = 0
-        batch.add(token, pos, seq, True)
-        rc = self._decode(self.ptr, batch.value())
-        if rc != 0:
-            raise LlamaError(f"libllama could not decode the token (llama_decode returned {rc})")
-        held.append(token)
-        return 0
-
-    def prefill(self, seq: int, tokens: list[int]) -> int:
-        """Make `seq` hold exactly `tokens`, reusing the longest cached prefix; at least the
-        last token is decoded again so that its logits are fresh."""
-        if not tokens:
-            raise LlamaError("cannot run the model on an empty token list")
-        held = self.tokens[seq]
-        common = 0
-        limit = min(len(held), len(tokens) - 1)
-        while common < limit and held[common] == tokens[common]:
-            common += 1
-        self.trim(seq, common)
-        new = tokens[len(self.tokens[seq]) :]
-        self.last_decoded = len(new)
-        return self.feed(seq, new)
-
-    def shift(self, seq: int, n_keep: int) -> bool:
-        """Free half of the sequence's space, keeping its first `n_keep` tokens; False when
-        this cache cannot shift positions."""
-        raw = bindings.lib()
-        held = self.tokens[seq]
-        n_discard = (len(held) - n_keep) // 2
-        if n_discard <= 0 or not raw.llama_memory_can_shift(self.memory):
-            return False
-        raw.llama_memory_seq_rm(self.memory, seq, n_keep, n_keep + n_discard)
-        raw.llama_memory_seq_add(self.memory, seq, n_keep + n_discard, len(held), -n_discard)
-        del held[n_keep : n_keep + n_discard]
-        return True
-
-    def logits_ptr(self, index: int) -> int:
-        ptr = bindings.lib().llama_get_logits_ith(self.ptr, index)
-        if not ptr:
-            raise LlamaError("no logits are available for that position")
-        return int(ptr)
-
-    def close(self) -> None:
-        self.batch.close()
-        self.handle.close()
 
 
 class Model:
@@ -208,10 +82,14 @@ class Model:
         self.eos = int(raw.llama_vocab_eos(self.vocab))
         self.add_bos = bool(raw.llama_vocab_get_add_bos(self.vocab))
         self.n_ctx = min(int(n_ctx), self.n_ctx_train) if self.n_ctx_train > 0 else int(n_ctx)
+        self.decode_lock = threading.Lock()  # one decode at a time over all contexts
         self._ctx: Context | None = None
+        self._pool: list[Context] = []  # the main context first
+        self._claims = 0
         self._embed_ctx: Context | None = None
         self._batch_ctx: Context | None = None  # batch-generate's, sized by its last use
         self.exact_batches = ExactBatches()  # where speculative steps keep the output
+        self.step_costs = StepCosts()  # what decoding steps cost, by batch size
         self._lock = threading.Lock()
         self.embedding_cache: dict[str, Any] = {}
         # per-token facts that never change for a vocabulary, cached so that the token
@@ -254,8 +132,30 @@ class Model:
         """The main context (sequence 0 carries prompts and generations)."""
         with self._lock:
             if self._ctx is None:
-                self._ctx = Context(self, self.n_ctx)
+                self._ctx = Context(self, self.n_ctx, canonical=True, pooled=True)
+                self._pool.insert(0, self._ctx)
             return self._ctx
+
+    def claim_context(self, owner: Any, tokens: list[int], preferred: Context) -> Context:
+        """A context like the main one for `owner` to generate in: `preferred` unless an
+        unfinished generation still needs it, else a free one (the one caching most of
+        `tokens`), a new one while there are fewer than POOL_SIZE, or the one claimed
+        longest ago (whose generation will rebuild its cache when it resumes)."""
+        with self._lock:
+            self._claims += 1
+            ctx = preferred
+            if preferred.busy_for(owner):
+                free = [c for c in self._pool if not c.busy_for(owner)]
+                if free:
+                    ctx = max(free, key=lambda c: _common_prefix(c.tokens[0], tokens))
+                elif len(self._pool) < POOL_SIZE:
+                    ctx = Context(self, self.n_ctx, canonical=True, pooled=True)
+                    self._pool.append(ctx)
+                else:
+                    ctx = min(self._pool, key=lambda c: c.last_used)
+            ctx.last_used = self._claims
+            ctx.owner = owner
+            return ctx
 
     @property
     def embed_ctx(self) -> Context:
@@ -394,14 +294,24 @@ class Model:
         }
 
     def close(self) -> None:
-        for ctx in (self._ctx, self._embed_ctx, self._batch_ctx):
+        for ctx in (*self._pool, self._embed_ctx, self._batch_ctx):
             if ctx is not None:
                 ctx.close()
         self._ctx = self._embed_ctx = self._batch_ctx = None
+        self._pool = []
         self.handle.close()
 
     def __repr__(self) -> str:
         return f"<model {self.path.name} ({self.n_vocab} tokens, n-ctx {self.n_ctx})>"
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _quantisation(desc: str) -> str:

@@ -12,10 +12,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from gene_jit.llama.errors import BadModelError, ModelNotFoundError
+from gene_jit.llama.errors import ModelNotFoundError
+from gene_jit.llama.gguf_check import check_path_kind
 
 DEFAULT_NAMES = ("default", "gemma3-270m", "gemma-3-270m")
-GGUF_MAGIC = b"GGUF"
 
 
 def cache_dir() -> Path:
@@ -70,6 +70,7 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None = None) -> Path:
     path = Path(text).expanduser()
     if path.is_file():
         return check_gguf(path)
+    check_path_kind(path)
     looked: list[Path] = []
     if os.sep not in text and "/" not in text:
         for directory in search_dirs():
@@ -77,6 +78,7 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None = None) -> Path:
                 looked.append(directory / candidate)
                 if looked[-1].is_file():
                     return check_gguf(looked[-1])
+                check_path_kind(looked[-1])
     raise ModelNotFoundError(_not_found_message(text, path, looked))
 
 
@@ -93,12 +95,10 @@ def _not_found_message(text: str, path: Path, looked: list[Path]) -> str:
 
 
 def check_gguf(path: Path) -> Path:
-    """Refuse files that are not GGUF before libllama sees them (clear message, no crash)."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-    except OSError as exc:
-        raise BadModelError(f"cannot read model file {path}: {exc.strerror}") from exc
-    if len(head) < 8 or head[:4] != GGUF_MAGIC:
-        raise BadModelError(f"{path} is not a GGUF model file (it does not start with 'GGUF')")
+    """Refuse files that libllama could not load safely before libllama sees them: not
+    GGUF, truncated, or with metadata or tensor entries that libllama trusts (a clear
+    message naming the key, never a crash; see gene_jit.llama.gguf_check)."""
+    from gene_jit.llama.gguf_check import check_model_file
+
+    check_model_file(path)
     return path

@@ -18,7 +18,8 @@ from gene_jit.llama.generate import Generation, Sampling, Stats
 from gene_jit.llama.speculate import speculate_option
 
 if TYPE_CHECKING:
-    from gene_jit.llama.model import Context, Model
+    from gene_jit.llama.context import Context
+    from gene_jit.llama.model import Model
 
 
 def chat_prompt(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:

@@ -17,6 +17,14 @@ checks each batch size at each range of cache lengths the first time it is neede
 batch decoded both ways, every logit compared) and speculates only where they agree.
 `speculate=True` skips the checks (faster at long contexts, where greedy choices between
 near-equal tokens may then differ from one-token decoding); `speculate=False` turns it off.
+
+A guess that misses costs time, and so does a check: the default mode guesses only where
+that is expected to pay on the text at hand. `Payoff` (one per generation) keeps a
+decaying count of how many guessed tokens the sampler kept, including guesses it did not
+decode (checked against the tokens that followed), and `StepCosts` (one per model)
+measures what a batch of each size costs against a single token. A step guesses when
+the tokens it is expected to yield cost less than that batch, and a range is checked
+only when the savings expected over the rest of the generation exceed the check.
 """
 
 from __future__ import annotations
@@ -29,13 +37,16 @@ import numpy as np
 from gene_jit.llama.errors import LlamaError
 
 if TYPE_CHECKING:
-    from gene_jit.llama.model import Context
+    from gene_jit.llama.context import Context
 
-__all__ = ["MAX_DRAFT", "Drafter", "ExactBatches", "speculate_option"]
+__all__ = ["MAX_DRAFT", "Drafter", "ExactBatches", "Payoff", "StepCosts", "speculate_option"]
 
 MAX_DRAFT = 2  # guessed tokens per step
 KV_BUCKET = 256  # cache lengths are checked in ranges of this many cells
 MAX_BACKOFF = 8  # steps without guessing after repeated misses
+PRIOR_BATCH_COST = 0.35  # single steps each extra row of a batch is assumed to cost
+DECAY = 0.8  # weight of older guesses in the kept-token estimate
+MARGIN = 0.05  # single steps a guessing step must be expected to save
 
 
 class Drafter:
@@ -99,6 +110,12 @@ class ExactBatches:
         self.first_bad: dict[int, int] = {}  # batch size -> first range that disagreed
         self.checks = 0
 
+    def needs_check(self, ctx: Context, seq: int, n: int) -> bool:
+        """Whether `allows` for a batch of `n` tokens would have to decode to answer."""
+        bucket = (len(ctx.tokens[seq]) + n - 1) // KV_BUCKET
+        bad = self.first_bad.get(n)
+        return (bad is None or bucket < bad) and (n, bucket) not in self.verdicts
+
     def allows(self, ctx: Context, seq: int, tokens: list[int]) -> bool:
         """Whether `tokens` may be decoded as one batch after what `seq` holds; checks
         (and remembers) the size and range the first time. Leaves the cache as it was."""
@@ -129,6 +146,83 @@ class ExactBatches:
             return True
         finally:
             ctx.trim(seq, held)
+
+
+class StepCosts:
+    """Per model: seconds a decoding step costs (decode and sampling), by batch size, as
+    a moving average of what generations measured."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, float] = {}
+
+    def record(self, size: int, seconds: float) -> None:
+        old = self.seconds.get(size)
+        self.seconds[size] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    def ratio(self, size: int) -> float:
+        """What a batch of `size` costs in single steps (a prior until both are measured)."""
+        one, many = self.seconds.get(1), self.seconds.get(size)
+        if one and many:
+            return many / one
+        return 1.0 + PRIOR_BATCH_COST * (size - 1)
+
+
+class Payoff:
+    """Per generation: whether decoding a guess is expected to save time, from how many
+    guessed tokens the sampler kept so far (guesses not decoded count too: they are
+    compared with the tokens that followed) and what batches cost."""
+
+    def __init__(self, costs: StepCosts) -> None:
+        self.costs = costs
+        self.kept = 1.0  # decaying counts, starting from an even prior
+        self.proposed = 2.0
+        self.steps = 2.0  # decaying count of steps, and of steps that had a guess
+        self.guessed = 1.0
+        self.shadow: tuple[int, list[int]] | None = None  # (history index, guess)
+
+    def step(self, hist: list[int]) -> None:
+        """A decoding step begins: settle a guess that was not decoded, now that the
+        tokens it guessed are known."""
+        self.steps = DECAY * self.steps + 1.0
+        if self.shadow is None:
+            return
+        start, guess = self.shadow
+        seen = hist[start : start + len(guess)]
+        kept = 0
+        while kept < len(seen) and seen[kept] == guess[kept]:
+            kept += 1
+        if kept < len(seen) or len(seen) == len(guess):
+            self.shadow = None
+            self.observe(len(guess), kept)
+
+    def observe(self, proposed: int, kept: int) -> None:
+        self.kept = DECAY * self.kept + kept
+        self.proposed = DECAY * self.proposed + proposed
+        self.guessed = DECAY * self.guessed + 1.0
+
+    def expected_gain(self, k: int) -> float:
+        """Single steps saved by decoding `k` guesses with the pending token: the tokens
+        the step yields (one, plus guesses kept in a row) less what the batch costs."""
+        rate = self.kept / self.proposed
+        tokens = 1.0 + sum(rate**i for i in range(1, k + 1))
+        return tokens - self.costs.ratio(k + 1)
+
+    def worth(self, k: int) -> bool:
+        return self.expected_gain(k) > MARGIN
+
+    def worth_check(self, k: int, remaining: int) -> bool:
+        """Whether checking a new range (a batch, then its tokens one by one) is expected
+        to be repaid by the guessing steps left in this generation."""
+        gain = self.expected_gain(k)
+        per_step = max(gain + self.costs.ratio(k + 1), 1.0)  # tokens a guessing step yields
+        steps_left = remaining * min(self.guessed / self.steps, 1.0) / per_step
+        cost = self.costs.ratio(k + 1) + k + 1
+        return gain * steps_left > cost
+
+    def skip(self, start: int, guess: list[int]) -> None:
+        """A guess not decoded: remember it to compare with what follows."""
+        if self.shadow is None:
+            self.shadow = (start, guess)
 
 
 def _row(ctx: Context, index: int, n_vocab: int) -> np.ndarray:

@@ -115,7 +115,20 @@ class GeneThrow(GeneError):
 
 
 class InternalError(Exception):
-    """Something gene-jit itself got wrong."""
+    """Something gene-jit itself got wrong. `span` is the Gene code that was running when
+    it happened, if any; the Python exception behind it is the `__cause__`."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, span: Span | None = None) -> None:
         super().__init__(f"internal error (this is a bug in gene-jit): {message}")
+        self.message = message
+        self.span = span
+
+    def format(self) -> str:
+        """The message, then where the Gene program was when it happened."""
+        lines = [str(self.args[0])]
+        if self.span is not None and self.span.line > 0:
+            lines.append(f"  while running {self.span}")
+            text = source_line(self.span.file, self.span.line)
+            if text is not None:
+                lines.append("    " + text)
+        return "\n".join(lines)

@@ -9,6 +9,7 @@ other runtime modules extend with `method`), spread, interpolation, ranges and g
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -119,14 +120,35 @@ def div(a: Any, b: Any) -> float:
 
 
 def power(a: Any, b: Any) -> Any:
+    """`(a ** b)`: an int for ints with b >= 0 (overflow is an error), else IEEE pow."""
     _check_nums("**", a, b)
-    if type(a) is int and type(b) is int and b < 0:
-        return float(a) ** b
+    if type(a) is int and type(b) is int and b >= 0:
+        if abs(a) > 1 and b > 64:  # certain overflow; don't build a huge int first
+            raise GeneOverflowError(f"integer overflow in **: {a} to the power {b}")
+        return check_int(a**b, "**")
+    return ieee_pow(float(a), float(b))
+
+
+def ieee_pow(x: float, y: float) -> float:
+    """C's pow (IEEE 754, as native code computes it): `(pow 0.0 -1.0)` is inf,
+    `(pow -10.0 401.0)` is -inf, a negative base to a fractional power nan. Python's
+    math.pow raises in exactly those cases; libm's own answer is taken there."""
     try:
-        r = a**b
-    except OverflowError:
-        raise GeneOverflowError("overflow in **") from None
-    return check_int(r, "**")
+        return math.pow(x, y)
+    except (ValueError, OverflowError):
+        return float(_libm_pow()(x, y))
+
+
+@functools.cache
+def _libm_pow() -> Callable[[float, float], float]:
+    import ctypes
+    import ctypes.util
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    fn = libm.pow
+    fn.restype = ctypes.c_double
+    fn.argtypes = [ctypes.c_double, ctypes.c_double]
+    return fn  # type: ignore[no-any-return]
 
 
 def int_div(a: Any, b: Any) -> Any:

@@ -13,9 +13,10 @@ arguments with `-` turned into `_` (`top_k=40`).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
+
+from gene_jit.runtime.requirements import import_library
 
 BUILTINS: dict[str, Any] = {}
 
@@ -48,7 +49,9 @@ class Namespace:
         except KeyError:
             pass
         while self._loaders:
-            importlib.import_module(self._loaders.pop(0))
+            # a failed import keeps its loader, so the next use reports the same error
+            import_library(self._loaders[0], f"{self.full_name()}/{key}")
+            self._loaders.pop(0)
             if key in self.members:
                 return self.members[key]
         return default
@@ -111,7 +114,7 @@ class LazyBuiltin:
 
     def resolve(self) -> Callable[..., Any]:
         if self._fn is None:
-            self._fn = getattr(importlib.import_module(self.module), self.attr)
+            self._fn = getattr(import_library(self.module, self.gene_name), self.attr)
         return self._fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gene_jit.runtime.builtins import check_int, expect, gene_builtin
 from gene_jit.runtime.errors import GeneArityError, GeneOverflowError, GeneTypeError
+from gene_jit.runtime.ops import ieee_pow
 from gene_jit.runtime.registry import namespace
 
 _NUM = (int, float)
@@ -106,19 +107,14 @@ def gene_tan(x: Any) -> float:
 
 @gene_builtin("pow")
 def gene_pow(x: Any, y: Any) -> int | float:
-    """`(pow x y)`: an int for int x and non-negative int y, else a float."""
+    """`(pow x y)`: an int for int x and non-negative int y, else a float computed as
+    C's pow does (native code calls it): `(pow 0.0 -1.0)` is inf, nan for a domain error."""
     a, b = _num("pow", x), _num("pow", y)
     if isinstance(a, int) and isinstance(b, int) and b >= 0:
         if abs(a) > 1 and b > 64:  # certain overflow; don't build a huge int first
             raise GeneOverflowError(f"pow: integer overflow ({a} to the power {b})")
         return check_int("pow", a**b)
-    try:
-        r = math.pow(a, b)
-    except OverflowError:
-        return math.inf
-    except ValueError:
-        return math.nan
-    return r
+    return ieee_pow(float(a), float(b))
 
 
 def _to_int(name: str, v: float) -> int:

@@ -15,12 +15,18 @@ Contract for the tier-0 compiler:
 * After the Python function object exists, call `register(fn_id, pyfunc, info)` where
   `info` is a `FnInfo`. The return value is the callable to bind under the function's name
   (tier 1 may wrap it).
+* Run a program's top-level code inside `with program_depth():`. Both tiers count Gene
+  calls in CPython's recursion counter (tier 0 as Python frames, native code through the
+  same counter, see gene_jit.codegen.emit_depth), so the recursion limit is the Gene call
+  depth limit: `GENE_MAX_DEPTH` (default 10,000) calls deeper than the code run.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,3 +86,59 @@ def prologue(fn_id: int) -> list[ast.stmt]:
 def register(fn_id: int, pyfunc: Any, info: FnInfo) -> Any:
     hooks = active()
     return hooks.register(fn_id, pyfunc, info) if hooks is not None else pyfunc
+
+
+DEFAULT_MAX_DEPTH = 10_000
+MAX_MAX_DEPTH = 100_000
+# The main thread's stack may grow this far (the soft RLIMIT_STACK; Linux keeps at least
+# 128 MiB free below the stack): native frames, and C frames where tier 0 and native
+# code call each other, must fit GENE_MAX_DEPTH calls.
+_STACK_BYTES = 120 << 20
+_stack_grown = False
+
+
+def max_depth() -> int:
+    """The Gene call depth limit: `GENE_MAX_DEPTH`, default 10,000, at most 100,000
+    (what the stack below is sized for)."""
+    try:
+        value = int(os.environ.get("GENE_MAX_DEPTH", DEFAULT_MAX_DEPTH))
+    except ValueError:
+        return DEFAULT_MAX_DEPTH
+    return min(value, MAX_MAX_DEPTH) if value > 0 else DEFAULT_MAX_DEPTH
+
+
+class program_depth:  # noqa: N801 - used as a `with` statement
+    """`with program_depth(): env[" top"]()`: Gene code that the block calls (one frame
+    deeper than the `with`) may nest `max_depth()` Gene calls and no more. The recursion
+    limit is set for the block and put back after it; the main thread's stack is made
+    room for that depth once."""
+
+    def __enter__(self) -> None:
+        depth = 0
+        frame = sys._getframe(1)
+        while frame is not None:
+            depth += 1
+            frame = frame.f_back  # type: ignore[assignment]
+        self.saved = sys.getrecursionlimit()
+        sys.setrecursionlimit(depth + 1 + max_depth())
+        if not _stack_grown and threading.current_thread() is threading.main_thread():
+            _grow_stack()
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setrecursionlimit(self.saved)
+
+
+def _grow_stack() -> None:
+    global _stack_grown
+    _stack_grown = True
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: the platform's stack stays as it is
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    want = _STACK_BYTES if hard == resource.RLIM_INFINITY else min(_STACK_BYTES, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+        except (ValueError, OSError):
+            pass

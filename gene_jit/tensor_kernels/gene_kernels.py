@@ -15,8 +15,11 @@ On top of a plain foreign call, both tiers check before the call that every arra
 argument has the element type the kernel reads, is C-contiguous, and holds at least as
 many elements as the shapes say (shapes are never negative), and after it that the
 status is OK; a failure is a Gene error that names the kernel and the shapes. Both tiers
-build its message with `problem` below (tier 1 through `native_failure`). Integer
-addresses and ffi pointers or buffers pass unchecked, as with any foreign function.
+build its message with `problem` below (tier 1 through `native_failure`). An ffi buffer
+(`ffi/new :float n`) carries its element type and length and is checked as an array is;
+an int is never an address, nil never a buffer, and a pointer passes only where its
+extent is known (`ffi/addressof` of a buffer): one that C gave back, or `ffi/ptr` made,
+is refused, since nothing could check the shapes against it.
 Arrays are read where they are: a C-contiguous float32 NumPy array or CPU tensor costs no
 copy.
 """
@@ -32,7 +35,8 @@ import numpy as np
 
 from gene_jit.ffi.core import ForeignFunction
 from gene_jit.ffi.library import Library
-from gene_jit.ffi.types import NULL, address_of, ctype_of, describe
+from gene_jit.ffi.memory import Buffer
+from gene_jit.ffi.types import NULL, address_of, ctype_of, describe, extent_of
 from gene_jit.runtime.errors import GeneArityError, GeneError, GeneTypeError
 from gene_jit.runtime.registry import namespace
 from gene_jit.tensor_kernels import cabi
@@ -202,12 +206,53 @@ def _buffer(rec: KernelFunction, i: int, value: Any) -> tuple[int, int]:
             return 0, NOT_CONTIGUOUS
         return data.ctypes.data, data.size
     if value is None or value is NULL:
-        raise GeneTypeError(f"{what} must be a {dtype} buffer, got nil")
+        raise _null_error(rec, i)
+    if isinstance(value, Buffer):
+        return _ffi_buffer(rec, i, value)
     try:
         address = address_of(value)
-    except TypeError:
-        raise GeneTypeError(f"{what} must be a {dtype} array, got {describe(value)}") from None
-    return address or 0, UNKNOWN
+    except TypeError as exc:
+        raise GeneTypeError(
+            f"{what} must be a {dtype} array or buffer, got {describe(value)} ({exc})"
+        ) from None
+    if not address:
+        raise _null_error(rec, i)
+    extent = extent_of(value)
+    if extent is None:
+        raise GeneTypeError(f"{what} is a pointer to memory of unknown size; pass the array, "
+                            "tensor or ffi buffer itself, whose size the kernel checks")
+    return address, extent // np.dtype(dtype).itemsize
+
+
+# ffi buffer element types (kind, size, signed) that hold each kernel element type
+_BUFFER_ELEMS = {
+    "float32": ("float", 4, True),
+    "uint16": ("int", 2, False),
+    "uint8": ("int", 1, False),
+    "int64": ("int", 8, True),
+}
+
+
+def _ffi_buffer(rec: KernelFunction, i: int, buf: Buffer) -> tuple[int, int]:
+    spec, dtype = rec.spec, rec.dtypes[i]
+    assert spec is not None and dtype is not None
+    elem = buf.elem
+    if (elem.kind, elem.size, elem.signed) != _BUFFER_ELEMS[dtype]:
+        raise GeneTypeError(f"{spec.full_name}: argument {i + 1} ({spec.names[i]}) must hold "
+                            f"{dtype} values, got a buffer of :{elem.name}")
+    try:
+        address = address_of(buf)
+    except TypeError as exc:
+        raise GeneTypeError(f"{spec.full_name}: argument {i + 1} ({spec.names[i]}): {exc}") from None
+    return address or 0, buf.length
+
+
+def _null_error(rec: KernelFunction, i: int) -> GeneError:
+    spec, dtype = rec.spec, rec.dtypes[i]
+    assert spec is not None
+    return GeneTypeError(f"{spec.full_name}: argument {i + 1} ({spec.names[i]}) must be a "
+                         f"{dtype} buffer, got nil")
+
 
 
 def _scalar(rec: KernelFunction, i: int, kind: str, value: Any) -> Any:

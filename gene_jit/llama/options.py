@@ -1,0 +1,175 @@
+"""The keyword options of the LLM entry points, checked in one place.
+
+`OPTIONS` lists every option once, with its type and range; `ENTRY_POINTS` says which
+options each Gene function takes. `check_options` is called first by every entry point
+(generate-text, generate-json, batch-generate, chat-send, get-next-token, model/create,
+...), so an unknown keyword (with a suggestion), a value of the wrong type or out of
+range gives the same Gene error everywhere, naming the function, the option, what it
+expects and what it got. Values are never adjusted: what passes is used as given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gene_jit.llama.errors import LlamaError
+from gene_jit.runtime.values import Symbol
+
+
+class OptionError(LlamaError):
+    """A keyword option that an LLM function does not take, or a value it cannot use."""
+
+    kind = "llm option error"
+
+
+@dataclass(frozen=True)
+class Option:
+    kind: str  # int, float, bool, stops, grammar, schema, function, flag-or-nil, any
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself is out of range
+    doc: str = ""
+
+
+OPTIONS: dict[str, Option] = {
+    "temperature": Option("float", 0.0, None, doc="0 is greedy"),
+    "top_k": Option("int", 0, None, doc="0 keeps every token"),
+    "top_p": Option("float", 0.0, 1.0),
+    "min_p": Option("float", 0.0, 1.0),
+    "repeat_penalty": Option("float", 0.0, None, lo_open=True, doc="1 is none"),
+    "repeat_last_n": Option("int", -1, None, doc="-1 is the whole context"),
+    "seed": Option("int", 0, 2**32 - 1),
+    "stop": Option("stops"),
+    "grammar": Option("grammar"),
+    "json_schema": Option("schema"),
+    "on_token": Option("function"),
+    "stream": Option("bool"),
+    "truncate": Option("bool"),
+    "speculate": Option("flag-or-nil"),
+    "parse_special": Option("bool"),
+    "n_ctx": Option("int", 1, 1 << 24),
+    "threads": Option("int", 1, 1024),
+    "gpu_layers": Option("int", -1, None, doc="-1 offloads every layer"),
+    "device": Option("any"),
+    "progress": Option("bool"),
+}
+
+SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed")
+_GENERATE = (*SAMPLING, "stop", "grammar", "json_schema", "on_token", "stream", "truncate", "speculate")
+ENTRY_POINTS: dict[str, tuple[str, ...]] = {
+    "generate-text": _GENERATE,
+    "generate-stream": _GENERATE,
+    "model/generate": _GENERATE,
+    "generate-code": _GENERATE,
+    "generate-with-grammar": (*SAMPLING, "stop", "on_token", "truncate", "speculate"),
+    "generate-json": (*SAMPLING, "stop", "on_token", "truncate", "speculate"),
+    "batch-generate": (*SAMPLING, "stop", "grammar", "json_schema"),
+    "chat-send": (*SAMPLING, "stop", "on_token", "speculate", "parse_special"),
+    "get-next-token": (*SAMPLING, "grammar", "json_schema"),
+    "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress"),
+}
+
+
+def gene_name(name: str) -> str:
+    return ":" + name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if isinstance(value, Symbol):
+        return value.name
+    return repr(value)[:60]
+
+
+def _range_text(opt: Option, kind: str) -> str:
+    lo, hi = opt.lo, opt.hi
+    fmt: Callable[[float], str] = (lambda v: str(int(v))) if kind == "an integer" else (lambda v: f"{v:g}")
+    if lo is not None and hi is not None:
+        return f"{kind} from {fmt(lo)} to {fmt(hi)}"
+    if lo is not None:
+        return f"{kind} {'>' if opt.lo_open else '>='} {fmt(lo)}"
+    return kind
+
+
+def expected(opt: Option) -> str:
+    """What an option takes, in words."""
+    if opt.kind == "int":
+        return _range_text(opt, "an integer")
+    if opt.kind == "float":
+        return _range_text(opt, "a number")
+    return {
+        "bool": "true or false",
+        "stops": "a string or an array of strings",
+        "grammar": "GBNF text or a JSON schema map",
+        "schema": "a JSON schema (a map or JSON text)",
+        "function": "a function",
+        "flag-or-nil": "true, false or nil",
+        "any": "a value",
+    }[opt.kind]
+
+
+def _valid(opt: Option, value: Any) -> bool:
+    kind = opt.kind
+    if kind in ("int", "float"):
+        number = isinstance(value, int) if kind == "int" else isinstance(value, int | float)
+        if isinstance(value, bool) or not number or not math.isfinite(value):
+            return False
+        if opt.lo is not None and (value < opt.lo or opt.lo_open and value == opt.lo):
+            return False
+        return opt.hi is None or value <= opt.hi
+    if kind in ("bool", "flag-or-nil"):
+        return isinstance(value, bool)
+    if kind == "stops":
+        items = [value] if isinstance(value, str) else value
+        return isinstance(items, list | tuple) and all(isinstance(s, str) and s for s in items)
+    if kind == "grammar":
+        return isinstance(value, str | Mapping) or callable(value)
+    if kind == "schema":
+        return isinstance(value, str | Mapping)
+    if kind == "function":
+        return callable(value)
+    return True
+
+
+def check_options(entry: str, kw: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a call to `entry`, each known to it and valid; nil means "the
+    default" and is dropped. Raises OptionError otherwise."""
+    allowed = ENTRY_POINTS[entry]
+    out: dict[str, Any] = {}
+    for name, value in kw.items():
+        if name not in allowed:
+            raise OptionError(_unknown(entry, name, allowed))
+        if value is None:
+            continue
+        opt = OPTIONS[name]
+        if not _valid(opt, value):
+            raise OptionError(f"{entry}: {gene_name(name)} expects {expected(opt)}, got {_shown(value)}")
+        out[name] = value
+    return out
+
+
+def _unknown(entry: str, name: str, allowed: tuple[str, ...]) -> str:
+    shown = gene_name(name)
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"{entry} does not take {shown}; did you mean {gene_name(close[0])}?"
+    elsewhere = [e for e, names in ENTRY_POINTS.items() if name in names]
+    if elsewhere:
+        return f"{entry} does not take {shown} (an option of {elsewhere[0]})"
+    return f"{entry} does not take {shown}; it takes " + ", ".join(gene_name(a) for a in allowed)
+
+
+def check_count(entry: str, value: Any, what: str = "the number of tokens") -> int:
+    """A count argument (tokens to generate): an integer >= 0, never converted."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionError(f"{entry}: {what} expects an integer >= 0, got {_shown(value)}")
+    return value

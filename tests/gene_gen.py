@@ -1,0 +1,204 @@
+"""A generator of whole Gene programs for the differential test of the tiers.
+
+Each program defines a few functions over two arguments and calls each of them with
+several argument pairs, printing the value or the caught error's kind. The functions
+cover what the tiers must agree on: comparison chains (`==`/`!=` included), `&&`/`||`
+whose operands have side effects, nested loops with break/continue/return, int/float
+mixing and int-vs-float comparisons, boundary integers (overflow must raise in both
+tiers), ranges that reach the int64 limits, closures, and global functions redefined
+after their callers were compiled.
+"""
+
+from __future__ import annotations
+
+import random
+
+INT_MAX = 2**63 - 1
+INT_MIN = -(2**63)
+INTS = [0, 1, -1, 2, 3, 7, -13, 1000, 2**31, 2**53 + 1, 2**62, -(2**62), INT_MAX, INT_MIN]
+FLOATS = ["0.5", "-2.25", "1e300", "-1e-300", "0.0", "3.0", "9007199254740992.0", "-0.0"]
+CMP = ["<", "<=", ">", ">=", "==", "!="]
+
+
+class Gen:
+    """One program's generator; `r` draws every choice, so a seed names a program.
+
+    Each function has a kind, int or float: its accumulator `x` and the expressions
+    assigned to it keep that kind (so that tier 1 can type the function and the test
+    compares native code, not tier 0 with itself); `c` counts side effects and loop trips
+    and stays an int; comparisons and chains mix the kinds freely.
+    """
+
+    def __init__(self, r: random.Random, kind: str = "int") -> None:
+        self.r = r
+        self.kind = kind
+        self.loop_depth = 0
+        self.loop_vars: list[str] = []
+
+    # -- expressions ---------------------------------------------------------------------
+
+    def atom(self, kind: str) -> str:
+        r = self.r
+        if kind == "int":
+            pool = ["a", "b", "c", *self.loop_vars] + (["x"] if self.kind == "int" else [])
+            return r.choice(pool) if r.random() < 0.6 else str(r.choice(INTS[:9]))
+        pool = ["(a + 0.5)", "(b * 1.0)"] + (["x"] * 3 if self.kind == "float" else [])
+        return r.choice(pool) if r.random() < 0.6 else r.choice(FLOATS[:6])
+
+    def num(self, depth: int, kind: str | None = None) -> str:
+        """A numeric expression of one kind (overflow possible for ints)."""
+        r = self.r
+        kind = kind or self.kind
+        k = r.randrange(6) if depth > 0 else 0
+        sub = lambda: self.num(depth - 1, kind)  # noqa: E731
+        if k == 0:
+            return self.atom(kind)
+        if k == 1:
+            return f"({sub()} {r.choice(['+', '-', '*'])} {sub()})"
+        if k == 2:
+            # a chain of one precedence level or mixed levels, read by the front end
+            ops = [r.choice(["+", "-", "*"]) for _ in range(r.randint(2, 3))]
+            terms = [sub() for _ in range(len(ops) + 1)]
+            return "(" + " ".join(t for pair in zip(terms, [*ops, ""], strict=True) for t in pair).strip() + ")"
+        if k == 3:
+            return f"(if {self.cond(depth - 1)} {sub()} else {sub()})"
+        if k == 4:
+            return f"({r.choice(['min', 'max'])} {sub()} {sub()})"
+        return f"(- {sub()})"
+
+    def operand(self) -> str:
+        return self.num(0, self.r.choice(["int", "int", "float"]))
+
+    def cond(self, depth: int) -> str:
+        """A boolean expression: chains, logic with side effects, int/float mixing."""
+        r = self.r
+        k = r.randrange(6) if depth > 0 else r.randrange(2)
+        if k == 0:
+            return f"({self.operand()} {r.choice(CMP)} {self.operand()})"
+        if k == 1:
+            parts = [self.operand()]
+            for _ in range(r.randint(2, 3)):
+                parts += [r.choice(CMP), self.operand()]
+            return "(" + " ".join(parts) + ")"
+        if k == 2:
+            return f"({self.cond(depth - 1)} {r.choice(['&&', '||'])} {self.cond(depth - 1)})"
+        if k == 3:
+            # an operand with a side effect: counts how often it was evaluated
+            return f"(do (c += 1) {self.cond(depth - 1)})"
+        if k == 4:
+            return f"(not {self.cond(depth - 1)})"
+        return f"({self.num(1, 'int')} {r.choice(CMP)} {r.choice(FLOATS)})"
+
+    # -- statements ----------------------------------------------------------------------
+
+    def stmt(self, depth: int) -> str:
+        r = self.r
+        k = r.randrange(8) if depth > 0 else r.randrange(2)
+        if k == 0:
+            return f"(x = {self.num(2)})"
+        if k == 1:
+            return f"(c += {r.choice(['1', '2', '(c * 2)', self.num(1, 'int')])})"
+        if k == 2:
+            return f"(if {self.cond(2)} {self.block(depth - 1)} else {self.block(depth - 1)})"
+        if k == 3:
+            return self.for_loop(depth)
+        if k == 4:
+            return self.while_loop(depth)
+        if k == 5 and self.loop_depth:
+            return f"(if {self.cond(1)} ({r.choice(['break', 'continue'])}))"
+        if k == 6:
+            return f"(if {self.cond(1)} (return {self.num(1)}))"
+        return f"(x += {self.num(1)})"
+
+    def block(self, depth: int) -> str:
+        return "(do " + " ".join(self.stmt(depth) for _ in range(self.r.randint(1, 2))) + ")"
+
+    def _body(self, depth: int, var: str | None) -> str:
+        self.loop_depth += 1
+        if var:
+            self.loop_vars.append(var)
+        try:
+            return " ".join(self.stmt(depth - 1) for _ in range(self.r.randint(1, 3)))
+        finally:
+            self.loop_depth -= 1
+            if var:
+                self.loop_vars.pop()
+
+    def for_loop(self, depth: int) -> str:
+        r = self.r
+        var = f"i{self.loop_depth}"
+        k = r.randrange(4)
+        if k == 0:
+            span = f"({r.randint(-3, 2)} .. {r.randint(-1, 5)})"
+        elif k == 1:
+            span = f"(({INT_MAX} - {r.randint(0, 4)}) .. {INT_MAX})"
+        elif k == 2:
+            span = f"({INT_MIN} .. ({INT_MIN} + {r.randint(0, 4)}))"
+        else:
+            lo, hi = r.choice(
+                [("0", "7"), ("7", "0"), (str(INT_MAX - 5), str(INT_MAX)),
+                 (str(INT_MIN + 5), str(INT_MIN))]
+            )
+            step = r.choice(["1", "2", "-1", "-3", str(2**62), str(-(2**62))])
+            if r.random() < 0.2:
+                # few elements however far apart the ends are
+                lo, hi, step = r.choice([("0", str(INT_MAX), str(2**62)),
+                                         (str(INT_MAX), str(INT_MIN), str(-(2**62)))])
+            span = f"(range {lo} {hi} {step})"
+        return f"(for {var} in {span} (c += 1) {self._body(depth, var)})"
+
+    def while_loop(self, depth: int) -> str:
+        var = f"w{self.loop_depth}"
+        bound = self.r.randint(0, 5)
+        body = self._body(depth, None)
+        return f"(var {var} 0) (while ({var} < {bound}) ({var} += 1) {body})"
+
+    # -- functions -----------------------------------------------------------------------
+
+    def function(self, name: str) -> str:
+        r = self.r
+        init = r.choice(["0", "a", "b"] if self.kind == "int" else ["0.5", "(a + 0.5)"])
+        stmts = " ".join(self.stmt(2) for _ in range(r.randint(1, 3)))
+        result = r.choice(["x", "c", "x", self.cond(1)])
+        if r.random() < 0.1:
+            # a closure over the arguments: stays in tier 0, must agree all the same
+            stmts += f" (var g (fnx [y] (y + {r.choice(['a', 'b', 'c'])}))) (c = (g c))"
+        return f"(fn {name} [a b] (var x {init}) (var c 0) {stmts} {result})"
+
+
+def call_line(name: str, a: str, b: str) -> str:
+    """Print the call's value, or the kind of the error it raised (messages may differ)."""
+    return f"(try (println ({name} {a} {b})) catch * (println \"!\" $ex))"
+
+
+def program(r: random.Random, n_functions: int = 4, calls: int = 4) -> str:
+    """A whole program: functions, then calls (enough for lazy mode to compile them).
+    Arguments are ints mostly (boundary values included), floats sometimes, so that
+    compiled code also meets guard misses."""
+    lines: list[str] = []
+    ints = [str(v) for v in INTS]
+    for i in range(n_functions):
+        name = f"f{i}"
+        lines.append(Gen(r, r.choice(["int", "int", "float"])).function(name))
+        for _ in range(calls):
+            pool = ints if r.random() < 0.85 else ints + FLOATS
+            lines.append(call_line(name, r.choice(pool), r.choice(pool)))
+    if r.random() < 0.5:
+        lines += redefinition(r)
+    return "\n".join(lines) + "\n"
+
+
+def redefinition(r: random.Random) -> list[str]:
+    """A global helper redefined (or reassigned) after its caller was compiled."""
+    new = r.choice(
+        ["(fn h [v] (v + 100))", "(h = (fnx [v] (v * 100)))", "(fn h [v] (- v))"]
+    )
+    return [
+        "(fn h [v] (v * 2))",
+        "(fn caller [a b] ((h a) + b))",
+        *[call_line("caller", str(r.randint(-5, 5)), str(r.randint(-5, 5))) for _ in range(3)],
+        "(var old caller)",
+        new,
+        *[call_line("caller", str(r.randint(-5, 5)), "1") for _ in range(2)],
+        call_line("old", "3", "4"),
+    ]
