@@ -155,6 +155,52 @@ def compile_numba() -> tuple[dict[str, Any], dict[str, float]]:
     return fns, first
 
 
+def compile_latency_before_after(reps: int) -> dict[str, dict[str, float]]:
+    """Median compile ms per kernel, fresh functions each time, in this process: the
+    previous compile path (every function's module holds its own entry trampoline,
+    optimised with it) against the current one (one shared entry per signature)."""
+    from gene_jit.codegen import compile as C
+    from gene_jit.codegen import engine as E
+    from gene_jit.jit import jit
+
+    current = E.Engine.optimise
+
+    def previous(self: Any, mod: Any, full: bool = True, plain: frozenset[str] = frozenset()) -> None:
+        current(self, mod, full, frozenset())
+
+    samples: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    n = 0
+    try:
+        for _ in range(reps):
+            for mode, per in samples.items():
+                C.SHARED_ENTRIES = mode == "after"
+                E.Engine.optimise = current if mode == "after" else previous  # type: ignore[method-assign]
+                for k, src in GENE.items():
+                    n += 1
+                    fn = jit(src.replace(f"fn {k} ", f"fn {k}{n} ").replace(f"({k} ", f"({k}{n} "))
+                    fn(*FIRST_ARGS[k])
+                    per.setdefault(k, []).append(fn.stats.compile_ms)
+    finally:
+        C.SHARED_ENTRIES = True
+        E.Engine.optimise = current  # type: ignore[method-assign]
+    return {mode: {k: statistics.median(v) for k, v in per.items()} for mode, per in samples.items()}
+
+
+def fib_without_self_inlining(n: int) -> float:
+    """fib(n) compiled with the self-inlining pass off, for comparison."""
+    from gene_jit.ir.passes import selfinline
+    from gene_jit.jit import jit
+
+    levels = selfinline.MAX_LEVELS
+    selfinline.MAX_LEVELS = 0
+    try:
+        fn = jit(GENE["fib"].replace("fib", "fib_plain"))
+        fn(2)
+    finally:
+        selfinline.MAX_LEVELS = levels
+    return best_ms(fn, (n,))[0]
+
+
 def tier0_ratios(quick: bool) -> tuple[list[str], dict[str, float]]:
     """Run bench/tier0_bench.py (tier 0 only, in its own process): its lines and ratios."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tier0_bench.py")
@@ -192,6 +238,7 @@ def main() -> None:
     py = {"fib": py_fib, "iloop": py_iloop, "floop": py_floop, "mandel": py_mandel}
     print(f"gene-jit tier 1 vs plain `gcc -O2` ({gcc}), CPython {sys.version.split()[0]} and Numba "
           f"(timed after its first call); best of 3, ms")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     print(f"{'benchmark':<24} {'C -O2':>9} {'gene-jit':>9} {'ratio':>6} {'Numba':>9} {'ratio':>6} {'CPython':>10} {'ratio':>7}")
     ratio_of: dict[str, float] = {}
     for name, k, args, py_scale in cases:
@@ -211,6 +258,10 @@ def main() -> None:
             ni_ms, _ = run_c(exe, "n", args)
             print(f"{'  (C noinline fib)':<24} {ni_ms:9.2f} {g_ms:9.2f} {g_ms / ni_ms:6.2f}"
                   f"   <- __attribute__((noinline)) C, for reference only")
+            if name == "fib(32)":
+                plain_ms = fib_without_self_inlining(args[0])
+                print(f"{'  (no self-inlining)':<24} {c_ms:9.2f} {plain_ms:9.2f} {plain_ms / c_ms:6.2f}"
+                      f"   <- gene-jit with the self-inline pass off")
 
     calls = 1_000_000 if quick else 10_000_000
     ident = gene["ident"]
@@ -232,7 +283,8 @@ def main() -> None:
     print(f"\ntrivial call x{calls:,} from Python (loop included): gene-jit {g_ns:.0f} ns, "
           f"Numba {nb_ns:.0f} ns, len('') {len_ns:.0f} ns")
 
-    print("\ncompile latency per function (ms): gene-jit compile vs Numba first call")
+    print("\ncompile latency per function (ms), each kernel's first compile in this process: gene-jit vs Numba")
+    print("  (gene-jit's first function of a signature also compiles that signature's shared entry)")
     for i, k in enumerate(GENE):
         note = "  (first: includes the LLVM engine's start-up)" if i == 0 else ""
         print(f"  {k:<8} gene-jit {compile_ms[k]:7.1f}   Numba {numba_compile.get(k, float('nan')):7.1f}{note}")
@@ -240,6 +292,13 @@ def main() -> None:
     print(f"  median   gene-jit {median:7.1f}   "
           f"Numba {statistics.median(numba_compile.values()) if numba_compile else float('nan'):7.1f}")
     print(f"  first call's wall time (IR build, compile, run): {first_wall:.1f} ms")
+    ab = compile_latency_before_after(2 if quick else 5)
+    print("\ncompile ms of fresh functions (engine started), median of 5: before (each function's")
+    print("module holds its own entry, optimised with it, the previous path) -> after (shared entries)")
+    for k in GENE:
+        print(f"  {k:<8} {ab['before'][k]:7.2f} -> {ab['after'][k]:6.2f}")
+    print(f"  median   {statistics.median(ab['before'].values()):7.2f} -> "
+          f"{statistics.median(ab['after'].values()):6.2f}")
 
     print("\ntier 0 (GENE_JIT=0) vs CPython, bench/tier0_bench.py:")
     t0_lines, t0 = tier0_ratios(quick)
@@ -250,8 +309,9 @@ def main() -> None:
     print("\ntargets (this run):")
     rows = [("fib(32) vs gcc -O2", ratio_of["fib(32)"], 1.5, "x"),
             ("mandelbrot vs gcc -O2", ratio_of["mandelbrot 400x400x200"], 1.0, "x"),
-            ("compile median", median, 10.0, " ms"),
-            ("first compile", compile_ms[first], 40.0, " ms")]
+            ("compile median, fresh functions", statistics.median(ab["after"].values()), 10.0, " ms"),
+            ("compile median, first of each", median, 10.0, " ms"),
+            ("first compile (LLVM start-up)", compile_ms[first], 40.0, " ms")]
     rows += [(f"tier 0 {name} vs CPython", r, 1.5, "x") for name, r in t0.items()]
     for label, value, target, unit in rows:
         goal = f"{target:.1f}{unit}" if unit == "x" else f"{target:g}{unit}"

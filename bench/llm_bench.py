@@ -20,8 +20,11 @@ sampler does) against the grammar filtering the whole vocabulary at every step, 
 alternating rounds; prints generation tokens/s (best and median) and how many tokens the
 grammar rejected.
 
+With `--gene-only`, only gene-jit runs, default against `:speculate false`: the check
+that the adaptive default never costs more than it saves.
+
 Usage: python bench/llm_bench.py [--threads 2] [--tokens 64] [--rounds 5] [--model default]
-                                 [--prompt computing|recipe|story|code|qa|all]
+                                 [--prompt NAME|repeat|varied|all] [--gene-only]
        python bench/llm_bench.py --grammar [--rounds 5]
 """
 
@@ -48,7 +51,14 @@ PROMPTS = {
     "story": "Once upon a time, in a small village by the sea,",
     "code": 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
     "qa": "Question: Why is the sky blue?\nAnswer:",
+    # answers that repeat themselves in part (guesses are kept now and then, missed often)
+    "functions": "Write two Python functions: one that returns the area of a circle and one "
+                 "that returns the area of a square.\n",
+    "list": "List ten fruits, one per line:\n",
 }
+# prompts whose answers repeat (speculation should gain) and whose answers do not (it
+# must not lose): --prompt repeat / --prompt varied
+GROUPS = {"repeat": ["recipe", "qa", "functions", "list"], "varied": ["computing", "story", "code"]}
 N_CTX = 1024
 
 # A peer run: (prompt tokens, generated tokens, seconds to the first token, seconds
@@ -220,7 +230,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--prompt", default="computing", help=f"one of {', '.join(PROMPTS)}, or all")
+    ap.add_argument("--prompt", default="computing",
+                    help=f"one of {', '.join(PROMPTS)}, or repeat, varied or all")
+    ap.add_argument("--gene-only", action="store_true", help="gene-jit default against speculation off")
     args = ap.parse_args()
     from gene_jit.llama.resolve import resolve_model
 
@@ -228,14 +240,15 @@ def main() -> None:
     if args.grammar:
         grammar_bench(path, args.threads, args.rounds)
         return
-    names = list(PROMPTS) if args.prompt == "all" else [args.prompt]
+    names = list(PROMPTS) if args.prompt == "all" else GROUPS.get(args.prompt, [args.prompt])
     if any(name not in PROMPTS for name in names):
-        ap.error(f"--prompt must be one of {', '.join(PROMPTS)} or all")
+        ap.error(f"--prompt must be one of {', '.join(PROMPTS)}, repeat, varied or all")
+    peers = PEERS[:2] if args.gene_only else PEERS
     print(f"model {path}, {args.threads} threads, {args.tokens} greedy tokens, "
           f"best of {args.rounds} alternating rounds")
     runs: dict[str, Peer] = {}
     added: dict[str, float] = {}
-    for name, make in PEERS:
+    for name, make in peers:
         before = rss_mb()
         runs[name] = make(path, args.threads, args.tokens)
         added[name] = rss_mb() - before
@@ -243,21 +256,29 @@ def main() -> None:
     for prompt_name in names:
         best = bench_prompt(runs, PROMPTS[prompt_name], args.rounds)
         print(f"\nprompt {prompt_name!r}")
-        ref = best["raw libllama loop"]["text"]
+        ref_name = "gene-jit, speculation off" if args.gene_only else "raw libllama loop"
+        ref = best[ref_name]["text"]
         for name, b in best.items():
             totals[name] += b["tokens"] / b["gen"]
             kept = f"   guesses kept {b['kept']}" if b["kept"] else ""
             print(f"{name:26s} prompt {b['prompt']:7.1f} tok/s   gen {b['gen']:6.1f} tok/s   "
-                  f"({b['tokens']:.0f} tokens, same text as the raw loop: "
+                  f"({b['tokens']:.0f} tokens, same text as the {ref_name}: "
                   f"{'yes' if b['text'] == ref else 'NO'}){kept}")
-        gene, off, cpp = (best[name]["gen"] for name, _ in PEERS[:3])
-        print(f"gene-jit / llama-cpp-python generation: {gene / cpp:.2f}x "
-              f"(speculation off: {off / cpp:.2f}x)")
+        gene, off = (best[name]["gen"] for name, _ in PEERS[:2])
+        if args.gene_only:
+            print(f"gene-jit default / speculation off: {gene / off:.2f}x")
+        else:
+            cpp = best[PEERS[2][0]]["gen"]
+            print(f"gene-jit / llama-cpp-python generation: {gene / cpp:.2f}x "
+                  f"(speculation off: {off / cpp:.2f}x)")
     print()
     for name in runs:
         print(f"{name:26s} +{added[name]:.0f} MB resident on load")
     print(f"peak RSS of the process (all peers loaded): {peak_rss_mb():.0f} MB")
-    if len(names) > 1:
+    if len(names) > 1 and args.gene_only:
+        gene, off = (totals[name] for name, _ in PEERS[:2])
+        print(f"all prompts, generation time: speculation off / gene-jit default {off / gene:.2f}x")
+    elif len(names) > 1:
         gene, off, cpp, _, raw = (totals[name] for name, _ in PEERS)
         print(f"all prompts, generation time: llama-cpp-python / gene-jit {cpp / gene:.2f}x "
               f"(speculation off {cpp / off:.2f}x), raw loop / gene-jit {raw / gene:.2f}x")

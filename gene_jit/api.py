@@ -60,6 +60,8 @@ def gene_boundary() -> Iterator[None]:
             yield
         except (GeneError, InternalError, BrokenPipeError):
             raise
+        except RecursionError:  # forms nested deeper than the compiler can go
+            raise GeneError("stack overflow (recursion too deep)") from None
         except Exception as exc:
             from gene_jit.frontend.compiler_errors import internal_error
 

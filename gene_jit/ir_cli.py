@@ -1,5 +1,5 @@
-"""`gene-jit ir FILE --fn NAME [--sig i64,f64] [--emit ir|llvm|asm]`: show what tier 1
-makes of a function, without running the program.
+"""`gene-jit ir FILE --fn NAME [--sig i64,f64] [--emit ir|llvm|asm] [--after PASS|all]`:
+show what tier 1 makes of a function, without running the program.
 
 The function is built for the signature given (default: every parameter i64), with calls
 resolved among the file's top-level `fn` forms and the builtins tier 1 knows.
@@ -8,6 +8,7 @@ resolved among the file's top-level `fn` forms and the builtins tier 1 knows.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -47,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fn", required=True, dest="fn_name", help="the function to show")
     parser.add_argument("--sig", default=None, help="argument types, e.g. i64,f64,f64[] (default: all i64)")
     parser.add_argument("--emit", default="ir", help="ir, llvm, asm, or several: ir,llvm,asm")
+    parser.add_argument("--after", default=None, metavar="PASS",
+                        help="also print the IR after this pass (or all) to stderr, as "
+                             "GENE_DUMP=ir-after:PASS does")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     except NotTypeable as exc:
         raise GeneError(f"{args.fn_name} stays in tier 0: {exc.reason}") from None
     emit = {e.strip() for e in args.emit.split(",")}
+    if args.after:
+        dump = os.environ.get("GENE_DUMP", "")
+        os.environ["GENE_DUMP"] = f"{dump},ir-after:{args.after}" if dump else f"ir-after:{args.after}"
     from gene_jit.codegen.compile import compile_unit
 
     native = compile_unit(unit, use_cache=False)

@@ -10,9 +10,16 @@ types, like `numba.njit`.
 
 The source may define several functions (the last one is returned); it runs once through
 tier 0. Ints, floats, bools and 1-D/2-D float64/int64 NumPy arrays are accepted natively;
-anything else, or a function tier 1 cannot type, runs in tier 0. A call from Python enters the newest signature's native
-entry through the object's vectorcall pointer; a guard miss lands in `_dispatch`, which
-compiles the new signature.
+strings, Gene collections, or a function tier 1 cannot type, run in tier 0 (`f.stats.reason`
+says why). A call from Python enters the newest signature's native entry through the
+object's vectorcall pointer; a guard miss lands in `_dispatch`, which checks the call
+against the Gene signature (`jit_entry.py`: argument count, NumPy scalars as ints and floats,
+arrays compiled code can read) and compiles the new signature. An array whose elements
+compiled code cannot read or write (float32 outside kernel calls, int32, 3-D) is a Gene
+type error naming its dtype; `jit(..., fallback=True)` runs such calls in tier 0 instead.
+
+An element at a computed index is written with `($set a i v)` or `($set m (@ i j) v)`
+(GENE.md 3.12; `a/i` is the member named "i"), natively in tier 1.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from gene_jit.frontend.forms import GeneF, Sym
+from gene_jit.frontend.forms import Form, GeneF, Sym
 from gene_jit.ir import types as T
+from gene_jit.jit_entry import EntrySpec
 from gene_jit.runtime.errors import GeneError
 
 
@@ -40,11 +48,20 @@ class JitFunction:
     _cache: bool
     _dispatch_fn: Callable[..., Any]
 
+    _spec: EntrySpec
+    _fallback: bool
+    _typeable: bool  # tier 1 could take the function's shape (no rest or default params)
+
     def _dispatch(self, *args: Any, **kw: Any) -> Any:
+        spec = self._spec
+        args = spec.check(args, kw)
         state = self._state
         sig = T.signature_of(args)
-        if kw or state is None or sig is None or len(sig) != state.nparams or sig in state.failed:
-            return self._pyfunc(*args, **kw)
+        if (kw or state is None or not self._typeable or sig is None or len(sig) != state.nparams
+                or sig in state.failed):
+            if not self._fallback and self._typeable:
+                spec.check_arrays(args, state.stats.reason if state is not None else "")
+            return spec.run_tier0(self._pyfunc, args, kw)
         entry = state.native.get(sig)
         if entry is None:
             old = os.environ.get("GENE_JIT_CACHE")
@@ -56,7 +73,9 @@ class JitFunction:
                 if not self._cache:
                     _restore("GENE_JIT_CACHE", old)
             if entry is None:
-                return self._pyfunc(*args)
+                if not self._fallback:
+                    spec.check_arrays(args, state.stats.reason)
+                return spec.run_tier0(self._pyfunc, args, {})
             self._relink()
         return entry(*args)
 
@@ -73,7 +92,7 @@ class JitFunction:
             return
         for native in natives[:-1]:
             fallback = native.builtin(fallback)
-        set_vcall(self, natives[-1].vcall_address, fallback, self._dispatch_fn)
+        natives[-1].bind(self, fallback, self._dispatch_fn)
 
     @property
     def signatures(self) -> list[str]:
@@ -125,45 +144,65 @@ def _restore(var: str, old: str | None) -> None:
         os.environ[var] = old
 
 
-def _compile_source(source: str, filename: str) -> tuple[str, Callable[..., Any], Any]:
+def _compile_source(
+    source: str, filename: str
+) -> tuple[str, Callable[..., Any], Any, bool, EntrySpec]:
+    from gene_jit.api import gene_boundary
     from gene_jit.codegen.hooks import install
     from gene_jit.frontend.compiler import new_env, run_source
     from gene_jit.frontend.compiler_core import pyid
     from gene_jit.frontend.reader import read
 
-    forms = read(source, filename)
-    names = [f.children[0].name for f in forms
-             if isinstance(f, GeneF) and isinstance(f.head, Sym) and f.head.name == "fn"
-             and f.children and isinstance(f.children[0], Sym)]
-    if not names:
-        raise GeneError("gene_jit.jit: the source defines no named fn")
-    if os.environ.get("GENE_PROFILE"):  # profile the process (gene_jit.profiler.auto)
-        from gene_jit.profiler.auto import autostart
+    if not isinstance(source, str):
+        raise GeneError(f"gene_jit.jit: expected Gene source text, got {type(source).__name__}")
+    with gene_boundary():
+        forms = read(source, filename)
+        defs = [f for f in forms if _named_fn(f)]
+        if not defs:
+            raise GeneError("gene_jit.jit: the source defines no named fn")
+        if os.environ.get("GENE_PROFILE"):  # profile the process (gene_jit.profiler.auto)
+            from gene_jit.profiler.auto import autostart
 
-        autostart()
-    hooks = install()
-    env = new_env(filename)
-    run_source(source, filename, env)
-    pyfunc = env[pyid(names[-1])]
+            autostart()
+        hooks = install()
+        env = new_env(filename)
+        run_source(source, filename, env)
+    last = defs[-1]
+    assert isinstance(last, GeneF) and isinstance(last.children[0], Sym)
+    name = last.children[0].name
+    pyfunc = env[pyid(name)]
     state = hooks.by_object.get(id(pyfunc)) if hooks is not None else None
+    typeable = False
     if state is not None:
         pyfunc = state.pyfunc
+        typeable = state.on and state.source is not None  # before it is switched off here
         state.on = state.via_prologue = False  # calls go through _dispatch, not the prologue
-    return names[-1], pyfunc, state
+    return name, pyfunc, state, typeable, EntrySpec.of(last)
 
 
-def jit(source: str | Callable[..., Any] | None = None, *, cache: bool = False) -> Any:
-    """Compile Gene source (a string, or a function whose docstring holds it)."""
+def _named_fn(f: Form) -> bool:
+    return (isinstance(f, GeneF) and isinstance(f.head, Sym) and f.head.name == "fn"
+            and len(f.children) >= 2 and isinstance(f.children[0], Sym))
+
+
+def jit(
+    source: str | Callable[..., Any] | None = None, *, cache: bool = False, fallback: bool = False
+) -> Any:
+    """Compile Gene source (a string, or a function whose docstring holds it).
+
+    `fallback=True` runs calls whose arrays compiled code cannot read (float32, int32,
+    3-D, ...) in tier 0 instead of raising a type error for them."""
     if source is None:
-        return lambda f: jit(f, cache=cache)
+        return lambda f: jit(f, cache=cache, fallback=fallback)
     if callable(source):
         text = source.__doc__ or ""
         filename = f"<jit {getattr(source, '__name__', 'fn')}>"
     else:
         text, filename = source, "<jit>"
-    name, pyfunc, state = _compile_source(text, filename)
+    name, pyfunc, state, typeable, spec = _compile_source(text, filename)
     obj = _native_type()()
     obj.name, obj._pyfunc, obj._state, obj._cache = name, pyfunc, state, cache
+    obj._spec, obj._fallback, obj._typeable = spec, fallback, typeable
     obj._dispatch_fn = obj._dispatch
     if state is not None:
         state.listeners.append(obj._relink)  # redefinitions of its callees invalidate it

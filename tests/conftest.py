@@ -113,3 +113,14 @@ def run_cli(
 def jit_mode(request: pytest.FixtureRequest) -> str:
     """Each test that takes this runs once per tier mode."""
     return str(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests are deselected unless asked for (`pytest -m slow`, or GENE_SLOW=1), so
+    that the README's plain `pytest` and CI stay within their time."""
+    if "slow" in (config.getoption("markexpr") or "") or os.environ.get("GENE_SLOW") == "1":
+        return
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]

@@ -138,3 +138,95 @@ def test_repl_syntax_error_then_recovers() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "syntax error" in proc.stderr
     assert "5" in proc.stdout.split()
+
+
+# ---- the output's reader goes away
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_closed_pipe_exits_0_quietly(tmp_path: Path, command: str) -> None:
+    """`gene-jit run p.gene | head -1`: once the reader is gone, exit 0 with no message."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = "(for i in (range 1000000) (println i))"
+    argv = ["run", str(_program(tmp_path, code))] if command == "run" else ["eval", code]
+    env = {**os.environ, "GENE_JIT": "0", "PYTHONPATH": str(REPO)}
+    env.pop("GENE_DEBUG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gene_jit", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"0\n"
+    proc.stdout.close()  # as `head -1` does after its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert stderr == ""
+
+
+# ---- Python warnings never reach the user
+
+
+def test_no_syntax_warning_before_the_gene_error() -> None:
+    """Python's compiler warns about some generated code (a call on a list literal); the
+    user sees only the Gene error."""
+    proc = run_cli("eval", "([1] 2)")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("<eval>:1:1: type error"), proc.stderr
+    assert "Warning" not in proc.stderr
+
+
+WARNING_HOST = """
+import sys, warnings
+from gene_jit import cli
+from gene_jit.runtime.registry import builtin
+
+@builtin("noisy")
+def noisy(x):
+    import numpy as np
+    warnings.warn("old way", DeprecationWarning)
+    return float(np.float64(x) / np.float64(0.0))  # NumPy's RuntimeWarning
+
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_library_warnings_are_not_shown(tmp_path: Path, debug: str) -> None:
+    """Warnings from libraries that Gene code calls (NumPy's RuntimeWarning, any
+    DeprecationWarning) stay hidden; GENE_DEBUG=1 shows them."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    host = tmp_path / "host.py"
+    host.write_text(WARNING_HOST, encoding="utf-8")
+    env = {**os.environ, "GENE_JIT": "0", "PYTHONPATH": str(REPO), "GENE_DEBUG": debug,
+           "PYTHONWARNINGS": "always"}
+    proc = subprocess.run(
+        [sys.executable, str(host), "eval", "(println (noisy 1))"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "inf\nnil\n"
+    if debug == "0":
+        assert proc.stderr == ""
+    else:
+        assert "DeprecationWarning" in proc.stderr and "RuntimeWarning" in proc.stderr
+
+
+def test_api_keeps_warnings_inside() -> None:
+    import warnings
+
+    import gene_jit
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        gene_jit.eval("(fn f [] ([1] 2))")
+    assert seen == []

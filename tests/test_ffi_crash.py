@@ -10,6 +10,7 @@ functions (`memset p 0 n`), and addresses made from ints with `ffi/ptr`."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,8 @@ def check(tmp_path: Path, bodies: list[str]) -> None:
         assert len(lines) == len(bodies)
         outputs[tier] = lines
     for body, t0, t1 in zip(bodies, outputs["0"], outputs["eager"], strict=True):
+        # `pt` holds what C wrote into it (an address, when it was passed as a char**)
+        t0, t1 = (re.sub(r"\(point [^)]*\)", "(point ...)", t) for t in (t0, t1))
         assert t0 == t1, f"tiers differ on {body}:\n  GENE_JIT=0:     {t0}\n  GENE_JIT=eager: {t1}"
 
 

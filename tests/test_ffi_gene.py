@@ -3,6 +3,7 @@ variadic calls, the seed's libllama block, and errors raised as Gene errors."""
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,132 @@ def test_errors_are_gene_errors(
     with pytest.raises(error) as err:
         run(source)
     assert text in str(err.value)
+
+
+# -- what may cross into C is what the declaration allows --------------------------------
+
+STRTOL = '(ffi/defun strtol :lib "c" :returns :long :params [:string :pointer? :int])\n'
+
+
+@pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        ('(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen nil)',
+         "strlen: argument 1 must be :string, got nil (not nullable; declare :string? "),
+        ('(ffi/defun strlen :lib "c" :returns :size_t :params [:pointer]) (strlen ffi/null)',
+         "argument 1 must be :pointer, got nil"),
+        ('(ffi/defun strlen :lib "c" :returns :size_t :params [:pointer]) (strlen 12345)',
+         "an int is not a pointer; use (ffi/ptr n)"),
+        ('(ffi/defun strlen :lib "c" :returns :size_t :params [:pointer]) (strlen -8)',
+         "argument 1 must be :pointer, got int -8"),
+        ('(ffi/defun qsort :lib "c" :params [:buffer :size_t :size_t '
+         "[:callback :int [:pointer :pointer]]]) (qsort (ffi/new :int32 2) 2 4 12345)",
+         "a callback must be a function or an ffi/callback"),
+        ('(ffi/defun qsort :lib "c" :params [:buffer :size_t :size_t '
+         "[:callback :int [:pointer :pointer]]]) (qsort (ffi/new :int32 2) 2 4 nil)",
+         "argument 4 must be :callback(pointer pointer)->int, got nil"),
+        ("(ffi/read 16 :int32)", "ffi/read: expected a pointer, got int 16"),
+        ("(ffi/read (ffi/new :int32 2) :int32 2)", "item 2 of :int32 (4 bytes each) is outside"),
+        ("(ffi/read (ffi/new :int32 2) :int32 -1)", "item -1 of :int32"),
+        ("(ffi/read (ffi/new :int32 2) :double)", "the buffer holds :int32 items, not :double"),
+        ("(ffi/write (ffi/new :int8 4) :int64 1)", "is outside"),
+        ("(ffi/array (ffi/new :int32 2) :int32 3)", "item 0..2 of :int32"),
+        ("(ffi/string (ffi/new :uint8 4) 5)", "5 bytes asked"),
+        ('(ffi/defun env :lib "c" :symbol "environ" :returns :int) (env)',
+         "symbol 'environ' of"),
+        ("(var b (ffi/new :int32 2)) (ffi/free b) (ffi/read b :int32)", "used after ffi/free"),
+        ('(ffi/free (ffi/symbol "c" "environ"))', "points into memory Gene owns"),
+        ("(ffi/ptr -1)", "not an address"),
+        ("(ffi/addressof (ffi/callback (fn [] 0) :returns :int))", "a callback is code"),
+        ('(ffi/load "m" "/no/such/lib.so")', "/no/such/lib.so (no such file)"),
+    ],
+)
+def test_values_the_declaration_refuses(source: str, text: str) -> None:
+    with pytest.raises(GeneError) as err:
+        run(source)
+    assert text in str(err.value)
+
+
+def test_data_symbols_are_refused_and_readable() -> None:
+    with pytest.raises(GeneTypeError, match="is data, not a function"):
+        run('(ffi/defun env :lib "c" :symbol "environ" :returns :int)')
+    # the usual way to walk a char**: read the pointers, then the strings
+    assert run("""
+        (var env (ffi/read (ffi/symbol "c" "environ") :pointer))
+        (var first (ffi/read env :pointer 0))
+        (var two (ffi/array env :pointer 2))
+        [(ffi/string first) (ffi/string (two ./ 0)) (ffi/string (ffi/read env :pointer 1))]
+    """) == [_environ(0), _environ(0), _environ(1)]
+
+
+def _environ(i: int) -> str:
+    libc = ctypes.CDLL(None)
+    env = ctypes.POINTER(ctypes.c_char_p).in_dll(libc, "environ")
+    return env[i].decode("utf-8", "replace")
+
+
+def test_nullable_parameters_pass_nil_as_null() -> None:
+    assert run(STRTOL + '(strtol "42" nil 10)') == 42
+    assert run(STRTOL + '(strtol "42" ffi/null 10)') == 42
+    assert run("""
+        (ffi/defun setlocale :lib "c" :returns :string :params [:int [:nullable :string]])
+        ((setlocale 6 nil) != nil)
+    """) is True
+    assert run("""
+        (ffi/defun strtol2 :lib "c" :symbol "strtol" :returns :long
+                   :params [:string [:pointer? :int64] :int])
+        (strtol2 "7" nil 10)
+    """) == 7
+
+
+def test_pointers_come_back_as_pointers_and_ints_only_through_ffi_ptr() -> None:
+    assert run(STRTOL + """
+        (var text (ffi/buffer "42xyz"))
+        (var end (ffi/new :pointer 1))
+        (var n (strtol text end 10))
+        (var rest (ffi/read end :pointer))
+        [n (ffi/string rest) ((ffi/address rest) - (ffi/address text))
+         ((ffi/ptr (ffi/address rest)) == rest) (ffi/ptr 0)]
+    """) == [42, "xyz", 2, True, None]
+
+
+def test_pointer_reads_inside_a_callback() -> None:
+    """`(ffi/read p :pointer i)` reads as a `:kw value` tail; inside a callback an error
+    in the body is reported as itself, not as a wrong return type."""
+    assert run("""
+        (ffi/defun qsort :lib "c" :params [:buffer :size_t :size_t
+                                            [:callback :int [:pointer :pointer]]])
+        (var words (ffi/new :pointer 3))
+        (var texts [(ffi/buffer "pear") (ffi/buffer "fig") (ffi/buffer "apple")])
+        (for i in (range 3) (ffi/write words :pointer (ffi/addressof (texts ./ i)) i))
+        (qsort words 3 8 (fn [a b]
+          ((len (ffi/string (ffi/read a :pointer 0))) - (len (ffi/string (ffi/read b :pointer))))))
+        (ffi/array words :pointer 3)
+        (for p in (ffi/array words :pointer 3) (print (ffi/string p) " "))
+        (map (ffi/array words :pointer 3) (fn [p] (ffi/string p)))
+    """) == ["fig", "pear", "apple"]
+    with pytest.raises(GeneError) as err:
+        run("""
+        (ffi/defun qsort :lib "c" :params [:buffer :size_t :size_t
+                                            [:callback :int [:pointer :pointer]]])
+        (qsort (ffi/new :int32 2) 2 4 (fn [a b] (ffi/read 16 :int32)))
+        """)
+    assert "ffi/read: expected a pointer, got int 16" in str(err.value)
+    assert "must return" not in str(err.value)
+
+
+def test_uint64_beyond_int64_is_an_overflow_error() -> None:
+    source = '(ffi/defun strtoull :lib "c" :returns :uint64 :params [:string :pointer? :int])\n'
+    assert run(source + '(strtoull "9223372036854775807" nil 10)') == 2**63 - 1
+    with pytest.raises(GeneError, match="strtoull: the C value 18446744073709551615 does not fit"):
+        run(source + '(strtoull "18446744073709551615" nil 10)')
+
+
+def test_stored_pointers_keep_their_memory_alive() -> None:
+    assert run("""
+        (var ps (ffi/new :pointer 3))
+        (ffi/set ps 0 (ffi/addressof (ffi/buffer "kept")))
+        (ffi/write ps :pointer (ffi/addressof (ffi/buffer "also")) 1)
+        (ffi/set ps 2 nil)
+        [(ffi/string (ffi/get ps 0)) (ffi/string (ffi/read ps :pointer 1)) (ffi/get ps 2)]
+    """) == ["kept", "also", None]

@@ -159,6 +159,9 @@ long small_sum(small v) { return v.c + v.s * 10L + v.i * 100L + v.u * 1000000L; 
 big3 big3_make(long a, long b, long c) { big3 v = {a, b, c}; return v; }
 long big3_sum(big3 v) { return v.a + v.b * 10 + v.c * 100; }
 pair_l pl_make(long x, long y) { pair_l p = {x, y}; return p; }
+uint64_t to_u64(long x) { return (uint64_t)x; }
+char *maybe_null(long x) { return x ? (char *)"text" : 0; }
+long opt_len(const char *p) { return p ? (long)__builtin_strlen(p) : -1; }
 long spill(long a, long b, long c, long d, long e, pair_l p, long f) {
     return a + b + c + d + e + p.x * 1000 + p.y * 100000 + f * 10000000; }
 """
@@ -309,3 +312,80 @@ def test_libllama_structs_returned_by_value() -> None:
     native, tier0, f = both(source, np.zeros(4, np.int64), 5)
     assert f.signatures == ["(array<i64,1>, i64) -> i64"]
     assert native == tier0
+
+
+def _errors(source: str, *args: Any) -> tuple[str, str, Any]:
+    """The messages tier 1 and tier 0 raise for the same call."""
+    f = jit(source)
+    with pytest.raises(GeneError) as native:
+        f(*args)
+    with pytest.raises(GeneError) as tier0:
+        jit(source)._pyfunc(*args)
+    return native.value.message, tier0.value.message, f
+
+
+def test_range_errors_name_the_function_and_argument_in_both_tiers() -> None:
+    source = """
+    (ffi/defun c-abs :symbol "abs" :returns :int32 :params [:int32])
+    (ffi/defun c-malloc :symbol "malloc" :returns :pointer :params [:size_t])
+    (fn f [x] (if (x > 0) (c-abs x) (do (c-malloc x) 0)))
+    """
+    for x in (2**40, -1):
+        native, tier0, f = _errors(source, x)
+        assert native == tier0, (native, tier0)
+        assert f.signatures == ["(i64) -> i64"]
+    assert "c-abs: argument 1 must be :int32, got int 1099511627776 (out of range" in \
+        _errors(source, 2**40)[0]
+    assert "c-malloc: argument 1 must be :size_t, got int -1" in _errors(source, -1)[0]
+
+
+def test_uint64_results_agree_across_tiers(tmp_path: Path) -> None:
+    lib = _compile_lib(tmp_path)
+    source = f"""
+    (ffi/load "t" "{lib}")
+    (ffi/defun to-u64 :lib "t" :symbol "to_u64" :returns :uint64 :params [:long])
+    (fn f [x] (to-u64 x))
+    """
+    native, tier0, f = both(source, 2**62)
+    assert native == tier0 == 2**62 and f.signatures == ["(i64) -> i64"]
+    native_err, tier0_err, _ = _errors(source, -1)
+    assert native_err == tier0_err
+    assert "to-u64: the C value 18446744073709551615 does not fit" in native_err
+
+
+def test_null_results_and_nullable_parameters(tmp_path: Path) -> None:
+    lib = _compile_lib(tmp_path)
+    defs = f"""
+    (ffi/load "t" "{lib}")
+    (ffi/defun maybe-null :lib "t" :symbol "maybe_null" :returns :pointer :params [:long])
+    (ffi/defun opt-len :lib "t" :symbol "opt_len" :returns :long :params [:pointer?])
+    (ffi/defun len-of :lib "t" :symbol "opt_len" :returns :long :params [:pointer])
+    """
+    nullable = defs + "(fn f [x] ((opt-len (maybe-null x)) + (opt-len nil)))"
+    for x in (0, 1):
+        native, tier0, f = both(nullable, x)
+        assert native == tier0 == (-2 if x == 0 else 3)
+        assert f.signatures == ["(i64) -> i64"]
+    strict = defs + "(fn f [x] (len-of (maybe-null x)))"
+    assert both(strict, 1)[:2] == (4, 4)
+    native, tier0, f = _errors(strict, 0)
+    assert native == tier0
+    assert "len-of: argument 1 must be :pointer, got nil (not nullable" in native
+    assert f.signatures == ["(i64) -> i64"]
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [("(c-strlen-p x)", "i64 as argument 1 (:pointer)"),
+     ("(c-strlen-p nil)", "passes nil as argument 1 (:pointer, not nullable)")],
+)
+def test_values_tier0_refuses_stay_in_tier0(call: str, reason: str) -> None:
+    source = f"""
+    (ffi/defun c-strlen-p :symbol "strlen" :returns :size_t :params [:pointer])
+    (fn f [x] (if (x > 100) {call} x))
+    """
+    f = jit(source)
+    assert f(3) == 3 and f.signatures == []
+    assert reason in f.stats.reason
+    with pytest.raises(GeneError, match="argument 1 must be :pointer"):
+        f(200)

@@ -254,3 +254,42 @@ def test_example_program_runs_in_both_tiers(mode: str) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1] == "max relative error below 1e-5: true"
+
+
+def _gene(source: str) -> Any:
+    from gene_jit import api
+
+    return api.eval_source(source, "<test_kernel_calls>")
+
+
+def test_ffi_buffers_carry_their_length_and_element_type() -> None:
+    ok = _gene("""
+        (var x (ffi/new :float 8))
+        (var out (ffi/new :float 8))
+        (for i in (range 8) (ffi/set x i 2.0))
+        (kernel/rmsnorm x (tensor/ones [8]) out 1 8 1e-6)
+        (kernel/rmsnorm (ffi/addressof x) (tensor/ones [8]) (ffi/addressof out) 1 8 1e-6)
+        (ffi/to-array out)
+    """)
+    assert ok == pytest.approx([1.0] * 8, rel=1e-5)
+    cases = {
+        "(kernel/rmsnorm (tensor/ones [1000 1000]) (tensor/ones [1000]) (ffi/new :float 4) "
+        "1000 1000 1e-6)": "out holds 4 float32 values, the shapes need 1000000",
+        "(kernel/rmsnorm (ffi/new :int32 8) (tensor/ones [8]) (ffi/new :float 8) 1 8 1e-6)":
+            "argument 1 (x) must hold float32 values, got a buffer of :int32",
+        "(kernel/rmsnorm (ffi/addressof (ffi/new :int32 8)) (tensor/ones [8]) "
+        "(ffi/new :float 8) 1 8 1e-6)": "must hold float32 values, got a buffer of :int32",
+        "(kernel/rmsnorm 0 (tensor/ones [8]) (ffi/new :float 8) 1 8 1e-6)":
+            "argument 1 (x) must be a float32 array or buffer, got int 0",
+        "(kernel/rmsnorm nil (tensor/ones [8]) (ffi/new :float 8) 1 8 1e-6)":
+            "argument 1 (x) must be a float32 buffer, got nil",
+        "(var b (ffi/new :float 8)) (ffi/free b) "
+        "(kernel/rmsnorm b (tensor/ones [8]) (ffi/new :float 8) 1 8 1e-6)": "used after ffi/free",
+        '(ffi/defun c-malloc :symbol "malloc" :returns :pointer :params [:size_t]) '
+        "(kernel/rmsnorm (c-malloc 32) (tensor/ones [8]) (ffi/new :float 8) 1 8 1e-6)":
+            "memory of unknown size",
+    }
+    for source, text in cases.items():
+        with pytest.raises(GeneError) as err:
+            _gene(source)
+        assert text in err.value.message, source

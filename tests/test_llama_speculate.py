@@ -9,7 +9,7 @@ import ctypes
 
 import pytest
 
-from gene_jit.llama.speculate import Drafter, speculate_option
+from gene_jit.llama.speculate import Drafter, Payoff, StepCosts, speculate_option
 
 
 def test_drafter_guesses_what_followed_the_latest_occurrence() -> None:
@@ -47,6 +47,64 @@ def test_drafter_backs_off_after_misses() -> None:
     d.record(1, 1)
     assert d.propose(hist, 1) == [3] and d.backoff == 1
     assert (d.proposed, d.accepted) == (3, 1)
+
+
+def _costs(single: float, batch3: float) -> StepCosts:
+    costs = StepCosts()
+    costs.record(1, single)
+    costs.record(3, batch3)
+    return costs
+
+
+def test_payoff_guesses_only_while_guesses_are_kept() -> None:
+    p = Payoff(_costs(0.02, 0.032))  # a batch of three costs 1.6 single steps
+    for _ in range(3):
+        p.observe(2, 2)
+    assert p.worth(2)
+    for _ in range(4):  # the text stops repeating: every guess misses
+        p.observe(2, 0)
+    assert not p.worth(2)
+    for _ in range(6):  # and starts again
+        p.observe(2, 2)
+    assert p.worth(2)
+
+
+def test_payoff_weighs_what_batches_cost() -> None:
+    cheap, dear = Payoff(_costs(0.02, 0.024)), Payoff(_costs(0.02, 0.06))
+    for p in (cheap, dear):
+        for _ in range(3):
+            p.observe(2, 1)
+    assert cheap.worth(2) and not dear.worth(2)
+    assert StepCosts().ratio(3) > 1.0  # a prior until measured
+
+
+def test_payoff_counts_guesses_it_did_not_decode() -> None:
+    p = Payoff(_costs(0.02, 0.032))
+    hist = [5, 6, 7, 5, 6]
+    for _ in range(4):  # guesses not decoded, then the tokens that followed proved them wrong
+        p.skip(len(hist), [7, 5])
+        hist.append(9)
+        p.step(hist)
+    assert p.shadow is None and p.proposed > 2.0 and not p.worth(2)
+    q = Payoff(_costs(0.02, 0.032))
+    hist = [5, 6, 7, 5, 6]
+    for _ in range(3):
+        q.skip(len(hist), [7, 5])
+        hist.append(7)
+        q.step(hist)  # one token known: not settled yet
+        hist.append(5)
+        q.step(hist)
+        hist.append(6)
+    assert q.worth(2)
+
+
+def test_payoff_checks_a_range_only_when_it_can_repay() -> None:
+    p = Payoff(_costs(0.02, 0.032))
+    for _ in range(4):
+        p.step([])
+        p.observe(2, 2)
+    assert p.worth_check(2, 200)
+    assert not p.worth_check(2, 3)  # too few tokens left to repay the check
 
 
 def test_speculate_option() -> None:

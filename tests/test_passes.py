@@ -103,6 +103,10 @@ def test_self_inlining_stops_at_the_size_budget(monkeypatch: pytest.MonkeyPatch)
     unit = run_passes(fib_unit())
     assert count(unit, Op.CALL, unit.root.name) == 2
     assert count(unit, Op.DEPTH) == 0
+    monkeypatch.setattr(selfinline, "MAX_INSTRS", 10_000)
+    monkeypatch.setattr(selfinline, "MAX_TEMPLATE", 10)  # too big a body to copy at all
+    unit = run_passes(fib_unit())
+    assert count(unit, Op.CALL, unit.root.name) == 2
 
 
 RECURSIVE = [
@@ -181,3 +185,73 @@ def test_inlined_calls_count_against_the_depth_limit(monkeypatch: pytest.MonkeyP
     assert deepest == _deepest(plain)
     with pytest.raises(GeneError, match="stack overflow"):
         inlined(1_000_000)
+
+
+# -- tail calls made loops ---------------------------------------------------------------
+
+SUM = "(fn sum [n acc] (if (n == 0) acc (sum (n - 1) (acc + n))))"
+
+
+def test_tail_self_calls_become_loops_that_count_depth() -> None:
+    unit = run_passes(Resolver(SUM).unit("sum", T.I64, T.I64))
+    assert count(unit, Op.CALL) == 0
+    assert count(unit, Op.DEPTH, 1) == 1 and count(unit, Op.DEPTH, -1) == 0
+    assert any(b.name.startswith("tailloop") for b in unit.root.blocks)
+
+
+def test_calls_not_in_tail_position_stay_calls() -> None:
+    # the result is used (+ 1), or something happens after the call (a second call)
+    for src, name in (("(fn d [n] (if (n <= 0) 0 (1 + (d (n - 1)))))", "d"), (FIB, "fib")):
+        unit = Resolver(src).unit(name, T.I64)
+        from gene_jit.ir.passes.tailcall import loopify
+
+        assert not loopify(unit.root)
+
+
+@pytest.mark.parametrize("src, cases", [
+    (SUM, [(0, 0), (10, 0), (100, 7)]),
+    ("(fn gcd [a b] (if (b == 0) a (gcd b (mod a b))))", [(12, 18), (17, 5), (0, 9)]),
+    # a tail call through nested ifs, and one beside a call that is not in tail position
+    ("(fn c [n k] (if (n < 1) k (if ((mod n 2) == 0) (c (n / 2) (k + 1)) (c (n - 1) (k + 1)))))"
+     .replace("(n / 2)", "(div n 2)"), [(1, 0), (27, 0), (1000, 5)]),
+    ("(fn ack [m n] (if (m == 0) (n + 1) (if (n == 0) (ack (m - 1) 1) (ack (m - 1) (ack m (n - 1))))))",
+     [(0, 0), (2, 3), (3, 3)]),
+    # arguments that read the parameters being rewritten
+    ("(fn sw [a b n] (if (n == 0) (a - b) (sw b a (n - 1))))", [(1, 2, 0), (1, 2, 3), (5, 9, 4)]),
+])
+def test_tail_loops_agree_with_tier0(src: str, cases: list) -> None:
+    f = gjit(src)
+    for args in cases:
+        assert f(*args) == f._pyfunc(*args), (src, args)
+    assert f.signatures
+    assert "tailloop" in next(iter(f.inspect_ir().values()))
+
+
+def test_a_tail_loop_overflows_the_stack_where_calls_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gene_jit.ir.passes import tailcall
+
+    looped = gjit("(fn down [n] (if (n == 0) 0 (down (n - 1))))")
+    assert looped(5) == 0
+    assert "tailloop" in next(iter(looped.inspect_ir().values()))
+    monkeypatch.setattr(tailcall, "loopify", lambda fn: False)
+    called = gjit("(fn down [n] (if (n == 0) 0 (down (n - 1))))")
+    assert called(5) == 0
+    assert "tailloop" not in next(iter(called.inspect_ir().values()))
+    deepest = _deepest(looped)
+    assert 1000 < deepest < (1 << 16)
+    assert deepest == _deepest(called)
+    with pytest.raises(GeneError, match="stack overflow"):
+        gjit("(fn f [n] (f (n + 1)))")(0)  # endless: a Gene error, never a hang
+
+
+def test_ir_command_prints_the_ir_after_a_pass(tmp_path: Path) -> None:
+    prog = tmp_path / "f.gene"
+    prog.write_text(FIB + "\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("GENE_DUMP", None)
+    out = subprocess.run([sys.executable, "-m", "gene_jit", "ir", str(prog), "--fn", "fib", "--after", "all"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [line.split(":")[0][12:] for line in out.stderr.splitlines() if line.startswith(";; IR after")] \
+        == PASS_NAMES
+    assert out.stdout.startswith(";; typed IR")

@@ -3,6 +3,8 @@ dtypes, printing, zero-copy NumPy interop, and shape errors naming both shapes."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from test_kernels_helpers import F16_TOL, check, randn, rng
@@ -223,3 +225,68 @@ def test_gene_api_registered() -> None:
     for name in ("matmul", "transpose", "add", "stack", "causal-mask", "softmax", "attention"):
         assert callable(tensor_ns.get(name)), name
     assert callable(BUILTINS["device"].get("create"))
+
+
+INFIX = """
+(var A (tensor/create [[1.0 2.0] [3.0 4.0]]))
+(var v (tensor/create [1.0 2.0 3.0]))
+(fn arith [a b] [(a + b) (2 * a) (a - 1) (a / b) (1 / a) (- a) (a * b)])
+(for r in (arith A A) (println r))
+(println (v / (tensor/sum v ^axis 0)))
+(println (tensor/add (tensor/create 2.0) v))
+(println (tensor/softmax (tensor/zeros [4 0])))
+(try (tensor/slice A 5 10) catch * (println $ex))
+(try (tensor/stack ["a prompt" "another"]) catch * (println $ex))
+(try (A < 3) catch * (println $ex))
+"""
+
+
+def test_infix_arithmetic_on_tensors_in_both_tiers() -> None:
+    from conftest import run_gene_source
+
+    outs = []
+    for mode in ("0", "eager"):
+        result = run_gene_source(INFIX, mode)
+        assert result.error is None, result.error
+        outs.append(result.stdout)
+    assert outs[0] == outs[1]
+    lines = outs[0].splitlines()
+    assert lines[:7] == [
+        "#<tensor [2 2] f32 cpu [2 4 6 8]>",
+        "#<tensor [2 2] f32 cpu [2 4 6 8]>",
+        "#<tensor [2 2] f32 cpu [0 1 2 3]>",
+        "#<tensor [2 2] f32 cpu [1 1 1 1]>",
+        "#<tensor [2 2] f32 cpu [1 0.5 0.3333 0.25]>",
+        "#<tensor [2 2] f32 cpu [-1 -2 -3 -4]>",
+        "#<tensor [2 2] f32 cpu [1 4 9 16]>",
+    ]
+    assert lines[7] == "#<tensor [3] f32 cpu [0.1667 0.3333 0.5]>"
+    assert lines[8] == "#<tensor [3] f32 cpu [3 4 5]>"
+    assert lines[9] == "#<tensor [4 0] f32 cpu []>"
+    assert "tensor/slice: start 5 is outside -2..2 for axis 0 of shape [2 2]" in lines[10]
+    assert "tensor/stack: item 0 is a string" in lines[11] and "tokenize" in lines[11]
+    assert "type error" in lines[12]
+
+
+def test_tensor_functions_stay_in_tier0_with_a_reason(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    prog = tmp_path / "t.gene"
+    prog.write_text("(fn f [a b] (a + b))\n(var x (tensor/ones [2]))\n(println (f x x))\n")
+    r = run_cli("profile", str(prog), env={"GENE_JIT": "eager", "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    assert "#<tensor [2] f32 cpu [2 2]>" in r.stdout
+    assert "argument `a` was a tensor" in " ".join((r.stdout + r.stderr).split())
+
+
+def test_seed_batch_generate_on_strings_says_to_tokenize_first() -> None:
+    import re
+
+    from conftest import run_gene_source
+
+    seed = (Path(__file__).parent / "data" / "seed.md").read_text()
+    (block,) = [b for b in re.findall(r"```gene\n(.*?)```", seed, re.S) if "(fn batch-generate" in b]
+    result = run_gene_source(block + '\n(batch-generate ["The sky is" "I like the"])\n', "0")
+    assert result.error is not None
+    message = str(result.error)
+    assert "tensor/stack: item 0 is a string" in message and "tokenize" in message

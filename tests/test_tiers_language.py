@@ -6,7 +6,7 @@ ranges to the int64 limits, redefinitions after compilation) run with `GENE_JIT=
 `eager` and the default lazy mode; stdout (with each caught error reduced to its kind),
 the uncaught error's kind and the outcome must be the same in all three.
 
-CI runs GENE_DIFF_LANGUAGE=2000 programs; the plain tier 200; `slow` 20,000.
+CI runs GENE_DIFF_LANGUAGE=2000 programs, a plain `pytest` 200, `pytest -m slow` 20,000 more.
 """
 
 from __future__ import annotations

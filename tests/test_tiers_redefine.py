@@ -12,7 +12,7 @@ os.environ.setdefault("GENE_JIT_CACHE", "0")
 
 from gene_jit.codegen import stats  # noqa: E402
 from gene_jit.jit import jit  # noqa: E402
-from gene_jit.runtime.errors import GeneOverflowError  # noqa: E402
+from gene_jit.runtime.errors import GeneArityError, GeneOverflowError  # noqa: E402
 
 
 def test_redefined_callee_is_not_called_through_old_native_code(
@@ -82,7 +82,7 @@ def test_jit_object_is_called_through_vectorcall() -> None:
     assert f(1, 2) == 3  # the older signature, behind the newer one's guard
     with pytest.raises(GeneOverflowError):
         f(2**70, 1)  # not an i64: tier 0, which has 64-bit ints too
-    with pytest.raises(TypeError, match="keyword"):  # keywords go to the dispatcher
+    with pytest.raises(GeneArityError, match=r"no parameter \^c"):  # keywords: the dispatcher
         f(1, c=2)
     assert f.signatures == ["(i64, i64) -> i64", "(f64, f64) -> f64"]
 
@@ -115,3 +115,46 @@ def test_a_loop_called_once_runs_native(monkeypatch: pytest.MonkeyPatch,
     assert capsys.readouterr().out == "4999950000\n2\n"
     assert stats.REGISTRY[("once.gene", "once")].tier == 1
     assert stats.REGISTRY[("once.gene", "twice")].tier == 0
+
+
+def test_callers_keep_their_code_when_tier_1_rebinds_a_callee(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A callee compiled after its caller moves its global name to its native entry:
+    that is the same function, so the caller's name check adapts instead of dropping
+    the caller's code."""
+    from gene_jit.frontend.compiler import run_source
+
+    monkeypatch.setenv("GENE_JIT", "1")
+    monkeypatch.setenv("GENE_JIT_THRESHOLD", "3")
+    src = """
+(fn inc [x] (x + 1))
+(fn twice [x] (inc (inc x)))
+(println (twice 1) (twice 1) (twice 1) (twice 1))
+(println (inc 1) (inc 1) (inc 1) (inc 1))
+(println (twice 1) (twice 1) (twice 1))
+"""
+    run_source(src, "moved.gene")
+    assert capsys.readouterr().out == "3 3 3 3\n2 2 2 2\n3 3 3\n"
+    twice = stats.REGISTRY[("moved.gene", "twice")]
+    assert twice.tier == 1 and len(twice.signatures) == 1 and not twice.reason
+
+
+def test_an_old_reference_calls_the_current_definitions(capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled code reached through a reference taken before a redefinition (a global,
+    an array element, a closure) checks its names and runs the old function, which
+    calls the new definition by name."""
+    from gene_jit.frontend.compiler import run_source
+
+    monkeypatch.setenv("GENE_JIT", "eager")
+    src = """
+(fn fact [n] (if (n <= 1) 1 (n * (fact (n - 1)))))
+(println (fact 5))
+(var keep [fact])
+(fn caller [] (fnx [n] (fact n)))
+(var via (caller))
+(fn fact [n] (n + 1000))
+(println (keep/0 5) (via 5) (fact 5))
+"""
+    run_source(src, "oldref.gene")
+    assert capsys.readouterr().out == "120\n5020 1005 1005\n"

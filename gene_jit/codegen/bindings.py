@@ -29,11 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import llvmlite.ir as ir
-
-from gene_jit.codegen.emit import I64, PTR
-
 if TYPE_CHECKING:
+    import llvmlite.ir as ir
+
     from gene_jit.codegen.trampoline import EntryEmitter
 
 MODULE_ATTR = "gene_bindings"  # llvmlite module attribute: entry symbol -> BindingTable
@@ -54,8 +52,8 @@ class Binding:
 
 class BindingTable:
     """The names one compiled unit depends on, as its entry reads them: a ctypes array
-    `[check, (namespace, key, cell) per name]`, each cell holding the expected object's
-    address (0 for absent)."""
+    `[count, check, (namespace, key, cell) per name]`, each cell holding the expected
+    object's address (0 for absent)."""
 
     def __init__(self, bindings: list[Binding], file: str, ir_name: str,
                  same_function: Callable[[Any, Any], bool], on_stale: Callable[[str], None]) -> None:
@@ -66,7 +64,7 @@ class BindingTable:
         self.cells = [ctypes.c_void_p(_address(b.expected)) for b in bindings]
         self.keys = [b.key for b in bindings]
         self.callback = self.check  # one object: the array holds its address
-        words = [id(self.callback)]
+        words = [len(bindings), id(self.callback)]
         for b, cell in zip(bindings, self.cells, strict=True):
             words += [id(b.namespace), id(b.key), ctypes.addressof(cell)]
         self.array = (ctypes.c_void_p * len(words))(*words)
@@ -74,6 +72,14 @@ class BindingTable:
         n = _compiles[where] = _compiles.get(where, -1) + 1
         self.symbol = "gj_bind_" + hashlib.sha1(f"{where}|{n}".encode()).hexdigest()[:20]
         _tables.append(self)
+
+    def moved(self, namespace: dict[str, Any], old: Any, new: Any) -> None:
+        """Tier 1 rebound a function's names in `namespace` from `old` to `new` (its
+        newer entry, or its tier-0 function again): expect `new` where `old` was."""
+        for i, b in enumerate(self.bindings):
+            if b.expected is old and b.namespace is namespace:
+                b.expected = new
+                self.cells[i].value = id(new)
 
     def check(self) -> None:
         """Called by the entry when a name is not bound as expected."""
@@ -107,38 +113,70 @@ def _address(obj: Any) -> int:
 
 
 def binding_guards(entry: EntryEmitter) -> None:
-    """In an entry trampoline: check the unit's global names, or miss."""
-    tables: dict[str, BindingTable] = entry.mod.__dict__.get(MODULE_ATTR, {})
-    table = tables.get(entry.target.name)
-    if table is None or not table.bindings:
-        return
+    """In an entry trampoline: check the names of the function's table, or miss. A
+    shared entry finds the table in its NativeCallable (NULL: nothing to check); an
+    entry of its own uses its unit's."""
     import llvmlite.binding as llvm
+    import llvmlite.ir as ir
 
-    llvm.add_symbol(table.symbol, ctypes.addressof(table.array))
+    from gene_jit.codegen.emit import I64, PTR
+    from gene_jit.codegen.trampoline import BINDINGS_OFFSET
+
+    b, mod, fn = entry.b, entry.mod, entry.fn
     for name in ("PyDict_GetItem", "PyErr_Clear"):
         llvm.add_symbol(name, ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
-    b, mod = entry.b, entry.mod
-    words = ir.ArrayType(PTR, len(table.array))
-    gv = mod.globals.get(table.symbol)
-    if gv is None:
-        gv = ir.GlobalVariable(mod, words, table.symbol)
-        gv.linkage = "external"
+    done = fn.append_basic_block("names_bound")
+    if entry.shared:
+        table = entry.field(entry.self_, BINDINGS_OFFSET, PTR)
+        start = fn.append_basic_block("names")
+        b.cbranch(b.icmp_unsigned("==", table, ir.Constant(PTR, None)), done, start)
+        b.position_at_end(start)
+    else:
+        own: BindingTable | None = mod.__dict__.get(MODULE_ATTR, {}).get(entry.target.name)
+        if own is None or not own.bindings:
+            b.branch(done)
+            b.position_at_end(done)
+            return
+        llvm.add_symbol(own.symbol, ctypes.addressof(own.array))
+        table = mod.globals.get(own.symbol)
+        if table is None:
+            table = ir.GlobalVariable(mod, ir.ArrayType(PTR, len(own.array)), own.symbol)
+            table.linkage = "external"
+
+    def word(k: Any) -> Any:
+        return b.load(b.gep(table, [k], source_etype=PTR), typ=PTR)
+
+    count = b.ptrtoint(word(ir.Constant(I64, 0)), I64)
+    before = b.block
+    head, body, step, stale = (fn.append_basic_block(n) for n in ("name", "name_check", "name_next", "rebound"))
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(I64)
+    k.add_incoming(ir.Constant(I64, 0), before)
+    b.cbranch(b.icmp_signed("<", k, count), body, done)
+    b.position_at_end(body)
+    base = b.add(b.mul(k, ir.Constant(I64, 3)), ir.Constant(I64, 2))
     get_item = _decl(mod, "PyDict_GetItem", PTR, [PTR, PTR])
-    stale = entry.fn.append_basic_block("rebound")
-
-    def word(k: int) -> Any:
-        return b.load(b.gep(gv, [ir.Constant(I64, 0), ir.Constant(I64, k)]), typ=PTR)
-
-    for k in range(len(table.bindings)):
-        got = b.call(get_item, [word(1 + 3 * k), word(2 + 3 * k)])
-        want = b.load(word(3 + 3 * k), typ=PTR)
-        ok = entry.fn.append_basic_block("bound")
-        b.cbranch(b.icmp_unsigned("==", got, want), ok, stale)
-        b.position_at_end(ok)
-    here = b.block
+    got = b.call(get_item, [word(base), word(b.add(base, ir.Constant(I64, 1)))])
+    want = b.load(word(b.add(base, ir.Constant(I64, 2))), typ=PTR)
+    b.cbranch(b.icmp_unsigned("==", got, want), step, stale)
+    b.position_at_end(step)
+    k.add_incoming(b.add(k, ir.Constant(I64, 1)), step)
+    b.branch(head)
     b.position_at_end(stale)
+    _call_check(entry, word(ir.Constant(I64, 1)))
+    b.position_at_end(done)
+
+
+def _call_check(entry: EntryEmitter, callback: Any) -> None:
+    """Run the table's `check` (Python), then miss."""
+    import llvmlite.ir as ir
+
+    from gene_jit.codegen.emit import I64, PTR
+
+    b, mod = entry.b, entry.mod
     vcall = _decl(mod, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
-    result = b.call(vcall, [word(0), ir.Constant(PTR, None), ir.Constant(I64, 0), ir.Constant(PTR, None)])
+    result = b.call(vcall, [callback, ir.Constant(PTR, None), ir.Constant(I64, 0), ir.Constant(PTR, None)])
     failed, done = entry.fn.append_basic_block("check_failed"), entry.fn.append_basic_block("checked")
     b.cbranch(b.icmp_unsigned("==", result, ir.Constant(PTR, None)), failed, done)
     b.position_at_end(failed)  # no room to run the check (the depth limit): miss all the same
@@ -147,10 +185,22 @@ def binding_guards(entry: EntryEmitter) -> None:
     b.position_at_end(done)
     b.call(_decl(mod, "Py_DecRef", ir.VoidType(), [PTR]), [result])
     b.branch(entry.miss)
-    b.position_at_end(here)
+
+
+def attach(builtin: Any, table: BindingTable | None) -> None:
+    """Give the builtin of a shared entry (its `__self__`, a NativeCallable made by
+    trampoline.make_shared_builtin) the table to check."""
+    from gene_jit.codegen.trampoline import BINDINGS_OFFSET, NATIVE_CALLABLE_SIZE
+
+    holder = getattr(builtin, "__self__", None)
+    if table is not None and type(holder).__name__ == "NativeEntry" \
+            and type(holder).__basicsize__ == NATIVE_CALLABLE_SIZE:
+        ctypes.c_void_p.from_address(id(holder) + BINDINGS_OFFSET).value = ctypes.addressof(table.array)
 
 
 def _decl(mod: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    import llvmlite.ir as ir
+
     existing = mod.globals.get(name)
     if isinstance(existing, ir.Function):
         return existing

@@ -18,8 +18,17 @@ import llvmlite.ir as ir
 
 from gene_jit.codegen import cache, pylayout
 from gene_jit.codegen.emit import ModuleEmitter, symbol_name
+from gene_jit.codegen.emit_ffi import GUARDS_ATTR
 from gene_jit.codegen.engine import engine
-from gene_jit.codegen.trampoline import emit_entry, make_builtin, vcall_name
+from gene_jit.codegen.trampoline import (
+    emit_entry,
+    emit_shared_entry,
+    make_builtin,
+    make_shared_builtin,
+    set_target,
+    set_vcall,
+    vcall_name,
+)
 from gene_jit.ir import types as T
 from gene_jit.ir.builder import NotTypeable
 from gene_jit.ir.nodes import Op, Unit
@@ -40,6 +49,9 @@ class NativeFunction:
     compile_ms: float
     cache_hit: bool
     vcall_address: int = 0  # the vectorcall twin of the entry (trampoline.emit_vcall)
+    # the native function a shared entry runs (0: the entry is this function's own)
+    target_address: int = 0
+    file: str = ""  # the source file the entry's errors name
     _asm: str | None = field(default=None, repr=False)
 
     def assembly(self) -> str:
@@ -49,7 +61,17 @@ class NativeFunction:
 
     def builtin(self, fallback: Any) -> Any:
         """A builtin that enters this signature, calling `fallback` on a guard miss."""
+        if self.target_address:
+            return make_shared_builtin(self.gene_name, self.entry_address, self.vcall_address,
+                                       self.target_address, self.file, fallback)
         return make_builtin(self.gene_name, self.entry_address, fallback)
+
+    def bind(self, obj: Any, fallback: Any, kw_fallback: Any = None) -> None:
+        """Make calls to `obj` (a trampoline.native_callable_type instance) enter this
+        signature, calling `fallback` on a guard miss and `kw_fallback` with keywords."""
+        set_vcall(obj, self.vcall_address, fallback, kw_fallback)
+        if self.target_address:
+            set_target(obj, self.target_address, self.file)
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,11 @@ def compile_unit(unit: Unit, use_cache: bool = True, counters: Counters | None =
     return compile_units([unit], use_cache, counters)[0]
 
 
+# Whether functions without ffi guards run through the shared entry of their signature
+# (False: each gets its own entry in its module, the slower path the bench compares)
+SHARED_ENTRIES = True
+
+
 def compile_units(units: list[Unit], use_cache: bool = True,
                   counters: Counters | None = None) -> list[NativeFunction]:
     """Compile units into one LLVM module (one parse, one optimisation, one code
@@ -131,36 +158,77 @@ def compile_units(units: list[Unit], use_cache: bool = True,
     if len(names) != len(set(names)):
         return [n for u in units for n in compile_units([u], use_cache, counters)]
     module: ir.Module | None = None
-    entries: list[str] = []
+    roots: list[ir.Function] = []
     full = False
     for unit in units:
         emitter = ModuleEmitter(unit, "gene", module)
         module = emitter.emit()
         if counters is not None:
             instrument(emitter, counters)
-        root = emitter.functions[unit.root.name]
-        entries.append(emit_entry(module, root, unit.root.signature, unit.root.ret, unit.root.span.file))
+        roots.append(emitter.functions[unit.root.name])
         full = full or full_pipeline(unit)
     assert module is not None
+    # a module that calls ffi/defun symbols checks their bindings in its own entries;
+    # every other function runs through the shared entry of its signature
+    shared = SHARED_ENTRIES and not module.__dict__.get(GUARDS_ATTR)
+    if shared:
+        shapes = [entry_shape(u.root.signature, u.root.ret, r.function_type, use_cache)
+                  for u, r in zip(units, roots, strict=True)]
+        names = [r.name for r in roots]
+    else:
+        entries = [emit_entry(module, r, u.root.signature, u.root.ret, u.root.span.file)
+                   for u, r in zip(units, roots, strict=True)]
+        names = entries + [vcall_name(e) for e in entries]
     text = str(module)
+    compiled = _compile_text(text, names, full, use_cache, plain=frozenset() if shared else frozenset(names))
+    ms = (time.perf_counter() - t0) * 1e3 / len(units)
+    natives = []
+    for k, (unit, lfn) in enumerate(zip(units, roots, strict=True)):
+        root = unit.root
+        if shared:
+            (entry, vcall), target = shapes[k], compiled.addresses[lfn.name]
+        else:
+            entry, vcall, target = compiled.addresses[names[k]], compiled.addresses[vcall_name(names[k])], 0
+        native = NativeFunction(root.gene_name, root.signature, root.ret, format_unit(unit),
+                                compiled.llvm_ir, entry, ms, compiled.cache_hit, vcall, target,
+                                root.span.file)
+        _dump(native, text)
+        natives.append(native)
+    return natives
+
+
+def _compile_text(text: str, names: list[str], full: bool, use_cache: bool,
+                  plain: frozenset[str] = frozenset()) -> Any:
+    """Compile module text, through the disk cache; `plain` names functions that skip
+    the function pipeline (see Engine.optimise)."""
     eng = engine()
     key = cache.key_for(text, eng.cpu, eng.features)
     cached = cache.load(key) if use_cache else None
-    compiled = eng.compile_module(text, key, entries + [vcall_name(e) for e in entries], cached, full)
+    compiled = eng.compile_module(text, key, names, cached, full, plain)
     if cached is None and use_cache:
         obj = eng.take_object(key)
         if obj is not None:
             cache.store(key, obj)
-    ms = (time.perf_counter() - t0) * 1e3 / len(units)
-    natives = []
-    for unit, entry in zip(units, entries, strict=True):
-        root = unit.root
-        native = NativeFunction(root.gene_name, root.signature, root.ret, format_unit(unit),
-                                compiled.llvm_ir, compiled.addresses[entry], ms, compiled.cache_hit,
-                                compiled.addresses[vcall_name(entry)])
-        _dump(native, text)
-        natives.append(native)
-    return natives
+    return compiled
+
+
+_SHAPES: dict[str, tuple[int, int]] = {}  # signature shape -> (entry, vcall) addresses
+
+
+def entry_shape(sig: tuple[T.Type, ...], ret: T.Type, ftype: ir.FunctionType,
+                use_cache: bool = True) -> tuple[int, int]:
+    """The addresses of the shared entry (and its vectorcall twin) for native functions
+    of type `ftype`, compiled on first use: an entry is most of the code a small
+    function's module would hold, so sharing it halves what most compiles cost."""
+    shape = f"{', '.join(map(str, sig))} -> {ret} | {ftype}"
+    hit = _SHAPES.get(shape)
+    if hit is None:
+        name = "gj_shape_" + hashlib.sha1(shape.encode()).hexdigest()[:16] + "_entry"
+        mod = ir.Module(name="gene_shape")
+        entry = emit_shared_entry(mod, name, ftype, sig, ret)
+        compiled = _compile_text(str(mod), [entry, vcall_name(entry)], False, use_cache)
+        hit = _SHAPES[shape] = (compiled.addresses[entry], compiled.addresses[vcall_name(entry)])
+    return hit
 
 
 def _dump(native: NativeFunction, emitted: str) -> None:

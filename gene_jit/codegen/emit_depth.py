@@ -17,7 +17,6 @@ call, no memory traffic, and nothing to undo when native code fails.
 from __future__ import annotations
 
 import ctypes
-import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -25,31 +24,28 @@ import llvmlite.ir as ir
 
 from gene_jit.codegen.emit import ERR_DEPTH, I8, I32, I64, PTR
 from gene_jit.ir.builder import NotTypeable
+from gene_jit.runtime import tiering
 
 if TYPE_CHECKING:
     from gene_jit.codegen.emit import FunctionEmitter
 
 BUDGET = I32  # the type of the hidden argument
 LEFT_SLOT = "depth.left"
-# (remaining, limit) offsets in PyThreadState, per CPython version; checked at run time
-_OFFSETS = {(3, 11): (32, 36), (3, 12): (28, 32), (3, 13): (44, 48)}
 
 
 @cache
 def remaining_offset() -> int:
-    """The offset of the thread state's Python recursion counter, after checking that
-    the limit beside it reads as `sys.getrecursionlimit()` says; NotTypeable (native
-    code stays off) where it does not, since native recursion would go unchecked."""
-    offsets = _OFFSETS.get(sys.version_info[:2])
-    tstate = _get_tstate()
-    if offsets is not None and tstate:
-        remaining, limit = (ctypes.c_int.from_address(tstate + o).value for o in offsets)
-        if limit == sys.getrecursionlimit() and 0 < remaining <= limit:
-            import llvmlite.binding as llvm
+    """Where the thread state keeps the recursion counter (checked by tiering); native
+    code stays off (NotTypeable) on a Python laid out otherwise, since its recursion
+    would go unchecked."""
+    offset = tiering.recursion_counter_offset()
+    if offset is None:
+        raise NotTypeable("this Python's recursion counter is not where tier 1 expects it")
+    import llvmlite.binding as llvm
 
-            llvm.add_symbol("PyThreadState_Get", ctypes.cast(_get_tstate, ctypes.c_void_p).value)
-            return offsets[0]
-    raise NotTypeable("this Python's recursion counter is not where tier 1 expects it")
+    get = ctypes.pythonapi.PyThreadState_Get
+    llvm.add_symbol("PyThreadState_Get", ctypes.cast(get, ctypes.c_void_p).value)
+    return offset
 
 
 def begin_function(e: FunctionEmitter, budget: Any) -> None:
@@ -95,21 +91,3 @@ def entry_call(b: ir.IRBuilder, left: Any, target: Any, values: list[Any]) -> An
 
 def entry_fail(b: ir.IRBuilder, left: Any) -> None:
     """Native code failed: nothing to undo (the budget never left registers)."""
-
-
-def call_from_prologue(entry: Any, args: list[Any]) -> Any:
-    """Run a native entry for a tier-0 function whose prologue forwards its call: the
-    call already holds the function's Python frame, the prologue's and this one, and
-    CPython counts the call of the entry once more, so those three are handed back for
-    the native call."""
-    counter = ctypes.c_int.from_address(_get_tstate() + remaining_offset())
-    counter.value += _PROLOGUE_FRAMES
-    try:
-        return entry(*args)
-    finally:
-        counter.value -= _PROLOGUE_FRAMES
-
-
-_PROLOGUE_FRAMES = 3  # the function's frame, `FnState.enter` and this function
-_get_tstate = ctypes.pythonapi.PyThreadState_Get
-_get_tstate.restype = ctypes.c_void_p

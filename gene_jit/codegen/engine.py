@@ -136,7 +136,7 @@ class Engine:
             llvm.add_symbol(name, ctypes.cast(getattr(api, name), ctypes.c_void_p).value)
         for name in _PY_DATA:
             llvm.add_symbol(name, ctypes.addressof(ctypes.c_char.in_dll(api, name)))
-        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        libm = _libm()
         libc = ctypes.CDLL(None)
         for lib, names in ((libm, _LIBM), (libc, _LIBC)):
             for name in names:
@@ -191,9 +191,10 @@ class Engine:
                 fpm.run(fn, pb)
 
     def compile_module(self, ir_text: str, key: str, names: list[str],
-                       cached_object: bytes | None = None, full: bool = True) -> Compiled:
+                       cached_object: bytes | None = None, full: bool = True,
+                       plain: frozenset[str] = frozenset()) -> Compiled:
         """Parse, optimise and code-generate `ir_text` (or load `cached_object`), and
-        return the addresses of `names`, which are left out of the function pipeline
+        return the addresses of `names`; `plain` functions skip the function pipeline
         (see `optimise`). The parser checks the text; the verifier runs only under
         GENE_JIT_VERIFY=1, since the emitter's output is verified by the tests."""
         with self.lock:
@@ -205,7 +206,7 @@ class Engine:
             if cached_object is not None:
                 self._cached_objects[key] = cached_object
             else:
-                self.optimise(mod, full, frozenset(names))
+                self.optimise(mod, full, plain)
             optimised = str(mod)
             self.ee.add_module(mod)
             self.ee.finalize_object()
@@ -215,6 +216,14 @@ class Engine:
 
     def assembly(self, llvm_ir: str) -> str:
         return self.tm.emit_assembly(llvm.parse_assembly(llvm_ir))
+
+
+def _libm() -> ctypes.CDLL:
+    # find_library runs a subprocess (milliseconds of start-up): try the usual name first
+    try:
+        return ctypes.CDLL("libm.so.6")
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
 
 
 _engine: Engine | None = None

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gene_jit.codegen import stats as stats_mod
+from gene_jit.codegen.bindings import Binding, BindingTable, attach
 from gene_jit.frontend.forms import Form, GeneF, Sym
 from gene_jit.ir import types as T
 from gene_jit.ir.builder import NotTypeable
@@ -86,6 +87,8 @@ class FnState:
         # definition): a redefinition invalidates them
         self.dependents: set[FnState] = set()
         self.listeners: list[Callable[[], None]] = []  # told after an invalidation
+        # the name tables of compiled code that calls this function by a global name
+        self.callers: list[BindingTable] = []
         self.source: FnSource | None = None
         try:
             self.source = FnSource.from_form(fn_id, info.form)  # type: ignore[arg-type]
@@ -126,22 +129,28 @@ class FnState:
             if entry is None:
                 return self
         st.forwarded += 1
-        from gene_jit.codegen.emit_depth import call_from_prologue  # loaded by the compile
-
-        return call_from_prologue(entry, args)
+        return tiering.call_forwarded(entry, args)
 
     def compile(self, sig: tuple[T.Type, ...]) -> Any:
         assert self.source is not None
         from gene_jit.codegen.compile import compile_unit  # llvmlite loads on first compile
 
         deps: set[FnState] = set()
+        names: dict[tuple[int, str], Binding] = {}
         self.hooks.collecting.append(deps)
+        self.hooks.names.append(names)
         # the compiler's own recursion must not meet the Gene depth limit of the calls
         # that made this function hot
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(limit + COMPILE_HEADROOM)
         try:
             unit = build_unit(self.source, sig, self.hooks)
+            unit.bindings = BindingTable(list(names.values()), self.info.form.span.file, unit.root.name,
+                                         self.hooks.same_function, self.invalidate)
+            for b in names.values():
+                callee = self.hooks.by_object.get(id(b.expected))
+                if callee is not None:
+                    callee.callers.append(unit.bindings)
             native = compile_unit(unit, counters=self.hooks.counters() if stats_mod.profiling() else None)
         except NotTypeable as exc:
             self.failed.add(sig)
@@ -152,14 +161,16 @@ class FnState:
         finally:
             sys.setrecursionlimit(limit)
             self.hooks.collecting.pop()
+            self.hooks.names.pop()
         for dep in deps - {self}:
             dep.dependents.add(self)
-        self.install(sig, native)
+        self.install(sig, native, unit.bindings)
         return self.native[sig]
 
-    def install(self, sig: tuple[T.Type, ...], native: NativeFunction) -> None:
+    def install(self, sig: tuple[T.Type, ...], native: NativeFunction, names: BindingTable | None = None) -> None:
         self.natives.append(native)
         self.native[sig] = native.builtin(self.pyfunc)
+        attach(self.native[sig], names)
         self.stats.tier = 1
         self.stats.reason = ""
         self.stats.signatures.append(stats_mod.SigStats(
@@ -168,14 +179,21 @@ class FnState:
             self.on = False
         # rebind the global name to a chain entry: new signature first, then the old head
         new_head = native.builtin(self.head)
+        attach(new_head, names)
         ns = self.info.namespace
         for key, value in list(ns.items()):
             if value is self.head and not key.startswith("_gj_"):
                 ns[key] = new_head
         self.hooks.by_object[id(new_head)] = self
         self.hooks.keep.append(new_head)
-        self.head = new_head
+        self.rebound(new_head)
 
+
+    def rebound(self, head: Any) -> None:
+        """This function's names now hold `head`: compiled callers expect it there."""
+        for table in self.callers:
+            table.moved(self.info.namespace, self.head, head)
+        self.head = head
 
     def invalidate(self, reason: str) -> None:
         """Drop every compiled signature (a callee was redefined): the name goes back to
@@ -184,7 +202,7 @@ class FnState:
         for key, value in list(ns.items()):
             if value is self.head and not key.startswith("_gj_"):
                 ns[key] = self.pyfunc
-        self.head = self.pyfunc
+        self.rebound(self.pyfunc)
         self.native.clear()
         self.natives.clear()
         self.failed.clear()
@@ -212,6 +230,12 @@ class JitHooks:
         self.by_object: dict[int, FnState] = {}
         self.keep: list[Any] = []
         self.collecting: list[set[FnState]] = []  # Gene functions resolved per compile
+        self.names: list[dict[tuple[int, str], Binding]] = []  # global names, likewise
+
+    def same_function(self, a: Any, b: Any) -> bool:
+        """Whether `a` and `b` are one Gene function (its tier-0 function or entries)."""
+        state = self.by_object.get(id(a))
+        return state is not None and state is self.by_object.get(id(b))
 
     def counters(self) -> Any:
         """The profiling counter cells for a compile (see gene_jit.codegen.stats)."""
@@ -250,7 +274,11 @@ class JitHooks:
             return None
         from gene_jit.frontend.compiler_core import pyid
 
-        value = state.info.namespace.get(pyid(name), _MISSING)
+        ns = state.info.namespace
+        value = ns.get(pyid(name), _MISSING)
+        for names in self.names:  # the entry checks the name is still bound so
+            key = pyid(name)
+            names.setdefault((id(ns), key), Binding(ns, key, None if value is _MISSING else value))
         if value is _MISSING:
             value = BUILTINS.get(name, _MISSING)
         target = self.by_object.get(id(value)) if value is not _MISSING else None

@@ -33,10 +33,13 @@ NPY_NUMS: dict[T.Type, tuple[int, ...]] = {
 }
 METH_FASTCALL = 0x0080
 # NativeCallable instance layout: PyObject header, vectorcall function, __dict__,
-# fallback, fallback for calls with keywords (both borrowed: __dict__ holds them).
+# fallback, fallback for calls with keywords (both borrowed: __dict__ holds them), and
+# for a shared entry the native function it runs, the source file its errors name and
+# the global names it was compiled against (bindings.py; NULL: none to check).
 _HEADER = object.__basicsize__
-VCALL_OFFSET, DICT_OFFSET, FALLBACK_OFFSET, KW_FALLBACK_OFFSET = (_HEADER + 8 * k for k in range(4))
-NATIVE_CALLABLE_SIZE = _HEADER + 32
+(VCALL_OFFSET, DICT_OFFSET, FALLBACK_OFFSET, KW_FALLBACK_OFFSET, TARGET_OFFSET, FILE_OFFSET,
+ BINDINGS_OFFSET) = (_HEADER + 8 * k for k in range(7))
+NATIVE_CALLABLE_SIZE = _HEADER + 56
 
 
 def _decl(mod: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -56,16 +59,22 @@ def _gvar(mod: ir.Module, name: str, ty: ir.Type = I8) -> ir.GlobalVariable:
 
 
 class EntryEmitter:
-    def __init__(self, mod: ir.Module, target: ir.Function, sig: tuple[T.Type, ...], ret: T.Type,
-                 file: str = "") -> None:
+    """Emits one entry. `target` is the function it calls, or, for a shared entry (one
+    per signature, used by every function of that signature), the type of the functions
+    it calls: `self` is then a NativeCallable that holds the function's address and
+    source file (TARGET_OFFSET, FILE_OFFSET) beside the fallback."""
+
+    def __init__(self, mod: ir.Module, target: ir.Function | ir.FunctionType, sig: tuple[T.Type, ...],
+                 ret: T.Type, file: str = "", name: str = "") -> None:
         self.file = file
         self.mod = mod
         self.target = target
+        self.shared = isinstance(target, ir.FunctionType)
         self.sig = sig
         self.ret = ret
         self.layout = L.require()
         fty = ir.FunctionType(PTR, [PTR, PTR, I64])
-        self.fn = ir.Function(mod, fty, target.name + "_entry")
+        self.fn = ir.Function(mod, fty, name or target.name + "_entry")  # type: ignore[union-attr]
         self.self_, self.args, self.nargs = self.fn.args
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         self.miss = self.fn.append_basic_block("miss")
@@ -96,7 +105,8 @@ class EntryEmitter:
         b.ret(self.box(result))
         b.position_at_end(self.miss)
         vc = _decl(self.mod, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
-        b.ret(b.call(vc, [self.self_, self.args, self.nargs, ir.Constant(PTR, None)]))
+        fallback = self.field(self.self_, FALLBACK_OFFSET, PTR) if self.shared else self.self_
+        b.ret(b.call(vc, [fallback, self.args, self.nargs, ir.Constant(PTR, None)]))
         return self.fn
 
     def type_is(self, obj: Any, type_obj: Any) -> Any:
@@ -179,6 +189,12 @@ class EntryEmitter:
         from gene_jit.codegen import emit_depth
 
         b = self.b
+        target: Any = self.target
+        if isinstance(target, ir.FunctionType):
+            # an address (int to pointer): llvmlite takes an indirect callee's type from
+            # a typed pointer, and folds a pointer-to-pointer bitcast away
+            address = self.field(self.self_, TARGET_OFFSET, I64)
+            target = b.inttoptr(address, target.as_pointer())
         depth = emit_depth.entry_begin(b, self.mod)  # native calls count against the depth limit
         cur = _gvar(self.mod, "gene_jit_jmpbuf", PTR)
         old = b.load(cur, typ=PTR)
@@ -194,10 +210,11 @@ class EntryEmitter:
         b.store(old, cur)
         emit_depth.entry_fail(b, depth)
         set_error = _decl(self.mod, "gene_jit_set_error", ir.VoidType(), [I32, PTR])
-        b.call(set_error, [code, self.file_name()])
+        file = self.field(self.self_, FILE_OFFSET, PTR) if self.shared else self.file_name()
+        b.call(set_error, [code, file])
         b.ret(ir.Constant(PTR, None))
         b.position_at_end(run)
-        result = emit_depth.entry_call(b, depth, self.target, values)
+        result = emit_depth.entry_call(b, depth, target, values)
         b.store(old, cur)
         return result
 
@@ -242,12 +259,23 @@ def vcall_name(entry: str) -> str:
     return "vc_" + entry
 
 
-def emit_vcall(mod: ir.Module, entry: ir.Function | None) -> ir.Function:
+def emit_shared_entry(mod: ir.Module, name: str, target: ir.FunctionType, sig: tuple[T.Type, ...],
+                      ret: T.Type) -> str:
+    """Add a shared entry for functions of type `target` (signature `sig`, result
+    `ret`) to `mod`, and its vectorcall twin; returns the entry's symbol name."""
+    for t in (*sig, ret):
+        llvm_type(t)
+    entry = EntryEmitter(mod, target, sig, ret, name=name).emit()
+    emit_vcall(mod, entry, shared=True)
+    return entry.name
+
+
+def emit_vcall(mod: ir.Module, entry: ir.Function | None, shared: bool = False) -> ir.Function:
     """`PyObject *vc(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject
     *kwnames)`: the vectorcall function of a `NativeCallable` (see `native_callable`).
-    Without keywords it runs `entry` with the callable's fallback as `self` (LLVM
-    inlines it); no `entry` (the generic forwarder) calls the fallback; keywords go to
-    the keyword fallback."""
+    Without keywords it runs `entry` with the callable's fallback as `self` (a shared
+    entry: the callable itself, which holds the target); no `entry` (the generic
+    forwarder) calls the fallback; keywords go to the keyword fallback."""
     name = vcall_name(entry.name) if entry is not None else "gene_jit_vcall_forward"
     fn = ir.Function(mod, ir.FunctionType(PTR, [PTR, PTR, I64, PTR]), name)
     callable_, args, nargsf, kwnames = fn.args
@@ -259,7 +287,7 @@ def emit_vcall(mod: ir.Module, entry: ir.Function | None) -> ir.Function:
         b.cbranch(b.icmp_unsigned("==", kwnames, ir.Constant(PTR, None)), fast, slow)
         b.position_at_end(fast)
         nargs = b.and_(nargsf, ir.Constant(I64, (1 << 63) - 1))  # drop ARGUMENTS_OFFSET
-        b.ret(b.call(entry, [fallback, args, nargs]))
+        b.ret(b.call(entry, [callable_ if shared else fallback, args, nargs]))
     else:
         b.branch(slow)
     b.position_at_end(slow)
@@ -343,6 +371,31 @@ def set_vcall(obj: Any, vcall_address: int, fallback: Any, kw_fallback: Any = No
     ctypes.c_void_p.from_address(base + FALLBACK_OFFSET).value = id(fallback)
     ctypes.c_void_p.from_address(base + KW_FALLBACK_OFFSET).value = id(kw_fallback)
     ctypes.c_void_p.from_address(base + VCALL_OFFSET).value = vcall_address
+
+
+def set_target(obj: Any, target_address: int, file: str) -> None:
+    """Point `obj` (a native_callable_type instance) at the native function a shared
+    entry runs for it, and the source file its errors name (kept alive by `__dict__`)."""
+    obj._vc_file = ctypes.create_string_buffer((file or "<gene>").encode())
+    base = id(obj)
+    ctypes.c_void_p.from_address(base + TARGET_OFFSET).value = target_address
+    ctypes.c_void_p.from_address(base + FILE_OFFSET).value = ctypes.addressof(obj._vc_file)
+
+
+_holder_type: type | None = None
+
+
+def make_shared_builtin(name: str, entry: int, vcall: int, target: int, file: str, fallback: Any) -> Any:
+    """A builtin function object that runs the shared entry at `entry` for the native
+    function at `target`; its `__self__` is a NativeCallable holding the target, the
+    file and `fallback`, which a guard miss calls."""
+    global _holder_type
+    if _holder_type is None:
+        _holder_type = native_callable_type("gene_jit.NativeEntry", {})
+    holder = _holder_type()
+    set_vcall(holder, vcall, fallback)
+    set_target(holder, target, file)
+    return make_builtin(name, entry, holder)
 
 
 _ = I1  # re-exported type kept for emitters that import from here

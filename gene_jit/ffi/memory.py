@@ -37,7 +37,7 @@ from gene_jit.runtime.errors import GeneIndexError, GeneTypeError
 class Buffer:
     """Owned, zeroed memory holding `length` items of type `elem`."""
 
-    __slots__ = ("_c", "address", "elem", "length", "__weakref__")
+    __slots__ = ("_c", "address", "elem", "length", "_keep", "__weakref__")
 
     def __init__(self, elem: FfiType, length: int) -> None:
         if elem.kind in ("void", "struct", "array"):
@@ -50,6 +50,8 @@ class Buffer:
         self.length = length
         self._c: Any = (elem.field_ctype * max(length, 1))()
         self.address: int = ctypes.addressof(self._c)
+        # what stored pointers point into, by item address: alive while this memory is
+        self._keep: dict[int, Any] = {}
 
     @property
     def size(self) -> int:
@@ -74,7 +76,9 @@ class Buffer:
         c = self._live()
         idx = self._index(i)
         try:
-            c[idx] = to_c(self.elem, value)
+            null = (value is None or value is NULL) and self.elem.kind in POINTER_KINDS
+            c[idx] = None if null else to_c(self.elem, value)
+            remember(self, self.address + idx * self.elem.size, self.elem, value)
         except TypeError as exc:
             raise GeneTypeError(
                 f"buffer item must be :{self.elem.name}, got {describe(value)} ({exc})"
@@ -104,6 +108,7 @@ class Buffer:
     def free(self) -> None:
         self._c = None
         self.address = 0
+        self._keep = {}
 
     def __repr__(self) -> str:
         if self._c is None:
@@ -165,8 +170,8 @@ def _free_pointer(p: Pointer) -> None:
         )
     if not memmap.may_be_heap(p.address):
         raise GeneTypeError(
-            f"ffi/free: {p!r} is not heap memory; only memory that C allocated with malloc "
-            "can be freed"
+            "ffi/free: the pointer is not to heap memory; only memory that C allocated with "
+            "malloc can be freed"
         )
     _libc_free()(p.address)
     p.address = 0
@@ -198,10 +203,10 @@ def _addr(value: Any, who: str) -> int:
 
 
 def _holds(value: Any) -> FfiType | None:
-    """The element type of a typed buffer (None for raw bytes and everything else)."""
-    if isinstance(value, Buffer) and value.elem.size > 1:
-        return value.elem
-    return None
+    """The element type of a typed buffer, or of a pointer into one (None for raw bytes
+    and everything else)."""
+    elem = value.elem if isinstance(value, (Buffer, Pointer)) else None
+    return elem if elem is not None and elem.size > 1 else None
 
 
 def _same_layout(a: FfiType, b: FfiType) -> bool:
@@ -258,11 +263,14 @@ def pointer_to(value: Any) -> Pointer | None:
     that memory alive and knows its extent."""
     if type(value) is Pointer:
         return value
+    if isinstance(value, Callback):  # code that C may not write into or read as data
+        raise GeneTypeError("ffi/addressof: a callback is code, not data; pass it where a "
+                            "callback parameter is declared")
     addr = addressof(value)
     if not addr:
         return None
-    extent = 0 if isinstance(value, Callback) else extent_of(value)  # code: no data to read
-    return Pointer(addr, _keeper(value) or value, extent)
+    elem = value.elem if isinstance(value, Buffer) else None
+    return Pointer(addr, _keeper(value) or value, extent_of(value), elem)
 
 
 def string(pointer: Any, length: Any = None) -> str | None:
@@ -323,6 +331,19 @@ def write(pointer: Any, spec: Any, value: Any, index: Any = 0) -> None:
     if raw is None and t.kind not in POINTER_KINDS:
         raise GeneTypeError(f"ffi/write: expected :{t.name}, got nil")
     t.field_ctype.from_address(addr).value = raw
+    remember(pointer, addr, t, value)
+
+
+def remember(target: Any, addr: int, t: FfiType, value: Any) -> None:
+    """A pointer stored into a buffer or struct keeps what it points into alive for as
+    long as that memory holds it (C may read it later)."""
+    keep = getattr(target, "_keep", None)
+    if t.kind not in POINTER_KINDS or not isinstance(keep, dict):
+        return
+    if value is None or value is NULL:
+        keep.pop(addr, None)
+    else:
+        keep[addr] = value
 
 
 def array(pointer: Any, spec: Any, length: Any) -> list[Any]:

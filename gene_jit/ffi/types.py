@@ -24,6 +24,7 @@ tests, and fall back to `to_c` here, which accepts every legal spelling and rais
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -68,14 +69,18 @@ class Pointer:
     """An address as a Gene value: what C returned for a pointer, or `(ffi/ptr n)`.
     NULL is never a Pointer (it is nil). `owner` keeps the memory it points into alive
     (a buffer or struct it came from), and `limit` is the number of bytes known to be
-    valid from `address` (None when C gave the address and its extent is unknown)."""
+    valid from `address` (None when C gave the address and its extent is unknown);
+    `elem` the item type of the typed buffer it points into, if any."""
 
-    __slots__ = ("address", "owner", "limit")
+    __slots__ = ("address", "owner", "limit", "elem")
 
-    def __init__(self, address: int, owner: Any = None, limit: int | None = None) -> None:
+    def __init__(
+        self, address: int, owner: Any = None, limit: int | None = None, elem: Any = None
+    ) -> None:
         self.address = address
         self.owner = owner
         self.limit = limit
+        self.elem = elem
 
     @property
     def _as_parameter_(self) -> int:
@@ -292,14 +297,23 @@ def describe(value: Any) -> str:
     """A short description of a Gene value for error messages."""
     if value is MISSING:
         return "nothing"
-    if value is None:
+    if value is None or value is NULL:
         return "nil"
     if isinstance(value, bool):
         return "true" if value else "false"
     kind = {int: "int", float: "float", str: "string", list: "array", dict: "map"}.get(
         type(value), type(value).__name__
     )
-    text = repr(value)
+    if type(value) is Pointer:
+        return "a freed ffi pointer" if not value.address else "an ffi pointer"
+    if kind not in ("int", "float", "string", "array", "map", "Symbol"):
+        # addresses differ from run to run: name the kind of value only
+        name = getattr(value, "__gene_name__", None) or getattr(value, "__name__", None)
+        if callable(value) and isinstance(name, str) and not hasattr(value, "address"):
+            return f"function {name}"
+        text = re.sub(r" (at )?0x[0-9a-f]+", "", repr(value))
+    else:
+        text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{kind} {text}"

@@ -26,12 +26,26 @@ from types import CodeType
 from typing import Any
 
 # Importing the special-form modules fills the SPECIAL table.
-from gene_jit.frontend import special_core, special_fn, special_loops, special_oop  # noqa: F401
+from gene_jit.frontend import (  # noqa: F401
+    special_core,
+    special_fn,
+    special_loops,
+    special_oop,
+    special_templates,
+    special_try,
+    special_vm,
+)
 from gene_jit.frontend.compiler_core import Compiler, FnScope, assign, call, const, load, stamp
-from gene_jit.frontend.compiler_errors import GENE_FILES, translate
+from gene_jit.frontend.compiler_errors import GENE_FILES, compile_failure, translate
 from gene_jit.frontend.forms import Form, Span
 from gene_jit.runtime import ops, ops_async, tiering
-from gene_jit.runtime.errors import GeneError, GeneNameError, GeneTypeError, remember_source
+from gene_jit.runtime.errors import (
+    GeneError,
+    GeneNameError,
+    GeneSyntaxError,
+    GeneTypeError,
+    remember_source,
+)
 from gene_jit.runtime.registry import BUILTINS, Namespace
 from gene_jit.runtime.values import PLACEHOLDER, Gene, GeneSet, Range, Symbol
 
@@ -116,6 +130,8 @@ def _helpers() -> dict[str, Any]:
             " gene_range": BUILTINS["range"],
         }
     )
+    table.update(special_templates.HELPERS)
+    table.update(special_vm.HELPERS)
     return table
 
 
@@ -217,7 +233,14 @@ def run_forms(forms: list[Form], filename: str, env: dict[str, Any] | None = Non
         env = new_env(filename)
     value: Any = None
     for form in forms:
-        code = compile_forms([form], filename, env)
+        try:
+            code = compile_forms([form], filename, env)
+        except GeneError:
+            raise
+        except RecursionError:
+            raise GeneSyntaxError("the form is nested too deeply to compile", form.span) from None
+        except Exception as exc:
+            raise compile_failure(exc, form.span) from exc
         try:
             exec(code, env)
             with tiering.program_depth():  # the Gene call depth limit, alike in both tiers

@@ -48,6 +48,12 @@ def _kind(py: str) -> str:
     return _PY_KINDS.get(py, py)
 
 
+def _a(py: str) -> str:
+    """The Gene kind of Python type name `py`, with its article: `an array`."""
+    kind = _kind(py)
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind
+
+
 def _compared(m: re.Match[str]) -> str:
     kinds = {_kind(m.group(2)), _kind(m.group(3))} - {"int", "float"}
     return f"expected numbers, got {' and '.join(sorted(kinds)) or 'non-numbers'}"
@@ -70,11 +76,11 @@ _TYPE_ERROR_REWRITES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]
     ),
     (
         re.compile(r"'(\w+)' object is not callable"),
-        lambda m: f"a {_kind(m.group(1))} is not callable",
+        lambda m: f"{_a(m.group(1))} is not callable",
     ),
     (
         re.compile(r"'(\w+)' object is not (iterable|subscriptable)"),
-        lambda m: f"a {_kind(m.group(1))} is not {m.group(2)}",
+        lambda m: f"{_a(m.group(1))} is not {m.group(2)}",
     ),
 ]
 
@@ -215,5 +221,13 @@ def internal_error(exc: BaseException, span: Span | None = None) -> InternalErro
     """The InternalError reporting `exc`, a fault of gene-jit met at `span` (the Gene
     code that was running)."""
     err = InternalError(f"{type(exc).__name__}: {exc}", span)
+    err.__cause__ = exc
+    return err
+
+
+def compile_failure(exc: BaseException, span: Span) -> InternalError:
+    """The InternalError for `exc` escaping the compiler while it compiled the form at
+    `span`: compiling never fails but with a Gene error, so this is a bug."""
+    err = InternalError(f"{type(exc).__name__}: {exc}", span, "compiling")
     err.__cause__ = exc
     return err

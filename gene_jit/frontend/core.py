@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeAlias
 
-from gene_jit.frontend.forms import Form, GeneF, Lit, Quote, Span, Sym
+from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Quote, Span, Sym
 from gene_jit.runtime.errors import GeneSyntaxError
 
 # ---------------------------------------------------------------- the tables
@@ -59,7 +59,7 @@ SPECIAL_FORMS = frozenset({
     "var", "if", "do", "void", "loop", "while", "break", "continue", "return", "case",
     "match", "eval", "$set", "$with", "$tap", "$render", "fn", "fnx", "fnxx", "macro",
     "->", "$caller_eval", "repeat", "for", "ns", "class", "super", "new", "enum", "try",
-    "throw", "import", "$parse", "async", "await",
+    "throw", "import", "$parse", "async", "await", "compile",
 })  # fmt: skip
 
 _INT_RE = re.compile(r"^-?\d+$")
@@ -428,3 +428,73 @@ def if_node(form: GeneF) -> If:
 
 def _sym_is(form: Form, *names: str) -> bool:
     return isinstance(form, Sym) and form.name in names
+
+
+@dataclass(frozen=True, slots=True)
+class Catch(Node):
+    """`catch pattern body...`; the pattern `*` catches everything."""
+
+    pattern: Form
+    body: tuple[Form, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Try(Node):
+    """`(try body... catch P body... finally body...)`; `final` None without finally."""
+
+    body: tuple[Form, ...]
+    catches: tuple[Catch, ...]
+    final: tuple[Form, ...] | None
+
+
+def try_node(form: GeneF) -> Try:
+    """The parts of a `try`: catches in order, then at most one finally, which is last."""
+    ch = form.children
+    body: list[Form] = []
+    catches: list[tuple[Form, Form, list[Form]]] = []  # (catch keyword, pattern, body)
+    final: list[Form] | None = None
+    current = body
+    i = 0
+    while i < len(ch):
+        if _sym_is(ch[i], "catch"):
+            if final is not None:
+                raise error(ch[i], "catch after finally: finally comes last in a try")
+            if i + 1 >= len(ch):
+                raise error(ch[i], "catch expects a class or * after it")
+            current = []
+            catches.append((ch[i], ch[i + 1], current))
+            i += 2
+            continue
+        if _sym_is(ch[i], "finally"):
+            if final is not None:
+                raise error(ch[i], "a try has one finally")
+            final = current = []
+        else:
+            current.append(ch[i])
+        i += 1
+    clauses = tuple(Catch(kw.span, pat, tuple(b)) for kw, pat, b in catches)
+    return Try(form.span, tuple(body), clauses, None if final is None else tuple(final))
+
+
+@dataclass(frozen=True, slots=True)
+class Compile(Node):
+    """`(compile [name] [params] instr...)`: a function made of `$vm/...` instructions
+    (gene_jit/runtime/vm.py); an instruction may be `%e`, spliced in when the form runs."""
+
+    name: Sym | None
+    params: tuple[Sym, ...]
+    code: tuple[Form, ...]
+
+
+def compile_node(form: GeneF) -> Compile:
+    ch = form.children
+    name = ch[0] if ch and isinstance(ch[0], Sym) else None
+    rest = ch[1:] if name is not None else ch
+    if not rest or not isinstance(rest[0], Arr):
+        raise error(form, "compile expects (compile [name] [params] ($vm/...) ...)")
+    params: list[Sym] = []
+    for p in rest[0].items:
+        if not isinstance(p, Sym) or p.is_complex or p.name.endswith("..."):
+            raise error(p, "compile expects plain parameter names")
+        params.append(p)
+    return Compile(form.span, name, tuple(params), rest[1:])

@@ -26,6 +26,7 @@ from gene_jit.frontend.compiler_core import (
 from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, module_key
 from gene_jit.frontend.core import segment_key
 from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Sym
+from gene_jit.frontend.special_try import check_exit
 
 # ---------------------------------------------------------------- variables
 
@@ -269,6 +270,7 @@ def while_form(c: Compiler, form: GeneF, value: bool) -> Result:
 def break_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if not c.fn.loops:
         raise syntax_error(form, "break outside a loop")
+    check_exit(c, form, "break")
     ctx = c.fn.loops[-1]
     stmts: list[ast.stmt] = []
     if form.children:
@@ -286,6 +288,7 @@ def break_form(c: Compiler, form: GeneF, value: bool) -> Result:
 def continue_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if not c.fn.loops:
         raise syntax_error(form, "continue outside a loop")
+    check_exit(c, form, "continue")
     return Result([ast.Continue()], const(None))
 
 
@@ -293,6 +296,7 @@ def continue_form(c: Compiler, form: GeneF, value: bool) -> Result:
 def return_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if c.fn.is_module:
         raise syntax_error(form, "return outside a function")
+    check_exit(c, form, "return")
     res = c.compile(form.children[0]) if form.children else pure(const(None))
     return Result([*res.stmts, ast.Return(value=res.expr)], const(None))
 
@@ -460,49 +464,3 @@ def with_form(c: Compiler, form: GeneF, value: bool) -> Result:
 
 
 __all__ = ["NIL"]
-
-
-@special("$render")
-def render_form(c: Compiler, form: GeneF, value: bool) -> Result:
-    """`($render :(f %x %(g y)))`: the quoted template with each `%e` replaced by the
-    value of e (`%_e` evaluates e and drops it)."""
-    from gene_jit.frontend.forms import Quote
-
-    if len(form.children) != 1 or not isinstance(form.children[0], Quote):
-        raise syntax_error(form, "$render expects a quoted template: ($render :(f %x))")
-    return template(c, form.children[0].form)
-
-
-def template(c: Compiler, f: Form) -> Result:
-    from gene_jit.frontend.compiler_exprs import quote
-    from gene_jit.frontend.forms import MapF, Unquote
-
-    if isinstance(f, Unquote):
-        return c.compile(f.form)
-    if isinstance(f, Arr):
-        return _template_items(c, f.items)
-    if isinstance(f, MapF):
-        stmts, exprs = c.seq([template(c, v) for _, v in f.entries])
-        return Result(stmts, ast.Dict(keys=[const(k) for k, _ in f.entries], values=exprs))
-    if isinstance(f, GeneF):
-        head = template(c, f.head) if f.head is not None else pure(const(None))
-        props = [template(c, v) for _, v in f.props]
-        children = _template_items(c, f.children)
-        stmts, exprs = c.seq([head, *props, children])
-        pmap = ast.Dict(keys=[const(k) for k, _ in f.props], values=exprs[1:-1])
-        return Result(stmts, hcall("make_gene", exprs[0], pmap, exprs[-1]))
-    return quote(c, f)
-
-
-def _template_items(c: Compiler, forms: tuple[Form, ...]) -> Result:
-    from gene_jit.frontend.forms import Unquote
-
-    stmts: list[ast.stmt] = []
-    results: list[Result] = []
-    for f in forms:
-        if isinstance(f, Unquote) and f.discard:
-            stmts.extend(c.stmts(f.form))
-            continue
-        results.append(template(c, f))
-    s2, exprs = c.seq(results)
-    return Result(stmts + s2, ast.List(elts=exprs, ctx=ast.Load()))

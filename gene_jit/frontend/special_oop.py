@@ -1,5 +1,5 @@
 """Special forms for program structure: ns, class (with .ctor/.fn/super), new, enum,
-try/catch/finally, throw, import, `$parse`."""
+import, `$parse` (try and throw live in special_try)."""
 
 from __future__ import annotations
 
@@ -190,77 +190,6 @@ def enum_form(c: Compiler, form: GeneF, value: bool) -> Result:
     stmts: list[ast.stmt] = [assign(var, hcall("make_enum", const(ch[0].name), spec))]
     stmts.extend(bind_name(c, ch[0], var, form))
     return Result(stmts, load(var))
-
-
-# ---------------------------------------------------------------- exceptions
-
-
-def _split_try(form: GeneF) -> tuple[list[Form], list[tuple[Form, list[Form]]], list[Form] | None]:
-    body: list[Form] = []
-    catches: list[tuple[Form, list[Form]]] = []
-    final: list[Form] | None = None
-    current = body
-    ch = list(form.children)
-    i = 0
-    while i < len(ch):
-        kw = sym_name(ch[i])
-        if kw == "catch":
-            if i + 1 >= len(ch):
-                raise syntax_error(ch[i], "catch expects a class or * after it")
-            current = []
-            catches.append((ch[i + 1], current))
-            i += 2
-            continue
-        if kw == "finally":
-            final = current = []
-            i += 1
-            continue
-        current.append(ch[i])
-        i += 1
-    return body, catches, final
-
-
-@special("try")
-def try_form(c: Compiler, form: GeneF, value: bool) -> Result:
-    body, catches, final = _split_try(form)
-    t = c.temp()
-    with c.block():
-        res = c.body(body)
-    try_body = [*res.stmts, assign(t, res.expr)]
-    handlers: list[ast.ExceptHandler] = []
-    if catches:
-        err, ex = c.temp("e"), c.temp("ex")
-        chain: list[ast.stmt] = [ast.Raise(exc=None, cause=None)]
-        for pattern, cbody in reversed(catches):
-            c.fn.ex_names.append(ex)
-            try:
-                with c.block():
-                    cres = c.body(cbody)
-            finally:
-                c.fn.ex_names.pop()
-            then = [*cres.stmts, assign(t, cres.expr)]
-            if sym_name(pattern) == "*":
-                chain = then
-                continue
-            pres = c.compile(pattern)
-            test = hcall("catch_matches", load(ex), pres.expr)
-            chain = [*pres.stmts, ast.If(test=test, body=then, orelse=chain)]
-        hbody = [assign(ex, hcall("translate_error", load(err))), *chain]
-        handlers.append(ast.ExceptHandler(type=helper("Exception"), name=err, body=hbody))
-    fstmts: list[ast.stmt] = []
-    if final is not None:
-        with c.block():
-            fstmts = c.discard(c.body(final, False)) or [ast.Pass()]
-    if not handlers and not fstmts:
-        return Result(try_body, load(t))  # `(try x)`: just x (GENE.md decisions)
-    node = ast.Try(body=try_body, handlers=handlers, orelse=[], finalbody=fstmts)
-    return Result([assign(t, const(None)), node], load(t))
-
-
-@special("throw")
-def throw_form(c: Compiler, form: GeneF, value: bool) -> Result:
-    stmts, exprs = c.seq([c.compile(f) for f in form.children[:2]])
-    return Result([*stmts, ast.Raise(exc=hcall("make_throw", *exprs), cause=None)], const(None))
 
 
 # ---------------------------------------------------------------- modules

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import TypeGuard
 
 from gene_jit.frontend import core
-from gene_jit.frontend.forms import Form, GeneF, Span, Sym
+from gene_jit.frontend.forms import Form, GeneF, Lit, Span, Sym
 from gene_jit.ir import types as T
-from gene_jit.ir.build_exprs import expr, load, syntax, to_f64
+from gene_jit.ir.build_exprs import expr, load, store, syntax, to_f64
 from gene_jit.ir.builder import FnBuilder, NotTypeable
 from gene_jit.ir.nodes import Op, Value
 
@@ -133,6 +133,29 @@ def get_call(b: FnBuilder, form: GeneF) -> Value:
 
         return row_view(b, arr, i, form.span)  # a row, as NumPy's a[i] (kernels take rows)
     return load(b, arr, [i], form.span)
+
+
+def set_index(b: FnBuilder, form: GeneF) -> Value:
+    """`($set a i v)`, `($set a (@ i) v)`, `($set m (@ i j) v)`: a store at computed
+    indexes (GENE.md 3.12; `a/i` is the member named "i"), bounds-checked like `a/0`.
+    The target, the indexes and the value are evaluated in that order, as in tier 0."""
+    if len(form.children) != 3:
+        raise NotTypeable("$set with other than 3 arguments", form.span)
+    target, key, value = form.children
+    arr = b.typed(expr(b, target), target.span)
+    idx = [b.typed(expr(b, k), k.span) for k in _selector_keys(b, key)]
+    return store(b, arr, idx, expr(b, value), form.span)
+
+
+def _selector_keys(b: FnBuilder, key: Form) -> tuple[Form, ...]:
+    """The index forms of a `$set` key: `(@ i j)`, `@0`, or one plain index."""
+    if isinstance(key, GeneF) and _is_call_of(key, "@") and b.lookup("@") is None:
+        if not key.children:
+            raise NotTypeable("an empty selector", key.span)
+        return tuple(key.children)
+    if isinstance(key, Sym) and key.name[:1] == "@" and key.name[1:].isdigit():
+        return (Lit(key.span, int(key.name[1:])),)
+    return (key,)
 
 
 def int_division(b: FnBuilder, form: GeneF) -> Value:

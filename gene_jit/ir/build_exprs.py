@@ -555,10 +555,16 @@ def sf_repeat(b: FnBuilder, form: GeneF) -> Value:
     return _counted(b, None, b.const(0, T.I64), n, 1, False, form.children[1:], form.span)
 
 
+def sf_set(b: FnBuilder, form: GeneF) -> Value:
+    from gene_jit.ir.build_calls import set_index
+
+    return set_index(b, form)
+
+
 SPECIAL: dict[str, Handler] = {
     "var": sf_var, "if": sf_if, "do": sf_do, "void": sf_void,
     "return": sf_return, "while": sf_while, "loop": sf_loop, "break": sf_break,
-    "continue": sf_continue, "for": sf_for, "repeat": sf_repeat,
+    "continue": sf_continue, "for": sf_for, "repeat": sf_repeat, "$set": sf_set,
 }
 
 LOWER: dict[type, Callable[[FnBuilder, Any], Value]] = {

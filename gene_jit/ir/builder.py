@@ -55,7 +55,7 @@ class FnBuilder:
         self.key = key
         self.ret_guess = ret_guess
         self.counter = 0
-        ir_name = f"{name}__{sig_code(sig)}"
+        ir_name = program.ir_name_for(key, name, sig)
         self.fn = Function(ir_name, name, [], T.NIL, span=form.span, key=key)
         self.fn.params = [self.new_value(t, p) for p, t in zip(params, sig, strict=True)]
         self.form = form

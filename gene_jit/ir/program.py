@@ -48,6 +48,7 @@ class Program:
         self.functions: dict[str, Function] = {}
         self._building: dict[tuple[Any, tuple[T.Type, ...]], T.Type | None] = {}
         self._guessed: dict[tuple[Any, tuple[T.Type, ...]], T.Type] = {}
+        self._keys_by_name: dict[str, list[Any]] = {}
 
     def resolve(self, name: str, key: Any) -> FnSource | str | None:
         return self.resolver.resolve(name, key)
@@ -56,7 +57,16 @@ class Program:
         return self.resolver.resolve(name, key) == name
 
     def ir_name(self, src: FnSource, sig: tuple[T.Type, ...]) -> str:
-        return f"{src.name}__{sig_code(sig)}"
+        return self.ir_name_for(src.key, src.name, sig)
+
+    def ir_name_for(self, key: Any, name: str, sig: tuple[T.Type, ...]) -> str:
+        """Unique per (function, signature): two functions of one name (a redefinition
+        calling the old one, or two namespaces) get `name`, `name.1`, ..."""
+        keys = self._keys_by_name.setdefault(name, [])
+        if key not in keys:
+            keys.append(key)
+        n = keys.index(key)
+        return f"{name}{f'.{n}' if n else ''}__{sig_code(sig)}"
 
     def callee(self, src: FnSource, sig: tuple[T.Type, ...], span: Span) -> tuple[str, T.Type]:
         """The IR name and return type of `src` called with `sig`, building it if new."""

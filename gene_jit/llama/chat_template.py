@@ -1,15 +1,25 @@
 """Chat prompts: the model's own chat template (GGUF `tokenizer.chat_template`) rendered in
-a jinja2 immutable sandbox, because templates inside downloaded GGUF files are untrusted
-input, or a plain transcript for models without one; plus the Gene-level helpers `format-chat-prompt` and `format-qa-prompt`.
+a jinja2 immutable sandbox with limits on time and size (gene_jit.llama.template_sandbox),
+because templates inside downloaded GGUF files are untrusted input, or a plain transcript
+for models without one; plus the Gene-level helpers `format-chat-prompt` and
+`format-qa-prompt`.
+
+A rendered chat knows which of its text is the template's own markup and which came from
+message content (`RenderedChat.segments`), so that only the markup is tokenized with
+special tokens parsed: a user who types `<end_of_turn>` gets those characters, never the
+control token, and cannot forge a turn.
 """
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from gene_jit.llama.errors import LlamaError
+from gene_jit.llama.template_sandbox import environment, render_limited
 
 # A model whose GGUF carries no chat template is taken as a base (pretrained) model, which
 # knows no turn markers: it gets a plain transcript, which base models continue sensibly,
@@ -45,14 +55,8 @@ def _compile(template: str, source: str) -> Any:
     tmpl = _compiled.get(template)
     if tmpl is None:
         import jinja2
-        from jinja2.ext import loopcontrols
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        # the same environment settings as Hugging Face's renderer, which these
-        # templates are written for
-        env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-        )
+        env = environment()
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
         try:
@@ -63,6 +67,19 @@ def _compile(template: str, source: str) -> Any:
     return tmpl
 
 
+class RenderedChat(str):
+    """A rendered chat prompt; `segments` are its pieces in order, each with whether it
+    is the template's markup (True) or text from a message (False)."""
+
+    segments: list[tuple[str, bool]]
+
+
+# marks where message content goes in a second render (private-use characters, which
+# templates pass through unchanged)
+_MARK = "\ue000{}\ue001"
+_MARK_RE = re.compile("\ue000(\\d+)\ue001")
+
+
 def render_chat(
     template: str | None,
     messages: Sequence[Mapping[str, Any]],
@@ -70,31 +87,120 @@ def render_chat(
     eos_token: str = "",
     add_generation_prompt: bool = True,
     source: str = "the model's chat template",
-) -> str:
+) -> RenderedChat:
     """The prompt text for `messages` ([{role, content}]) under `template`; `source`
     names the template in errors (e.g. the GGUF file it came from)."""
+    msgs = [dict(m) for m in messages]
+    tmpl = _compile(template or TRANSCRIPT_TEMPLATE, source)
+    extra = {"bos_token": bos_token, "eos_token": eos_token, "add_generation_prompt": add_generation_prompt}
+    size = sum(len(str(m.get("content", ""))) for m in msgs)
+    text = _render(tmpl, source, size, messages=msgs, **extra)
+    marked = [{**m, "content": _MARK.format(i)} for i, m in enumerate(msgs)]
+    layout = _render(tmpl, source, size, messages=marked, **extra)
+    out = RenderedChat(text)
+    out.segments = _segments(text, layout, [str(m.get("content", "")) for m in msgs])
+    return out
+
+
+def _segments(text: str, layout: str, contents: list[str]) -> list[tuple[str, bool]]:
+    """The markup and content pieces of `text`, from the render with marks (`layout`).
+    Content the template trimmed is followed; content it changed otherwise is kept as
+    given (still plain text, though the prompt then differs from the template's)."""
+    pieces: list[tuple[str, int | None]] = []
+    pos = 0
+    for m in _MARK_RE.finditer(layout):
+        pieces += [(layout[pos : m.start()], None), ("", int(m.group(1)))]
+        pos = m.end()
+    pieces.append((layout[pos:], None))
+    aligned = _align(text, pieces, contents)
+    if aligned is None:
+        aligned = [(contents[i], False) if i is not None else (t, True) for t, i in pieces]
+    return [(t, markup) for t, markup in aligned if t]
+
+
+def _align(text: str, pieces: list[tuple[str, int | None]], contents: list[str]) -> list[tuple[str, bool]] | None:
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for k, (markup, index) in enumerate(pieces):
+        if index is None:
+            if not text.startswith(markup, pos):
+                return None
+            out.append((markup, True))
+            pos += len(markup)
+            continue
+        after = pieces[k + 1][0] if k + 1 < len(pieces) else ""
+        c = contents[index]
+        for shaped in (c, c.strip(), c.lstrip(), c.rstrip()):
+            if text.startswith(shaped, pos) and text.startswith(after, pos + len(shaped)):
+                out.append((shaped, False))
+                pos += len(shaped)
+                break
+        else:
+            return None
+    return out if pos == len(text) else None
+
+
+def _render(tmpl: Any, source: str, size: int, **variables: Any) -> str:
     from jinja2.exceptions import SecurityError, TemplateError
 
-    tmpl = _compile(template or TRANSCRIPT_TEMPLATE, source)
     try:
-        return str(
-            tmpl.render(
-                messages=[dict(m) for m in messages],
-                bos_token=bos_token,
-                eos_token=eos_token,
-                add_generation_prompt=add_generation_prompt,
-            )
-        )
-    except TemplateRefusal:
-        raise
+        return render_limited(tmpl, size, **variables)
+    except LlamaError as exc:
+        if isinstance(exc, TemplateRefusal):
+            raise
+        raise type(exc)(f"{source} ran past a limit and was stopped: {exc.message}") from None
     except SecurityError as exc:
         # a template that reaches for Python internals (CVE-2024-34359): the sandbox
         # stopped it before anything ran
         raise LlamaError(f"{source} tried an unsafe operation and was stopped: {exc}") from exc
     except TemplateError as exc:
         raise LlamaError(f"{source} failed: {exc}") from exc
+    except RecursionError as exc:
+        raise LlamaError(f"{source} recursed too deeply and was stopped") from exc
     except Exception as exc:  # a template's own bug (e.g. adding a number to a string)
         raise LlamaError(f"{source} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class _Vocab(Protocol):
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
+
+
+# Chats rendered for format-chat-prompt, by their text: generate-text given one of them
+# verbatim tokenizes it as chat-send does (message text without special tokens). Text
+# that differs in any way is the caller's own, and tokenized as such.
+_recent: OrderedDict[str, list[tuple[str, bool]]] = OrderedDict()
+RECENT = 32
+
+
+def remember(prompt: RenderedChat) -> None:
+    _recent[str(prompt)] = prompt.segments
+    _recent.move_to_end(str(prompt))
+    while len(_recent) > RECENT:
+        _recent.popitem(last=False)
+
+
+def recall(text: str) -> RenderedChat | None:
+    """The rendered chat whose text is exactly `text`, if one was remembered."""
+    segments = _recent.get(text)
+    if segments is None:
+        return None
+    out = RenderedChat(text)
+    out.segments = segments
+    return out
+
+
+def chat_tokens(model: _Vocab, prompt: str, parse_special: bool = False) -> list[int]:
+    """Tokens of a rendered chat prompt (no BOS added: the template writes its own).
+    Special tokens are parsed in the template's markup only, unless `parse_special`
+    asks for them in message content too (text that is not a RenderedChat is all
+    parsed, as the caller's own markup)."""
+    segments = getattr(prompt, "segments", None)
+    if segments is None or parse_special:
+        return model.tokenize(str(prompt), add_special=False, parse_special=True)
+    out: list[int] = []
+    for text, markup in segments:
+        out.extend(model.tokenize(text, add_special=False, parse_special=markup))
+    return out
 
 
 def to_messages(history: Any, message: str | None = None) -> list[dict[str, str]]:

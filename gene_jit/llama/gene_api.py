@@ -19,7 +19,7 @@ from gene_jit.llama import model as _model
 from gene_jit.llama import schema as _schema
 from gene_jit.llama.batch import batch_generate as _batch_generate
 from gene_jit.llama.batch import forward_batch as _forward_batch
-from gene_jit.llama.chat_template import format_qa
+from gene_jit.llama.chat_template import RenderedChat, chat_tokens, format_qa, recall, remember
 from gene_jit.llama.embed import embed as _embed
 from gene_jit.llama.embed import find_similar as _find_similar
 from gene_jit.llama.embed import hidden_states, pool
@@ -299,8 +299,20 @@ def _generation(m: Model, prompt: str, n: int, kw: dict[str, Any]) -> Generation
     speculate = speculate_option(kw.pop("speculate", None))
     sampling = Sampling.from_kwargs(m, kw)
     ctx = m.ctx
-    tokens = fit_prompt(m, m.prompt_tokens(prompt), n, ctx.n_ctx_seq, truncate)
+    tokens = fit_prompt(m, _prompt_tokens(m, prompt), n, ctx.n_ctx_seq, truncate)
     return Generation(m, ctx, tokens, n, sampling, stops, on_token=on_token, speculate=speculate)
+
+
+def _prompt_tokens(m: Model, prompt: str) -> list[int]:
+    """Special tokens written in a prompt are parsed, except in the message text of a
+    prompt made by format-chat-prompt (so that user text cannot forge a turn)."""
+    chat = recall(prompt)
+    if chat is None:
+        return m.prompt_tokens(prompt)
+    tokens = chat_tokens(m, chat)
+    if m.add_bos and tokens[:1] != [m.bos]:  # as prompt_tokens: a BOS unless written
+        tokens.insert(0, m.bos)
+    return tokens
 
 
 def _generate(entry: str, model: Any, prompt: Any, n: Any, kw: dict[str, Any]) -> Any:
@@ -388,7 +400,10 @@ def format_chat_prompt_fn(history: Any, message: Any = _NO_MESSAGE, model: Any =
     if message is None:
         raise LlamaError("format-chat-prompt: the message is nil (did read-line reach the end of input?)")
     m = current_model() if model is None else _as_model(model)
-    return format_chat_prompt(m, history, None if message is _NO_MESSAGE else str(message))
+    rendered = format_chat_prompt(m, history, None if message is _NO_MESSAGE else str(message))
+    if isinstance(rendered, RenderedChat):
+        remember(rendered)
+    return str(rendered)  # plain text for Gene; generate-text recalls its segments
 
 
 def generate_code(description: Any, language: Any = None, n: Any = 200, model: Any = None, **kw: Any) -> str:
@@ -421,8 +436,11 @@ def find_similar(items: Any, query: Any, k: Any = 1, documents: Any = None, mode
 
 
 def chat_session(model: Any = None, system: Any = None, n_ctx: Any = None) -> ChatSession:
+    n_ctx = check_options("chat-session", {"n_ctx": n_ctx}).get("n_ctx")
     m = current_model() if model is None else _as_model(model)
-    return ChatSession(m, None if system is None else str(system), n_ctx)
+    if system is not None and not isinstance(system, str):
+        raise OptionError(f"chat-session: the system message expects a string, got {system!r}")
+    return ChatSession(m, system, n_ctx)
 
 
 def chat_send(session: Any, message: Any, n: Any = 256, **kw: Any) -> str:
@@ -445,6 +463,7 @@ class _Stepper:
 
     def __init__(self, model: Model, tokens: list[int], idx: int, sampling: Sampling | None = None) -> None:
         self.model, self.history, self.idx = model, list(tokens), idx
+        self.prompt_len = len(tokens)  # the rest is rebuilt one token per call, as decoded
         self.sampler = (sampling or Sampling(temperature=0.0)).build(model)
         self.ended = False
 
@@ -454,7 +473,7 @@ class _Stepper:
         ctx = self.model.ctx
         with ctx.lock:
             if ctx.owner is not self:
-                self.idx = ctx.prefill(0, self.history)
+                self.idx = ctx.prefill(0, self.history, self.prompt_len)
                 ctx.owner = self
             tok = self.sampler.sample(ctx.ptr, self.idx)
             if self.model.is_eog(tok) or len(self.history) + 1 >= ctx.n_ctx_seq:

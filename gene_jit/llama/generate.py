@@ -43,10 +43,12 @@ class TextAssembler:
         self.pending += self.decoder.decode(data)
         return self._release(final=False)
 
-    def finish(self) -> str:
-        if not self.stopped:
-            self.pending += self.decoder.decode(b"", final=True)
-        return self._release(final=True)
+    def finish(self, cut: bool = True) -> str:
+        """The text held back, at the end: an incomplete UTF-8 character is dropped (never
+        a U+FFFD), and so is a tail that could begin a stop string when the text was `cut`
+        (by the token limit) rather than ended by the model."""
+        self.decoder.reset()
+        return self._release(final=not cut)
 
     def _release(self, final: bool) -> str:
         if self.stopped:
@@ -333,7 +335,7 @@ class Generation:
             self.stats.grammar_complete = self.sampler.grammar_complete(self.model.eos)
         self.model.last_stats = self.stats
         self.sampler.close()
-        return self._emit(self.text.finish())
+        return self._emit(self.text.finish(cut=reason == "length"))
 
     def run(self) -> str:
         """Generate to the end and return the whole text."""

@@ -289,7 +289,7 @@ def _int(info: GGUFInfo, key: str, lo: int, hi: int, required: bool = False) -> 
         return None
     value = info.kv.get(key)
     if info.types[key] not in _INTS or isinstance(value, bool):
-        raise _bad(key, value, f"it must be an integer, not a {info.types[key].name.lower()}")
+        raise _bad(key, value, f"it must be an integer, not a value of type {info.types[key].name.lower()}")
     assert isinstance(value, int)
     if not lo <= value <= hi:
         raise _bad(key, value, f"it must be between {lo} and {hi}")
@@ -317,7 +317,7 @@ def _float(info: GGUFInfo, key: str, lo: float, hi: float) -> None:
         return
     value = info.kv.get(key)
     if info.types[key] not in _FLOATS or not isinstance(value, float):
-        raise _bad(key, value, f"it must be a float, not a {info.types[key].name.lower()}")
+        raise _bad(key, value, f"it must be a float, not a value of type {info.types[key].name.lower()}")
     if not (math.isfinite(value) and lo <= value <= hi):
         raise _bad(key, value, f"it must be a finite number between {lo:g} and {hi:g}")
 
@@ -328,21 +328,20 @@ def _string(info: GGUFInfo, key: str, required: bool = False) -> str | None:
             raise _Bad(f"the key {key} is missing")
         return None
     if info.types[key] != GGUFValueType.STRING:
-        raise _bad(key, info.kv.get(key), f"it must be a string, not a {info.types[key].name.lower()}")
+        raise _bad(key, info.kv.get(key), f"it must be a string, not a value of type {info.types[key].name.lower()}")
     return str(info.kv[key])
+
+
+_GENERAL_STRINGS = tuple(f"general.{k}" for k in (
+    "name", "type", "basename", "size_label", "license", "finetune", "description", "quantized_by"))
 
 
 def _check_model(info: GGUFInfo) -> None:
     arch = _string(info, "general.architecture", required=True)
     if not arch or not all(c.isalnum() or c in "-_." for c in arch):
         raise _bad("general.architecture", arch, "not an architecture name")
-    for key, vtype in info.types.items():  # strings libllama reads with a type assertion
-        if key.startswith("general.") and key not in ("general.alignment", "general.tags", "general.languages") \
-                and key.split(".")[1] in ("name", "architecture", "type", "basename", "size_label",
-                                          "license", "finetune", "description", "quantized_by"):
-            _string(info, key)
-        if key.startswith("tokenizer.") and key.endswith(("_token_id",)) and vtype == GGUFValueType.ARRAY:
-            raise _Bad(f"{key} is an array; it must be one token id")
+    for key in _GENERAL_STRINGS:  # read as strings when libllama describes the model
+        _string(info, key)
     for key in ("general.file_type", "general.quantization_version"):
         _int(info, key, 0, 1 << 16)
     n_layer = _int(info, f"{arch}.block_count", 1, MAX_LAYERS, required=True)
@@ -406,7 +405,9 @@ def _check_vocab(info: GGUFInfo) -> int:
     _string(info, "tokenizer.ggml.model", required=True)
     for name, vtype in info.types.items():
         if name.startswith("tokenizer.ggml.") and name.endswith("_token_id"):
-            _int(info, name, 0, n_vocab - 1)
+            # -1 (or its unsigned twin) is how converters write "no such token"
+            if info.kv.get(name) not in (-1, 0xFFFFFFFF):
+                _int(info, name, 0, n_vocab - 1)
         elif name.startswith("tokenizer.ggml.add_") and vtype != GGUFValueType.BOOL:
             raise _bad(name, info.kv.get(name), "it must be a boolean")
     if "tokenizer.chat_template" in info.types:

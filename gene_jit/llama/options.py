@@ -51,6 +51,7 @@ OPTIONS: dict[str, Option] = {
     "truncate": Option("bool"),
     "speculate": Option("flag-or-nil"),
     "parse_special": Option("bool"),
+    "exact": Option("bool", doc="batch-generate: each prompt as generate-text gives it"),
     "n_ctx": Option("int", 1, 1 << 24),
     "threads": Option("int", 1, 1024),
     "gpu_layers": Option("int", -1, None, doc="-1 offloads every layer"),
@@ -67,10 +68,11 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "generate-code": _GENERATE,
     "generate-with-grammar": (*SAMPLING, "stop", "on_token", "truncate", "speculate"),
     "generate-json": (*SAMPLING, "stop", "on_token", "truncate", "speculate"),
-    "batch-generate": (*SAMPLING, "stop", "grammar", "json_schema"),
+    "batch-generate": (*SAMPLING, "stop", "grammar", "json_schema", "exact"),
     "chat-send": (*SAMPLING, "stop", "on_token", "speculate", "parse_special"),
     "get-next-token": (*SAMPLING, "grammar", "json_schema"),
     "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress"),
+    "chat-session": ("n_ctx",),
 }
 
 

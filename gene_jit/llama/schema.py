@@ -33,7 +33,11 @@ KEYWORDS: dict[str, str] = {
     "type": GRAMMAR, "enum": GRAMMAR, "const": GRAMMAR,
     "properties": GRAMMAR, "required": GRAMMAR, "additionalProperties": GRAMMAR,
     "items": GRAMMAR, "prefixItems": GRAMMAR, "minItems": GRAMMAR, "maxItems": GRAMMAR,
-    "minLength": GRAMMAR, "maxLength": GRAMMAR, "anyOf": GRAMMAR,
+    "anyOf": GRAMMAR,
+    # lengths: by the grammar, counting characters as libllama decodes them, except
+    # beside a pattern; a token of invalid UTF-8 decodes to more characters than the
+    # grammar counted, which the check reports
+    "minLength": CHECKED, "maxLength": CHECKED,
     "$ref": GRAMMAR, "$defs": GRAMMAR, "definitions": GRAMMAR,
     # integers: by the grammar (ranges); numbers: the grammar bounds the integer part
     "minimum": CHECKED, "maximum": CHECKED, "exclusiveMinimum": CHECKED, "exclusiveMaximum": CHECKED,

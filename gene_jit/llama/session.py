@@ -13,6 +13,9 @@ from gene_jit.llama.chat_template import (
     render_chat,
     to_messages,
 )
+from gene_jit.llama.chat_template import (
+    chat_tokens as _chat_tokens,
+)
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.generate import Generation, Sampling, Stats
 from gene_jit.llama.speculate import speculate_option
@@ -36,9 +39,10 @@ def chat_prompt(model: Model, messages: list[dict[str, str]], add_generation_pro
     )
 
 
-def chat_tokens(model: Model, prompt: str) -> list[int]:
-    """Tokens of a rendered chat prompt: the template wrote BOS itself, so none is added."""
-    return model.tokenize(prompt, add_special=False, parse_special=True)
+def chat_tokens(model: Model, prompt: str, parse_special: bool = False) -> list[int]:
+    """Tokens of a rendered chat prompt: the template wrote BOS itself, so none is added;
+    special tokens only in the template's markup (gene_jit.llama.chat_template)."""
+    return _chat_tokens(model, prompt, parse_special)
 
 
 class ChatSession:
@@ -52,6 +56,7 @@ class ChatSession:
         self.ctx: Context = model.new_context(n_ctx=n_ctx or model.n_ctx)
         self.last_stats: Stats | None = None
         self.dropped_turns = 0
+        self.parse_special = False  # special tokens in message text (chat-send :parse-special)
 
     def send(self, message: str, n: int = 256, on_token: Any = None, **kw: Any) -> str:
         """Add a user message, generate the reply, add it to the history, return it."""
@@ -60,6 +65,7 @@ class ChatSession:
         kw.setdefault("temperature", 0.7)
         stops = [str(s) for s in (kw.pop("stop", None) or [])]
         speculate = speculate_option(kw.pop("speculate", None))
+        self.parse_special = bool(kw.pop("parse_special", False))
         if self.model.chat_template() is None:
             stops += TRANSCRIPT_STOPS
         sampling = Sampling.from_kwargs(self.model, kw)
@@ -79,7 +85,7 @@ class ChatSession:
         are dropped (keeping a system message), and the user is told so."""
         room = self.ctx.n_ctx_seq - min(n, self.ctx.n_ctx_seq // 2)
         while True:
-            tokens = chat_tokens(self.model, chat_prompt(self.model, self.messages))
+            tokens = chat_tokens(self.model, chat_prompt(self.model, self.messages), self.parse_special)
             if len(tokens) <= room:
                 return tokens
             first = 1 if self.messages and self.messages[0]["role"] == "system" else 0

@@ -83,6 +83,14 @@ class GeneError(Exception):
         """How Gene prints a caught error (`$ex`): its kind and message."""
         return f"{self.kind}: {self.message}"
 
+    def __gene_get__(self, key: str) -> Any:
+        """`$ex/message` and `$ex/kind` of a caught error."""
+        if key == "message":
+            return self.message
+        if key == "kind":
+            return self.kind
+        raise GeneTypeError(f"a caught {self.kind} has members message and kind, not {key}")
+
 
 class GeneSyntaxError(GeneError):
     kind = "syntax error"
@@ -115,19 +123,20 @@ class GeneThrow(GeneError):
 
 
 class InternalError(Exception):
-    """Something gene-jit itself got wrong. `span` is the Gene code that was running when
-    it happened, if any; the Python exception behind it is the `__cause__`."""
+    """Something gene-jit itself got wrong. `span` is the Gene code it was running or
+    compiling when it happened, if any; the Python exception behind it is the `__cause__`."""
 
-    def __init__(self, message: str, span: Span | None = None) -> None:
+    def __init__(self, message: str, span: Span | None = None, doing: str = "running") -> None:
         super().__init__(f"internal error (this is a bug in gene-jit): {message}")
         self.message = message
         self.span = span
+        self.doing = doing  # what gene-jit was doing with the code at `span`
 
     def format(self) -> str:
         """The message, then where the Gene program was when it happened."""
         lines = [str(self.args[0])]
         if self.span is not None and self.span.line > 0:
-            lines.append(f"  while running {self.span}")
+            lines.append(f"  while {self.doing} {self.span}")
             text = source_line(self.span.file, self.span.line)
             if text is not None:
                 lines.append("    " + text)

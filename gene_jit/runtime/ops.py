@@ -86,22 +86,35 @@ def check_int(r: Any, op: str = "arithmetic") -> Any:
     return r
 
 
+def _tensor(a: Any, b: Any = None) -> bool:
+    """A tensor operand: `+ - * /` and negation are its elementwise ops (tensor.py)."""
+    return hasattr(a, "__gene_tensor__") or hasattr(b, "__gene_tensor__")
+
+
 def add(a: Any, b: Any) -> Any:
+    if _tensor(a, b):
+        return a + b
     _check_nums("+", a, b)
     return check_int(a + b, "+")
 
 
 def sub(a: Any, b: Any) -> Any:
+    if _tensor(a, b):
+        return a - b
     _check_nums("-", a, b)
     return check_int(a - b, "-")
 
 
 def mul(a: Any, b: Any) -> Any:
+    if _tensor(a, b):
+        return a * b
     _check_nums("*", a, b)
     return check_int(a * b, "*")
 
 
 def neg(a: Any) -> Any:
+    if _tensor(a):
+        return -a
     if not _is_num(a):
         raise GeneTypeError(f"- expects a number, got {kind_name(a)}")
     return check_int(-a, "-")
@@ -109,6 +122,8 @@ def neg(a: Any) -> Any:
 
 def div(a: Any, b: Any) -> float:
     """Gene `/`: always a float; division by zero gives inf, -inf or nan."""
+    if _tensor(a, b):
+        return a / b  # type: ignore[no-any-return]
     _check_nums("/", a, b)
     if b == 0:
         if a == 0 or a != a:

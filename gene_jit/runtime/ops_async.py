@@ -1,8 +1,18 @@
-"""Futures for `(async e)` and `(await f)`: they complete synchronously, as the reference
-VM's do (GENE.md 3.11). `(async e)` evaluates e at once; a Gene error raised by it makes a
-failed future, which `await` raises again. Gene sees `.state` (`success` or `failure`),
-`.value`, `.on_success cb` and `.on_failure cb` (cb runs at once when the state matches;
-both return the future, so they chain).
+"""Futures: `(async e)`, `(await f...)`, `(fn ^^async f ...)`, `gene/Future`, and the
+values of the `*_async` builtins (GENE.md 3.11).
+
+Futures complete synchronously, as the reference VM's do: `(async e)` evaluates e at once
+and `(gene/io/read_async path)` reads the file before it returns, so a program prints
+the same thing on every run and in every tier. A Gene error raised by the work makes a
+failed future, which `await` raises again (a `catch` then sees the original error).
+
+`(new gene/Future)` is a pending future that the program completes with `.complete v` or
+`.fail v`; `.on_success cb` / `.on_failure cb` run cb with the value (or the error) as
+soon as the state matches, at once if it already does. All four return the future, so
+they chain. `.state` is `pending`, `success` or `failure`; `.value` the value (the error
+of a failed future, nil while pending). Awaiting a pending future is an error: nothing
+else runs meanwhile that could complete it. Futures print as the VM's do:
+`<Future FsPending>`, `<Future FsSuccess>`, `<Future FsFailure>`.
 """
 
 from __future__ import annotations
@@ -13,27 +23,77 @@ from typing import Any
 from gene_jit.runtime.errors import GeneError, GeneTypeError
 from gene_jit.runtime.values import Symbol
 
+_PENDING = object()
+
 
 class Future:
-    __slots__ = ("value", "error")
+    __slots__ = ("_value", "error", "_callbacks")
 
-    def __init__(self, value: Any = None, error: GeneError | None = None) -> None:
-        self.value = value
+    def __init__(self, value: Any = _PENDING, error: GeneError | None = None) -> None:
+        self._value = value
         self.error = error
+        self._callbacks: list[tuple[bool, Callable[[Any], Any]]] = []
+
+    @property
+    def pending(self) -> bool:
+        return self._value is _PENDING and self.error is None
 
     @property
     def state(self) -> Symbol:
-        return Symbol("failure" if self.error is not None else "success")
+        if self.error is not None:
+            return Symbol("failure")
+        return Symbol("pending" if self._value is _PENDING else "success")
+
+    @property
+    def value(self) -> Any:
+        """The value of a completed future, the error value of a failed one, else nil."""
+        if self.error is not None:
+            return _error_value(self.error)
+        return None if self._value is _PENDING else self._value
+
+    def settle(self, value: Any = None, error: GeneError | None = None) -> Future:
+        if not self.pending:
+            raise GeneError(f"the future is already complete ({self.state.name})")
+        if error is not None:
+            self.error = error
+        else:
+            self._value = value
+        callbacks, self._callbacks = self._callbacks, []
+        for success, cb in callbacks:
+            self._notify(success, cb)
+        return self
+
+    def on(self, success: bool, cb: Any) -> Future:
+        if not callable(cb):
+            which = "on_success" if success else "on_failure"
+            raise GeneTypeError(f".{which} expects a function, got {_kind(cb)}")
+        if self.pending:
+            self._callbacks.append((success, cb))
+        else:
+            self._notify(success, cb)
+        return self
+
+    def _notify(self, success: bool, cb: Callable[[Any], Any]) -> None:
+        if (self.error is None) == success:
+            cb(self.value)
 
     def __gene_get__(self, key: str) -> Any:
         if key == "state":
             return self.state
         if key == "value":
-            return self.value if self.error is None else _error_value(self.error)
+            return self.value
         raise GeneTypeError(f"a future has no member {key}")
 
-    def __repr__(self) -> str:
-        return f"<Future {self.state.name}>"
+    def __gene_repr__(self) -> str:
+        return f"<Future Fs{self.state.name.capitalize()}>"
+
+    __repr__ = __gene_repr__
+
+
+def _kind(v: Any) -> str:
+    from gene_jit.runtime.ops import kind_name
+
+    return kind_name(v)
 
 
 def _error_value(err: GeneError) -> Any:
@@ -53,6 +113,14 @@ def run_async(thunk: Callable[[], Any]) -> Future:
     return Future(value)
 
 
+def completed(work: Callable[[], Any]) -> Future:
+    """The future of a builtin's work done now: its value, or the Gene error it raised."""
+    try:
+        return Future(work())
+    except GeneError as err:
+        return Future(error=err)
+
+
 def await_values(*futures: Any) -> Any:
     """`(await f)` is f's value; `(await f1 f2)` is an array; a failed future raises."""
     out = []
@@ -62,6 +130,11 @@ def await_values(*futures: Any) -> Any:
             continue
         if f.error is not None:
             raise f.error
+        if f.pending:
+            raise GeneError(
+                "await on a pending future: futures complete synchronously, so nothing "
+                "can complete it while await waits (call .complete first)"
+            )
         out.append(f.value)
     return out[0] if len(out) == 1 else out
 
@@ -77,16 +150,27 @@ def async_fn(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _on(fut: Future, success: bool, cb: Any) -> Future:
-    if (fut.error is None) == success:
-        cb(fut.value if success else _error_value(fut.error))  # type: ignore[arg-type]
-    return fut
+def _fail(fut: Future, value: Any = None) -> Future:
+    from gene_jit.runtime.ops import make_throw
+
+    err = make_throw(value)
+    assert isinstance(err, GeneError)  # make_throw gives the error itself or a GeneThrow
+    return fut.settle(error=err)
 
 
 def register() -> None:
+    from gene_jit.runtime.builtins import gene_builtin
     from gene_jit.runtime.ops import method
 
     method(Future, "state")(lambda f: f.state)
-    method(Future, "value")(lambda f: f.__gene_get__("value"))
-    method(Future, "on_success", "on-success")(lambda f, cb: _on(f, True, cb))
-    method(Future, "on_failure", "on-failure")(lambda f, cb: _on(f, False, cb))
+    method(Future, "value")(lambda f: f.value)
+    method(Future, "on_success", "on-success")(lambda f, cb: f.on(True, cb))
+    method(Future, "on_failure", "on-failure")(lambda f, cb: f.on(False, cb))
+    method(Future, "complete")(lambda f, value=None: f.settle(value))
+    method(Future, "fail")(_fail)
+    gene_builtin("Future", ns="gene")(new_future)
+
+
+def new_future() -> Future:
+    """`(new gene/Future)` / `(gene/Future)`: a pending future."""
+    return Future()

@@ -188,11 +188,17 @@ def _fmt_container(v: Any, quote: bool, seen: set[int]) -> str:
         parts = [v.cls.name]
         parts.extend(f"^{k} {_fmt(x, True, seen)}" for k, x in v.props.items())
         return "(" + " ".join(parts) + ")"
+    if (v.type is _UNQUOTE or v.type is _UNQUOTE_DISCARD) and len(v.children) == 1 and not v.props:
+        return v.type.name + _fmt(v.children[0], True, seen)  # `%x` as it was read
     # A gene's parts print in repr form even inside display form (GENE.md 4.3).
     parts = [_fmt(v.type, True, seen)]
     parts.extend(f"^{k} {_fmt(x, True, seen)}" for k, x in v.props.items())
     parts.extend(_fmt(x, True, seen) for x in v.children)
     return "(" + " ".join(parts) + ")"
+
+
+_UNQUOTE = Symbol("%")
+_UNQUOTE_DISCARD = Symbol("%_")
 
 
 def _fmt_other(v: Any, quote: bool, seen: set[int]) -> str:

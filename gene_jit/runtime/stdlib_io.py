@@ -1,5 +1,9 @@
 """Input and output builtins: `read-line`, `gene/io/read|write`, `file/read|write`
-(also `gene/File/read|write`), `gene/os/getenv`.
+(also `gene/File/read|write`), `gene/io/read_async|write_async`, `gene/os/getenv`.
+
+The `_async` forms return futures (ops_async.py) that complete before they are returned,
+as the reference VM's do: a read that fails gives a failed future, and `await` raises its
+error, so `(try (await (gene/io/read_async p)) catch * ...)` handles a missing file.
 
 File errors (missing file, no permission) are Gene errors naming the path, not Python
 tracebacks.
@@ -13,6 +17,7 @@ from typing import Any
 
 from gene_jit.runtime.builtins import expect, gene_builtin
 from gene_jit.runtime.errors import GeneError
+from gene_jit.runtime.ops_async import Future, completed
 from gene_jit.runtime.printer import display
 
 
@@ -70,6 +75,20 @@ def file_read(path: Any) -> str:
 def file_write(path: Any, content: Any) -> None:
     """`(file/write path content)`: replace the file with the display form of content."""
     write_file("file/write", path, content)
+
+
+@gene_builtin("read_async", ns="gene/io")
+@gene_builtin("read_async", ns="file")
+def file_read_async(path: Any) -> Future:
+    """`(gene/io/read_async path)`: a future of the file's text."""
+    return completed(lambda: read_file("gene/io/read_async", path))
+
+
+@gene_builtin("write_async", ns="gene/io")
+@gene_builtin("write_async", ns="file")
+def file_write_async(path: Any, content: Any) -> Future:
+    """`(gene/io/write_async path content)`: a future of nil once the file is written."""
+    return completed(lambda: write_file("gene/io/write_async", path, content))
 
 
 @gene_builtin("append", ns="file")

@@ -24,6 +24,7 @@ Contract for the tier-0 compiler:
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import sys
 import threading
@@ -108,24 +109,63 @@ def max_depth() -> int:
 
 
 class program_depth:  # noqa: N801 - used as a `with` statement
-    """`with program_depth(): env[" top"]()`: Gene code that the block calls (one frame
-    deeper than the `with`) may nest `max_depth()` Gene calls and no more. The recursion
-    limit is set for the block and put back after it; the main thread's stack is made
-    room for that depth once."""
+    """`with program_depth(): env[" top"]()`: Gene code that the block calls may nest
+    `max_depth()` Gene calls and no more. The recursion limit is set for the block and
+    put back after it; the main thread's stack is made room for that depth once."""
 
     def __enter__(self) -> None:
-        depth = 0
-        frame = sys._getframe(1)
-        while frame is not None:
-            depth += 1
-            frame = frame.f_back  # type: ignore[assignment]
         self.saved = sys.getrecursionlimit()
-        sys.setrecursionlimit(depth + 1 + max_depth())
+        sys.setrecursionlimit(python_depth() + max_depth())  # the block runs at our depth
         if not _stack_grown and threading.current_thread() is threading.main_thread():
             _grow_stack()
 
     def __exit__(self, *exc: object) -> None:
         sys.setrecursionlimit(self.saved)
+
+
+# (remaining, limit) offsets of CPython's recursion counter in PyThreadState, per
+# version (3.12 on: the Python-frame counter); checked against sys.getrecursionlimit()
+_COUNTER_OFFSETS = {(3, 11): (32, 36), (3, 12): (28, 32), (3, 13): (44, 48)}
+
+
+@functools.cache
+def recursion_counter_offset() -> int | None:
+    """Where the running thread state keeps what is left of the recursion budget (the
+    counter both tiers spend), or None where this Python is not laid out as expected."""
+    import ctypes
+
+    offsets = _COUNTER_OFFSETS.get(sys.version_info[:2])
+    tstate = thread_state()
+    if offsets is None or not tstate:
+        return None
+    remaining, limit = (ctypes.c_int.from_address(tstate + o).value for o in offsets)
+    if limit == sys.getrecursionlimit() and 0 < remaining <= limit:
+        return offsets[0]
+    return None
+
+
+def thread_state() -> int:
+    import ctypes
+
+    get = ctypes.pythonapi.PyThreadState_Get
+    get.restype = ctypes.c_void_p
+    return int(get() or 0)
+
+
+def python_depth() -> int:
+    """The caller's depth as CPython's recursion counter sees it: Python frames, and on
+    3.11 the C-level calls into Python as well (which the frames do not show)."""
+    offset = recursion_counter_offset()
+    if offset is not None:
+        import ctypes
+
+        remaining = ctypes.c_int.from_address(thread_state() + offset).value
+        return sys.getrecursionlimit() - remaining - 1
+    depth, frame = 0, sys._getframe(1)
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    return depth
 
 
 def _grow_stack() -> None:
@@ -142,3 +182,26 @@ def _grow_stack() -> None:
             resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
         except (ValueError, OSError):
             pass
+
+
+# Frames a tier-0 function's prologue holds when it forwards its call to a native entry:
+# the function's own, `FnState.enter` and `call_forwarded`.
+_PROLOGUE_FRAMES = 3
+
+
+def call_forwarded(entry: Any, args: list[Any]) -> Any:
+    """Run a native entry for a tier-0 function whose prologue forwards its call. The
+    call already holds the prologue's frames and CPython counts the call of the entry
+    once more, so the frames are handed back for the native call: the Gene call counts
+    once, as in tier 0."""
+    offset = recursion_counter_offset()
+    if offset is None:
+        return entry(*args)
+    import ctypes
+
+    counter = ctypes.c_int.from_address(thread_state() + offset)
+    counter.value += _PROLOGUE_FRAMES
+    try:
+        return entry(*args)
+    finally:
+        counter.value -= _PROLOGUE_FRAMES

@@ -61,7 +61,7 @@ def from_numpy_dtype(dt: np.dtype) -> str:
 
 def f32_to_bf16(a: np.ndarray) -> np.ndarray:
     """float32 values -> bf16 bit patterns (uint16), rounding to nearest even."""
-    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    bits = np.array(a, dtype=np.float32, order="C").view(np.uint32)
     rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
     out = ((bits + rounding) >> 16).astype(np.uint16)
     # NaN must stay NaN (rounding could carry a NaN payload into infinity).
@@ -69,14 +69,18 @@ def f32_to_bf16(a: np.ndarray) -> np.ndarray:
 
 
 def bf16_to_f32(a: np.ndarray) -> np.ndarray:
-    return (np.ascontiguousarray(a, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return (np.asarray(a, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
-def to_storage(a: np.ndarray, name: str) -> np.ndarray:
-    """Values (any float/int array) -> the storage array of dtype `name`."""
-    if name == "bf16":
-        return f32_to_bf16(np.asarray(a, dtype=np.float32))
-    return np.asarray(a, dtype=STORAGE[name])
+def to_storage(a: Any, name: str) -> np.ndarray:
+    """Values (any float/int array, nested lists of Python numbers) -> the storage array
+    of dtype `name`, converted once from the values given (a float64 value never passes
+    through float32 on its way to f64). Values out of a narrower type's range become
+    inf, as a C cast does, without a NumPy warning."""
+    with np.errstate(all="ignore"):
+        if name == "bf16":
+            return f32_to_bf16(np.asarray(a, dtype=np.float32))
+        return np.asarray(a, dtype=STORAGE[name])
 
 
 def to_values(a: np.ndarray, name: str) -> np.ndarray:
@@ -90,10 +94,24 @@ def compute_dtype(name: str) -> str:
 
 
 def promote(a: str, b: str) -> str:
-    """Result dtype of a binary op (a float wins over an int; wider wins)."""
+    """Result dtype of a binary op on tensors of dtypes `a` and `b`: NumPy's
+    (`np.result_type`), so i32 with f32 is f64 as in NumPy; bf16 ranks as f16 does, and
+    f16 with bf16 is f32 (neither holds the other)."""
     if a == b:
         return a
-    order = ["i32", "i64", "bf16", "f16", "f32", "f64"]
     if {a, b} == {"f16", "bf16"}:
         return "f32"
-    return max(a, b, key=order.index)
+    np_a, np_b = (STORAGE["f16" if d == "bf16" else d] for d in (a, b))
+    r = from_numpy_dtype(np.result_type(np_a, np_b))
+    return "bf16" if r == "f16" and "bf16" in (a, b) else r
+
+
+def promote_scalar(t: str, value: Any) -> str:
+    """Result dtype of an op between a tensor of dtype `t` and a Python number (NumPy's
+    rule for Python scalars: the tensor's dtype, except that a float with an int tensor
+    gives f64, and an int too big for an i32 tensor gives i64)."""
+    if isinstance(value, float):
+        return t if t in FLOATS else "f64"
+    if t == "i32" and not -(2**31) <= value < 2**31:
+        return "i64"
+    return t

@@ -12,6 +12,7 @@ mistakes raise `TensorShapeError` naming both shapes.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,14 @@ import numpy as np
 
 from gene_jit.runtime.errors import GeneError, GeneIndexError, GeneTypeError
 from gene_jit.tensor.device import CPU, Device, create_device  # noqa: F401  (re-exported)
-from gene_jit.tensor.dtypes import FLOATS, compute_dtype, dtype_name, promote, to_storage
+from gene_jit.tensor.dtypes import (
+    FLOATS,
+    compute_dtype,
+    dtype_name,
+    promote,
+    promote_scalar,
+    to_storage,
+)
 from gene_jit.tensor.tensor import Tensor
 
 
@@ -34,29 +42,52 @@ def fmt_shape(shape: Sequence[int]) -> str:
 # ---- conversions ----
 
 
-def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
-    """A Tensor from a Tensor, a number or nested lists (on `like`'s device)."""
-    if isinstance(x, Tensor):
-        return x
+def number_array(x: Any, op: str = "tensor/create") -> np.ndarray:
+    """The values of a number or nested Gene array of numbers, as NumPy reads them (ints
+    as int64, floats as float64), or a Gene error naming `op`."""
     if isinstance(x, bool) or x is None or isinstance(x, str):
-        raise GeneTypeError(f"expected a tensor or a number, got {_kind(x)}")
+        raise GeneTypeError(f"{op}: expected a tensor or numbers, got {_kind(x)}")
     try:
         arr = np.asarray(x)
-    except Exception as exc:
-        raise GeneTypeError(f"cannot make a tensor from {_kind(x)}: {exc}") from None
-    if arr.dtype == object or arr.dtype.kind not in "fiub":
+    except (ValueError, TypeError, OverflowError):
+        arr = np.asarray(None)
+    if arr.dtype == object or arr.dtype.kind not in "fiu":
+        what = "text" if arr.dtype.kind in "US" else _kind(x)
         raise GeneTypeError(
-            f"cannot make a tensor from {_kind(x)}: need numbers in a regular nested array"
+            f"{op}: cannot make a tensor from {what}: need numbers in a regular nested array"
         )
-    dtype = "f32" if arr.dtype.kind == "f" else "i64"
-    if like is not None and arr.ndim == 0 and like.dtype in FLOATS:
-        dtype = like.dtype
-    t = Tensor.from_numpy(arr, dtype)
+    return arr
+
+
+def default_dtype(arr: np.ndarray) -> str:
+    """The dtype of a tensor made from Gene numbers: f32 for floats, i64 for ints."""
+    return "f32" if arr.dtype.kind == "f" else "i64"
+
+
+def as_tensor(x: Any, like: Tensor | None = None, op: str = "tensor") -> Tensor:
+    """A Tensor from a Tensor, a number or nested lists (on `like`'s device); a Python
+    number next to `like` takes the dtype NumPy gives a scalar there."""
+    if isinstance(x, Tensor):
+        return x
+    arr = number_array(x, op)
+    if like is not None and arr.ndim == 0 and not isinstance(x, np.generic):
+        dtype = promote_scalar(like.dtype, x)
+    else:
+        dtype = default_dtype(arr)
+    t = wrap(arr, dtype)
     return to(t, like.device) if like is not None and like.device.is_cuda else t
 
 
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """`a` in C order, copied only if it is not (unlike `np.ascontiguousarray`, a 0-d
+    array stays 0-d)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 def _kind(x: Any) -> str:
-    return "nil" if x is None else type(x).__name__
+    names = {bool: "bool", int: "int", float: "float", str: "a string", list: "an array",
+             dict: "a map"}
+    return "nil" if x is None else names.get(type(x), type(x).__name__)
 
 
 def values(t: Tensor) -> np.ndarray:
@@ -68,7 +99,7 @@ def values(t: Tensor) -> np.ndarray:
 
 def wrap(v: Any, dtype: str, device: Device = CPU) -> Tensor:
     """Host values -> a Tensor of `dtype`, placed on `device`."""
-    t = Tensor(to_storage(np.asarray(v), dtype), dtype, CPU)
+    t = Tensor(to_storage(v, dtype), dtype, CPU)
     return to(t, device) if device.is_cuda else t
 
 
@@ -100,14 +131,18 @@ def to_list(t: Tensor) -> Any:
 
 def on_device(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Route an op to `cuda_ops.<name>` when a tensor operand lives on CUDA; ops with
-    no CUDA version there run on the host and move the result back."""
+    no CUDA version there run on the host and move the result back. NumPy's floating
+    point warnings (overflow to inf, 0/0 to nan) are the IEEE results Gene gives, so
+    they never reach the user's stderr."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             dev = _cuda_operand(args)
             if dev is None:
-                return fn(*args, **kwargs)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    return fn(*args, **kwargs)
             from gene_jit.tensor import cuda_ops
 
             impl = getattr(cuda_ops, name, None)
@@ -165,13 +200,13 @@ def _shape_arg(shape: Any, op: str) -> tuple[int, ...]:
 
 
 def create(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
-    """`(tensor/create [[1 2] [3 4]] ^dtype :f32 ^device :cpu)`."""
+    """`(tensor/create [[1 2] [3 4]] ^dtype :f32 ^device :cpu)`: made directly in the
+    dtype from the values given (floats default to f32, ints to i64)."""
     if isinstance(data, Tensor):
         t = data if dtype is None else astype(data, dtype)
     else:
-        t = as_tensor(data)
-        if dtype is not None:
-            t = astype(t, dtype)
+        arr = number_array(data, "tensor/create")
+        t = wrap(arr, dtype_name(dtype) if dtype is not None else default_dtype(arr))
     return to(t, device) if device is not None else t
 
 
@@ -228,7 +263,7 @@ def reshape(t: Tensor, new_shape: Any) -> Tensor:
     if dims.count(-1) > 1 or not all(isinstance(d, int) and (d >= 0 or d == -1) for d in dims):
         raise TensorShapeError(f"tensor/reshape: bad target shape {dims!r}")
     try:
-        out = np.ascontiguousarray(t.data).reshape(dims)
+        out = contiguous(t.data).reshape(dims)
     except ValueError:
         raise TensorShapeError(
             f"tensor/reshape: cannot reshape {fmt_shape(t.shape)} ({t.size} elements) to {fmt_shape(dims)}"
@@ -245,12 +280,14 @@ def transpose(t: Tensor, axes: Any = None) -> Tensor:
             return t
         perm = list(range(t.ndim - 2)) + [t.ndim - 1, t.ndim - 2]
     else:
+        if not isinstance(axes, (list, tuple)):
+            raise GeneTypeError(f"tensor/transpose: axes must be an array, got {_kind(axes)}")
         perm = list(axes)
         if sorted(perm) != list(range(t.ndim)):
             raise TensorShapeError(
                 f"tensor/transpose: axes {perm} do not permute {fmt_shape(t.shape)}"
             )
-    return Tensor(np.ascontiguousarray(t.data.transpose(perm)), t.dtype, t.device)
+    return Tensor(contiguous(t.data.transpose(perm)), t.dtype, t.device)
 
 
 def _axis(t: Tensor, axis: int, op: str, extra: int = 0) -> int:
@@ -262,12 +299,28 @@ def _axis(t: Tensor, axis: int, op: str, extra: int = 0) -> int:
 
 @on_device("slice")
 def slice_(t: Tensor, start: int, stop: Any = None, axis: int = 0) -> Tensor:
-    """Elements start..stop (end excluded; negative counts from the end) along `axis`."""
+    """Elements start..stop (end excluded; negative counts from the end, nil stop is the
+    end) along `axis`. Unlike NumPy, a bound outside -n..n is an error rather than
+    clamped: a slice past the end is a mistake, not an empty result; start >= stop
+    within range gives an empty tensor, as in NumPy."""
     t = as_tensor(t)
+    if t.ndim == 0:
+        raise TensorShapeError("tensor/slice: a 0-d tensor has no axis to slice")
     ax = _axis(t, axis, "tensor/slice")
+    n = t.shape[ax]
+    for what, bound in (("start", start), ("stop", stop)):
+        if bound is None and what == "stop":
+            continue
+        if isinstance(bound, bool) or not isinstance(bound, int):
+            raise GeneTypeError(f"tensor/slice: {what} must be an int, got {_kind(bound)}")
+        if not -n <= bound <= n:
+            raise GeneIndexError(
+                f"tensor/slice: {what} {bound} is outside -{n}..{n} for axis {ax} of shape "
+                f"{fmt_shape(t.shape)}"
+            )
     index = [slice(None)] * t.ndim
     index[ax] = slice(start, stop)
-    return Tensor(np.ascontiguousarray(t.data[tuple(index)]), t.dtype, t.device)
+    return Tensor(contiguous(t.data[tuple(index)]), t.dtype, t.device)
 
 
 @on_device("get")
@@ -284,14 +337,19 @@ def get(t: Tensor, *index: int) -> Any:
     item = t.data[tuple(index)]
     if len(index) == t.ndim:
         return values(Tensor(np.asarray(item), t.dtype)).item()
-    return Tensor(np.ascontiguousarray(item), t.dtype, t.device)
+    return Tensor(contiguous(np.asarray(item)), t.dtype, t.device)
 
 
 def _same_family(ts: Sequence[Any], op: str) -> list[Tensor]:
     if not isinstance(ts, (list, tuple)) or not ts:
         raise GeneTypeError(f"{op}: expected a non-empty array of tensors")
-    tensors = [as_tensor(x) for x in ts]
-    return tensors
+    for i, x in enumerate(ts):
+        if isinstance(x, str):
+            raise GeneTypeError(
+                f"{op}: item {i} is a string; {op} takes tensors or arrays of numbers "
+                "(tokenize text first, e.g. (tokenize text) or (tokenizer/encode tok text))"
+            )
+    return [as_tensor(x, op=op) for x in ts]
 
 
 @on_device("stack")
@@ -353,16 +411,16 @@ def _binary(
         ta = a if isinstance(a, Tensor) else None
         tb = b if isinstance(b, Tensor) else None
         if ta is None and tb is None:
-            raise GeneTypeError(f"{op}: expected at least one tensor operand")
-        ta = ta or as_tensor(a, like=tb)
-        tb = tb or as_tensor(b, like=ta)
+            ta = as_tensor(a, op=op)  # numbers and arrays of numbers, as NumPy takes them
+        if ta is None:
+            ta = as_tensor(a, like=tb, op=op)
+        if tb is None:
+            tb = as_tensor(b, like=ta, op=op)
         broadcast_shape(op, ta.shape, tb.shape)
         dt = promote(ta.dtype, tb.dtype)
         if name == "div" and dt not in FLOATS:
-            dt = "f32"
-        va, vb = values(ta), values(tb)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return wrap(f(va, vb), dt)
+            dt = "f64"  # true division of ints, as NumPy's
+        return wrap(f(values(ta), values(tb)), dt)
 
     run.__name__ = name
     return run
@@ -379,8 +437,8 @@ def _unary(
 ) -> Callable[[Any], Tensor]:
     @on_device(name)
     def run(t: Any) -> Tensor:
-        t = as_tensor(t)
-        dt = t.dtype if t.dtype in FLOATS else "f32"
+        t = as_tensor(t, op=f"tensor/{name}")
+        dt = t.dtype if t.dtype in FLOATS else "f64"  # NumPy's dtype for ints
         v = values(t)
         if kernel is not None and v.dtype == np.float32 and v.size:
             from gene_jit.tensor_kernels import norms_cpu
@@ -389,8 +447,7 @@ def _unary(
             out = np.empty_like(flat)
             getattr(norms_cpu, kernel)(flat, out)
             return wrap(out.reshape(v.shape), dt)
-        with np.errstate(invalid="ignore", over="ignore"):
-            return wrap(f(v.astype(np.float64) if v.dtype != np.float32 else v), dt)
+        return wrap(f(v.astype(np.float64) if v.dtype != np.float32 else v), dt)
 
     run.__name__ = name
     return run

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gene_jit.runtime.errors import GeneIndexError, GeneTypeError
-from gene_jit.tensor.dtypes import FLOATS
+from gene_jit.tensor.dtypes import FLOATS, from_numpy_dtype
 from gene_jit.tensor.ops import (
     TensorShapeError,
     _axis,
@@ -22,6 +22,7 @@ from gene_jit.tensor.ops import (
     wrap,
 )
 from gene_jit.tensor.tensor import Tensor
+from gene_jit.tensor_kernels import reference
 
 
 def _float_dt(t: Tensor) -> str:
@@ -36,18 +37,24 @@ def _f32(v: np.ndarray) -> np.ndarray:
 
 
 def _reduce(name: str, f: Any) -> Any:
+    """A reduction with NumPy's result dtypes (an int sum is i64, an int mean f64); f16
+    and bf16 reduce in f32 and keep their dtype. The whole tensor gives a number."""
+
     @on_device(name)
     def run(t: Any, axis: Any = None) -> Any:
-        t = as_tensor(t)
+        op = f"tensor/{name}"
+        t = as_tensor(t, op=op)
         v = values(t)
-        if t.size == 0 and name in ("max", "argmax"):
-            raise TensorShapeError(f"tensor/{name}: empty tensor {fmt_shape(t.shape)}")
-        if axis is None:
-            r = f(v)
-            return r.item() if hasattr(r, "item") else r
-        ax = _axis(t, axis, f"tensor/{name}")
+        ax = None if axis is None else _axis(t, axis, op)
+        empty = t.size == 0 if ax is None else t.shape[ax] == 0
+        if empty and name in ("max", "argmax"):
+            where = "" if ax is None else f" along axis {ax}"
+            raise TensorShapeError(f"{op}: nothing to reduce{where} in {fmt_shape(t.shape)}")
         r = f(v, axis=ax)
-        dt = "i64" if name == "argmax" else (t.dtype if name != "mean" else _float_dt(t))
+        if ax is None:
+            return r.item() if hasattr(r, "item") else r
+        keep = t.dtype in ("f16", "bf16") and name != "argmax"
+        dt = t.dtype if keep else from_numpy_dtype(np.asarray(r).dtype)
         return wrap(r, dt)
 
     run.__name__ = name
@@ -65,10 +72,14 @@ argmax = _reduce("argmax", np.argmax)
 
 @on_device("softmax")
 def softmax(t: Any, axis: int = -1) -> Tensor:
-    t = as_tensor(t)
+    t = as_tensor(t, op="tensor/softmax")
+    if t.ndim == 0:
+        raise TensorShapeError("tensor/softmax: a 0-d tensor has no axis")
     ax = _axis(t, axis, "tensor/softmax")
     v = values(t)
-    if v.dtype == np.float32 and ax == t.ndim - 1 and t.size:
+    if t.size == 0:  # nothing to normalise: an empty result of the same shape
+        return wrap(np.zeros(t.shape), _float_dt(t))
+    if v.dtype == np.float32 and ax == t.ndim - 1:
         from gene_jit.tensor_kernels import norms_cpu
 
         x = _f32(v).reshape(-1, t.shape[-1])
@@ -80,7 +91,15 @@ def softmax(t: Any, axis: int = -1) -> Tensor:
     return wrap(e / e.sum(axis=ax, keepdims=True), _float_dt(t))
 
 
+def _rows(x: Tensor) -> tuple[int, int]:
+    """(rows, last-axis length) of x seen as a matrix of its last axis."""
+    cols = x.shape[-1]
+    return math.prod(x.shape[:-1]), cols
+
+
 def _check_weight(op: str, x: Tensor, w: Tensor) -> None:
+    if x.ndim == 0:
+        raise TensorShapeError(f"{op}: a 0-d tensor has no last axis to normalise")
     if w.shape != (x.shape[-1],):
         raise TensorShapeError(
             f"{op}: weight shape {fmt_shape(w.shape)} does not match the last axis of {fmt_shape(x.shape)}"
@@ -91,9 +110,13 @@ def _check_weight(op: str, x: Tensor, w: Tensor) -> None:
 def rmsnorm(x: Any, w: Any, eps: float = 1e-6) -> Tensor:
     x, w = as_tensor(x), as_tensor(w)
     _check_weight("tensor/rmsnorm", x, w)
+    if x.size == 0:
+        return wrap(np.zeros(x.shape), _float_dt(x))
+    if "f64" in (x.dtype, w.dtype):  # keep float64 precision: the float64 reference
+        return wrap(reference.rmsnorm(values(x), values(w), float(eps)), "f64")
     from gene_jit.tensor_kernels import norms_cpu
 
-    xv = _f32(values(x)).reshape(-1, x.shape[-1])
+    xv = _f32(values(x)).reshape(_rows(x))
     out = np.empty_like(xv)
     norms_cpu.rmsnorm_f32(xv, _f32(values(w)), float(eps), out)
     return wrap(out.reshape(x.shape), _float_dt(x))
@@ -103,16 +126,20 @@ def rmsnorm(x: Any, w: Any, eps: float = 1e-6) -> Tensor:
 def layernorm(x: Any, w: Any, b: Any = None, eps: float = 1e-5) -> Tensor:
     x, w = as_tensor(x), as_tensor(w)
     _check_weight("tensor/layernorm", x, w)
-    bv = np.zeros(x.shape[-1], np.float32) if b is None else _f32(values(as_tensor(b)))
+    bv = np.zeros(x.shape[-1], np.float32) if b is None else values(as_tensor(b))
     if bv.shape != (x.shape[-1],):
         raise TensorShapeError(
             f"tensor/layernorm: bias shape {fmt_shape(bv.shape)} does not match {fmt_shape(x.shape)}"
         )
+    if x.size == 0:
+        return wrap(np.zeros(x.shape), _float_dt(x))
+    if "f64" in (x.dtype, w.dtype):
+        return wrap(reference.layernorm(values(x), values(w), bv, float(eps)), "f64")
     from gene_jit.tensor_kernels import norms_cpu
 
-    xv = _f32(values(x)).reshape(-1, x.shape[-1])
+    xv = _f32(values(x)).reshape(_rows(x))
     out = np.empty_like(xv)
-    norms_cpu.layernorm_f32(xv, _f32(values(w)), bv, float(eps), out)
+    norms_cpu.layernorm_f32(xv, _f32(values(w)), _f32(bv), float(eps), out)
     return wrap(out.reshape(x.shape), _float_dt(x))
 
 
@@ -140,9 +167,13 @@ def rope(x: Any, positions: Any = None, theta: float = 10000.0) -> Tensor:
             f"tensor/rope: needs [... T D] with D even, got {fmt_shape(x.shape)}"
         )
     pos = positions_for(x, positions)
+    if x.size == 0:
+        return wrap(np.zeros(x.shape), _float_dt(x))
+    if x.dtype == "f64":
+        return wrap(reference.rope(values(x), pos, float(theta)), "f64")
     from gene_jit.tensor_kernels import norms_cpu
 
-    xv = _f32(values(x)).reshape(-1, x.shape[-2], x.shape[-1])
+    xv = _f32(values(x)).reshape(math.prod(x.shape[:-2]), x.shape[-2], x.shape[-1])
     out = np.empty_like(xv)
     norms_cpu.rope_f32(xv, pos, float(theta), out)
     return wrap(out.reshape(x.shape), _float_dt(x))
@@ -233,6 +264,10 @@ def attention(
         raise TensorShapeError(
             f"{op}: q {fmt_shape(q.shape)} does not fit k {fmt_shape(k.shape)} and v {fmt_shape(v.shape)}"
         )
+    if qv.size == 0 or kv.size == 0:
+        if kv.shape[1] == 0 and qv.size:
+            raise TensorShapeError(f"{op}: no keys to attend to in k {fmt_shape(k.shape)}")
+        return wrap(np.zeros(q.shape), _float_dt(q))  # nothing to compute: empty, or D = 0
     sc = 1.0 / math.sqrt(qv.shape[2]) if scale is None else float(scale)
     out = np.empty_like(qv)
     from gene_jit.tensor_kernels import attention_cpu

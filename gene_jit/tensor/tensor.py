@@ -35,6 +35,7 @@ class Tensor:
     """A dense, row-major tensor. `data` is the storage array (bf16 as uint16 bits)."""
 
     __slots__ = ("data", "dtype", "device", "__weakref__")
+    __gene_tensor__ = True  # tier 0's `+ - * /` slow paths hand tensors to the operators
 
     def __init__(self, data: Any, dtype: str, device: Device = CPU) -> None:
         self.data = data
@@ -180,6 +181,35 @@ class Tensor:
     __truediv__ = _operator("div")
     __rtruediv__ = _operator("div", reflected=True)
     __matmul__ = _operator("matmul")
+
+    def __neg__(self) -> Tensor:
+        from gene_jit.tensor import ops
+
+        return ops.sub(0, self)
+
+    def __bool__(self) -> bool:
+        """Gene truthiness: every value but nil and false is true, a tensor too (tier 0's
+        `a / b` tests its divisor for zero before dividing)."""
+        return True
+
+    # Tier 0 emits `a + b`, `a - b` and `a * b` inline with an int64 range check on the
+    # result, `INT_MIN <= r <= INT_MAX`, whose slow path is for ints that overflow. A
+    # tensor result is within that check's meaning (it is not an int that overflowed):
+    # comparing a tensor with exactly those two bounds says so, and any other comparison
+    # of a tensor stays what it was, a Gene type error.
+    def __ge__(self, other: Any) -> bool:
+        if type(other) is int and other == _INT_MIN:
+            return True
+        return NotImplemented
+
+    def __le__(self, other: Any) -> bool:
+        if type(other) is int and other == _INT_MAX:
+            return True
+        return NotImplemented
+
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 def _fmt(x: Any) -> str:

@@ -207,8 +207,8 @@ def _buffer(rec: KernelFunction, i: int, value: Any) -> tuple[int, int]:
         return data.ctypes.data, data.size
     if value is None or value is NULL:
         raise _null_error(rec, i)
-    if isinstance(value, Buffer):
-        return _ffi_buffer(rec, i, value)
+    if isinstance(value, Buffer) or getattr(value, "elem", None) is not None:
+        return _ffi_buffer(rec, i, value)  # a buffer, or a pointer into one
     try:
         address = address_of(value)
     except TypeError as exc:
@@ -233,7 +233,7 @@ _BUFFER_ELEMS = {
 }
 
 
-def _ffi_buffer(rec: KernelFunction, i: int, buf: Buffer) -> tuple[int, int]:
+def _ffi_buffer(rec: KernelFunction, i: int, buf: Any) -> tuple[int, int]:
     spec, dtype = rec.spec, rec.dtypes[i]
     assert spec is not None and dtype is not None
     elem = buf.elem
@@ -244,7 +244,7 @@ def _ffi_buffer(rec: KernelFunction, i: int, buf: Buffer) -> tuple[int, int]:
         address = address_of(buf)
     except TypeError as exc:
         raise GeneTypeError(f"{spec.full_name}: argument {i + 1} ({spec.names[i]}): {exc}") from None
-    return address or 0, buf.length
+    return address or 0, (extent_of(buf) or 0) // elem.size
 
 
 def _null_error(rec: KernelFunction, i: int) -> GeneError:

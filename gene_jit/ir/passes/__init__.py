@@ -19,17 +19,19 @@ from gene_jit.ir.passes.constfold import constant_fold
 from gene_jit.ir.passes.dce import dead_code
 from gene_jit.ir.passes.inline import inline_small_calls
 from gene_jit.ir.passes.selfinline import inline_self_calls
+from gene_jit.ir.passes.tailcall import tail_calls_to_loops
 
 PIPELINE: list[tuple[str, Callable[[Unit], Unit]]] = [
     ("inline", inline_small_calls),
+    ("tailcall", tail_calls_to_loops),
     ("self-inline", inline_self_calls),
     ("constfold", constant_fold),
     ("dce", dead_code),
 ]
 PASS_NAMES = ["build", *(name for name, _ in PIPELINE)]
-# passes left out of compiles that count calls for the profiler: an inlined self-call
-# would not be counted as a call
-PROFILE_SKIPS = frozenset({"self-inline"})
+# passes left out of compiles that count calls for the profiler: an inlined self-call,
+# or one made a loop, would not be counted as a call
+PROFILE_SKIPS = frozenset({"tailcall", "self-inline"})
 _warned: set[str] = set()  # unknown pass names already reported
 
 

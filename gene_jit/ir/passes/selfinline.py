@@ -5,10 +5,13 @@ call per Gene call; gcc -O2 gets its speed on such code by inlining the recursio
 itself a few levels deep. This pass does the same on the typed IR: each direct call of a
 function to itself is replaced by a copy of the function's original body (fresh value
 ids, renamed blocks and slots), level by level, while the function stays under
-`MAX_INSTRS` instructions and `MAX_LEVELS` levels; the copies' own self-calls stay real
-calls.
+`MAX_INSTRS` instructions and `MAX_LEVELS` levels, for bodies of at most `MAX_TEMPLATE`
+instructions; the copies' own self-calls stay real calls.
 
 Assumes verified functions whose temporaries never cross blocks (the builder's form).
+A function whose body already holds depth marks (tailcall.py turned a tail call into
+a loop) is left alone: a copy's `depth.leave` gives back one call, not the loop's.
+
 Guarantees: the same results and errors (the copied code keeps its overflow checks and
 spans), temporaries still never cross blocks, and each inlined call still counts as one
 Gene call against the recursion depth limit: the copy is bracketed by `depth.enter` /
@@ -22,9 +25,13 @@ from dataclasses import dataclass, replace
 
 from gene_jit.frontend.forms import Span
 from gene_jit.ir.nodes import Block, Function, Instr, Op, Unit, Value
+from gene_jit.ir.types import Type
 
-MAX_LEVELS = 2
-MAX_INSTRS = 400
+MAX_LEVELS = 3
+MAX_INSTRS = 600
+# only small bodies are copied: the call is a large part of what they cost (gcc's
+# recursive inlining has the same kind of limit)
+MAX_TEMPLATE = 60
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ class _Template:
 
     params: tuple[Value, ...]
     blocks: tuple[Block, ...]
-    locals: dict[str, object]
+    locals: dict[str, Type]
 
 
 def _snapshot(fn: Function) -> _Template:
@@ -45,7 +52,7 @@ class _Inliner:
     def __init__(self, fn: Function) -> None:
         self.fn = fn
         self.template = _snapshot(fn)
-        self.next_id = 1 + max([p.id for p in fn.params] + [
+        self.next_id = 1 + max([0] + [p.id for p in fn.params] + [
             i.result.id for b in fn.blocks for i in b.instrs if i.result is not None])
         self.copies = 0
         self.moved: dict[int, Instr] = {}  # id of an instruction -> its rewritten copy
@@ -117,7 +124,7 @@ class _Inliner:
                   ret_slot: str | None, after: str, span: Span) -> list[Block]:
         fn, t = self.fn, self.template
         for slot, ty in t.locals.items():
-            fn.locals[f"{slot}@{tag}"] = ty  # type: ignore[assignment]
+            fn.locals[f"{slot}@{tag}"] = ty
         vmap: dict[int, Value] = {}
         out: list[Block] = []
         for k, block in enumerate(t.blocks):
@@ -147,7 +154,9 @@ class _Inliner:
 
     def run(self) -> None:
         sites = self.self_calls(self.fn.blocks)
-        size = len(self.template.blocks) and sum(len(b.instrs) for b in self.template.blocks)
+        size = sum(len(b.instrs) for b in self.template.blocks)
+        if size > MAX_TEMPLATE:
+            return
         for _ in range(MAX_LEVELS):
             if not sites or self.fn.instr_count() + len(sites) * size > MAX_INSTRS:
                 return
@@ -181,6 +190,9 @@ def depth_marks(span: Span) -> tuple[list[Instr], list[Instr]]:
 
 def inline_self_calls(unit: Unit) -> Unit:
     for fn in unit.functions.values():
-        if any(i.op is Op.CALL and i.attr == fn.name for b in fn.blocks for i in b.instrs):
+        ops = [(i.op, i.attr) for b in fn.blocks for i in b.instrs]
+        # a body that already spends depth in a loop (a tail call made a loop) would not
+        # give the budget back at the end of a copy: such functions keep their calls
+        if (Op.CALL, fn.name) in ops and not any(op is Op.DEPTH for op, _ in ops):
             _Inliner(fn).run()
     return unit
