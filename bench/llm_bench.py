@@ -120,7 +120,8 @@ def llama_cpp_peer(path: str, threads: int, n: int, lookup: bool = False) -> Pee
         for chunk in llm.create_completion(prompt, max_tokens=n, temperature=0, top_k=1, stream=True):
             if not first:
                 first = time.perf_counter()
-            parts.append(chunk["choices"][0]["text"])
+            step: Any = chunk  # a completion chunk (llama_cpp types it as a union)
+            parts.append(step["choices"][0]["text"])
         t1 = time.perf_counter()
         text = "".join(parts)
         return n_prompt, len(llm.tokenize(text.encode(), add_bos=False)), first - t0, t1 - first, text, ""

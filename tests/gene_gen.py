@@ -167,7 +167,7 @@ class Gen:
 
 
 def call_line(name: str, a: str, b: str) -> str:
-    """Print the call's value, or the kind of the error it raised (messages may differ)."""
+    """Print the call's value, or the error it raised (kind and message)."""
     return f"(try (println ({name} {a} {b})) catch * (println \"!\" $ex))"
 
 

@@ -94,7 +94,10 @@ def test_recursion_and_closures() -> None:
 
 
 def test_deep_recursion_works_and_overflow_is_a_gene_error() -> None:
-    assert run("(fn down [n] (if (n == 0) 0 (1 + (down (n - 1))))) (down 10000)") == 10000
+    # (down n) makes n + 1 Gene calls: 10,000 is the default limit (GENE.md)
+    assert run("(fn down [n] (if (n == 0) 0 (1 + (down (n - 1))))) (down 9999)") == 9999
+    with pytest.raises(GeneError, match="stack overflow"):
+        run("(fn down [n] (if (n == 0) 0 (1 + (down (n - 1))))) (down 10000)")
     with pytest.raises(GeneError, match="stack overflow"):
         run("(fn inf [n] (inf (n + 1))) (inf 0)")
 

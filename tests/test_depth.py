@@ -109,8 +109,9 @@ class Probe:
     """One deep call, made through `probe` and a block (two Gene calls more): `calls`
     Gene calls at its deepest, `value` its result if it fits. `slack` is how many calls
     past the limit a mode may still run: 1 where tier 0 enters native code (a
-    specialised call site does not count the call of the entry), and guard-missing
-    calls between the tiers (`b` with a string) count up to 4 times each."""
+    specialised call site does not count the call of the entry). `cost` bounds how
+    many units of the budget one call may take: calls that miss a native entry's guard
+    and go back to tier 0 (`b` with a string) also count the C-level calls between."""
 
     code: str
     calls: int

@@ -23,6 +23,7 @@ from tiny_model import write_tiny_model  # noqa: E402
 from gene_jit.llama import gene_api as g  # noqa: E402
 from gene_jit.llama.context import PROMPT_CHUNK, Context  # noqa: E402
 from gene_jit.llama.errors import LlamaError  # noqa: E402
+from gene_jit.llama.generate import Generation, Sampling  # noqa: E402
 from gene_jit.llama.model import POOL_SIZE, Model  # noqa: E402
 
 # "Once upon a time" continued after "Once" gave ", there was a small town in the"
@@ -31,6 +32,10 @@ from gene_jit.llama.model import POOL_SIZE, Model  # noqa: E402
 NEAR_TIES = ["Once upon a time", "Cats like to", "The sky is", "Water boils at"]
 BATCH_PROMPTS = ["The sky is", "Water boils at", "The capital of Italy is", "Cats like to"]
 LONG = "The history of computing is a story of machines that grew smaller and faster. " * 14
+
+
+def _greedy(m: Model, prompt: str, n: int = 12, **kw: object) -> str:
+    return str(g.generate_text(m, prompt, n, temperature=0, **kw))
 
 
 def _logits(ctx: Context, index: int) -> np.ndarray:
@@ -54,13 +59,13 @@ def _histories(m: Model, tokens: list[int]) -> list[Callable[[Context], None]]:
     ]
 
 
-def _check_prefill_ignores_history(m: Model, firsts: int = 4) -> None:
+def _check_prefill_ignores_history(m: Model, firsts: int = 4, prompt_lens: tuple[int | None, ...] = (None, -5)) -> None:
     tokens = m.prompt_tokens(LONG)[: PROMPT_CHUNK + 60]
     assert len(tokens) == PROMPT_CHUNK + 60
     ctx = m.new_context(n_ctx=512)
     ctx.canonical = True
     try:
-        for prompt_len in (None, len(tokens) - 5):
+        for prompt_len in (None if k is None else len(tokens) + k for k in prompt_lens):
             ctx.clear()
             ref = _logits(ctx, ctx.prefill(0, tokens, prompt_len))
             for before in _histories(m, tokens):
@@ -109,6 +114,27 @@ def test_a_refused_batch_leaves_the_context_as_it_was(tiny: Model) -> None:
     batch.close()
 
 
+def test_unfinished_streams_keep_their_context(tiny: Model) -> None:
+    """A stream being read keeps its own context; one nobody reads any more, or a
+    generation that failed to start, frees it (owners are held weakly)."""
+    ref = _greedy(tiny, "The cat", 10)
+    stream = iter(g.generate_text(tiny, "The cat", 10, temperature=0, stream=True))
+    first = next(stream)
+    assert tiny.ctx.owner is not None
+    assert _greedy(tiny, "Hello world", 10) == _greedy(tiny, "Hello world", 10)
+    assert first + "".join(stream) == ref
+    size = len(tiny._pool)
+    assert size >= 2
+    for _ in range(POOL_SIZE + 1):  # abandoned after one chunk each
+        next(iter(g.generate_text(tiny, "The cat", 10, temperature=0, stream=True)))
+    too_long = tiny.prompt_tokens("the cat sat on the mat " * 200)
+    for _ in range(POOL_SIZE + 1):
+        with pytest.raises(LlamaError):
+            Generation(tiny, tiny.ctx, too_long, 5, Sampling(temperature=0))
+    assert _greedy(tiny, "The cat", 10) == ref
+    assert len(tiny._pool) == size
+
+
 def test_batch_generate_exact_option(tiny: Model) -> None:
     prompts = ["The cat", "Hello world, this"]
     fast = g.batch_generate(tiny, prompts, 6, temperature=0, exact=False)
@@ -123,10 +149,6 @@ def test_batch_generate_exact_option(tiny: Model) -> None:
 @pytest.fixture(scope="module")
 def gemma() -> Model:
     return Model("default", threads=2, n_ctx=2048, progress=False)
-
-
-def _greedy(m: Model, prompt: str, n: int = 12, **kw: object) -> str:
-    return str(g.generate_text(m, prompt, n, temperature=0, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +167,7 @@ def refs(gemma: Model) -> dict[tuple[str, int], str]:
 
 @pytest.mark.model
 def test_default_model_prefill_ignores_history(gemma: Model) -> None:
-    _check_prefill_ignores_history(gemma, firsts=2)
+    _check_prefill_ignores_history(gemma, firsts=2, prompt_lens=(None,))
 
 
 def _earlier_calls(m: Model, prompt: str) -> list[Callable[[], object]]:

@@ -29,6 +29,8 @@ NIL_T = I8
 ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT, ERR_FFI_ARG = 1, 2, 3, 4, 5
 ERR_PENDING = 6  # raise the Gene error that native code had Python build (engine.PENDING)
 ERR_DEPTH = 7  # the recursion depth limit (emit_depth.py)
+# overflow of one operator: the message names it, as tier 0's does
+ERR_OVERFLOW_OP = {"+": 8, "-": 9, "*": 10, "div": 11}
 
 
 def error_code(kind: int, span: Span) -> int:
@@ -171,7 +173,8 @@ class FunctionEmitter:
     def checked(self, name: str, x: Any, y: Any) -> Any:
         f = self.mod.intrinsic(f"llvm.{name}.with.overflow.i64", ir.LiteralStructType([I64, I1]), [I64, I64])
         pair = self.b.call(f, [x, y])
-        self.check(self.b.extract_value(pair, 1), ERR_OVERFLOW)
+        op = {"sadd": "+", "ssub": "-", "smul": "*"}[name]
+        self.check(self.b.extract_value(pair, 1), ERR_OVERFLOW_OP[op])
         return self.b.extract_value(pair, 0)
 
     def arith(self, ins: Instr) -> Any:
@@ -197,7 +200,8 @@ class FunctionEmitter:
         if ins.op is Op.MOD:
             return self.b.select(adjust, self.b.add(r, y), r)
         # x // -1 == -x, which overflows only for INT_MIN
-        self.check(self.b.and_(is_m1, self.b.icmp_signed("==", x, ir.Constant(I64, -(2**63)))), ERR_OVERFLOW)
+        self.check(self.b.and_(is_m1, self.b.icmp_signed("==", x, ir.Constant(I64, -(2**63)))),
+                   ERR_OVERFLOW_OP["div"])
         neg = self.b.sub(zero, x)
         q = self.b.sdiv(x, safe_y)
         q = self.b.select(adjust, self.b.sub(q, ir.Constant(I64, 1)), q)

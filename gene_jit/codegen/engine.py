@@ -40,6 +40,10 @@ ERRORS: list[tuple[type[errors.GeneError], str]] = [
     (errors.GeneTypeError, "ffi argument out of range of its C type"),
     (errors.GeneError, "a native call failed"),
     (errors.GeneError, "stack overflow (recursion too deep)"),
+    (errors.GeneOverflowError, "integer overflow in +: result exceeds 64 bits"),
+    (errors.GeneOverflowError, "integer overflow in -: result exceeds 64 bits"),
+    (errors.GeneOverflowError, "integer overflow in *: result exceeds 64 bits"),
+    (errors.GeneOverflowError, "integer overflow in div: result exceeds 64 bits"),
 ]
 # Gene errors built by Python at native code's request just before it raises
 # ERR_PENDING: their messages hold run-time values (a kernel's name and shapes).

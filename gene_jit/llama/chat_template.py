@@ -69,9 +69,12 @@ def _compile(template: str, source: str) -> Any:
 
 class RenderedChat(str):
     """A rendered chat prompt; `segments` are its pieces in order, each with whether it
-    is the template's markup (True) or text from a message (False)."""
+    is the template's markup (True) or text from a message (False), or None where the
+    template changed message text in a way that cannot be followed (then `contents`,
+    the messages' text, is checked for special-token text instead)."""
 
-    segments: list[tuple[str, bool]]
+    segments: list[tuple[str, bool]] | None
+    contents: list[str]
 
 
 # marks where message content goes in a second render (private-use characters, which
@@ -98,14 +101,14 @@ def render_chat(
     marked = [{**m, "content": _MARK.format(i)} for i, m in enumerate(msgs)]
     layout = _render(tmpl, source, size, messages=marked, **extra)
     out = RenderedChat(text)
-    out.segments = _segments(text, layout, [str(m.get("content", "")) for m in msgs])
+    out.contents = [str(m.get("content", "")) for m in msgs]
+    out.segments = _segments(text, layout, out.contents)
     return out
 
 
-def _segments(text: str, layout: str, contents: list[str]) -> list[tuple[str, bool]]:
-    """The markup and content pieces of `text`, from the render with marks (`layout`).
-    Content the template trimmed is followed; content it changed otherwise is kept as
-    given (still plain text, though the prompt then differs from the template's)."""
+def _segments(text: str, layout: str, contents: list[str]) -> list[tuple[str, bool]] | None:
+    """The markup and content pieces of `text`, from the render with marks (`layout`),
+    following content the template trimmed; None when it changed content otherwise."""
     pieces: list[tuple[str, int | None]] = []
     pos = 0
     for m in _MARK_RE.finditer(layout):
@@ -113,9 +116,7 @@ def _segments(text: str, layout: str, contents: list[str]) -> list[tuple[str, bo
         pos = m.end()
     pieces.append((layout[pos:], None))
     aligned = _align(text, pieces, contents)
-    if aligned is None:
-        aligned = [(contents[i], False) if i is not None else (t, True) for t, i in pieces]
-    return [(t, markup) for t, markup in aligned if t]
+    return None if aligned is None else [(t, markup) for t, markup in aligned if t]
 
 
 def _align(text: str, pieces: list[tuple[str, int | None]], contents: list[str]) -> list[tuple[str, bool]] | None:
@@ -168,12 +169,12 @@ class _Vocab(Protocol):
 # Chats rendered for format-chat-prompt, by their text: generate-text given one of them
 # verbatim tokenizes it as chat-send does (message text without special tokens). Text
 # that differs in any way is the caller's own, and tokenized as such.
-_recent: OrderedDict[str, list[tuple[str, bool]]] = OrderedDict()
+_recent: OrderedDict[str, RenderedChat] = OrderedDict()
 RECENT = 32
 
 
 def remember(prompt: RenderedChat) -> None:
-    _recent[str(prompt)] = prompt.segments
+    _recent[str(prompt)] = prompt
     _recent.move_to_end(str(prompt))
     while len(_recent) > RECENT:
         _recent.popitem(last=False)
@@ -181,12 +182,7 @@ def remember(prompt: RenderedChat) -> None:
 
 def recall(text: str) -> RenderedChat | None:
     """The rendered chat whose text is exactly `text`, if one was remembered."""
-    segments = _recent.get(text)
-    if segments is None:
-        return None
-    out = RenderedChat(text)
-    out.segments = segments
-    return out
+    return _recent.get(text)
 
 
 def chat_tokens(model: _Vocab, prompt: str, parse_special: bool = False) -> list[int]:
@@ -194,8 +190,16 @@ def chat_tokens(model: _Vocab, prompt: str, parse_special: bool = False) -> list
     Special tokens are parsed in the template's markup only, unless `parse_special`
     asks for them in message content too (text that is not a RenderedChat is all
     parsed, as the caller's own markup)."""
-    segments = getattr(prompt, "segments", None)
-    if segments is None or parse_special:
+    if not isinstance(prompt, RenderedChat) or parse_special:
+        return model.tokenize(str(prompt), add_special=False, parse_special=True)
+    segments = prompt.segments
+    if segments is None:  # content the template reshaped: parse only if it forges nothing
+        for text in prompt.contents:
+            if model.tokenize(text, False, True) != model.tokenize(text, False, False):
+                raise LlamaError(
+                    "a chat message holds special-token text, and the chat template changes "
+                    "message text in a way that cannot keep it plain; remove it, or pass "
+                    ":parse-special true to let it through")
         return model.tokenize(str(prompt), add_special=False, parse_special=True)
     out: list[int] = []
     for text, markup in segments:

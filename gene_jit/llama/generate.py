@@ -152,8 +152,6 @@ class Generation:
         if n < 0:
             raise LlamaError(f"the number of tokens to generate must be >= 0, got {n}")
         self.done = False
-        if ctx.pooled:
-            ctx = model.claim_context(self, prompt_tokens, ctx)
         self.model, self.ctx, self.seq, self.n = model, ctx, seq, n
         self.prompt_len = len(prompt_tokens)
         self.sampler = sampling.build(model)
@@ -174,14 +172,21 @@ class Generation:
         self._ready: deque[int] = deque()  # sampled, not yet handed out
         self._idx = -1
         self._pending: int | None = None  # sampled, in the history, not yet decoded
+        if ctx.pooled:
+            self.ctx = model.claim_context(self, self.history, ctx)
         self._prefill()
 
     def _prefill(self) -> None:
         t0 = time.perf_counter()
-        with self.ctx.lock:
-            self._idx = self.ctx.prefill(self.seq, self.history, self.prompt_len)
-            self.stats.prompt_decoded = self.ctx.last_decoded
-            self.ctx.owner = self
+        try:
+            with self.ctx.lock:
+                self._idx = self.ctx.prefill(self.seq, self.history, self.prompt_len)
+                self.stats.prompt_decoded = self.ctx.last_decoded
+                self.ctx.owner = self
+        except BaseException:
+            self.done = True  # frees the context it claimed
+            self.sampler.close()
+            raise
         self.stats.prompt_seconds = time.perf_counter() - t0
 
     def __iter__(self) -> Iterator[str]:

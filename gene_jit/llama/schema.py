@@ -336,7 +336,8 @@ def _signed_range(lo: int | None, hi: int | None) -> str:
     lo = -top if lo is None else max(lo, -top)
     hi = top if hi is None else min(hi, top)
     if lo > hi:
-        raise GrammarError(f"no integer with at most {MAX_DIGITS} digits lies between {lo} and {hi}")
+        raise GrammarError(f"JSON schema keywords 'minimum' and 'maximum': no number of at most {MAX_DIGITS} "
+                           f"integer digits lies between {lo} and {hi}")
     alts = []
     if lo < 0:
         alts.append('"-" ' + _natural_range(max(1, -hi), -lo))

@@ -90,7 +90,7 @@ def register(fn_id: int, pyfunc: Any, info: FnInfo) -> Any:
 
 
 DEFAULT_MAX_DEPTH = 10_000
-MAX_MAX_DEPTH = 100_000
+MAX_MAX_DEPTH = 50_000
 # The main thread's stack may grow this far (the soft RLIMIT_STACK; Linux keeps at least
 # 128 MiB free below the stack): native frames, and C frames where tier 0 and native
 # code call each other, must fit GENE_MAX_DEPTH calls.
@@ -99,7 +99,7 @@ _stack_grown = False
 
 
 def max_depth() -> int:
-    """The Gene call depth limit: `GENE_MAX_DEPTH`, default 10,000, at most 100,000
+    """The Gene call depth limit: `GENE_MAX_DEPTH`, default 10,000, at most 50,000
     (what the stack below is sized for)."""
     try:
         value = int(os.environ.get("GENE_MAX_DEPTH", DEFAULT_MAX_DEPTH))

@@ -143,6 +143,20 @@ def dequant_q4_0(raw: np.ndarray) -> np.ndarray:
     return (d * q).reshape(-1)
 
 
+def dequant_q5_0(raw: np.ndarray) -> np.ndarray:
+    """Blocks of 32: f16 scale d, 4 bytes of high bits qh (little-endian), 16 bytes of
+    nibbles; value j < 16 is low nibble j with bit j of qh as its fifth bit, value 16 + j
+    the high nibble with bit 16 + j; x = d * (five-bit value - 16)."""
+    blocks = raw.reshape(-1, 22)
+    d = _f16(blocks[:, 0:2])
+    qh = np.ascontiguousarray(blocks[:, 2:6]).view("<u4").astype(np.int64)
+    qs = blocks[:, 6:].astype(np.int64)
+    j = np.arange(16)
+    lo = (qs & 0x0F) | (((qh >> j) & 1) << 4)
+    hi = (qs >> 4) | (((qh >> (j + 16)) & 1) << 4)
+    return (d * (np.concatenate([lo, hi], axis=1) - 16).astype(F64)).reshape(-1)
+
+
 def _k4_scales(sc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The 8 six-bit (scale, min) pairs packed in Q4_K's 12 scale bytes."""
     sc = sc.astype(np.int64)

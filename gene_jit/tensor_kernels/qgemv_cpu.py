@@ -1,0 +1,360 @@
+"""Numba CPU products with GGUF weights dequantised inside the product (fused): the
+weights stay in their blocks in memory, and each block is decoded in registers where it
+is multiplied.
+
+Layouts: a weight is `w [N, row_bytes]` uint8, one output feature per row (llama.cpp's
+`[out, in]`), each row a whole number of blocks of its type; activations are `x [T, K]`
+float32 row-major; `out [T, N]`. Types (the `kind` argument): Q8_0, Q4_0, Q5_0, Q4_K,
+Q6_K, and the plain F32, F16, BF16 read from the same raw bytes. Block layouts are
+documented beside the float64 references in reference.py.
+
+- `qgemv(w, kind, x, out)`: one token (`x [K]`, `out [N]`), rows in parallel. Each
+  block's dot product accumulates the integer quants times x in float32, and the block
+  scale multiplies the sum once; constant offsets (Q4_0's 8, Q5_0's 16, Q4_K's mins) are
+  applied through per-32 sums of x computed once per call.
+- `qmatmul(w, kind, x, out)`: several tokens (prefill), rows in parallel in chunks; each
+  row is decoded once into a float32 scratch row and dotted with four tokens at a time.
+- `dequant_rows(w, kind, ids, out)`: the rows `ids` decoded (embedding lookup).
+
+Block scales are IEEE halves; `_half` widens one with integer shifts and a bit cast
+(zero, subnormal and normal values exact; scales are never inf or NaN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
+
+F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K = 0, 1, 2, 3, 4, 5, 6, 7
+KINDS = {"f32": F32, "f16": F16, "bf16": BF16, "q8_0": Q8_0, "q4_0": Q4_0, "q5_0": Q5_0,
+         "q4_k": Q4_K, "q6_k": Q6_K}
+# (bytes, values) of one block of each kind
+BLOCKS = {F32: (4, 1), F16: (2, 1), BF16: (2, 1), Q8_0: (34, 32), Q4_0: (18, 32),
+          Q5_0: (22, 32), Q4_K: (144, 256), Q6_K: (210, 256)}
+
+_TWO_112 = np.float32(5.192296858534828e33)
+GEMV_CHUNK = 64  # rows a parallel item of qgemv runs with one lane scratch
+ROW_CHUNK = 16  # rows a parallel item of qmatmul decodes with one scratch row
+
+
+@intrinsic
+def _bits_f32(typingctx: Any, bits: types.Type) -> Any:
+    """The float32 whose bit pattern is the uint32 `bits`."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+@nb.njit(cache=True, inline="always")
+def _half(lo: Any, hi: Any) -> Any:
+    h = np.uint32(lo) | (np.uint32(hi) << np.uint32(8))
+    b = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | ((h & np.uint32(0x8000)) << np.uint32(16))
+    return _bits_f32(b) * _TWO_112  # type: ignore[call-arg]
+
+
+@nb.njit(cache=True, inline="always")
+def _i8(b: Any) -> Any:
+    v = np.int32(b)
+    return np.float32(v - 256 if v > 127 else v)
+
+
+@nb.njit(cache=True, inline="always")
+def _k4_scale_min(j: int, row: np.ndarray, o: int) -> tuple[Any, Any]:
+    """The six-bit (scale, min) of Q4_K sub-block `j` from the 12 bytes at row[o:]."""
+    if j < 4:
+        return np.int32(row[o + j]) & 63, np.int32(row[o + j + 4]) & 63
+    a = np.int32(row[o + j + 4])
+    return ((a & 0x0F) | ((np.int32(row[o + j - 4]) >> 6) << 4),
+            (a >> 4) | ((np.int32(row[o + j]) >> 6) << 4))
+
+
+# ---- fused dot products of one row with x (x [K], xs [K // 32] sums of 32 values) ----
+# Each block adds its scaled products into 32 lanes (`acc`, float32 scratch) that are
+# summed once per row: a sum per block would cost a horizontal reduction per block.
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _lanes(acc: np.ndarray) -> Any:
+    s = np.float32(0.0)
+    for i in range(32):
+        s += acc[i]
+    return s
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _dot_q8_0(row: np.ndarray, x: np.ndarray, xs: np.ndarray, acc: np.ndarray) -> Any:
+    acc[:] = 0.0
+    for b in range(x.shape[0] // 32):
+        o = b * 34
+        q = row[o + 2 : o + 34]
+        xb = x[b * 32 : b * 32 + 32]
+        d = _half(row[o], row[o + 1])
+        for i in range(32):
+            acc[i] += d * _i8(q[i]) * xb[i]
+    return _lanes(acc)
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _dot_q4_0(row: np.ndarray, x: np.ndarray, xs: np.ndarray, acc: np.ndarray) -> Any:
+    acc[:] = 0.0
+    off = np.float32(0.0)
+    for b in range(x.shape[0] // 32):
+        o = b * 18
+        q = row[o + 2 : o + 18]
+        xb = x[b * 32 : b * 32 + 32]
+        d = _half(row[o], row[o + 1])
+        for i in range(16):
+            v = np.int32(q[i])
+            acc[i] += d * np.float32(v & 0x0F) * xb[i]
+            acc[16 + i] += d * np.float32(v >> 4) * xb[16 + i]
+        off += d * xs[b]
+    return _lanes(acc) - np.float32(8.0) * off
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _dot_q5_0(row: np.ndarray, x: np.ndarray, xs: np.ndarray, acc: np.ndarray) -> Any:
+    acc[:] = 0.0
+    off = np.float32(0.0)
+    for b in range(x.shape[0] // 32):
+        o = b * 22
+        qh = (np.uint32(row[o + 2]) | (np.uint32(row[o + 3]) << np.uint32(8))
+              | (np.uint32(row[o + 4]) << np.uint32(16)) | (np.uint32(row[o + 5]) << np.uint32(24)))
+        q = row[o + 6 : o + 22]
+        xb = x[b * 32 : b * 32 + 32]
+        d = _half(row[o], row[o + 1])
+        for i in range(16):
+            v = np.uint32(q[i])
+            lo = (v & np.uint32(0x0F)) | (((qh >> np.uint32(i)) & np.uint32(1)) << np.uint32(4))
+            hi = (v >> np.uint32(4)) | (((qh >> np.uint32(i + 16)) & np.uint32(1)) << np.uint32(4))
+            acc[i] += d * np.float32(lo) * xb[i]
+            acc[16 + i] += d * np.float32(hi) * xb[16 + i]
+        off += d * xs[b]
+    return _lanes(acc) - np.float32(16.0) * off
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _dot_q4_k(row: np.ndarray, x: np.ndarray, xs: np.ndarray, acc: np.ndarray) -> Any:
+    acc[:] = 0.0
+    off = np.float32(0.0)
+    for b in range(x.shape[0] // 256):
+        o = b * 144
+        d = _half(row[o], row[o + 1])
+        dmin = _half(row[o + 2], row[o + 3])
+        for c in range(4):
+            s1, m1 = _k4_scale_min(2 * c, row, o + 4)
+            s2, m2 = _k4_scale_min(2 * c + 1, row, o + 4)
+            d1, d2 = d * np.float32(s1), d * np.float32(s2)
+            q = row[o + 16 + c * 32 : o + 48 + c * 32]
+            xb = x[b * 256 + c * 64 : b * 256 + c * 64 + 64]
+            for i in range(32):
+                v = np.int32(q[i])
+                acc[i] += d1 * np.float32(v & 0x0F) * xb[i] + d2 * np.float32(v >> 4) * xb[32 + i]
+            sub = b * 8 + 2 * c
+            off += dmin * (np.float32(m1) * xs[sub] + np.float32(m2) * xs[sub + 1])
+    return _lanes(acc) - off
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _dot_q6_k(row: np.ndarray, x: np.ndarray, xs: np.ndarray, acc: np.ndarray) -> Any:
+    acc[:] = 0.0
+    for b in range(x.shape[0] // 256):
+        o = b * 210
+        d = _half(row[o + 208], row[o + 209])
+        for half in range(2):
+            ql = row[o + 64 * half : o + 64 * half + 64]
+            qh = row[o + 128 + 32 * half : o + 160 + 32 * half]
+            so = o + 192 + 8 * half
+            xb = x[b * 256 + 128 * half : b * 256 + 128 * half + 128]
+            for part in range(2):
+                c1, c2 = d * _i8(row[so + part]), d * _i8(row[so + 2 + part])
+                c3, c4 = d * _i8(row[so + 4 + part]), d * _i8(row[so + 6 + part])
+                for j in range(16):
+                    i = 16 * part + j
+                    lo1, lo2 = np.int32(ql[i]), np.int32(ql[32 + i])
+                    hb = np.int32(qh[i])
+                    acc[i] += (c1 * np.float32(((lo1 & 0x0F) | ((hb & 3) << 4)) - 32) * xb[i]
+                               + c2 * np.float32(((lo2 & 0x0F) | (((hb >> 2) & 3) << 4)) - 32) * xb[32 + i]
+                               + c3 * np.float32(((lo1 >> 4) | (((hb >> 4) & 3) << 4)) - 32) * xb[64 + i]
+                               + c4 * np.float32(((lo2 >> 4) | (((hb >> 6) & 3) << 4)) - 32) * xb[96 + i])
+    return _lanes(acc)
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _plain(kind: int, row: np.ndarray, j: int) -> Any:
+    """Value j of a row of plain floats (F32, F16, BF16) stored as bytes."""
+    if kind == F32:
+        o = 4 * j
+        return _bits_f32(np.uint32(row[o]) | (np.uint32(row[o + 1]) << np.uint32(8))  # type: ignore[call-arg]
+                         | (np.uint32(row[o + 2]) << np.uint32(16))
+                         | (np.uint32(row[o + 3]) << np.uint32(24)))
+    if kind == BF16:
+        return _bits_f32((np.uint32(row[2 * j]) << np.uint32(16))  # type: ignore[call-arg]
+                         | (np.uint32(row[2 * j + 1]) << np.uint32(24)))
+    return _half(row[2 * j], row[2 * j + 1])
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _dot(kind: int, row: np.ndarray, x: np.ndarray, xs: np.ndarray, acc: np.ndarray) -> Any:
+    if kind == Q8_0:
+        return _dot_q8_0(row, x, xs, acc)
+    if kind == Q4_0:
+        return _dot_q4_0(row, x, xs, acc)
+    if kind == Q5_0:
+        return _dot_q5_0(row, x, xs, acc)
+    if kind == Q4_K:
+        return _dot_q4_k(row, x, xs, acc)
+    if kind == Q6_K:
+        return _dot_q6_k(row, x, xs, acc)
+    s = np.float32(0.0)
+    for j in range(x.shape[0]):
+        s += _plain(kind, row, j) * x[j]
+    return s
+
+
+@nb.njit(fastmath=True, cache=True)
+def _sums32(x: np.ndarray) -> np.ndarray:
+    xs = np.zeros(x.shape[0] // 32, np.float32)
+    for b in range(xs.shape[0]):
+        s = np.float32(0.0)
+        for i in range(32):
+            s += x[b * 32 + i]
+        xs[b] = s
+    return xs
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def qgemv(w: np.ndarray, kind: int, x: np.ndarray, out: np.ndarray) -> None:
+    """out [N] = W x for one token: w [N, row_bytes] uint8, x [K] float32."""
+    xs = _sums32(x)
+    n = w.shape[0]
+    for c in nb.prange((n + GEMV_CHUNK - 1) // GEMV_CHUNK):
+        acc = np.empty(32, np.float32)
+        for r in range(c * GEMV_CHUNK, min(n, c * GEMV_CHUNK + GEMV_CHUNK)):
+            out[r] = _dot(kind, w[r], x, xs, acc)
+
+
+# ---- whole rows decoded (prefill products, embedding rows) ----
+
+
+@nb.njit(fastmath=True, cache=True)
+def dequant_row(kind: int, row: np.ndarray, out: np.ndarray) -> None:
+    """Decode one weight row into out [K] float32."""
+    k = out.shape[0]
+    if kind == Q8_0:
+        for b in range(k // 32):
+            d = _half(row[b * 34], row[b * 34 + 1])
+            for i in range(32):
+                out[b * 32 + i] = d * _i8(row[b * 34 + 2 + i])
+    elif kind == Q4_0:
+        for b in range(k // 32):
+            o = b * 18
+            d = _half(row[o], row[o + 1])
+            for i in range(16):
+                q = np.int32(row[o + 2 + i])
+                out[b * 32 + i] = d * np.float32((q & 0x0F) - 8)
+                out[b * 32 + 16 + i] = d * np.float32((q >> 4) - 8)
+    elif kind == Q5_0:
+        for b in range(k // 32):
+            o = b * 22
+            d = _half(row[o], row[o + 1])
+            qh = (np.int64(row[o + 2]) | (np.int64(row[o + 3]) << 8)
+                  | (np.int64(row[o + 4]) << 16) | (np.int64(row[o + 5]) << 24))
+            for i in range(16):
+                v = np.int64(row[o + 6 + i])
+                out[b * 32 + i] = d * np.float32(((v & 0x0F) | (((qh >> i) & 1) << 4)) - 16)
+                out[b * 32 + 16 + i] = d * np.float32(((v >> 4) | (((qh >> (i + 16)) & 1) << 4)) - 16)
+    elif kind == Q4_K:
+        _row_q4_k(row, out)
+    elif kind == Q6_K:
+        _row_q6_k(row, out)
+    else:
+        for j in range(k):
+            out[j] = _plain(kind, row, j)
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _row_q4_k(row: np.ndarray, out: np.ndarray) -> None:
+    for b in range(out.shape[0] // 256):
+        o = b * 144
+        d = _half(row[o], row[o + 1])
+        dmin = _half(row[o + 2], row[o + 3])
+        for c in range(4):
+            s1, m1 = _k4_scale_min(2 * c, row, o + 4)
+            s2, m2 = _k4_scale_min(2 * c + 1, row, o + 4)
+            d1, mm1 = d * np.float32(s1), dmin * np.float32(m1)
+            d2, mm2 = d * np.float32(s2), dmin * np.float32(m2)
+            base = b * 256 + c * 64
+            for i in range(32):
+                q = np.int32(row[o + 16 + c * 32 + i])
+                out[base + i] = d1 * np.float32(q & 0x0F) - mm1
+                out[base + 32 + i] = d2 * np.float32(q >> 4) - mm2
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _row_q6_k(row: np.ndarray, out: np.ndarray) -> None:
+    for b in range(out.shape[0] // 256):
+        o = b * 210
+        d = _half(row[o + 208], row[o + 209])
+        for half in range(2):
+            ql, qh, so = o + 64 * half, o + 128 + 32 * half, o + 192 + 8 * half
+            base = b * 256 + 128 * half
+            for i in range(32):
+                lo1, lo2 = np.int32(row[ql + i]), np.int32(row[ql + 32 + i])
+                hb = np.int32(row[qh + i])
+                s = i // 16
+                out[base + i] = d * _i8(row[so + s]) * np.float32(
+                    ((lo1 & 0x0F) | ((hb & 3) << 4)) - 32)
+                out[base + 32 + i] = d * _i8(row[so + s + 2]) * np.float32(
+                    ((lo2 & 0x0F) | (((hb >> 2) & 3) << 4)) - 32)
+                out[base + 64 + i] = d * _i8(row[so + s + 4]) * np.float32(
+                    ((lo1 >> 4) | (((hb >> 4) & 3) << 4)) - 32)
+                out[base + 96 + i] = d * _i8(row[so + s + 6]) * np.float32(
+                    ((lo2 >> 4) | (((hb >> 6) & 3) << 4)) - 32)
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def qmatmul(w: np.ndarray, kind: int, x: np.ndarray, out: np.ndarray) -> None:
+    """out [T, N] = x [T, K] W^T: each row of W decoded once, then dotted with four
+    tokens at a time (one load of the row feeds four sums)."""
+    n = w.shape[0]
+    t_all, k = x.shape
+    for c in nb.prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
+        buf = np.empty(k, np.float32)
+        for r in range(c * ROW_CHUNK, min(n, c * ROW_CHUNK + ROW_CHUNK)):
+            dequant_row(kind, w[r], buf)
+            t = 0
+            while t + 4 <= t_all:
+                s0 = np.float32(0.0)
+                s1 = np.float32(0.0)
+                s2 = np.float32(0.0)
+                s3 = np.float32(0.0)
+                for j in range(k):
+                    v = buf[j]
+                    s0 += v * x[t, j]
+                    s1 += v * x[t + 1, j]
+                    s2 += v * x[t + 2, j]
+                    s3 += v * x[t + 3, j]
+                out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = s0, s1, s2, s3
+                t += 4
+            while t < t_all:
+                s = np.float32(0.0)
+                for j in range(k):
+                    s += buf[j] * x[t, j]
+                out[t, r] = s
+                t += 1
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def dequant_rows(w: np.ndarray, kind: int, ids: np.ndarray, out: np.ndarray) -> None:
+    """out [len(ids), K] = the rows `ids` of W, decoded."""
+    for i in nb.prange(ids.shape[0]):
+        dequant_row(kind, w[ids[i]], out[i])
