@@ -16,6 +16,7 @@ code, NumPy's RuntimeWarnings) are not shown unless `GENE_DEBUG=1`.
 
 from __future__ import annotations
 
+import faulthandler
 import numbers
 import os
 import warnings
@@ -53,6 +54,7 @@ def gene_boundary() -> Iterator[None]:
     """Where Python hands control to Gene code: Python warnings stay inside (Gene has its
     own errors), and an exception that is neither a Gene error nor an interrupt or broken
     pipe leaves as an `InternalError`."""
+    _report_crashes()
     with warnings.catch_warnings():
         if not debug_enabled():
             warnings.simplefilter("ignore")
@@ -66,6 +68,16 @@ def gene_boundary() -> Iterator[None]:
             from gene_jit.frontend.compiler_errors import internal_error
 
             raise internal_error(exc) from exc
+
+
+def _report_crashes() -> None:
+    """A crash in native code prints a report instead of ending the process silently
+    (gene_jit/ffi/crash.py names the foreign call that crashed)."""
+    if not faulthandler.is_enabled():
+        try:
+            faulthandler.enable()
+        except (RuntimeError, ValueError, OSError):  # no stderr to report to
+            pass
 
 
 def eval_source(source: str, filename: str = "<eval>", env: Any = None) -> Any:

@@ -47,6 +47,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "run a program and report where time goes and what became native",
     ),
     "ir": ("gene_jit.ir_cli", "show the typed IR, LLVM IR and assembly of a program's functions"),
+    "serve": ("gene_jit.serve.cli", "serve a model over an OpenAI-compatible HTTP API"),
 }
 
 _BUILTIN: dict[str, Subcommand] = {}

@@ -5,8 +5,10 @@ several argument pairs, printing the value or the caught error's kind. The funct
 cover what the tiers must agree on: comparison chains (`==`/`!=` included), `&&`/`||`
 whose operands have side effects, nested loops with break/continue/return, int/float
 mixing and int-vs-float comparisons, boundary integers (overflow must raise in both
-tiers), ranges that reach the int64 limits, closures, and global functions redefined
-after their callers were compiled.
+tiers), ranges that reach the int64 limits, closures, global functions redefined
+after their callers were compiled, and names that shadow globals and builtins (locals,
+parameters, loop variables, captured variables, namespace members, top-level variables
+that redeclare a function's name).
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ def program(r: random.Random, n_functions: int = 4, calls: int = 4) -> str:
             lines.append(call_line(name, r.choice(pool), r.choice(pool)))
     if r.random() < 0.5:
         lines += redefinition(r)
+    if r.random() < 0.5:
+        lines += shadowing(r)
     return "\n".join(lines) + "\n"
 
 
@@ -202,3 +206,88 @@ def redefinition(r: random.Random) -> list[str]:
         *[call_line("caller", str(r.randint(-5, 5)), "1") for _ in range(2)],
         call_line("old", "3", "4"),
     ]
+
+
+# Names that the shadowing cases bind both globally and lexically: Gene functions of the
+# program, builtins tier 1 compiles, an operator and `range`, which `for` reads.
+SHADOWED = ["sq", "dbl", "f", "abs", "max", "min", "len", "not", "range"]
+
+
+def shadowing(r: random.Random) -> list[str]:
+    """Global functions, then functions whose bodies use the same names bound lexically:
+    a lexical binding shadows every global and builtin of its name, in every tier. The
+    values stay ints, so that the functions compile where tier 1 can reach the names."""
+    cases = [_captured, _parameter, _local, _loop_var, _redeclared, _namespace, _deep_closure]
+    lines: list[str] = []
+    for i, case in enumerate(r.sample(cases, r.randint(2, 4))):
+        name = r.choice(SHADOWED)
+        if name not in ("abs", "max", "min", "len", "not", "range"):
+            lines.append(f"(fn {name} [v] (v * v))")
+        lines += case(r, name, f"s{i}")
+    return lines
+
+
+def _calls(r: random.Random, fn: str, n: int = 4, extra: str = "") -> list[str]:
+    """Enough calls for lazy mode to compile `fn` part way through."""
+    return [f"(try (println ({fn} {extra}{r.randint(-4, 9)})) catch * (println \"!\" $ex))"
+            for _ in range(n)]
+
+
+def _captured(r: random.Random, name: str, tag: str) -> list[str]:
+    k = r.randint(2, 9)
+    value = r.choice(["(v * n)", "(v + n)", "(n - v)"])
+    use = r.choice([f"({name} v)", f"(({name} v) + ({name} 1))", f"(do (var t 0) (for j in (range 0 3) (t += ({name} j))) (t + v))"])
+    return [f"(fn mk{tag} [n] (var {name} (fn [v] {value})) (fn [v] {use}))",
+            f"(var {tag} (mk{tag} {k}))", *_calls(r, tag)]
+
+
+def _parameter(r: random.Random, name: str, tag: str) -> list[str]:
+    if name in ("not", "range"):  # an int parameter read as a value: `(not + v)` is no sum
+        name = "p" + tag
+    return [f"(fn {tag} [v] (var {tag}a 0) ({tag}a = ({tag}b v {r.randint(1, 5)})) {tag}a)",
+            f"(fn {tag}b [{name} w] (({name} * 2) + w))", *_calls(r, tag)]
+
+
+def _local(r: random.Random, name: str, tag: str) -> list[str]:
+    if name in ("not", "range"):
+        return [f"(fn {tag} [v] (var {name} (fnx [p] (p + 3))) ({name} v))", *_calls(r, tag)]
+    body = r.choice([f"(var {name} (v + 1)) ({name} * 3)",
+                     f"(var {name} (fnx [p] (p + 3))) ({name} v)",
+                     f"(if (v > 2) (do (var {name} (v - 1)) ({name} + 1)) else v)"])
+    return [f"(fn {tag} [v] {body})", *_calls(r, tag)]
+
+
+def _loop_var(r: random.Random, name: str, tag: str) -> list[str]:
+    if name in ("not", "range"):
+        name = "i" + tag
+    loop = r.choice([f"(for {name} in (range 0 v) (s += {name}))",
+                     f"(for {name} in (0 .. v) (s += ({name} * {name})))",
+                     f"(loop [{name} 0] (if ({name} >= v) (break)) (s += 1) (break))"])
+    return [f"(fn {tag} [v] (var s 0) {loop} s)", *_calls(r, tag)]
+
+
+def _redeclared(r: random.Random, name: str, tag: str) -> list[str]:
+    """A top-level `var` that redeclares a global function's name: functions defined
+    before it keep the function, those defined after read the variable."""
+    g = f"g{tag}"
+    return [f"(fn {g} [v] (v * 2))", f"(fn {tag}old [v] ({g} v))", *_calls(r, f"{tag}old", 2),
+            f"(var {g} (fn [v] (v + {r.randint(10, 99)})))", f"(fn {tag}new [v] ({g} v))",
+            *_calls(r, f"{tag}old", 2), *_calls(r, f"{tag}new", 3)]
+
+
+def _namespace(r: random.Random, name: str, tag: str) -> list[str]:
+    if name in ("not", "range"):
+        name = "m" + tag
+    return [f"(fn {name} [v] (v * 1000))",
+            f"(ns n{tag} (fn {name} [v] (v + {r.randint(1, 9)})) (fn go [v] ({name} v)))",
+            *_calls(r, f"n{tag}/go")]
+
+
+def _deep_closure(r: random.Random, name: str, tag: str) -> list[str]:
+    """A closure chain whose captured variable has a global namesake that holds the
+    chain itself: calling the global instead of the captured one never ends."""
+    if name in ("not", "range", "abs", "max", "min", "len"):
+        name = "c" + tag
+    n = r.choice([3, 40, 300])
+    return [f"(fn {tag} [n] (if (n == 0) (fn [] 0) else (do (var {name} ({tag} (n - 1))) (fn [] (1 + ({name}))))))",
+            f"(var {name} ({tag} {n}))", f"(println ({name}))", f"(println (({tag} 2)))"]

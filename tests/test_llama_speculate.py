@@ -51,8 +51,9 @@ def test_drafter_backs_off_after_misses() -> None:
 
 def _costs(single: float, batch3: float) -> StepCosts:
     costs = StepCosts()
-    costs.record(1, single)
-    costs.record(3, batch3)
+    for _ in range(3):
+        costs.record(1, single)
+        costs.record(3, batch3)
     return costs
 
 
@@ -76,6 +77,18 @@ def test_payoff_weighs_what_batches_cost() -> None:
             p.observe(2, 1)
     assert cheap.worth(2) and not dear.worth(2)
     assert StepCosts().ratio(3) > 1.0  # a prior until measured
+
+
+def test_step_costs_resist_slow_outliers() -> None:
+    costs = StepCosts()
+    costs.record(1, 1.2)  # the first decode of a context allocates its buffers
+    costs.record(3, 2.0)  # a moment of contention: one step, not what batches cost
+    for _ in range(4):
+        costs.record(1, 0.01)
+    assert costs.ratio(3) == pytest.approx(1.7)  # one slow batch does not stop guessing
+    for _ in range(3):
+        costs.record(3, 0.016)
+    assert costs.ratio(3) == pytest.approx(1.6)
 
 
 def test_payoff_counts_guesses_it_did_not_decode() -> None:

@@ -4,6 +4,7 @@ recursive calls (same results, same errors, same recursion depth)."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,44 @@ def test_ir_command_prints_the_ir_after_a_pass(tmp_path: Path) -> None:
     assert [line.split(":")[0][12:] for line in out.stderr.splitlines() if line.startswith(";; IR after")] \
         == PASS_NAMES
     assert out.stdout.startswith(";; typed IR")
+
+
+def _recursive_program(r: random.Random, name: str) -> str:
+    """A random recursive function of (n a): self-calls in and out of tail position,
+    results used in arithmetic that may overflow, in branches of random shape."""
+
+    def leaf() -> str:
+        return r.choice(["n", "a", "(n * a)", "(a - n)", str(r.choice([0, 1, 3, -7, 2**40, 2**62]))])
+
+    def call() -> str:
+        return f"({name} (n - {r.randint(1, 3)}) {leaf()})"
+
+    def expr(depth: int) -> str:
+        kind = r.randrange(4) if depth > 0 else 0
+        if kind == 0:
+            return leaf()
+        if kind == 1:
+            return f"({expr(depth - 1)} {r.choice(['+', '-', '*'])} {call()})"
+        if kind == 2:
+            return call()  # in tail position when the branch is
+        return f"(if ({leaf()} {r.choice(['<', '>', '=='])} {leaf()}) {expr(depth - 1)} {expr(depth - 1)})"
+
+    return f"(fn {name} [n a] (if (n <= 0) {leaf()} {expr(3)}))"
+
+
+def test_random_recursive_functions_agree_with_tier0() -> None:
+    r = random.Random(12)
+    for k in range(40):
+        src = _recursive_program(r, f"rec{k}")
+        f = gjit(src)
+        for n, a in ((0, 1), (1, 2), (5, 3), (9, -1), (14, 2)):
+            outcomes = []
+            for run in (f, f._pyfunc):
+                try:
+                    outcomes.append(("ok", run(n, a)))
+                except GeneError as exc:
+                    outcomes.append((type(exc).__name__, str(exc).split(": ", 1)[-1][:30]))
+            assert outcomes[0][0] == outcomes[1][0], (src, n, a, outcomes)
+            if outcomes[0][0] == "ok":
+                assert outcomes[0] == outcomes[1], (src, n, a)
+        assert f.signatures, src

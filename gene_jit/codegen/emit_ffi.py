@@ -51,6 +51,7 @@ from gene_jit.codegen.emit import (
     PTR,
     error_code,
 )
+from gene_jit.ffi import crash
 from gene_jit.ir import types as T
 from gene_jit.ir.builder import NotTypeable
 from gene_jit.ir.ffi_calls import Binding, FieldRead, ForeignCall, RowView, StructType
@@ -156,7 +157,12 @@ class CallBuilder:
         # an instruction, not a constant expression: llvmlite types calls through values
         # only (LLVM folds it back into a constant address)
         callee = self.b.inttoptr(ir.Constant(I64, self.rec.address), PtrTo(fnty))
+        # the record of the current call that crash reports read (gene_jit/ffi/crash.py)
+        slot = self.b.inttoptr(ir.Constant(I64, crash.CURRENT_ADDRESS), PTR)
+        prev = self.b.load(slot, typ=I64)
+        self.b.store(ir.Constant(I64, crash.name_address(self.rec.name)), slot)
         result = self.b.call(callee, self.values, arg_attrs=self.attrs or None)
+        self.b.store(prev, slot)
         return self.result(ret, result)
 
     def return_type(self, t: Any) -> ir.Type:

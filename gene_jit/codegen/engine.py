@@ -148,11 +148,17 @@ class Engine:
         handler = ctypes.c_void_p(id(raise_native_error))
         self._keep.append(handler)
         llvm.add_symbol("gene_jit_error_handler", ctypes.addressof(handler))
-        import numpy
+        self._ndarray_cell: ctypes.c_void_p | None = None
 
-        cell = ctypes.c_void_p(id(numpy.ndarray))
-        self._keep.append(cell)
-        llvm.add_symbol("gene_jit_ndarray_type", ctypes.addressof(cell))
+    def ndarray_symbol(self) -> str:
+        """The symbol of the cell that holds NumPy's ndarray type, bound on first use:
+        only entries that take arrays read it, and NumPy is not imported before."""
+        if self._ndarray_cell is None:
+            import numpy
+
+            self._ndarray_cell = ctypes.c_void_p(id(numpy.ndarray))
+            llvm.add_symbol("gene_jit_ndarray_type", ctypes.addressof(self._ndarray_cell))
+        return "gene_jit_ndarray_type"
 
     def _runtime_module(self) -> llvm.ModuleRef:
         # the fallback's place in a NativeCallable (trampoline.py), after the object header

@@ -91,7 +91,7 @@ class FnState:
         self.callers: list[BindingTable] = []
         self.source: FnSource | None = None
         try:
-            self.source = FnSource.from_form(fn_id, info.form)  # type: ignore[arg-type]
+            self.source = FnSource.from_form(fn_id, info.form, free_names(info, code))  # type: ignore[arg-type]
         except NotTypeable as exc:
             self.give_up(exc.reason)
         if info.has_varargs:
@@ -275,9 +275,12 @@ class JitHooks:
         from gene_jit.frontend.compiler_core import pyid
 
         ns = state.info.namespace
-        value = ns.get(pyid(name), _MISSING)
+        free = state.source.free if state.source is not None else None
+        kind, key = (free or {}).get(name, ("global", pyid(name)))
+        if kind != "global":
+            return None  # the builder refuses names bound outside the function first
+        value = ns.get(key, _MISSING)
         for names in self.names:  # the entry checks the name is still bound so
-            key = pyid(name)
             names.setdefault((id(ns), key), Binding(ns, key, None if value is _MISSING else value))
         if value is _MISSING:
             value = BUILTINS.get(name, _MISSING)
@@ -292,6 +295,19 @@ class JitHooks:
             return {ops.mod: "mod", ops.rem: "rem", ops.int_div: "div"}[value]
         builtin_name = getattr(value, "__gene_builtin__", None)
         return builtin_name if isinstance(builtin_name, str) else None
+
+
+def free_names(info: tiering.FnInfo, code: Any) -> dict[str, tuple[str, str]]:
+    """How tier 0 bound the names the function uses outside itself (see FnSource). A
+    top-level variable that a closure made in a top-level loop reads is that
+    iteration's value, a captured variable in the Python function: what Python calls a
+    free variable is captured whatever tier 0's scopes called it."""
+    free = dict(info.extra.get("free", {}))
+    cells = set(code.co_freevars)
+    for name, (kind, py) in free.items():
+        if py in cells:
+            free[name] = ("outer", py)
+    return free
 
 
 _MISSING = object()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import sys
-import sysconfig
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -123,7 +122,7 @@ def current() -> tuple[Layout | None, str]:
         return None, f"tier 1 needs CPython, not {sys.implementation.name}"
     if sys.maxsize != 2**63 - 1:
         return None, "tier 1 needs a 64-bit Python"
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    if "t" in getattr(sys, "abiflags", ""):  # (sysconfig would say too, in milliseconds)
         return None, f"tier 1 does not support the free-threaded build of {where}"
     layout = LAYOUTS.get(version)
     if layout is None:
@@ -131,12 +130,32 @@ def current() -> tuple[Layout | None, str]:
         return None, f"tier 1 does not know the object layout of {where} (it supports {known})"
     try:
         _check_objects(layout)
-        import numpy
-
-        check_numpy(numpy)
     except LayoutMismatch as exc:
         return None, f"tier 1 is off: the object layout of {where} is not the expected one ({exc})"
     return layout, ""
+
+
+@cache
+def numpy_reason() -> str:
+    """Why entries cannot take NumPy arrays here ("" when they can). Checked on the
+    first entry that takes an array, so that NumPy is imported only by programs that
+    use it."""
+    import numpy
+
+    try:
+        check_numpy(numpy)
+    except LayoutMismatch as exc:
+        return f"tier 1 does not read this NumPy's arrays ({exc})"
+    return ""
+
+
+def require_numpy() -> None:
+    """Raise NotTypeable (the function stays in tier 0) if arrays cannot be read."""
+    reason = numpy_reason()
+    if reason:
+        from gene_jit.ir.builder import NotTypeable
+
+        raise NotTypeable(reason)
 
 
 def require() -> Layout:

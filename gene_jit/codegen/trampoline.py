@@ -160,7 +160,10 @@ class EntryEmitter:
 
     def unbox_array(self, obj: Any, ty: T.Type) -> Any:
         b = self.b
-        nd_type = b.load(_gvar(self.mod, "gene_jit_ndarray_type", PTR), typ=PTR)
+        from gene_jit.codegen.engine import engine
+
+        L.require_numpy()
+        nd_type = b.load(_gvar(self.mod, engine().ndarray_symbol(), PTR), typ=PTR)
         self.guard(self.type_is(obj, nd_type))
         self.guard(b.icmp_signed("==", self.field(obj, L.ND_NDIM, I32), ir.Constant(I32, ty.ndim)))
         descr = self.field(obj, L.ND_DESCR, PTR)

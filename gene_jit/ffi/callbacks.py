@@ -168,4 +168,18 @@ def raise_pending() -> None:
         raise exc
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         raise exc
+    if too_deep(exc):
+        raise stack_overflow() from None
     raise CallbackError(f"error inside a callback: {type(exc).__name__}: {exc}") from exc
+
+
+def too_deep(exc: BaseException) -> bool:
+    """Whether `exc` is Python's recursion limit, met in Gene code or while ctypes
+    converted an argument (which wraps it in an ArgumentError)."""
+    return isinstance(exc, RecursionError) or (
+        isinstance(exc, ctypes.ArgumentError) and "RecursionError" in str(exc))
+
+
+def stack_overflow() -> GeneError:
+    """The Gene error for calls nested past the depth limit (as outside callbacks)."""
+    return GeneError("stack overflow (recursion too deep)")

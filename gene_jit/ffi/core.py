@@ -19,7 +19,7 @@ import keyword
 from dataclasses import dataclass, field
 from typing import Any
 
-from gene_jit.ffi import callbacks
+from gene_jit.ffi import callbacks, crash
 from gene_jit.ffi.library import LIBRARIES, Library, library
 from gene_jit.ffi.memmap import check_code_address
 from gene_jit.ffi.types import (
@@ -148,9 +148,9 @@ def _fast_check(i: int, t: FfiType, loose: bool) -> str:
     if kind in ("pointer", "buffer"):
         if loose:
             return f"{a} if type({a}) is int or {a} is None else {slow}"
-        return f"{a}.address if type({a}) is _Ptr and {a}.address else {slow}"
+        return f"{a}.address if type({a}) is _Ptr and {a}.address and not {a}.cast else {slow}"
     if kind == "string":
-        return f"{a}.encode() if type({a}) is str else {slow}"
+        return f"{a}.encode() if type({a}) is str and '\\0' not in {a} else {slow}"
     if kind == "struct":
         return f"{a}._c if type({a}) is _S{i} and {a}._c is not None else {slow}"
     if kind == "struct_ptr":
@@ -202,6 +202,11 @@ def _variadic_arg(rec: ForeignFunction, pos: int, value: Any) -> Any:
     if isinstance(value, float):
         return ctypes.c_double(value)
     if isinstance(value, str):
+        if "\0" in value:
+            raise GeneTypeError(
+                f"{rec.name}: variadic argument {pos + 1} holds a NUL character at index "
+                f"{value.index(chr(0))}, where C would end it"
+            )
         return ctypes.c_char_p(value.encode())
     try:
         return ctypes.c_void_p(to_c(ctype_of("pointer"), value, rec.addresses))
@@ -213,6 +218,7 @@ def _variadic_arg(rec: ForeignFunction, pos: int, value: Any) -> Any:
 
 
 def _build(rec: ForeignFunction) -> Any:
+    crash.install()
     n = len(rec.params)
     args = [f"a{i}" for i in range(n)]
     conv = [f"c{i}" for i in range(n)]
@@ -231,6 +237,8 @@ def _build(rec: ForeignFunction) -> Any:
         "_ptr": pointer_from,
         "_IMAX": INT64_MAX,
         "_big": lambda r: _overflow(rec, r),
+        "_cs": crash.CURRENT,
+        "_nm": crash.name_address(rec.name),
     }
     if rec.returns.kind in ("struct", "struct_ptr"):
         env["_R"] = rec.returns.target
@@ -246,11 +254,15 @@ def _build(rec: ForeignFunction) -> Any:
         call_args = f"{call_args}, *cva" if n else "*cva"
     else:
         lines.append("    if _va: raise _extra(_va)")
-    lines += [
+    lines += [  # the record of the current call, for crash reports (gene_jit/ffi/crash.py)
+        "    _pv = _cs.value",
+        "    _cs.value = _nm",
         "    try:",
         f"        r = _cf({call_args})",
         "    except _ArgErr as exc:",
         f"        raise _bad(exc, ({', '.join(args)}{',' if n == 1 else ''})) from None",
+        "    finally:",
+        "        _cs.value = _pv",
         "    if _pend: _rp()",
         f"    return {_return_expr(rec.returns, rec.addresses)}",
     ]
@@ -278,6 +290,8 @@ def _overflow(rec: ForeignFunction, raw: int) -> Any:
 
 def _diagnose(rec: ForeignFunction, exc: Exception, values: tuple[Any, ...]) -> GeneError:
     """ctypes refused an argument the fast path let through: find which, and say why."""
+    if callbacks.too_deep(exc):
+        return callbacks.stack_overflow()
     for i, (t, v) in enumerate(zip(rec.params, values, strict=False)):
         try:
             to_c(t, v, rec.addresses)

@@ -22,7 +22,7 @@ from gene_jit import ffi
 from gene_jit.ffi.core import find_library
 from gene_jit.ffi.memory import pointer_to
 from gene_jit.ffi.structs import StructValue
-from gene_jit.ffi.types import ADDRESS_LIMIT, NULL, Pointer, describe, pointer_from, spec_name
+from gene_jit.ffi.types import ADDRESS_LIMIT, NULL, Pointer, describe, spec_name
 from gene_jit.runtime.errors import GeneArityError, GeneTypeError
 from gene_jit.runtime.registry import builtin
 from gene_jit.runtime.values import Symbol
@@ -122,12 +122,13 @@ def gene_is_null(value: Any) -> bool:
 @builtin("ptr", ns="ffi")
 def gene_ptr(address: Any) -> Pointer | None:
     """`(ffi/ptr n)`: the int `n` as a pointer, the one way an int becomes an address
-    (nil for 0). Nothing checks what it points to."""
+    (nil for 0). Its extent is unknown: reading or writing through it checks that the
+    bytes are mapped, and passing it to C that it points into mapped memory."""
     if isinstance(address, bool) or not isinstance(address, int):
         raise GeneTypeError(f"ffi/ptr: expected an int address, got {describe(address)}")
     if not 0 <= address < ADDRESS_LIMIT:
         raise GeneTypeError(f"ffi/ptr: {address} is not an address (0 to 2**64-1)")
-    return pointer_from(address)
+    return Pointer(address, cast=True) if address else None
 
 
 @builtin("address", ns="ffi")

@@ -31,7 +31,7 @@ from gene_jit.ffi.types import (
     from_c,
     to_c,
 )
-from gene_jit.runtime.errors import GeneIndexError, GeneTypeError
+from gene_jit.runtime.errors import GeneError, GeneIndexError, GeneTypeError
 
 
 class Buffer:
@@ -39,16 +39,22 @@ class Buffer:
 
     __slots__ = ("_c", "address", "elem", "length", "_keep", "__weakref__")
 
-    def __init__(self, elem: FfiType, length: int) -> None:
+    def __init__(self, elem: FfiType, length: int, who: str = "ffi/new") -> None:
         if elem.kind in ("void", "struct", "array"):
-            raise GeneTypeError(f"ffi/new: cannot make an array of :{elem.name} items")
+            raise GeneTypeError(f"{who}: cannot make an array of :{elem.name} items")
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise GeneTypeError(
-                f"ffi/new: length must be a non-negative int, got {describe(length)}"
+                f"{who}: length must be a non-negative int, got {describe(length)}"
             )
         self.elem = elem
         self.length = length
-        self._c: Any = (elem.field_ctype * max(length, 1))()
+        try:
+            self._c: Any = (elem.field_ctype * max(length, 1))()
+        except (MemoryError, OverflowError):
+            raise GeneError(
+                f"{who}: cannot allocate {length} items of :{elem.name} "
+                f"({length * elem.size} bytes): not enough memory"
+            ) from None
         self.address: int = ctypes.addressof(self._c)
         # what stored pointers point into, by item address: alive while this memory is
         self._keep: dict[int, Any] = {}
@@ -138,10 +144,10 @@ def buffer(size_or_text: Any) -> Buffer:
     """`(ffi/buffer n)` n zeroed bytes; `(ffi/buffer "text")` a NUL-terminated UTF-8 copy."""
     if isinstance(size_or_text, (str, bytes)):
         data = size_or_text.encode() if isinstance(size_or_text, str) else size_or_text
-        buf = Buffer(ctype_of("uint8"), len(data) + 1)
+        buf = Buffer(ctype_of("uint8"), len(data) + 1, "ffi/buffer")
         ctypes.memmove(buf.address, data, len(data))
         return buf
-    return Buffer(ctype_of("uint8"), size_or_text)
+    return Buffer(ctype_of("uint8"), size_or_text, "ffi/buffer")
 
 
 def free(value: Any) -> None:
@@ -215,10 +221,12 @@ def _same_layout(a: FfiType, b: FfiType) -> bool:
     return (a.kind, a.size, a.signed) == (b.kind, b.size, b.signed)
 
 
-def _items(value: Any, t: FfiType, index: Any, count: int, who: str) -> int:
+def _items(value: Any, t: FfiType, index: Any, count: int, who: str, perm: str = "r") -> int:
     """The address of items index..index+count-1 of type `t` at `value`, after checking
     that they lie inside the memory `value` is known to span (a buffer, a struct, a
-    pointer taken from either), and that a typed buffer holds items of `t`'s layout."""
+    pointer taken from either), and that a typed buffer holds items of `t`'s layout.
+    Memory of unknown extent (an address C gave back, or `ffi/ptr` made) must lie in
+    mappings of the process with permission `perm` (`"r"`, or `"w"` to write)."""
     if isinstance(index, bool) or not isinstance(index, int):
         raise GeneTypeError(f"{who}: index must be an int, got {describe(index)}")
     if t.kind == "void":
@@ -239,6 +247,8 @@ def _items(value: Any, t: FfiType, index: Any, count: int, who: str) -> int:
                 f"{who}: item {index}{last} of :{t.name} ({t.size} bytes each) is outside "
                 f"{describe(value)}, which spans {extent} bytes"
             )
+    else:
+        memmap.check_range(addr + index * t.size, count * t.size, perm, f"{who}: argument 1")
     return addr + index * t.size
 
 
@@ -285,7 +295,7 @@ def string(pointer: Any, length: Any = None) -> str | None:
         if extent is not None:  # stop at the end of the memory even without a NUL
             raw = ctypes.string_at(addr, extent).split(b"\0", 1)[0]
         else:
-            raw = ctypes.string_at(addr)
+            raw = _c_string(addr, "ffi/string: argument 1")
     else:
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise GeneTypeError(
@@ -296,8 +306,36 @@ def string(pointer: Any, length: Any = None) -> str | None:
                 f"ffi/string: {length} bytes asked of {describe(pointer)}, which spans "
                 f"{extent} bytes"
             )
+        if extent is None:
+            memmap.check_range(addr, length, "r", "ffi/string: argument 1")
         raw = ctypes.string_at(addr, length)
     return raw.decode("utf-8", "replace")
+
+
+_CHUNK = 4096
+
+
+def _c_string(addr: int, who: str) -> bytes:
+    """The bytes at `addr` up to its NUL, read only from readable mappings: an address
+    outside them, or text that runs off their end, is a Gene error."""
+    have = memmap.accessible(addr, "r")
+    if have < 0:  # no table to check against
+        return ctypes.string_at(addr)
+    if have == 0:
+        memmap.check_range(addr, 1, "r", who)
+    parts = []
+    pos = 0
+    while pos < have:
+        chunk = ctypes.string_at(addr + pos, min(_CHUNK, have - pos))
+        end = chunk.find(b"\0")
+        if end >= 0:
+            parts.append(chunk[:end])
+            return b"".join(parts)
+        parts.append(chunk)
+        pos += len(chunk)
+    raise GeneTypeError(
+        f"{who}: the text at {addr:#x} has no NUL before the end of readable memory"
+    )
 
 
 def sizeof(spec: Any) -> int:
@@ -321,7 +359,7 @@ def write(pointer: Any, spec: Any, value: Any, index: Any = 0) -> None:
     t = ctype_of(spec)
     if t.kind in ("struct", "array", "callback", "string"):
         raise GeneTypeError(f"ffi/write: cannot write :{t.name} (set struct fields instead)")
-    addr = _items(pointer, t, index, 1, "ffi/write")
+    addr = _items(pointer, t, index, 1, "ffi/write", "w")
     try:
         raw = None if value is None or value is NULL else to_c(t, value)
     except TypeError as exc:

@@ -70,17 +70,25 @@ class Pointer:
     NULL is never a Pointer (it is nil). `owner` keeps the memory it points into alive
     (a buffer or struct it came from), and `limit` is the number of bytes known to be
     valid from `address` (None when C gave the address and its extent is unknown);
-    `elem` the item type of the typed buffer it points into, if any."""
+    `elem` the item type of the typed buffer it points into, if any; `cast` whether
+    `ffi/ptr` made it from an int (such a pointer is passed to C only when it points
+    into mapped memory)."""
 
-    __slots__ = ("address", "owner", "limit", "elem")
+    __slots__ = ("address", "owner", "limit", "elem", "cast")
 
     def __init__(
-        self, address: int, owner: Any = None, limit: int | None = None, elem: Any = None
+        self,
+        address: int,
+        owner: Any = None,
+        limit: int | None = None,
+        elem: Any = None,
+        cast: bool = False,
     ) -> None:
         self.address = address
         self.owner = owner
         self.limit = limit
         self.elem = elem
+        self.cast = cast
 
     @property
     def _as_parameter_(self) -> int:
@@ -271,7 +279,7 @@ def _compound(parts: list[Any]) -> FfiType:
     if len(parts) == 2 and isinstance(parts[1], int) and not isinstance(parts[1], bool):
         return array_type(ctype_of(parts[0]), parts[1])
     raise GeneTypeError(
-        f"bad compound ffi type {parts!r}: use [:pointer S], [T n], [:callback R [P...]] "
+        f"bad compound ffi type {gene_text(parts)}: use [:pointer S], [T n], [:callback R [P...]] "
         "or [:nullable T]"
     )
 
@@ -293,30 +301,67 @@ def array_type(elem: FfiType, n: int) -> FfiType:
     )
 
 
+class _Colon:
+    """A symbol printed as the user wrote it in a type position (`:string`)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __gene_repr__(self) -> str:
+        return f":{self.name}"
+
+
+def _colons(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, Symbol):
+        return _Colon(value.name)
+    if depth > 8:
+        return value
+    if type(value) is list or type(value) is tuple:
+        return [_colons(v, depth + 1) for v in value]
+    if type(value) is dict:
+        return {k: _colons(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def gene_text(value: Any, limit: int = 40) -> str:
+    """`value` as Gene prints it in repr form (`[1 2]`, `"1"`, `nil`, `[:string]`),
+    shortened to about `limit` characters."""
+    from gene_jit.runtime.printer import repr_
+
+    text = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", repr_(_colons(value)))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_KINDS = {int: "int", float: "float", str: "string", list: "array", tuple: "array",
+          dict: "map", Symbol: "symbol"}
+
+
 def describe(value: Any) -> str:
-    """A short description of a Gene value for error messages."""
+    """A short description of a Gene value for error messages: its kind and, for plain
+    data, its value as Gene prints it (`array [1 2]`, `string "1"`)."""
     if value is MISSING:
         return "nothing"
     if value is None or value is NULL:
         return "nil"
     if isinstance(value, bool):
         return "true" if value else "false"
-    kind = {int: "int", float: "float", str: "string", list: "array", dict: "map"}.get(
-        type(value), type(value).__name__
-    )
     if type(value) is Pointer:
         return "a freed ffi pointer" if not value.address else "an ffi pointer"
-    if kind not in ("int", "float", "string", "array", "map", "Symbol"):
-        # addresses differ from run to run: name the kind of value only
-        name = getattr(value, "__gene_name__", None) or getattr(value, "__name__", None)
-        if callable(value) and isinstance(name, str) and not hasattr(value, "address"):
-            return f"function {name}"
-        text = re.sub(r" (at )?0x[0-9a-f]+", "", repr(value))
-    else:
-        text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{kind} {text}"
+    kind = _KINDS.get(type(value))
+    if kind is not None:
+        return f"{kind} {gene_text(value)}"
+    # addresses differ from run to run: name the kind of value only
+    name = (getattr(value, "__gene_name__", None) or getattr(value, "__gene_builtin__", None)
+            or getattr(value, "__name__", None))
+    if callable(value) and isinstance(name, str) and not hasattr(value, "address"):
+        return f"function {name}"
+    text = re.sub(r" (at )?0x[0-9a-f]+", "", gene_text(value, 1000))
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def arg_error(fname: str, pos: int, t: FfiType, value: Any, why: str = "") -> GeneError:
@@ -442,12 +487,17 @@ def _string_to_c(t: FfiType, value: Any, loose: bool) -> Any:
     if value is None or value is NULL:
         return _null(t, loose)
     if isinstance(value, str):
+        if "\0" in value:  # C would see only the text before it
+            raise TypeError(f"it holds a NUL character at index {value.index(chr(0))}, where "
+                            "C would end it; pass such bytes in an ffi/buffer")
         return value.encode("utf-8")
     if isinstance(value, bytes):
         return value
     if type(value) is Pointer or type(value).__name__ == "Buffer":  # a char* or text
         addr = address_of(value)  # written into an ffi/buffer
         extent = extent_of(value)
+        if type(value) is Pointer and value.cast and addr:
+            unmapped(addr)
         if not addr or (extent is not None and b"\0" not in ctypes.string_at(addr, extent)):
             raise TypeError("the memory holds no NUL-terminated text")
         return ctypes.c_char_p(addr)
@@ -464,7 +514,19 @@ def _pointer_to_c(t: FfiType, value: Any, loose: bool) -> Any:
         raise TypeError("a string is not a pointer; declare :string or use (ffi/buffer text)")
     if type(value).__name__ == "Callback" and not loose:
         raise TypeError("a callback is code, not data; declare a callback parameter")
-    return address_of(value, loose)
+    addr = address_of(value, loose)
+    if type(value) is Pointer and value.cast:
+        unmapped(addr)
+    return addr
+
+
+def unmapped(address: int) -> None:
+    """Refuse an address `ffi/ptr` made that lies in no mapping of the process (C would
+    crash on it): raise TypeError saying so."""
+    from gene_jit.ffi.memmap import accessible
+
+    if accessible(address, "") == 0:
+        raise TypeError(f"address {address:#x}, made by ffi/ptr, is not in this process's memory")
 
 
 def _struct_ptr_to_c(t: FfiType, value: Any, loose: bool) -> Any:
@@ -474,7 +536,10 @@ def _struct_ptr_to_c(t: FfiType, value: Any, loose: bool) -> Any:
         raise TypeError("a map is not a pointer (make the struct first)")
     if hasattr(value, "ctype") and type(value) is not t.target and hasattr(value, "fields"):
         raise TypeError(f"a {type(value).name} struct is not a {t.target.name}")
-    return address_of(value, loose)
+    addr = address_of(value, loose)
+    if type(value) is Pointer and value.cast:
+        unmapped(addr)
+    return addr
 
 
 def _struct_to_c(t: FfiType, value: Any, loose: bool) -> Any:

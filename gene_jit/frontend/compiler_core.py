@@ -173,6 +173,7 @@ class FnScope:
     ex_names: list[str] = field(default_factory=list)
     loop_decls: set[str] = field(default_factory=set)  # py names declared in loop bodies
     captures: set[str] = field(default_factory=set)  # py names read from enclosing scopes
+    free: dict[str, Ref] = field(default_factory=dict)  # Gene names bound outside, as resolved
     kinds: dict[str, str] = field(default_factory=dict)  # Gene local name -> inferred kind
     stable: set[str] = field(default_factory=set)  # parameters never assigned
     bounds: dict[str, Bounds] = field(default_factory=dict)  # stable name -> bounds here
@@ -252,7 +253,17 @@ class Compiler:
         finally:
             self.fn = saved
 
-    def resolve(self, name: str) -> Ref:
+    def resolve(self, name: str, *, record: bool = True) -> Ref:
+        """Where `name` is bound here. A name bound outside the function is recorded in
+        its scope's `free`, so that tier 1 resolves it as tier 0 did."""
+        ref = self._find(name)
+        if record and ref.kind != "local" and not self.fn.is_module:
+            seen = self.fn.free.setdefault(name, ref)
+            if (seen.kind, seen.py) != (ref.kind, ref.py):
+                self.fn.free[name] = Ref("mixed", "")
+        return ref
+
+    def _find(self, name: str) -> Ref:
         scope: FnScope | None = self.fn
         first = True
         module: FnScope | None = None
@@ -299,7 +310,7 @@ class Compiler:
                 fn.loop_decls.add(py)
             return Ref("global", py)
         py = pyid(name)
-        visible = self.resolve(name)
+        visible = self.resolve(name, record=False)
         if py in fn.used or visible.kind == "outer" or py in fn.global_reads or py in fn.globals:
             py = f"{name} {next(self._ids)}"
         fn.blocks[-1][name] = py

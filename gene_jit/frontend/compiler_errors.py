@@ -93,6 +93,52 @@ def _rewrite_type_error(msg: str) -> str:
     return msg
 
 
+def _params(text: str) -> str:
+    """Python's `'a', 'b' and 'c'` as Gene parameter names: `a, b and c`."""
+    return re.sub(r"'(\w+)'", lambda m: m.group(1).replace("_", "-"), text)
+
+
+def _plural(n: str, word: str) -> str:
+    return f"{n} {word}" + ("" if n == "1" else "s")
+
+
+# CPython's arity wording after `f() `, and the Gene wording (`f` is the Gene name that
+# gene_jit.runtime.registry gives builtins).
+_ARITY_REWRITES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    (
+        re.compile(r"missing (\d+) required (?:positional |keyword-only )?arguments?: (.*)"),
+        lambda m: f"missing {'argument' if m.group(1) == '1' else 'arguments'} "
+        f"{_params(m.group(2))}",
+    ),
+    (
+        re.compile(r"takes (?:from (\d+) to )?(\d+) positional arguments? but (\d+) (?:was|were) given"),
+        lambda m: f"takes {m.group(1) + ' to ' if m.group(1) else ''}"
+        f"{_plural(m.group(2), 'argument')}, got {m.group(3)}",
+    ),
+    (
+        re.compile(r"got an unexpected keyword argument '(\w+)'"),
+        lambda m: f"has no parameter ^{m.group(1).replace('_', '-')}",
+    ),
+    (
+        re.compile(r"got multiple values for argument '(\w+)'"),
+        lambda m: f"parameter {m.group(1).replace('_', '-')} given twice",
+    ),
+]
+
+
+def _arity_message(msg: str) -> str | None:
+    """The Gene arity error for CPython's `f() missing 1 required ...` and its kin, or
+    None when `msg` is not one."""
+    m = re.match(r"(\S+)\(\) (.*)", msg)
+    if m is None:
+        return None
+    for pattern, rewrite in _ARITY_REWRITES:
+        found = pattern.fullmatch(m.group(2))
+        if found:
+            return f"{m.group(1)}: {rewrite(found)}"
+    return None
+
+
 # Python exception kinds that running a Gene program can cause through the program's
 # own mistakes (bad operands, bad indexes, files that are not there, too much memory).
 # Anything else escaping Gene code is a fault of gene-jit, reported as an InternalError.
@@ -158,9 +204,9 @@ def _convert_user_kind(exc: BaseException) -> GeneError:
     if isinstance(exc, KeyError):
         return GeneError(f"key not found: {exc}")
     if isinstance(exc, TypeError):
-        m = re.match(r"(\S+)\(\) (missing \d+ required .*|takes .* given)", str(exc))
-        if m:
-            return GeneArityError(f"{m.group(1).strip()}: {m.group(2)}")
+        arity = _arity_message(str(exc))
+        if arity is not None:
+            return GeneArityError(arity)
         return GeneTypeError(_rewrite_type_error(str(exc)))
     if isinstance(exc, ValueError) and "truth value of an array" in str(exc):
         # An inline operator's result check met a NumPy array (arithmetic on a row).

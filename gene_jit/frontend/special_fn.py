@@ -36,6 +36,9 @@ from gene_jit.runtime.registry import py_name
 
 # Per function id: (name, form, params, has_varargs, kw-only names) for gene_def.
 FN_META: dict[int, tuple[str, Form, list[str], bool, frozenset[str]]] = {}
+# Per function id: the Gene names its body resolved outside itself, as (kind, Python
+# name) of compiler_core.Ref; tier 1 resolves names through it.
+FN_FREE: dict[int, dict[str, tuple[str, str]]] = {}
 
 
 @dataclass
@@ -173,6 +176,7 @@ def build_function(
         p.rest is not None,
         frozenset(k for k, _ in p.kwonly),
     )
+    FN_FREE[fn_id] = {n: (r.kind, r.py) for n, r in scope.free.items()}
     reg = assign(pyname, hcall("gene_def", const(fn_id), load(pyname)))
     fresh = sorted((scope.captures & c.fn.loop_decls) - scope.nonlocals - scope.globals)
     if fresh and c.fn.loops:
@@ -220,7 +224,8 @@ def gene_def(fn_id: int, f: Any) -> Any:
         | ({" caller"} if " caller" in f.__code__.co_varnames else set())
     )
     f.__name__ = f.__qualname__ = name or "fn"
-    info = tiering.FnInfo(name, form, params, f.__globals__, has_varargs=varargs, has_props=False)
+    info = tiering.FnInfo(name, form, params, f.__globals__, has_varargs=varargs, has_props=False,
+                          extra={"free": FN_FREE.get(fn_id, {})})
     return tiering.register(fn_id, f, info)
 
 

@@ -11,6 +11,7 @@ from typing import TypeGuard
 
 from gene_jit.frontend import core
 from gene_jit.frontend.forms import Form, GeneF, Lit, Span, Sym
+from gene_jit.frontend.compiler_core import pyid
 from gene_jit.ir import types as T
 from gene_jit.ir.build_exprs import expr, load, store, syntax, to_f64
 from gene_jit.ir.builder import FnBuilder, NotTypeable
@@ -20,10 +21,19 @@ FLOAT_MATH = {"sqrt", "exp", "log", "sin", "cos", "tan"}
 
 
 def call(b: FnBuilder, name: str, form: GeneF) -> Value:
+    """`(name args...)` with `name` bound as tier 0 binds it: a local or captured variable
+    shadows every global and builtin of that name."""
     if b.lookup(name) is not None:
         raise NotTypeable(f"calls local value {name}", form.span)
+    outer = b.outer(name)
+    if outer is not None:
+        raise NotTypeable(f"calls {outer}", form.span)
     target = b.program.resolve(name, b.key)
     if target is None:
+        root = name.split("/", 1)[0] if "/" in name[1:] else name
+        key = b.global_key(root)
+        if key is not None and key != pyid(root):  # foreign calls resolve by the name
+            raise NotTypeable(f"calls {name}, a redeclared global", form.span)
         from gene_jit.ir.ffi_calls import foreign_call
 
         direct = foreign_call(b, name, form)
@@ -54,6 +64,11 @@ def _is_call_of(form: Form, name: str) -> TypeGuard[GeneF]:
         return False
     node = syntax(form)
     return isinstance(node, core.Named) and node.name == name
+
+
+def _builtin_here(b: FnBuilder, name: str) -> bool:
+    """`name` means the builtin of that name here (no variable or global shadows it)."""
+    return b.lookup(name) is None and b.outer(name) is None and b.program.is_builtin(name, b.key)
 
 
 def _name(form: GeneF) -> str:
@@ -119,7 +134,7 @@ def get_call(b: FnBuilder, form: GeneF) -> Value:
     if len(form.children) != 2:
         raise NotTypeable("get with a default", form.span)
     coll, idx = form.children
-    if _is_call_of(coll, "get") and len(coll.children) == 2 and b.lookup("get") is None:
+    if _is_call_of(coll, "get") and len(coll.children) == 2 and _builtin_here(b, "get"):
         base = b.typed(expr(b, coll.children[0]), coll.span)
         if base.type.kind is T.Kind.ARRAY and base.type.ndim == 2:
             i = b.typed(expr(b, coll.children[1]), coll.span)
@@ -149,7 +164,7 @@ def set_index(b: FnBuilder, form: GeneF) -> Value:
 
 def _selector_keys(b: FnBuilder, key: Form) -> tuple[Form, ...]:
     """The index forms of a `$set` key: `(@ i j)`, `@0`, or one plain index."""
-    if isinstance(key, GeneF) and _is_call_of(key, "@") and b.lookup("@") is None:
+    if isinstance(key, GeneF) and _is_call_of(key, "@") and b.lookup("@") is None and b.outer("@") is None:
         if not key.children:
             raise NotTypeable("an empty selector", key.span)
         return tuple(key.children)

@@ -106,10 +106,12 @@ def syntax(form: GeneF, read: Callable[[GeneF], core.Expr] = core.resolve) -> co
 
 
 def named(b: FnBuilder, node: core.Named) -> Value:
-    """`(name args...)`: a special form, an operator or a call; a local variable of that
-    name makes it a call."""
+    """`(name args...)`: a special form, an operator or a call; a variable of that name,
+    local or captured, makes it a call (as in tier 0)."""
     name, form = node.name, node.form
-    if b.lookup(name) is None:
+    if b.outer_kind(name) == "mixed":
+        raise NotTypeable(f"calls {b.outer(name)}", form.span)
+    if b.lookup(name) is None and b.outer_kind(name) != "outer":
         if node.role is core.Role.SPECIAL:
             handler = SPECIAL.get(name)
             if handler is None:
@@ -515,7 +517,8 @@ def sf_for(b: FnBuilder, form: GeneF) -> Value:
         _ints(b, lo, hi, span)
         return _counted(b, var, lo, hi, 1, True, body, span)
     if isinstance(node, core.Named) and isinstance(coll, GeneF) and node.name == "range" \
-            and b.lookup("range") is None and b.program.is_builtin("range", b.key) and 1 <= len(coll.children) <= 3:
+            and b.lookup("range") is None and b.outer("range") is None \
+            and b.program.is_builtin("range", b.key) and 1 <= len(coll.children) <= 3:
         args = coll.children
         step = 1
         if len(args) == 3:

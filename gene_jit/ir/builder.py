@@ -14,7 +14,7 @@ is a float, int vs float `==` is false, only nil and false are falsy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +50,10 @@ class FnBuilder:
     """Builds one IR function. Expression handlers live in `gene_jit.ir.build_exprs`."""
 
     def __init__(self, program: Program, key: Any, name: str, form: GeneF,
-                 params: list[str], sig: tuple[T.Type, ...], ret_guess: T.Type | None) -> None:
+                 params: list[str], sig: tuple[T.Type, ...], ret_guess: T.Type | None,
+                 free: Mapping[str, tuple[str, str]] | None = None) -> None:
         self.program = program
+        self.free = free
         self.key = key
         self.ret_guess = ret_guess
         self.counter = 0
@@ -122,6 +124,28 @@ class FnBuilder:
             if name in scope:
                 return scope[name]
         return None
+
+    def outer(self, name: str) -> str | None:
+        """Why `name`, where no local of this function has it, means what tier 1 cannot
+        reach: tier 0 bound it outside the function to a variable of an enclosing one
+        (captured: it shadows every global and builtin of that name), a namespace
+        member, or to different things at different places. None: a global or builtin.
+        A complex name `a/b` is bound through `a`."""
+        root = name.split("/", 1)[0] if "/" in name[1:] else name
+        return {"outer": f"captured variable {root}", "ns": f"namespace member {root}",
+                "mixed": f"{root}, bound to different variables"}.get(self.outer_kind(root) or "")
+
+    def outer_kind(self, name: str) -> str | None:
+        """How tier 0 bound `name` outside this function: "outer", "ns", "mixed", or
+        None for a global (or builtin) and where unknown."""
+        kind = self.free.get(name, ("global", ""))[0] if self.free is not None else "global"
+        return None if kind == "global" else kind
+
+    def global_key(self, name: str) -> str | None:
+        """The Python global that tier 0 reads for `name` in this function (a top-level
+        `var` that redeclares a name makes a new one); None where unknown."""
+        entry = self.free.get(name) if self.free is not None else None
+        return entry[1] if entry is not None and entry[0] == "global" else None
 
     def set_slot(self, slot: str, value: Value, span: Span) -> None:
         want = self.fn.locals[slot]

@@ -10,7 +10,8 @@ differs is rebuilt with the corrected assumption.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gene_jit.frontend.forms import GeneF, Span
@@ -21,18 +22,23 @@ from gene_jit.ir.nodes import Function, Unit
 
 @dataclass(frozen=True)
 class FnSource:
-    """A Gene function as the builder sees it: its key, name, form and parameters."""
+    """A Gene function as the builder sees it: its key, name, form and parameters, and
+    how tier 0 bound the names its body uses outside itself (`free`: Gene name ->
+    (kind, Python name) with kind "global", "outer" for a captured variable of an
+    enclosing function, "ns" for a namespace member, "mixed"; None where unknown, as
+    for a file read on its own)."""
 
     key: Any
     name: str
     form: GeneF
     params: tuple[str, ...]
     body: tuple[Any, ...]
+    free: Mapping[str, tuple[str, str]] | None = field(default=None, compare=False)
 
     @staticmethod
-    def from_form(key: Any, form: GeneF) -> FnSource:
+    def from_form(key: Any, form: GeneF, free: Mapping[str, tuple[str, str]] | None = None) -> FnSource:
         name, params, body = fn_parts(form)
-        return FnSource(key, name, form, tuple(params), body)
+        return FnSource(key, name, form, tuple(params), body, free)
 
 
 class Resolver(Protocol):
@@ -98,7 +104,8 @@ class Program:
             self._building[k] = guess
             self._guessed.pop(k, None)
             try:
-                fn = FnBuilder(self, src.key, src.name, src.form, list(src.params), sig, guess).build(src.body)
+                fn = FnBuilder(self, src.key, src.name, src.form, list(src.params), sig, guess,
+                               src.free).build(src.body)
             except NotTypeable as exc:
                 if k not in self._guessed:
                     raise

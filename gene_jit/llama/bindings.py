@@ -6,8 +6,8 @@
 2. owning handle classes (`ModelHandle`, `ContextHandle`, `BatchHandle`,
    `SamplerHandle`) that free what they hold exactly once, on `close()` or when collected.
 
-The public API (gene_jit.llama.model and friends) sits on top and never touches raw
-pointers itself. libllama's logging is silenced unless `GENE_LLAMA_LOG=1`.
+`gene_jit.llama.context` wraps a context with the library's one decode call and its one
+recovery policy; the public API (gene_jit.llama.model and friends) sits on top of that. libllama's logging is silenced unless `GENE_LLAMA_LOG=1`.
 """
 
 from __future__ import annotations

@@ -92,7 +92,13 @@ def _to_tensor(arr: np.ndarray) -> Any:
 @builtin("create", ns="model")
 def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Model:
     opts = check_options("model/create", kw)
-    m = Model(name_or_path, fmt, **opts)
+    engine = opts.pop("engine", None)
+    if engine is None:
+        m = Model(name_or_path, fmt, **opts)
+    else:  # gene_jit/engine: the model on gene-jit's own kernels (or libllama for :llama)
+        from gene_jit.engine import create_model
+
+        m = create_model(engine, name_or_path, fmt, **opts)
     n_ctx = opts.get("n_ctx")
     if n_ctx is not None:
         if m.n_ctx_train > 0 and n_ctx > m.n_ctx_train:
@@ -384,6 +390,10 @@ def generate_json(model: Any, prompt: Any, schema: Any = None, n: Any = 512, **k
 
 
 def batch_generate(model: Any, prompts: Any, n: Any = 128, **kw: Any) -> list[str]:
+    """Generate up to `n` tokens for each prompt. Exact by default: each prompt gets what
+    `generate-text` gives it alone. `:exact false` decodes the prompts together, faster
+    for several prompts, but libllama's batched arithmetic differs slightly, so a greedy
+    choice between nearly tied tokens may then differ from one-by-one generation."""
     opts = check_options("batch-generate", kw)
     m = _as_model(model)
     count = check_count("batch-generate", n)

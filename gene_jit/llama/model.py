@@ -58,6 +58,7 @@ class Model:
         gpu_layers: int | None = None,
         seed: int | None = None,
         progress: bool | None = None,
+        repack: bool = True,
     ) -> None:
         global _current
         if fmt is not None and str(getattr(fmt, "name", fmt)).lower() != "gguf":
@@ -72,6 +73,9 @@ class Model:
                   file=sys.stderr)
             self.device = "cpu"
         layers = _gpu_layers(self.device, gpu_layers)
+        # repack: libllama's CPU weight layouts for its own kernels (false: the plain
+        # layout, whose matrix products cost less per row in batches; gene_jit.serve)
+        self.repack = repack
         self.handle = ModelHandle(self._load(layers, progress), f"model from {self.path}")
         raw = bindings.lib()
         self.vocab = raw.llama_model_get_vocab(self.handle.ptr)
@@ -108,6 +112,7 @@ class Model:
         value = raw.llama_model_default_params()
         p = bindings.struct_value(value)
         p.n_gpu_layers = gpu_layers
+        p.use_extra_bufts = self.repack
         show = sys.stderr.isatty() if progress is None else progress
         bar = _ProgressBar(self.path.name) if show else None
         if bar is not None:

@@ -56,6 +56,7 @@ OPTIONS: dict[str, Option] = {
     "threads": Option("int", 1, 1024),
     "gpu_layers": Option("int", -1, None, doc="-1 offloads every layer"),
     "device": Option("any"),
+    "engine": Option("any", doc=":gene runs the model on gene-jit's own kernels"),
     "progress": Option("bool"),
 }
 
@@ -71,7 +72,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "batch-generate": (*SAMPLING, "stop", "grammar", "json_schema", "exact"),
     "chat-send": (*SAMPLING, "stop", "on_token", "speculate", "parse_special"),
     "get-next-token": (*SAMPLING, "grammar", "json_schema"),
-    "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress"),
+    "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress", "engine"),
     "chat-session": ("n_ctx",),
 }
 

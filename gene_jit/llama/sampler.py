@@ -187,11 +187,11 @@ class Sampler:
         """The next token from the logits at batch index `idx`, accepted into the
         samplers' state (the grammar's parse state, the penalties' history)."""
         if self.grammar is None:
-            return int(self._sample(self.chain.ptr, ctx_ptr, idx))
+            return self._sample_chain(ctx_ptr, idx)
         if self.stateful:
             tok = self._choose(ctx_ptr, idx, grammar=False)
         else:
-            tok = int(self._sample(self.chain.ptr, ctx_ptr, idx))
+            tok = self._sample_chain(ctx_ptr, idx)
         self.checks += 1
         if not self._allowed(tok):
             self.resamples += 1
@@ -199,6 +199,16 @@ class Sampler:
         if self.stateful:
             self._accept(self.chain.ptr, tok)
         self._accept(self.grammar.ptr, tok)
+        return tok
+
+    def _sample_chain(self, ctx_ptr: Any, idx: int) -> int:
+        """The chain's token, accepted: `llama_sampler_sample` on a libllama context; on
+        a native engine's context (`ctx_ptr` the context object, gene_jit/engine) the
+        same steps over the logits array it holds."""
+        if isinstance(ctx_ptr, int):
+            return int(self._sample(self.chain.ptr, ctx_ptr, idx))
+        tok = self._choose(ctx_ptr, idx, grammar=False)
+        self._accept(self.chain.ptr, tok)
         return tok
 
     def grammar_complete(self, end_token: int) -> bool:
@@ -266,6 +276,8 @@ class Sampler:
 
     def _logits(self, ctx_ptr: int, idx: int) -> np.ndarray:
         """The logits at batch index `idx`, viewed where libllama keeps them (no copy)."""
+        if not isinstance(ctx_ptr, int):  # a native engine's context holds them itself
+            return np.asarray(ctx_ptr.logits_row(idx))
         ptr = bindings.lib().llama_get_logits_ith(ctx_ptr, idx)
         if not ptr:
             raise LlamaError("no logits are available for that position")

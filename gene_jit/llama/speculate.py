@@ -30,6 +30,7 @@ only when the savings expected over the rest of the generation exceed the check.
 from __future__ import annotations
 
 import ctypes
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +48,8 @@ MAX_BACKOFF = 8  # steps without guessing after repeated misses
 PRIOR_BATCH_COST = 0.35  # single steps each extra row of a batch is assumed to cost
 DECAY = 0.8  # weight of older guesses in the kept-token estimate
 MARGIN = 0.05  # single steps a guessing step must be expected to save
+COST_WINDOW = 15  # latest step timings per batch size the cost estimate is taken from
+MIN_SAMPLES = 3  # timings of a batch size before they alone say what it costs
 
 
 class Drafter:
@@ -149,22 +152,36 @@ class ExactBatches:
 
 
 class StepCosts:
-    """Per model: seconds a decoding step costs (decode and sampling), by batch size, as
-    a moving average of what generations measured."""
+    """Per model: seconds a decoding step costs (decode and sampling), by batch size: the
+    median of the latest measurements, which a slow first decode (buffers allocated
+    for a new batch shape) or a moment of contention on a shared machine cannot skew."""
 
     def __init__(self) -> None:
-        self.seconds: dict[int, float] = {}
+        self.samples: dict[int, deque[float]] = {}
 
     def record(self, size: int, seconds: float) -> None:
-        old = self.seconds.get(size)
-        self.seconds[size] = seconds if old is None else 0.8 * old + 0.2 * seconds
+        window = self.samples.get(size)
+        if window is None:
+            window = self.samples[size] = deque(maxlen=COST_WINDOW)
+        window.append(seconds)
+
+    def seconds(self, size: int) -> float | None:
+        window = self.samples.get(size)
+        if not window:
+            return None
+        ordered = sorted(window)
+        return ordered[len(ordered) // 2]
 
     def ratio(self, size: int) -> float:
-        """What a batch of `size` costs in single steps (a prior until both are measured)."""
-        one, many = self.seconds.get(1), self.seconds.get(size)
-        if one and many:
-            return many / one
-        return 1.0 + PRIOR_BATCH_COST * (size - 1)
+        """What a batch of `size` costs in single steps: measured, once there are enough
+        measurements for one slow step not to stop guessing for good (until then the
+        prior, unless the measurements say it is cheaper)."""
+        prior = 1.0 + PRIOR_BATCH_COST * (size - 1)
+        one, many = self.seconds(1), self.seconds(size)
+        if not one or not many:
+            return prior
+        measured = many / one
+        return measured if len(self.samples[size]) >= MIN_SAMPLES else min(measured, prior)
 
 
 class Payoff:

@@ -2,8 +2,9 @@
 
 Int and float are never equal (`1 == 1.0` is false), nor bool and int, nor string and
 symbol (GENE.md 2.5). Arrays, maps, genes and sets compare deeply; maps ignore order.
-Other Python objects (tensors, models, functions) are equal when they are the same object
-or when their own `==` says a plain `True`. Cyclic structures do not hang: a pair of
+Values that define `__gene_equal__` compare by it (tensors: same dtype, same shape, equal
+elements). Other Python objects (models, functions) are equal when they are the same
+object or when their own `==` says a plain `True`. Cyclic structures do not hang: a pair of
 containers already being compared counts as equal.
 """
 
@@ -100,6 +101,9 @@ def _equal_maps(a: dict[str, Any], b: dict[str, Any], active: set[tuple[int, int
 def _equal_other(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
+    own = getattr(type(a), "__gene_equal__", None)
+    if own is not None:  # values that define Gene equality themselves (tensors)
+        return bool(own(a, b))
     if isinstance(a, Range):
         return (
             gene_equal(a.start, b.start)

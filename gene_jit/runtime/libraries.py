@@ -45,6 +45,7 @@ def register_all() -> None:
     lazy_namespace("tensor", "gene_jit.tensor.gene_api")
     lazy_namespace("device", "gene_jit.tensor.gene_api")
     lazy_namespace("kernel", "gene_jit.tensor_kernels.gene_kernels")  # C-ABI kernels
+    lazy_namespace("tensor", "gene_jit.engine.ops")  # the native engine's ops, after the above
     # foreign functions
     lazy_namespace("ffi", "gene_jit.ffi.gene_api")
     # language models
@@ -52,3 +53,4 @@ def register_all() -> None:
     lazy_namespace("tokenizer", "gene_jit.llama.gene_api")
     for gene_name, attr in LLAMA_BUILTINS.items():
         lazy_builtin(gene_name, "gene_jit.llama.gene_api", attr)
+    lazy_builtin("serve", "gene_jit.serve.gene_api", "serve")  # the OpenAI-compatible server

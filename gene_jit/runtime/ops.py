@@ -367,6 +367,8 @@ def _other_member(obj: Any, key: Any, builtin_ns: str | None) -> Any:
             return obj.value
     elif _is_ndarray(obj):
         return array_get(obj, key)
+    elif type(key) is int and getattr(type(obj), "__gene_tensor__", False):
+        return obj.__gene_get__(key)  # `t/0`, `(t ./ 0)`: as (tensor/get t 0)
     if type(key) is str and hasattr(obj, "__gene_get__"):
         if builtin_ns is None:
             return obj.__gene_get__(key)

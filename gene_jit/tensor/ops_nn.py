@@ -21,6 +21,7 @@ from gene_jit.tensor.ops import (
     values,
     wrap,
 )
+from gene_jit.tensor.overflow import checked_sum
 from gene_jit.tensor.tensor import Tensor
 from gene_jit.tensor_kernels import reference
 
@@ -38,7 +39,8 @@ def _f32(v: np.ndarray) -> np.ndarray:
 
 def _reduce(name: str, f: Any) -> Any:
     """A reduction with NumPy's result dtypes (an int sum is i64, an int mean f64); f16
-    and bf16 reduce in f32 and keep their dtype. The whole tensor gives a number."""
+    and bf16 reduce in f32 and keep their dtype. The whole tensor gives a number. An int
+    sum beyond the int64 range is an overflow error (NumPy would wrap)."""
 
     @on_device(name)
     def run(t: Any, axis: Any = None) -> Any:
@@ -50,7 +52,10 @@ def _reduce(name: str, f: Any) -> Any:
         if empty and name in ("max", "argmax"):
             where = "" if ax is None else f" along axis {ax}"
             raise TensorShapeError(f"{op}: nothing to reduce{where} in {fmt_shape(t.shape)}")
-        r = f(v, axis=ax)
+        if name == "sum" and v.dtype.kind in "iu":  # overflow raises, as for Gene ints
+            r = checked_sum(v, ax)
+        else:
+            r = f(v, axis=ax)
         if ax is None:
             return r.item() if hasattr(r, "item") else r
         keep = t.dtype in ("f16", "bf16") and name != "argmax"

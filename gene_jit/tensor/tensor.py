@@ -143,6 +143,22 @@ class Tensor:
             raise GeneTypeError("a 0-d tensor has no length")
         return self.shape[0]
 
+    # ---- Gene equality and selectors ----
+
+    def __gene_equal__(self, other: Tensor) -> bool:
+        """Gene `==` (structural, kinds must match): the same dtype, the same shape and
+        equal elements, as NumPy's `array_equal` (NaN is not equal to itself, as a
+        Gene float is not; -0.0 equals 0.0). The device does not matter."""
+        if self.dtype != other.dtype or self.shape != other.shape:
+            return False
+        return bool(np.array_equal(self.numpy(), other.numpy()))
+
+    def __gene_get__(self, key: Any) -> Any:
+        """`t/0`, `(t ./ 0)`: as `(tensor/get t 0)`, a number or a sub-tensor."""
+        from gene_jit.tensor import ops
+
+        return ops.get(self, key)
+
     # ---- printing ----
 
     def __gene_repr__(self) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from gene_jit.ffi import crash
 from gene_jit.ffi.core import ForeignFunction
 from gene_jit.ffi.library import Library
 from gene_jit.ffi.memory import Buffer
@@ -129,6 +130,7 @@ class KernelFunction(ForeignFunction):
 
 
 def _record(spec: Spec) -> KernelFunction:
+    crash.install()
     kinds = cabi.param_kinds(spec.entry)
     address, signature = cabi.entry(spec.entry)
     return KernelFunction(
@@ -318,7 +320,12 @@ class Kernel:
         err = problem(rec, summary)
         if err is not None:
             raise err
-        status = rec.cfunc(*c_args)
+        prev = crash.CURRENT.value  # the record crash reports read (gene_jit/ffi/crash.py)
+        crash.CURRENT.value = crash.name_address(rec.name)
+        try:
+            status = rec.cfunc(*c_args)
+        finally:
+            crash.CURRENT.value = prev
         if status:
             raise problem(rec, summary, status) or GeneError(f"{rec.name}: the call failed")
 

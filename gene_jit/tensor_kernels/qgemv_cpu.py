@@ -15,6 +15,10 @@ documented beside the float64 references in reference.py.
 - `qmatmul(w, kind, x, out)`: several tokens (prefill), rows in parallel in chunks; each
   row is decoded once into a float32 scratch row and dotted with four tokens at a time.
 - `dequant_rows(w, kind, ids, out)`: the rows `ids` decoded (embedding lookup).
+- `round_activations(kind, x, out)`: activations rounded as llama.cpp's CPU backend
+  rounds them before a product with a weight of `kind` (8-bit blocks, f16, bf16).
+- `qgemv_rows`, `qmatmul_rows`: a range of output rows of either, serial and without
+  the GIL, for callers that split the rows over threads of their own.
 
 Block scales are IEEE halves; `_half` widens one with integer shifts and a bit cast
 (zero, subnormal and normal values exact; scales are never inf or NaN).
@@ -220,8 +224,9 @@ def _dot(kind: int, row: np.ndarray, x: np.ndarray, xs: np.ndarray, acc: np.ndar
     return s
 
 
-@nb.njit(fastmath=True, cache=True)
-def _sums32(x: np.ndarray) -> np.ndarray:
+@nb.njit(fastmath=True, cache=True, nogil=True)
+def sums32(x: np.ndarray) -> np.ndarray:
+    """The sums of each 32 values of x [K] (the offsets of Q4_0, Q5_0 and Q4_K blocks)."""
     xs = np.zeros(x.shape[0] // 32, np.float32)
     for b in range(xs.shape[0]):
         s = np.float32(0.0)
@@ -234,12 +239,20 @@ def _sums32(x: np.ndarray) -> np.ndarray:
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def qgemv(w: np.ndarray, kind: int, x: np.ndarray, out: np.ndarray) -> None:
     """out [N] = W x for one token: w [N, row_bytes] uint8, x [K] float32."""
-    xs = _sums32(x)
+    xs = sums32(x)
     n = w.shape[0]
     for c in nb.prange((n + GEMV_CHUNK - 1) // GEMV_CHUNK):
-        acc = np.empty(32, np.float32)
-        for r in range(c * GEMV_CHUNK, min(n, c * GEMV_CHUNK + GEMV_CHUNK)):
-            out[r] = _dot(kind, w[r], x, xs, acc)
+        qgemv_rows(w, kind, x, xs, out, c * GEMV_CHUNK, min(n, c * GEMV_CHUNK + GEMV_CHUNK))
+
+
+@nb.njit(fastmath=True, cache=True, nogil=True)
+def qgemv_rows(w: np.ndarray, kind: int, x: np.ndarray, xs: np.ndarray, out: np.ndarray,
+               r0: int, r1: int) -> None:
+    """out[r0:r1] of qgemv on the calling thread (`xs = sums32(x)`), without the GIL: the
+    engine splits large products over threads of its own (gene_jit/engine/threads.py)."""
+    acc = np.empty(32, np.float32)
+    for r in range(r0, r1):
+        out[r] = _dot(kind, w[r], x, xs, acc)
 
 
 # ---- whole rows decoded (prefill products, embedding rows) ----
@@ -326,35 +339,130 @@ def qmatmul(w: np.ndarray, kind: int, x: np.ndarray, out: np.ndarray) -> None:
     """out [T, N] = x [T, K] W^T: each row of W decoded once, then dotted with four
     tokens at a time (one load of the row feeds four sums)."""
     n = w.shape[0]
-    t_all, k = x.shape
     for c in nb.prange((n + ROW_CHUNK - 1) // ROW_CHUNK):
-        buf = np.empty(k, np.float32)
-        for r in range(c * ROW_CHUNK, min(n, c * ROW_CHUNK + ROW_CHUNK)):
-            dequant_row(kind, w[r], buf)
-            t = 0
-            while t + 4 <= t_all:
-                s0 = np.float32(0.0)
-                s1 = np.float32(0.0)
-                s2 = np.float32(0.0)
-                s3 = np.float32(0.0)
-                for j in range(k):
-                    v = buf[j]
-                    s0 += v * x[t, j]
-                    s1 += v * x[t + 1, j]
-                    s2 += v * x[t + 2, j]
-                    s3 += v * x[t + 3, j]
-                out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = s0, s1, s2, s3
-                t += 4
-            while t < t_all:
-                s = np.float32(0.0)
-                for j in range(k):
-                    s += buf[j] * x[t, j]
-                out[t, r] = s
-                t += 1
+        qmatmul_rows(w, kind, x, out, c * ROW_CHUNK, min(n, c * ROW_CHUNK + ROW_CHUNK))
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
+@nb.njit(fastmath=True, cache=True, nogil=True)
+def qmatmul_rows(w: np.ndarray, kind: int, x: np.ndarray, out: np.ndarray, r0: int,
+                 r1: int) -> None:
+    """Columns r0:r1 of qmatmul's out, on the calling thread without the GIL."""
+    t_all, k = x.shape
+    buf = np.empty(k, np.float32)
+    for r in range(r0, r1):
+        dequant_row(kind, w[r], buf)
+        t = 0
+        while t + 4 <= t_all:
+            s0 = np.float32(0.0)
+            s1 = np.float32(0.0)
+            s2 = np.float32(0.0)
+            s3 = np.float32(0.0)
+            for j in range(k):
+                v = buf[j]
+                s0 += v * x[t, j]
+                s1 += v * x[t + 1, j]
+                s2 += v * x[t + 2, j]
+                s3 += v * x[t + 3, j]
+            out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = s0, s1, s2, s3
+            t += 4
+        while t < t_all:
+            s = np.float32(0.0)
+            for j in range(k):
+                s += buf[j] * x[t, j]
+            out[t, r] = s
+            t += 1
+
+
+@nb.njit(fastmath=True, cache=True, nogil=True)
 def dequant_rows(w: np.ndarray, kind: int, ids: np.ndarray, out: np.ndarray) -> None:
     """out [len(ids), K] = the rows `ids` of W, decoded."""
-    for i in nb.prange(ids.shape[0]):
+    for i in range(ids.shape[0]):
         dequant_row(kind, w[ids[i]], out[i])
+
+
+# ---- activations rounded as llama.cpp's CPU backend rounds them ----
+# llama.cpp multiplies quantised weights by activations quantised to 8 bits: blocks of 32
+# with an f16 scale (Q8_0) for Q8_0, Q4_0, Q5_0 weights, blocks of 256 with an f32 scale
+# (Q8_K) for K-quants; f16 and bf16 weights by activations rounded to that type. Its
+# products are then exact integer sums times the two scales, so the weights times the
+# rounded activations (dequantised: q * scale) give its results up to float rounding.
+
+
+@nb.njit(fastmath=False, cache=True, inline="always")
+def _nearest(v: Any) -> Any:
+    """Round to the nearest integer, ties to even (the FPU's mode, as llama.cpp rounds)."""
+    return np.float32(np.round(np.float64(v)))
+
+
+@nb.njit(fastmath=False, cache=True)
+def round_half(src: np.ndarray, dst: np.ndarray) -> None:
+    """dst = src rounded to the nearest float16 (ties to even), kept as float32."""
+    bits = src.view(np.uint32)
+    out = dst.view(np.uint32)
+    for c in range(src.shape[0]):
+        v = src[c]
+        if abs(v) < np.float32(6.103515625e-05):  # float16 subnormals: steps of 2^-24
+            dst[c] = np.float32(np.round(np.float64(v) * 16777216.0) / 16777216.0)
+        elif abs(v) > np.float32(65504.0):
+            dst[c] = np.float32(np.inf) if v > 0 else np.float32(-np.inf)
+        else:
+            b = bits[c]
+            b += np.uint32(0xFFF) + ((b >> np.uint32(13)) & np.uint32(1))
+            out[c] = b & np.uint32(0xFFFFE000)
+
+
+@nb.njit(fastmath=False, cache=True)
+def _round_q8_0(x: np.ndarray, out: np.ndarray) -> None:
+    d16 = np.empty(1, np.float32)
+    d32 = np.empty(1, np.float32)
+    for b in range(x.shape[0] // 32):
+        amax = np.float32(0.0)
+        for i in range(32):
+            amax = max(amax, abs(x[b * 32 + i]))
+        d32[0] = amax / np.float32(127.0)
+        inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
+        round_half(d32, d16)
+        for i in range(32):
+            out[b * 32 + i] = _nearest(x[b * 32 + i] * inv) * d16[0]
+
+
+@nb.njit(fastmath=False, cache=True)
+def _round_q8_k(x: np.ndarray, out: np.ndarray) -> None:
+    for b in range(x.shape[0] // 256):
+        amax = np.float32(0.0)
+        top = np.float32(0.0)
+        for i in range(256):
+            a = abs(x[b * 256 + i])
+            if a > amax:
+                amax, top = a, x[b * 256 + i]
+        if amax == 0:
+            out[b * 256 : b * 256 + 256] = 0.0
+            continue
+        iscale = np.float32(-127.0) / top
+        d = np.float32(1.0) / iscale
+        for i in range(256):
+            out[b * 256 + i] = min(np.float32(127.0), _nearest(iscale * x[b * 256 + i])) * d
+
+
+@nb.njit(fastmath=False, cache=True, nogil=True)
+def round_activations(kind: int, x: np.ndarray, out: np.ndarray) -> None:
+    """out [T, K] = x [T, K] rounded as llama.cpp rounds the activations that multiply a
+    weight of `kind` (see above); F32 weights take them as they are."""
+    for t in range(x.shape[0]):
+        if kind == Q8_0 or kind == Q4_0 or kind == Q5_0:
+            _round_q8_0(x[t], out[t])
+        elif kind == Q4_K or kind == Q6_K:
+            _round_q8_k(x[t], out[t])
+        elif kind == F16:
+            round_half(x[t], out[t])
+        elif kind == BF16:
+            bits = x[t].view(np.uint32)
+            dst = out[t].view(np.uint32)
+            for i in range(x.shape[1]):
+                b = bits[i]
+                if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):  # NaN stays NaN
+                    dst[i] = b | np.uint32(0x00400000)
+                else:
+                    dst[i] = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+        else:
+            out[t] = x[t]

@@ -66,6 +66,48 @@ def rope(x: np.ndarray, positions: np.ndarray, theta: float = 10000.0) -> np.nda
     return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
+
+def rope_adjacent(
+    x: np.ndarray, positions: np.ndarray, theta: float = 10000.0, freq_scale: float = 1.0,
+    n_rot: int | None = None, factors: np.ndarray | None = None,
+) -> np.ndarray:
+    """Rotary embedding with adjacent pairing (llama.cpp's "normal" mode) on `x [T, ..., D]`:
+    elements 2i and 2i+1 turn by pos * freq_scale * theta^(-2i/n_rot) / factors[i]; the
+    dimensions past n_rot stay."""
+    x = x.astype(F64)
+    n_rot = x.shape[-1] if n_rot is None else n_rot
+    half = n_rot // 2
+    inv = theta ** (-np.arange(half, dtype=F64) * 2.0 / n_rot)
+    if factors is not None:
+        inv = inv / factors.astype(F64)
+    ang = (positions.astype(F64) * freq_scale)[:, None] * inv[None, :]  # [T, half]
+    shape = (len(positions),) + (1,) * (x.ndim - 2) + (half,)
+    cos, sin = np.cos(ang).reshape(shape), np.sin(ang).reshape(shape)
+    out = x.copy()
+    a, b = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
+    out[..., 0:n_rot:2] = a * cos - b * sin
+    out[..., 1:n_rot:2] = a * sin + b * cos
+    return out
+
+
+def windowed_attention(
+    q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int, window: int, scale: float
+) -> np.ndarray:
+    """New tokens over a KV cache: q [T, H, D] (token t at position pos + t), caches
+    [Hkv, S, D]; query t sees rows max(0, pos + t - window + 1) .. pos + t (window <= 0:
+    all rows up to its own); query head h reads kv head h // (H / Hkv)."""
+    t_all, heads, d = q.shape
+    group = heads // k_cache.shape[0]
+    out = np.zeros((t_all, heads, d), dtype=F64)
+    for t in range(t_all):
+        last = pos + t
+        first = 0 if window <= 0 else max(0, last - window + 1)
+        for h in range(heads):
+            k = k_cache[h // group, first : last + 1].astype(F64)
+            v = v_cache[h // group, first : last + 1].astype(F64)
+            out[t, h] = softmax(k @ q[t, h].astype(F64) * scale) @ v
+    return out
+
 def attention(
     q: np.ndarray,
     k: np.ndarray,

@@ -56,6 +56,7 @@ class _Inliner:
             i.result.id for b in fn.blocks for i in b.instrs if i.result is not None])
         self.copies = 0
         self.moved: dict[int, Instr] = {}  # id of an instruction -> its rewritten copy
+        self.home: dict[int, Block] = {}  # id of an instruction -> the block it moved to
 
     def fresh(self, like: Value) -> Value:
         v = Value(self.next_id, like.type)
@@ -118,6 +119,7 @@ class _Inliner:
                 self.moved[id(ins)] = moved
                 ins = moved
             after.instrs.append(ins)
+            self.home[id(ins)] = after
         return copies + [after]
 
     def copy_body(self, tag: str, names: dict[str, str], arg_slots: list[str],
@@ -174,12 +176,7 @@ class _Inliner:
     def host_of(self, block: Block, call: Instr) -> Block:
         """The block that holds `call` now: an earlier inlining in the same block moved
         the rest of it into a continuation block."""
-        if any(i is call for i in block.instrs):
-            return block
-        for b in self.fn.blocks:
-            if any(i is call for i in b.instrs):
-                return b
-        raise KeyError(call)
+        return self.home.get(id(call), block)
 
 
 def depth_marks(span: Span) -> tuple[list[Instr], list[Instr]]:

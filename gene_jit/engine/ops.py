@@ -1,0 +1,238 @@
+"""The tensor ops the native engine's Gene forward passes use beyond the general
+`tensor/*` set: products with GGUF weights, embedding rows, rotary embedding at a
+position, and a KV cache.
+
+    (tensor/linear x W)                      ; x [T K] . W [N K]^T -> [T N]
+    (tensor/embed-rows W tokens)             ; rows of W for token ids -> [T E]
+    (tensor/rope-at x pos base ^scale s ^mode :neox ^dims n ^factors f)   ; x [T H D]
+    (tensor/kv-cache model n-ctx)            ; an empty cache for n-ctx positions
+    (tensor/kv-store cache layer k v pos)    ; k, v [T Hkv D] at positions pos..
+    (tensor/kv-attention cache layer q pos ^window w ^scale s)   ; -> [T H D]
+
+`W` is a `Weight` (gene_jit/engine/weights.py: GGUF blocks, dequantised inside the
+product) or a float tensor; large products are split over the engine's threads
+(threads.py). Each op checks its operands and raises Gene errors that name
+it; each dispatches on the device of its operands. The CPU runs the Numba kernels of
+gene_jit/tensor_kernels/qgemv_cpu.py and engine_cpu.py; other devices are refused with a
+`DeviceError` until their kernels exist. Registered in the `tensor` namespace (loaded
+on first use of a name the general set lacks, gene_jit/runtime/libraries.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gene_jit.engine.threads import run_rows
+from gene_jit.engine.weights import Weight
+from gene_jit.runtime.errors import GeneError, GeneTypeError
+from gene_jit.runtime.registry import builtin
+from gene_jit.runtime.values import Symbol
+from gene_jit.tensor.device import CPU, Device
+from gene_jit.tensor.tensor import Tensor
+from gene_jit.tensor_kernels import engine_cpu, qgemv_cpu
+from gene_jit.tensor_kernels.cuda_support import DeviceError
+
+__all__ = ["KVCache", "embed_rows", "kv_attention", "kv_cache", "kv_store", "linear", "rope_at"]
+
+
+class TensorShapeError(GeneError):
+    kind = "tensor shape error"
+
+
+def _device(op: str, *operands: Any) -> Device:
+    """The one device the operands live on (only the CPU runs these ops so far)."""
+    devices = {o.device for o in operands if isinstance(o, Tensor | Weight | KVCache)}
+    if len(devices) > 1:
+        raise DeviceError(f"{op}: operands on different devices ({', '.join(map(str, devices))})")
+    dev = devices.pop() if devices else CPU
+    if dev.is_cuda:
+        raise DeviceError(f"{op}: the engine's kernels run on :cpu so far, got a tensor on {dev}")
+    return dev
+
+
+def _f32(op: str, x: Any, ndim: int, what: str = "x") -> np.ndarray:
+    if not isinstance(x, Tensor):
+        raise GeneTypeError(f"{op}: {what} must be a tensor, got {type(x).__name__}")
+    a = x.numpy()
+    if a.ndim != ndim:
+        raise TensorShapeError(f"{op}: {what} must have {ndim} axes, got shape {list(a.shape)}")
+    if a.dtype != np.float32 or not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a, dtype=np.float32)
+    return a
+
+
+def _int(op: str, value: Any, what: str, lo: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise GeneTypeError(f"{op}: {what} must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+@builtin("linear", ns="tensor")
+def linear(x: Any, w: Any) -> Tensor:
+    """x [T K] times the weight W [N K] transposed: [T N] (a GEMV for one token). The
+    activations are first rounded as llama.cpp's CPU backend rounds them for a weight of
+    W's type (8-bit blocks for quantised weights, f16 or bf16 for those), so that the
+    engine computes what libllama computes for the same file."""
+    op = "tensor/linear"
+    _device(op, x, w)
+    xa = _f32(op, x, 2)
+    t, k = xa.shape
+    if isinstance(w, Weight):
+        if k != w.cols:
+            raise TensorShapeError(f"{op}: x has {k} columns, weight {w.name} takes {w.cols}")
+        out = np.empty((t, w.rows), np.float32)
+        work = t * w.rows * w.cols
+        if w.kind != qgemv_cpu.F32:
+            rounded = np.empty_like(xa)
+            qgemv_cpu.round_activations(w.kind, xa, rounded)
+            xa = rounded
+        if t == 1:
+            x0 = xa[0]
+            args = (w.raw, w.kind, x0, qgemv_cpu.sums32(x0), out[0])
+            run_rows(qgemv_cpu.qgemv_rows, args, w.rows, work)
+        elif t > 1:
+            run_rows(qgemv_cpu.qmatmul_rows, (w.raw, w.kind, xa, out), w.rows, work)
+        return Tensor(out, "f32")
+    wa = _f32(op, w, 2, "the weight")
+    if wa.shape[1] != k:
+        raise TensorShapeError(f"{op}: x has {k} columns, the weight takes {wa.shape[1]}")
+    return Tensor(np.ascontiguousarray(xa @ wa.T), "f32")
+
+
+def _token_ids(op: str, tokens: Any, n: int) -> np.ndarray:
+    if isinstance(tokens, Tensor):
+        tokens = tokens.numpy().tolist()
+    if not isinstance(tokens, list | tuple) or not tokens:
+        raise GeneTypeError(f"{op}: tokens must be a non-empty array of token ids")
+    for tok in tokens:
+        if isinstance(tok, bool) or not isinstance(tok, int) or not 0 <= tok < n:
+            raise GeneTypeError(f"{op}: {tok!r} is not a token id (0..{n - 1})")
+    return np.asarray(tokens, dtype=np.int64)
+
+
+@builtin("embed-rows", ns="tensor")
+def embed_rows(w: Any, tokens: Any) -> Tensor:
+    """The rows of W [V E] for the token ids: [T E] float32."""
+    op = "tensor/embed-rows"
+    _device(op, w)
+    if not isinstance(w, Weight):
+        raise GeneTypeError(f"{op}: expected a model weight, got {type(w).__name__}")
+    ids = _token_ids(op, tokens, w.rows)
+    out = np.empty((ids.shape[0], w.cols), np.float32)
+    qgemv_cpu.dequant_rows(w.raw, w.kind, ids, out)
+    return Tensor(out, "f32")
+
+
+_ROPE_MODES = {"neox": engine_cpu.ROPE_NEOX, "adjacent": engine_cpu.ROPE_ADJACENT}
+
+
+@builtin("rope-at", ns="tensor")
+def rope_at(x: Any, pos: Any, base: Any, scale: Any = 1.0, mode: Any = "neox",
+            dims: Any = None, factors: Any = None) -> Tensor:
+    """Rotary embedding of x [T H D], token t at position pos + t; `mode` :neox pairs
+    (i, i + dims/2), :adjacent pairs (2i, 2i + 1); `dims` leading dimensions rotate (all
+    by default); `factors` [dims/2] divide the frequencies (Llama 3's rope_freqs)."""
+    op = "tensor/rope-at"
+    _device(op, x, factors)
+    xa = _f32(op, x, 3)
+    start = _int(op, pos, "the position")
+    d = xa.shape[2]
+    n_rot = d if dims is None else _int(op, dims, ":dims", 2)
+    if n_rot > d or n_rot % 2:
+        raise TensorShapeError(f"{op}: :dims {n_rot} must be even and at most the head width {d}")
+    name = mode.name if isinstance(mode, Symbol) else str(mode)
+    if name not in _ROPE_MODES:
+        raise GeneTypeError(f"{op}: :mode must be :neox or :adjacent, got {name}")
+    fac = np.zeros(0, np.float32) if factors is None else _f32(op, factors, 1, ":factors")
+    if fac.size not in (0, n_rot // 2):
+        raise TensorShapeError(f"{op}: :factors holds {fac.size} values, {n_rot // 2} are needed")
+    positions = np.arange(start, start + xa.shape[0], dtype=np.int64)
+    out = np.empty_like(xa)
+    engine_cpu.rope_heads(xa, positions, float(base), float(scale), n_rot, _ROPE_MODES[name],
+                          fac, out)
+    return Tensor(out, "f32")
+
+
+class KVCache:
+    """Keys and values of every layer for up to `n_ctx` positions of one sequence:
+    k[layer], v[layer] are [Hkv, n_ctx, D] float32 (pages are touched as positions fill)."""
+
+    __slots__ = ("k", "v", "n_ctx", "kv_heads", "head_dim", "device")
+
+    def __init__(self, n_layer: int, kv_heads: int, head_dim: int, n_ctx: int,
+                 device: Device = CPU) -> None:
+        self.n_ctx, self.kv_heads, self.head_dim, self.device = n_ctx, kv_heads, head_dim, device
+        shape = (kv_heads, n_ctx, head_dim)
+        self.k = [np.zeros(shape, np.float32) for _ in range(n_layer)]
+        self.v = [np.zeros(shape, np.float32) for _ in range(n_layer)]
+
+    def __gene_repr__(self) -> str:
+        return f"#<kv-cache {len(self.k)} layers, {self.n_ctx} positions, {self.device}>"
+
+    __repr__ = __gene_repr__
+
+
+@builtin("kv-cache", ns="tensor")
+def kv_cache(model: Any, n_ctx: Any) -> KVCache:
+    """An empty cache for a model map (its config) and `n_ctx` positions."""
+    op = "tensor/kv-cache"
+    if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
+        raise GeneTypeError(f"{op}: expected an engine model map")
+    c = model["config"]
+    return KVCache(c["n-layer"], c["n-head-kv"], c["head-dim"], _int(op, n_ctx, "n-ctx", 1),
+                   model["embed"].device)
+
+
+def _layer(op: str, cache: Any, layer: Any) -> int:
+    if not isinstance(cache, KVCache):
+        raise GeneTypeError(f"{op}: expected a KV cache (tensor/kv-cache), got {type(cache).__name__}")
+    i = _int(op, layer, "the layer")
+    if i >= len(cache.k):
+        raise GeneTypeError(f"{op}: layer {i} is past the cache's {len(cache.k)} layers")
+    return i
+
+
+def _span(op: str, cache: KVCache, pos: Any, t: int) -> int:
+    start = _int(op, pos, "the position")
+    if start + t > cache.n_ctx:
+        raise TensorShapeError(f"{op}: positions {start}..{start + t - 1} are past the cache's "
+                               f"{cache.n_ctx}")
+    return start
+
+
+@builtin("kv-store", ns="tensor")
+def kv_store(cache: Any, layer: Any, k: Any, v: Any, pos: Any) -> None:
+    """Keep k, v [T Hkv D] as the layer's keys and values at positions pos .. pos + T - 1."""
+    op = "tensor/kv-store"
+    i = _layer(op, cache, layer)
+    _device(op, cache, k, v)
+    ka, va = _f32(op, k, 3, "k"), _f32(op, v, 3, "v")
+    want = (ka.shape[0], cache.kv_heads, cache.head_dim)
+    if ka.shape != want or va.shape != want:
+        raise TensorShapeError(f"{op}: k and v must be {list(want)}, got {list(ka.shape)} and "
+                               f"{list(va.shape)}")
+    start = _span(op, cache, pos, ka.shape[0])
+    engine_cpu.kv_store(ka, va, start, cache.k[i], cache.v[i])
+
+
+@builtin("kv-attention", ns="tensor")
+def kv_attention(cache: Any, layer: Any, q: Any, pos: Any, window: Any = 0,
+                 scale: Any = None) -> Tensor:
+    """Attention of q [T H D] (token t at position pos + t) over the layer's cached keys
+    and values, causal, within the last `window` positions when window > 0: [T H D]."""
+    op = "tensor/kv-attention"
+    i = _layer(op, cache, layer)
+    _device(op, cache, q)
+    qa = _f32(op, q, 3, "q")
+    t, h, d = qa.shape
+    if d != cache.head_dim or h % cache.kv_heads:
+        raise TensorShapeError(f"{op}: q is {list(qa.shape)}; the cache holds {cache.kv_heads} "
+                               f"heads of {cache.head_dim}")
+    start = _span(op, cache, pos, t)
+    w = _int(op, window, ":window")
+    s = 1.0 / np.sqrt(d) if scale is None else float(scale)
+    out = np.empty_like(qa)
+    engine_cpu.cached_attention(qa, cache.k[i], cache.v[i], start, w, s, out)
+    return Tensor(out, "f32")

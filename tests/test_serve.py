@@ -1,0 +1,392 @@
+"""`gene-jit serve`: the OpenAI API through the official `openai` client and raw HTTP,
+continuous batching with many clients, disconnects, refusals and the command line."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gene_jit.serve.metrics import Metrics
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+ROOT = Path(__file__).resolve().parent.parent
+N_CTX = 512
+
+
+def _start(**kw: Any) -> Any:
+    from gene_jit.serve.server import Server, Settings
+
+    kw.setdefault("port", 0)
+    return Server(Settings(**kw)).start()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Any]:
+    srv = _start(parallel=4, n_ctx=N_CTX)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: Any) -> Any:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def _http(url: str, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None,
+          method: str | None = None) -> tuple[int, Any, bytes]:
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
+                                                                          **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def _health(server: Any) -> dict[str, Any]:
+    return json.loads(_http(server.url + "/health")[2])
+
+
+def _wait_idle(server: Any, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    state = _health(server)
+    while state["slots_processing"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = _health(server)
+    return state
+
+
+def _counting(k: int) -> tuple[str, str]:
+    """A prompt whose greedy continuation starts with a number no other prompt has."""
+    return "Counting: " + ", ".join(str(k + i) for i in range(5)) + ",", f" {k + 5},"
+
+
+# -- no model needed -------------------------------------------------------------------
+
+
+def test_metrics_text_is_prometheus() -> None:
+    m = Metrics()
+    m.request("/v1/completions", 200)
+    m.prompt(10, 4)
+    m.tokens_out(3)
+    m.first_token(0.3)
+    m.first_token(100.0)
+    text = m.text()
+    assert 'gene_jit_requests_total{endpoint="/v1/completions",status="200"} 1' in text
+    assert "gene_jit_prompt_tokens_total 10" in text and "gene_jit_prompt_tokens_cached_total 4" in text
+    assert "gene_jit_generated_tokens_total 3" in text
+    assert 'gene_jit_time_to_first_token_seconds_bucket{le="0.25"} 0' in text
+    assert 'gene_jit_time_to_first_token_seconds_bucket{le="0.5"} 1' in text
+    assert 'gene_jit_time_to_first_token_seconds_bucket{le="+Inf"} 2' in text
+    assert "gene_jit_time_to_first_token_seconds_count 2" in text
+    for line in text.splitlines():
+        assert line.startswith("#") or re.fullmatch(r"gene_jit_\w+(\{[^}]*\})? [-+0-9.e]+", line), line
+
+
+def test_gene_serve_refuses_unknown_option() -> None:
+    from gene_jit.api import eval_source
+    from gene_jit.runtime.errors import GeneError
+
+    with pytest.raises(GeneError, match="serve does not take :prot"):
+        eval_source('(serve "default" :prot 80)', "<test>")
+    with pytest.raises(GeneError, match="parallel must be an integer"):
+        eval_source('(serve "default" :parallel 0)', "<test>")
+
+
+# -- the API through the openai client --------------------------------------------------
+
+
+@pytest.mark.model
+def test_models_and_health(server: Any, client: Any) -> None:
+    ids = [m.id for m in client.models.list().data]
+    assert ids == [server.model_id]
+    state = _health(server)
+    assert state["status"] == "ok" and state["slots_idle"] + state["slots_processing"] == 4
+
+
+@pytest.mark.model
+def test_completion_alone_is_generate_text(server: Any, client: Any) -> None:
+    from gene_jit.llama.gene_api import generate_text
+
+    prompt = "The capital of France is"
+    r = client.completions.create(model="default", prompt=prompt, max_tokens=12, temperature=0)
+    assert r.choices[0].text == generate_text(server.model, prompt, 12, temperature=0.0)
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage.completion_tokens == 12
+    assert r.usage.prompt_tokens == len(server.model.prompt_tokens(prompt))
+
+
+@pytest.mark.model
+def test_chat_uses_the_template_and_stops(client: Any) -> None:
+    r = client.chat.completions.create(model="default", temperature=0, max_tokens=16,
+                                       messages=[{"role": "user", "content": "Reply with one word: hello"}])
+    choice = r.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content.strip()
+    assert "<end_of_turn>" not in choice.message.content and "<start_of_turn>" not in choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("chat", [False, True])
+def test_stream_joins_to_the_whole_text(client: Any, chat: bool) -> None:
+    args: dict[str, Any] = {"model": "default", "temperature": 0, "max_tokens": 12}
+    if chat:
+        args["messages"] = [{"role": "user", "content": "Name a fruit."}]
+        whole = client.chat.completions.create(**args).choices[0].message.content
+        chunks = list(client.chat.completions.create(**args, stream=True))
+        parts = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    else:
+        args["prompt"] = "Once upon a time"
+        whole = client.completions.create(**args).choices[0].text
+        chunks = list(client.completions.create(**args, stream=True))
+        parts = [c.choices[0].text for c in chunks if c.choices]
+    assert len([p for p in parts if p]) > 1  # really streamed, piece by piece
+    assert "".join(parts) == whole
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.model
+def test_stream_is_sse_ending_in_done(server: Any) -> None:
+    body = {"model": "default", "prompt": "Hello", "max_tokens": 4, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    status, headers, data = _http(server.url + "/v1/completions", body)
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = [e for e in data.decode().split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+    usage = json.loads(events[-2][6:])["usage"]
+    assert usage["completion_tokens"] == 4
+
+
+@pytest.mark.model
+def test_response_format_json_schema(client: Any) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                               "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+              "required": ["name", "age"], "additionalProperties": False}
+    r = client.chat.completions.create(
+        model="default", temperature=0, max_tokens=48,
+        messages=[{"role": "user", "content": "Invent a person. Answer in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}})
+    assert r.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+
+
+@pytest.mark.model
+def test_embeddings(server: Any, client: Any) -> None:
+    r = client.embeddings.create(model="default", input=["a cat sat", "stock prices fell", "a cat sat"])
+    vecs = [np.array(d.embedding) for d in r.data]
+    assert [d.index for d in r.data] == [0, 1, 2] and len(vecs[0]) == server.model.n_embd
+    assert np.allclose(vecs[0], vecs[2]) and not np.allclose(vecs[0], vecs[1])
+    assert abs(np.linalg.norm(vecs[1]) - 1.0) < 1e-4
+    status, _, raw = _http(server.url + "/v1/embeddings", {"model": "default", "input": "a cat sat",
+                                                           "encoding_format": "float"})
+    assert status == 200 and np.allclose(json.loads(raw)["data"][0]["embedding"], vecs[0], atol=1e-6)
+    _, _, raw = _http(server.url + "/v1/embeddings", {"model": "default", "input": "a cat sat",
+                                                      "encoding_format": "base64"})
+    packed = np.frombuffer(base64.b64decode(json.loads(raw)["data"][0]["embedding"]), dtype="<f4")
+    assert np.allclose(packed, vecs[0], atol=1e-6)
+
+
+@pytest.mark.model
+def test_n_choices(client: Any) -> None:
+    r = client.completions.create(model="default", prompt="The sky is", max_tokens=6, temperature=0, n=3)
+    texts = [c.text for c in r.choices]
+    assert [c.index for c in r.choices] == [0, 1, 2] and texts[0] == texts[1] == texts[2]
+
+
+# -- many clients, disconnects ----------------------------------------------------------
+
+
+@pytest.mark.model
+def test_sixteen_concurrent_clients(server: Any, client: Any) -> None:
+    """16 clients at once on 4 slots: each gets the continuation of its own prompt."""
+    answers: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def ask(k: int) -> None:
+        try:
+            prompt, _ = _counting(k)
+            stream = k % 2 == 0
+            r = client.completions.create(model="default", prompt=prompt, max_tokens=8, temperature=0, stream=stream)
+            answers[k] = "".join(c.choices[0].text for c in r if c.choices) if stream else r.choices[0].text
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    ks = [3 + 7 * i for i in range(16)]
+    threads = [threading.Thread(target=ask, args=(k,)) for k in ks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k in ks:
+        assert answers[k].startswith(_counting(k)[1]), (k, answers[k])
+    assert _wait_idle(server)["queue"] == 0
+
+
+@pytest.mark.model
+def test_disconnect_mid_stream_frees_the_slot(server: Any) -> None:
+    before = _health(server)["slots_processing"]
+    body = json.dumps({"model": "default", "prompt": "Write a long story.", "max_tokens": 400,
+                       "temperature": 0, "stream": True}).encode()
+    req = urllib.request.Request(server.url + "/v1/completions", data=body,
+                                 headers={"Content-Type": "application/json"})
+    resp = urllib.request.urlopen(req, timeout=300)
+    assert resp.readline().startswith(b"data: ")
+    assert _health(server)["slots_processing"] == before + 1
+    resp.close()  # the client goes away mid-stream
+    state = _wait_idle(server, seconds=30)
+    assert state["slots_processing"] == 0
+    gen = _generated(server)
+    time.sleep(1.0)
+    assert _generated(server) == gen  # nothing decodes for it any more
+
+
+def _generated(server: Any) -> int:
+    text = _http(server.url + "/metrics")[2].decode()
+    return int(re.search(r"^gene_jit_generated_tokens_total (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+LONG = "word " * (N_CTX + 50)
+BAD = [
+    ("/v1/completions", b"{not json", 400, None),
+    ("/v1/completions", b"[1, 2]", 400, None),
+    ("/v1/completions", {"prompt": "hi"}, 400, "model"),
+    ("/v1/completions", {"model": "default"}, 400, "prompt"),
+    ("/v1/completions", {"model": "gpt-4o", "prompt": "hi"}, 404, "model"),
+    ("/v1/completions", {"model": "default", "prompt": LONG}, 400, "prompt"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "max_tokens": N_CTX * 4}, 400, "max_tokens"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "max_tokens": "8"}, 400, "max_tokens"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "temperature": -1}, 400, "temperature"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "top_p": 2}, 400, "top_p"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "n": 99}, 400, "n"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "seed": -5}, 400, "seed"),
+    ("/v1/completions", {"model": "default", "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ("/v1/completions", {"model": "default", "prompt": [99999999]}, 400, "prompt"),
+    ("/v1/chat/completions", {"model": "default"}, 400, "messages"),
+    ("/v1/chat/completions", {"model": "default", "messages": []}, 400, "messages"),
+    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages"),
+    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": LONG}]}, 400, "messages"),
+    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "x"}],
+                              "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object",
+                                                  "patternProperties": {}}}}}, 400, "response_format"),
+    ("/v1/embeddings", {"model": "default"}, 400, "input"),
+    ("/v1/embeddings", {"model": "default", "input": [1.5]}, 400, "input"),
+    ("/v1/nothing", {}, 404, None),
+]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("path,body,status,param", BAD, ids=[f"{p}-{i}" for i, (p, *_) in enumerate(BAD)])
+def test_bad_requests_get_their_4xx(server: Any, path: str, body: Any, status: int, param: str | None) -> None:
+    raw = body if isinstance(body, bytes) else None
+    code, headers, data = _http(server.url + path, None if raw else body, raw=raw)
+    assert code == status, data
+    error = json.loads(data)["error"]
+    assert error["message"] and error["type"]
+    assert error["param"] == param
+
+
+@pytest.mark.model
+def test_wrong_method_is_a_json_405(server: Any) -> None:
+    code, _, data = _http(server.url + "/v1/completions", method="GET")
+    assert code == 405 and json.loads(data)["error"]["message"]
+
+
+@pytest.mark.model
+def test_full_queue_answers_429_with_retry_after(server: Any) -> None:
+    srv = _start(model=server.model, parallel=1, n_ctx=256, queue=0)
+    try:
+        body = json.dumps({"model": "default", "prompt": "Tell me a story.", "max_tokens": 200, "stream": True,
+                           "temperature": 0}).encode()
+        req = urllib.request.Request(srv.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+        busy = urllib.request.urlopen(req, timeout=300)
+        assert busy.readline().startswith(b"data: ")
+        code, headers, data = _http(srv.url + "/v1/completions", {"model": "default", "prompt": "hi", "max_tokens": 2})
+        assert code == 429 and int(headers["Retry-After"]) >= 1
+        assert json.loads(data)["error"]["code"] == "rate_limit_exceeded"
+        busy.close()
+        assert _wait_idle(srv)["slots_processing"] == 0
+        code, _, _ = _http(srv.url + "/v1/completions", {"model": "default", "prompt": "hi", "max_tokens": 2})
+        assert code == 200
+    finally:
+        srv.stop()
+
+
+@pytest.mark.model
+def test_api_key(server: Any) -> None:
+    srv = _start(model=server.model, parallel=1, n_ctx=256, api_key="s3cret")
+    try:
+        url = srv.url + "/v1/models"
+        assert _http(url)[0] == 401
+        assert _http(url, headers={"Authorization": "Bearer nope"})[0] == 401
+        code, _, data = _http(url, headers={"Authorization": "Bearer s3cret"})
+        assert code == 200 and json.loads(data)["data"][0]["id"] == srv.model_id
+        code, _, data = _http(srv.url + "/metrics")
+        assert code == 401 and json.loads(data)["error"]["code"] == "invalid_api_key"
+        assert _http(srv.url + "/health")[0] == 200
+    finally:
+        srv.stop()
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_gene_jit_serve_subprocess() -> None:
+    """The command prints its URL, answers, and on Ctrl-C tells a stream still running
+    that the server is shutting down, then exits 0."""
+    exe = Path(sys.executable).parent / "gene-jit"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gene_jit"]
+    proc = subprocess.Popen([*cmd, "serve", "--port", "0", "--parallel", "2", "--n-ctx", "1024"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)
+        assert found, line
+        base = found.group(1)
+        code, _, data = _http(base + "/v1/completions", {"model": "default", "prompt": "Hi", "max_tokens": 3})
+        assert code == 200 and json.loads(data)["usage"]["completion_tokens"] >= 1
+        # a grammar that cannot end for hundreds of tokens keeps this stream running
+        endless = {"type": "array", "items": {"type": "integer"}, "minItems": 400, "maxItems": 400}
+        body = json.dumps({"model": "default", "prompt": "Numbers:", "max_tokens": 1000, "stream": True,
+                           "response_format": {"type": "json_schema", "json_schema": {"schema": endless}}})
+        req = urllib.request.Request(base + "/v1/completions", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+        resp = urllib.request.urlopen(req, timeout=120)
+        assert resp.readline().startswith(b"data: ")
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        events = [e for e in resp.read().decode().split("\n\n") if e]
+        assert events[-1] == "data: [DONE]"
+        assert "shutting down" in json.loads(events[-2][6:])["error"]["message"]
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in out and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
