@@ -9,9 +9,10 @@ work, alternation spreads the interference evenly and the best round is the leas
 disturbed one, as bench/llm_bench.py does). For each
 server and level: aggregate generated tokens/s (all tokens over the wall time of the
 level), p50 and p95 time to first token (request sent to the first piece of text), and
-how many replies differ from that server's own 1-client replies (libllama computes a row
-differently in batches of four or more rows, so a batched greedy reply can take the
-other branch at a near-tie; see gene_jit/serve/scheduler.py).
+how many replies differ from that server's own 1-client replies. Then gene-jit alone, on
+prompts that share a long start: how many replies at 16 clients differ from the same
+requests alone once the sequences pass 256 cached cells, where libllama's attention
+computes a lone query differently from a batched one (gene_jit/serve/scheduler.py).
 
 Usage: python bench/serve_bench.py [--threads 2] [--tokens 64] [--clients 1,4,16]
                                    [--requests 16] [--rounds 2] [--model default] [--out FILE]
@@ -48,6 +49,29 @@ TOPICS = [
 
 def prompts(n: int) -> list[str]:
     return [f"Write a long story about {TOPICS[i % len(TOPICS)]}.\n\nOnce upon a time," for i in range(n)]
+
+
+# a shared start of about 230 tokens: replies then run past the 256 cached cells where
+# libllama's attention takes another path for a lone query than for a batch
+PREAMBLE = " ".join(
+    f"Rule {i}: a story told here has a beginning, a middle and an end, and a hero who changes."
+    for i in range(1, 12)
+)
+
+
+def long_prompts(n: int) -> list[str]:
+    return [f"{PREAMBLE}\n\nWrite a story about {TOPICS[i % len(TOPICS)]}.\n\nOnce upon a time,"
+            for i in range(n)]
+
+
+def differing(level: Level, base: Level) -> tuple[int, list[int]]:
+    """Replies unlike the base run's, and where each first differs (characters in)."""
+    where = []
+    for a, b in zip(level.replies, base.replies, strict=True):
+        if a.text != b.text:
+            where.append(next((i for i, (x, y) in enumerate(zip(a.text, b.text, strict=False)) if x != y),
+                              min(len(a.text), len(b.text))))
+    return len(where), where
 
 
 @dataclass
@@ -209,6 +233,7 @@ def main() -> None:
                         results[(name, clients)] = level
             for name in servers:
                 lines.append(report(name, results[(name, clients)], results.get((name, levels[0]))))
+        lines += exactness(servers["gene-jit serve"][1], path, args.requests, max(levels), args.tokens)
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -219,11 +244,23 @@ def main() -> None:
     print("\n".join(lines[-4:]))
 
 
+def exactness(port: int, path: str, requests: int, clients: int, tokens: int) -> list[str]:
+    """gene-jit's greedy replies to long prompts alone and among `clients`."""
+    texts = long_prompts(requests)
+    alone = run_level(port, path, texts, 1, tokens)
+    together = run_level(port, path, texts, clients, tokens)
+    n, where = differing(together, alone)
+    first = f"; they first differ after {sorted(where)} characters" if where else ""
+    line = (f"gene-jit serve, prompts of ~{len(PREAMBLE) // 4} tokens + {tokens} generated (past 256 cells): "
+            f"{n}/{requests} replies at {clients} clients differ from the same requests alone{first}")
+    print(line, flush=True)
+    return [line]
+
+
 def report(name: str, level: Level, base: Level | None) -> str:
     errors = [r.error for r in level.replies if r.error]
     same = "" if base is None or base is level else (
-        f"   replies unlike its 1-client ones: {sum(a.text != b.text for a, b in zip(level.replies, base.replies, strict=True))}"
-        f"/{len(level.replies)}")
+        f"   replies unlike its 1-client ones: {differing(level, base)[0]}/{len(level.replies)}")
     return (f"{name:<24} {level.clients:>2} clients  {level.tokens / level.wall:7.1f} tok/s  "
             f"TTFT p50 {level.ttft(0.5):6.2f} s  p95 {level.ttft(0.95):6.2f} s  "
             f"({level.tokens} tokens in {level.wall:.1f} s{', errors: ' + errors[0] if errors else ''}){same}")

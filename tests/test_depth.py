@@ -89,6 +89,73 @@ def test_gene_max_depth_sets_the_limit(tmp_path: os.PathLike[str], mode: str) ->
     assert "stack overflow" in proc.stderr
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("200000", "error: GENE_MAX_DEPTH 200000 is above the most this stack allows (50000)"),
+    ("abc", "error: GENE_MAX_DEPTH must be a whole number from 1 to 50000, got 'abc'"),
+    ("-5", "error: GENE_MAX_DEPTH must be a whole number from 1 to 50000, got '-5'"),
+    ("0", "error: GENE_MAX_DEPTH must be a whole number from 1 to 50000, got '0'"),
+])
+def test_a_gene_max_depth_that_cannot_hold_is_an_error(tmp_path: os.PathLike[str], value: str,
+                                                       message: str) -> None:
+    """A limit above what the stack is sized for, or no limit at all, is said before
+    the program runs, never taken as another limit."""
+    path = os.path.join(tmp_path, "limit.gene")
+    with open(path, "w") as f:
+        f.write('(println "ran")\n')
+    for mode in JIT_MODES:
+        proc = run_cli("run", path, env={"GENE_JIT": mode, "GENE_MAX_DEPTH": value})
+        assert (proc.stdout, proc.stderr, proc.returncode) == ("", message + "\n", 1)
+
+
+METHODS = """
+(class C
+  (.fn down [n] (if (n <= 0) 0 (1 + (self .down (n - 1)))))
+  (.fn up [n] (if (n <= 0) 0 (1 + (.up (n - 1))))))
+(fn f [n] (if (n <= 0) 0 (1 + (f (n - 1)))))
+(var c (new C))
+(var r [])
+(for k in [100 297 298 299 300]
+  (r .add (try (f k) catch * "so"))
+  (r .add (try (c .down k) catch * "so"))
+  (r .add (try (c .up k) catch * "so")))
+(println r)
+"""
+
+
+@pytest.mark.parametrize("mode", JIT_MODES)
+def test_methods_and_functions_share_one_depth_limit(tmp_path: os.PathLike[str], mode: str) -> None:
+    """A method calling itself (through an instance or `self`) reaches the depth where a
+    function calling itself stops, no sooner."""
+    path = os.path.join(tmp_path, "methods.gene")
+    with open(path, "w") as f:
+        f.write(METHODS)
+    proc = run_cli("run", path, env={"GENE_JIT": mode, "GENE_MAX_DEPTH": "300"}, timeout=120)
+    _no_signal(proc)
+    assert proc.stdout == "[100 100 100 297 297 297 298 298 298 299 299 299 so so so]\n", proc.stderr
+
+
+# A self call whose argument (an operator form) is where tier 0 runs out of stack; a call
+# inside a `var`; mutual recursion; a method.
+OVERFLOWS = {
+    "(fn f [n] (f (n + 1)))\n(f 0)\n": "1:11",
+    "(fn g [n] (var x (g (n + 1))) x)\n(g 0)\n": "1:18",
+    "(fn a [n] (if (n < 0) 0 (b (n + 1))))\n(fn b [n] (var r (a (n + 1))) (r + 1))\n(println (a 0))\n": "2:18",
+    "(class K (.fn m [n] ((self .m (n * 1)) + 1)))\n((new K) .m 1)\n": "1:22",
+}
+
+
+@pytest.mark.parametrize("source", list(OVERFLOWS), ids=["self", "var", "mutual", "method"])
+def test_stack_overflow_is_reported_at_the_call_in_every_tier(tmp_path: os.PathLike[str], source: str) -> None:
+    path = os.path.join(tmp_path, "over.gene")
+    with open(path, "w") as f:
+        f.write(source)
+    for mode in JIT_MODES:
+        proc = run_cli("run", path, env={"GENE_JIT": mode}, timeout=120)
+        _no_signal(proc)
+        first = proc.stderr.splitlines()[0]
+        assert (first, proc.returncode) == (f"{path}:{OVERFLOWS[source]}: error: stack overflow (recursion too deep)", 1), mode
+
+
 # -- fuzz ------------------------------------------------------------------------------
 
 FUZZ_PRELUDE = """

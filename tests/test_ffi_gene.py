@@ -103,7 +103,7 @@ def test_seed_block_with_the_bundled_libllama(capsys: pytest.CaptureFixture[str]
         (
             '(ffi/defun nope :lib "c" :symbol "nope_nope" :returns :int)',
             GeneError,
-            "no symbol 'nope_nope'",
+            'no symbol "nope_nope"',
         ),
         (
             '(ffi/defun strlen :lib "c" :returns :size_t :params [:string]) (strlen)',
@@ -174,7 +174,7 @@ STRTOL = '(ffi/defun strtol :lib "c" :returns :long :params [:string :pointer? :
         ("(ffi/array (ffi/new :int32 2) :int32 3)", "item 0..2 of :int32"),
         ("(ffi/string (ffi/new :uint8 4) 5)", "5 bytes asked"),
         ('(ffi/defun env :lib "c" :symbol "environ" :returns :int) (env)',
-         "symbol 'environ' of"),
+         'symbol "environ" of'),
         ("(var b (ffi/new :int32 2)) (ffi/free b) (ffi/read b :int32)", "used after ffi/free"),
         ('(ffi/free (ffi/symbol "c" "environ"))', "points into memory Gene owns"),
         ("(ffi/ptr -1)", "not an address"),

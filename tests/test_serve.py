@@ -244,6 +244,45 @@ def test_sixteen_concurrent_clients(server: Any, client: Any) -> None:
 
 
 @pytest.mark.model
+def test_concurrent_greedy_replies_are_generate_text(server: Any, client: Any) -> None:
+    """Batched with others, a short greedy request gets what generate-text gives it alone."""
+    from gene_jit.llama.gene_api import generate_text
+
+    texts = ["The best thing about rain is", "My grandfather used to say", "def add(a, b):",
+             "Three facts about owls:", "The train left the station", "Dear diary, today"]
+    answers: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        answers[i] = client.completions.create(model="default", prompt=texts[i], max_tokens=10,
+                                               temperature=0).choices[0].text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, text in enumerate(texts):
+        assert answers[i] == generate_text(server.model, text, 10, temperature=0.0), text
+
+
+@pytest.mark.model
+def test_shared_prompt_start_is_decoded_once(server: Any, client: Any) -> None:
+    from gene_jit.llama.gene_api import generate_text
+
+    system = " ".join(f"Rule {i}: answer briefly and politely." for i in range(1, 25))
+    before = _metric(server, "gene_jit_prompt_tokens_cached_total")
+    replies = [client.completions.create(model="default", prompt=f"{system}\nQ: {q}\nA:", max_tokens=6,
+                                         temperature=0).choices[0].text for q in ("Why is the sky blue?", "What is 2+2?")]
+    assert _metric(server, "gene_jit_prompt_tokens_cached_total") - before >= 128
+    assert replies[1] == generate_text(server.model, f"{system}\nQ: What is 2+2?\nA:", 6, temperature=0.0)
+
+
+def _metric(server: Any, name: str) -> int:
+    text = _http(server.url + "/metrics")[2].decode()
+    return int(re.search(rf"^{name} (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+@pytest.mark.model
 def test_disconnect_mid_stream_frees_the_slot(server: Any) -> None:
     before = _health(server)["slots_processing"]
     body = json.dumps({"model": "default", "prompt": "Write a long story.", "max_tokens": 400,
@@ -256,14 +295,9 @@ def test_disconnect_mid_stream_frees_the_slot(server: Any) -> None:
     resp.close()  # the client goes away mid-stream
     state = _wait_idle(server, seconds=30)
     assert state["slots_processing"] == 0
-    gen = _generated(server)
+    gen = _metric(server, "gene_jit_generated_tokens_total")
     time.sleep(1.0)
-    assert _generated(server) == gen  # nothing decodes for it any more
-
-
-def _generated(server: Any) -> int:
-    text = _http(server.url + "/metrics")[2].decode()
-    return int(re.search(r"^gene_jit_generated_tokens_total (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert _metric(server, "gene_jit_generated_tokens_total") == gen  # nothing decodes for it any more
 
 
 # -- refusals ---------------------------------------------------------------------------

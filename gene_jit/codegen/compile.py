@@ -16,7 +16,7 @@ from typing import Any
 
 import llvmlite.ir as ir
 
-from gene_jit.codegen import cache, pylayout
+from gene_jit.codegen import cache, interrupt, pylayout
 from gene_jit.codegen.emit import ModuleEmitter, symbol_name
 from gene_jit.codegen.emit_ffi import GUARDS_ATTR
 from gene_jit.codegen.engine import engine
@@ -181,6 +181,7 @@ def compile_units(units: list[Unit], use_cache: bool = True,
         names = entries + [vcall_name(e) for e in entries]
     text = str(module)
     compiled = _compile_text(text, names, full, use_cache, plain=frozenset() if shared else frozenset(names))
+    interrupt.ensure()  # before the native code first runs: Ctrl-C must stop its loops
     ms = (time.perf_counter() - t0) * 1e3 / len(units)
     natives = []
     for k, (unit, lfn) in enumerate(zip(units, roots, strict=True)):

@@ -31,6 +31,7 @@ ERR_PENDING = 6  # raise the Gene error that native code had Python build (engin
 ERR_DEPTH = 7  # the recursion depth limit (emit_depth.py)
 # overflow of one operator: the message names it, as tier 0's does
 ERR_OVERFLOW_OP = {"+": 8, "-": 9, "*": 10, "div": 11}
+ERR_INTERRUPT = 12  # SIGINT reached a loop: Python's exception is set (interrupt.py)
 
 
 def error_code(kind: int, span: Span) -> int:
@@ -77,6 +78,7 @@ class ModuleEmitter:
             self.raise_fn.attributes.add("cold")
             self.raise_fn.attributes.add("nounwind")
         self._intrinsics: dict[str, ir.Function] = {}
+        self.recursive = _recursive(unit)
 
     def emit(self) -> ir.Module:
         for fn in self.unit.ordered():
@@ -96,6 +98,15 @@ class ModuleEmitter:
             tables = self.module.__dict__.setdefault(MODULE_ATTR, {})
             tables[self.functions[self.unit.root.name].name] = self.unit.bindings
         return self.module
+
+    def global_i32(self, name: str) -> ir.GlobalVariable:
+        """An i32 defined elsewhere (the engine's runtime module)."""
+        found = self.module.globals.get(name)
+        if isinstance(found, ir.GlobalVariable):
+            return found
+        g = ir.GlobalVariable(self.module, I32, name)
+        g.linkage = "external"
+        return g
 
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         fn = self._intrinsics.get(name)
@@ -117,6 +128,8 @@ class FunctionEmitter:
         self.b = ir.IRBuilder(self.blocks[fn.blocks[0].name])
         self._err_blocks: dict[int, ir.Block] = {}
         self.span: Span = fn.span
+        self.order = {b.name: i for i, b in enumerate(fn.blocks)}
+        self.at = 0  # the index of the IR block being emitted
 
     def emit(self) -> None:
         entry = self.blocks[self.fn.blocks[0].name]
@@ -131,7 +144,8 @@ class FunctionEmitter:
 
         self.lfn.args[-1].name = "depth.left"
         begin_function(self, self.lfn.args[-1])
-        for block in self.fn.blocks:
+        for at, block in enumerate(self.fn.blocks):
+            self.at = at
             self.b.position_at_end(self.blocks[block.name])
             for ins in block.instrs:
                 self.instr(ins)
@@ -262,6 +276,10 @@ class FunctionEmitter:
         from gene_jit.codegen.emit_depth import call_budget
 
         callee = self.mod.functions[ins.attr]
+        if ins.attr in self.mod.recursive and self.fn.name in self.mod.recursive:
+            # recursion runs no loop: its calls poll for Ctrl-C instead
+            self.poll(cont := self.lfn.append_basic_block("called"))
+            self.b.position_at_end(cont)
         result = self.b.call(callee, [*(self.v(a) for a in ins.args), call_budget(self)])
         return result if ins.result is not None and ins.result.type != T.NIL else None
 
@@ -306,10 +324,36 @@ class FunctionEmitter:
     # -- control flow --------------------------------------------------------------------
 
     def br(self, ins: Instr) -> None:
-        self.b.branch(self.blocks[ins.targets[0]])
+        self.b.branch(self.edge(ins.targets[0]))
 
     def cbr(self, ins: Instr) -> None:
-        self.b.cbranch(self.v(ins.args[0]), self.blocks[ins.targets[0]], self.blocks[ins.targets[1]])
+        self.b.cbranch(self.v(ins.args[0]), self.edge(ins.targets[0]), self.edge(ins.targets[1]))
+
+    def edge(self, target: str) -> ir.Block:
+        """The block a branch to `target` enters. The builder makes a loop's head before
+        its body, so a branch back to an earlier block (or its own) closes a loop: it
+        passes the interrupt check first (interrupt.py), so that Ctrl-C stops any loop.
+        A relaxed atomic load, since LLVM must not hoist it out of the loop."""
+        if self.order[target] > self.at:
+            return self.blocks[target]
+        here = self.b.block
+        check = self.lfn.append_basic_block(f"poll.{target}")
+        self.b.position_at_end(check)
+        self.poll(self.blocks[target])
+        self.b.position_at_end(here)
+        return check
+
+    def poll(self, then: ir.Block) -> None:
+        """Here: run Python's signal handlers if SIGINT came (rarely taken), then `then`."""
+        b = self.b
+        cold = self.lfn.append_basic_block("interrupted")
+        flag = self.mod.global_i32("gene_jit_interrupt")
+        set_ = b.icmp_unsigned("!=", b.load_atomic(flag, "monotonic", 4, typ=I32), ir.Constant(I32, 0))
+        b.cbranch(set_, cold, then).set_weights([1, 1 << 20])
+        b.position_at_end(cold)
+        poll = self.mod.intrinsic("gene_jit_poll", ir.VoidType(), [I32])
+        b.call(poll, [ir.Constant(I32, error_code(ERR_INTERRUPT, self.span))])
+        b.branch(then)
 
     def ret(self, ins: Instr) -> None:
         if self.fn.ret == T.NIL:
@@ -370,6 +414,25 @@ HANDLERS: dict[Op, Callable[[FunctionEmitter, Instr], Any]] = {
     Op.NEXT: FunctionEmitter.next_step,
     Op.DEPTH: FunctionEmitter.depth,
 }
+
+
+def _recursive(unit: Unit) -> set[str]:
+    """The functions of `unit` that can reach themselves through its calls."""
+    calls = {name: {i.attr for b in fn.blocks for i in b.instrs if i.op is Op.CALL} & unit.functions.keys()
+             for name, fn in unit.functions.items()}
+    found: set[str] = set()
+    for start in calls:
+        seen: set[str] = set()
+        todo = list(calls[start])
+        while todo:
+            name = todo.pop()
+            if name == start:
+                found.add(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo.extend(calls[name])
+    return found
 
 
 def _signed64(n: int) -> int:

@@ -159,10 +159,9 @@ class CallBuilder:
         callee = self.b.inttoptr(ir.Constant(I64, self.rec.address), PtrTo(fnty))
         # the record of the current call that crash reports read (gene_jit/ffi/crash.py)
         slot = self.b.inttoptr(ir.Constant(I64, crash.CURRENT_ADDRESS), PTR)
-        prev = self.b.load(slot, typ=I64)
         self.b.store(ir.Constant(I64, crash.name_address(self.rec.name)), slot)
         result = self.b.call(callee, self.values, arg_attrs=self.attrs or None)
-        self.b.store(prev, slot)
+        self.b.store(ir.Constant(I64, 0), slot)
         return self.result(ret, result)
 
     def return_type(self, t: Any) -> ir.Type:

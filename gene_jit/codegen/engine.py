@@ -24,7 +24,8 @@ from gene_jit.runtime import errors
 
 # C API functions and data the trampolines use, resolved from the running interpreter.
 _PY_FUNCS = ["PyLong_FromLongLong", "PyFloat_FromDouble", "PyLong_AsLongLongAndOverflow",
-             "PyObject_Vectorcall", "PyUnicode_FromString", "Py_DecRef"]
+             "PyObject_Vectorcall", "PyUnicode_FromString", "Py_DecRef", "PyErr_CheckSignals",
+             "PyErr_Occurred", "PyThreadState_Get"]
 _PY_DATA = ["PyLong_Type", "PyFloat_Type", "PyBool_Type", "_Py_TrueStruct",
             "_Py_FalseStruct", "_Py_NoneStruct"]
 _LIBM = ["tan", "exp", "log", "sin", "cos", "pow", "floor", "ceil", "trunc", "sqrt", "fabs"]
@@ -44,6 +45,7 @@ ERRORS: list[tuple[type[errors.GeneError], str]] = [
     (errors.GeneOverflowError, "integer overflow in -: result exceeds 64 bits"),
     (errors.GeneOverflowError, "integer overflow in *: result exceeds 64 bits"),
     (errors.GeneOverflowError, "integer overflow in div: result exceeds 64 bits"),
+    (errors.GeneError, "interrupted"),
 ]
 # Gene errors built by Python at native code's request just before it raises
 # ERR_PENDING: their messages hold run-time values (a kernel's name and shapes).
@@ -70,6 +72,46 @@ declare ptr @PyLong_FromLongLong(i64)
 declare ptr @PyUnicode_FromString(ptr)
 declare ptr @PyObject_Vectorcall(ptr, ptr, i64, ptr)
 declare void @Py_DecRef(ptr)
+declare ptr @PyErr_Occurred()
+declare i32 @PyErr_CheckSignals()
+declare ptr @PyThreadState_Get()
+
+; Interrupts (see interrupt.py): the SIGINT handler sets the flag that loops poll, then
+; runs the handler it replaced (CPython's, which makes Python raise KeyboardInterrupt)
+@gene_jit_interrupt = global i32 0
+@gene_jit_prev_sigint = global ptr null
+@gene_jit_main_tstate = global ptr null
+
+define void @gene_jit_on_sigint(i32 %%sig, ptr %%info, ptr %%ctx) nounwind {
+  store atomic i32 1, ptr @gene_jit_interrupt monotonic, align 4
+  %%prev = load ptr, ptr @gene_jit_prev_sigint
+  %%none = icmp eq ptr %%prev, null
+  br i1 %%none, label %%done, label %%chain
+chain:
+  call void %%prev(i32 %%sig, ptr %%info, ptr %%ctx)
+  br label %%done
+done:
+  ret void
+}
+
+; a loop found the flag set: in the main thread, clear it and run Python's signal
+; handlers; one that raised (KeyboardInterrupt) ends the native call with its exception
+define void @gene_jit_poll(i32 %%code) cold {
+  %%t = call ptr @PyThreadState_Get()
+  %%main = load ptr, ptr @gene_jit_main_tstate
+  %%is_main = icmp eq ptr %%t, %%main
+  br i1 %%is_main, label %%check, label %%done
+check:
+  store atomic i32 0, ptr @gene_jit_interrupt monotonic, align 4
+  %%r = call i32 @PyErr_CheckSignals()
+  %%failed = icmp ne i32 %%r, 0
+  br i1 %%failed, label %%raise, label %%done
+raise:
+  call void @gene_jit_raise(i32 %%code)
+  unreachable
+done:
+  ret void
+}
 
 define void @gene_jit_raise(i32 %%code) noreturn cold nounwind {
   %%buf = load ptr, ptr @gene_jit_jmpbuf
@@ -85,7 +127,14 @@ define ptr @gene_jit_vcall_forward(ptr %%c, ptr %%args, i64 %%n, ptr %%kw) {
   ret ptr %%r
 }
 
+; an error whose Python exception is set already (an interrupt) keeps it
 define void @gene_jit_set_error(i32 %%code, ptr %%file) cold {
+  %%set = call ptr @PyErr_Occurred()
+  %%kept = icmp ne ptr %%set, null
+  br i1 %%kept, label %%done, label %%build
+done:
+  ret void
+build:
   %%args = alloca [2 x ptr]
   %%c64 = sext i32 %%code to i64
   %%a0 = call ptr @PyLong_FromLongLong(i64 %%c64)

@@ -304,7 +304,7 @@ def free_names(info: tiering.FnInfo, code: Any) -> dict[str, tuple[str, str]]:
     free variable is captured whatever tier 0's scopes called it."""
     free = dict(info.extra.get("free", {}))
     cells = set(code.co_freevars)
-    for name, (kind, py) in free.items():
+    for name, (_kind, py) in free.items():
         if py in cells:
             free[name] = ("outer", py)
     return free

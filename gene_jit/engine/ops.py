@@ -4,6 +4,7 @@ position, and a KV cache.
 
     (tensor/linear x W)                      ; x [T K] . W [N K]^T -> [T N]
     (tensor/embed-rows W tokens)             ; rows of W for token ids -> [T E]
+    (tensor/geglu gate up)                   ; gelu(gate) * up, GELU as ggml rounds it
     (tensor/rope-at x pos base ^scale s ^mode :neox ^dims n ^factors f)   ; x [T H D]
     (tensor/kv-cache model n-ctx)            ; an empty cache for n-ctx positions
     (tensor/kv-store cache layer k v pos)    ; k, v [T Hkv D] at positions pos..
@@ -34,7 +35,7 @@ from gene_jit.tensor.tensor import Tensor
 from gene_jit.tensor_kernels import engine_cpu, qgemv_cpu
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
-__all__ = ["KVCache", "embed_rows", "kv_attention", "kv_cache", "kv_store", "linear", "rope_at"]
+__all__ = ["KVCache", "embed_rows", "geglu", "kv_attention", "kv_cache", "kv_store", "linear", "rope_at"]
 
 
 class TensorShapeError(GeneError):
@@ -122,6 +123,21 @@ def embed_rows(w: Any, tokens: Any) -> Tensor:
     ids = _token_ids(op, tokens, w.rows)
     out = np.empty((ids.shape[0], w.cols), np.float32)
     qgemv_cpu.dequant_rows(w.raw, w.kind, ids, out)
+    return Tensor(out, "f32")
+
+
+@builtin("geglu", ns="tensor")
+def geglu(gate: Any, up: Any) -> Tensor:
+    """gelu(gate) * up, elementwise, with GELU's tanh form computed as ggml computes it
+    (for the input rounded to f16, the result rounded to f16)."""
+    op = "tensor/geglu"
+    _device(op, gate, up)
+    g = _f32(op, gate, gate.ndim if isinstance(gate, Tensor) else 2, "gate")
+    u = _f32(op, up, g.ndim, "up")
+    if g.shape != u.shape:
+        raise TensorShapeError(f"{op}: gate {list(g.shape)} and up {list(u.shape)} differ")
+    out = np.empty_like(g)
+    engine_cpu.geglu(g.reshape(-1), u.reshape(-1), out.reshape(-1))
     return Tensor(out, "f32")
 
 

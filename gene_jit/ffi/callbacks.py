@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+from gene_jit.ffi.crash import CURRENT
 from gene_jit.ffi.types import POINTER_KINDS, FfiType, ctype_of, describe, from_c, to_c
 from gene_jit.runtime.errors import GeneError, GeneTypeError
 
@@ -91,6 +92,7 @@ class Callback:
         fn_ref = self  # the trampoline reads self.fn so that ffi/free can disable it
 
         def trampoline(*cargs: Any) -> Any:
+            outer = CURRENT[0]  # the foreign call C made this call from (crash reports)
             try:
                 fn = fn_ref.fn
                 if fn is None:
@@ -102,6 +104,8 @@ class Callback:
             except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
                 PENDING.append(exc)
                 return default
+            finally:
+                CURRENT[0] = outer
             if ret.kind == "void" or (result is None and ret.kind in POINTER_KINDS):
                 return None
             try:

@@ -37,6 +37,7 @@ from gene_jit.ffi.types import (
     too_big,
 )
 from gene_jit.runtime.errors import GeneArityError, GeneError, GeneNameError, GeneTypeError
+from gene_jit.runtime.printer import quote_string
 
 
 @dataclass(eq=False)
@@ -84,7 +85,9 @@ def find_library(lib: Any, symbol: str) -> Library:
         if candidate.has(symbol):
             return candidate
     loaded = ", ".join(n for n in LIBRARIES if n) or "none"
-    raise GeneNameError(f"no loaded library has symbol {symbol!r} (loaded: {loaded}); use :lib")
+    raise GeneNameError(
+        f"no loaded library has symbol {quote_string(symbol)} (loaded: {loaded}); use :lib"
+    )
 
 
 def defun(
@@ -118,7 +121,7 @@ def defun(
     cfunc.restype = ret.ctype
     cfunc.argtypes = [p.ctype for p in ptypes]
     address = library_.address(sym)
-    check_code_address(address, f"ffi/defun {gname}: symbol {sym!r} of {library_.path}")
+    check_code_address(address, f"ffi/defun {gname}: symbol {quote_string(sym)} of {library_.path}")
     rec = ForeignFunction(
         gname, library_, sym, ret, ptypes, bool(variadic), address, cfunc,
         addresses=bool(addresses),
@@ -255,14 +258,13 @@ def _build(rec: ForeignFunction) -> Any:
     else:
         lines.append("    if _va: raise _extra(_va)")
     lines += [  # the record of the current call, for crash reports (gene_jit/ffi/crash.py)
-        "    _pv = _cs.value",
-        "    _cs.value = _nm",
+        "    _cs[0] = _nm",
         "    try:",
         f"        r = _cf({call_args})",
         "    except _ArgErr as exc:",
         f"        raise _bad(exc, ({', '.join(args)}{',' if n == 1 else ''})) from None",
         "    finally:",
-        "        _cs.value = _pv",
+        "        _cs[0] = 0",
         "    if _pend: _rp()",
         f"    return {_return_expr(rec.returns, rec.addresses)}",
     ]

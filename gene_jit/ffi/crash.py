@@ -8,9 +8,10 @@ prints one line to stderr:
     gene-jit: a native call crashed (segmentation fault) in strlen
 
 Every foreign call, in both tiers, keeps a cheap record of itself: the address of its
-NUL-terminated name goes into one machine word (`CURRENT`) before the call and the
-previous value comes back after it (a callback's own calls nest). The handler reads
-that word. A crash outside any foreign call (a fault of gene-jit or of a library it
+NUL-terminated name goes into one machine word (`CURRENT[0]`) before the call, and 0
+after it; a callback puts back on return what it found on entry, so that the record
+of the call that called it survives the callback's own foreign calls. The handler
+reads that word. A crash outside any foreign call (a fault of gene-jit or of a library it
 uses) is reported as such and then handed to the handler that was there before
 (Python's `faulthandler`, which the CLI and API enable, dumps the Python stack).
 
@@ -22,6 +23,7 @@ Linux on x86-64 and AArch64 (glibc's `struct sigaction`); elsewhere only `faulth
 
 from __future__ import annotations
 
+import array
 import ctypes
 import faulthandler
 import platform
@@ -29,9 +31,10 @@ import signal
 import sys
 from typing import Any
 
-# The name of the foreign function being called (address of a NUL-terminated string), or 0.
-CURRENT = ctypes.c_void_p(0)
-CURRENT_ADDRESS: int = ctypes.addressof(CURRENT)
+# The name of the foreign function being called (address of a NUL-terminated string), or
+# 0: one machine word. An array item is the cheapest word Python code can store to.
+CURRENT = array.array("Q", [0])
+CURRENT_ADDRESS: int = CURRENT.buffer_info()[0]
 
 _NAMES: dict[str, Any] = {}  # name -> its NUL-terminated bytes, alive for the process
 _state: dict[str, Any] = {}  # what the installed handler needs kept alive

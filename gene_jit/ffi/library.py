@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gene_jit.runtime.errors import GeneError, GeneNameError
+from gene_jit.runtime.printer import quote_string
 
 # Libraries that a Python package bundles: Gene name -> (package, file under it).
 BUNDLED: dict[str, tuple[str, str]] = {
@@ -49,7 +50,7 @@ class Library:
             return self.handle[symbol]
         except AttributeError:
             raise GeneNameError(
-                f"library {self.name!r} ({self.path}) has no symbol {symbol!r}"
+                f"library {quote_string(self.name)} ({self.path}) has no symbol {quote_string(symbol)}"
             ) from None
 
     def address(self, symbol: str) -> int:
@@ -77,7 +78,7 @@ class Library:
         """`lib/path`, `lib/name`, `lib/note` in Gene."""
         if key in ("name", "path", "note"):
             return getattr(self, key)
-        raise GeneNameError(f"an ffi library has no member {key!r} (name, path, note)")
+        raise GeneNameError(f"an ffi library has no member {key} (name, path, note)")
 
     def __gene_repr__(self) -> str:
         return repr(self)
@@ -113,7 +114,7 @@ def _candidates(name: str) -> list[tuple[str, str]]:
         out.append((f"soname {name}", name))
     found = ctypes.util.find_library(base)
     out.append(
-        (f"find_library({base!r})" + (f" -> {found}" if found else " -> nothing"), found or "")
+        (f"the system search for {base}" + (f" -> {found}" if found else " -> nothing"), found or "")
     )
     out.append((f"soname lib{base}.so", f"lib{base}.so"))
     bundled = bundled_path(base)
@@ -151,7 +152,7 @@ def load(name: str, path: str | None = None) -> Library:
         else:
             tried.append(f"{path} (no such file)")
         if name not in BUNDLED:  # a path names one file: never another one instead
-            raise LibraryNotFound(f"cannot load library {name!r}: " + "; ".join(tried))
+            raise LibraryNotFound(f"cannot load library {quote_string(name)}: " + "; ".join(tried))
     for desc, target in _candidates(name):
         if not target:
             tried.append(desc)
@@ -160,12 +161,12 @@ def load(name: str, path: str | None = None) -> Library:
         if isinstance(handle, ctypes.CDLL):
             if path:
                 note = (
-                    f"ffi/load {name!r}: {path} not found; loaded {_real(handle, target)} instead"
+                    f"ffi/load {quote_string(name)}: {path} not found; loaded {_real(handle, target)} instead"
                 )
                 print(f"note: {note}", file=sys.stderr)
             return _register(name, _real(handle, target), handle, note)
         tried.append(f"{desc} ({handle.splitlines()[0] if handle else 'failed'})")
-    raise LibraryNotFound(f"cannot load library {name!r}; searched: " + "; ".join(tried))
+    raise LibraryNotFound(f"cannot load library {quote_string(name)}; searched: " + "; ".join(tried))
 
 
 def _real(handle: ctypes.CDLL, target: str) -> str:

@@ -25,13 +25,15 @@ from gene_jit.runtime.errors import GeneTypeError
 
 MAPS = "/proc/self/maps"
 
-_starts: list[int] = []
-_regions: list[tuple[int, int, str, str]] = []  # (start, end, permissions, path)
+Region = tuple[int, int, str, str]  # (start, end, permissions, path)
+# (region starts, regions), sorted; replaced whole so that a reader in another thread
+# never pairs one table's starts with another's regions
+_table: tuple[list[int], list[Region]] = ([], [])
 _readable = True  # whether the table could be read at all
 
 
 def _load() -> bool:
-    global _starts, _regions, _readable
+    global _table, _readable
     try:
         with open(MAPS, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -46,19 +48,19 @@ def _load() -> bool:
         lo, _, hi = parts[0].partition("-")
         regions.append((int(lo, 16), int(hi, 16), parts[1], parts[5] if len(parts) > 5 else ""))
     regions.sort()
-    _regions = regions
-    _starts = [r[0] for r in regions]
+    _table = ([r[0] for r in regions], regions)
     return True
 
 
-def _find(address: int) -> tuple[int, int, str, str] | None:
-    i = bisect.bisect_right(_starts, address) - 1
-    if i >= 0 and _regions[i][0] <= address < _regions[i][1]:
-        return _regions[i]
+def _find(address: int) -> Region | None:
+    starts, regions = _table
+    i = bisect.bisect_right(starts, address) - 1
+    if i >= 0 and regions[i][0] <= address < regions[i][1]:
+        return regions[i]
     return None
 
 
-def region(address: int) -> tuple[int, int, str, str] | None:
+def region(address: int) -> Region | None:
     """(start, end, permissions, path) of the mapping holding `address`; None if it is
     in none, or if the table cannot be read."""
     return _find(address) if _load() else None
@@ -68,7 +70,7 @@ def check_code_address(address: int, what: str) -> None:
     """Raise a Gene error unless `address` lies in executable memory."""
     found = region(address)
     if found is None:
-        if not _regions:  # no table on this system: nothing to check against
+        if not _table[1]:  # no table on this system: nothing to check against
             return
         raise GeneTypeError(f"{what} is not at a mapped address ({address:#x})")
     perms, path = found[2], found[3].strip()
@@ -92,13 +94,14 @@ def may_be_heap(address: int) -> bool:
 def _span(address: int, perm: str) -> int:
     """Bytes from `address` on that lie in consecutive mappings with permission `perm`
     (`"r"` or `"w"`; `""` for any mapping), by the cached table."""
-    i = bisect.bisect_right(_starts, address) - 1
-    if i < 0 or not _regions[i][0] <= address < _regions[i][1] or perm not in _regions[i][2]:
+    starts, regions = _table
+    i = bisect.bisect_right(starts, address) - 1
+    if i < 0 or not regions[i][0] <= address < regions[i][1] or perm not in regions[i][2]:
         return 0
-    end = _regions[i][1]
+    end = regions[i][1]
     i += 1
-    while i < len(_regions) and _regions[i][0] == end and perm in _regions[i][2]:
-        end = _regions[i][1]
+    while i < len(regions) and regions[i][0] == end and perm in regions[i][2]:
+        end = regions[i][1]
         i += 1
     return end - address
 
@@ -108,7 +111,7 @@ def accessible(address: int, perm: str = "r") -> int:
     (`"r"`, `"w"`, or `""` for mapped at all); -1 when the table cannot be read."""
     if not _readable:
         return -1
-    if not _regions and not _load():
+    if not _table[1] and not _load():
         return -1
     n = _span(address, perm)
     if n == 0 and _load():  # perhaps mapped since the table was read

@@ -6,8 +6,9 @@ buffer is dropped or at `free`, whichever comes first (use after `free` is a Gen
 makes one), a buffer or a struct. Where the memory's extent is known (a buffer, a
 struct, a pointer `ffi/addressof` took from one) every item read or written must lie
 inside it, and a buffer of typed items is read and written only as items of that
-layout (a byte buffer, `ffi/buffer`, may be reinterpreted); an address that C gave back
-is trusted, as C code trusts it.
+layout (a byte buffer, `ffi/buffer`, may be reinterpreted); memory of unknown extent (an
+address C gave back, or `ffi/ptr` made) must lie in the process's mappings, readable to
+read and writable to write (gene_jit/ffi/memmap.py).
 """
 
 from __future__ import annotations
@@ -169,6 +170,11 @@ def free(value: Any) -> None:
 def _free_pointer(p: Pointer) -> None:
     if not p.address:
         raise FreedError("ffi/free: this pointer was already freed")
+    if p.cast:
+        raise GeneTypeError(
+            "ffi/free: a pointer made by ffi/ptr is not known to come from malloc; free the "
+            "pointer C returned"
+        )
     if p.owner is not None:
         raise GeneTypeError(
             "ffi/free: this pointer points into memory Gene owns (a buffer, struct or "

@@ -34,6 +34,7 @@ from gene_jit.ffi.types import (
     to_c,
 )
 from gene_jit.runtime.errors import GeneError, GeneNameError, GeneTypeError
+from gene_jit.runtime.printer import repr_
 
 # Keep-alive tables for views over memory that no struct value owns, by field address.
 _FOREIGN_KEEP: dict[int, Any] = {}
@@ -145,7 +146,7 @@ class StructValue:
         f = cls._by_name.get(name) or cls._by_name.get(name.replace("-", "_"))
         if f is None:
             known = ", ".join(cls._by_name)
-            raise GeneNameError(f"struct {cls.name} has no field {name!r} (fields: {known})")
+            raise GeneNameError(f"struct {cls.name} has no field {name} (fields: {known})")
         return f
 
     def c_value(self) -> Any:
@@ -206,7 +207,7 @@ class StructValue:
     def __repr__(self) -> str:
         if self._c is None:
             return f"<{self.name} freed>"
-        inner = " ".join(f"^{k} {v!r}" for k, v in self.to_map().items())
+        inner = " ".join(f"^{k} {repr_(v)}" for k, v in self.to_map().items())
         return f"({self.name} {inner})"
 
 

@@ -373,6 +373,10 @@ def arg_error(fname: str, pos: int, t: FfiType, value: Any, why: str = "") -> Ge
     )
 
 
+def _an(word: str) -> str:
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
 NOT_AN_ADDRESS = "an int is not a pointer; use (ffi/ptr n) for an address"
 
 
@@ -515,7 +519,7 @@ def _pointer_to_c(t: FfiType, value: Any, loose: bool) -> Any:
     if type(value).__name__ == "Callback" and not loose:
         raise TypeError("a callback is code, not data; declare a callback parameter")
     addr = address_of(value, loose)
-    if type(value) is Pointer and value.cast:
+    if type(value) is Pointer and value.cast and addr:
         unmapped(addr)
     return addr
 
@@ -535,9 +539,9 @@ def _struct_ptr_to_c(t: FfiType, value: Any, loose: bool) -> Any:
     if isinstance(value, dict):
         raise TypeError("a map is not a pointer (make the struct first)")
     if hasattr(value, "ctype") and type(value) is not t.target and hasattr(value, "fields"):
-        raise TypeError(f"a {type(value).name} struct is not a {t.target.name}")
+        raise TypeError(f"{_an(type(value).name)} struct is not {_an(t.target.name)}")
     addr = address_of(value, loose)
-    if type(value) is Pointer and value.cast:
+    if type(value) is Pointer and value.cast and addr:
         unmapped(addr)
     return addr
 

@@ -87,6 +87,7 @@ def _helpers() -> dict[str, Any]:
         "set_selected",
         "Selector",
         "call_method",
+        "instance_method",
         "super_call",
         "new",
         "make_class",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from gene_jit.frontend.forms import Span
+from gene_jit.frontend.forms import Form, GeneF, Span
 from gene_jit.runtime.errors import (
     GeneArityError,
     GeneError,
@@ -136,6 +136,8 @@ def _arity_message(msg: str) -> str | None:
         found = pattern.fullmatch(m.group(2))
         if found:
             return f"{m.group(1)}: {rewrite(found)}"
+    if re.match(r"missing \d+ required |takes .* given", m.group(2)):  # rarer wordings
+        return f"{m.group(1)}: {_params(m.group(2))}"
     return None
 
 
@@ -228,6 +230,47 @@ def gene_span(tb: TracebackType | None) -> Span | None:
     return span
 
 
+def _call_around(span: Span) -> Span:
+    """The Gene call that holds the form at `span`: tier 0 runs out of stack at whatever
+    Python call comes first (an operator's helper, say), tier 1 at the next Gene call,
+    and "stack overflow" is reported at that call's span in both."""
+    from gene_jit.frontend import core
+    from gene_jit.frontend.special_fn import FN_META
+
+    def path(form: Form) -> list[Form] | None:
+        if (form.span.line, form.span.col) == (span.line, span.col):
+            return [form]
+        for child in _children(form):
+            found = path(child)
+            if found is not None:
+                return [form, *found]
+        return None
+
+    for _name, fn_form, *_ in list(FN_META.values()):
+        if fn_form.span.file != span.file or fn_form.span.line > span.line:
+            continue
+        forms = path(fn_form)
+        for form in reversed(forms or []):
+            if isinstance(form, GeneF) and not form.props:
+                try:
+                    node = core.resolve(form)
+                except GeneError:
+                    continue
+                if isinstance(node, core.MethodCall | core.Call) or (
+                        isinstance(node, core.Named) and node.role in (core.Role.NAME, core.Role.METHOD)):
+                    return form.span
+        if forms:
+            break
+    return span
+
+
+def _children(form: Form) -> list[Form]:
+    if isinstance(form, GeneF):
+        return [*([form.head] if form.head is not None else []), *form.children]
+    items = getattr(form, "items", None)
+    return list(items) if items is not None else []
+
+
 def _positions(code: Any, lasti: int) -> list[tuple[int, int]]:
     try:
         positions = list(code.co_positions())
@@ -257,6 +300,8 @@ def translate(exc: BaseException) -> GeneError:
         raise internal_error(exc, gene_span(exc.__traceback__)) from exc
     if err.span is None:
         err.span = gene_span(exc.__traceback__)
+        if isinstance(exc, RecursionError) and err.span is not None:
+            err.span = _call_around(err.span)
     if err is not exc:
         err.__cause__ = exc
         err.__traceback__ = exc.__traceback__

@@ -8,6 +8,7 @@ special forms, operators, macros or plain calls unless a local variable shadows 
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from gene_jit.frontend.compiler_core import (
     helper,
     load,
     pure,
+    store,
     sym_name,
     syntax_error,
 )
@@ -416,6 +418,17 @@ def method_call(
         return Result(stmts, hcall("call_method", exprs[0], const(name), *exprs[1:]))
     astmts, argx, kws = call_args(c, form, args)
     stmts, texpr = c.before(tres, astmts)
+    if not kws:
+        # an instance's own method is called from here: one frame per Gene call
+        from gene_jit.frontend.compiler_ops import _operand
+
+        t1, t2 = _operand(c, texpr)
+        m = c.temp("m")
+        found = ast.Compare(left=ast.NamedExpr(target=store(m), value=hcall("instance_method", t1, const(name))),
+                            ops=[ast.IsNot()], comparators=[const(None)])
+        direct = ast.Call(func=load(m), args=[t2, *argx], keywords=[])
+        slow = hcall("call_method", t2, const(name), *copy.deepcopy(argx))
+        return Result(stmts, ast.IfExp(test=found, body=direct, orelse=slow))
     generic = ast.Call(func=helper("call_method"), args=[texpr, const(name), *argx], keywords=kws)
     return Result(stmts, generic)
 

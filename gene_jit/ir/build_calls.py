@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import TypeGuard
 
 from gene_jit.frontend import core
-from gene_jit.frontend.forms import Form, GeneF, Lit, Span, Sym
 from gene_jit.frontend.compiler_core import pyid
+from gene_jit.frontend.forms import Form, GeneF, Lit, Span, Sym
 from gene_jit.ir import types as T
 from gene_jit.ir.build_exprs import expr, load, store, syntax, to_f64
 from gene_jit.ir.builder import FnBuilder, NotTypeable

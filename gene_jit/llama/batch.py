@@ -18,6 +18,7 @@ import numpy as np
 
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.generate import Generation, Sampling, TextAssembler, fit_prompt
+from gene_jit.llama.options import shown
 
 if TYPE_CHECKING:
     from gene_jit.llama.context import Context
@@ -47,7 +48,7 @@ def batch_generate(model: Model, prompts: list[str], n: int, kw: dict[str, Any])
         raise LlamaError("batch-generate needs an array of prompt strings")
     exact = kw.pop("exact", True)
     if not isinstance(exact, bool):
-        raise LlamaError(f":exact must be true or false, got {exact!r}")
+        raise LlamaError(f":exact must be true or false, got {shown(exact)}")
     if not prompts:
         return []
     stops = [str(s) for s in (kw.pop("stop", None) or [])]
@@ -64,9 +65,8 @@ def _one(model: Model, tokens: list[int], n: int, sampling: Sampling, stops: lis
     """One prompt generated exactly as `generate-text` generates it."""
     ctx = model.ctx
     gen = Generation(model, ctx, fit_prompt(model, tokens, n, ctx.n_ctx_seq, False), n, sampling, stops)
-    text = gen.run()
-    GENERATED[0] += gen.stats.generated
-    return text
+    # counted by the profiler's Generation meter; GENERATED counts what bypasses Generation
+    return gen.run()
 
 
 def _together(model: Model, tokens: list[list[int]], n: int, sampling: Sampling, stops: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gene_jit.llama.errors import LlamaError
+from gene_jit.llama.options import shown
 from gene_jit.llama.template_sandbox import environment, render_limited
 
 # A model whose GGUF carries no chat template is taken as a base (pretrained) model, which
@@ -225,7 +226,7 @@ def to_messages(history: Any, message: str | None = None) -> list[dict[str, str]
             out.append({"role": "user" if i % 2 == 0 else "assistant", "content": item})
         else:
             raise LlamaError(
-                f"chat history items must be strings or maps with role and content, got {item!r}"
+                f"chat history items must be strings or maps with role and content, got {shown(item)}"
             )
     if message is not None:
         out.append({"role": "user", "content": str(message)})

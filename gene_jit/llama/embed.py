@@ -11,6 +11,7 @@ import numpy as np
 
 from gene_jit.llama import bindings
 from gene_jit.llama.errors import ContextFullError, LlamaError
+from gene_jit.llama.options import shown
 
 if TYPE_CHECKING:
     from gene_jit.llama.model import Model
@@ -81,7 +82,7 @@ def as_vector(model: Model | None, item: Any) -> np.ndarray:
     try:
         arr = np.asarray(item, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise LlamaError(f"not an embedding or a text: {item!r}") from exc
+        raise LlamaError(f"not an embedding or a text: {shown(item)}") from exc
     if arr.ndim not in (1, 2) or arr.size == 0:
         raise LlamaError(f"an embedding must be a vector (or hidden states), got shape {arr.shape}")
     return pool(arr, normalize=True)

@@ -27,7 +27,7 @@ from gene_jit.llama.errors import GrammarError, LlamaError
 from gene_jit.llama.generate import Generation, Sampling, fit_prompt
 from gene_jit.llama.grammar import check_against_schema, json_grammar, schema_to_gbnf
 from gene_jit.llama.model import Model, current_model
-from gene_jit.llama.options import OptionError, check_count, check_options
+from gene_jit.llama.options import OptionError, check_count, check_options, shown
 from gene_jit.llama.session import ChatSession, format_chat_prompt
 from gene_jit.llama.speculate import speculate_option
 from gene_jit.runtime.registry import BUILTINS, builtin
@@ -52,7 +52,7 @@ class Tokenizer:
 
     def encode(self, text: Any, add_special: bool = True, parse_special: bool = False) -> list[int]:
         if not isinstance(text, str):
-            raise LlamaError(f"tokenize needs a string, got {text!r}")
+            raise LlamaError(f"tokenize needs a string, got {shown(text)}")
         return self.model.tokenize(text, add_special=bool(add_special), parse_special=bool(parse_special))
 
     def decode(self, tokens: Any, remove_special: bool = False, unparse_special: bool = False) -> str:
@@ -71,7 +71,7 @@ def _as_model(value: Any) -> Model:
         return value.model
     if isinstance(value, ChatSession):
         return value.model
-    raise LlamaError(f"expected a model (from model/create), got {value!r}")
+    raise LlamaError(f"expected a model (from model/create), got {shown(value)}")
 
 
 def _current_tokenizer() -> Tokenizer:
@@ -191,7 +191,7 @@ def model_hidden_states(model: Any, tokens: Any, pool_mean: bool = False, normal
 @builtin("embed", ns="model")
 def model_embed(model: Any, text: Any, normalize: bool = True) -> Any:
     if not isinstance(text, str):
-        raise LlamaError(f"model/embed needs a string, got {text!r}")
+        raise LlamaError(f"model/embed needs a string, got {shown(text)}")
     return _to_tensor(_embed(_as_model(model), text, bool(normalize)))
 
 
@@ -289,7 +289,7 @@ def _split_model(entry: str, model: Any, prompt: Any, n: Any) -> tuple[Model, st
         model, prompt, n = current_model(), model, prompt if prompt is not None else n
     m = _as_model(model)
     if not isinstance(prompt, str):
-        raise LlamaError(f"{entry}: the prompt must be a string, got {prompt!r}")
+        raise LlamaError(f"{entry}: the prompt must be a string, got {shown(prompt)}")
     return m, prompt, check_count(entry, n)
 
 
@@ -348,7 +348,7 @@ def generate_with_grammar(model: Any, prompt: Any, grammar: Any, n: Any = 256, *
     out = gen.run()
     if not gen.stats.grammar_complete:
         raise GrammarError(
-            f"the output did not complete the grammar within {count} tokens (raise n): {out[:200]!r}"
+            f"the output did not complete the grammar within {count} tokens (raise n): {shown(out, 220)}"
         )
     return out
 
@@ -384,7 +384,7 @@ def generate_json(model: Any, prompt: Any, schema: Any = None, n: Any = 512, **k
     try:
         value = json.loads(out, strict=False)  # raw control characters inside strings
     except json.JSONDecodeError as exc:
-        raise LlamaError(f"the model's output is not JSON ({exc}): {out[:200]!r}") from exc
+        raise LlamaError(f"the model's output is not JSON ({exc}): {shown(out, 220)}") from exc
     check_against_schema(value, plain)
     return value
 
@@ -420,7 +420,7 @@ def generate_code(description: Any, language: Any = None, n: Any = 200, model: A
     """`(generate-code description [language])`: code in `language` that does what the
     description asks, from a code-fence prompt (which base models continue as code)."""
     if not isinstance(description, str):
-        raise LlamaError(f"generate-code needs a description string, got {description!r}")
+        raise LlamaError(f"generate-code needs a description string, got {shown(description)}")
     lang = "" if language is None else str(getattr(language, "name", language))
     head = f"Write {lang} code to" if lang else "Write code to"
     prompt = f"{head} {description.strip()}\n```{lang}\n"
@@ -449,13 +449,13 @@ def chat_session(model: Any = None, system: Any = None, n_ctx: Any = None) -> Ch
     n_ctx = check_options("chat-session", {"n_ctx": n_ctx}).get("n_ctx")
     m = current_model() if model is None else _as_model(model)
     if system is not None and not isinstance(system, str):
-        raise OptionError(f"chat-session: the system message expects a string, got {system!r}")
+        raise OptionError(f"chat-session: the system message expects a string, got {shown(system)}")
     return ChatSession(m, system, n_ctx)
 
 
 def chat_send(session: Any, message: Any, n: Any = 256, **kw: Any) -> str:
     if not isinstance(session, ChatSession):
-        raise LlamaError(f"chat-send needs a chat session (from chat-session), got {session!r}")
+        raise LlamaError(f"chat-send needs a chat session (from chat-session), got {shown(session)}")
     opts = check_options("chat-send", kw)
     if "stop" in opts:
         opts["stop"] = _stops(opts["stop"])
@@ -464,7 +464,7 @@ def chat_send(session: Any, message: Any, n: Any = 256, **kw: Any) -> str:
 
 def chat_history(session: Any) -> list[dict[str, str]]:
     if not isinstance(session, ChatSession):
-        raise LlamaError(f"chat-history needs a chat session, got {session!r}")
+        raise LlamaError(f"chat-history needs a chat session, got {shown(session)}")
     return session.history()
 
 

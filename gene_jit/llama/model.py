@@ -21,6 +21,7 @@ from gene_jit.llama import bindings
 from gene_jit.llama.bindings import ModelHandle
 from gene_jit.llama.context import Context
 from gene_jit.llama.errors import BadModelError, LlamaError
+from gene_jit.llama.options import shown
 from gene_jit.llama.resolve import resolve_model
 from gene_jit.llama.speculate import ExactBatches, StepCosts
 
@@ -256,7 +257,7 @@ class Model:
             if isinstance(t, float) and t.is_integer():  # a token tensor of a float dtype
                 t = int(t)
             if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.n_vocab:
-                raise LlamaError(f"{t!r} is not a token id of this model (0..{self.n_vocab - 1})")
+                raise LlamaError(f"{shown(t)} is not a token id of this model (0..{self.n_vocab - 1})")
             out.append(int(t))
         return out
 

@@ -81,16 +81,17 @@ def gene_name(name: str) -> str:
     return ":" + name.replace("_", "-")
 
 
-def _shown(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+def shown(value: Any, limit: int = 60) -> str:
+    """A value in a message as Gene prints it (`nil`, `"x"`, `[1 2]`), shortened to
+    about `limit` characters."""
+    from gene_jit.runtime.printer import repr_
+
+    if isinstance(value, str) and len(value) > limit - 20:
+        value = value[: limit - 23] + "..."
     if isinstance(value, Symbol):
         return value.name
-    return repr(value)[:60]
+    text = repr_(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _range_text(opt: Option, kind: str) -> str:
@@ -155,9 +156,17 @@ def check_options(entry: str, kw: Mapping[str, Any]) -> dict[str, Any]:
             continue
         opt = OPTIONS[name]
         if not _valid(opt, value):
-            raise OptionError(f"{entry}: {gene_name(name)} expects {expected(opt)}, got {_shown(value)}")
+            if opt.kind == "stops" and _has_empty(value):
+                raise OptionError(f"{entry}: {gene_name(name)} holds an empty stop string, which "
+                                  "would match before any text; remove it")
+            raise OptionError(f"{entry}: {gene_name(name)} expects {expected(opt)}, got {shown(value)}")
         out[name] = value
     return out
+
+
+def _has_empty(value: Any) -> bool:
+    items = [value] if isinstance(value, str) else value
+    return isinstance(items, list | tuple) and "" in items
 
 
 def _unknown(entry: str, name: str, allowed: tuple[str, ...]) -> str:
@@ -174,5 +183,5 @@ def _unknown(entry: str, name: str, allowed: tuple[str, ...]) -> str:
 def check_count(entry: str, value: Any, what: str = "the number of tokens") -> int:
     """A count argument (tokens to generate): an integer >= 0, never converted."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise OptionError(f"{entry}: {what} expects an integer >= 0, got {_shown(value)}")
+        raise OptionError(f"{entry}: {what} expects an integer >= 0, got {shown(value)}")
     return value

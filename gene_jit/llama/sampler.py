@@ -29,6 +29,7 @@ from gene_jit.llama import bindings
 from gene_jit.llama.bindings import SamplerHandle
 from gene_jit.llama.errors import GrammarError, LlamaError
 from gene_jit.llama.grammar import grammar_text, schema_to_gbnf
+from gene_jit.llama.options import shown
 
 if TYPE_CHECKING:
     from gene_jit.llama.model import Model
@@ -155,7 +156,7 @@ def grammar_problem(report: str) -> str:
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise LlamaError(f":{name.replace('_', '-')} must be a number, got {value!r}")
+        raise LlamaError(f":{name.replace('_', '-')} must be a number, got {shown(value)}")
     return float(value)
 
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gene_jit.llama.errors import GrammarError
+from gene_jit.llama.options import shown
 
 GRAMMAR, CHECKED, NOTE = "grammar", "checked", "note"
 
@@ -73,7 +74,7 @@ def check_keywords(schema: Any, path: str = "$") -> None:
     if isinstance(schema, bool):
         return
     if not isinstance(schema, Mapping):
-        raise GrammarError(f"a JSON schema at {path} must be an object, got {schema!r}")
+        raise GrammarError(f"a JSON schema at {path} must be an object, got {shown(schema)}")
     for key, value in schema.items():
         if key not in KEYWORDS:
             raise _refuse(path, key, "not supported by generate-json (supported: "
@@ -82,7 +83,7 @@ def check_keywords(schema: Any, path: str = "$") -> None:
     for key in ("properties", "$defs", "definitions", "dependentRequired"):
         sub = schema.get(key)
         if sub is not None and not isinstance(sub, Mapping):
-            raise _refuse(path, key, f"must be a map, got {sub!r}")
+            raise _refuse(path, key, f"must be a map, got {shown(sub)}")
     for name, sub in (schema.get("properties") or {}).items():
         check_keywords(sub, f"{path}.properties.{name}")
     for key in ("$defs", "definitions"):
@@ -113,28 +114,28 @@ def _check_value(path: str, key: str, value: Any, schema: Mapping[str, Any]) -> 
         kinds = value if isinstance(value, list) else [value]
         bad = [k for k in kinds if k not in TYPES]
         if bad or not kinds:
-            raise _refuse(path, key, f"{bad[0] if bad else value!r} is not a JSON type ({', '.join(TYPES)})")
+            raise _refuse(path, key, f"{shown(bad[0] if bad else value)} is not a JSON type ({', '.join(TYPES)})")
     elif key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         if not _number(value):
-            raise _refuse(path, key, f"must be a finite number, got {value!r}")
+            raise _refuse(path, key, f"must be a finite number, got {shown(value)}")
     elif key == "multipleOf":
         if not _number(value) or value <= 0:
-            raise _refuse(path, key, f"must be a number greater than 0, got {value!r}")
+            raise _refuse(path, key, f"must be a number greater than 0, got {shown(value)}")
     elif key in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
                  "minContains", "maxContains"):
         if not _count(value):
-            raise _refuse(path, key, f"must be a non-negative integer, got {value!r}")
+            raise _refuse(path, key, f"must be a non-negative integer, got {shown(value)}")
     elif key in ("enum", "required", "anyOf", "oneOf", "allOf", "prefixItems"):
         if not isinstance(value, list) or key != "required" and not value:
-            raise _refuse(path, key, f"must be a non-empty array, got {value!r}")
+            raise _refuse(path, key, f"must be a non-empty array, got {shown(value)}")
     elif key == "format" and value not in FORMATS:
-        raise _refuse(path, key, f"the format {value!r} is not supported (supported: {', '.join(FORMATS)})")
+        raise _refuse(path, key, f"the format {shown(value)} is not supported (supported: {', '.join(FORMATS)})")
     elif key == "pattern":
         _pattern_ast(value, path)
     elif key == "uniqueItems" and not isinstance(value, bool):
-        raise _refuse(path, key, f"must be true or false, got {value!r}")
+        raise _refuse(path, key, f"must be true or false, got {shown(value)}")
     elif key == "$ref" and not (isinstance(value, str) and value.startswith("#")):
-        raise _refuse(path, key, f"only references inside the schema (#/...) are supported, got {value!r}")
+        raise _refuse(path, key, f"only references inside the schema (#/...) are supported, got {shown(value)}")
     elif key == "allOf" and not all(isinstance(s, Mapping) and "properties" in s for s in value):
         raise _refuse(path, key, "only object schemas with properties can be combined")
     _check_pairs(path, schema)
@@ -427,13 +428,13 @@ _FORMAT_RULES = {
 
 def _pattern_ast(pattern: Any, path: str) -> Any:
     if not isinstance(pattern, str):
-        raise _refuse(path, "pattern", f"must be a string, got {pattern!r}")
+        raise _refuse(path, "pattern", f"must be a string, got {shown(pattern)}")
     import re._parser as sre_parse  # Python's own regex parser: the same syntax the check uses
 
     try:
         return sre_parse.parse(pattern)
     except re.error as exc:
-        raise _refuse(path, "pattern", f"{pattern!r} is not a regular expression: {exc}") from None
+        raise _refuse(path, "pattern", f"{shown(pattern)} is not a regular expression: {exc}") from None
 
 
 # characters a JSON string holds only escaped: kept out of generated character classes
@@ -475,7 +476,7 @@ def _class(items: Any, pattern: str) -> str:
         elif op is c.CATEGORY and str(arg) in _CATEGORIES:
             named.append(_CATEGORIES[str(arg)])
         else:
-            raise GrammarError(f"JSON schema keyword 'pattern': the class in {pattern!r} uses {arg}, "
+            raise GrammarError(f"JSON schema keyword 'pattern': the class in {shown(pattern)} uses {arg}, "
                                "which generation does not support")
     if negate:
         body = "".join(_class_char(a) if a == b else f"{_class_char(a)}-{_class_char(b)}" for a, b in ranges)
@@ -490,7 +491,7 @@ def _class(items: Any, pattern: str) -> str:
                     parts.append(_class_char(start) if start == end else f"{_class_char(start)}-{_class_char(end)}")
                 start = code + 1
     if not parts:
-        raise GrammarError(f"JSON schema keyword 'pattern': a class in {pattern!r} holds only characters "
+        raise GrammarError(f"JSON schema keyword 'pattern': a class in {shown(pattern)} holds only characters "
                            "that JSON strings must escape")
     return "[" + "".join(parts) + "]"
 
@@ -523,6 +524,6 @@ def _regex_gbnf(ast: Any, pattern: str) -> str:
             high = low + OPEN_REPEAT if high is c.MAXREPEAT else high
             out.append(f"({_regex_gbnf(sub, pattern)}){{{low},{high}}}")
         else:
-            raise GrammarError(f"JSON schema keyword 'pattern': {pattern!r} uses {str(op).lower()}, "
+            raise GrammarError(f"JSON schema keyword 'pattern': {shown(pattern)} uses {str(op).lower()}, "
                                "which generation does not support")
     return " ".join(out) if out else '""'

@@ -18,6 +18,7 @@ from gene_jit.llama.chat_template import (
 )
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.generate import Generation, Sampling, Stats
+from gene_jit.llama.options import shown
 from gene_jit.llama.speculate import speculate_option
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class ChatSession:
     def send(self, message: str, n: int = 256, on_token: Any = None, **kw: Any) -> str:
         """Add a user message, generate the reply, add it to the history, return it."""
         if not isinstance(message, str):
-            raise LlamaError(f"a chat message must be a string, got {message!r}")
+            raise LlamaError(f"a chat message must be a string, got {shown(message)}")
         kw.setdefault("temperature", 0.7)
         stops = [str(s) for s in (kw.pop("stop", None) or [])]
         speculate = speculate_option(kw.pop("speculate", None))

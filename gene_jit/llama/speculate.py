@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gene_jit.llama.errors import LlamaError
+from gene_jit.llama.options import shown
 
 if TYPE_CHECKING:
     from gene_jit.llama.context import Context
@@ -252,4 +253,4 @@ def speculate_option(value: Any) -> bool | None:
     found) or false (never)."""
     if value is None or isinstance(value, bool):
         return value
-    raise LlamaError(f":speculate must be true, false or nil, got {value!r}")
+    raise LlamaError(f":speculate must be true, false or nil, got {shown(value)}")

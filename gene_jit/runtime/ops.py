@@ -71,6 +71,14 @@ def kind_name(v: Any) -> str:
     return type(v).__name__
 
 
+def a_kind(v: Any) -> str:
+    """`kind_name(v)` with its article, for error messages: `an array`, `a map`, `nil`."""
+    name = kind_name(v)
+    if name == "nil":
+        return name
+    return ("an " if name[:1] in "aeiouAEIOU" else "a ") + name
+
+
 def _is_num(v: Any) -> bool:
     return type(v) is int or type(v) is float
 
@@ -277,7 +285,7 @@ def spread(v: Any) -> Iterable[Any]:
         return ()
     if _is_ndarray(v):
         return list(array_values(v))
-    raise GeneTypeError(f"cannot spread a {kind_name(v)}")
+    raise GeneTypeError(f"cannot spread {a_kind(v)}")
 
 
 def iter_values(v: Any) -> Iterable[Any]:
@@ -298,7 +306,7 @@ def iter_values(v: Any) -> Iterable[Any]:
         return array_values(v)
     if hasattr(v, "__iter__"):
         return v  # type: ignore[no-any-return]
-    raise GeneTypeError(f"cannot iterate over a {kind_name(v)}")
+    raise GeneTypeError(f"cannot iterate over {a_kind(v)}")
 
 
 def iter_pairs(v: Any) -> Iterable[tuple[Any, Any]]:
@@ -330,7 +338,7 @@ def get_member(obj: Any, key: Any, builtin_ns: str | None = None) -> Any:
             if 0 <= key < len(obj):
                 return obj[key]
             return None
-        raise GeneTypeError(f"cannot index a {kind_name(obj)} with {kind_name(key)} {key!s}")
+        raise GeneTypeError(f"cannot index {a_kind(obj)} with {kind_name(key)} {key!s}")
     if t is Instance:
         if key in obj.props:
             return obj.props[key]
@@ -387,7 +395,7 @@ def _other_member(obj: Any, key: Any, builtin_ns: str | None) -> Any:
             return val
     if obj is None:
         raise GeneTypeError(f"cannot get member {key} of nil")
-    raise GeneTypeError(f"cannot get member {key} of a {kind_name(obj)}")
+    raise GeneTypeError(f"cannot get member {key} of {a_kind(obj)}")
 
 
 def _builtin_member(ns_name: str, key: Any) -> Any:
@@ -459,7 +467,7 @@ def set_member(obj: Any, key: Any, value: Any) -> Any:
     elif _is_ndarray(obj):
         return array_set(obj, key, value)
     else:
-        raise GeneTypeError(f"cannot set member {key} of a {kind_name(obj)}")
+        raise GeneTypeError(f"cannot set member {key} of {a_kind(obj)}")
     return value
 
 
@@ -535,6 +543,24 @@ def call_props(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **gene_kwargs(fn, kwargs))
 
 
+def instance_method(obj: Any, name: str) -> Any:
+    """The method `(obj .name args...)` runs where `obj` is an instance whose class has
+    one, else None. Generated code calls it itself, without `call_method` between: a
+    Gene method call is then one Python frame, as a function call is, and both count
+    alike against the Gene call depth limit. It calls no Python function itself (the
+    class chain is walked here), so that looking the method up needs no more stack
+    than calling it."""
+    if type(obj) is not Instance:
+        return None
+    cls: GeneClass | None = obj.cls
+    while cls is not None:
+        m = cls.methods.get(name)
+        if m is not None:
+            return m
+        cls = cls.parent
+    return None
+
+
 def call_method(obj: Any, name: str, *args: Any, **kwargs: Any) -> Any:
     """`(obj .name args...)`."""
     if type(obj) is Instance:
@@ -557,7 +583,7 @@ def call_method(obj: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         member = obj.get(name)
         if callable(member):
             return member(*args, **kwargs)
-    raise GeneTypeError(f"a {kind_name(obj)} has no method .{name}")
+    raise GeneTypeError(f"{a_kind(obj)} has no method .{name}")
 
 
 def super_call(cls: GeneClass, name: str, self_: Any, *args: Any, **kwargs: Any) -> Any:

@@ -100,12 +100,23 @@ _stack_grown = False
 
 def max_depth() -> int:
     """The Gene call depth limit: `GENE_MAX_DEPTH`, default 10,000, at most 50,000
-    (what the stack below is sized for)."""
-    try:
-        value = int(os.environ.get("GENE_MAX_DEPTH", DEFAULT_MAX_DEPTH))
-    except ValueError:
+    (what the stack below is sized for). A value that is no whole number from 1 to that
+    maximum is a Gene error: a limit that silently meant something else would fail
+    later, somewhere else."""
+    from gene_jit.runtime.errors import GeneError
+
+    text = os.environ.get("GENE_MAX_DEPTH", "").strip()
+    if not text:
         return DEFAULT_MAX_DEPTH
-    return min(value, MAX_MAX_DEPTH) if value > 0 else DEFAULT_MAX_DEPTH
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value > MAX_MAX_DEPTH:
+        raise GeneError(f"GENE_MAX_DEPTH {value} is above the most this stack allows ({MAX_MAX_DEPTH})")
+    if value < 1:
+        raise GeneError(f"GENE_MAX_DEPTH must be a whole number from 1 to {MAX_MAX_DEPTH}, got {text!r}")
+    return value
 
 
 class program_depth:  # noqa: N801 - used as a `with` statement

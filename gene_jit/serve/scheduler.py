@@ -15,10 +15,11 @@ A step (`Scheduler._step`):
 A prompt is decoded in chunks that end where `generate-text` ends them (multiples of
 `Context.chunk`, and its last token), and a request alone at the server decodes each
 token on its own, as `generate-text` does: its greedy output is then the same, token for
-token. With other requests in the batch it can differ: libllama's CPU kernels compute a
-row differently in batches of four or more rows (another matrix-multiply path), so
-where two tokens are nearly tied a request may pick the other one (bench/serve_bench.py
-measures how often).
+token. Among other requests it stays the same while its sequence holds at most 256
+cells, with the model loaded without libllama's repacked weights (gene_jit.serve.server);
+past that, libllama's attention computes a query decoded alone differently from one in
+a batch, so where two tokens are nearly tied a request may pick the other one
+(bench/serve_bench.py measures how often).
 """
 
 from __future__ import annotations

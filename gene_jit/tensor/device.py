@@ -15,6 +15,7 @@ from typing import Any
 
 from gene_jit.runtime.errors import GeneTypeError
 from gene_jit.runtime.values import Symbol
+from gene_jit.tensor.dtypes import shown
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
 __all__ = ["CPU", "Device", "DeviceError", "create_device", "open_device", "parse_device"]
@@ -69,7 +70,7 @@ def parse_device(spec: Any) -> Device:
             if kind == "cpu":
                 return CPU
             return Device("cuda", int(idx or 0))
-    raise GeneTypeError(f'unknown device {spec!r}: expected :cpu or :cuda (or "cuda:N")')
+    raise GeneTypeError(f'unknown device {shown(spec)}: expected :cpu or :cuda (or "cuda:N")')
 
 
 def cuda_problem(dev: Device) -> tuple[str, str]:

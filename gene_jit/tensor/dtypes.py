@@ -47,7 +47,19 @@ def dtype_name(value: Any) -> str:
         name = ALIASES.get(name, name)
         if name in STORAGE:
             return name
-    raise GeneTypeError(f"unknown tensor dtype {value!r}: expected one of {', '.join(STORAGE)}")
+    raise GeneTypeError(
+        f"unknown tensor dtype {shown(value)}: expected one of {', '.join(STORAGE)}"
+    )
+
+
+def shown(value: Any) -> str:
+    """A Gene value in an error message, as Gene prints it (`:bogus`, `[-1 2]`, `"x"`)."""
+    from gene_jit.runtime.printer import repr_
+
+    if isinstance(value, Symbol):
+        return f":{value.name}"
+    text = repr_(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def from_numpy_dtype(dt: np.dtype) -> str:

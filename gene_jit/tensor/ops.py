@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gene_jit.runtime.errors import GeneError, GeneIndexError, GeneTypeError
+from gene_jit.tensor import overflow
 from gene_jit.tensor.device import CPU, Device, create_device  # noqa: F401  (re-exported)
 from gene_jit.tensor.dtypes import (
     FLOATS,
@@ -26,9 +27,9 @@ from gene_jit.tensor.dtypes import (
     dtype_name,
     promote,
     promote_scalar,
+    shown,
     to_storage,
 )
-from gene_jit.tensor import overflow
 from gene_jit.tensor.overflow import INT_LIMITS
 from gene_jit.tensor.tensor import Tensor
 
@@ -197,7 +198,9 @@ def _shape_arg(shape: Any, op: str) -> tuple[int, ...]:
     if not isinstance(shape, (list, tuple)) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
-        raise GeneTypeError(f"{op}: shape must be an array of non-negative integers, got {shape!r}")
+        raise GeneTypeError(
+            f"{op}: shape must be an array of non-negative integers, got {shown(shape)}"
+        )
     return tuple(shape)
 
 
@@ -243,7 +246,7 @@ def arange(
         start, stop = 0, start
     for v in (start, stop, step):
         if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise GeneTypeError(f"tensor/arange: expected numbers, got {v!r}")
+            raise GeneTypeError(f"tensor/arange: expected numbers, got {shown(v)}")
     if step == 0:
         raise GeneTypeError("tensor/arange: step must not be 0")
     ints = all(isinstance(v, int) for v in (start, stop, step))
@@ -263,7 +266,7 @@ def reshape(t: Tensor, new_shape: Any) -> Tensor:
     t = as_tensor(t)
     dims = list(new_shape) if isinstance(new_shape, (list, tuple)) else [new_shape]
     if dims.count(-1) > 1 or not all(isinstance(d, int) and (d >= 0 or d == -1) for d in dims):
-        raise TensorShapeError(f"tensor/reshape: bad target shape {dims!r}")
+        raise TensorShapeError(f"tensor/reshape: bad target shape {shown(dims)}")
     try:
         out = contiguous(t.data).reshape(dims)
     except ValueError:
@@ -295,7 +298,7 @@ def transpose(t: Tensor, axes: Any = None) -> Tensor:
 def _axis(t: Tensor, axis: int, op: str, extra: int = 0) -> int:
     n = t.ndim + extra
     if not isinstance(axis, int) or not -n <= axis < n:
-        raise GeneIndexError(f"{op}: axis {axis!r} out of range for shape {fmt_shape(t.shape)}")
+        raise GeneIndexError(f"{op}: axis {shown(axis)} out of range for shape {fmt_shape(t.shape)}")
     return axis % n
 
 
@@ -334,7 +337,7 @@ def get(t: Tensor, *index: int) -> Any:
     for ax, i in enumerate(index):
         if not isinstance(i, int) or not -t.shape[ax] <= i < t.shape[ax]:
             raise GeneIndexError(
-                f"tensor/get: index {i!r} out of range for axis {ax} of shape {fmt_shape(t.shape)}"
+                f"tensor/get: index {shown(i)} out of range for axis {ax} of shape {fmt_shape(t.shape)}"
             )
     item = t.data[tuple(index)]
     if len(index) == t.ndim:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gene_jit.runtime.errors import GeneIndexError, GeneTypeError
-from gene_jit.tensor.dtypes import FLOATS, from_numpy_dtype
+from gene_jit.tensor.dtypes import FLOATS, from_numpy_dtype, shown
 from gene_jit.tensor.ops import (
     TensorShapeError,
     _axis,
@@ -217,7 +217,7 @@ def topk(t: Any, k: int) -> list[Tensor]:
     n = t.shape[-1] if t.ndim else 0
     if not isinstance(k, int) or not 0 < k <= n:
         raise GeneIndexError(
-            f"tensor/topk: k={k!r} out of range 1..{n} for shape {fmt_shape(t.shape)}"
+            f"tensor/topk: k={shown(k)} out of range 1..{n} for shape {fmt_shape(t.shape)}"
         )
     v = values(t)
     idx = np.argsort(-v, axis=-1, kind="stable")[..., :k]
@@ -290,7 +290,7 @@ def feed_forward(x: Any, w_gate: Any, w_up: Any, w_down: Any, act: Any = "silu")
     x, wg, wu, wd = (as_tensor(a) for a in (x, w_gate, w_up, w_down))
     act_name = getattr(act, "name", act)
     if act_name not in ("silu", "gelu"):
-        raise GeneTypeError(f"tensor/feed-forward: act must be silu or gelu, got {act!r}")
+        raise GeneTypeError(f"tensor/feed-forward: act must be silu or gelu, got {shown(act)}")
     e = x.shape[-1]
     f = wg.shape[0]
     if wg.shape != (f, e) or wu.shape != (f, e) or wd.shape != (e, f):
@@ -322,7 +322,9 @@ def dequantize(raw: Any, kind: Any, shape: Any = None) -> Tensor:
 
     name = str(getattr(kind, "name", kind)).lower()
     if name not in DEQUANT_CPU:
-        raise GeneTypeError(f"tensor/dequantize: unknown block type {kind!r} (q8_0 q4_0 q4_k q6_k)")
+        raise GeneTypeError(
+            f"tensor/dequantize: unknown block type {shown(kind)} (q8_0 q4_0 q4_k q6_k)"
+        )
     data = raw.data if isinstance(raw, Tensor) else raw
     buf = np.ascontiguousarray(np.asarray(data)).view(np.uint8).reshape(-1)
     if buf.size % BLOCK_BYTES[name]:

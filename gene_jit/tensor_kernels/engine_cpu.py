@@ -1,6 +1,7 @@
 """Numba CPU kernels of the native inference engine that work on heads and a KV cache:
 rotary embedding at given positions, storing keys and values in the cache, and
-attention of new tokens over the cache (causal, optionally within a sliding window).
+attention of new tokens over the cache (causal, optionally within a sliding window), and
+GeGLU as ggml computes it.
 
 Layouts: per-token heads `x [T, H, D]`; one layer's cache `k_cache, v_cache [Hkv, S, D]`
 (a kv head's rows contiguous, position p at row p). Float64 twins: reference.rope
@@ -10,13 +11,13 @@ Layouts: per-token heads `x [T, H, D]`; one layer's cache `k_cache, v_cache [Hkv
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba as nb
 import numpy as np
 
 import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
-from gene_jit.tensor_kernels.norms_cpu import exp_parts
-from gene_jit.tensor_kernels.qgemv_cpu import round_half
+from gene_jit.tensor_kernels.qgemv_cpu import half_round, round_half
 
 ROPE_ADJACENT, ROPE_NEOX = 0, 2  # llama.cpp's rope modes: pairs (2i, 2i+1) or (i, i + n/2)
 
@@ -66,14 +67,43 @@ def kv_store(k: np.ndarray, v: np.ndarray, pos: int, k_cache: np.ndarray, v_cach
             round_half(v[t, h], v_cache[h, pos + t])
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
+@nb.njit(fastmath=False, cache=True, inline="always")
+def _dot_f16(q: np.ndarray, k: np.ndarray, lanes: np.ndarray) -> Any:
+    """q . k in the order ggml_vec_dot_f16 adds on AVX-512: element c into accumulator
+    (c // 16) % 4, lane c % 16; the four accumulators added pairwise, then the 16 lanes
+    halved three times (as _mm512_reduce_add_ps does), the tail in double."""
+    d = q.shape[0]
+    lanes[:] = 0.0
+    n = d - d % 64
+    for c0 in range(0, n, 64):
+        for c in range(64):
+            lanes[c] += q[c0 + c] * k[c0 + c]
+    for c in range(16):
+        lanes[c] = (lanes[c] + lanes[32 + c]) + (lanes[16 + c] + lanes[48 + c])
+    for c in range(8):
+        lanes[c] = lanes[8 + c] + lanes[c]
+    for c in range(4):
+        lanes[c] = lanes[4 + c] + lanes[c]
+    total = np.float64((lanes[0] + lanes[2]) + (lanes[1] + lanes[3]))
+    for c in range(n, d):
+        total += np.float64(q[c] * k[c])
+    return np.float32(total)
+
+
+@nb.njit(parallel=True, fastmath=False, cache=True)
 def cached_attention(
     q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int, window: int,
     scale: float, out: np.ndarray,
 ) -> None:
     """out [T, H, D]: query t (at position pos + t) attends over cache rows
     max(0, pos + t - window + 1) .. pos + t (window <= 0: from row 0); query head h reads
-    kv head h // (H / Hkv)."""
+    kv head h // (H / Hkv).
+
+    Computed as ggml's CPU flash attention computes it with an f16 cache, so that the
+    engine follows libllama's numbers: the query rounded to f16, each score
+    `(q . k) * scale` in f32 (summed in ggml's order), an online softmax whose running
+    sum of values is held in f16 (each update a fused multiply-add rounded to f16),
+    divided by the f32 sum of weights at the end."""
     t_all, h_all, d = q.shape
     group = h_all // k_cache.shape[0]
     for item in nb.prange(t_all * h_all):
@@ -81,29 +111,45 @@ def cached_attention(
         kv = h // group
         last = pos + t
         first = 0 if window <= 0 else max(0, last - window + 1)
-        n = last - first + 1
-        s = np.empty(n, np.float32)
-        bits = np.empty(n, np.int32)
-        qv = q[t, h]
+        qh = np.empty(d, np.float32)
+        acc = np.zeros(d, np.float32)
+        lanes = np.empty(64, np.float32)
+        for c in range(d):
+            qh[c] = half_round(q[t, h, c])
         top = np.float32(-np.inf)
-        for j in range(n):
-            kr = k_cache[kv, first + j]
-            acc = np.float32(0.0)
-            for c in range(d):
-                acc += qv[c] * kr[c]
-            s[j] = acc * np.float32(scale)
-            top = max(top, s[j])
-        for j in range(n):
-            s[j], bits[j] = exp_parts(s[j] - top)
-        pw = bits.view(np.float32)
         total = np.float32(0.0)
-        for j in range(n):
-            s[j] *= pw[j]
-            total += s[j]
-        o = out[t, h]
-        o[:] = 0.0
-        for j in range(n):
-            p = s[j] / total
-            vr = v_cache[kv, first + j]
-            for c in range(d):
-                o[c] += p * vr[c]
+        for j in range(first, last + 1):
+            s = _dot_f16(qh, k_cache[kv, j], lanes) * np.float32(scale)
+            grow = np.float32(1.0)
+            w = np.float32(1.0)
+            if s > top:
+                grow = np.float32(math.exp(top - s)) if top > -np.inf else np.float32(0.0)
+                top = s
+                for c in range(d):
+                    acc[c] = half_round(acc[c] * grow)
+            else:
+                w = np.float32(math.exp(s - top))
+            vr = v_cache[kv, j]
+            for c in range(d):  # fma in f32: the exact product and sum, rounded once
+                acc[c] = half_round(np.float32(np.float64(vr[c]) * np.float64(w) + np.float64(acc[c])))
+            total = total * grow + w
+        inv = np.float32(1.0) / total
+        for c in range(d):
+            out[t, h, c] = acc[c] * inv
+
+
+@nb.njit(cache=True)
+def geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
+    """out = gelu(gate) * up over flat float32 arrays, GELU (tanh form) as ggml computes
+    it: looked up for the input rounded to float16, the result rounded to float16, and
+    exact (0 or the input) beyond -10 and 10."""
+    for i in range(gate.shape[0]):
+        x = gate[i]
+        if x <= np.float32(-10.0):
+            out[i] = 0.0
+        elif x >= np.float32(10.0):
+            out[i] = x * up[i]
+        else:
+            h = np.float64(half_round(x))
+            g = 0.5 * h * (1.0 + math.tanh(0.7978845608028654 * h * (1.0 + 0.044715 * h * h)))
+            out[i] = half_round(np.float32(g)) * up[i]

@@ -320,12 +320,11 @@ class Kernel:
         err = problem(rec, summary)
         if err is not None:
             raise err
-        prev = crash.CURRENT.value  # the record crash reports read (gene_jit/ffi/crash.py)
-        crash.CURRENT.value = crash.name_address(rec.name)
+        crash.CURRENT[0] = crash.name_address(rec.name)  # for crash reports (ffi/crash.py)
         try:
             status = rec.cfunc(*c_args)
         finally:
-            crash.CURRENT.value = prev
+            crash.CURRENT[0] = 0
         if status:
             raise problem(rec, summary, status) or GeneError(f"{rec.name}: the call failed")
 

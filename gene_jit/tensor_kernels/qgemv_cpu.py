@@ -394,36 +394,46 @@ def _nearest(v: Any) -> Any:
     return np.float32(np.round(np.float64(v)))
 
 
+@intrinsic
+def _f32_bits(typingctx: Any, value: types.Type) -> Any:
+    """The uint32 bit pattern of the float32 `value`."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+@nb.njit(fastmath=False, cache=True, inline="always")
+def half_round(v: Any) -> Any:
+    """v (float32) rounded to the nearest float16 value (ties to even), as a float32."""
+    a = abs(v)
+    if a < np.float32(6.103515625e-05):  # float16 subnormals: steps of 2^-24
+        return np.float32(np.round(np.float64(v) * 16777216.0) / 16777216.0)
+    if a > np.float32(65504.0):
+        return np.float32(np.inf) if v > 0 else np.float32(-np.inf)
+    b: Any = _f32_bits(v)  # type: ignore[call-arg]
+    b += np.uint32(0xFFF) + ((b >> np.uint32(13)) & np.uint32(1))
+    return _bits_f32(b & np.uint32(0xFFFFE000))  # type: ignore[call-arg]
+
+
 @nb.njit(fastmath=False, cache=True)
 def round_half(src: np.ndarray, dst: np.ndarray) -> None:
-    """dst = src rounded to the nearest float16 (ties to even), kept as float32."""
-    bits = src.view(np.uint32)
-    out = dst.view(np.uint32)
+    """dst = src rounded to float16 values, kept as float32."""
     for c in range(src.shape[0]):
-        v = src[c]
-        if abs(v) < np.float32(6.103515625e-05):  # float16 subnormals: steps of 2^-24
-            dst[c] = np.float32(np.round(np.float64(v) * 16777216.0) / 16777216.0)
-        elif abs(v) > np.float32(65504.0):
-            dst[c] = np.float32(np.inf) if v > 0 else np.float32(-np.inf)
-        else:
-            b = bits[c]
-            b += np.uint32(0xFFF) + ((b >> np.uint32(13)) & np.uint32(1))
-            out[c] = b & np.uint32(0xFFFFE000)
+        dst[c] = half_round(src[c])
 
 
 @nb.njit(fastmath=False, cache=True)
 def _round_q8_0(x: np.ndarray, out: np.ndarray) -> None:
-    d16 = np.empty(1, np.float32)
-    d32 = np.empty(1, np.float32)
     for b in range(x.shape[0] // 32):
         amax = np.float32(0.0)
         for i in range(32):
             amax = max(amax, abs(x[b * 32 + i]))
-        d32[0] = amax / np.float32(127.0)
+        d = half_round(amax / np.float32(127.0))
         inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
-        round_half(d32, d16)
         for i in range(32):
-            out[b * 32 + i] = _nearest(x[b * 32 + i] * inv) * d16[0]
+            out[b * 32 + i] = _nearest(x[b * 32 + i] * inv) * d
 
 
 @nb.njit(fastmath=False, cache=True)
