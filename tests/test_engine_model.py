@@ -69,6 +69,7 @@ def llama() -> Model:
     return Model("default", threads=2, n_ctx=2048)
 
 
+@pytest.mark.slow  # 2 x 1,000+ single-token decodes: minutes on two cores
 def test_top1_agrees_with_libllama(engine: EngineModel, llama: Model) -> None:
     """Teacher-forced top-1 agreement, one token per decode call on both sides.
 
@@ -113,3 +114,15 @@ def test_library_entry_points(engine: EngineModel) -> None:
     assert g.chat_send(chat, "Say hello.", 12, temperature=0)
     logits = g.model_forward(engine, engine.tokenize("Hello there"))
     assert logits.shape == (engine.n_vocab,)
+
+
+def test_native_generate_example() -> None:
+    from conftest import REPO, run_cli
+
+    proc = run_cli("run", str(REPO / "examples" / "native_generate.gene"), "cpu", "8",
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "engine: gene on cpu"
+    assert lines[1].startswith("The three primary colours are") and len(lines[1]) > 30
+    assert "logits shape: [262144]" in lines

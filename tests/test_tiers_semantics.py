@@ -180,3 +180,34 @@ def test_compiled_callers_follow_global_rebinding(monkeypatch: pytest.MonkeyPatc
 """
     run_source(src, f"rebind{mode}.gene")
     assert capsys.readouterr().out == "7 7 7\n303 303 303\n5 5 5\n10 10 10\n-993 -993 -993\n"
+
+
+def test_names_resolve_lexically_as_in_tier_0(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A captured variable shadows a global function and a builtin of its name: the
+    closure that calls one stays in tier 0 and says why; a loop variable and a local that
+    shadow a global are compiled, as is a call of a global that a top-level `var`
+    redeclared (through the variable, not the function it replaced)."""
+    from gene_jit.codegen import stats
+
+    monkeypatch.setenv("GENE_JIT", "eager")
+    src = """
+(fn sq [v] (v * v))
+(fn make [n] (var sq (fn [v] (v * n))) (fn callsq [v] (sq v)))
+(fn mkabs [k] (var abs (fn [x] (x + k))) (fn callabs [x] (abs x)))
+(fn loops [n] (var s 0) (for sq in (range 0 n) (s += sq)) s)
+(fn local [v] (var abs (v * 2)) (abs + 1))
+(fn tw [x] (x * 2))
+(var tw (fn [x] (x + 100)))
+(fn after [x] (tw x))
+(var g (make 3))
+(var h (mkabs 10))
+(println (g 4) (g 5) (h -4) (h 2) (loops 4) (local 5) (after 1) (after 2))
+"""
+    run_source(src, "lexical_names.gene")
+    assert capsys.readouterr().out == "12 15 6 12 6 11 101 102\n"
+    by_name = {n: s for (f, n), s in stats.REGISTRY.items() if f == "lexical_names.gene"}
+    assert by_name["callsq"].tier == 0 and by_name["callabs"].tier == 0
+    assert by_name["callsq"].reason.startswith("calls captured variable sq at lexical_names.gene:3:")
+    assert by_name["callabs"].reason.startswith("calls captured variable abs at lexical_names.gene:4:")
+    assert by_name["loops"].tier == 1 and by_name["local"].tier == 1

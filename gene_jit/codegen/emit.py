@@ -30,7 +30,7 @@ ERR_OVERFLOW, ERR_INDEX, ERR_ZERO, ERR_CONVERT, ERR_FFI_ARG = 1, 2, 3, 4, 5
 ERR_PENDING = 6  # raise the Gene error that native code had Python build (engine.PENDING)
 ERR_DEPTH = 7  # the recursion depth limit (emit_depth.py)
 # overflow of one operator: the message names it, as tier 0's does
-ERR_OVERFLOW_OP = {"+": 8, "-": 9, "*": 10, "div": 11}
+ERR_OVERFLOW_OP = {"sadd": 8, "ssub": 9, "smul": 10, "sdiv": 11}
 ERR_INTERRUPT = 12  # SIGINT reached a loop: Python's exception is set (interrupt.py)
 
 
@@ -187,8 +187,7 @@ class FunctionEmitter:
     def checked(self, name: str, x: Any, y: Any) -> Any:
         f = self.mod.intrinsic(f"llvm.{name}.with.overflow.i64", ir.LiteralStructType([I64, I1]), [I64, I64])
         pair = self.b.call(f, [x, y])
-        op = {"sadd": "+", "ssub": "-", "smul": "*"}[name]
-        self.check(self.b.extract_value(pair, 1), ERR_OVERFLOW_OP[op])
+        self.check(self.b.extract_value(pair, 1), ERR_OVERFLOW_OP[name])
         return self.b.extract_value(pair, 0)
 
     def arith(self, ins: Instr) -> Any:
@@ -215,7 +214,7 @@ class FunctionEmitter:
             return self.b.select(adjust, self.b.add(r, y), r)
         # x // -1 == -x, which overflows only for INT_MIN
         self.check(self.b.and_(is_m1, self.b.icmp_signed("==", x, ir.Constant(I64, -(2**63)))),
-                   ERR_OVERFLOW_OP["div"])
+                   ERR_OVERFLOW_OP["sdiv"])
         neg = self.b.sub(zero, x)
         q = self.b.sdiv(x, safe_y)
         q = self.b.select(adjust, self.b.sub(q, ir.Constant(I64, 1)), q)

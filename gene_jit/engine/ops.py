@@ -5,6 +5,7 @@ position, and a KV cache.
     (tensor/linear x W)                      ; x [T K] . W [N K]^T -> [T N]
     (tensor/embed-rows W tokens)             ; rows of W for token ids -> [T E]
     (tensor/geglu gate up)                   ; gelu(gate) * up, GELU as ggml rounds it
+    (tensor/ggml-rmsnorm x w eps)            ; RMSNorm over the last axis, as ggml rounds it
     (tensor/rope-at x pos base ^scale s ^mode :neox ^dims n ^factors f)   ; x [T H D]
     (tensor/kv-cache model n-ctx)            ; an empty cache for n-ctx positions
     (tensor/kv-store cache layer k v pos)    ; k, v [T Hkv D] at positions pos..
@@ -35,7 +36,7 @@ from gene_jit.tensor.tensor import Tensor
 from gene_jit.tensor_kernels import engine_cpu, qgemv_cpu
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
-__all__ = ["KVCache", "embed_rows", "geglu", "kv_attention", "kv_cache", "kv_store", "linear", "rope_at"]
+__all__ = ["KVCache", "embed_rows", "geglu", "ggml_rmsnorm", "kv_attention", "kv_cache", "kv_store", "linear", "rope_at"]
 
 
 class TensorShapeError(GeneError):
@@ -123,6 +124,23 @@ def embed_rows(w: Any, tokens: Any) -> Tensor:
     ids = _token_ids(op, tokens, w.rows)
     out = np.empty((ids.shape[0], w.cols), np.float32)
     qgemv_cpu.dequant_rows(w.raw, w.kind, ids, out)
+    return Tensor(out, "f32")
+
+
+@builtin("ggml-rmsnorm", ns="tensor")
+def ggml_rmsnorm(x: Any, w: Any, eps: Any = 1e-6) -> Tensor:
+    """RMSNorm over the last axis of x with weight w, rounded as ggml rounds it (so the
+    engine's numbers follow libllama's; tensor/rmsnorm keeps f64 statistics instead)."""
+    op = "tensor/ggml-rmsnorm"
+    _device(op, x, w)
+    if not isinstance(x, Tensor) or x.ndim < 1:
+        raise GeneTypeError(f"{op}: x must be a tensor with at least one axis")
+    xa = _f32(op, x, x.ndim)
+    wa = _f32(op, w, 1, "the weight")
+    if wa.shape[0] != xa.shape[-1]:
+        raise TensorShapeError(f"{op}: weight of {wa.shape[0]} values for rows of {xa.shape[-1]}")
+    out = np.empty_like(xa)
+    engine_cpu.rms_norm(xa.reshape(-1, xa.shape[-1]), wa, float(eps), out.reshape(-1, xa.shape[-1]))
     return Tensor(out, "f32")
 
 

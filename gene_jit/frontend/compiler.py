@@ -47,7 +47,7 @@ from gene_jit.runtime.errors import (
     remember_source,
 )
 from gene_jit.runtime.registry import BUILTINS, Namespace
-from gene_jit.runtime.values import PLACEHOLDER, Gene, GeneSet, Range, Symbol
+from gene_jit.runtime.values import PLACEHOLDER, Gene, GeneSet, Instance, Range, Symbol
 
 # for compiling deeply nested forms; running them has the Gene call depth limit
 # (tiering.program_depth)
@@ -120,6 +120,7 @@ def _helpers() -> dict[str, Any]:
             " Range": Range,
             " PLACEHOLDER": PLACEHOLDER,
             " Namespace": Namespace,
+            " Instance": Instance,
             " gene_def": special_fn.gene_def,
             " translate_error": translate,
             " quote_form": quote_form,

@@ -420,12 +420,13 @@ def method_call(
     stmts, texpr = c.before(tres, astmts)
     if not kws:
         # an instance's own method is called from here: one frame per Gene call
-        from gene_jit.frontend.compiler_ops import _operand
+        from gene_jit.frontend.compiler_ops import _class_is, _operand
 
         t1, t2 = _operand(c, texpr)
         m = c.temp("m")
-        found = ast.Compare(left=ast.NamedExpr(target=store(m), value=hcall("instance_method", t1, const(name))),
-                            ops=[ast.IsNot()], comparators=[const(None)])
+        method = ast.NamedExpr(target=store(m), value=hcall("instance_method", t2, const(name)))
+        found = ast.BoolOp(op=ast.And(), values=[
+            _class_is(t1, "Instance"), ast.Compare(left=method, ops=[ast.IsNot()], comparators=[const(None)])])
         direct = ast.Call(func=load(m), args=[t2, *argx], keywords=[])
         slow = hcall("call_method", t2, const(name), *copy.deepcopy(argx))
         return Result(stmts, ast.IfExp(test=found, body=direct, orelse=slow))

@@ -1,7 +1,7 @@
 """Numba CPU kernels of the native inference engine that work on heads and a KV cache:
 rotary embedding at given positions, storing keys and values in the cache, and
 attention of new tokens over the cache (causal, optionally within a sliding window), and
-GeGLU as ggml computes it.
+GeGLU and RMSNorm as ggml computes them.
 
 Layouts: per-token heads `x [T, H, D]`; one layer's cache `k_cache, v_cache [Hkv, S, D]`
 (a kv head's rows contiguous, position p at row p). Float64 twins: reference.rope
@@ -22,25 +22,33 @@ from gene_jit.tensor_kernels.qgemv_cpu import half_round, round_half
 ROPE_ADJACENT, ROPE_NEOX = 0, 2  # llama.cpp's rope modes: pairs (2i, 2i+1) or (i, i + n/2)
 
 
-@nb.njit(fastmath=True, cache=True)
+@nb.njit(fastmath=False, cache=True)
 def rope_heads(
     x: np.ndarray, positions: np.ndarray, base: float, freq_scale: float, n_rot: int,
     mode: int, factors: np.ndarray, out: np.ndarray,
 ) -> None:
     """out [T, H, D] = x rotated at `positions [T]`: pair i turns by
     pos * freq_scale * base^(-2i / n_rot) / factors[i] (factors empty: 1); dimensions past
-    n_rot are copied."""
+    n_rot are copied.
+
+    In float32 as ggml computes it, so that keys and queries match libllama's to the bit:
+    the angle of pair i is pos times base^(-2/n_rot) multiplied in i times, its cosine
+    and sine rounded from the exact values, and each rotated value one fused
+    multiply-add, `x0 * cos - (x1 * sin)`."""
     t_all, h_all, d = x.shape
     half = n_rot // 2
     cos = np.empty(half, np.float32)
     sin = np.empty(half, np.float32)
+    step = np.float32(base ** (-2.0 / n_rot))
+    scale = np.float32(freq_scale)
     for t in range(t_all):
+        theta = np.float32(positions[t])
         for i in range(half):
-            theta = positions[t] * freq_scale * base ** (-2.0 * i / n_rot)
-            if factors.shape[0]:
-                theta /= factors[i]
-            cos[i] = math.cos(theta)
-            sin[i] = math.sin(theta)
+            angle = theta / factors[i] if factors.shape[0] else theta
+            angle = scale * np.float32(angle)
+            cos[i] = np.float32(math.cos(np.float64(angle)))
+            sin[i] = np.float32(math.sin(np.float64(angle)))
+            theta = np.float32(theta * step)
         for h in range(h_all):
             src = x[t, h]
             dst = out[t, h]
@@ -49,9 +57,9 @@ def rope_heads(
                     a, b = i, i + half
                 else:
                     a, b = 2 * i, 2 * i + 1
-                x0, x1 = src[a], src[b]
-                dst[a] = x0 * cos[i] - x1 * sin[i]
-                dst[b] = x0 * sin[i] + x1 * cos[i]
+                x0, x1 = np.float64(src[a]), src[b]
+                dst[a] = np.float32(x0 * np.float64(cos[i]) - np.float64(np.float32(x1 * sin[i])))
+                dst[b] = np.float32(x0 * np.float64(sin[i]) + np.float64(np.float32(x1 * cos[i])))
             for j in range(n_rot, d):
                 dst[j] = src[j]
 
@@ -153,3 +161,20 @@ def geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
             h = np.float64(half_round(x))
             g = 0.5 * h * (1.0 + math.tanh(0.7978845608028654 * h * (1.0 + 0.044715 * h * h)))
             out[i] = half_round(np.float32(g)) * up[i]
+
+
+@nb.njit(fastmath=False, cache=True)
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray) -> None:
+    """out [R, C] = RMSNorm of each row of x times w [C], as ggml computes it: the squares
+    rounded to f32 and summed in order in f64, the mean and 1 / sqrt(mean + eps) in f32,
+    then x * scale and * w, each rounded to f32."""
+    rows, cols = x.shape
+    e = np.float32(eps)
+    for r in range(rows):
+        total = 0.0
+        for c in range(cols):
+            total += np.float64(np.float32(x[r, c] * x[r, c]))
+        mean = np.float32(total / cols)
+        scale = np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + e)))
+        for c in range(cols):
+            out[r, c] = np.float32(x[r, c] * scale) * w[c]
