@@ -11,8 +11,8 @@ server and level: aggregate generated tokens/s (all tokens over the wall time of
 level), p50 and p95 time to first token (request sent to the first piece of text), and
 how many replies differ from that server's own 1-client replies. Then gene-jit alone, on
 prompts that share a long start: how many replies at 16 clients differ from the same
-requests alone once the sequences pass 256 cached cells, where libllama's attention
-computes a lone query differently from a batched one (gene_jit/serve/scheduler.py).
+requests alone once the sequences pass 256 cached cells (libllama computes a row
+differently in some batches; docs/internals.md, "Serving").
 
 Usage: python bench/serve_bench.py [--threads 2] [--tokens 64] [--clients 1,4,16]
                                    [--requests 16] [--rounds 2] [--model default] [--out FILE]
@@ -182,13 +182,16 @@ def start_servers(path: str, threads: int, parallel: int, n_ctx: int) -> dict[st
         [sys.executable, "-m", "gene_jit", "serve", "--model", path, "--port", str(gene_port),
          "--parallel", str(parallel), "--n-ctx", str(n_ctx), "--threads", str(threads)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # gene-jit serve makes libllama's OpenMP threads wait passively (gene_jit/serve/server.py);
+    # the peer gets the same setting, so that both run the same kernels the same way
+    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
     llama = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", path, "--port", str(llama_port),
          "--host", "127.0.0.1", "--n_threads", str(threads), "--n_threads_batch", str(threads),
          "--n_ctx", str(n_ctx), "--verbose", "False",
          # by default it drops a stream when another request comes in; queue them instead
          "--interrupt_requests", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_ready(gene, gene_port, "gene-jit serve")
     wait_ready(llama, llama_port, "llama_cpp.server")
     return {"gene-jit serve": (gene, gene_port), "llama-cpp-python server": (llama, llama_port)}

@@ -15,11 +15,10 @@ A step (`Scheduler._step`):
 A prompt is decoded in chunks that end where `generate-text` ends them (multiples of
 `Context.chunk`, and its last token), and a request alone at the server decodes each
 token on its own, as `generate-text` does: its greedy output is then the same, token for
-token. Among other requests it stays the same while its sequence holds at most 256
-cells, with the model loaded without libllama's repacked weights (gene_jit.serve.server);
-past that, libllama's attention computes a query decoded alone differently from one in
-a batch, so where two tokens are nearly tied a request may pick the other one
-(bench/serve_bench.py measures how often).
+token. Among others it can differ: libllama computes a row differently in some batches
+(16 sequences after a few steps, or any batch once a sequence holds more than 256
+cells), so where two tokens are nearly tied a request may pick the other one
+(docs/internals.md, "Serving"; bench/serve_bench.py counts how often).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ thread, for tests and for Python programs that embed it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import threading
@@ -70,6 +71,11 @@ class Server:
         from gene_jit.serve.scheduler import Scheduler
 
         self.settings = settings
+        # libllama's CPU threads are an OpenMP team; by default its idle members spin at
+        # every barrier, and beside the server's own threads on a busy machine a spinning
+        # member holds the core its partner needs: a step then took ten times as long.
+        # Read when libgomp loads, so this counts where the model is loaded here.
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         model = settings.model
         self.model = model if isinstance(model, Model) else Model(model, threads=settings.threads, repack=settings.repack)
         train = self.model.n_ctx_train
