@@ -26,7 +26,7 @@ from gene_jit.engine.weights import Config, GGUFFile, load_weights, read_config
 from gene_jit.llama import bindings
 from gene_jit.llama.context import PROMPT_CHUNK, Context
 from gene_jit.llama.errors import LlamaError
-from gene_jit.llama.model import POOL_SIZE, Model, _common_prefix
+from gene_jit.llama.model import Model
 from gene_jit.llama.options import OptionError
 from gene_jit.tensor.device import Device, create_device
 
@@ -223,31 +223,8 @@ class EngineModel(Model):
             raise LlamaError(f"libllama could not read the vocabulary of {self.path}")
         return int(ptr)
 
-    @property
-    def ctx(self) -> Context:
-        with self._lock:
-            if self._ctx is None:
-                self._ctx = EngineContext(self, self.n_ctx, canonical=True, pooled=True)
-                self._pool.insert(0, self._ctx)
-            return self._ctx
-
-    def claim_context(self, owner: Any, tokens: list[int], preferred: Context) -> Context:
-        """As `Model.claim_context`, with engine contexts."""
-        with self._lock:
-            self._claims += 1
-            ctx = preferred
-            if preferred.busy_for(owner):
-                free = [c for c in self._pool if not c.busy_for(owner)]
-                if free:
-                    ctx = max(free, key=lambda c: _common_prefix(c.tokens[0], tokens))
-                elif len(self._pool) < POOL_SIZE:
-                    ctx = EngineContext(self, self.n_ctx, canonical=True, pooled=True)
-                    self._pool.append(ctx)
-                else:
-                    ctx = min(self._pool, key=lambda c: c.last_used)
-            ctx.last_used = self._claims
-            ctx.owner = owner
-            return ctx
+    def _pooled_context(self) -> Context:
+        return EngineContext(self, self.n_ctx, canonical=True, pooled=True)
 
     @property
     def embed_ctx(self) -> Context:

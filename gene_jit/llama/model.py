@@ -138,9 +138,13 @@ class Model:
         """The main context (sequence 0 carries prompts and generations)."""
         with self._lock:
             if self._ctx is None:
-                self._ctx = Context(self, self.n_ctx, canonical=True, pooled=True)
+                self._ctx = self._pooled_context()
                 self._pool.insert(0, self._ctx)
             return self._ctx
+
+    def _pooled_context(self) -> Context:
+        """A new context for the pool (an engine model makes its own kind)."""
+        return Context(self, self.n_ctx, canonical=True, pooled=True)
 
     def claim_context(self, owner: Any, tokens: list[int], preferred: Context) -> Context:
         """A context like the main one for `owner` to generate in: `preferred` unless an
@@ -155,7 +159,7 @@ class Model:
                 if free:
                     ctx = max(free, key=lambda c: _common_prefix(c.tokens[0], tokens))
                 elif len(self._pool) < POOL_SIZE:
-                    ctx = Context(self, self.n_ctx, canonical=True, pooled=True)
+                    ctx = self._pooled_context()
                     self._pool.append(ctx)
                 else:
                     ctx = min(self._pool, key=lambda c: c.last_used)
