@@ -174,6 +174,11 @@ def convert(exc: BaseException) -> GeneError | None:
     the exception is not the program's mistake (a fault of gene-jit)."""
     if isinstance(exc, GeneError):
         return exc
+    from gene_jit.py.objects import python_error
+
+    raised_by_python = python_error(exc, GENE_FILES)  # a Python library the program called
+    if raised_by_python is not None and not isinstance(exc, (*_PASS_THROUGH, RecursionError)):
+        return raised_by_python
     if isinstance(exc, ModuleNotFoundError):
         missing = missing_message(exc.name or "", "this operation")
         if missing is not None:

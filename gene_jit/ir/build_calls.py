@@ -39,7 +39,10 @@ def call(b: FnBuilder, name: str, form: GeneF) -> Value:
         direct = foreign_call(b, name, form)
         if direct is not None:
             return direct
-        raise NotTypeable(f"calls {name}, which tier 1 cannot type", form.span)
+        from gene_jit.py.tier1 import python_callee
+
+        raise NotTypeable(python_callee(b, name) or f"calls {name}, which tier 1 cannot type",
+                          form.span)
     if isinstance(target, str):
         handler = BUILTIN_CALLS.get(target)
         if handler is None:

@@ -30,6 +30,10 @@ from gene_jit.llama.model import Model, current_model
 from gene_jit.llama.options import OptionError, check_count, check_options, shown
 from gene_jit.llama.session import ChatSession, format_chat_prompt
 from gene_jit.llama.speculate import speculate_option
+from gene_jit.onnx import create as create_onnx
+from gene_jit.onnx import wants_onnx
+from gene_jit.onnx.embed import find_similar as onnx_find_similar
+from gene_jit.onnx.model import OnnxModel
 from gene_jit.runtime.registry import BUILTINS, builtin
 from gene_jit.runtime.values import Symbol
 
@@ -90,7 +94,9 @@ def _to_tensor(arr: np.ndarray) -> Any:
 
 
 @builtin("create", ns="model")
-def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Model:
+def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Any:
+    if wants_onnx(name_or_path, fmt):  # ONNX Runtime, with options of its own
+        return create_onnx(name_or_path, **kw)
     opts = check_options("model/create", kw)
     engine = opts.pop("engine", None)
     if engine is None:
@@ -113,12 +119,16 @@ def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Mode
 
 @builtin("info", ns="model")
 def model_info(model: Any = None) -> dict[str, Any]:
+    if isinstance(model, OnnxModel):
+        return model.info()
     return _as_model(model or current_model()).info()
 
 
 @builtin("forward", ns="model")
 def model_forward(model: Any, tokens: Any, all: bool = False) -> Any:
     """Logits after `tokens`: of the last position (n_vocab,) or of all (n_tokens, n_vocab)."""
+    if isinstance(model, OnnxModel):  # a map of named inputs gives a map of outputs
+        return model.forward(tokens)
     m = _as_model(model)
     rows = _token_rows(tokens)
     if rows is not None:  # the seed's batch: one sequence per row, decoded together
@@ -190,6 +200,8 @@ def model_hidden_states(model: Any, tokens: Any, pool_mean: bool = False, normal
 
 @builtin("embed", ns="model")
 def model_embed(model: Any, text: Any, normalize: bool = True) -> Any:
+    if isinstance(model, OnnxModel):
+        return model.embed(text, normalize)
     if not isinstance(text, str):
         raise LlamaError(f"model/embed needs a string, got {shown(text)}")
     return _to_tensor(_embed(_as_model(model), text, bool(normalize)))
@@ -208,6 +220,8 @@ def model_stats(model: Any = None) -> dict[str, Any] | None:
 
 @builtin("close", ns="model")
 def model_close(model: Any) -> None:
+    if isinstance(model, OnnxModel):
+        return model.close()
     _as_model(model).close()
 
 
@@ -436,6 +450,8 @@ def format_qa_prompt(question: Any, context: Any = None) -> str:
 
 
 def find_similar(items: Any, query: Any, k: Any = 1, documents: Any = None, model: Any = None) -> list[Any]:
+    if isinstance(model, OnnxModel):
+        return onnx_find_similar(model, items, query, k, documents)
     m = _model._current if model is None else _as_model(model)
     if m is None and (isinstance(query, str) or any(isinstance(i, str) for i in items)):
         m = current_model()

@@ -48,6 +48,9 @@ def register_all() -> None:
     lazy_namespace("tensor", "gene_jit.engine.ops")  # the native engine's ops, after the above
     # foreign functions
     lazy_namespace("ffi", "gene_jit.ffi.gene_api")
+    # Python libraries, and tensors to and from NumPy, PyTorch and safetensors
+    lazy_namespace("py", "gene_jit.py.gene_api")
+    lazy_namespace("tensor", "gene_jit.tensor.interop")
     # language models
     lazy_namespace("model", "gene_jit.llama.gene_api")
     lazy_namespace("tokenizer", "gene_jit.llama.gene_api")

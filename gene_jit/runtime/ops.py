@@ -12,9 +12,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 from gene_jit.frontend.forms import Span
+from gene_jit.py.objects import call_method as python_method
+from gene_jit.py.objects import is_python_object
+from gene_jit.py.objects import member as python_member
+from gene_jit.py.objects import set_member as python_set
 from gene_jit.runtime.errors import (
     GeneError,
     GeneIndexError,
@@ -362,22 +367,31 @@ def get_member(obj: Any, key: Any, builtin_ns: str | None = None) -> Any:
         if m is None:
             raise GeneNameError(f"{obj.name}/{key} is not defined")
         return m
+    if t is ModuleType and type(key) is str:  # `np/linalg/norm`: one frame, as in Python
+        try:
+            return getattr(obj, key)
+        except AttributeError:
+            pass
     return _other_member(obj, key, builtin_ns)
 
 
 def _other_member(obj: Any, key: Any, builtin_ns: str | None) -> Any:
     """`obj/key` for values other than Gene data: enum members, NumPy arrays, library
     objects with `__gene_get__`, then the builtin-namespace fallback."""
+    if type(obj) is ModuleType and type(key) is str:  # `-` for `_`, submodules, the error
+        return python_member(obj, key)
     if type(obj) is EnumMember:
         if key == "name":
             return obj.name
         if key == "value":
             return obj.value
     elif _is_ndarray(obj):
+        if type(key) is str:  # `a/shape`, `a/T`: a NumPy array is a Python object too
+            return python_member(obj, key)
         return array_get(obj, key)
     elif type(key) is int and getattr(type(obj), "__gene_tensor__", False):
         return obj.__gene_get__(key)  # `t/0`, `(t ./ 0)`: as (tensor/get t 0)
-    if type(key) is str and hasattr(obj, "__gene_get__"):
+    if type(key) is str and hasattr(type(obj), "__gene_get__"):
         if builtin_ns is None:
             return obj.__gene_get__(key)
         try:
@@ -395,6 +409,8 @@ def _other_member(obj: Any, key: Any, builtin_ns: str | None) -> Any:
             return val
     if obj is None:
         raise GeneTypeError(f"cannot get member {key} of nil")
+    if is_python_object(obj):  # a value of a Python library (gene_jit/py)
+        return python_member(obj, key)
     raise GeneTypeError(f"cannot get member {key} of {a_kind(obj)}")
 
 
@@ -466,6 +482,8 @@ def set_member(obj: Any, key: Any, value: Any) -> Any:
         obj.members[key] = value
     elif _is_ndarray(obj):
         return array_set(obj, key, value)
+    elif is_python_object(obj):  # `(proto/ir_version = 8)`: a Python attribute or item
+        python_set(obj, key, value)
     else:
         raise GeneTypeError(f"cannot set member {key} of {a_kind(obj)}")
     return value
@@ -583,6 +601,8 @@ def call_method(obj: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         member = obj.get(name)
         if callable(member):
             return member(*args, **kwargs)
+    if is_python_object(obj):
+        return python_method(obj, name, args, kwargs)
     raise GeneTypeError(f"{a_kind(obj)} has no method .{name}")
 
 

@@ -234,7 +234,9 @@ def _fmt_other(v: Any, quote: bool, seen: set[int]) -> str:
             return f"(fn {gene_name})" if gene_name else "(fn)"
         if isinstance(v, _NATIVE_TYPES) or hasattr(v, "__gene_builtin__"):
             return f"(native-fn {builtin_name(v)})"
-    return f"<python {type(v).__name__}>"
+    from gene_jit.py.objects import describe  # a Python library's value
+
+    return describe(v)
 
 
 _NO_NAME = object()

@@ -23,11 +23,15 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "torch": ("torch", "bench"),
     "starlette": ("starlette", "serve"),
     "uvicorn": ("uvicorn", "serve"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "tokenizers": ("tokenizers", "onnx"),
+    "safetensors": ("safetensors", "interop"),
 }
 
 # what each library namespace is for, in the error message
 _WHAT = {"tensor": "tensors and kernels", "llm": "language models", "bench": "PyTorch tensors",
-         "serve": "the OpenAI-compatible server"}
+         "serve": "the OpenAI-compatible server", "onnx": "ONNX models",
+         "interop": "safetensors files"}
 
 
 class MissingDependencyError(GeneError):

@@ -1,0 +1,216 @@
+"""Python from Gene (`py/*`, gene_jit/py): modules, attributes, methods, keyword
+arguments in both spellings, iteration, indexing, printing, Python exceptions as Gene
+errors at the Gene call, Gene functions as Python callbacks; in every tier mode."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_gene_source
+
+from gene_jit.runtime.errors import GeneError, InternalError
+
+
+def out(source: str, mode: str) -> str:
+    run = run_gene_source(source, mode, filename="pyb.gene")
+    assert run.error is None, run.error
+    return run.stdout
+
+
+def fails(source: str, mode: str = "0") -> GeneError:
+    run = run_gene_source(source, mode, filename="pyb.gene")
+    assert isinstance(run.error, GeneError), run.stdout
+    return run.error
+
+
+def test_numpy_attributes_methods_and_keywords(jit_mode: str) -> None:
+    text = out("""
+        (var np (py/import "numpy"))
+        (var a (np/array [[1 2] [3 4]] ^dtype "float64"))
+        (println (np/linalg/norm (np/array [3 4])))
+        (println a/shape (a .sum) (np/sum a ^axis 0) (np/sum a :axis 1))
+        (println (a .tolist) a/T/0 (py/to-gene a/shape))
+        (println ((a .sum :axis 1 :keepdims true) .tolist) ((a .sum ^axis 0) .tolist))
+        (println a)
+        (println np)
+    """, jit_mode)
+    assert text.splitlines() == [
+        "5.0",
+        "[2 2] 10.0 <python ndarray [2] float64 [4. 6.]> <python ndarray [2] float64 [3. 7.]>",
+        "[[1.0 2.0] [3.0 4.0]] <python ndarray [2] float64 [1. 3.]> [2 2]",
+        "[[3.0] [7.0]] [4.0 6.0]",
+        "<python ndarray [2 2] float64 [[1. 2.] [3. 4.]]>",
+        "<python module numpy>",
+    ]
+
+
+def test_iteration_indexing_and_conversions(jit_mode: str) -> None:
+    text = out("""
+        (var collections (py/import "collections"))
+        (var dq (collections/deque [1 2 3]))
+        (var total 0)
+        (for x in dq (total += x))
+        (println total dq/0 (py/to-gene dq) (py/list (py/builtins/range 3)))
+        (var od (collections/OrderedDict))
+        (py/set-item od 5 "five")
+        (println (py/item od 5) (py/to-gene od) (py/item [1 2 3 4] (py/slice 1 3)))
+        (var frac (py/import "fractions"))
+        (println (py/str (frac/Fraction 1 3)) (py/repr (py/tuple 1 "a")))
+        (println (py/eval "a * b" {^a 6 ^b 7}) (py/get dq "maxlen" 9) (py/type dq))
+    """, jit_mode)
+    assert text.splitlines() == [
+        "6 1 [1 2 3] [0 1 2]",
+        "five {^5 five} [2 3]",
+        "1/3 (1, 'a')",
+        "42  <python class collections.deque>",
+    ]
+
+
+def test_gene_functions_as_python_callbacks(jit_mode: str) -> None:
+    text = out("""
+        (var functools (py/import "functools"))
+        (fn add [a b] (a + b))
+        (fn by-length [s] (s .size))
+        (println (functools/reduce add [1 2 3 4]))
+        (println (py/builtins/sorted ["ccc" "a" "bb"] ^key by-length))
+        (println (py/builtins/list (py/builtins/map (fn [x] (x * 10)) [1 2])))
+        (var np (py/import "numpy"))
+        (println (np/apply_along_axis (fn [row] (row .sum)) 1 (np/ones [2 3])))
+    """, jit_mode)
+    assert text.splitlines() == [
+        "10", "[a bb ccc]", "[10 20]", "<python ndarray [2] float64 [3. 3.]>",
+    ]
+
+
+def test_python_exception_is_a_gene_error_at_the_call(jit_mode: str) -> None:
+    err = fails("""
+        (var np (py/import "numpy"))
+        (fn invert [m]
+          (np/linalg/inv m))
+        (invert (np/zeros [2 2]))
+    """, jit_mode)
+    assert err.kind == "python error"
+    assert err.message == "LinAlgError: Singular matrix"
+    assert err.span is not None and (err.span.file, err.span.line) == ("pyb.gene", 4)
+    assert any("raised in Python at" in note and "linalg" in note for note in err.context)
+
+
+def test_python_errors_of_every_shape_keep_the_gene_location() -> None:
+    # a Python function, a C function with its own exception class, a method, a callback
+    # whose Python code raises, an attribute that is not there
+    cases = {
+        '(var json (py/import "json"))\n(json/loads "{bad")': ("JSONDecodeError", 2),
+        '(var cm (py/import "collections"))\n(var c (cm/ChainMap))\n(c .pop 1)': ("KeyError", 3),
+        '(var d (py/import "decimal"))\n(var x (d/Decimal "1"))\n(x .__truediv__ (d/Decimal "0"))':
+            ("DivisionByZero", 3),
+        '(var np (py/import "numpy"))\n\n(np/no_such_thing 1)': ("AttributeError", 3),
+        '(var m (py/import "math"))\n(var f (py/eval "lambda g: g(1)"))\n(f (fn [x] (m/log -1.0)))':
+            ("ValueError", 3),
+    }
+    for source, (py_type, line) in cases.items():
+        err = fails(source)
+        assert isinstance(err, GeneError), source
+        assert err.kind == "python error" or py_type == "ValueError", (source, err.format())
+        assert py_type in err.message, (source, err.message)
+        assert err.span is not None and err.span.line == line, (source, err.format())
+
+
+def test_caught_python_error_has_type_and_message(jit_mode: str) -> None:
+    text = out("""
+        (var json (py/import "json"))
+        (try (json/loads "[1,")
+         catch * (println $ex/kind "|" $ex/type))
+    """, jit_mode)
+    assert text == "python error | JSONDecodeError\n"
+
+
+def test_gene_error_inside_a_callback_keeps_its_own_location() -> None:
+    err = fails("""
+        (var functools (py/import "functools"))
+        (fn bad [a b]
+          (a + undefined-name))
+        (functools/reduce bad [1 2 3])
+    """)
+    assert err.kind == "name error"
+    assert err.span is not None and err.span.line == 4
+
+
+def test_bad_imports_and_arguments_are_gene_errors() -> None:
+    err = fails('(py/import "no_such_module_xyz")')
+    assert err.kind == "python error" and "no_such_module_xyz" in err.message
+    err = fails("(py/import 42)")
+    assert "module name must be a string" in err.message
+    err = fails('(py/eval "1 +")')
+    assert err.message.startswith("SyntaxError")
+    err = fails('(var np (py/import "numpy"))\n(np/zeros 2 ^no_such_kw 1)')
+    assert err.message == "zeros: has no parameter ^no-such-kw"
+
+
+def test_gene_data_keeps_its_meaning() -> None:
+    # members of Gene values and gene-jit objects are not Python attributes
+    assert "cannot get member upper of" in fails('(var x 5)\n(x/upper)').message
+    assert "has no method .append" in fails("(var f (fn [] 1))\n(f .append 1)").message
+
+
+def test_tier1_leaves_python_calls_to_tier0_and_says_why() -> None:
+    pytest.importorskip("llvmlite")
+    from gene_jit.codegen import stats
+
+    source = """
+        (var op (py/import "operator"))
+        (var add op/add)
+        (fn total [n]
+          (var s 0)
+          (for i in (range 0 n) (s = (add s i)))
+          s)
+        (fn total2 [n]
+          (var s 0)
+          (for i in (range 0 n) (s = (op/add s i)))
+          s)
+        (println (total 100) (total2 100))
+    """
+    assert out(source, "eager") == "4950 4950\n"
+    reasons = {name: getattr(stats.lookup(name, "pyb.gene"), "reason", "") for name in ("total", "total2")}
+    assert "calls add, a Python callable" in (reasons["total"] or "")
+    assert "calls op/add, a Python callable" in (reasons["total2"] or "")
+    assert "calls into Python run in tier 0" in (reasons["total"] or "")
+
+
+def test_internal_faults_are_not_python_errors() -> None:
+    # gene-jit's own modules raising is still reported as a bug, not a Python error
+    from gene_jit.frontend.compiler_errors import translate
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        with pytest.raises(InternalError):
+            translate(exc)
+
+
+@pytest.mark.parametrize("mode", ["0", "eager"])
+def test_example_runs_in_both_tiers(mode: str) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from conftest import REPO, run_cli
+
+    proc = run_cli("run", str(REPO / "examples" / "python_bridge.gene"), env={"GENE_JIT": mode},
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "caught: python error - LinAlgError - LinAlgError: Singular matrix" in lines
+    assert "input x [batch 2] f32" in lines
+    onnx_row = next(ln for ln in lines if ln.startswith("onnx:"))
+    numpy_row = next(ln for ln in lines if ln.startswith("numpy:"))
+    assert onnx_row.split(None, 1)[1] == numpy_row.split(None, 1)[1] == "[[5.0 0.0 0.0] [0.0 3.0 0.0]]"
+
+
+def test_python_attributes_can_be_set(jit_mode: str) -> None:
+    text = out("""
+        (var types (py/import "types"))
+        (var ns (types/SimpleNamespace ^a 1))
+        (ns/b = 2)
+        (ns/a = (ns/a + 10))
+        (println ns/a ns/b)
+    """, jit_mode)
+    assert text == "11 2\n"
+    err = fails('(var x (py/builtins/object))\n(x/y = 1)')
+    assert err.kind == "python error" and "AttributeError" in err.message
