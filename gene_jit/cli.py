@@ -48,6 +48,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "ir": ("gene_jit.ir_cli", "show the typed IR, LLVM IR and assembly of a program's functions"),
     "serve": ("gene_jit.serve.cli", "serve a model over an OpenAI-compatible HTTP API"),
+    "perplexity": ("gene_jit.llama.perplexity_cli", "a model's perplexity on a text file"),
+    "quantize": ("gene_jit.llama.quantize_cli", "write a quantised copy of a GGUF model"),
 }
 
 _BUILTIN: dict[str, Subcommand] = {}

@@ -62,6 +62,7 @@ class Context:
         embeddings: bool = False,
         canonical: bool = False,
         pooled: bool = False,
+        flash_attn: bool | None = None,
     ) -> None:
         raw = bindings.lib()
         params = raw.llama_context_default_params()
@@ -80,8 +81,14 @@ class Context:
         # (prompt and chat reuse) is always possible
         p.swa_full = True
         p.kv_unified = n_seq == 1
+        if flash_attn is not None:  # None: libllama's choice (on, for the CPU)
+            p.flash_attn_type = 1 if flash_attn else 0
         self.handle = ContextHandle(raw.llama_init_from_model(model.handle.ptr, params), "context")
         self.ptr = self.handle.ptr
+        if model.__dict__.get("has_adapters"):  # LoRA adapters chosen for the model
+            from gene_jit.llama.adapters import apply_active
+
+            apply_active(model, self)
         self.memory = raw.llama_get_memory(self.ptr)
         self.n_ctx = int(raw.llama_n_ctx(self.ptr))
         self.n_ctx_seq = int(raw.llama_n_ctx_seq(self.ptr))

@@ -30,6 +30,7 @@ from gene_jit.llama.model import Model, current_model
 from gene_jit.llama.options import OptionError, check_count, check_options, shown
 from gene_jit.llama.session import ChatSession, format_chat_prompt
 from gene_jit.llama.speculate import speculate_option
+from gene_jit.llama.tools_api import quantized_source  # also registers model/perplexity, ...
 from gene_jit.onnx import create as create_onnx
 from gene_jit.onnx import wants_onnx
 from gene_jit.onnx.embed import find_similar as onnx_find_similar
@@ -98,6 +99,7 @@ def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Any:
     if wants_onnx(name_or_path, fmt):  # ONNX Runtime, with options of its own
         return create_onnx(name_or_path, **kw)
     opts = check_options("model/create", kw)
+    name_or_path = quantized_source(name_or_path, opts)  # :max-memory, :quantize
     engine = opts.pop("engine", None)
     if engine is None:
         m = Model(name_or_path, fmt, **opts)

@@ -356,7 +356,8 @@ def _check_model(info: GGUFInfo) -> None:
     _float(info, f"{arch}.rope.freq_base", 1e-6, 1e12)
     _float(info, f"{arch}.rope.scaling.factor", 0.0, 1e6)
     _float(info, f"{arch}.rope.freq_scale", 1e-6, 1e6)
-    _int(info, f"{arch}.attention.sliding_window", 1, 1 << 24)
+    # 0: no sliding window, as libllama's llama_model_save_to_file writes for such models
+    _int(info, f"{arch}.attention.sliding_window", 0, 1 << 24)
     n_expert = _int(info, f"{arch}.expert_count", 0, MAX_EXPERTS) or 0
     _int(info, f"{arch}.expert_used_count", 0, n_expert)
     n_vocab = _check_vocab(info)

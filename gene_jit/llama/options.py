@@ -58,6 +58,16 @@ OPTIONS: dict[str, Option] = {
     "device": Option("any"),
     "engine": Option("any", doc=":gene runs the model on gene-jit's own kernels"),
     "progress": Option("bool"),
+    # model tools (perplexity, quantisation, adapters, fine-tuning)
+    "window": Option("int", 4, 1 << 20, doc="tokens per perplexity window"),
+    "type": Option("type", doc="a quantisation type such as \"Q8_0\""),
+    "max_memory": Option("size", doc='"300MB", "2GiB" or a number of bytes'),
+    "quantize": Option("quantize", doc=":auto or a quantisation type"),
+    "scale": Option("float", 0.0, None),
+    "scales": Option("numbers"),
+    "epochs": Option("int", 1, 10_000),
+    "lr": Option("float", 0.0, 1.0, lo_open=True),
+    "out": Option("string"),
 }
 
 SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed")
@@ -72,7 +82,13 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "batch-generate": (*SAMPLING, "stop", "grammar", "json_schema", "exact"),
     "chat-send": (*SAMPLING, "stop", "on_token", "speculate", "parse_special"),
     "get-next-token": (*SAMPLING, "grammar", "json_schema"),
-    "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress", "engine"),
+    "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress", "engine",
+                     "max_memory", "quantize"),
+    "model/perplexity": ("window", "progress"),
+    "model/quantize": ("type", "threads", "progress"),
+    "model/load-adapter": ("scale",),
+    "model/set-adapters": ("scales",),
+    "model/fine-tune": ("epochs", "lr", "out", "type", "window", "progress"),
     "chat-session": ("n_ctx",),
 }
 
@@ -118,6 +134,11 @@ def expected(opt: Option) -> str:
         "function": "a function",
         "flag-or-nil": "true, false or nil",
         "any": "a value",
+        "string": "a string",
+        "type": "a quantisation type name such as \"Q8_0\"",
+        "size": 'a memory size such as "300MB" or a number of bytes',
+        "quantize": ':auto or a quantisation type name such as "Q4_K_M"',
+        "numbers": "an array of numbers",
     }[opt.kind]
 
 
@@ -141,6 +162,15 @@ def _valid(opt: Option, value: Any) -> bool:
         return isinstance(value, str | Mapping)
     if kind == "function":
         return callable(value)
+    if kind == "string":
+        return isinstance(value, str) and value != ""
+    if kind in ("type", "quantize"):
+        return isinstance(value, str | Symbol) and value != ""
+    if kind == "size":
+        return isinstance(value, str) or isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if kind == "numbers":
+        return isinstance(value, list | tuple) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     return True
 
 

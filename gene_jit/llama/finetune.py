@@ -1,0 +1,271 @@
+"""Fine-tuning a model on texts through libllama's training API (`llama_opt_init`,
+`llama_opt_epoch`), on the CPU, with AdamW.
+
+libllama trains float32 weights held in memory, so the model is first converted to F32
+(a temporary file, when it is quantised) and loaded without memory-mapping; the tuned
+weights are saved with `llama_model_save_to_file` and, unless `:type "F32"` is asked for
+an F32 source, quantised to the type asked (F16 by default) into the output file, which
+`model/create` loads.
+
+Not every architecture can be trained: libllama aborts the whole process when a graph
+holds an operation without a backward pass (Gemma's GEGLU feed-forward, for one). Before
+any work a child process therefore builds that architecture's training graph and takes
+one step that changes nothing; if it dies, the Gene error says why, and the caller's
+process was never at risk. The answer is remembered for the file.
+
+Training data: the texts, each with BOS and EOS, are joined and cut into windows of the
+context's length (at least 256 tokens in this libllama), the last one padded with EOS.
+Padding, not repetition: a window that repeats a short text teaches the model to copy the
+earlier copy rather than to learn the text. Each window is one AdamW step (whose update
+does not shrink with the share of padding); the loss of each step is returned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gene_jit.llama import bindings
+from gene_jit.llama.bindings import ContextHandle, ModelHandle
+from gene_jit.llama.errors import LlamaError
+from gene_jit.llama.native_tools import (
+    EPOCH_CALLBACK,
+    GGML_TYPE_I32,
+    LOAD_MODE_NONE,
+    OPTIMIZER_ADAMW,
+    PARAM_FILTER,
+    AdamWParams,
+    OptimizerParams,
+    OptParams,
+    SGDParams,
+    tools,
+)
+from gene_jit.llama.progress import Bar, wanted
+from gene_jit.llama.quantize import check_output, quantize, source_type, type_name
+
+if TYPE_CHECKING:
+    from gene_jit.llama.model import Model
+
+DEFAULT_WINDOW = 256
+MIN_LR_SHARE = 0.02  # the last steps' learning rate, as a share of :lr (ggml needs > 0)
+_trainable: dict[tuple[str, float], str | None] = {}  # (path, mtime) -> why not, or None
+_ABORT = re.compile(r"\.(?:c|cpp|h):\d+: (.+)$", re.MULTILINE)
+
+
+class TrainingError(LlamaError):
+    """Training that cannot start: no texts, an architecture libllama cannot train."""
+
+    kind = "fine-tune error"
+
+
+@dataclass
+class TuneResult:
+    out: Path
+    losses: list[float] = field(default_factory=list)  # one per optimizer step
+    epoch_losses: list[float] = field(default_factory=list)  # mean per epoch
+    tokens: int = 0  # tokens per epoch
+    seconds: float = 0.0
+
+    def as_map(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "losses": list(self.losses),
+            "epoch-losses": list(self.epoch_losses),
+            "steps": len(self.losses),
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def training_texts(texts: Any) -> list[str]:
+    """The texts to train on: a string or an array of strings, not all empty."""
+    items = [texts] if isinstance(texts, str) else texts
+    if not isinstance(items, list | tuple) or not all(isinstance(t, str) for t in items):
+        raise TrainingError("model/fine-tune needs the training texts as a string or an array of strings")
+    items = [t for t in items if t.strip()]
+    if not items:
+        raise TrainingError("model/fine-tune: the training set is empty (no text to learn from)")
+    return list(items)
+
+
+def fine_tune(model: Model, texts: Any, out: Any, epochs: int = 2, lr: float = 1e-4, kind: Any = None,
+              window: int = DEFAULT_WINDOW, progress: bool | None = None) -> TuneResult:
+    """Train a copy of `model`'s weights on `texts` and save it to `out`."""
+    items = training_texts(texts)
+    if not out:
+        raise TrainingError('model/fine-tune needs :out, the file to save the tuned model to (:out "tuned.gguf")')
+    target = check_output(str(out), model.path)
+    src_type = source_type(model.path)
+    save_as = type_name(kind) if kind is not None else ("F32" if src_type == "F32" else "F16")
+    check_trainable(model)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fine-tune.") as folder:
+        f32 = model.path if src_type == "F32" else quantize(str(model.path), Path(folder) / "f32.gguf", "F32",
+                                                           model.threads, False).path
+        trainer = _Trainer(f32, model.threads, window)
+        try:
+            stream = [t for text in items for t in (*model.tokenize(text, add_special=True), model.eos)]
+            result = trainer.train(stream, model.eos, epochs, lr, wanted(progress))
+            tuned = Path(folder) / "tuned.gguf"
+            tools().llama_model_save_to_file(trainer.model.ptr, str(tuned).encode())
+        finally:
+            trainer.close()
+        if not tuned.is_file():
+            raise TrainingError(f"libllama did not save the tuned model to {tuned}")
+        if save_as == "F32":
+            os.replace(tuned, target)
+        else:
+            quantize(str(tuned), target, save_as, model.threads, False)
+    result.out = target
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Trainer:
+    """An F32 model loaded for training, with its context and optimizer state."""
+
+    def __init__(self, path: Path, threads: int, window: int) -> None:
+        raw = bindings.lib()
+        mp = raw.llama_model_default_params()
+        p = bindings.struct_value(mp)
+        p.load_mode = LOAD_MODE_NONE  # the optimizer writes the weights: no read-only mapping
+        p.use_extra_bufts = False
+        p.n_gpu_layers = 0
+        self.model = ModelHandle(raw.llama_model_load_from_file(str(path), mp), f"model from {path}")
+        cp = raw.llama_context_default_params()
+        c = bindings.struct_value(cp)
+        c.n_ctx = c.n_batch = c.n_ubatch = window
+        c.n_threads = c.n_threads_batch = threads
+        c.type_k = c.type_v = 0  # F32 cache: gradients flow through it
+        c.no_perf = True
+        self.ctx = ContextHandle(raw.llama_init_from_model(self.model.ptr, cp), "training context")
+        self.window = int(tools().llama_n_ctx(self.ctx.ptr))
+        self.n_vocab = int(raw.llama_vocab_n_tokens(raw.llama_model_get_vocab(self.model.ptr)))
+        self.pars = OptimizerParams(AdamWParams(1e-4, 0.9, 0.999, 1e-8, 0.0), SGDParams(1e-4, 0.0))
+
+    def train(self, stream: list[int], pad: int, epochs: int, lr: float, show: bool) -> TuneResult:
+        t = tools()
+        self.pars.adamw.alpha = self.pars.sgd.alpha = lr
+        t.llama_opt_init(self.ctx.ptr, self.model.ptr,
+                         OptParams(0, t.filter_all, None, t.constant_params, ctypes.addressof(self.pars), OPTIMIZER_ADAMW))
+        ndata = max(1, math.ceil((len(stream) - 1) / self.window))
+        dataset = self._dataset(stream, ndata, pad)
+        result_ptr = t.ggml_opt_result_init()
+        out = TuneResult(Path(), tokens=len(stream))
+        try:
+            with Bar("fine-tuning", epochs * ndata, show) as bar:
+                for epoch in range(epochs):
+                    t.ggml_opt_result_reset(result_ptr)
+                    seen = _Losses()
+
+                    def step(train: bool, opt: Any, ds: Any, res: Any, i: int, n: int, t0: int,
+                             seen: _Losses = seen, epoch: int = epoch) -> None:
+                        loss = seen.step(res, i)
+                        out.losses.append(loss)
+                        # linear decay: ggml reads the rate before every step, and a
+                        # constant one keeps undoing what the last steps learnt
+                        done = len(out.losses) / (epochs * ndata)
+                        self.pars.adamw.alpha = self.pars.sgd.alpha = lr * max(MIN_LR_SHARE, 1.0 - done)
+                        bar.update(epoch * ndata + i, f"epoch {epoch + 1} loss {loss:.4f}")
+
+                    callback = EPOCH_CALLBACK(step)
+                    t.llama_opt_epoch(self.ctx.ptr, dataset, result_ptr, None, ndata,
+                                      ctypes.cast(callback, ctypes.c_void_p), None)
+                    out.epoch_losses.append(seen.mean)
+        finally:
+            t.ggml_opt_result_free(result_ptr)
+            t.ggml_opt_dataset_free(dataset)
+        return out
+
+    def _dataset(self, stream: list[int], ndata: int, pad: int) -> int:
+        """Windows of the token stream, inputs and next tokens; the last is padded."""
+        t, n = tools(), self.window
+        ds = t.ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, n, n, ndata, 1)
+        data = (ctypes.c_int32 * (n * ndata)).from_address(t.ggml_get_data(t.ggml_opt_dataset_data(ds)))
+        labels = (ctypes.c_int32 * (n * ndata)).from_address(t.ggml_get_data(t.ggml_opt_dataset_labels(ds)))
+        padded = stream + [pad] * (n * ndata + 1 - len(stream))
+        data[:] = padded[: n * ndata]  # type: ignore[assignment]  # ctypes converts ints
+        labels[:] = padded[1 : n * ndata + 1]  # type: ignore[assignment]
+        return int(ds)
+
+    def close(self) -> None:
+        self.ctx.close()
+        self.model.close()
+
+
+class _Losses:
+    """Per-step losses from ggml's running mean over the epoch's steps."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def step(self, result: Any, i: int) -> float:
+        mean, unc = ctypes.c_double(), ctypes.c_double()
+        tools().ggml_opt_result_loss(result, ctypes.byref(mean), ctypes.byref(unc))
+        loss = mean.value * i - self.total
+        self.total, self.count = mean.value * i, i
+        return loss
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+# ---------------------------------------------------------------------------
+# Can libllama train this architecture? Asked of a child process, which libllama may abort.
+
+
+def check_trainable(model: Model) -> None:
+    """Raise a TrainingError, before any work, when libllama cannot train the model."""
+    key = (str(model.path), model.path.stat().st_mtime)
+    if key not in _trainable:
+        _trainable[key] = _probe(model.path, model.threads)
+    why = _trainable[key]
+    if why is not None:
+        arch = model.meta("general.architecture") or "this"
+        raise TrainingError(f"libllama cannot train the {arch} architecture of {model.path.name}: {why}")
+
+
+def _probe(path: Path, threads: int) -> str | None:
+    proc = subprocess.run([sys.executable, "-m", "gene_jit.llama.finetune", str(path), str(threads)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GENE_LLAMA_LOG": "1"})
+    if proc.returncode == 0:
+        return None
+    # ggml's aborts read "<source file>:<line>: <message>"
+    said = [m.group(1) for m in _ABORT.finditer(proc.stderr)]
+    return said[0] if said else f"a training step failed (exit status {proc.returncode})"
+
+
+def _probe_main(path: str, threads: int) -> int:
+    """One training step on the 1-D (always F32) weights of `path`, which this process
+    never saves: enough for libllama to build the architecture's whole backward graph."""
+    trainer = _Trainer(Path(path), threads, DEFAULT_WINDOW)
+    t = tools()
+
+    def one_dim(tensor: Any, user: Any) -> bool:
+        return bool(t.ggml_n_dims(tensor) == 1)
+
+    keep = PARAM_FILTER(one_dim)
+    pars = OptimizerParams(AdamWParams(1e-6, 0.9, 0.999, 1e-8, 0.0), SGDParams(1e-6, 0.0))
+    t.llama_opt_init(trainer.ctx.ptr, trainer.model.ptr,
+                     OptParams(0, ctypes.cast(keep, ctypes.c_void_p).value, None, t.constant_params,
+                               ctypes.addressof(pars), OPTIMIZER_ADAMW))
+    dataset = trainer._dataset([1, 2, 3], 1, 0)
+    result = t.ggml_opt_result_init()
+    t.llama_opt_epoch(trainer.ctx.ptr, dataset, result, None, 1, None, None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_probe_main(sys.argv[1], int(sys.argv[2])))

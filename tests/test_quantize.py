@@ -1,0 +1,172 @@
+"""`model/quantize`, `gene-jit quantize` and `model/create ... :max-memory`/`:quantize`:
+quantised copies that load and generate, what they cost in perplexity, and failures that
+leave no half-written file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("gguf")
+
+from test_perplexity import TEXT  # noqa: E402
+from tiny_model import write_tiny_model  # noqa: E402
+from tool_models import write_llama  # noqa: E402
+
+from gene_jit.llama import gene_api as g  # noqa: E402
+from gene_jit.llama import tools_api as t  # noqa: E402
+from gene_jit.llama.model import Model  # noqa: E402
+from gene_jit.llama.options import OptionError  # noqa: E402
+from gene_jit.llama.perplexity import perplexity  # noqa: E402
+from gene_jit.llama.quantize import QuantizeError, parse_size  # noqa: E402
+from gene_jit.llama.resolve import resolve_model  # noqa: E402
+from gene_jit.runtime.values import Symbol  # noqa: E402
+
+WINDOW = 96
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny.gguf")
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+@pytest.fixture(scope="module")
+def base_ppl() -> float:
+    base = Model("default", threads=2, n_ctx=512, progress=False)
+    ppl = perplexity(base, TEXT, WINDOW).perplexity
+    base.close()
+    return ppl
+
+
+@pytest.fixture(scope="module")
+def quantised_ppl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    """Perplexity of the default model quantised to each type (made once per module)."""
+    folder = tmp_path_factory.mktemp("quantised")
+    out: dict[str, float] = {}
+    for kind in ("Q8_0", "Q4_0"):
+        path = folder / f"gemma.{kind}.gguf"
+        info = t.model_quantize("default", str(path), type=kind)
+        assert info["path"] == str(path) and info["type"] == kind
+        assert info["size-before"] == resolve_model("default").stat().st_size
+        assert info["size-after"] == path.stat().st_size
+        m = g.model_create(str(path), threads=2, n_ctx=512, progress=False)
+        assert kind.replace("_", "") in g.model_info(m)["quantization"].replace("_", "")
+        assert g.generate_text(m, "The capital of France is", 4, temperature=0).strip()
+        out[kind] = perplexity(m, TEXT, WINDOW).perplexity
+        m.close()
+    assert leftovers(folder) == []
+    return out
+
+
+@pytest.mark.model
+def test_q8_0_of_the_default_model_is_within_2_percent(base_ppl: float, quantised_ppl: dict[str, float]) -> None:
+    assert abs(quantised_ppl["Q8_0"] - base_ppl) / base_ppl < 0.02, (quantised_ppl, base_ppl)
+
+
+@pytest.mark.model
+def test_q4_0_of_the_default_model_costs_what_requantising_costs(base_ppl: float,
+                                                                 quantised_ppl: dict[str, float]) -> None:
+    # measured: +40% on 2,048 tokens of the GPL (README table), +49% on TEXT
+    assert 1.0 < quantised_ppl["Q4_0"] / base_ppl < 1.6, (quantised_ppl, base_ppl)
+
+
+@pytest.mark.model
+@pytest.mark.xfail(strict=True, reason="the default model ships only as Q4_K_M: Q4_0 made from it is a second "
+                                        "4-bit rounding of weights already rounded once (+40-50%)")
+def test_q4_0_of_the_default_model_is_within_15_percent(base_ppl: float, quantised_ppl: dict[str, float]) -> None:
+    assert abs(quantised_ppl["Q4_0"] - base_ppl) / base_ppl < 0.15, (quantised_ppl, base_ppl)
+
+
+def test_unknown_type_and_unwritable_paths_are_gene_errors(tmp_path: Path, tiny_path: Path) -> None:
+    with pytest.raises(QuantizeError, match="unknown quantisation type 'Q4_X'; did you mean"):
+        t.model_quantize(str(tiny_path), str(tmp_path / "x.gguf"), "Q4_X")
+    with pytest.raises(QuantizeError, match="the folder .* does not exist"):
+        t.model_quantize(str(tiny_path), str(tmp_path / "no" / "x.gguf"), "Q8_0")
+    with pytest.raises(QuantizeError, match="it is a folder"):
+        t.model_quantize(str(tiny_path), str(tmp_path), "Q8_0")
+    with pytest.raises(QuantizeError, match="onto itself"):
+        t.model_quantize(str(tiny_path), str(tiny_path), "Q8_0")
+    with pytest.raises(OptionError, match="give the type once"):
+        t.model_quantize(str(tiny_path), str(tmp_path / "x.gguf"), "Q8_0", type="Q4_0")
+    with pytest.raises(OptionError, match=":type expects a quantisation type name"):
+        t.model_quantize(str(tiny_path), str(tmp_path / "x.gguf"), type=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_failed_quantisation_leaves_no_file(tmp_path: Path) -> None:
+    # a well-formed GGUF of an architecture libllama does not know: it fails while loading
+    src = write_llama(tmp_path / "alien.gguf", arch="gene-alien", n_embd=32, n_layer=1, n_head=2)
+    out = tmp_path / "out.gguf"
+    with pytest.raises(QuantizeError, match="libllama could not quantise alien.gguf to Q8_0"):
+        t.model_quantize(str(src), str(out), "Q8_0")
+    assert not out.exists() and leftovers(tmp_path) == []
+    out.write_bytes(b"an older file")  # a failure never replaces what was there
+    with pytest.raises(QuantizeError):
+        t.model_quantize(str(src), str(out), "Q8_0")
+    assert out.read_bytes() == b"an older file" and leftovers(tmp_path) == []
+
+
+def test_quantised_tiny_model_loads_and_generates(tmp_path: Path, tiny_path: Path) -> None:
+    out = tmp_path / "tiny.q8.gguf"
+    info = t.model_quantize(str(tiny_path), str(out), "q8_0")
+    assert info["type"] == "Q8_0" and info["size-after"] < info["size-before"]
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # an ordinary file, not a private temp
+    m = Model(str(out), n_ctx=256, threads=1, progress=False)
+    assert isinstance(g.generate_text(m, "The cat", 4, temperature=0), str)
+    m.close()
+
+
+def test_cli_quantize_prints_sizes(tmp_path: Path, tiny_path: Path) -> None:
+    out = tmp_path / "tiny.q4.gguf"
+    proc = subprocess.run([sys.executable, "-m", "gene_jit", "quantize", str(tiny_path), str(out), "Q4_0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{out}: Q4_0, 0.5 MB -> 0.1 MB" in proc.stdout and out.is_file()
+    bad = subprocess.run([sys.executable, "-m", "gene_jit", "quantize", str(tiny_path), str(out), "Q9"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "unknown quantisation type" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_memory_sizes() -> None:
+    assert parse_size("300MB") == 300_000_000
+    assert parse_size("1.5 GiB") == 3 * 2**29
+    assert parse_size(1234) == 1234
+    for bad in ("lots", "-3MB", "3 parsecs", 0):
+        with pytest.raises(QuantizeError, match="a memory size"):
+            parse_size(bad)
+
+
+def test_max_memory_picks_the_best_type_that_fits_and_caches_it(tmp_path: Path, tiny_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "tiny.gguf"
+    shutil.copy(tiny_path, src)
+    size = src.stat().st_size
+    m = g.model_create(str(src), max_memory=size + 1, threads=1, progress=False)
+    assert m.path == src and "loading it as it is" in capsys.readouterr().err
+    m.close()
+    # F32 does not fit; F16 (the best of the rest) does
+    m = g.model_create(str(src), max_memory=int(size * 0.6), threads=1, progress=False)
+    assert m.path == tmp_path / "tiny.F16.gguf" and m.path.is_file()
+    assert "F16" in capsys.readouterr().err
+    m.close()
+    stamp = os.stat(tmp_path / "tiny.F16.gguf").st_mtime_ns
+    m = g.model_create(str(src), quantize=Symbol("auto"), max_memory=f"{size * 0.6 / 1e6}MB", threads=1, progress=False)
+    assert m.path == tmp_path / "tiny.F16.gguf" and os.stat(m.path).st_mtime_ns == stamp  # cached
+    m.close()
+    m = g.model_create(str(src), quantize="Q4_0", threads=1, progress=False)
+    assert m.path == tmp_path / "tiny.Q4_0.gguf"
+    m.close()
+    with pytest.raises(QuantizeError, match=r"no quantisation of tiny.gguf fits in 0 MB \(the smallest, Q2_K takes"):
+        g.model_create(str(src), max_memory=1000, threads=1, progress=False)
+    with pytest.raises(OptionError, match=":max-memory expects a memory size"):
+        g.model_create(str(src), max_memory=True)
