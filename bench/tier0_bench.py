@@ -1,7 +1,7 @@
 """Tier 0 against CPython: the same three programs in Gene (GENE_JIT=0) and in plain
 Python, timed in the same run, best of N.
 
-    python bench/tier0_bench.py [--fib 25] [--loop 1000000] [--appends 10000] [--repeat 3]
+    python bench/tier0_bench.py [--fib 25] [--loop 1000000] [--appends 10000] [--repeat 7]
                                 [--cases fib,loop,appends]
 
 Sizes may also come from the environment (BENCH_FIB, BENCH_LOOP, BENCH_APPENDS,
@@ -80,14 +80,17 @@ def py_appends(n: int) -> int:
     return len(s)
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best = float("inf")
-    result: Any = None
+def best_of(repeat: int, *fns: Callable[[], Any]) -> list[tuple[float, Any]]:
+    """The best time and the result of each of `fns`, timed in alternating rounds (a
+    burst of load on a shared machine then slows both sides, not one)."""
+    best = [float("inf")] * len(fns)
+    results: list[Any] = [None] * len(fns)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            results[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return list(zip(best, results, strict=True))
 
 
 def gene_runner(definition: str, call: str, n: int) -> Callable[[], Any]:
@@ -108,7 +111,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fib", type=int, default=env_int("BENCH_FIB", 25))
     p.add_argument("--loop", type=int, default=env_int("BENCH_LOOP", 1_000_000))
     p.add_argument("--appends", type=int, default=env_int("BENCH_APPENDS", 10_000))
-    p.add_argument("--repeat", type=int, default=env_int("BENCH_REPEAT", 3))
+    p.add_argument("--repeat", type=int, default=env_int("BENCH_REPEAT", 7))
     p.add_argument("--cases", default="fib,loop,appends", help="which programs, comma-separated")
     return p.parse_args(argv)
 
@@ -126,14 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown case {unknown[0]} (known: {', '.join(known)})", file=sys.stderr)
         return 2
     cases = [known[c] for c in wanted]
-    print(f"tier 0 (GENE_JIT=0) vs CPython {sys.version.split()[0]}, best of {args.repeat}")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(
+        f"tier 0 (GENE_JIT=0) vs CPython {sys.version.split()[0]}, best of {args.repeat}"
+        f" alternating rounds{load}"
+    )
     print(
         f"{'program':<18}{'CPython s':>12}{'gene-jit s':>12}{'ratio':>8}  target <= {TARGET_RATIO}x"
     )
     worst = 0.0
     for name, definition, call, py_fn, n in cases:
-        py_time, py_result = best_of(args.repeat, lambda f=py_fn, n=n: f(n))  # type: ignore[misc]
-        gene_time, gene_result = best_of(args.repeat, gene_runner(definition, call, n))
+        (py_time, py_result), (gene_time, gene_result) = best_of(
+            args.repeat, lambda f=py_fn, n=n: f(n), gene_runner(definition, call, n)  # type: ignore[misc]
+        )
         if gene_result != py_result:
             print(f"{name}: results differ: gene {gene_result!r} vs python {py_result!r}")
             return 1

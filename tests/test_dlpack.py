@@ -77,8 +77,8 @@ def test_torch_tensors_from_gene_code() -> None:
 def test_refusals_are_gene_errors() -> None:
     with pytest.raises(GeneError, match="not contiguous"):
         interop.from_torch(torch.ones(3, 4).t())
-    with pytest.raises(GeneError, match="cannot hold torch dtype torch.uint8"):
-        interop.from_torch(torch.ones(3, dtype=torch.uint8))
+    with pytest.raises(GeneError, match="not PyTorch's complex64; convert it first"):
+        interop.from_torch(torch.ones(3, dtype=torch.complex64))
     with pytest.raises(GeneError, match="expected a PyTorch tensor"):
         interop.from_torch(np.ones(3))
     with pytest.raises(GeneError, match="expected a NumPy array"):
@@ -117,3 +117,38 @@ def test_without_torch_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch
         interop.to_torch(Tensor.from_numpy(np.ones(2, np.float32)))
     with pytest.raises(GeneError, match=r"gene-jit\[bench\]"):
         interop.from_torch(np.ones(2))
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "bool"])
+def test_small_torch_ints_widen_to_i32_with_every_value(dtype: str) -> None:
+    src = torch.tensor([0, 1, 127], dtype=getattr(torch, dtype)) if dtype != "bool" else \
+        torch.tensor([True, False, True])
+    t = interop.from_torch(src)
+    assert t.dtype == "i32"
+    assert t.numpy().tolist() == src.to(torch.int64).tolist()
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "uint32", "bool", ">f4",
+                                   ">i8", "<f8"])
+def test_from_numpy_keeps_every_value_of_the_dtypes_numpy_has(dtype: str) -> None:
+    a = np.array([0, 1, 100], dtype=dtype)
+    t = interop.from_numpy(a)
+    want = {"b": "i32", "i": "i32", "u": "i32", "f": "f32"}[a.dtype.kind]
+    if a.dtype.itemsize == 8 or dtype == "uint32":
+        want = {"i": "i64", "f": "f64", "u": "i64"}[a.dtype.kind]
+    assert t.dtype == want
+    assert t.numpy().tolist() == a.tolist()
+
+
+def test_numpy_scalars_and_refusals_name_what_to_do() -> None:
+    t = interop.from_numpy(np.float32(1.5))
+    assert t.dtype == "f32" and t.shape == () and float(t.numpy()) == 1.5
+    with pytest.raises(GeneError, match="not NumPy's complex64; convert the array first"):
+        interop.from_numpy(np.ones(2, dtype=np.complex64))
+    with pytest.raises(GeneError, match="not NumPy's uint64"):
+        interop.from_numpy(np.ones(2, dtype=np.uint64))
+    with pytest.raises(GeneError, match=r"got \[1 2\] \(\(tensor/create xs\) makes one"):
+        interop.from_numpy([1, 2])
+    with pytest.raises(GeneError, match="got <python Decimal Decimal"):
+        interop.from_numpy(__import__("decimal").Decimal(1))

@@ -208,12 +208,12 @@ def test_mistakes_are_gene_errors(models: dict[str, Path], tmp_path: Path) -> No
         (create + "(model/forward m {^z [[1 2 3 4]]})", "no input named 'z'; its inputs are 'x'"),
         (create + "(model/forward m {})", "missing input 'x'"),
         (create + "(model/forward m {^x (tensor/create [[1 2 3 4]] :f64)})",
-         "input 'x' must be f32 (tensor(float)), got a f64 tensor"),
+         "input 'x' must be f32 (tensor(float)), got an f64 tensor"),
         (create + "(model/forward m {^x (tensor/create [[1 2 3]] :f32)})",
          "input 'x' must have 4 in dimension 1 [batch 4], got shape [1 3]"),
         (create + "(model/forward m {^x (tensor/create [1 2 3 4] :f32)})",
          "input 'x' has 2 dimensions [batch 4], got 1"),
-        (create + '(model/forward m {^x [["a" "b" "c" "d"]]})', "input 'x' must be float32"),
+        (create + '(model/forward m {^x [["a" "b" "c" "d"]]})', "input 'x' must be f32"),
         (f'(model/create "{tmp_path}/none.onnx" "onnx")', "no such file"),
         (f'(model/create "{mlp}" "onnx" :device :tpu)', ":device must be :cpu or :cuda"),
         (f'(model/create "{mlp}" "onnx" :n-ctx 5)', "not :n-ctx"),
@@ -302,3 +302,78 @@ def test_tokenizer_json_with_the_tokenizers_package(models: dict[str, Path], tmp
     assert text == "[the puppy]\n"
     err = fails(f'(model/create "{models["encoder"]}" "onnx" :tokenizer "{tmp_path}/none.json")')
     assert "no such file" in err.message
+
+
+def _two_inputs(path: Path) -> Path:
+    """c = a + b with both inputs of one symbolic length n, and u = Cast(k) for a uint8 k."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"]),
+         helper.make_node("Cast", ["k"], ["u"], to=TensorProto.FLOAT)], "two",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n"]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n"]),
+         helper.make_tensor_value_info("k", TensorProto.UINT8, [None])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["n"]),
+         helper.make_tensor_value_info("u", TensorProto.FLOAT, [None])])
+    return _save(graph, path)
+
+
+def test_inputs_are_checked_against_each_other_and_their_ranges(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    m = f'(var m (model/create "{_two_inputs(tmp_path / "two.onnx")}" "onnx"))\n'
+    assert run(m + "(println (model/forward m {^a [1.0] ^b [2.0] ^k [0 255]}))") == \
+        "{^c #<tensor [1] f32 cpu [3]> ^u #<tensor [2] f32 cpu [0 255]>}\n"
+    cases = [
+        ("{^a [1.0 2.0] ^b [1.0 2.0 3.0] ^k [1]}",
+         "dimension 'n' is 2 in input 'a' but 3 in input 'b' [3]"),
+        ("{^a [1.0] ^b [1.0] ^k [1 256]}", "input 'k' is uint8, which cannot hold 256 (its range "
+                                             "is 0 to 255)"),
+        ("{^a [1.0] ^b [1.0] ^k [-1]}", "cannot hold -1"),
+        ("{^a [1.0] ^b [1.0] ^k (tensor/create [1 2])}",
+         "got an i64 tensor; tensors have no uint8: pass a NumPy array of uint8 or Gene numbers"),
+        ("{^a [[1.0] [2.0 3.0]] ^b [1.0] ^k [1]}",
+         "input 'a' is not a rectangular array of numbers (rows of different lengths)"),
+    ]
+    for feeds, message in cases:
+        err = fails(m + f"(model/forward m {feeds})")
+        assert message in err.message, (feeds, err.message)
+    assert capfd.readouterr().err == ""
+
+
+def test_onnxruntime_failures_are_told_without_its_log_or_sources(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # a shape only ONNX Runtime can refuse: the values of the reshape's target shape
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])])
+    path = _save(graph, tmp_path / "reshape.onnx")
+    err = fails(f'(var m (model/create "{path}" "onnx"))\n'
+                '(model/forward m {^x (tensor/zeros [24]) ^shape [5 5]})')
+    assert "onnxruntime failed on reshape.onnx" in err.message
+    assert "requested shape:{5,5}" in err.message
+    assert "onnxruntime_src" not in err.message and "onnxruntime::" not in err.message
+    assert capfd.readouterr().err == ""
+
+
+def test_string_inputs(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["t"])], "strings",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("t", TensorProto.STRING, [None])])
+    m = f'(var m (model/create "{_save(graph, tmp_path / "s.onnx")}" "onnx"))\n'
+    assert run(m + '(println ((model/info m) ./ "inputs") (model/forward m {^s ["a" "bc"]}))') == (
+        "[{^name s ^shape [nil] ^dtype string ^onnx-type tensor(string)}] "
+        "{^t <python ndarray [2] object ['a' 'bc']>}\n")
+    assert "input 's' must be string" in fails(m + "(model/forward m {^s [1]})").message
+
+
+def test_embed_refuses_what_is_not_an_encoder_or_not_ids(models: dict[str, Path]) -> None:
+    attn = f'(var m (model/create "{models["encoder"]}" "onnx" :tokenizer (fn [t] "ids")))\n'
+    err = fails(attn + '(model/embed m "text")')
+    assert err.message == 'model/embed: the :tokenizer must give a non-empty array of token ids, got "ids"'
+    err = fails(f'(var m (model/create "{models["encoder"]}" "onnx"))\n(model/embed m [[1] [2 3]])')
+    assert "expected a text or a non-empty array of token ids, got [[1] [2 3]]" in err.message
+    two = f'(var m (model/create "{_two_inputs(Path(str(models["mlp"]) + ".two.onnx"))}" "onnx"))\n'
+    err = fails(two + "(model/embed m [1 2])")
+    assert "two.onnx is not a text encoder: its inputs are 'a', 'b', 'k'" in err.message

@@ -83,11 +83,59 @@ def test_bad_files_and_arguments_are_gene_errors(tmp_path: Path) -> None:
     data = np.arange(4, dtype=np.uint8)
     st.serialize_file({"mask": st.TensorSpec(dtype="uint8", shape=[4], data_ptr=data.ctypes.data,
                                              data_len=4)}, str(u8), None)
-    with pytest.raises(GeneError, match="tensor 'mask' .* has dtype U8"):
-        interop.load_safetensors(str(u8))
+    assert interop.load_safetensors(str(u8))["mask"].numpy().tolist() == [0, 1, 2, 3]
+    u64 = tmp_path / "u64.safetensors"
+    big = np.arange(2, dtype=np.uint64)
+    st.serialize_file({"ids": st.TensorSpec(dtype="uint64", shape=[2], data_ptr=big.ctypes.data,
+                                            data_len=16)}, str(u64), None)
+    with pytest.raises(GeneError, match="tensor 'ids' .* has dtype U64"):
+        interop.load_safetensors(str(u64))
     with pytest.raises(GeneError, match="expected a map of tensors"):
         interop.save_safetensors(str(tmp_path / "x.safetensors"), [1, 2])
     with pytest.raises(GeneError, match="expected a tensor"):
         interop.save_safetensors(str(tmp_path / "x.safetensors"), {"a": [1, 2]})
     with pytest.raises(GeneError, match="metadata must map names to strings"):
         interop.save_safetensors(str(tmp_path / "x.safetensors"), _tensors(), {"a": 1})
+
+
+def test_tensors_load_in_the_order_of_their_data_every_time(tmp_path: Path) -> None:
+    import json
+
+    names = [f"layer.{i}.{w}" for i in range(12) for w in ("weight", "bias")]
+    tensors = {n: Tensor.from_numpy(np.full((i % 3 + 1,), i, dtype=np.float32))
+               for i, n in enumerate(names)}
+    path = str(tmp_path / "many.safetensors")
+    interop.save_safetensors(path, tensors)
+    raw = Path(path).read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    header.pop("__metadata__", None)
+    in_file = sorted(header, key=lambda n: header[n]["data_offsets"][0])
+    for _ in range(5):  # the package's own listing changes order between calls
+        assert list(interop.load_safetensors(path)) == in_file
+
+
+def test_widened_dtypes_keep_every_value(tmp_path: Path) -> None:
+    arrays = {"b": np.array([True, False]), "i8": np.array([-128, 127], dtype=np.int8),
+              "i16": np.array([-32768, 7], dtype=np.int16),
+              "u16": np.array([65535, 0], dtype=np.uint16),
+              "u32": np.array([2**32 - 1, 1], dtype=np.uint32)}
+    path = str(tmp_path / "w.safetensors")
+    st.serialize_file({k: st.TensorSpec(dtype=str(a.dtype), shape=list(a.shape),
+                                        data_ptr=a.ctypes.data, data_len=a.nbytes)
+                       for k, a in arrays.items()}, path, None)
+    loaded = interop.load_safetensors(path)
+    for k, a in arrays.items():
+        assert loaded[k].dtype == ("i64" if k == "u32" else "i32")
+        assert loaded[k].numpy().tolist() == a.astype(np.int64).tolist()
+
+
+def test_paths_folders_and_empty_maps(tmp_path: Path) -> None:
+    path = tmp_path / "p.safetensors"
+    interop.save_safetensors(path, {"a": Tensor.from_numpy(np.ones(2, dtype=np.float32))})
+    assert list(interop.load_safetensors(path)) == ["a"]
+    interop.save_safetensors(str(tmp_path / "empty.safetensors"), {})
+    assert interop.load_safetensors(str(tmp_path / "empty.safetensors")) == {}
+    with pytest.raises(GeneError, match=r"cannot write .*x.safetensors: no such folder .*nodir$"):
+        interop.save_safetensors(str(tmp_path / "nodir" / "x.safetensors"), {})
+    with pytest.raises(GeneError, match="a folder, not a file"):
+        interop.load_safetensors(str(tmp_path))

@@ -54,14 +54,14 @@ def ensure() -> None:
     from gene_jit.codegen.engine import engine
 
     eng = engine()
-    ours = eng.ee.get_function_address("gene_jit_on_sigint")
+    ours = eng.runtime_address("gene_jit_on_sigint")
     old = _SigAction()
     if _sigaction(None, old) != 0 or old.handler in (None, _SIG_DFL, _SIG_IGN, ours):
         return
     from gene_jit.runtime.tiering import thread_state
 
-    prev = ctypes.c_void_p.from_address(eng.ee.get_global_value_address("gene_jit_prev_sigint"))
-    main = ctypes.c_void_p.from_address(eng.ee.get_global_value_address("gene_jit_main_tstate"))
+    prev = ctypes.c_void_p.from_address(eng.runtime_address("gene_jit_prev_sigint", variable=True))
+    main = ctypes.c_void_p.from_address(eng.runtime_address("gene_jit_main_tstate", variable=True))
     prev.value = old.handler
     main.value = thread_state()
     new = _SigAction()

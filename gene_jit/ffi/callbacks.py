@@ -90,28 +90,31 @@ class Callback:
         plain = all(p.kind in ("int", "float", "bool") for p in params)
         default = None if ret.kind == "void" else (0.0 if ret.kind == "float" else 0)
         fn_ref = self  # the trampoline reads self.fn so that ffi/free can disable it
+        # held by the closure: C may call back while the interpreter shuts down (a library's
+        # log at exit), after module globals are cleared
+        current, pending, conv_in, conv_out = CURRENT, PENDING, from_c, to_c
 
         def trampoline(*cargs: Any) -> Any:
-            outer = CURRENT[0]  # the foreign call C made this call from (crash reports)
+            outer = current[0]  # the foreign call C made this call from (crash reports)
             try:
                 fn = fn_ref.fn
                 if fn is None:
                     raise CallbackError(f"callback {fn_ref.name} called after ffi/free")
                 args = (
-                    cargs if plain else [from_c(t, a) for t, a in zip(params, cargs, strict=True)]
+                    cargs if plain else [conv_in(t, a) for t, a in zip(params, cargs, strict=True)]
                 )
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
-                PENDING.append(exc)
+                pending.append(exc)
                 return default
             finally:
-                CURRENT[0] = outer
+                current[0] = outer
             if ret.kind == "void" or (result is None and ret.kind in POINTER_KINDS):
                 return None
             try:
-                return to_c(ret, result)
+                return conv_out(ret, result)
             except (TypeError, GeneError) as exc:
-                PENDING.append(CallbackError(
+                pending.append(CallbackError(
                     f"callback {fn_ref.name} must return :{ret.name}, got {describe(result)} "
                     f"({exc})"))
                 return default

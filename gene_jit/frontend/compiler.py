@@ -64,6 +64,7 @@ AST_HOOKS: list[Callable[[ast.Module, str, dict[str, Any]], None]] = []
 def _helpers() -> dict[str, Any]:
     names = [
         "add",
+        "check_int",
         "sub",
         "mul",
         "div",

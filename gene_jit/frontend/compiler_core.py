@@ -177,6 +177,7 @@ class FnScope:
     kinds: dict[str, str] = field(default_factory=dict)  # Gene local name -> inferred kind
     stable: set[str] = field(default_factory=set)  # parameters never assigned
     bounds: dict[str, Bounds] = field(default_factory=dict)  # stable name -> bounds here
+    counters: dict[str, Bounds] = field(default_factory=dict)  # compiler_types.counters
 
     def find(self, name: str) -> str | None:
         for block in reversed(self.blocks):
@@ -320,8 +321,11 @@ class Compiler:
         return Ref("local", py)
 
     def bounds_of(self, name: str, ref: Ref) -> Bounds | None:
-        """What the enclosing `if` tests proved about stable local `name`."""
-        return self.fn.bounds.get(name) if ref.kind == "local" else None
+        """What the enclosing `if` tests proved about stable local `name`, or the
+        bounds of a counter."""
+        if ref.kind != "local":
+            return None
+        return self.fn.bounds.get(name) or self.fn.counters.get(name)
 
     def kind_of(self, name: str, ref: Ref) -> str | None:
         """The inferred kind of local `name` (None unless certain)."""

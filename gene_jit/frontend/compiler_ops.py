@@ -3,9 +3,9 @@ and prefix operator heads into `Binary`, `Compare`, `Logic` and `Unary`), and th
 code for each operator.
 
 Arithmetic is emitted as a Python operator whose result is checked against the int64
-range in the same expression, e.g. `(r if -2**63 <= (r := a + b) <= 2**63-1 else
-add(a, b))`; the slow path (`gene_jit.runtime.ops`) raises the Gene error (overflow,
-wrong kinds) or handles the rare case. Comparisons are inline when one side is a number
+range in the same expression (`arith`); the slow path (`gene_jit.runtime.ops.check_int`)
+raises the Gene overflow error, or gives back a float beyond the range. Python's
+operator and the comparisons refuse the wrong kinds. Comparisons are inline when one side is a number
 literal or the left operand is an int, equality is inline for ints and literals.
 """
 
@@ -133,6 +133,12 @@ def _checks(
     return need_lo, need_hi
 
 
+# The largest magnitude CPython keeps in one 30-bit digit: its `<=` and `>=` between
+# such ints are specialised (a compare fused with its jump), while a comparison with an
+# int64 bound is the generic one. tensor.py answers for these bounds too.
+COMPACT = 2**30 - 1
+
+
 def arith(
     c: Compiler,
     op: str,
@@ -141,23 +147,38 @@ def arith(
     kinds: tuple[str | None, str | None] = (None, None),
     bounds: Bounds | None = None,
 ) -> ast.expr:
-    pyop, slow = _ARITH[op]
+    """`a op b` checked against the int64 range, with no temps for the operands (the
+    slow path `check_int(r, op)` needs only the result: an int outside the range is
+    all it looks for; a non-number result is refused by the comparisons themselves).
+    A check of both bounds tries the one-digit range first, `(r if (r := a + b) <=
+    2**30-1 and r >= -(2**30-1) or INT_MIN <= r and r <= INT_MAX else check_int(r,
+    "+"))`: two specialised comparisons for the usual small result, two more for a
+    large one. Each comparison is followed by its jump (a chained comparison costs more
+    in CPython). A check of one bound is a single comparison with it."""
+    pyop, _ = _ARITH[op]
     need_lo, need_hi = _checks(op, b, kinds, bounds)
+    value = ast.BinOp(left=a, op=pyop, right=b)
     if not need_lo and not need_hi:
-        return ast.BinOp(left=a, op=pyop, right=b)
-    a1, a2 = _operand(c, a)
-    b1, b2 = _operand(c, b)
+        return value
     r = c.temp("r")
-    named = ast.NamedExpr(target=store(r), value=ast.BinOp(left=a1, op=pyop, right=b1))
-    if not need_lo:
-        cond: ast.expr = ast.Compare(left=named, ops=[ast.LtE()], comparators=[const(INT_MAX)])
-    elif not need_hi:
-        cond = ast.Compare(left=named, ops=[ast.GtE()], comparators=[const(INT_MIN)])
+    named = ast.NamedExpr(target=store(r), value=value)
+    if not need_hi:
+        cond: ast.expr = _cmp(const(INT_MIN), ast.LtE(), named)
+    elif not need_lo:
+        cond = _cmp(named, ast.LtE(), const(INT_MAX))
     else:
-        cond = ast.Compare(
-            left=const(INT_MIN), ops=[ast.LtE(), ast.LtE()], comparators=[named, const(INT_MAX)]
+        small = ast.BoolOp(
+            op=ast.And(), values=[_cmp(named, ast.LtE(), const(COMPACT)), _cmp(load(r), ast.GtE(), const(-COMPACT))]
         )
-    return ast.IfExp(test=cond, body=load(r), orelse=hcall(slow, a2, b2))
+        wide = ast.BoolOp(
+            op=ast.And(), values=[_cmp(const(INT_MIN), ast.LtE(), load(r)), _cmp(load(r), ast.LtE(), const(INT_MAX))]
+        )
+        cond = ast.BoolOp(op=ast.Or(), values=[small, wide])
+    return ast.IfExp(test=cond, body=load(r), orelse=hcall("check_int", load(r), const(op)))
+
+
+def _cmp(left: ast.expr, op: ast.cmpop, right: ast.expr) -> ast.Compare:
+    return ast.Compare(left=left, ops=[op], comparators=[right])
 
 
 def divide(c: Compiler, a: ast.expr, b: ast.expr) -> ast.expr:
@@ -219,7 +240,9 @@ def equality(
                 op=ast.And(),
                 values=[
                     ast.Compare(left=a1, ops=[ast.Eq()], comparators=[b]),
-                    _class_is(a2, type(v).__name__),
+                    # another class equal to the literal: a NumPy scalar is a number too
+                    ast.BoolOp(op=ast.Or(), values=[_class_is(a2, type(v).__name__),
+                                                    hcall("eq", a2, b)]),
                 ],
             )
             return ast.UnaryOp(op=ast.Not(), operand=test) if negate else test

@@ -77,7 +77,7 @@ def assignment(c: Compiler, node: core.Assign) -> Result:
         return Result(stmts, hcall("set_member", load(t), const(segment_key(parts[-1])), new.expr))
     ref = c.resolve(target.name)
     kind = c.kind_of(target.name, ref)
-    old = Result([], c.load_ref(ref), False, kind)
+    old = Result([], c.load_ref(ref), False, kind, c.bounds_of(target.name, ref))
     res = c.compile(rhs) if op == "=" else _combine(c, node, old)
     stmts = [*res.stmts, *c.store_ref(ref, res.expr)]
     return Result(stmts, c.load_ref(ref), False, kind)

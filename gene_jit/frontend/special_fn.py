@@ -122,11 +122,12 @@ def build_function(
             # `^top-k` binds the keyword argument top_k (registry.py's convention).
             scope.blocks[-1][k] = py
             scope.used.add(py)
-        scope.kinds, scope.stable = infer_locals(
+        known = infer_locals(
             body,
             [n for n, _ in p.positional] + [k for k, _ in p.kwonly] + [p.rest or ""],
             lambda n: n in c.macros or is_macro_value(c, n),
         )
+        scope.kinds, scope.stable, scope.counters = known.kinds, known.stable, known.counters
         pre: list[ast.stmt] = list(tiering.prologue(fn_id))
         for (_n, default), py in zip(p.positional, pos, strict=False):
             if default is not None:
@@ -143,7 +144,7 @@ def build_function(
                 ast.Expr(value=hcall("set_member", load("self"), const(prop), load(pos[idx])))
             )
         res = c.body(list(body))
-        stmts = [*pre, *res.stmts, ast.Return(value=res.expr)]
+        stmts = [*pre, *res.stmts, *returns(res.expr)]
         decls: list[ast.stmt] = []
         if scope.globals:
             decls.append(ast.Global(names=sorted(scope.globals)))
@@ -202,6 +203,14 @@ def _per_iteration(
     body = [*stmts, ast.Return(value=load(pyname))]
     fdef = ast.FunctionDef(name=mk, args=args, body=body, decorator_list=[], returns=None)
     return [fdef, assign(pyname, call(load(mk), [load(n) for n in names]))]
+
+
+def returns(value: ast.expr) -> list[ast.stmt]:
+    """`return a if t else b` as `if t: return a` then `return b`: CPython then returns
+    from each branch instead of jumping to a shared return (fib's body has two)."""
+    if isinstance(value, ast.IfExp):
+        return [ast.If(test=value.test, body=returns(value.body), orelse=[]), *returns(value.orelse)]
+    return [ast.Return(value=value)]
 
 
 def hcall_name(name: str) -> ast.expr:

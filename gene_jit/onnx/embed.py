@@ -9,6 +9,7 @@ to `model/create`.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,18 +21,28 @@ if TYPE_CHECKING:
 
 
 def token_ids(model: OnnxModel, text: Any) -> list[int]:
+    source = "model/embed: expected a text or a non-empty array of token ids"
     if isinstance(text, str):
         if model.tokenizer is None:
             raise OnnxError("model/embed: this ONNX model takes token ids; give model/create a "
                             ":tokenizer function from text to ids, or pass the ids")
         text = model.tokenizer(text)
+        source = "model/embed: the :tokenizer must give a non-empty array of token ids"
     if hasattr(text, "numpy"):
         text = text.numpy()
-    ids = np.asarray(text)
+    try:
+        ids = np.asarray(text)
+    except ValueError:  # ragged nesting
+        ids = np.asarray([])
     if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
-        raise OnnxError(f"model/embed: expected a text or a non-empty array of token ids, "
-                        f"got {ids.size} values of {ids.dtype} in {ids.ndim} dimensions")
+        raise OnnxError(f"{source}, got {_shown(text)}")
     return [int(i) for i in ids]
+
+
+def _shown(value: Any) -> str:
+    from gene_jit.tensor.dtypes import shown
+
+    return shown(value)
 
 
 def embed(model: OnnxModel, text: Any, normalize: bool) -> Any:
@@ -42,8 +53,13 @@ def embed(model: OnnxModel, text: Any, normalize: bool) -> Any:
 
 def vector(model: OnnxModel, text: Any, normalize: bool = True) -> np.ndarray:
     """The float32 embedding of a text or of token ids."""
-    ids = np.asarray([token_ids(model, text)], dtype=np.int64)
     names = {p.name for p in model.inputs}
+    unknown = names - {"input_ids", "attention_mask", "token_type_ids"}
+    if len(model.inputs) > 1 and (unknown or "input_ids" not in names):
+        raise OnnxError(f"model/embed: {os.path.basename(model.path)} is not a text encoder: its "
+                        f"inputs are {model._names()}, where an encoder takes input_ids (and "
+                        "attention_mask, token_type_ids); run it with model/forward")
+    ids = np.asarray([token_ids(model, text)], dtype=np.int64)
     ids_name = "input_ids" if "input_ids" in names else model.inputs[0].name
     feeds: dict[str, Any] = {ids_name: ids}
     mask = np.ones_like(ids)

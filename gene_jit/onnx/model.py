@@ -37,6 +37,7 @@ ELEMENT_TYPES: dict[str, tuple[Any, str | None]] = {
     "tensor(int16)": (np.int16, None),
     "tensor(uint16)": (np.uint16, None),
     "tensor(bool)": (np.bool_, None),
+    "tensor(string)": (np.object_, None),
 }
 OPTIONS = ("device", "threads", "strict", "tokenizer")
 
@@ -62,7 +63,7 @@ class Port:
         entry = ELEMENT_TYPES.get(self.onnx_type)
         np_dtype = None if entry is None else np.dtype(entry[0])
         object.__setattr__(self, "numpy_dtype", np_dtype)
-        name = self.onnx_type if entry is None else entry[1] or str(np_dtype)
+        name = self.onnx_type if entry is None else entry[1] or self.onnx_type[7:-1]
         object.__setattr__(self, "dtype", name)
         fixed = tuple((i, d) for i, d in enumerate(self.dims or ()) if type(d) is int and d >= 0)
         object.__setattr__(self, "fixed", fixed)
@@ -122,7 +123,8 @@ class OnnxModel:
         if not isinstance(path, str):
             raise OnnxError(f"model/create: expected the path of a .onnx file, got {_shown(path)}")
         if not os.path.isfile(path):
-            raise OnnxError(f"model/create: no such file: {path}")
+            what = "a folder, not a .onnx file" if os.path.isdir(path) else "no such file"
+            raise OnnxError(f"model/create: {path}: {what}")
         if threads is not None and (type(threads) is not int or threads < 1):
             raise OnnxError(f"model/create: :threads must be a positive int, got {_shown(threads)}")
         if isinstance(tokenizer, str):
@@ -142,6 +144,7 @@ class OnnxModel:
         self.inputs = [_port(a) for a in self.session.get_inputs()]
         self.outputs = [_port(a) for a in self.session.get_outputs()]
         self._input_by_name = {p.name: p for p in self.inputs}
+        self._shared = _shared_symbols(self.inputs)
         self._output_names = [p.name for p in self.outputs]
 
     def info(self) -> dict[str, Any]:
@@ -165,7 +168,7 @@ class OnnxModel:
 
     def _feeds(self, inputs: Any) -> dict[str, np.ndarray]:
         if type(inputs) is dict and inputs.keys() == self._input_by_name.keys():
-            return {p.name: _feed(p, inputs[p.name]) for p in self.inputs}
+            return self._checked({p.name: _feed(p, inputs[p.name]) for p in self.inputs})
         if not isinstance(inputs, dict):
             if len(self.inputs) == 1:
                 inputs = {self.inputs[0].name: inputs}
@@ -180,7 +183,10 @@ class OnnxModel:
         if missing:
             raise OnnxError(f"model/forward: missing input '{missing[0]}'; the model's inputs "
                             f"are {self._names()}")
-        return {p.name: _feed(p, inputs[p.name]) for p in self.inputs}
+        return self._checked({p.name: _feed(p, inputs[p.name]) for p in self.inputs})
+
+    def _checked(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return feeds if not self._shared else _same_symbols(feeds, self._shared)
 
     def _names(self) -> str:
         return ", ".join(f"'{p.name}'" for p in self.inputs)
@@ -227,7 +233,7 @@ def _session(path: str, device: str, threads: int | None, strict: bool) -> Any:
     if session is not None:
         return session
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors come back as Gene errors, not log lines
+    options.log_severity_level = 4  # errors come back as Gene errors, not log lines
     if threads is not None:
         options.intra_op_num_threads = threads
     try:
@@ -242,6 +248,9 @@ def _ort_message(exc: BaseException) -> str:
     """ONNX Runtime's message without its status prefix, which the code ends instead:
     `Protobuf parsing failed. (INVALID_PROTOBUF)`."""
     text = " ".join(str(exc).split())
+    # where in ONNX Runtime's C++ sources the check failed says nothing to the program
+    text = re.sub(r"(?:Status Message: )?\S*onnxruntime_src/\S+:\d+ (?:[\w:<>*&, ]+?\([^)]*\) )?", "",
+                  text)
     m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .*? failed:)?(.*)", text)
     if m is not None:
         text = f"{m.group(2).strip()} ({m.group(1)})"
@@ -273,6 +282,31 @@ def _feed(port: Port, value: Any) -> np.ndarray:
     return array
 
 
+def _shared_symbols(ports: list[Port]) -> list[tuple[str, str, int]]:
+    """(dimension name, input, axis) of each named dimension (`batch`, `seq`) that two or
+    more inputs declare: only those can disagree."""
+    uses = [(d, p.name, axis) for p in ports for axis, d in enumerate(p.dims or ())
+            if type(d) is str]
+    names = [d for d, _, _ in uses]
+    return [u for u in uses if names.count(u[0]) > 1]
+
+
+def _same_symbols(feeds: dict[str, np.ndarray],
+                  shared: list[tuple[str, str, int]]) -> dict[str, np.ndarray]:
+    """Each named dimension has one size across the inputs, as the model declares: a
+    mismatch named here rather than deep inside an operator."""
+    seen: dict[str, tuple[int, str]] = {}
+    for dim, name, axis in shared:
+        size = feeds[name].shape[axis]
+        first = seen.setdefault(dim, (size, name))
+        if first[0] != size:
+            raise OnnxError(
+                f"model/forward: dimension '{dim}' is {first[0]} in input '{first[1]}' but "
+                f"{size} in input '{name}' {_dims(feeds[name].shape)}; the model declares "
+                "them the same")
+    return feeds
+
+
 def _dims(dims: tuple[Any, ...]) -> str:
     return "[" + " ".join("?" if d is None else str(d) for d in dims) + "]"
 
@@ -280,11 +314,15 @@ def _dims(dims: tuple[Any, ...]) -> str:
 def _array(port: Port, value: Any, want: np.dtype) -> np.ndarray:
     if type(value) is Tensor:
         if port.dtype != value.dtype:
+            how = (f"convert it with (tensor/astype t :{port.dtype})" if port.dtype in _GENE_DTYPES
+                   else f"tensors have no {port.dtype}: pass a NumPy array of {port.dtype} or "
+                   "Gene numbers")
             raise OnnxError(f"model/forward: input '{port.name}' must be {port.dtype} "
-                            f"({port.onnx_type}), got a {value.dtype} tensor; convert it with "
-                            f"(tensor/astype t :{port.dtype})")
+                            f"({port.onnx_type}), got {_a(value.dtype)} tensor; {how}")
         return _c_order(value.storage_host())
     if isinstance(value, np.ndarray):
+        if want.kind == "O" and value.dtype.kind in "US":  # NumPy strings for a string input
+            return value.astype(object)
         if value.dtype != want:
             raise OnnxError(f"model/forward: input '{port.name}' must be {want} "
                             f"({port.onnx_type}), got a NumPy array of {value.dtype}")
@@ -293,18 +331,39 @@ def _array(port: Port, value: Any, want: np.dtype) -> np.ndarray:
 
 
 def _from_values(port: Port, value: Any, want: np.dtype) -> np.ndarray:
-    """Gene numbers and nested arrays: ints fit any numeric input, floats only a float one."""
+    """Gene numbers and nested arrays: ints fit any numeric input whose range holds them,
+    floats only a float one; strings a string input."""
     try:
-        array = np.asarray(value)
-    except ValueError as exc:  # ragged nesting
-        raise OnnxError(f"model/forward: input '{port.name}': {exc}") from exc
+        array = np.asarray(value, dtype=object if want.kind == "O" else None)
+    except (ValueError, OverflowError) as exc:  # ragged nesting, an int beyond 64 bits
+        why = "rows of different lengths" if isinstance(exc, ValueError) else str(exc)
+        raise OnnxError(f"model/forward: input '{port.name}' is not a rectangular array of "
+                        f"numbers ({why}): {_shown(value)}") from exc
     kind = array.dtype.kind
-    ok = (kind in "iu" and want.kind in "iuf") or (kind == "f" and want.kind == "f") or (
-        kind == "b" and want.kind == "b")
+    if want.kind == "O":
+        ok = all(type(v) is str for v in array.flat)
+    else:
+        ok = (kind in "iu" and want.kind in "iuf") or (kind == "f" and want.kind == "f") or (
+            kind == "b" and want.kind == "b")
     if not ok:
-        raise GeneTypeError(f"model/forward: input '{port.name}' must be {want} "
+        raise GeneTypeError(f"model/forward: input '{port.name}' must be {port.dtype} "
                             f"({port.onnx_type}), got {_shown(value)}")
+    if kind in "iu" and want.kind in "iu" and array.size:
+        info = np.iinfo(want)
+        low, high = int(array.min()), int(array.max())
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise OnnxError(f"model/forward: input '{port.name}' is {port.dtype}, which cannot "
+                            f"hold {bad} (its range is {info.min} to {info.max})")
     return array.astype(want)
+
+
+_GENE_DTYPES = frozenset(name for _, name in ELEMENT_TYPES.values() if name is not None)
+
+
+def _a(dtype: str) -> str:
+    """`an f32`, `an i64`, `a bf16`: the article as the dtype's name is spoken."""
+    return f"an {dtype}" if dtype[:1] in "aeifo" else f"a {dtype}"
 
 
 def _result(value: Any) -> Any:

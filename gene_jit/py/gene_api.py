@@ -12,9 +12,16 @@ from __future__ import annotations
 import builtins as _builtins
 import importlib
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
-from gene_jit.py.objects import PythonError, attribute, describe
+from gene_jit.py.objects import (
+    PythonError,
+    attribute,
+    describe,
+    module_of,
+    through_gene_code,
+)
 from gene_jit.runtime.errors import GeneTypeError
 from gene_jit.runtime.registry import builtin, namespace
 from gene_jit.runtime.requirements import MissingDependencyError, missing_message
@@ -44,6 +51,8 @@ def _raised(exc: Exception) -> PythonError:
 def py_import(name: Any) -> Any:
     """`(py/import "numpy")`, `(py/import "os.path")`: the module."""
     module = _name(name, "py/import: the module name")
+    if module == "builtins":
+        return PYTHON_BUILTINS
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -52,10 +61,43 @@ def py_import(name: Any) -> Any:
             raise MissingDependencyError(missing) from exc
         raise _raised(exc) from exc
     except Exception as exc:  # the module's own code failed while importing
+        if through_gene_code(exc):
+            raise
         raise _raised(exc) from exc
 
 
-namespace("py").members["builtins"] = _builtins
+def _runner(run: Any) -> Any:
+    """Python's `exec` or `eval` as Gene code calls it. Called from a Gene frame, the
+    builtins they fall back on would be that frame's, Gene's own: code run with globals
+    lacking `__builtins__` (or none) could not even define a class. Here such code gets
+    Python's builtins, and no globals means fresh ones rather than the Gene module's."""
+
+    def call(source: Any, globals_: Any = None, locals_: Any = None, /, **kwargs: Any) -> Any:
+        if globals_ is None:
+            globals_ = {}
+        if isinstance(globals_, dict) and "__builtins__" not in globals_:
+            globals_["__builtins__"] = _builtins
+        return run(source, globals_, locals_, **kwargs)
+
+    call.__name__ = call.__qualname__ = run.__name__
+    call.__doc__ = run.__doc__
+    return call
+
+
+def _python_builtins() -> ModuleType:
+    """`py/builtins` (and `(py/import "builtins")`): Python's builtins module as Gene code
+    needs it, with `exec` and `eval` that run code on Python's builtins."""
+    module = ModuleType("builtins", _builtins.__doc__)
+    module.__dict__.update(vars(_builtins))
+    module.exec = _runner(_builtins.exec)  # type: ignore[attr-defined]
+    module.eval = _runner(_builtins.eval)  # type: ignore[attr-defined]
+    return module
+
+
+PYTHON_BUILTINS = _python_builtins()
+
+
+namespace("py").members["builtins"] = PYTHON_BUILTINS
 
 
 @builtin("get", ns="py")
@@ -74,6 +116,8 @@ def py_set(obj: Any, name: Any, value: Any) -> Any:
     try:
         setattr(obj, key, value)
     except (AttributeError, TypeError) as exc:
+        if through_gene_code(exc):
+            raise
         raise _raised(exc) from exc
     return value
 
@@ -84,6 +128,8 @@ def py_item(obj: Any, key: Any) -> Any:
     try:
         return obj[_index(key)]
     except Exception as exc:
+        if through_gene_code(exc):
+            raise
         raise _raised(exc) from exc
 
 
@@ -93,6 +139,8 @@ def py_set_item(obj: Any, key: Any, value: Any) -> Any:
     try:
         obj[_index(key)] = value
     except Exception as exc:
+        if through_gene_code(exc):
+            raise
         raise _raised(exc) from exc
     return value
 
@@ -120,6 +168,8 @@ def py_list(iterable: Any) -> list[Any]:
     try:
         return list(iterable)
     except TypeError as exc:
+        if through_gene_code(exc):
+            raise
         raise _raised(exc) from exc
 
 
@@ -144,7 +194,7 @@ def _to_gene(v: Any, depth: int) -> Any:
     if isinstance(v, (set, frozenset)):
         return GeneSet([_to_gene(x, depth + 1) for x in v])
     item = getattr(v, "item", None)
-    if t.__module__ == "numpy" and getattr(v, "ndim", None) == 0 and callable(item):
+    if module_of(t) == "numpy" and getattr(v, "ndim", None) == 0 and callable(item):
         return item()  # a NumPy scalar
     return v
 
@@ -178,6 +228,8 @@ def py_isinstance(value: Any, cls: Any) -> bool:
     try:
         return isinstance(value, tuple(cls) if type(cls) is list else cls)
     except TypeError as exc:
+        if through_gene_code(exc):
+            raise
         raise _raised(exc) from exc
 
 
@@ -193,6 +245,9 @@ def py_eval(source: Any, names: Any = None) -> Any:
     except SyntaxError as exc:
         raise PythonError("SyntaxError", f"{exc.msg} in {text!r}") from exc
     try:
-        return eval(code, {"__builtins__": _builtins}, dict(names or {}))
+        # the names as globals: a lambda in the expression sees them when called later
+        return eval(code, {**(names or {}), "__builtins__": _builtins})
     except Exception as exc:
+        if through_gene_code(exc):
+            raise
         raise _raised(exc) from exc

@@ -11,8 +11,11 @@ nothing. Nothing here imports a third-party package.
 
 from __future__ import annotations
 
+import dis
 import os
-from types import FunctionType, ModuleType, TracebackType
+import re
+from collections.abc import Mapping
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType, TracebackType
 from typing import Any
 
 from gene_jit.runtime.errors import GeneError, GeneTypeError
@@ -21,8 +24,10 @@ from gene_jit.runtime.values import Symbol
 # Values that are Gene data, whatever Python class they have: never Python objects.
 _GENE_TYPES: frozenset[type] = frozenset({type(None), bool, int, float, str, list, dict})
 
+_FUNCTIONS = (FunctionType, BuiltinFunctionType, MethodType)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPR_LIMIT = 120  # characters of a Python repr shown when a Python object prints
+REPR_LIMIT = 120
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # characters of a Python repr shown when a Python object prints
 
 
 class PythonError(GeneError):
@@ -39,11 +44,29 @@ class PythonError(GeneError):
         """`$ex/type`: the Python exception's class name; message and kind as any error."""
         if key == "type":
             return self.py_type
-        return super().__gene_get__(key)
+        if key in ("message", "kind"):
+            return super().__gene_get__(key)
+        raise GeneTypeError(f"a caught {self.kind} has members message, kind and type, not {key}")
 
 
 class PythonAttributeError(PythonError, GeneTypeError):
     """A member that a Python object does not have (Python's AttributeError)."""
+
+
+def through_gene_code(exc: BaseException) -> bool:
+    """`exc` is a Gene error, or was raised in Gene code that Python called back (a Gene
+    function given as a key, a callback): it is the program's own error, to be reported
+    where it happened, never as one of the Python code in between."""
+    if isinstance(exc, GeneError):
+        return True
+    from gene_jit.frontend.compiler_errors import GENE_FILES
+
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in GENE_FILES:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def is_python_object(v: Any) -> bool:
@@ -54,12 +77,20 @@ def is_python_object(v: Any) -> bool:
         return False
     if t is FunctionType and hasattr(v, "__gene_name__"):
         return False
-    return not (t.__module__ or "").startswith("gene_jit")
+    return not module_of(t).startswith("gene_jit")
 
 
-def attribute(obj: Any, key: str) -> Any:
+def module_of(cls: type) -> str:
+    """The module a class was defined in; "" for one made where there was no `__name__`
+    (`type(...)` inside `exec`), which has no `__module__` at all."""
+    name = getattr(cls, "__module__", None)
+    return name if isinstance(name, str) else ""
+
+
+def attribute(obj: Any, key: str, method: bool = False) -> Any:
     """`obj/key` on a Python object: its attribute (`np/linalg/norm`); a Gene name with
-    dashes also finds the Python name with underscores (`obj/dtype-name`)."""
+    dashes also finds the Python name with underscores (`obj/dtype-name`). `method`: the
+    attribute is wanted for a method call `(obj .key)`, which the error then names."""
     try:
         return getattr(obj, key)
     except AttributeError as exc:
@@ -69,8 +100,9 @@ def attribute(obj: Any, key: str) -> Any:
             found = _submodule(obj, key)
             if found is not None:
                 return found
+        what = f"no method .{key}" if method else f"cannot get member {key}"
         raise PythonAttributeError(
-            "AttributeError", f"cannot get member {key}: {_no_attribute(obj, key)}") from exc
+            "AttributeError", f"{what}: {_no_attribute(obj, key, not method)}") from exc
 
 
 def _submodule(module: ModuleType, key: str) -> ModuleType | None:
@@ -83,10 +115,13 @@ def _submodule(module: ModuleType, key: str) -> ModuleType | None:
         return None
 
 
-def _no_attribute(obj: Any, key: str) -> str:
+def _no_attribute(obj: Any, key: str, item_hint: bool) -> str:
     if isinstance(obj, ModuleType):
         return f"module '{obj.__name__}' has no attribute '{key}'"
-    return f"'{type(obj).__name__}' object has no attribute '{key}'"
+    text = f"'{type(obj).__name__}' object has no attribute '{key}'"
+    if item_hint and isinstance(obj, Mapping):  # a Counter or an OrderedDict: `obj/key` means attributes
+        text += f"; it is a mapping: (py/item x \"{key}\") gets its item"
+    return text
 
 
 def member(obj: Any, key: Any) -> Any:
@@ -100,13 +135,19 @@ def member(obj: Any, key: Any) -> Any:
 
 
 def set_member(obj: Any, key: Any, value: Any) -> None:
-    """`(obj/key = v)` on a Python object: set the attribute (an item for an int key)."""
+    """`(obj/key = v)` on a Python object: set the attribute (an item for an int key); a
+    Gene name with dashes sets the Python name with underscores, as reading finds it
+    (`(o/max-len = 3)` is `o.max_len = 3`), unless the object has the dashed name."""
     try:
         if type(key) is str:
+            if "-" in key and not hasattr(obj, key):
+                key = key.replace("-", "_")
             setattr(obj, key, value)
         else:
             obj[key] = value
     except (AttributeError, TypeError, LookupError, ValueError) as exc:
+        if through_gene_code(exc):
+            raise
         raise PythonError(type(exc).__name__, str(exc)) from exc
 
 
@@ -121,7 +162,7 @@ def call_method(obj: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, An
         kwargs = {**kwargs, **{args[i].name.replace("-", "_"): args[i + 1]
                                for i in range(n, len(args), 2)}}
         args = args[:n]
-    return attribute(obj, name)(*args, **kwargs)
+    return attribute(obj, name, method=True)(*args, **kwargs)
 
 
 def describe(v: Any) -> str:
@@ -130,16 +171,22 @@ def describe(v: Any) -> str:
     if isinstance(v, ModuleType):
         return f"<python module {v.__name__}>"
     if isinstance(v, type):
-        return f"<python class {v.__module__}.{v.__qualname__}>"
+        module = module_of(v)
+        return f"<python class {module + '.' if module else ''}{v.__qualname__}>"
+    if isinstance(v, _FUNCTIONS):  # `<python function math.sqrt>`
+        where = getattr(v, "__module__", None)
+        name = getattr(v, "__qualname__", None) or getattr(v, "__name__", "?")
+        return f"<python function {where + '.' if isinstance(where, str) else ''}{name}>"
     if type(v).__repr__ is object.__repr__:  # only an address: nothing worth showing
         return f"<python {type(v).__name__}>"
-    if type(v).__name__ == "ndarray" and type(v).__module__ == "numpy":
+    if type(v).__name__ == "ndarray" and module_of(type(v)) == "numpy":
         return _ndarray(v)
     try:
         text = repr(v)
     except Exception:  # a library's broken __repr__ must not break printing
         text = ""
-    text = " ".join(text.split())
+    # an address changes from run to run: printed output would never repeat
+    text = _ADDRESS.sub("", " ".join(text.split()))
     if len(text) > REPR_LIMIT:
         text = text[: REPR_LIMIT - 3] + "..."
     name = type(v).__name__
@@ -152,7 +199,8 @@ def _ndarray(a: Any) -> str:
 
     values = np.array2string(a, threshold=8, edgeitems=2, max_line_width=10**6)
     dims = " ".join(str(d) for d in a.shape)
-    return f"<python ndarray [{dims}] {a.dtype} {' '.join(values.split())}>"
+    values = re.sub(r"\[ +", "[", " ".join(values.split()))  # NumPy's column padding
+    return f"<python ndarray [{dims}] {a.dtype} {values}>"
 
 
 # ---------------------------------------------------------------- errors
@@ -171,8 +219,10 @@ def python_error(exc: BaseException, gene_files: set[str]) -> PythonError | None
     if tb is _NOT_GENE:
         return None
     if tb is None:
-        module = type(exc).__module__ or ""
-        if module == "builtins" or module.startswith("gene_jit"):
+        module = module_of(type(exc))
+        if module.startswith("gene_jit"):
+            return None
+        if module == "builtins" and not _raised_by_c_callee(exc, gene_files):
             return None
         return _from(exc, None)
     assert isinstance(tb, TracebackType)
@@ -202,6 +252,37 @@ def _after_gene_code(tb: TracebackType | None, gene_files: set[str]) -> Any:
             tb.tb_frame.f_code):
         return _NOT_GENE
     return tb
+
+
+# Frames that call a callable the program handed them, as their last act: a C function
+# failing there is the callee's failure (`(x .m)` reaches a Python method through them).
+_PASS_ON = frozenset({"call_method", "call_props", "call_kw_tail"})
+_CALL_OPS = frozenset(op for op, name in enumerate(dis.opname)
+                      if name in ("CALL", "PRECALL", "CALL_FUNCTION_EX", "CALL_KW"))
+# Raised by the call itself before any callee runs: a Gene function's or builtin's own
+# parameters, or a value that is not callable; those keep their Gene meanings.
+_BINDING = re.compile(r"\S+\(\) (missing \d+ required|got an unexpected keyword|takes \d+ "
+                      r"positional|takes from|got multiple values|argument after)"
+                      r"|object is not callable")
+
+
+def _raised_by_c_callee(exc: BaseException, gene_files: set[str]) -> bool:
+    """A builtin exception (ValueError, TypeError, ...) with no Python frame after the
+    Gene code came from a function written in C that the program called: `math/log`,
+    a `datetime` constructor, a method of a NumPy array. Told by the instruction the
+    innermost frame stopped at, a call made by the Gene code itself or by a helper that
+    only passes the call on: gene-jit's own operators fail inside frames of their own."""
+    tb = exc.__traceback__
+    if tb is None or _BINDING.search(str(exc)):
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if code.co_filename not in gene_files and not (
+            code.co_name in _PASS_ON and code.co_filename in _CALL_HELPERS):
+        return False
+    lasti = tb.tb_lasti
+    return 0 <= lasti < len(code.co_code) and code.co_code[lasti] in _CALL_OPS
 
 
 def _is_builtin(code: Any) -> bool:
@@ -238,7 +319,17 @@ def _from(exc: BaseException, tb: TracebackType | None) -> PythonError:
     where = _innermost(tb)
     if where:
         err.add_context(f"raised in Python at {where}")
+    symbol = _SYMBOL.search(str(exc))
+    if symbol is not None:  # `^dtype :float32`: Gene style, which Python cannot read
+        name = symbol.group(1)
+        err.add_context(
+            f"the symbol :{name} went to Python as a gene-jit Symbol; Python code wants the "
+            f"string \"{name}\"" if name else "a Gene symbol (:name) went to Python as a "
+            "gene-jit Symbol; Python code wants a string (\"name\")")
     return err
+
+
+_SYMBOL = re.compile(r"Symbol\('([^']*)'\)|type Symbol\b()|'Symbol' object()")
 
 
 def _innermost(tb: TracebackType | None) -> str:

@@ -3,8 +3,8 @@
 Int and float are never equal (`1 == 1.0` is false), nor bool and int, nor string and
 symbol (GENE.md 2.5). Arrays, maps, genes and sets compare deeply; maps ignore order.
 Values that define `__gene_equal__` compare by it (tensors: same dtype, same shape, equal
-elements). Other Python objects (models, functions) are equal when they are the same
-object or when their own `==` says a plain `True`. Cyclic structures do not hang: a pair of
+elements), NumPy arrays the same way. Other Python objects (models, functions) are equal
+when they are the same object or when their own `==` says a plain `True`. Cyclic structures do not hang: a pair of
 containers already being compared counts as equal.
 """
 
@@ -111,6 +111,10 @@ def _equal_other(a: Any, b: Any) -> bool:
             and gene_equal(a.step, b.step)
             and a.inclusive == b.inclusive
         )
+    if type(a).__name__ == "ndarray" and getattr(type(a), "__module__", "") == "numpy":  # as tensors
+        import numpy as np
+
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
     try:
         result = a == b
     except Exception:  # an object whose == refuses to compare is simply not equal

@@ -222,7 +222,7 @@ def _fmt_other(v: Any, quote: bool, seen: set[int]) -> str:
         return f"{v.enum.name}/{v.name}"
     if isinstance(v, numbers.Integral):
         return str(int(v))
-    if isinstance(v, numbers.Real):
+    if isinstance(v, numbers.Real) and not isinstance(v, numbers.Rational):  # Fraction: exact
         return format_float(float(v))
     if isinstance(v, str):  # subclasses of the core types print as the core type
         return _fmt(str(v), quote, seen)
@@ -232,7 +232,8 @@ def _fmt_other(v: Any, quote: bool, seen: set[int]) -> str:
         gene_name = getattr(v, "__gene_name__", _NO_NAME)
         if gene_name is not _NO_NAME:
             return f"(fn {gene_name})" if gene_name else "(fn)"
-        if isinstance(v, _NATIVE_TYPES) or hasattr(v, "__gene_builtin__"):
+        own = (getattr(v, "__module__", None) or "").startswith("gene_jit")  # not a library's
+        if (isinstance(v, _NATIVE_TYPES) and own) or hasattr(v, "__gene_builtin__"):
             return f"(native-fn {builtin_name(v)})"
     from gene_jit.py.objects import describe  # a Python library's value
 

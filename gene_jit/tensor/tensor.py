@@ -209,23 +209,25 @@ class Tensor:
         return True
 
     # Tier 0 emits `a + b`, `a - b` and `a * b` inline with an int64 range check on the
-    # result, `INT_MIN <= r <= INT_MAX`, whose slow path is for ints that overflow. A
+    # result (compiler_ops.arith): `r <= COMPACT and r >= -COMPACT` first, then
+    # `INT_MIN <= r and r <= INT_MAX`, whose slow path is for ints that overflow. A
     # tensor result is within that check's meaning (it is not an int that overflowed):
-    # comparing a tensor with exactly those two bounds says so, and any other comparison
-    # of a tensor stays what it was, a Gene type error.
+    # comparing a tensor with exactly those bounds says so, and any other comparison of
+    # a tensor stays what it was, a Gene type error.
     def __ge__(self, other: Any) -> bool:
-        if type(other) is int and other == _INT_MIN:
+        if type(other) is int and other in _LOWER_BOUNDS:
             return True
         return NotImplemented
 
     def __le__(self, other: Any) -> bool:
-        if type(other) is int and other == _INT_MAX:
+        if type(other) is int and other in _UPPER_BOUNDS:
             return True
         return NotImplemented
 
 
-
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_INT_MIN, _INT_MAX, _COMPACT = -(2**63), 2**63 - 1, 2**30 - 1  # as in compiler_ops.arith
+_LOWER_BOUNDS = frozenset((_INT_MIN, -_COMPACT))
+_UPPER_BOUNDS = frozenset((_INT_MAX, _COMPACT))
 
 
 def _fmt(x: Any) -> str:
