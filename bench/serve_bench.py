@@ -11,8 +11,8 @@ server and level: aggregate generated tokens/s (all tokens over the wall time of
 level), p50 and p95 time to first token (request sent to the first piece of text), and
 how many replies differ from that server's own 1-client replies. Then gene-jit alone, on
 prompts that share a long start: how many replies at 16 clients differ from the same
-requests alone once the sequences pass 256 cached cells (libllama computes a row
-differently in some batches; docs/internals.md, "Serving").
+requests alone once the sequences pass 256 cached cells (the server decodes with kernels
+that compute a row the same in any batch; docs/internals.md, "Serving").
 
 Usage: python bench/serve_bench.py [--threads 2] [--tokens 64] [--clients 1,4,16]
                                    [--requests 16] [--rounds 2] [--model default] [--out FILE]
@@ -52,7 +52,7 @@ def prompts(n: int) -> list[str]:
 
 
 # a shared start of about 230 tokens: replies then run past the 256 cached cells where
-# libllama's attention takes another path for a lone query than for a batch
+# libllama's flash attention would take another path for a lone query than for a batch
 PREAMBLE = " ".join(
     f"Rule {i}: a story told here has a beginning, a middle and an end, and a hero who changes."
     for i in range(1, 12)
@@ -87,6 +87,7 @@ class Level:
     clients: int
     wall: float
     replies: list[Reply] = field(default_factory=list)
+    load: float = field(default_factory=lambda: os.getloadavg()[0])  # 1-minute load average after it
 
     @property
     def tokens(self) -> int:
@@ -266,7 +267,8 @@ def report(name: str, level: Level, base: Level | None) -> str:
         f"   replies unlike its 1-client ones: {differing(level, base)[0]}/{len(level.replies)}")
     return (f"{name:<24} {level.clients:>2} clients  {level.tokens / level.wall:7.1f} tok/s  "
             f"TTFT p50 {level.ttft(0.5):6.2f} s  p95 {level.ttft(0.95):6.2f} s  "
-            f"({level.tokens} tokens in {level.wall:.1f} s{', errors: ' + errors[0] if errors else ''}){same}")
+            f"({level.tokens} tokens in {level.wall:.1f} s{', errors: ' + errors[0] if errors else ''}, "
+            f"load {level.load:.1f}){same}")
 
 
 def summary(results: dict[tuple[str, int], Level], levels: list[int]) -> list[str]:

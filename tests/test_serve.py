@@ -75,6 +75,21 @@ def _wait_idle(server: Any, seconds: float = 60) -> dict[str, Any]:
     return state
 
 
+def _alone(model: Any, prompt: str, n: int) -> str:
+    """What a greedy request gets alone: generate-text's decoding (the prompt in chunks,
+    then one token per call) on a context with the server's kernels (no flash attention)."""
+    from gene_jit.llama.context import Context
+    from gene_jit.llama.generate import Generation
+    from gene_jit.llama.sampler import Sampling
+
+    ctx = Context(model, N_CTX, canonical=True, flash_attn=False)
+    try:
+        sampling = Sampling.from_kwargs(model, {"temperature": 0.0})
+        return Generation(model, ctx, model.prompt_tokens(prompt), n, sampling, speculate=False).run()
+    finally:
+        ctx.close()
+
+
 def _counting(k: int) -> tuple[str, str]:
     """A prompt whose greedy continuation starts with a number no other prompt has."""
     return "Counting: " + ", ".join(str(k + i) for i in range(5)) + ",", f" {k + 5},"
@@ -124,12 +139,10 @@ def test_models_and_health(server: Any, client: Any) -> None:
 
 
 @pytest.mark.model
-def test_completion_alone_is_generate_text(server: Any, client: Any) -> None:
-    from gene_jit.llama.gene_api import generate_text
-
+def test_completion_alone_is_one_sequence_decoding(server: Any, client: Any) -> None:
     prompt = "The capital of France is"
     r = client.completions.create(model="default", prompt=prompt, max_tokens=12, temperature=0)
-    assert r.choices[0].text == generate_text(server.model, prompt, 12, temperature=0.0)
+    assert r.choices[0].text == _alone(server.model, prompt, 12)
     assert r.choices[0].finish_reason == "length"
     assert r.usage.completion_tokens == 12
     assert r.usage.prompt_tokens == len(server.model.prompt_tokens(prompt))
@@ -244,11 +257,8 @@ def test_sixteen_concurrent_clients(server: Any, client: Any) -> None:
 
 
 @pytest.mark.model
-def test_concurrent_greedy_replies_are_generate_text(server: Any, client: Any) -> None:
-    """Batched with up to three others (4 slots), a short greedy request gets what
-    generate-text gives it alone (with 16 in a batch libllama's rows can differ)."""
-    from gene_jit.llama.gene_api import generate_text
-
+def test_concurrent_greedy_replies_are_as_alone(server: Any, client: Any) -> None:
+    """Batched with others, a greedy request gets what it gets alone."""
     texts = ["The best thing about rain is", "My grandfather used to say", "def add(a, b):",
              "Three facts about owls:", "The train left the station", "Dear diary, today"]
     answers: dict[int, str] = {}
@@ -263,19 +273,17 @@ def test_concurrent_greedy_replies_are_generate_text(server: Any, client: Any) -
     for t in threads:
         t.join()
     for i, text in enumerate(texts):
-        assert answers[i] == generate_text(server.model, text, 10, temperature=0.0), text
+        assert answers[i] == _alone(server.model, text, 10), text
 
 
 @pytest.mark.model
 def test_shared_prompt_start_is_decoded_once(server: Any, client: Any) -> None:
-    from gene_jit.llama.gene_api import generate_text
-
     system = " ".join(f"Rule {i}: answer briefly and politely." for i in range(1, 25))
     before = _metric(server, "gene_jit_prompt_tokens_cached_total")
     replies = [client.completions.create(model="default", prompt=f"{system}\nQ: {q}\nA:", max_tokens=6,
                                          temperature=0).choices[0].text for q in ("Why is the sky blue?", "What is 2+2?")]
     assert _metric(server, "gene_jit_prompt_tokens_cached_total") - before >= 128
-    assert replies[1] == generate_text(server.model, f"{system}\nQ: What is 2+2?\nA:", 6, temperature=0.0)
+    assert replies[1] == _alone(server.model, f"{system}\nQ: What is 2+2?\nA:", 6)
 
 
 def _metric(server: Any, name: str) -> int:
@@ -425,3 +433,112 @@ def test_gene_jit_serve_subprocess() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def _serve_process(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    exe = Path(sys.executable).parent / "gene-jit"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gene_jit"]
+    proc = subprocess.Popen([*cmd, "serve", "--port", "0", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"(http://127\.0\.0\.1:\d+)/v1", line)
+    if not found:
+        proc.kill()
+        raise AssertionError(line + proc.communicate()[1])
+    return proc, found.group(1)
+
+
+@pytest.mark.model
+def test_sixteen_concurrent_greedy_replies_equal_alone() -> None:
+    """16 greedy requests decoded together get, token for token, what each gets alone at
+    the same server: short prompts, and long ones whose sequences pass 256 and 512 cached
+    cells (where a lone query's attention could take another path than a batch's)."""
+    proc, base = _serve_process("--parallel", "16", "--n-ctx", "768")
+    try:
+        rule = " ".join(f"Rule {i}: every story has a hero who changes." for i in range(1, 40))
+        topics = ["a lighthouse", "a robot painter", "summer's end", "a shy dragon", "Venice at night",
+                  "a mountain town", "a clockmaker", "a ship in fog"]
+        prompts = [f"Write about {t}. Once upon a time," for t in topics]
+        prompts += [f"{rule}\nWrite about {t}. Once upon a time," for t in topics]
+
+        def ask(prompt: str) -> str:
+            code, _, data = _http(base + "/v1/completions", {"model": "default", "prompt": prompt,
+                                                             "max_tokens": 24, "temperature": 0})
+            assert code == 200, data
+            return json.loads(data)["choices"][0]["text"]
+
+        alone = [ask(p) for p in prompts]
+        together: dict[int, str] = {}
+        threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, ask(prompts[i])))
+                   for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        differ = [i for i in range(len(prompts)) if together.get(i) != alone[i]]
+        assert not differ, [(prompts[i][-40:], alone[i], together.get(i)) for i in differ]
+        code, _, data = _http(base + "/v1/models")
+        assert json.loads(data)["data"][0]["meta"]["exact_batching"] is True
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.model
+def test_gene_engine_serves_the_same_replies() -> None:
+    """`--engine gene`: requests decoded together by gene-jit's own engine get what
+    generate-text gives each alone on that engine."""
+    from gene_jit.llama.gene_api import generate_text
+
+    srv = _start(engine="gene", parallel=3, n_ctx=256)
+    try:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=600)
+        prompts = ["The capital of France is", "Counting: 1, 2, 3, 4,", "def add(a, b):"]
+        answers: dict[int, str] = {}
+
+        def ask(i: int) -> None:
+            answers[i] = client.completions.create(model="default", prompt=prompts[i], max_tokens=8,
+                                                   temperature=0).choices[0].text
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert type(srv.model).__name__ == "EngineModel"
+        for i, prompt in enumerate(prompts):
+            assert answers[i] == generate_text(srv.model, prompt, 8, temperature=0.0), prompt
+    finally:
+        srv.stop()
+
+
+def test_serve_refuses_an_unknown_engine() -> None:
+    from gene_jit.llama.errors import LlamaError
+    from gene_jit.serve.server import Settings
+
+    with pytest.raises(LlamaError, match="engine must be one of libllama, gene"):
+        Settings(engine="cuda").check()
+
+
+@pytest.mark.model
+def test_a_server_whose_batched_rows_differ_says_so() -> None:
+    """With ggml's tiled product left on, 16 rows together differ from one alone: the
+    start-up check notices, warns, and /v1/models says so."""
+    proc, base = _serve_process("--parallel", "16", "--n-ctx", "256", env={"GGML_CPU_TILED_MM": "1"})
+    try:
+        code, _, data = _http(base + "/v1/models")
+        assert code == 200 and json.loads(data)["data"][0]["meta"]["exact_batching"] is False
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert "may differ from the same request alone" in err

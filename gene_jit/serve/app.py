@@ -130,7 +130,8 @@ async def _metrics(service: Service, request: Request) -> Response:
 async def _models(service: Service, request: Request) -> Response:
     info = {"id": service.model_id, "object": "model", "created": service.created, "owned_by": "gene-jit",
             "meta": {"path": str(service.model.path), "n_ctx": service.scheduler.n_ctx,
-                     "parallel": service.scheduler.parallel, "n_vocab": service.model.n_vocab}}
+                     "parallel": service.scheduler.parallel, "n_vocab": service.model.n_vocab,
+                     "exact_batching": service.scheduler.exact}}
     return JSONResponse({"object": "list", "data": [info]})
 
 
@@ -182,25 +183,21 @@ class Run:
     def __init__(self, service: Service, plan: Plan) -> None:
         self.service, self.plan = service, plan
         self.queue: asyncio.Queue[tuple[int, str, Any]] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
+        post = _poster(asyncio.get_running_loop())
         self.jobs: list[Job] = []
         for tokens in plan.prompts:
             for k in range(plan.n):
                 sampling = copy.copy(plan.sampling)
                 if k and sampling.seed is not None and sampling.temperature > 0:
                     sampling.seed = (sampling.seed + k) & 0xFFFFFFFF  # choices that differ
-                self.jobs.append(Job(tokens, plan.max_tokens, sampling, self._sink(loop, len(self.jobs)),
-                                     plan.stops, end_at_control=plan.chat))
+                self.jobs.append(Job(tokens, plan.max_tokens, sampling, self._sink(len(self.jobs)),
+                                     plan.stops, end_at_control=plan.chat, post=post))
         self.open = set(range(len(self.jobs)))
 
-    def _sink(self, loop: asyncio.AbstractEventLoop, index: int) -> Callable[[str, Any], None]:
-        def sink(kind: str, value: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(self.queue.put_nowait, (index, kind, value))
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                pass
-
-        return sink
+    def _sink(self, index: int) -> Callable[[str, Any], None]:
+        """Called in the event loop (the scheduler posts its events there)."""
+        put = self.queue.put_nowait
+        return lambda kind, value: put((index, kind, value))
 
     def start(self) -> None:
         try:
@@ -266,6 +263,32 @@ async def _generate(service: Service, request: Request, plan: Plan, prefix: str,
         else:
             choices.append({"index": i, "text": text, "finish_reason": reason, "logprobs": None})
     return JSONResponse({**head, "object": kind, "choices": choices, "usage": run.usage()})
+
+
+_POSTERS: dict[int, tuple[asyncio.AbstractEventLoop, Callable[[list[Any]], None]]] = {}
+
+
+def _poster(loop: asyncio.AbstractEventLoop) -> Callable[[list[Any]], None]:
+    """For the scheduler thread: run a step's [(sink, kind, value)] in `loop`, with one
+    wake-up (the same function for every job of the loop, so one call per step)."""
+    known = _POSTERS.get(id(loop))
+    if known is not None and known[0] is loop:
+        return known[1]
+    for key in [k for k, (other, _) in _POSTERS.items() if other.is_closed()]:
+        del _POSTERS[key]
+
+    def deliver(events: list[Any]) -> None:
+        for sink, kind, value in events:
+            sink(kind, value)
+
+    def post(events: list[Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(deliver, events)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    _POSTERS[id(loop)] = (loop, post)
+    return post
 
 
 def _job_error(message: str) -> ApiError:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from gene_jit.serve.server import LOCALHOST, Settings, serve
+from gene_jit.serve.server import ENGINES, LOCALHOST, Settings, serve
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="'default' (Gemma 3 270M) or a GGUF name or path")
+    p.add_argument("--engine", choices=ENGINES, default="libllama",
+                   help="libllama (default) or gene: gene-jit's own engine, on the CPU")
     p.add_argument("--host", default=LOCALHOST, help=f"address to listen on (default {LOCALHOST})")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
     p.add_argument("--parallel", type=int, default=4, help="requests decoded together (default 4)")
@@ -24,5 +26,5 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     serve(Settings(model=args.model, host=args.host, port=args.port, parallel=args.parallel, n_ctx=args.n_ctx,
                    api_key=args.api_key, threads=args.threads, queue=args.queue,
-                   repack=args.repack))
+                   repack=args.repack, engine=args.engine))
     return 0

@@ -9,7 +9,7 @@ from gene_jit.llama.model import Model
 from gene_jit.serve.server import Settings
 from gene_jit.serve.server import serve as _serve
 
-OPTIONS = ("host", "port", "parallel", "n_ctx", "api_key", "threads", "queue")
+OPTIONS = ("host", "port", "parallel", "n_ctx", "api_key", "threads", "queue", "engine")
 
 
 def serve(model: Any = "default", **kw: Any) -> None:
@@ -23,5 +23,6 @@ def serve(model: Any = "default", **kw: Any) -> None:
     settings = Settings(model=model if model is not None else "default")
     for name, value in kw.items():
         if value is not None:
-            setattr(settings, name, value)
+            # :engine :gene arrives as a keyword symbol
+            setattr(settings, name, getattr(value, "name", value) if name == "engine" else value)
     _serve(settings)

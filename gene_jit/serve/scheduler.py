@@ -13,12 +13,14 @@ A step (`Scheduler._step`):
    prompt.
 
 A prompt is decoded in chunks that end where `generate-text` ends them (multiples of
-`Context.chunk`, and its last token), and a request alone at the server decodes each
-token on its own, as `generate-text` does: its greedy output is then the same, token for
-token. Among others it can differ: libllama computes a row differently in some batches
-(16 sequences after a few steps, or any batch once a sequence holds more than 256
-cells), so where two tokens are nearly tied a request may pick the other one
-(docs/internals.md, "Serving"; bench/serve_bench.py counts how often).
+`Context.chunk`, and its last token), and each generated token as one row of a step. A
+row's logits are the same bits whichever other rows share its step, because the server's
+context takes the kernels that compute a row on its own: no flash attention (for a lone
+query over 512 or more cached cells it splits the cache across threads, which a batch
+does not) and no tiled K-quant matrix product (taken from 8 rows on; server.py turns it
+off before libllama first runs). So a greedy request gets the same tokens at 16 clients
+as alone at the server (`check_rows_exact` verifies it at start; docs/internals.md,
+"Serving").
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class Job:
     sampling: Sampling
     sink: Sink
     stops: list[str] = field(default_factory=list)
+    # where the sink runs: post(events) hands a step's [(sink, kind, value)] over at once
+    # (one wake-up of the event loop per step, not one per token); None: called here
+    post: Callable[[list[tuple[Sink, str, Any]]], None] | None = None
     end_at_control: bool = False  # chat: a reply ends at any control token
     # state, written by the scheduler thread
     seq: int = -1
@@ -93,9 +98,11 @@ class Scheduler:
         self.parallel = parallel
         self.queue_limit = queue_limit
         self.metrics = metrics
-        self.ctx = Context(model, n_ctx=parallel * n_ctx, n_seq=parallel)
+        self.ctx = _context(model, parallel, n_ctx)
         self.n_ctx = self.ctx.n_ctx_seq  # tokens one request may hold (libllama rounds)
         self._row: Any = ctypes.c_float * model.n_vocab
+        self.exact = check_rows_exact(self.ctx, model)
+        self._out: list[tuple[Job, str, Any]] = []  # events of this step, sent together
         self.slots: list[Job | None] = [None] * parallel
         self._prompt_len = [0] * parallel  # prompt length of the slot's last job
         self._waiting: deque[Job] = deque()
@@ -158,7 +165,9 @@ class Scheduler:
                 self._step()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any fault
                 self._fail_all(exc)
+            self._flush()
         self._fail_all(LlamaError("the server is shutting down"))
+        self._flush()
         self.ctx.close()
 
     def _drop_cancelled(self) -> None:
@@ -179,7 +188,7 @@ class Scheduler:
             try:
                 job.sampler = job.sampling.build(self.model)
             except LlamaError as exc:
-                job.sink("error", exc.message)
+                self._out.append((job, "error", exc.message))
                 continue
             job.text = TextAssembler(job.stops)
             self.slots[seq] = job
@@ -208,10 +217,8 @@ class Scheduler:
         ctx = self.ctx
         rows = [j for j in self.slots if j is not None and j.pending is not None]
         if rows:
-            index = ctx.feed_rows([(j.seq, j.pending) for j in rows if j.pending is not None])
-            for job, i in zip(rows, index, strict=True):
-                job.pending = None
-                self._sample(job, i)
+            self._decode_rows(rows)
+            self._flush()  # the tokens leave before the prompts below are decoded
         budget = PROMPT_BUDGET
         filling = [j for j in self.slots if j is not None and j.pos < len(j.tokens)]
         for job in sorted(filling, key=lambda j: j.admitted):
@@ -224,12 +231,41 @@ class Scheduler:
                 job.pos = end
                 if end == len(job.tokens):
                     self._sample(job, last)
+                    self._flush()  # its first token leaves now
 
-    def _sample(self, job: Job, index: int) -> None:
-        """Sample the job's next token from the logits at batch `index` and pass its text on."""
+    def _decode_rows(self, rows: list[Job]) -> None:
+        """One decode call with a row for each of `rows` (in sequence order: libllama puts
+        consecutive sequence ids in one micro-batch), then their samples."""
+        index = self.ctx.feed_rows([(j.seq, j.pending) for j in rows if j.pending is not None])
+        greedy = self._greedy_rows(rows, index)
+        for job, i in zip(rows, index, strict=True):
+            job.pending = None
+            self._sample(job, i, greedy.get(job.seq))
+
+    def _greedy_rows(self, rows: list[Job], index: list[int]) -> dict[int, int]:
+        """The greedy tokens of the step's plain-greedy rows, by sequence: one argmax over
+        the logits rows where libllama keeps them side by side (one after another in batch
+        order), else one per row."""
+        plain = [(j.seq, i) for j, i in zip(rows, index, strict=True) if _plain_greedy(j.sampling)]
+        if len(plain) < 2:
+            return {}
+        first = self.ctx.logits_ptr(index[0])
+        last = self.ctx.logits_ptr(index[-1])
+        n_vocab = self.model.n_vocab
+        if last - first != (index[-1] - index[0]) * n_vocab * 4 or index != list(range(index[0], index[-1] + 1)):
+            return {}
+        block = (ctypes.c_float * (n_vocab * len(index))).from_address(first)
+        best = np.argmax(np.ctypeslib.as_array(block).reshape(len(index), n_vocab), axis=1)
+        return {seq: int(best[i - index[0]]) for seq, i in plain}
+
+    def _sample(self, job: Job, index: int, greedy: int | None = None) -> None:
+        """Sample the job's next token from the logits at batch `index` (`greedy`: already
+        picked) and pass its text on."""
         assert job.sampler is not None and job.text is not None
         try:
-            if _plain_greedy(job.sampling):
+            if greedy is not None:
+                tok = greedy
+            elif _plain_greedy(job.sampling):
                 tok = self._argmax(index)
             else:
                 tok = job.sampler.sample(self.ctx.ptr, index)
@@ -264,7 +300,20 @@ class Scheduler:
 
     def _emit(self, job: Job, text: str) -> None:
         if text:
-            job.sink("text", text)
+            self._out.append((job, "text", text))
+
+    def _flush(self) -> None:
+        """Hand the events gathered since the last flush to their sinks, one `post` call
+        per event loop."""
+        out, self._out = self._out, []
+        batches: dict[int, tuple[Callable[[list[tuple[Sink, str, Any]]], None], list[tuple[Sink, str, Any]]]] = {}
+        for job, kind, value in out:
+            if job.post is None:
+                job.sink(kind, value)
+            else:
+                batches.setdefault(id(job.post), (job.post, []))[1].append((job.sink, kind, value))
+        for post, events in batches.values():
+            post(events)
 
     def _release(self, job: Job, event: tuple[str, Any] | None = None) -> None:
         """Free the job's slot (its cache stays for a later prompt that shares a start)."""
@@ -278,7 +327,7 @@ class Scheduler:
             job.sampler = None
         if event is not None and not job.cancelled:
             self.metrics.finish(time.perf_counter() - job.admitted)
-            job.sink(*event)
+            self._out.append((job, *event))
 
     def _fail_all(self, exc: BaseException) -> None:
         """Every request in flight or waiting gets an error; the slots' caches are cleared
@@ -298,6 +347,44 @@ class Scheduler:
             self.ctx.clear()
         except Exception:  # noqa: BLE001 - already reporting a fault
             pass
+
+
+def _context(model: Model, parallel: int, n_ctx: int) -> Context:
+    """The serving context: a sequence with its own KV stream per slot; libllama's without
+    flash attention (its split-cache path for a lone query would make a row alone differ
+    from the same row in a batch); the engine's is its own kind."""
+    if hasattr(model, "engine"):
+        return model.new_context(n_ctx=parallel * n_ctx, n_seq=parallel)
+    return Context(model, n_ctx=parallel * n_ctx, n_seq=parallel, flash_attn=False)
+
+
+def check_rows_exact(ctx: Context, model: Model, steps: int = 3) -> bool:
+    """Whether a sequence decoded among others (up to 16) gets the same logits, bit for
+    bit, as decoded alone, over a few steps (a kernel may compute a row's own logits the
+    same and still write its cached cells differently); the context is left empty.
+    False where this process ran libllama's tiled product before the server could turn
+    it off (GGML_CPU_TILED_MM is read once per process)."""
+    n = min(ctx.n_seq, 16)
+    engine = getattr(model, "engine", None)
+    if n < 2 or (engine is not None and not engine.device.is_cuda):
+        return True  # on the CPU the engine runs each sequence's rows in a forward call of its own
+    prompt = model.prompt_tokens("Exactness check: the rows of a batch")
+    feed = [prompt[-1], *prompt[1 : steps]]
+
+    def row(index: int) -> np.ndarray:
+        return np.ctypeslib.as_array((ctypes.c_float * model.n_vocab).from_address(ctx.logits_ptr(index))).copy()
+
+    try:
+        ctx.feed(0, prompt[:-1])
+        alone = [row(ctx.feed_rows([(0, tok)])[0]) for tok in feed]
+        ctx.clear()
+        ctx.feed(0, prompt[:-1])
+        ctx.feed_prompts({s: prompt[s % len(prompt) :] or prompt for s in range(1, n)})
+        together = [row(ctx.feed_rows([(0, tok)] + [(s, prompt[(s + k) % len(prompt)]) for s in range(1, n)])[0])
+                    for k, tok in enumerate(feed)]
+        return all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    finally:
+        ctx.clear()
 
 
 def _plain_greedy(s: Sampling) -> bool:

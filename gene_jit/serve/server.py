@@ -22,6 +22,7 @@ from gene_jit.runtime.requirements import import_library
 from gene_jit.serve.metrics import Metrics
 
 GRACE = 5  # seconds requests in flight get to finish after Ctrl-C
+ENGINES = ("libllama", "gene")
 LOCALHOST = "127.0.0.1"
 
 
@@ -39,6 +40,7 @@ class Settings:
     # batches of 4+ rows that costs about as much per row as one token alone, which would
     # undo batching; the plain layout costs little more for 16 rows than for one
     repack: bool = False
+    engine: str = "libllama"  # or "gene": gene-jit's own engine (gene_jit/engine) on the CPU
 
     def check(self) -> None:
         for name, lo, hi in (("port", 0, 65535), ("parallel", 1, 256), ("n_ctx", 16, 1 << 20)):
@@ -53,6 +55,8 @@ class Settings:
             raise LlamaError(f"serve: host must be a host name or address, got {self.host!r}")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise LlamaError("serve: the API key must be a non-empty string")
+        if self.engine not in ENGINES:
+            raise LlamaError(f"serve: engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
 
 
 def _uvicorn() -> Any:
@@ -76,8 +80,11 @@ class Server:
         # member holds the core its partner needs: a step then took ten times as long.
         # Read when libgomp loads, so this counts where the model is loaded here.
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-        model = settings.model
-        self.model = model if isinstance(model, Model) else Model(model, threads=settings.threads, repack=settings.repack)
+        # ggml's tiled K-quant matrix product (batches of 8+ rows) rounds a row
+        # differently from the one-row kernel, so a request among 8 or more others would
+        # not get what it gets alone; read once, at the first such product in the process
+        os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+        self.model = _model(settings)
         train = self.model.n_ctx_train
         if 0 < train < settings.n_ctx:
             raise LlamaError(f"serve: n-ctx {settings.n_ctx} is larger than the {train} tokens "
@@ -85,6 +92,11 @@ class Server:
         self.metrics = Metrics()
         queue = settings.queue if settings.queue is not None else 16 * settings.parallel
         self.scheduler = Scheduler(self.model, settings.parallel, settings.n_ctx, queue, self.metrics)
+        if not self.scheduler.exact:
+            print("warning: serve: here a row decoded among others differs from the same row alone "
+                  "(GGML_CPU_TILED_MM was on, or read before the server could turn it off), so a greedy "
+                  "reply among other requests may differ from the same request alone; a fresh "
+                  "`gene-jit serve` process does not", file=sys.stderr, flush=True)
         self.model_id = self.model.path.stem
         service = Service(self.model, self.scheduler, self.metrics, self.model_id, settings.api_key)
         self.app = create_app(service)
@@ -141,6 +153,17 @@ class Server:
     def close(self) -> None:
         self.scheduler.stop()
         self.sock.close()
+
+
+def _model(settings: Settings) -> Model:
+    model = settings.model
+    if isinstance(model, Model):
+        return model
+    if settings.engine == "gene":
+        from gene_jit.engine.model import EngineModel
+
+        return EngineModel(model, threads=settings.threads)
+    return Model(model, threads=settings.threads, repack=settings.repack)
 
 
 def _uvicorn_server(uvicorn: Any, config: Any, stop_scheduler: Any) -> Any:
