@@ -69,16 +69,25 @@ def llama() -> Model:
     return Model("default", threads=2, n_ctx=2048)
 
 
+@pytest.fixture(scope="module")
+def llama_one_thread() -> Model:
+    return Model("default", threads=1, n_ctx=2048)
+
+
 @pytest.mark.slow  # 2 x 1,000+ single-token decodes: minutes on two cores
-def test_top1_agrees_with_libllama(engine: EngineModel, llama: Model) -> None:
+def test_top1_agrees_with_libllama(engine: EngineModel, llama_one_thread: Model) -> None:
     """Teacher-forced top-1 agreement, one token per decode call on both sides.
 
-    The engine computes what libllama computes (8-bit activations, f16 cache and flash
-    attention rounding, ggml's GELU), to 1e-5 in the logits of a first token; later
-    tokens differ where a last-bit difference flips an 8-bit rounding. This model's
-    top-1 token is that sensitive: libllama's own answers differ between decoding the
-    text in batches and token by token (measured: 94% agreement). The engine must agree
-    with libllama at least as well as libllama agrees with itself that way."""
+    The engine computes what libllama's x86 CPU code computes, operation by operation
+    (8-bit activations and integer block sums, its float lanes and fused multiply-adds,
+    the f16 cache and flash attention, ggml's GELU table, libm's cosf/sinf/expf), so
+    that the logits are libllama's to the bit. This model's top-1 token is sensitive to
+    last-bit differences (an 8-bit rounding flips and the difference grows): libllama's
+    own answers differ between decoding the text in batches and token by token (printed).
+    libllama runs on one thread here: from 512 cache cells on, its flash attention splits
+    the cells over its threads, so its rounding depends on their number; the engine's
+    does not."""
+    llama = llama_one_thread
     text = TEXT.read_text()
     tokens = llama.tokenize(text)
     assert len(tokens) >= 1000 and tokens == engine.tokenize(text)
@@ -86,9 +95,24 @@ def test_top1_agrees_with_libllama(engine: EngineModel, llama: Model) -> None:
     own = float((batched_tops(llama, tokens) == theirs).mean())
     rate = float((ours == theirs).mean())
     print(f"\ntop-1 agreement with libllama over {len(tokens)} tokens: {rate:.2%} (libllama "
-          f"batched vs token by token: {own:.2%}); largest logit difference {worst:.3f}; "
+          f"batched vs token by token: {own:.2%}); largest logit difference {worst:.3g}; "
           f"positions that differ: {np.nonzero(ours != theirs)[0].tolist()}")
-    assert rate >= min(0.99, own - 0.01)
+    assert rate >= 0.99
+
+
+def test_prompt_pass_equals_single_steps(engine: EngineModel) -> None:
+    """Each row of a prompt pass is computed as a one-token decode step computes it (the
+    same products, lanes and attention order), so the logits are the same bits."""
+    tokens = engine.tokenize(TEXT.read_text())[:40]
+    engine.ctx.clear()
+    engine.ctx.feed(0, tokens, logits_all=True)
+    batched = _rows(engine, len(tokens))
+    engine.ctx.clear()
+    single = []
+    for tok in tokens:
+        engine.ctx.feed_one(0, tok)
+        single.append(_rows(engine, 1)[0])
+    assert np.array_equal(batched, np.stack(single))
 
 
 def test_first_token_logits_match_libllama(engine: EngineModel, llama: Model) -> None:

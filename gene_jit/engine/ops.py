@@ -15,8 +15,8 @@ position, and a KV cache.
 product) or a float tensor; large products are split over the engine's threads
 (threads.py). Each op checks its operands and raises Gene errors that name
 it; each dispatches on the device of its operands. The CPU runs the Numba kernels of
-gene_jit/tensor_kernels/qgemv_cpu.py and engine_cpu.py; other devices are refused with a
-`DeviceError` until their kernels exist. Registered in the `tensor` namespace (loaded
+gene_jit/tensor_kernels/qdot_cpu.py, qgemv_cpu.py and engine_cpu.py; a CUDA device those of
+gene_jit/engine/cuda_kernels.py (through cuda_ops.py). Registered in the `tensor` namespace (loaded
 on first use of a name the general set lacks, gene_jit/runtime/libraries.py).
 """
 
@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from gene_jit.engine.threads import run_rows
+from gene_jit.engine.threads import run_rows, splits
 from gene_jit.engine.weights import Weight
 from gene_jit.runtime.errors import GeneError, GeneTypeError
 from gene_jit.runtime.registry import builtin
 from gene_jit.runtime.values import Symbol
 from gene_jit.tensor.device import CPU, Device
 from gene_jit.tensor.tensor import Tensor
-from gene_jit.tensor_kernels import engine_cpu, qgemv_cpu
+from gene_jit.tensor_kernels import engine_cpu, qdot_cpu, qgemv_cpu
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
 __all__ = ["KVCache", "embed_rows", "geglu", "ggml_rmsnorm", "kv_attention", "kv_cache", "kv_store", "linear", "rope_at"]
@@ -44,20 +44,30 @@ class TensorShapeError(GeneError):
 
 
 def _device(op: str, *operands: Any) -> Device:
-    """The one device the operands live on (only the CPU runs these ops so far)."""
-    devices = {o.device for o in operands if isinstance(o, Tensor | Weight | KVCache)}
-    if len(devices) > 1:
-        raise DeviceError(f"{op}: operands on different devices ({', '.join(map(str, devices))})")
-    dev = devices.pop() if devices else CPU
-    if dev.is_cuda:
-        raise DeviceError(f"{op}: the engine's kernels run on :cpu so far, got a tensor on {dev}")
-    return dev
+    """The one device the operands live on (checked on every op of a decode step, so
+    without building sets)."""
+    dev = None
+    for o in operands:
+        if isinstance(o, (Tensor, Weight, KVCache)):
+            d = o.device
+            if dev is None:
+                dev = d
+            elif d is not dev and d != dev:
+                raise DeviceError(f"{op}: operands on different devices ({dev}, {d})")
+    return CPU if dev is None else dev
+
+
+def _gpu() -> Any:
+    """The ops on a CUDA device (gene_jit/engine/cuda_ops.py), imported on first use."""
+    from gene_jit.engine import cuda_ops
+
+    return cuda_ops
 
 
 def _f32(op: str, x: Any, ndim: int, what: str = "x") -> np.ndarray:
     if not isinstance(x, Tensor):
         raise GeneTypeError(f"{op}: {what} must be a tensor, got {type(x).__name__}")
-    a = x.numpy()
+    a = x.data if x.dtype == "f32" and x.device is CPU else x.numpy()  # f32 storage: itself
     if a.ndim != ndim:
         raise TensorShapeError(f"{op}: {what} must have {ndim} axes, got shape {list(a.shape)}")
     if a.dtype != np.float32 or not a.flags.c_contiguous:
@@ -73,12 +83,14 @@ def _int(op: str, value: Any, what: str, lo: int = 0) -> int:
 
 @builtin("linear", ns="tensor")
 def linear(x: Any, w: Any) -> Tensor:
-    """x [T K] times the weight W [N K] transposed: [T N] (a GEMV for one token). The
-    activations are first rounded as llama.cpp's CPU backend rounds them for a weight of
-    W's type (8-bit blocks for quantised weights, f16 or bf16 for those), so that the
-    engine computes what libllama computes for the same file."""
+    """x [T K] times the weight W [N K] transposed: [T N] (a GEMV for one token),
+    computed as llama.cpp's CPU backend computes it for a weight of W's type, so that the
+    engine's numbers are libllama's for the same file: quantised weights multiply
+    activations quantised to 8-bit blocks with integer block sums (qdot_cpu.py); f16 and
+    bf16 weights activations rounded to that type (qgemv_cpu.py)."""
     op = "tensor/linear"
-    _device(op, x, w)
+    if _device(op, x, w).is_cuda:
+        return _gpu().linear(x, w)
     xa = _f32(op, x, 2)
     t, k = xa.shape
     if isinstance(w, Weight):
@@ -86,6 +98,13 @@ def linear(x: Any, w: Any) -> Tensor:
             raise TensorShapeError(f"{op}: x has {k} columns, weight {w.name} takes {w.cols}")
         out = np.empty((t, w.rows), np.float32)
         work = t * w.rows * w.cols
+        if w.kind in qdot_cpu.INTEGER_KINDS and t:
+            if splits(w.rows, work):  # activations quantised once, rows over the threads
+                qargs = (w.kind, w.raw, w.aux, *qdot_cpu.quantize(w.kind, xa), out)
+                run_rows(qdot_cpu.rows, qargs, w.rows, work)
+            else:
+                qdot_cpu.product(w.kind, w.raw, w.aux, xa, out)
+            return Tensor(out, "f32")
         if w.kind != qgemv_cpu.F32:
             rounded = np.empty_like(xa)
             qgemv_cpu.round_activations(w.kind, xa, rounded)
@@ -118,9 +137,11 @@ def _token_ids(op: str, tokens: Any, n: int) -> np.ndarray:
 def embed_rows(w: Any, tokens: Any) -> Tensor:
     """The rows of W [V E] for the token ids: [T E] float32."""
     op = "tensor/embed-rows"
-    _device(op, w)
+    dev = _device(op, w)
     if not isinstance(w, Weight):
         raise GeneTypeError(f"{op}: expected a model weight, got {type(w).__name__}")
+    if dev.is_cuda:
+        return _gpu().embed_rows(w, tokens)
     ids = _token_ids(op, tokens, w.rows)
     out = np.empty((ids.shape[0], w.cols), np.float32)
     qgemv_cpu.dequant_rows(w.raw, w.kind, ids, out)
@@ -132,7 +153,8 @@ def ggml_rmsnorm(x: Any, w: Any, eps: Any = 1e-6) -> Tensor:
     """RMSNorm over the last axis of x with weight w, rounded as ggml rounds it (so the
     engine's numbers follow libllama's; tensor/rmsnorm keeps f64 statistics instead)."""
     op = "tensor/ggml-rmsnorm"
-    _device(op, x, w)
+    if _device(op, x, w).is_cuda:
+        return _gpu().ggml_rmsnorm(x, w, eps)
     if not isinstance(x, Tensor) or x.ndim < 1:
         raise GeneTypeError(f"{op}: x must be a tensor with at least one axis")
     xa = _f32(op, x, x.ndim)
@@ -149,7 +171,8 @@ def geglu(gate: Any, up: Any) -> Tensor:
     """gelu(gate) * up, elementwise, with GELU's tanh form computed as ggml computes it
     (for the input rounded to f16, the result rounded to f16)."""
     op = "tensor/geglu"
-    _device(op, gate, up)
+    if _device(op, gate, up).is_cuda:
+        return _gpu().geglu(gate, up)
     g = _f32(op, gate, gate.ndim if isinstance(gate, Tensor) else 2, "gate")
     u = _f32(op, up, g.ndim, "up")
     if g.shape != u.shape:
@@ -169,7 +192,8 @@ def rope_at(x: Any, pos: Any, base: Any, scale: Any = 1.0, mode: Any = "neox",
     (i, i + dims/2), :adjacent pairs (2i, 2i + 1); `dims` leading dimensions rotate (all
     by default); `factors` [dims/2] divide the frequencies (Llama 3's rope_freqs)."""
     op = "tensor/rope-at"
-    _device(op, x, factors)
+    if _device(op, x, factors).is_cuda:
+        return _gpu().rope_at(x, pos, base, scale, mode, dims, factors)
     xa = _f32(op, x, 3)
     start = _int(op, pos, "the position")
     d = xa.shape[2]
@@ -215,8 +239,9 @@ def kv_cache(model: Any, n_ctx: Any) -> KVCache:
     if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
         raise GeneTypeError(f"{op}: expected an engine model map")
     c = model["config"]
-    return KVCache(c["n-layer"], c["n-head-kv"], c["head-dim"], _int(op, n_ctx, "n-ctx", 1),
-                   model["embed"].device)
+    dev = model["embed"].device
+    cls = _gpu().DeviceKVCache if dev.is_cuda else KVCache
+    return cls(c["n-layer"], c["n-head-kv"], c["head-dim"], _int(op, n_ctx, "n-ctx", 1), dev)
 
 
 def _layer(op: str, cache: Any, layer: Any) -> int:
@@ -241,7 +266,8 @@ def kv_store(cache: Any, layer: Any, k: Any, v: Any, pos: Any) -> None:
     """Keep k, v [T Hkv D] as the layer's keys and values at positions pos .. pos + T - 1."""
     op = "tensor/kv-store"
     i = _layer(op, cache, layer)
-    _device(op, cache, k, v)
+    if _device(op, cache, k, v).is_cuda:
+        return _gpu().kv_store(cache, i, k, v, pos)
     ka, va = _f32(op, k, 3, "k"), _f32(op, v, 3, "v")
     want = (ka.shape[0], cache.kv_heads, cache.head_dim)
     if ka.shape != want or va.shape != want:
@@ -258,7 +284,10 @@ def kv_attention(cache: Any, layer: Any, q: Any, pos: Any, window: Any = 0,
     and values, causal, within the last `window` positions when window > 0: [T H D]."""
     op = "tensor/kv-attention"
     i = _layer(op, cache, layer)
-    _device(op, cache, q)
+    if _device(op, cache, q).is_cuda:
+        w = _int(op, window, ":window")
+        return _gpu().kv_attention(cache, i, q, pos, w, 1.0 / np.sqrt(q.shape[-1]) if scale is None
+                                   else float(scale))
     qa = _f32(op, q, 3, "q")
     t, h, d = qa.shape
     if d != cache.head_dim or h % cache.kv_heads:

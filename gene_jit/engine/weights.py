@@ -22,7 +22,7 @@ import numpy as np
 from gene_jit.llama.errors import BadModelError
 from gene_jit.tensor.device import Device
 from gene_jit.tensor.tensor import Tensor
-from gene_jit.tensor_kernels.qgemv_cpu import BLOCKS, KINDS
+from gene_jit.tensor_kernels.qgemv_cpu import BLOCKS, KINDS, Q4_K
 
 ARCHITECTURES = ("gemma3", "llama")
 READS = "F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K"
@@ -60,7 +60,7 @@ class Weight:
     """A weight matrix `[rows, cols]` (one output feature per row) in its GGUF type, as
     a view of the model file's bytes: `raw [rows, row_bytes]` uint8."""
 
-    __slots__ = ("name", "kind", "type_name", "rows", "cols", "raw", "device")
+    __slots__ = ("name", "kind", "type_name", "rows", "cols", "raw", "device", "_aux")
 
     def __init__(self, name: str, type_name: str, rows: int, cols: int, raw: np.ndarray,
                  device: Device) -> None:
@@ -68,6 +68,19 @@ class Weight:
         self.kind = KINDS[type_name.lower()]
         self.raw = raw
         self.device = device
+        self._aux: np.ndarray | None = None
+
+    @property
+    def aux(self) -> np.ndarray:
+        """What the CPU's integer products read beside the blocks: Q4_K's six-bit scales
+        and mins unpacked (gene_jit/tensor_kernels/qdot_cpu.py), unpacked on first use;
+        an empty row per weight row for the other types."""
+        if self._aux is None:
+            from gene_jit.tensor_kernels import qdot_cpu
+
+            self._aux = (qdot_cpu.q4_k_aux(self.raw) if self.kind == Q4_K
+                         else np.zeros((self.rows, 0), np.uint8))
+        return self._aux
 
     @property
     def nbytes(self) -> int:

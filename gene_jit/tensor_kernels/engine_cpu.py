@@ -15,11 +15,27 @@ from typing import Any
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
-from gene_jit.tensor_kernels.qgemv_cpu import half_round, round_half
+from gene_jit.tensor_kernels.qgemv_cpu import _f32_bits, half_round, round_half
 
 ROPE_ADJACENT, ROPE_NEOX = 0, 2  # llama.cpp's rope modes: pairs (2i, 2i+1) or (i, i + n/2)
+
+
+@intrinsic
+def fma32(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """a * b + c for float32 values, rounded once (where ggml's compiler fuses them)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        f32 = args[0].type
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32] * 3),
+                                            "llvm.fma.f32")
+        return builder.call(fn, args)
+
+    return types.float32(types.float32, types.float32, types.float32), codegen
 
 
 @nb.njit(fastmath=False, cache=True)
@@ -33,8 +49,8 @@ def rope_heads(
 
     In float32 as ggml computes it, so that keys and queries match libllama's to the bit:
     the angle of pair i is pos times base^(-2/n_rot) multiplied in i times, its cosine
-    and sine rounded from the exact values, and each rotated value one fused
-    multiply-add, `x0 * cos - (x1 * sin)`."""
+    and sine libm's cosf and sinf of the float32 angle (as ggml calls them), and each
+    rotated value one fused multiply-add, `x0 * cos - (x1 * sin)`."""
     t_all, h_all, d = x.shape
     half = n_rot // 2
     cos = np.empty(half, np.float32)
@@ -46,8 +62,8 @@ def rope_heads(
         for i in range(half):
             angle = theta / factors[i] if factors.shape[0] else theta
             angle = scale * np.float32(angle)
-            cos[i] = np.float32(math.cos(np.float64(angle)))
-            sin[i] = np.float32(math.sin(np.float64(angle)))
+            cos[i] = math.cos(angle)  # float32 in, float32 out: libm's cosf and sinf
+            sin[i] = math.sin(angle)
             theta = np.float32(theta * step)
         for h in range(h_all):
             src = x[t, h]
@@ -138,19 +154,68 @@ def cached_attention(
             else:
                 w = np.float32(math.exp(s - top))
             vr = v_cache[kv, j]
-            for c in range(d):  # fma in f32: the exact product and sum, rounded once
-                acc[c] = half_round(np.float32(np.float64(vr[c]) * np.float64(w) + np.float64(acc[c])))
-            total = total * grow + w
+            for c in range(d):  # ggml_vec_mad_f16: one fma in f32, stored as f16
+                acc[c] = half_round(fma32(vr[c], w, acc[c]))  # type: ignore[call-arg]
+            total = fma32(total, grow, w)  # type: ignore[call-arg]  # S = S * ms + vs, fused
         inv = np.float32(1.0) / total
         for c in range(d):
             out[t, h, c] = acc[c] * inv
 
 
-@nb.njit(cache=True)
-def geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
-    """out = gelu(gate) * up over flat float32 arrays, GELU (tanh form) as ggml computes
-    it: looked up for the input rounded to float16, the result rounded to float16, and
-    exact (0 or the input) beyond -10 and 10."""
+@nb.njit(cache=True, inline="always")
+def _half_value(h: int) -> Any:
+    """The float16 with bit pattern h, as a float32 (inf and NaN patterns give inf)."""
+    e = (h >> 10) & 0x1F
+    m = np.float32(h & 0x3FF)
+    if e == 0:
+        v = m * np.float32(5.960464477539063e-08)  # 2^-24
+    elif e == 31:
+        v = np.float32(np.inf)
+    else:
+        v = (np.float32(1.0) + m * np.float32(0.0009765625)) * np.float32(2.0 ** (e - 15))
+    return -v if h & 0x8000 else v
+
+
+@nb.njit(cache=True, inline="always")
+def _half_bits(v: Any) -> Any:
+    """The float16 bit pattern of v, a finite float32 that is a float16 value."""
+    a = abs(v)
+    sign = 0x8000 if v < 0 else 0
+    if a < np.float32(6.103515625e-05):  # subnormal: steps of 2^-24
+        return sign | np.int64(a * np.float32(16777216.0))
+    b = np.int64(_f32_bits(a))  # type: ignore[call-arg]
+    return sign | ((((b >> 23) & 0xFF) - 112) << 10) | ((b >> 13) & 0x3FF)
+
+
+@nb.njit(fastmath=False, cache=True)
+def _gelu_table() -> np.ndarray:
+    """GELU (tanh form) of every float16 value, as ggml_cpu_init fills
+    ggml_table_gelu_f16: in float32, `0.5x (1 + tanhf(sqrt(2/pi) x (1 + 0.044715 x x)))`
+    with the inner `a x * x + 1` one fused multiply-add (as the compiler contracts it),
+    rounded to float16. Kept as float32 values."""
+    out = np.empty(1 << 16, np.float32)
+    a = np.float32(0.044715)
+    c = np.float32(0.7978845608028654)
+    for i in range(1 << 16):
+        x = _half_value(i)
+        inner = np.float32(np.float64(a * x) * np.float64(x) + 1.0)  # exact product: one rounding
+        t = np.float32(math.tanh(np.float32(c * x) * inner))
+        out[i] = half_round(np.float32(np.float32(0.5) * x) * (np.float32(1.0) + t))
+    return out
+
+
+_GELU: list[np.ndarray] = []
+
+
+def gelu_table() -> np.ndarray:
+    """The float16 GELU table (built once a process)."""
+    if not _GELU:
+        _GELU.append(_gelu_table())
+    return _GELU[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def _geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray, table: np.ndarray) -> None:
     for i in range(gate.shape[0]):
         x = gate[i]
         if x <= np.float32(-10.0):
@@ -158,9 +223,14 @@ def geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
         elif x >= np.float32(10.0):
             out[i] = x * up[i]
         else:
-            h = np.float64(half_round(x))
-            g = 0.5 * h * (1.0 + math.tanh(0.7978845608028654 * h * (1.0 + 0.044715 * h * h)))
-            out[i] = half_round(np.float32(g)) * up[i]
+            out[i] = table[_half_bits(half_round(x))] * up[i]
+
+
+def geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
+    """out = gelu(gate) * up over flat float32 arrays, as ggml_vec_geglu_f32 computes it:
+    GELU looked up in ggml's float16 table (`gelu_table`) for the input rounded to
+    float16, and exact (0 or the input) beyond -10 and 10."""
+    _geglu(gate, up, out, gelu_table())
 
 
 @nb.njit(fastmath=False, cache=True)

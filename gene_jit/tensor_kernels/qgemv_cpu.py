@@ -1,6 +1,8 @@
 """Numba CPU products with GGUF weights dequantised inside the product (fused): the
 weights stay in their blocks in memory, and each block is decoded in registers where it
-is multiplied.
+is multiplied. The native engine multiplies quantised weights with integer dot products
+instead (qdot_cpu.py, as llama.cpp does); it uses these for F16, BF16 and F32 weights
+and for embedding rows.
 
 Layouts: a weight is `w [N, row_bytes]` uint8, one output feature per row (llama.cpp's
 `[out, in]`), each row a whole number of blocks of its type; activations are `x [T, K]`
