@@ -70,6 +70,19 @@ def test_payoff_guesses_only_while_guesses_are_kept() -> None:
     assert p.worth(2)
 
 
+def test_payoff_takes_a_plain_step_now_and_then() -> None:
+    from gene_jit.llama.speculate import REFRESH
+
+    p = Payoff(_costs(0.02, 0.024))
+    answers = []
+    for _ in range(2 * REFRESH + 2):
+        answers.append(p.worth(2))
+        if answers[-1]:
+            p.observe(2, 2)
+    # a single step's cost is renewed after every REFRESH guessing steps
+    assert answers == ([True] * REFRESH + [False]) * 2
+
+
 def test_payoff_weighs_what_batches_cost() -> None:
     cheap, dear = Payoff(_costs(0.02, 0.024)), Payoff(_costs(0.02, 0.06))
     for p in (cheap, dear):

@@ -48,7 +48,8 @@ KV_BUCKET = 256  # cache lengths are checked in ranges of this many cells
 MAX_BACKOFF = 8  # steps without guessing after repeated misses
 PRIOR_BATCH_COST = 0.35  # single steps each extra row of a batch is assumed to cost
 DECAY = 0.8  # weight of older guesses in the kept-token estimate
-MARGIN = 0.05  # single steps a guessing step must be expected to save
+MARGIN = 0.1  # single steps a guessing step must be expected to save
+REFRESH = 8  # guessing steps in a row before a plain one renews what a single step costs
 COST_WINDOW = 15  # latest step timings per batch size the cost estimate is taken from
 MIN_SAMPLES = 3  # timings of a batch size before they alone say what it costs
 
@@ -197,6 +198,7 @@ class Payoff:
         self.steps = 2.0  # decaying count of steps, and of steps that had a guess
         self.guessed = 1.0
         self.shadow: tuple[int, list[int]] | None = None  # (history index, guess)
+        self.run = 0  # steps in a row that `worth` let guess
 
     def step(self, hist: list[int]) -> None:
         """A decoding step begins: settle a guess that was not decoded, now that the
@@ -226,7 +228,17 @@ class Payoff:
         return tokens - self.costs.ratio(k + 1)
 
     def worth(self, k: int) -> bool:
-        return self.expected_gain(k) > MARGIN
+        if self.run >= REFRESH:
+            # what a single step costs is measured only on plain steps: one now and then
+            # keeps that figure as current as the batches' (on a machine whose load
+            # changes, an old figure would make batches look cheaper than they are)
+            self.run = 0
+            return False
+        if self.expected_gain(k) > MARGIN:
+            self.run += 1
+            return True
+        self.run = 0
+        return False
 
     def worth_check(self, k: int, remaining: int) -> bool:
         """Whether checking a new range (a batch, then its tokens one by one) is expected
