@@ -11,7 +11,9 @@ Not every architecture can be trained: libllama aborts the whole process when a 
 holds an operation without a backward pass (Gemma's GEGLU feed-forward, for one). Before
 any work a child process therefore builds that architecture's training graph and takes
 one step that changes nothing; if it dies, the Gene error says why, and the caller's
-process was never at risk. The answer is remembered for the file.
+process was never at risk. The answer is remembered for the file. Gemma 3 is known to
+fail that way and never gets there: it trains LoRA adapters with PyTorch
+(gene_jit/llama/finetune_torch.py), saved merged into `:out` or as an adapter (`:adapter`).
 
 Training data: the texts, each with BOS and EOS, are joined and cut into windows of the
 context's length (at least 256 tokens in this libllama), the last one padded with EOS.
@@ -69,20 +71,22 @@ class TrainingError(LlamaError):
 
 @dataclass
 class TuneResult:
-    out: Path
+    out: Path | None  # the tuned model saved, when one was asked for
     losses: list[float] = field(default_factory=list)  # one per optimizer step
     epoch_losses: list[float] = field(default_factory=list)  # mean per epoch
     tokens: int = 0  # tokens per epoch
     seconds: float = 0.0
+    adapter: Path | None = None  # the LoRA adapter saved, when one was asked for
 
     def as_map(self) -> dict[str, Any]:
         return {
-            "out": str(self.out),
+            "out": None if self.out is None else str(self.out),
             "losses": list(self.losses),
             "epoch-losses": list(self.epoch_losses),
             "steps": len(self.losses),
             "tokens": self.tokens,
             "seconds": round(self.seconds, 3),
+            "adapter": None if self.adapter is None else str(self.adapter),
         }
 
 
@@ -98,9 +102,15 @@ def training_texts(texts: Any) -> list[str]:
 
 
 def fine_tune(model: Model, texts: Any, out: Any, epochs: int = 2, lr: float = 1e-4, kind: Any = None,
-              window: int = DEFAULT_WINDOW, progress: bool | None = None) -> TuneResult:
-    """Train a copy of `model`'s weights on `texts` and save it to `out`."""
+              window: int = DEFAULT_WINDOW, progress: bool | None = None, adapter: Any = None) -> TuneResult:
+    """Train a copy of `model`'s weights on `texts` and save it to `out` (and, for Gemma 3
+    models, LoRA adapters to `adapter`)."""
     items = training_texts(texts)
+    if model.meta("general.architecture") == "gemma3":
+        return _fine_tune_gemma3(model, items, out, epochs, lr, kind, window, progress, adapter)
+    if adapter:
+        raise TrainingError("model/fine-tune: :adapter is for gemma3 models, which train LoRA adapters; "
+                            f"{model.path.name} trains all its weights through libllama (give :out)")
     if not out:
         raise TrainingError('model/fine-tune needs :out, the file to save the tuned model to (:out "tuned.gguf")')
     target = check_output(str(out), model.path)
@@ -128,6 +138,24 @@ def fine_tune(model: Model, texts: Any, out: Any, epochs: int = 2, lr: float = 1
     result.out = target
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _fine_tune_gemma3(model: Model, items: list[str], out: Any, epochs: int, lr: float, kind: Any,
+                      window: int, progress: bool | None, adapter: Any) -> TuneResult:
+    """libllama cannot train Gemma 3 (no backward pass for GEGLU): PyTorch trains LoRA
+    adapters (gene_jit/llama/finetune_torch.py)."""
+    if not out and not adapter:
+        raise TrainingError('model/fine-tune needs :out, the file to save the tuned model to (:out "tuned.gguf"), '
+                            'or :adapter, the file to save its LoRA adapter to (:adapter "lora.gguf")')
+    target = check_output(str(out), model.path) if out else None
+    lora = check_output(str(adapter), model.path) if adapter else None
+    if target is not None and target == lora:
+        raise TrainingError(f"model/fine-tune: :out and :adapter are the same file, {target}")
+    save_as = type_name(kind) if kind is not None else "F16"
+    from gene_jit.llama.finetune_torch import fine_tune_gemma3, torch_module
+
+    torch_module()  # a missing PyTorch is a Gene error before any work
+    return fine_tune_gemma3(model, items, target, lora, epochs, lr, save_as, window, wanted(progress))
 
 
 class _Trainer:

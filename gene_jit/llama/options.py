@@ -68,6 +68,7 @@ OPTIONS: dict[str, Option] = {
     "epochs": Option("int", 1, 10_000),
     "lr": Option("float", 0.0, 1.0, lo_open=True),
     "out": Option("string"),
+    "adapter": Option("string"),
 }
 
 SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed")
@@ -88,7 +89,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "model/quantize": ("type", "threads", "progress"),
     "model/load-adapter": ("scale",),
     "model/set-adapters": ("scales",),
-    "model/fine-tune": ("epochs", "lr", "out", "type", "window", "progress"),
+    "model/fine-tune": ("epochs", "lr", "out", "type", "window", "progress", "adapter"),
     "chat-session": ("n_ctx",),
 }
 

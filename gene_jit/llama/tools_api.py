@@ -124,12 +124,13 @@ def model_adapters(model: Any) -> list[dict[str, Any]]:
 @builtin("fine-tune", ns="model")
 def model_fine_tune(model: Any, texts: Any, **kw: Any) -> dict[str, Any]:
     """`(model/fine-tune model texts :epochs 2 :lr 1e-4 :out "tuned.gguf")`: train a copy
-    of the model on the texts and save it; a map with :out, :losses (one per step),
-    :epoch-losses, :steps, :tokens and :seconds."""
+    of the model on the texts and save it (gemma3 models: LoRA adapters trained with
+    PyTorch, merged into :out and/or saved to :adapter "lora.gguf"); a map with :out,
+    :adapter, :losses (one per step), :epoch-losses, :steps, :tokens and :seconds."""
     from gene_jit.llama.finetune import DEFAULT_WINDOW, fine_tune
 
     opts = check_options("model/fine-tune", kw)
     m = _model("model/fine-tune", model)
     result = fine_tune(m, texts, opts.get("out"), opts.get("epochs", 2), opts.get("lr", 1e-4), opts.get("type"),
-                       opts.get("window", DEFAULT_WINDOW), opts.get("progress"))
+                       opts.get("window", DEFAULT_WINDOW), opts.get("progress"), opts.get("adapter"))
     return result.as_map()
