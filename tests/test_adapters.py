@@ -19,6 +19,7 @@ from tool_models import write_lora  # noqa: E402
 from gene_jit.llama import gene_api as g  # noqa: E402
 from gene_jit.llama import tools_api as t  # noqa: E402
 from gene_jit.llama.adapters import Adapter, AdapterError  # noqa: E402
+from gene_jit.llama.errors import LlamaError  # noqa: E402
 from gene_jit.llama.model import Model  # noqa: E402
 from gene_jit.llama.options import OptionError  # noqa: E402
 from gene_jit.llama.perplexity import perplexity  # noqa: E402
@@ -100,6 +101,10 @@ def test_bad_adapters_are_gene_errors(gemma: Model, loras: tuple[Path, Path], tm
         t.model_load_adapter(gemma, str(gemma.path))
     with pytest.raises(AdapterError, match="no adapter file"):
         t.model_load_adapter(gemma, str(tmp_path / "missing.gguf"))
+    with pytest.raises(AdapterError, match="is a folder; pass the path of a LoRA adapter .gguf file"):
+        t.model_load_adapter(gemma, str(tmp_path))
+    with pytest.raises(LlamaError, match="the adapter path as a non-blank string"):
+        t.model_load_adapter(gemma, "")
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"not a gguf file at all")
     with pytest.raises(AdapterError, match="not a GGUF adapter file"):
@@ -107,10 +112,12 @@ def test_bad_adapters_are_gene_errors(gemma: Model, loras: tuple[Path, Path], tm
     with pytest.raises(OptionError, match=":scale expects a number >= 0"):
         t.model_load_adapter(gemma, str(loras[0]), scale=-1)
     a = t.model_load_adapter(gemma, str(loras[0]))
-    with pytest.raises(OptionError, match="1 adapters but 2 :scales"):
+    with pytest.raises(OptionError, match=r":scales needs one number per adapter \(1\), got 2"):
         t.model_set_adapters(gemma, [a], scales=[1.0, 2.0])
     with pytest.raises(AdapterError, match="an adapter or an array of adapters"):
         t.model_set_adapters(gemma, ["a.gguf"])
+    with pytest.raises(OptionError, match=r":scales expects numbers >= 0, got \[0.5 -1\]"):
+        t.model_set_adapters(gemma, [a, a], scales=[0.5, -1])
     a.close()
     assert t.model_adapters(gemma) == []
     with pytest.raises(AdapterError, match="was closed"):

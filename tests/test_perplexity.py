@@ -116,3 +116,55 @@ def test_cli_prints_perplexity_with_its_error(tmp_path: Path, gemma: Model) -> N
     missing = subprocess.run([sys.executable, "-m", "gene_jit", "perplexity", "default", str(tmp_path / "none.txt")],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_empty_texts_say_what_is_expected(gemma: Model) -> None:
+    for empty in ("", "  \n"):
+        with pytest.raises(LlamaError, match="needs the text as a non-blank string"):
+            t.model_perplexity(gemma, empty)
+    with pytest.raises(LlamaError, match=r"at least 4 tokens \(BOS included\), got 2"):
+        t.model_perplexity(gemma, "Hi")
+
+
+def test_every_model_tool_refuses_a_closed_model(tmp_path: Path) -> None:
+    from tiny_model import write_tiny_model
+
+    m = Model(str(write_tiny_model(tmp_path / "tiny.gguf")), n_ctx=64, threads=1, progress=False)
+    m.close()
+    calls = [lambda: t.model_perplexity(m, TEXT), lambda: t.model_load_adapter(m, str(tmp_path / "a.gguf")),
+             lambda: t.model_set_adapters(m, []), lambda: t.model_remove_adapter(m), lambda: t.model_adapters(m),
+             lambda: t.model_fine_tune(m, ["a text"]), lambda: g.model_info(m),
+             lambda: g.generate_text(m, "The cat", 2), lambda: g.tokenizer_encode(g.Tokenizer(m), "cat")]
+    g.model_close(m)  # closing twice is harmless
+    for call in calls:
+        with pytest.raises(LlamaError, match="the model tiny.gguf was closed"):
+            call()
+
+
+def test_cli_refuses_what_is_not_text(tmp_path: Path) -> None:
+    from gene_jit.llama.perplexity_cli import read_text
+
+    (tmp_path / "bin.dat").write_bytes(bytes(range(256)))
+    (tmp_path / "nul.txt").write_bytes(b"plain\0text")
+    (tmp_path / "ok.txt").write_text("caf\u00e9 au lait", encoding="utf-8")
+    with pytest.raises(LlamaError, match=r"bin.dat is not a UTF-8 text file \(byte 128"):
+        read_text(tmp_path / "bin.dat")
+    with pytest.raises(LlamaError, match=r"nul.txt is not a text file \(byte 5 is a NUL\)"):
+        read_text(tmp_path / "nul.txt")
+    with pytest.raises(LlamaError, match="Is a directory"):
+        read_text(tmp_path)
+    assert read_text(tmp_path / "ok.txt") == "caf\u00e9 au lait"
+    (tmp_path / "empty.txt").write_text(" \n")
+    empty = subprocess.run([sys.executable, "-m", "gene_jit", "perplexity", "default", str(tmp_path / "empty.txt")],
+                           capture_output=True, text=True, timeout=300)
+    assert empty.returncode == 1 and "empty.txt is empty" in empty.stderr and "Traceback" not in empty.stderr
+
+
+@pytest.mark.parametrize("command", [["perplexity", "default", "t.txt"], ["quantize", "default", "o.gguf", "Q8_0"]])
+@pytest.mark.parametrize("threads", ["0", "-2", "two", "1025"])
+def test_cli_threads_must_be_a_positive_count(tmp_path: Path, command: list[str], threads: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "gene_jit", *command, "--threads", threads], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--threads: expected a number of threads from 1 to 1024, got '{threads}'" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -88,8 +88,10 @@ def test_q4_0_of_the_default_model_is_within_15_percent(base_ppl: float, quantis
 
 
 def test_unknown_type_and_unwritable_paths_are_gene_errors(tmp_path: Path, tiny_path: Path) -> None:
-    with pytest.raises(QuantizeError, match="unknown quantisation type 'Q4_X'; did you mean"):
+    with pytest.raises(QuantizeError, match='unknown quantisation type "Q4_X"; did you mean'):
         t.model_quantize(str(tiny_path), str(tmp_path / "x.gguf"), "Q4_X")
+    with pytest.raises(QuantizeError, match=r"unknown quantisation type :lots \(types: F32"):
+        g.model_create(str(tiny_path), quantize=Symbol("lots"))
     with pytest.raises(QuantizeError, match="the folder .* does not exist"):
         t.model_quantize(str(tiny_path), str(tmp_path / "no" / "x.gguf"), "Q8_0")
     with pytest.raises(QuantizeError, match="it is a folder"):
@@ -141,8 +143,9 @@ def test_memory_sizes() -> None:
     assert parse_size("300MB") == 300_000_000
     assert parse_size("1.5 GiB") == 3 * 2**29
     assert parse_size(1234) == 1234
-    for bad in ("lots", "-3MB", "3 parsecs", 0):
-        with pytest.raises(QuantizeError, match="a memory size"):
+    for bad, shown in (("lots", '"lots"'), ("-3MB", '"-3MB"'), ("3 parsecs", '"3 parsecs"'), (0, "0"),
+                       ("nanGB", '"nanGB"'), ("", '""')):
+        with pytest.raises(QuantizeError, match=f'a memory size .* or "2GiB", got {shown}$'):
             parse_size(bad)
 
 
@@ -166,7 +169,64 @@ def test_max_memory_picks_the_best_type_that_fits_and_caches_it(tmp_path: Path, 
     m = g.model_create(str(src), quantize="Q4_0", threads=1, progress=False)
     assert m.path == tmp_path / "tiny.Q4_0.gguf"
     m.close()
-    with pytest.raises(QuantizeError, match=r"no quantisation of tiny.gguf fits in 0 MB \(the smallest, Q2_K takes"):
+    with pytest.raises(QuantizeError, match=r"no quantisation of tiny.gguf fits in 1 KB \(the smallest, Q2_K takes"):
         g.model_create(str(src), max_memory=1000, threads=1, progress=False)
     with pytest.raises(OptionError, match=":max-memory expects a memory size"):
         g.model_create(str(src), max_memory=True)
+
+
+def test_a_chosen_type_still_keeps_to_the_memory_budget(tmp_path: Path, tiny_path: Path) -> None:
+    src = tmp_path / "tiny.gguf"
+    shutil.copy(tiny_path, src)
+    for budget, shown in ((1000, "1 KB"), ("20KB", "20 KB"), (999, "999 bytes")):
+        with pytest.raises(QuantizeError, match=rf"Q8_0 weights of tiny.gguf take .* more than :max-memory "
+                                                rf"{shown}; leave out :quantize"):
+            g.model_create(str(src), quantize="Q8_0", max_memory=budget, threads=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]  # nothing made, nothing cached
+    m = g.model_create(str(src), quantize="q8_0", max_memory="1GB", threads=1, progress=False)
+    assert m.path == tmp_path / "tiny.Q8_0.gguf"
+    m.close()
+
+
+def test_a_cached_copy_older_than_its_source_is_made_again(tmp_path: Path, tiny_path: Path) -> None:
+    src = tmp_path / "tiny.gguf"
+    shutil.copy(tiny_path, src)
+    first = g.model_create(str(src), quantize="Q8_0", threads=1, progress=False)
+    cached = first.path
+    first.close()
+    os.utime(cached, ns=(1, 1))  # as if made long before the source was replaced
+    m = g.model_create(str(src), quantize="Q8_0", threads=1, progress=False)
+    assert m.path == cached and cached.stat().st_mtime_ns >= src.stat().st_mtime_ns
+    m.close()
+
+
+def test_outputs_that_are_no_regular_files_are_left_alone(tmp_path: Path, tiny_path: Path) -> None:
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.gguf"
+    link.symlink_to(fifo)
+    for out in (fifo, link):
+        with pytest.raises(QuantizeError, match="it is not a regular file; give a file name"):
+            t.model_quantize(str(tiny_path), str(out), "Q8_0")
+    assert fifo.is_fifo() and link.is_symlink() and leftovers(tmp_path) == []
+    (tmp_path / "real.gguf").write_bytes(b"older")
+    link.unlink()
+    link.symlink_to(tmp_path / "real.gguf")
+    info = t.model_quantize(str(tiny_path), str(link), "Q8_0")
+    assert link.is_symlink() and info["path"] == str(tmp_path / "real.gguf")
+    assert (tmp_path / "real.gguf").stat().st_size == info["size-after"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_refuses_new_files_is_a_gene_error(tiny_path: Path) -> None:
+    # /proc passes the writability check even for root, then refuses to create the file
+    with pytest.raises(QuantizeError, match="cannot write the model to /proc/tiny.gguf: "):
+        t.model_quantize(str(tiny_path), "/proc/tiny.gguf", "Q8_0")
+
+
+def test_asking_for_the_type_a_model_has_loads_it_as_it_is(tmp_path: Path, tiny_path: Path) -> None:
+    q8 = Path(t.model_quantize(str(tiny_path), str(tmp_path / "q8.gguf"), "Q8_0")["path"])
+    m = g.model_create(str(q8), quantize="q8_0", threads=1, progress=False)
+    assert m.path == q8
+    m.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q8.gguf"]

@@ -28,7 +28,7 @@ from gene_jit.llama.context import PROMPT_CHUNK, Context
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.model import Model
 from gene_jit.llama.options import OptionError
-from gene_jit.tensor.device import Device, create_device
+from gene_jit.tensor.device import CPU, Device, create_device
 
 __all__ = ["Engine", "EngineContext", "EngineModel"]
 
@@ -42,22 +42,37 @@ class Engine:
         f = GGUFFile(path)
         self.config: Config = read_config(f)
         self.device = device
-        self.model = load_weights(f, self.config, device)
+        if device.is_cuda:
+            from gene_jit.engine.cuda_ops import place_model
+
+            self.model = place_model(load_weights(f, self.config, CPU), device)
+        else:
+            self.model = load_weights(f, self.config, device)
         self.file = f  # keeps the memory map the weights view
         self._forward = _gene_forward(self.config.arch)
         self.lock = threading.Lock()
 
-    def new_cache(self, n_ctx: int) -> KVCache:
+    def new_cache(self, n_ctx: int, slots: int = 1) -> KVCache:
+        """A cache for n_ctx positions (on the GPU: of `slots` sequences)."""
         c = self.config
+        if self.device.is_cuda:
+            from gene_jit.engine.cuda_ops import DeviceKVCache
+
+            return DeviceKVCache(c.n_layer, c.n_head_kv, c.head_dim, n_ctx, self.device, slots)
         return KVCache(c.n_layer, c.n_head_kv, c.head_dim, n_ctx, self.device)
 
-    def forward(self, cache: KVCache, tokens: list[int], pos: int, n_out: int) -> np.ndarray | None:
-        """Logits [n_out, V] of the last n_out tokens (at positions pos ..); the tokens'
-        keys and values join `cache`."""
+    def run_forward(self, cache: KVCache, tokens: Any, pos: Any, n_out: int) -> Any:
+        """The Gene forward pass: a logits tensor [n_out, V] on the engine's device, or
+        None when n_out is 0 (`pos` is the first position, or cuda_ops.Rows on the GPU)."""
         from gene_jit.api import gene_boundary
 
         with gene_boundary():
-            out = self._forward(self.model, cache, tokens, pos, n_out)
+            return self._forward(self.model, cache, tokens, pos, n_out)
+
+    def forward(self, cache: KVCache, tokens: list[int], pos: Any, n_out: int) -> np.ndarray | None:
+        """Logits [n_out, V] of the last n_out tokens (at positions pos ..); the tokens'
+        keys and values join `cache`."""
+        out = self.run_forward(cache, tokens, pos, n_out)
         return None if out is None else out.numpy()
 
     @property
@@ -132,7 +147,13 @@ class EngineContext(Context):
         self.last_decoded = 0
         self._owner: Any = None
         self.batch: Any = _Batch(max(self.n_batch, n_seq))
-        self.caches = {s: self.engine.new_cache(self.n_ctx_seq) for s in range(n_seq)}
+        self.gpu = self.engine.device.is_cuda
+        if self.gpu:  # one cache, a slot per sequence, so that a batch decodes in one call
+            self.gpu_cache: Any = self.engine.new_cache(self.n_ctx_seq, n_seq)
+            self.caches = {}
+            self.graphs: dict[int, Any] = {}
+        else:
+            self.caches = {s: self.engine.new_cache(self.n_ctx_seq) for s in range(n_seq)}
         self._rows: dict[int, np.ndarray] = {}
 
     @staticmethod
@@ -154,6 +175,10 @@ class EngineContext(Context):
         what it holds) in one forward call, logits for the rows that asked."""
         rows = list(self.batch.rows)
         self.batch.n_tokens = 0
+        if self.gpu:
+            with self.decode_lock:
+                self._rows = _submit_gpu(self, rows)
+            return
         by_seq: dict[int, list[int]] = {}
         for i, (_, _, seq, _) in enumerate(rows):
             by_seq.setdefault(seq, []).append(i)
@@ -185,6 +210,42 @@ class EngineContext(Context):
     def close(self) -> None:
         self.caches = {}
         self._rows = {}
+        for graph in getattr(self, "graphs", {}).values():
+            graph.close()
+        self.graphs = {}
+        self.gpu_cache = None
+
+
+GRAPH_BATCHES = 64  # decode steps of up to this many rows replay a captured graph
+
+
+def _submit_gpu(ctx: EngineContext, rows: list[tuple[int, int, int, bool]]) -> dict[int, np.ndarray]:
+    """All rows of the batch in one forward call on the GPU, each row at its position in
+    its sequence's cache slot; a decode step (one row per sequence, each wanting logits)
+    replays the captured graph of its size instead (cuda_graph.py)."""
+    from gene_jit.engine.cuda_ops import Rows
+    from gene_jit.tensor_kernels.cuda_support import simulator
+
+    for _tok, pos, seq, _ in rows:
+        if not 0 <= seq < ctx.n_seq or pos + 1 > ctx.n_ctx_seq:
+            raise LlamaError(f"position {pos} of sequence {seq} is past the context")
+    toks = [r[0] for r in rows]
+    places = [r[1] for r in rows]
+    seqs = [r[2] for r in rows]
+    wanted = [i for i, r in enumerate(rows) if r[3]]
+    n = len(rows)
+    if (len(set(seqs)) == n and len(wanted) == n and n <= GRAPH_BATCHES and not simulator()
+            and ctx.engine.config.n_vocab * n <= 1 << 26):
+        graph = ctx.graphs.get(n)
+        if graph is None:
+            from gene_jit.engine.cuda_graph import GraphDecoder
+
+            graph = ctx.graphs[n] = GraphDecoder(ctx.engine, ctx.gpu_cache, n)
+        logits = graph.step(toks, places, seqs)
+        return {i: logits[i] for i in range(n)}
+    n_out = n - wanted[0] if wanted else 0
+    out = ctx.engine.forward(ctx.gpu_cache, toks, Rows.from_host(places, seqs), n_out)
+    return {i: out[j] for j, i in enumerate(range(n - n_out, n)) if rows[i][3]} if out is not None else {}
 
 
 def _set_threads(n: int) -> None:

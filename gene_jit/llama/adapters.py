@@ -37,6 +37,8 @@ class Adapter:
 
     def __init__(self, model: Model, path: str | Path, scale: float = 1.0) -> None:
         self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise AdapterError(f"{self.path} is a folder; pass the path of a LoRA adapter .gguf file")
         if not self.path.is_file():
             raise AdapterError(f"no adapter file {self.path}")
         _check_architecture(model, self.path)

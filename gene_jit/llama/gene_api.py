@@ -69,14 +69,13 @@ class Tokenizer:
         return f"<tokenizer {self.model.path.name} ({self.model.n_vocab} tokens)>"
 
 
-def _as_model(value: Any) -> Model:
-    if isinstance(value, Model):
-        return value
-    if isinstance(value, Tokenizer):
-        return value.model
-    if isinstance(value, ChatSession):
-        return value.model
-    raise LlamaError(f"expected a model (from model/create), got {shown(value)}")
+def _as_model(value: Any, closed_ok: bool = False) -> Model:
+    found = value if isinstance(value, Model) else value.model if isinstance(value, Tokenizer | ChatSession) else None
+    if found is None:
+        raise LlamaError(f"expected a model (from model/create), got {shown(value)}")
+    if not closed_ok and not found.handle.ptr:  # libllama would read freed memory
+        raise LlamaError(f"the model {found.path.name} was closed (model/close); create it again")
+    return found
 
 
 def _current_tokenizer() -> Tokenizer:
@@ -224,7 +223,7 @@ def model_stats(model: Any = None) -> dict[str, Any] | None:
 def model_close(model: Any) -> None:
     if isinstance(model, OnnxModel):
         return model.close()
-    _as_model(model).close()
+    _as_model(model, closed_ok=True).close()
 
 
 # ---------------------------------------------------------------- tokenizer/*

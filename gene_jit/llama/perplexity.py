@@ -55,7 +55,7 @@ class Perplexity:
 def window_plan(n_tokens: int, window: int) -> tuple[int, int]:
     """(window, number of windows) for a text of `n_tokens` tokens."""
     if n_tokens < MIN_TOKENS:
-        raise LlamaError(f"perplexity needs a text of at least {MIN_TOKENS} tokens, got {n_tokens}")
+        raise LlamaError(f"perplexity needs a text of at least {MIN_TOKENS} tokens (BOS included), got {n_tokens}")
     window = min(window, n_tokens)
     return window, n_tokens // window
 

@@ -94,12 +94,17 @@ def type_name(value: Any) -> str:
         return text
     close = difflib.get_close_matches(text, list(TYPES), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ""
-    raise QuantizeError(f"unknown quantisation type {value!r}{hint} (types: {', '.join(TYPES)})")
+    from gene_jit.llama.options import shown
+
+    given = f":{value.name}" if isinstance(getattr(value, "name", None), str) else shown(value)
+    raise QuantizeError(f"unknown quantisation type {given}{hint} (types: {', '.join(TYPES)})")
 
 
 def check_output(out: str | os.PathLike[str], source: Path | None = None) -> Path:
     """The output path, refused early when it cannot be written (before any work)."""
     path = Path(out).expanduser()
+    if path.is_symlink():  # write where the link points: replacing the link would move the file
+        path = Path(os.path.realpath(path))
     if path.is_dir():
         raise QuantizeError(f"cannot write the model to {path}: it is a folder; give a file name")
     folder = path.parent if str(path.parent) else Path(".")
@@ -107,6 +112,8 @@ def check_output(out: str | os.PathLike[str], source: Path | None = None) -> Pat
         raise QuantizeError(f"cannot write the model to {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise QuantizeError(f"cannot write the model to {path}: the folder {folder} is not writable")
+    if path.exists() and not path.is_file():  # replacing /dev/null or a pipe with a model would break it
+        raise QuantizeError(f"cannot write the model to {path}: it is not a regular file; give a file name")
     if path.exists() and not os.access(path, os.W_OK):
         raise QuantizeError(f"cannot write the model to {path}: the file is not writable")
     if source is not None and path.exists() and path.resolve() == source.resolve():
@@ -129,7 +136,10 @@ def quantize(source: Any, out: Any, kind: Any = "Q8_0", threads: int | None = No
     name = type_name(kind)
     src = resolve_model(None if source is None else str(source))
     path = check_output(str(out), src)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    except OSError as exc:  # a folder that looks writable but is not (/proc, a full or read-only disk)
+        raise QuantizeError(f"cannot write the model to {path}: {exc.strerror or exc}") from None
     os.close(fd)
     started = time.perf_counter()
     try:
@@ -228,7 +238,9 @@ def parse_size(value: Any) -> int:
         return value
     m = _SIZE.match(value) if isinstance(value, str) else None
     if m is None or m.group(2).upper() not in _UNITS or float(m.group(1)) <= 0:
-        raise QuantizeError(f'a memory size is a number of bytes or a text like "300MB" or "2GiB", got {value!r}')
+        from gene_jit.llama.options import shown
+
+        raise QuantizeError(f'a memory size is a number of bytes or a text like "300MB" or "2GiB", got {shown(value)}')
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
@@ -273,7 +285,11 @@ def pick_type(source: Path, budget: int) -> tuple[str | None, int]:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.0f} MB"
+    # a budget can be a few kilobytes: "0 MB" would not say what was asked for
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}" if unit == "GB" else f"{n / scale:.0f} {unit}"
+    return f"{n} bytes"
 
 
 def auto_quantized(source: Any, max_memory: Any = None, kind: Any = "auto", progress: bool | None = None) -> Path:
@@ -293,10 +309,23 @@ def auto_quantized(source: Any, max_memory: Any = None, kind: Any = "auto", prog
               f"fits in {_mb(budget)}", file=sys.stderr)
     else:
         chosen = type_name(kind)
+        if max_memory is not None:
+            _check_fits(src, chosen, budget)
+        if chosen == source_type(src):  # a copy would be the same weights under another name
+            return src
     target = _cache_path(src, chosen)
-    if not target.exists():
+    # a copy older than its source was made from a file since replaced
+    if not target.exists() or target.stat().st_mtime_ns < src.stat().st_mtime_ns:
         quantize(str(src), str(target), chosen, progress=progress)
     return target
+
+
+def _check_fits(src: Path, kind: str, budget: int) -> None:
+    """An explicit `:quantize` type with `:max-memory`: the budget still holds."""
+    needed = estimated_sizes(src, kind)[1]
+    if needed > budget:
+        raise QuantizeError(f"{kind} weights of {src.name} take {_mb(needed)}, more than :max-memory "
+                            f"{_mb(budget)}; leave out :quantize to pick the best type that fits")
 
 
 def _cache_path(src: Path, kind: str) -> Path:

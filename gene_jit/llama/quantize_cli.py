@@ -7,12 +7,13 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from gene_jit.llama.perplexity_cli import thread_count
     from gene_jit.llama.quantize import TYPES
 
     parser.add_argument("input", help='a model name ("default") or the path of a .gguf file')
     parser.add_argument("output", help="the .gguf file to write")
     parser.add_argument("type", help="one of " + ", ".join(TYPES))
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--threads", type=thread_count, default=None, help="CPU threads (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,17 +19,20 @@ from gene_jit.runtime.registry import builtin
 
 
 def _model(entry: str, value: Any) -> Model:
-    if isinstance(value, Model):
-        return value
     inner = getattr(value, "model", None)  # a tokenizer or chat session
-    if isinstance(inner, Model):
-        return inner
-    raise LlamaError(f"{entry} needs a model (from model/create), got {shown(value)}")
+    found = value if isinstance(value, Model) else inner if isinstance(inner, Model) else None
+    if found is None:
+        raise LlamaError(f"{entry} needs a model (from model/create), got {shown(value)}")
+    if not found.handle.ptr:  # libllama would read freed memory
+        raise LlamaError(f"{entry}: the model {found.path.name} was closed (model/close); create it again")
+    return found
 
 
 def _text(entry: str, what: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         raise LlamaError(f"{entry} needs {what} as a string, got {shown(value)}")
+    if not value.strip():
+        raise LlamaError(f"{entry} needs {what} as a non-blank string, got {shown(value)}")
     return value
 
 
@@ -98,8 +101,11 @@ def model_set_adapters(model: Any, adapters: Any = None, **kw: Any) -> None:
     m = _model("model/set-adapters", model)
     chosen = _adapter_list(adapters)
     scales = opts.get("scales", [a.scale for a in chosen])
+    if any(s < 0 for s in scales):  # as :scale of model/load-adapter
+        raise OptionError(f"model/set-adapters: :scales expects numbers >= 0, got {shown(scales)}")
     if len(scales) != len(chosen):
-        raise OptionError(f"model/set-adapters: {len(chosen)} adapters but {len(scales)} :scales")
+        raise OptionError(f"model/set-adapters: :scales needs one number per adapter ({len(chosen)}), "
+                          f"got {len(scales)}")
     set_active(m, [(a, float(s)) for a, s in zip(chosen, scales, strict=True)])
 
 

@@ -26,12 +26,13 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "onnx"),
     "tokenizers": ("tokenizers", "onnx"),
     "safetensors": ("safetensors", "interop"),
+    "cuda": ("cuda-core", "cuda"),
 }
 
 # what each library namespace is for, in the error message
 _WHAT = {"tensor": "tensors and kernels", "llm": "language models", "bench": "PyTorch tensors",
          "serve": "the OpenAI-compatible server", "onnx": "ONNX models",
-         "interop": "safetensors files"}
+         "interop": "safetensors files", "cuda": "CUDA graphs"}
 
 
 class MissingDependencyError(GeneError):

@@ -37,7 +37,10 @@ def _cu() -> Any:
 
 
 def _empty(shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
-    return _cu().device_array(shape, dtype)
+    from gene_jit.tensor_kernels.cuda_support import device_empty
+
+    _cu()
+    return device_empty(shape, dtype)
 
 
 def _flat(t: Tensor) -> Any:
@@ -137,6 +140,17 @@ def reshape(t: Any, new_shape: Any) -> Tensor:
         if -1 not in dims and math.prod(dims) == t.size:
             return Tensor(t.data.reshape(tuple(dims)), t.dtype, t.device)
     return _fallback(ops.reshape, t, new_shape)
+
+
+def _slice_rows(t: Any, start: Any, stop: Any = None, axis: int = 0) -> Tensor:
+    """The rows from `start` on of a contiguous tensor: a view of the same device memory."""
+    if (isinstance(t, Tensor) and t.ndim > 0 and axis == 0 and stop is None and _contiguous(t)
+            and isinstance(start, int) and not isinstance(start, bool) and 0 <= start <= t.shape[0]):
+        return Tensor(t.data[start:], t.dtype, t.device)
+    return _fallback(ops.slice_, t, start, stop, axis)
+
+
+globals()["slice"] = _slice_rows  # the name `on_device("slice")` looks up
 
 
 def transpose(t: Any, axes: Any = None) -> Tensor:

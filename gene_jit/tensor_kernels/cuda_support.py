@@ -119,6 +119,41 @@ def available() -> bool:
     return cuda_unavailable_reason() == ""
 
 
+class Capture:
+    """Kernels launched while a capture is active go to its `stream` (a `cuda.core` graph
+    builder that records them into a CUDA graph); arrays allocated meanwhile through
+    `device_empty` are kept alive with the capture, since the graph holds their addresses."""
+
+    active: Capture | None = None
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.keep: list[Any] = []
+
+    def __enter__(self) -> Capture:
+        if Capture.active is not None:
+            raise RuntimeError("nested CUDA graph captures")
+        Capture.active = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        Capture.active = None
+
+
+def launch_stream() -> Any:
+    """The stream kernels launch on: the capturing graph builder, else the default (0)."""
+    cap = Capture.active
+    return 0 if cap is None else cap.stream
+
+
+def device_empty(shape: Any, dtype: Any = np.float32) -> Any:
+    """An uninitialised device array (kept alive by an active capture)."""
+    a = cuda().device_array(shape, dtype)
+    if Capture.active is not None:
+        Capture.active.keep.append(a)
+    return a
+
+
 def is_device_array(x: Any) -> bool:
     """True for a Numba CUDA device array (or its simulator stand-in)."""
     return hasattr(x, "copy_to_host") and hasattr(x, "__cuda_array_interface__") or (

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gene_jit.tensor_kernels.cuda_support import cuda
+from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream
 from gene_jit.tensor_kernels.vector_cuda import aligned, ld4, st4
 
 cu = cuda()
@@ -238,27 +238,27 @@ def _vec_ok(*arrays: Any) -> bool:
 def binary(a: Any, b: Any, out: Any, op: str) -> None:
     """Flat device arrays; `b` and `a` sizes divide `out.size` (suffix broadcasting)."""
     if _vec_ok(a, b, out):
-        binary_vec_kernel[vec_grid(out.size), THREADS](a, b, out, BINARY_OPS[op])
+        binary_vec_kernel[vec_grid(out.size), THREADS, launch_stream()](a, b, out, BINARY_OPS[op])
         return
-    binary_kernel[grid_for(out.size), THREADS](a, b, out, BINARY_OPS[op])
+    binary_kernel[grid_for(out.size), THREADS, launch_stream()](a, b, out, BINARY_OPS[op])
 
 
 def binary_scalar(a: Any, s: float, out: Any, op: str, scalar_first: bool) -> None:
     if _vec_ok(a, out):
-        scalar_vec_kernel[vec_grid(out.size), THREADS](a, np.float32(s), out, BINARY_OPS[op], scalar_first)
+        scalar_vec_kernel[vec_grid(out.size), THREADS, launch_stream()](a, np.float32(s), out, BINARY_OPS[op], scalar_first)
         return
-    scalar_kernel[grid_for(out.size), THREADS](a, np.float32(s), out, BINARY_OPS[op], scalar_first)
+    scalar_kernel[grid_for(out.size), THREADS, launch_stream()](a, np.float32(s), out, BINARY_OPS[op], scalar_first)
 
 
 def unary(a: Any, out: Any, op: str) -> None:
     if _vec_ok(a, out):
-        unary_vec_kernel[vec_grid(out.size), THREADS](a, out, UNARY_OPS[op])
+        unary_vec_kernel[vec_grid(out.size), THREADS, launch_stream()](a, out, UNARY_OPS[op])
         return
-    unary_kernel[grid_for(out.size), THREADS](a, out, UNARY_OPS[op])
+    unary_kernel[grid_for(out.size), THREADS, launch_stream()](a, out, UNARY_OPS[op])
 
 
 def gate(g: Any, u: Any, out: Any, act: str) -> None:
-    gate_kernel[grid_for(out.size), THREADS](g, u, out, UNARY_OPS[act])
+    gate_kernel[grid_for(out.size), THREADS, launch_stream()](g, u, out, UNARY_OPS[act])
 
 
 def permute(src: Any, shape: tuple[int, ...], perm: list[int], out: Any) -> None:

@@ -1,0 +1,343 @@
+"""The native engine on a CUDA device against the CPU engine: every engine op with every
+weight type, rows of several sequences at their own positions and slots, and (on a real
+GPU, `-m cuda`) whole models: the tiny llama GGUF that test_engine_llama writes decoded
+greedily, in one pass and batched, and through captured decode graphs. The op tests run
+under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) in CI."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+gguf = pytest.importorskip("gguf")
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
+
+
+def _dev() -> Any:
+    from gene_jit.tensor_kernels import cuda_support
+
+    if not cuda_support.available():
+        pytest.skip(f"no CUDA: {cuda_support.cuda_unavailable_reason()} (set NUMBA_ENABLE_CUDASIM=1)")
+    from gene_jit.tensor.device import create_device
+
+    return create_device("cuda")
+
+
+def _gpu(a: np.ndarray, dev: Any) -> Any:
+    from gene_jit.tensor.tensor import Tensor
+    from gene_jit.tensor_kernels.cuda_support import cuda
+
+    return Tensor(cuda().to_device(np.ascontiguousarray(a, np.float32)), "f32", dev)
+
+
+def _cpu(a: np.ndarray) -> Any:
+    from gene_jit.tensor.tensor import Tensor
+
+    return Tensor(np.ascontiguousarray(a, np.float32), "f32")
+
+
+def _weight(type_name: str, rows: int, cols: int, seed: int) -> Any:
+    from gguf.quants import quantize
+
+    from gene_jit.engine.weights import Weight
+    from gene_jit.tensor.device import CPU
+
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, cols)).astype(np.float32)
+    if type_name in ("Q4_K", "Q6_K"):
+        # random blocks (gguf-py cannot write K-quants), with finite, modest f16 scales
+        size, where = (144, (0, 2)) if type_name == "Q4_K" else (210, (208,))
+        raw = rng.integers(0, 256, (rows, cols // 256, size), dtype=np.uint8)
+        for o in where:
+            raw[:, :, o:o + 2] = (rng.random((rows, cols // 256, 1)) * 0.01 + 0.001).astype(
+                np.float16).view(np.uint8).reshape(rows, cols // 256, 2)
+        return Weight("w", type_name, rows, cols, raw.reshape(rows, -1), CPU)
+    if type_name == "F32":
+        raw = a.view(np.uint8)
+    else:
+        try:
+            raw = quantize(a, getattr(gguf.GGMLQuantizationType, type_name))
+        except NotImplementedError:
+            pytest.skip(f"gguf cannot write {type_name}")
+        raw = np.asarray(raw).view(np.uint8).reshape(rows, -1)
+    return Weight("w", type_name, rows, cols, raw, CPU)
+
+
+@pytest.mark.parametrize("type_name", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q6_K"])
+@pytest.mark.parametrize("t", [1, 3])
+def test_linear_and_embed_rows_each_type(type_name: str, t: int) -> None:
+    from gene_jit.engine import cuda_ops, ops
+
+    dev = _dev()
+    w = _weight(type_name, 9, 256, seed=len(type_name) + t)
+    wg = cuda_ops._place_weight(w, dev)
+    x = np.random.default_rng(t).standard_normal((t, 256)).astype(np.float32)
+    want = ops.linear(_cpu(x), w).numpy()
+    got = ops.linear(_gpu(x, dev), wg).numpy()
+    assert got.shape == want.shape == (t, 9)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5 * np.abs(want).max())
+    ids = [8, 0, 3][:t]
+    np.testing.assert_array_equal(ops.embed_rows(wg, ids).numpy(), ops.embed_rows(w, ids).numpy())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(SIM, reason="cuBLAS needs a GPU")
+@pytest.mark.parametrize("type_name", ["F32", "Q8_0", "Q4_K"])
+def test_prompt_products_through_cublas(type_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Products of many tokens (cuBLAS on weights decoded band by band) equal the kernels'."""
+    from gene_jit.engine import cuda_ops, ops
+
+    dev = _dev()
+    if cuda_ops._torch() is None:
+        pytest.skip("torch with CUDA is not installed")
+    monkeypatch.setattr(cuda_ops, "_SCRATCH_VALUES", 7 * 256)  # several bands
+    w = cuda_ops._place_weight(_weight(type_name, 33, 256, seed=4), dev)
+    x = _gpu(np.random.default_rng(5).standard_normal((70, 256)), dev)
+    got = ops.linear(x, w).numpy()
+    monkeypatch.setattr(cuda_ops, "MATMUL_ROWS", 10**9)
+    want = ops.linear(x, w).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_row_ops_match_cpu() -> None:
+    from gene_jit.engine import cuda_ops, ops
+
+    dev = _dev()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 32)).astype(np.float32)
+    w = (1 + 0.1 * rng.standard_normal(32)).astype(np.float32)
+    np.testing.assert_array_equal(ops.ggml_rmsnorm(_gpu(x, dev), _gpu(w, dev), 1e-6).numpy(),
+                                  ops.ggml_rmsnorm(_cpu(x), _cpu(w), 1e-6).numpy())
+    fac = (1 + rng.random(12)).astype(np.float32)
+    for mode, dims, factors in (("neox", 32, None), ("adjacent", 24, fac)):
+        got = ops.rope_at(_gpu(x, dev), 7, 10000.0, 0.5, mode, dims,
+                          None if factors is None else _gpu(factors, dev)).numpy()
+        want = ops.rope_at(_cpu(x), 7, 10000.0, 0.5, mode, dims,
+                           None if factors is None else _cpu(factors)).numpy()
+        np.testing.assert_array_equal(got, want)
+    g = (rng.standard_normal((4, 40)) * 6).astype(np.float32)
+    u = rng.standard_normal((4, 40)).astype(np.float32)
+    np.testing.assert_allclose(ops.geglu(_gpu(g, dev), _gpu(u, dev)).numpy(),
+                               ops.geglu(_cpu(g), _cpu(u)).numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(Exception, match="differ"):
+        ops.geglu(_gpu(g, dev), _gpu(u[:2], dev))
+    assert cuda_ops.ATTENTION_ROUNDING == "f32"
+    from gene_jit.tensor import ops as tensor_ops
+
+    view = tensor_ops.slice_(_gpu(x, dev), 1)  # the rows a forward pass keeps: no host copy
+    assert view.device == dev
+    np.testing.assert_array_equal(view.numpy(), x[1:])
+    np.testing.assert_array_equal(tensor_ops.slice_(_gpu(x, dev), 0, 1, 1).numpy(), x[:, :1])
+
+
+@pytest.mark.parametrize("rounding", ["f32", "f16"])
+def test_cache_rows_of_several_sequences(rounding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows at their own positions in their own cache slots give what each sequence's own
+    CPU cache gives: a prompt of one sequence and single tokens of two others."""
+    from gene_jit.engine import cuda_ops, ops
+
+    monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", rounding)
+    dev = _dev()
+    rng = np.random.default_rng(9)
+    hkv, h, d, n_ctx = 2, 4, 32, 16
+    gc = cuda_ops.DeviceKVCache(1, hkv, d, n_ctx, dev, slots=3)
+    cpu = [ops.KVCache(1, hkv, d, n_ctx) for _ in range(3)]
+    # slot 0: 5 positions, slot 2: 3 positions, stored as one prompt each
+    for slot, n in ((0, 5), (2, 3)):
+        k = rng.standard_normal((n, hkv, d)).astype(np.float32)
+        v = rng.standard_normal((n, hkv, d)).astype(np.float32)
+        ops.kv_store(cpu[slot], 0, _cpu(k), _cpu(v), 0)
+        rows = cuda_ops.Rows.from_host(np.arange(n), np.full(n, slot))
+        ops.kv_store(gc, 0, _gpu(k, dev), _gpu(v, dev), rows)
+    # one step: slot 2 at position 3, slot 0 at position 5, slot 1 at position 0
+    places = [(2, 3), (0, 5), (1, 0)]
+    k = rng.standard_normal((3, hkv, d)).astype(np.float32)
+    v = rng.standard_normal((3, hkv, d)).astype(np.float32)
+    q = rng.standard_normal((3, h, d)).astype(np.float32)
+    rows = cuda_ops.Rows.from_host([p for _, p in places], [s for s, _ in places])
+    ops.kv_store(gc, 0, _gpu(k, dev), _gpu(v, dev), rows)
+    got = ops.kv_attention(gc, 0, _gpu(q, dev), rows, window=3 if rounding == "f16" else 0).numpy()
+    for i, (slot, p) in enumerate(places):
+        ops.kv_store(cpu[slot], 0, _cpu(k[i:i + 1]), _cpu(v[i:i + 1]), p)
+        want = ops.kv_attention(cpu[slot], 0, _cpu(q[i:i + 1]), p,
+                                window=3 if rounding == "f16" else 0).numpy()[0]
+        tol = 1e-6 if rounding == "f16" else 2e-3
+        np.testing.assert_allclose(got[i], want, atol=tol, rtol=tol)
+    with pytest.raises(Exception, match="past the cache"):
+        ops.kv_store(gc, 0, _gpu(k, dev), _gpu(v, dev), n_ctx - 1)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("llama_cpp")
+    from test_engine_llama import write_quantised_llama
+
+    return write_quantised_llama(tmp_path_factory.mktemp("models") / "tiny-q.gguf")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(SIM, reason="a whole model takes minutes in the simulator")
+def test_tiny_llama_gpu_equals_cpu(tiny_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Greedy tokens and logits of the GPU engine (eager prompt, graph decode steps, batched
+    sequences) against the CPU engine on the same file."""
+    from gene_jit.engine import cuda_ops
+    from gene_jit.engine.model import EngineModel
+    from gene_jit.llama import gene_api as g
+    from gene_jit.tensor.device import create_device
+
+    monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", "f16")
+    dev = _dev()
+    cpu = EngineModel(str(tiny_path), n_ctx=256, threads=2)
+    gpu = EngineModel(str(tiny_path), n_ctx=256, device=dev)
+    assert gpu.device == str(create_device("cuda"))
+    for prompt in ("The quick brown", "Hello world, this is"):
+        assert g.generate_text(gpu, prompt, 16, temperature=0) == g.generate_text(cpu, prompt, 16, temperature=0)
+    tokens = cpu.tokenize("The cat sat on the mat and the dog ran in the park.")
+    worst = 0.0
+    for m in (cpu, gpu):
+        m.ctx.clear()
+    for tok in tokens:
+        rows = []
+        for m in (cpu, gpu):
+            m.ctx.feed_one(0, tok)
+            rows.append(np.ctypeslib.as_array((ctypes.c_float * m.n_vocab).from_address(
+                m.ctx.logits_ptr(0))).copy())
+        worst = max(worst, float(np.abs(rows[0] - rows[1]).max()))
+        assert rows[0].argmax() == rows[1].argmax()
+    print(f"\ntiny llama on {dev}: largest logit difference to the CPU engine {worst:.2e}")
+    assert worst < 1e-2
+    batch = g.batch_generate(gpu, ["The quick", "Hello", "What is the"], 8, temperature=0)
+    assert batch == g.batch_generate(cpu, ["The quick", "Hello", "What is the"], 8, temperature=0)
+
+
+def _write_small_llama(path: Path, e: int = 64, f: int = 128, v: int = 300, layers: int = 2) -> Path:
+    """A llama GGUF (no vocabulary: the engine alone reads it), weights in Q8_0, Q4_0, F16
+    and F32, 4 query heads over 2 key/value heads."""
+    from gguf.quants import quantize
+
+    rng = np.random.default_rng(11)
+    h, hkv = 4, 2
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(256)
+    w.add_embedding_length(e)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(f)
+    w.add_head_count(h)
+    w.add_head_count_kv(hkv)
+    w.add_layer_norm_rms_eps(1e-5)
+
+    def add(name: str, a: np.ndarray, kind: str) -> None:
+        if kind == "F32":
+            w.add_tensor(name, a)
+        else:
+            qt = getattr(gguf.GGMLQuantizationType, kind)
+            w.add_tensor(name, quantize(a, qt), raw_dtype=qt)
+
+    def mat(rows: int, cols: int, scale: float = 0.25) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+
+    add("token_embd.weight", mat(v, e, 1.0), "Q8_0")
+    add("output_norm.weight", np.ones(e, np.float32), "F32")
+    add("output.weight", mat(v, e, 1.0), "Q4_0")
+    d = e // h
+    for i in range(layers):
+        p = f"blk.{i}."
+        add(p + "attn_norm.weight", np.ones(e, np.float32), "F32")
+        add(p + "ffn_norm.weight", np.ones(e, np.float32), "F32")
+        for name, (r, c), kind in (("attn_q", (h * d, e), "Q8_0"), ("attn_k", (hkv * d, e), "F16"),
+                                   ("attn_v", (hkv * d, e), "F32"), ("attn_output", (e, h * d), "Q4_0"),
+                                   ("ffn_gate", (f, e), "Q8_0"), ("ffn_up", (f, e), "F16"),
+                                   ("ffn_down", (e, f), "Q4_0")):
+            add(p + name + ".weight", mat(r, c), kind)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(SIM, reason="a whole model takes minutes in the simulator")
+def test_engine_graph_decode_equals_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prompt, greedy decode steps replayed from a captured graph, and three sequences
+    decoding in one graph: tokens and logits as the CPU engine's."""
+    from gene_jit.engine import cuda_ops
+    from gene_jit.engine.cuda_graph import GraphDecoder
+    from gene_jit.engine.model import Engine
+    from gene_jit.tensor.device import CPU
+
+    monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", "f16")
+    path = _write_small_llama(tmp_path / "small.gguf")
+    cpu, gpu = Engine(path, CPU), Engine(path, _dev())
+
+    def fwd(e: Any, cache: Any, toks: list[int], pos: Any, n: int) -> np.ndarray:
+        out = e.forward(cache, toks, pos, n)
+        assert out is not None
+        return out
+
+    prompts = [[5, 70, 80, 90, 100, 7], [9, 8, 7], [200, 3, 4, 5, 6]]
+    caches = [cpu.new_cache(64) for _ in prompts]
+    gc = gpu.new_cache(64, len(prompts))
+    last_cpu, last_gpu = [], []
+    for s, toks in enumerate(prompts):
+        a = fwd(cpu, caches[s], toks, 0, len(toks))
+        rows = cuda_ops.Rows.from_host(np.arange(len(toks)), np.full(len(toks), s))
+        b = fwd(gpu, gc, toks, rows, len(toks))
+        np.testing.assert_allclose(b, a, atol=1e-3, rtol=1e-3)
+        last_cpu.append(int(a[-1].argmax()))
+        last_gpu.append(int(b[-1].argmax()))
+    assert last_cpu == last_gpu
+    one = GraphDecoder(gpu, gc, 1)
+    worst = 0.0
+    tok, pos = [last_gpu[0]], len(prompts[0])
+    for _ in range(6):  # sequence 0 alone, then all three together
+        want = fwd(cpu, caches[0], tok, pos, 1)[0]
+        got = one.step(tok, [pos], [0])[0]
+        worst = max(worst, float(np.abs(got - want).max()))
+        assert got.argmax() == want.argmax()
+        tok, pos = [int(got.argmax())], pos + 1
+    toks = [tok[0], last_gpu[1], last_gpu[2]]
+    poss = [pos, len(prompts[1]), len(prompts[2])]
+    three = GraphDecoder(gpu, gc, 3)
+    for _ in range(5):
+        got = three.step(toks, poss, [0, 1, 2])
+        for s in range(3):
+            want = fwd(cpu, caches[s], [toks[s]], poss[s], 1)[0]
+            worst = max(worst, float(np.abs(got[s] - want).max()))
+            assert got[s].argmax() == want.argmax()
+        toks = [int(r.argmax()) for r in got]
+        poss = [p + 1 for p in poss]
+    print(f"\nsmall llama, graph decode on the GPU: largest logit difference to the CPU {worst:.2e}")
+    assert worst < 1e-2
+    assert len(one.host_s) == 5 and len(three.host_s) == 4
+
+
+@pytest.mark.slow
+def test_small_llama_forward_equals_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole (one-layer) model on the CUDA path, simulator included: a prompt in one
+    slot, then a step of two sequences in one call, as the CPU engine computes them."""
+    from gene_jit.engine import cuda_ops
+    from gene_jit.engine.model import Engine
+    from gene_jit.tensor.device import CPU
+
+    monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", "f16")
+    path = _write_small_llama(tmp_path / "small.gguf", e=32, f=64, v=64, layers=1)
+    cpu, gpu = Engine(path, CPU), Engine(path, _dev())
+    caches = [cpu.new_cache(16), cpu.new_cache(16)]
+    gc = gpu.new_cache(16, 2)
+    a = cpu.forward(caches[0], [5, 7, 9], 0, 3)
+    b = gpu.forward(gc, [5, 7, 9], 0, 3)
+    assert a is not None and b is not None
+    np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
+    nxt = int(b[-1].argmax())
+    b = gpu.forward(gc, [nxt, 11], cuda_ops.Rows.from_host([3, 0], [0, 1]), 2)
+    a0, a1 = cpu.forward(caches[0], [nxt], 3, 1), cpu.forward(caches[1], [11], 0, 1)
+    assert b is not None and a0 is not None and a1 is not None
+    np.testing.assert_allclose(b, np.concatenate([a0, a1]), atol=1e-4, rtol=1e-4)
+    assert list(b.argmax(1)) == [a0[0].argmax(), a1[0].argmax()]
