@@ -14,14 +14,13 @@ pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
 from tiny_model import (  # noqa: E402
-    BOS_ID,
-    EOS_ID,
     N_CTX_TRAIN,
     N_EMBD,
     N_FF,
     N_HEAD,
     N_HEAD_KV,
     N_LAYER,
+    add_tokenizer,
     vocabulary,
 )
 
@@ -47,7 +46,7 @@ def _add(writer: object, name: str, array: np.ndarray, type_name: str) -> None:
 
 
 def write_quantised_llama(path: Path, seed: int = 5) -> Path:
-    tokens, types, merges = vocabulary()
+    tokens = vocabulary()[0]
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name("gene-tiny-quantised-llama")
@@ -61,14 +60,7 @@ def write_quantised_llama(path: Path, seed: int = 5) -> Path:
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(len(tokens))
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(BOS_ID)
-    w.add_eos_token_id(EOS_ID)
-    w.add_add_bos_token(True)
+    add_tokenizer(w)
     d = N_EMBD // N_HEAD
 
     def mat(n_out: int, n_in: int, scale: float = 0.25) -> np.ndarray:

@@ -14,7 +14,7 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
 import numpy as np  # noqa: E402
-from tiny_model import BOS_ID, EOS_ID, vocabulary  # noqa: E402
+from tiny_model import add_tokenizer, vocabulary  # noqa: E402
 from tool_models import write_llama  # noqa: E402
 
 from gene_jit.llama import gene_api as g  # noqa: E402
@@ -126,7 +126,7 @@ def write_gemma3(path: Path, n_layer: int = 6, n_embd: int = 64, n_head: int = 2
     global one, each kind with its RoPE base."""
     import gguf
 
-    tokens, types, merges = vocabulary()
+    tokens = vocabulary()[0]
     n_ff = 2 * n_embd
     rng = np.random.default_rng(seed)
 
@@ -150,14 +150,7 @@ def write_gemma3(path: Path, n_layer: int = 6, n_embd: int = 64, n_head: int = 2
     w.add_rope_freq_base(1e6)
     w.add_sliding_window(window)
     w.add_file_type(0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(BOS_ID)
-    w.add_eos_token_id(EOS_ID)
-    w.add_add_bos_token(True)
+    add_tokenizer(w)
     tensors = {"token_embd.weight": mat(len(tokens), n_embd, 0.5), "output_norm.weight": norm(n_embd)}
     for i in range(n_layer):
         p = f"blk.{i}."

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,6 +136,21 @@ def _weights(n_vocab: int, seed: int) -> dict[str, np.ndarray]:
     return w
 
 
+def add_tokenizer(writer: Any) -> int:
+    """Write the tiny vocabulary (GPT-2 style BPE, BOS added) into a GGUFWriter; returns
+    the vocabulary size."""
+    tokens, types, merges = vocabulary()
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(BOS_ID)
+    writer.add_eos_token_id(EOS_ID)
+    writer.add_add_bos_token(True)
+    return len(tokens)
+
+
 def write_tiny_model(path: str | Path, seed: int = 1234, chat_template: str | None = CHATML_TEMPLATE) -> Path:
     """Write the tiny model to `path` and return the path; `chat_template` is what the
     GGUF carries as tokenizer.chat_template (None: no template)."""
@@ -154,14 +170,7 @@ def write_tiny_model(path: str | Path, seed: int = 1234, chat_template: str | No
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(len(tokens))
     writer.add_file_type(0)  # all f32
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    writer.add_token_merges(merges)
-    writer.add_bos_token_id(BOS_ID)
-    writer.add_eos_token_id(EOS_ID)
-    writer.add_add_bos_token(True)
+    add_tokenizer(writer)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     for name, array in _weights(len(tokens), seed).items():

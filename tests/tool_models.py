@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tiny_model import BOS_ID, EOS_ID, vocabulary
+from tiny_model import add_tokenizer, vocabulary
 
 
 def write_lora(path: Path, model_path: Path, seed: int, layers: int = 4, rank: int = 8,
@@ -47,7 +47,7 @@ def write_llama(path: Path, arch: str = "llama", n_embd: int = 256, n_layer: int
     `sliding_window` is written when given (libllama's own save writes 0)."""
     import gguf
 
-    tokens, types, merges = vocabulary()
+    tokens = vocabulary()[0]
     n_ff = 2 * n_embd
     rng = np.random.default_rng(seed)
 
@@ -66,14 +66,7 @@ def write_llama(path: Path, arch: str = "llama", n_embd: int = 256, n_layer: int
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(len(tokens))
     w.add_file_type(0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(BOS_ID)
-    w.add_eos_token_id(EOS_ID)
-    w.add_add_bos_token(True)
+    add_tokenizer(w)
     if sliding_window is not None:
         w.add_uint32(f"{arch}.attention.sliding_window", sliding_window)
     tensors = {

@@ -37,7 +37,7 @@ from numba.core import cgutils, config, types
 from numba.extending import intrinsic
 
 import gene_jit.tensor_kernels.kernel_cache  # noqa: F401  (cache stamp, before decorating)
-from gene_jit.tensor_kernels.qgemv_cpu import Q4_0, Q4_K, Q5_0, Q6_K, Q8_0, half_round
+from gene_jit.tensor_kernels.qgemv_cpu import Q4_0, Q4_K, Q5_0, Q6_K, Q8_0, q8_0_row, q8_k_row
 
 __all__ = ["INTEGER_KINDS", "Activations", "product", "q4_k_aux", "quantize", "rows"]
 
@@ -58,55 +58,14 @@ class Activations(NamedTuple):
 # ---- activations quantised as llama.cpp quantises them ----
 
 
-@nb.njit(fastmath=False, cache=True, inline="always")
-def _nearest(v: Any) -> Any:
-    """Round to the nearest integer, ties to even (_mm256_round_ps and ggml's
-    nearest_int both do)."""
-    return np.int32(np.round(np.float64(v)))
-
-
-@nb.njit(fastmath=False, cache=True, inline="always")
-def _q8_0_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
-    """quantize_row_q8_0 (x86): scale f16(amax / 127), values round(x * (127 / amax))."""
-    for b in range(x.shape[0] // 32):
-        amax = np.float32(0.0)
-        for i in range(32):
-            amax = max(amax, abs(x[b * 32 + i]))
-        d[b] = half_round(amax / np.float32(127.0))
-        inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
-        for i in range(32):
-            q[b * 32 + i] = _nearest(x[b * 32 + i] * inv)
-
-
-@nb.njit(fastmath=False, cache=True, inline="always")
-def _q8_k_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
-    """quantize_row_q8_K_ref: the value of largest magnitude maps to -127, the scale is
-    the inverse of the multiplier, values above 127 clip."""
-    for b in range(x.shape[0] // 256):
-        amax = np.float32(0.0)
-        top = np.float32(0.0)
-        for i in range(256):
-            a = abs(x[b * 256 + i])
-            if a > amax:
-                amax, top = a, x[b * 256 + i]
-        if amax == 0:
-            d[b] = 0.0
-            q[b * 256 : b * 256 + 256] = 0
-            continue
-        iscale = np.float32(-127.0) / top
-        for i in range(256):
-            q[b * 256 + i] = min(127, _nearest(iscale * x[b * 256 + i]))
-        d[b] = np.float32(1.0) / iscale
-
-
 @nb.njit(fastmath=False, cache=True, nogil=True)
 def _quantize(k_blocks: bool, x: np.ndarray, q: np.ndarray, d: np.ndarray, s4: np.ndarray,
               s16: np.ndarray) -> None:
     for t in range(x.shape[0]):
         if k_blocks:
-            _q8_k_row(x[t], q[t], d[t])
+            q8_k_row(x[t], q[t], d[t])
         else:
-            _q8_0_row(x[t], q[t], d[t])
+            q8_0_row(x[t], q[t], d[t])
         for g in range(s4.shape[1]):
             s = np.int32(0)
             for i in range(4):

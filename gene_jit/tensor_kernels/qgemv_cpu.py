@@ -390,12 +390,6 @@ def dequant_rows(w: np.ndarray, kind: int, ids: np.ndarray, out: np.ndarray) -> 
 # rounded activations (dequantised: q * scale) give its results up to float rounding.
 
 
-@nb.njit(fastmath=False, cache=True, inline="always")
-def _nearest(v: Any) -> Any:
-    """Round to the nearest integer, ties to even (the FPU's mode, as llama.cpp rounds)."""
-    return np.float32(np.round(np.float64(v)))
-
-
 @intrinsic
 def _f32_bits(typingctx: Any, value: types.Type) -> Any:
     """The uint32 bit pattern of the float32 `value`."""
@@ -426,20 +420,30 @@ def round_half(src: np.ndarray, dst: np.ndarray) -> None:
         dst[c] = half_round(src[c])
 
 
-@nb.njit(fastmath=False, cache=True)
-def _round_q8_0(x: np.ndarray, out: np.ndarray) -> None:
+@nb.njit(fastmath=False, cache=True, inline="always")
+def _nearest_int(v: Any) -> Any:
+    """Round to the nearest integer, ties to even (_mm256_round_ps and ggml's
+    nearest_int both do)."""
+    return np.int32(np.round(np.float64(v)))
+
+
+@nb.njit(fastmath=False, cache=True, inline="always")
+def q8_0_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
+    """quantize_row_q8_0 (x86): scale f16(amax / 127), values round(x * (127 / amax))."""
     for b in range(x.shape[0] // 32):
         amax = np.float32(0.0)
         for i in range(32):
             amax = max(amax, abs(x[b * 32 + i]))
-        d = half_round(amax / np.float32(127.0))
+        d[b] = half_round(amax / np.float32(127.0))
         inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
         for i in range(32):
-            out[b * 32 + i] = _nearest(x[b * 32 + i] * inv) * d
+            q[b * 32 + i] = _nearest_int(x[b * 32 + i] * inv)
 
 
-@nb.njit(fastmath=False, cache=True)
-def _round_q8_k(x: np.ndarray, out: np.ndarray) -> None:
+@nb.njit(fastmath=False, cache=True, inline="always")
+def q8_k_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
+    """quantize_row_q8_K_ref: the value of largest magnitude maps to -127, the scale is
+    the inverse of the multiplier, values above 127 clip."""
     for b in range(x.shape[0] // 256):
         amax = np.float32(0.0)
         top = np.float32(0.0)
@@ -448,12 +452,31 @@ def _round_q8_k(x: np.ndarray, out: np.ndarray) -> None:
             if a > amax:
                 amax, top = a, x[b * 256 + i]
         if amax == 0:
-            out[b * 256 : b * 256 + 256] = 0.0
+            d[b] = 0.0
+            q[b * 256 : b * 256 + 256] = 0
             continue
         iscale = np.float32(-127.0) / top
-        d = np.float32(1.0) / iscale
         for i in range(256):
-            out[b * 256 + i] = min(np.float32(127.0), _nearest(iscale * x[b * 256 + i])) * d
+            q[b * 256 + i] = min(127, _nearest_int(iscale * x[b * 256 + i]))
+        d[b] = np.float32(1.0) / iscale
+
+
+@nb.njit(fastmath=False, cache=True)
+def _round_q8_0(x: np.ndarray, out: np.ndarray) -> None:
+    q = np.empty(x.shape[0], np.int8)
+    d = np.empty(x.shape[0] // 32, np.float32)
+    q8_0_row(x, q, d)
+    for i in range(x.shape[0]):
+        out[i] = np.float32(q[i]) * d[i // 32]
+
+
+@nb.njit(fastmath=False, cache=True)
+def _round_q8_k(x: np.ndarray, out: np.ndarray) -> None:
+    q = np.empty(x.shape[0], np.int8)
+    d = np.empty(x.shape[0] // 256, np.float32)
+    q8_k_row(x, q, d)
+    for i in range(x.shape[0]):
+        out[i] = np.float32(q[i]) * d[i // 256]
 
 
 @nb.njit(fastmath=False, cache=True, nogil=True)
