@@ -283,7 +283,7 @@ def _counts(name: str, op: str, rhs: Form | str) -> bool:
         return op == "="  # a repeat index
     if isinstance(rhs, str):
         return False
-    if op in ("+=", "-="):
+    if op in core.STEP_OPS:
         return _small_step(rhs)
     if op != "=":
         return False

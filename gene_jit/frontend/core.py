@@ -45,6 +45,7 @@ LOGIC_OPS = frozenset({"&&", "||"})
 ARITH_OPS = frozenset(INFIX_PREC) - COMPARE_OPS - LOGIC_OPS
 # `(x op= v)` is `(x = (x op v))`; `&&=` and `||=` short-circuit as `&&` and `||` do.
 ASSIGN_OPS = frozenset({"=", "+=", "-=", "*=", "/=", "**=", "||=", "&&="})
+STEP_OPS = frozenset({"+=", "-="})  # the assignment operators that step a value by an amount
 # Heads that are operators in prefix position: `(+ a b)`, `(not x)`, `(= a b)` (equality).
 PREFIX_OPS = frozenset(INFIX_PREC) | {"not", "!", "="}
 # A form with one of these heads is never read as infix or as a second-position keyword:
