@@ -462,21 +462,16 @@ def q8_k_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
 
 
 @nb.njit(fastmath=False, cache=True)
-def _round_q8_0(x: np.ndarray, out: np.ndarray) -> None:
+def _round_q8(x: np.ndarray, out: np.ndarray, block: int) -> None:
+    """x quantised to 8-bit blocks of `block` values (32: Q8_0, 256: Q8_K) and scaled back."""
     q = np.empty(x.shape[0], np.int8)
-    d = np.empty(x.shape[0] // 32, np.float32)
-    q8_0_row(x, q, d)
+    d = np.empty(x.shape[0] // block, np.float32)
+    if block == 32:
+        q8_0_row(x, q, d)
+    else:
+        q8_k_row(x, q, d)
     for i in range(x.shape[0]):
-        out[i] = np.float32(q[i]) * d[i // 32]
-
-
-@nb.njit(fastmath=False, cache=True)
-def _round_q8_k(x: np.ndarray, out: np.ndarray) -> None:
-    q = np.empty(x.shape[0], np.int8)
-    d = np.empty(x.shape[0] // 256, np.float32)
-    q8_k_row(x, q, d)
-    for i in range(x.shape[0]):
-        out[i] = np.float32(q[i]) * d[i // 256]
+        out[i] = np.float32(q[i]) * d[i // block]
 
 
 @nb.njit(fastmath=False, cache=True, nogil=True)
@@ -485,9 +480,9 @@ def round_activations(kind: int, x: np.ndarray, out: np.ndarray) -> None:
     weight of `kind` (see above); F32 weights take them as they are."""
     for t in range(x.shape[0]):
         if kind == Q8_0 or kind == Q4_0 or kind == Q5_0:
-            _round_q8_0(x[t], out[t])
+            _round_q8(x[t], out[t], 32)
         elif kind == Q4_K or kind == Q6_K:
-            _round_q8_k(x[t], out[t])
+            _round_q8(x[t], out[t], 256)
         elif kind == F16:
             round_half(x[t], out[t])
         elif kind == BF16:
