@@ -29,7 +29,7 @@ PROGRAM = """\
 (while (k < 3)
   (twice (fn [y] (y + 1)) k)
   (k = (k + 1)))
-(println (fib 22))
+(println (fib 25))
 (println (sum-to 1000))
 """
 
@@ -59,7 +59,7 @@ def profile(path: Path, mode: str = "0"):  # type: ignore[no-untyped-def]
         Profiler(str(path), sample_interval=0.0005) as p,
     ):
         gene_jit.run_file(str(path))
-    assert out.getvalue() == "17711\n499500\n"
+    assert out.getvalue() == "75025\n499500\n"
     assert p.data is not None
     return p.data
 
@@ -68,7 +68,7 @@ def test_functions_calls_tiers_and_reasons(program: Path) -> None:
     data = profile(program)
     fib, sum_to, twice = data.function("fib"), data.function("sum-to"), data.function("twice")
     assert fib is not None and sum_to is not None and twice is not None
-    assert fib.calls == fib_calls(22) == 57313
+    assert fib.calls == fib_calls(25) == 242785
     assert (sum_to.calls, twice.calls) == (1, 3)
     anon = [f for f in data.functions if f.name.startswith("fn@")]
     assert [(f.name, f.calls) for f in anon] == [("fn@16", 6)]
@@ -163,11 +163,11 @@ def test_cli_profile_writes_files(program: Path, tmp_path: Path) -> None:
         str(program),
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "17711\n499500\n"
-    assert "fib" in r.stderr and "57,313" in r.stderr and "hot loops" in r.stderr
+    assert r.stdout == "75025\n499500\n"
+    assert "fib" in r.stderr and "242,785" in r.stderr and "hot loops" in r.stderr
     report = json.loads(js.read_text())
     assert [(f["name"], f["calls"]) for f in report["functions"]] == [
-        ("fib", 57313),
+        ("fib", 242785),
         ("(top level)", 7),
     ]
     assert json.loads(ss.read_text())["profiles"][0]["type"] == "sampled"
