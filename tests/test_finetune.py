@@ -14,7 +14,7 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
 import numpy as np  # noqa: E402
-from tiny_model import add_tokenizer, vocabulary  # noqa: E402
+from tiny_model import add_tokenizer, vocabulary, write_tensors  # noqa: E402
 from tool_models import write_llama  # noqa: E402
 
 from gene_jit.llama import gene_api as g  # noqa: E402
@@ -165,12 +165,7 @@ def write_gemma3(path: Path, n_layer: int = 6, n_embd: int = 64, n_head: int = 2
         tensors[p + "ffn_gate.weight"] = mat(n_ff, n_embd)
         tensors[p + "ffn_up.weight"] = mat(n_ff, n_embd)
         tensors[p + "ffn_down.weight"] = mat(n_embd, n_ff)
-    for name, array in tensors.items():
-        w.add_tensor(name, array)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_tensors(w, tensors)
     return path
 
 

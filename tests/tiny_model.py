@@ -151,6 +151,16 @@ def add_tokenizer(writer: Any) -> int:
     return len(tokens)
 
 
+def write_tensors(writer: Any, tensors: dict[str, np.ndarray]) -> None:
+    """Add `tensors` to a GGUFWriter, write the file and close it."""
+    for name, array in tensors.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def write_tiny_model(path: str | Path, seed: int = 1234, chat_template: str | None = CHATML_TEMPLATE) -> Path:
     """Write the tiny model to `path` and return the path; `chat_template` is what the
     GGUF carries as tokenizer.chat_template (None: no template)."""
@@ -173,12 +183,7 @@ def write_tiny_model(path: str | Path, seed: int = 1234, chat_template: str | No
     add_tokenizer(writer)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
-    for name, array in _weights(len(tokens), seed).items():
-        writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    write_tensors(writer, _weights(len(tokens), seed))
     return path
 
 

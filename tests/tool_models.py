@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tiny_model import add_tokenizer, vocabulary
+from tiny_model import add_tokenizer, vocabulary, write_tensors
 
 
 def write_lora(path: Path, model_path: Path, seed: int, layers: int = 4, rank: int = 8,
@@ -83,10 +83,5 @@ def write_llama(path: Path, arch: str = "llama", n_embd: int = 256, n_layer: int
         tensors[p + "ffn_gate.weight"] = mat(n_ff, n_embd)  # [n_ff, n_embd]
         tensors[p + "ffn_up.weight"] = mat(n_ff, n_embd)  # [n_ff, n_embd]
         tensors[p + "ffn_down.weight"] = mat(n_embd, n_ff)  # [n_embd, n_ff]
-    for name, array in tensors.items():
-        w.add_tensor(name, array)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_tensors(w, tensors)
     return path
