@@ -20,6 +20,12 @@ context's length (at least 256 tokens in this libllama), the last one padded wit
 Padding, not repetition: a window that repeats a short text teaches the model to copy the
 earlier copy rather than to learn the text. Each window is one AdamW step (whose update
 does not shrink with the share of padding); the loss of each step is returned.
+
+Ctrl-C: libllama's epoch has no way to stop between its batches, so each step is an epoch
+of one window, and a Ctrl-C noted during a step (`StopRequest`) ends training after it,
+never halfway through an update. Nothing is saved then: the exception says how many steps
+were taken and their losses, and the model the call was given was never changed (training
+works on a copy of its weights). A second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ import ctypes
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +48,6 @@ from gene_jit.llama import bindings
 from gene_jit.llama.bindings import ContextHandle, ModelHandle
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.native_tools import (
-    EPOCH_CALLBACK,
     GGML_TYPE_I32,
     LOAD_MODE_NONE,
     OPTIMIZER_ADAMW,
@@ -67,6 +74,51 @@ class TrainingError(LlamaError):
     """Training that cannot start: no texts, an architecture libllama cannot train."""
 
     kind = "fine-tune error"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: it stopped after a whole step and saved nothing. A
+    KeyboardInterrupt, so the CLI exits 130 and the REPL goes on, as for any interrupt."""
+
+    def __init__(self, losses: list[float], total: int) -> None:
+        self.losses, self.total = list(losses), total
+        shown = ", ".join(f"{x:.4f}" for x in losses[-8:])
+        more = "..., " if len(losses) > 8 else ""
+        so_far = f"; losses so far: [{more}{shown}]" if losses else ""
+        super().__init__(f"model/fine-tune: interrupted after {len(losses)} of {total} steps{so_far}; "
+                         "nothing was saved")
+
+
+class StopRequest:
+    """While training runs in the main thread, Ctrl-C asks it to stop after the current
+    step (`asked`) instead of raising KeyboardInterrupt wherever Python next runs. Only
+    CPython's own handler is replaced: a host's handler, or an ignored SIGINT, is kept."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._old: Any = None
+
+    def __enter__(self) -> StopRequest:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def stop(self, losses: list[float], total: int) -> None:
+        """Raise TrainingInterrupted, saying so on stderr, when a stop was asked."""
+        if self.asked:
+            error = TrainingInterrupted(losses, total)
+            print(error, file=sys.stderr, flush=True)
+            raise error
 
 
 @dataclass
@@ -181,72 +233,71 @@ class _Trainer:
         self.pars = OptimizerParams(AdamWParams(1e-4, 0.9, 0.999, 1e-8, 0.0), SGDParams(1e-4, 0.0))
 
     def train(self, stream: list[int], pad: int, epochs: int, lr: float, show: bool) -> TuneResult:
-        t = tools()
+        t, n = tools(), self.window
         self.pars.adamw.alpha = self.pars.sgd.alpha = lr
         t.llama_opt_init(self.ctx.ptr, self.model.ptr,
                          OptParams(0, t.filter_all, None, t.constant_params, ctypes.addressof(self.pars), OPTIMIZER_ADAMW))
-        ndata = max(1, math.ceil((len(stream) - 1) / self.window))
-        dataset = self._dataset(stream, ndata, pad)
-        result_ptr = t.ggml_opt_result_init()
+        ndata = max(1, math.ceil((len(stream) - 1) / n))
+        padded = stream + [pad] * (n * ndata + 1 - len(stream))
+        total = epochs * ndata
+        dataset = self._dataset(padded[: n + 1], 1, pad)  # one window, refilled before each step
+        data, labels = self._arrays(dataset, 1)
+        result = t.ggml_opt_result_init()
         out = TuneResult(Path(), tokens=len(stream))
         try:
-            with Bar("fine-tuning", epochs * ndata, show) as bar:
+            with StopRequest() as stop, Bar("fine-tuning", total, show) as bar:
                 for epoch in range(epochs):
-                    t.ggml_opt_result_reset(result_ptr)
-                    seen = _Losses()
-
-                    def step(train: bool, opt: Any, ds: Any, res: Any, i: int, n: int, t0: int,
-                             seen: _Losses = seen, epoch: int = epoch) -> None:
-                        loss = seen.step(res, i)
-                        out.losses.append(loss)
+                    seen: list[float] = []
+                    for i in range(ndata):
+                        data[:] = padded[i * n : (i + 1) * n]  # type: ignore[assignment]
+                        labels[:] = padded[i * n + 1 : (i + 1) * n + 1]  # type: ignore[assignment]
                         # linear decay: ggml reads the rate before every step, and a
                         # constant one keeps undoing what the last steps learnt
-                        done = len(out.losses) / (epochs * ndata)
-                        self.pars.adamw.alpha = self.pars.sgd.alpha = lr * max(MIN_LR_SHARE, 1.0 - done)
-                        bar.update(epoch * ndata + i, f"epoch {epoch + 1} loss {loss:.4f}")
-
-                    callback = EPOCH_CALLBACK(step)
-                    t.llama_opt_epoch(self.ctx.ptr, dataset, result_ptr, None, ndata,
-                                      ctypes.cast(callback, ctypes.c_void_p), None)
-                    out.epoch_losses.append(seen.mean)
+                        rate = lr * max(MIN_LR_SHARE, 1.0 - len(out.losses) / total)
+                        self.pars.adamw.alpha = self.pars.sgd.alpha = rate
+                        t.ggml_opt_result_reset(result)
+                        t.llama_opt_epoch(self.ctx.ptr, dataset, result, None, 1, None, None)
+                        seen.append(_loss(result))
+                        out.losses.append(seen[-1])
+                        bar.update(len(out.losses), f"epoch {epoch + 1} loss {seen[-1]:.4f}")
+                        if stop.asked:
+                            break
+                    if stop.asked:
+                        break
+                    out.epoch_losses.append(sum(seen) / len(seen))
+            stop.stop(out.losses, total)
         finally:
-            t.ggml_opt_result_free(result_ptr)
+            t.ggml_opt_result_free(result)
             t.ggml_opt_dataset_free(dataset)
         return out
 
     def _dataset(self, stream: list[int], ndata: int, pad: int) -> int:
         """Windows of the token stream, inputs and next tokens; the last is padded."""
         t, n = tools(), self.window
-        ds = t.ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, n, n, ndata, 1)
-        data = (ctypes.c_int32 * (n * ndata)).from_address(t.ggml_get_data(t.ggml_opt_dataset_data(ds)))
-        labels = (ctypes.c_int32 * (n * ndata)).from_address(t.ggml_get_data(t.ggml_opt_dataset_labels(ds)))
+        ds = int(t.ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, n, n, ndata, 1))
+        data, labels = self._arrays(ds, ndata)
         padded = stream + [pad] * (n * ndata + 1 - len(stream))
         data[:] = padded[: n * ndata]  # type: ignore[assignment]  # ctypes converts ints
         labels[:] = padded[1 : n * ndata + 1]  # type: ignore[assignment]
-        return int(ds)
+        return ds
+
+    def _arrays(self, ds: int, ndata: int) -> tuple[Any, Any]:
+        """The dataset's inputs and labels as int32 arrays over ggml's own memory."""
+        t, size = tools(), self.window * ndata
+        data = (ctypes.c_int32 * size).from_address(t.ggml_get_data(t.ggml_opt_dataset_data(ds)))
+        labels = (ctypes.c_int32 * size).from_address(t.ggml_get_data(t.ggml_opt_dataset_labels(ds)))
+        return data, labels
 
     def close(self) -> None:
         self.ctx.close()
         self.model.close()
 
 
-class _Losses:
-    """Per-step losses from ggml's running mean over the epoch's steps."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.count = 0
-
-    def step(self, result: Any, i: int) -> float:
-        mean, unc = ctypes.c_double(), ctypes.c_double()
-        tools().ggml_opt_result_loss(result, ctypes.byref(mean), ctypes.byref(unc))
-        loss = mean.value * i - self.total
-        self.total, self.count = mean.value * i, i
-        return loss
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+def _loss(result: Any) -> float:
+    """The loss of the one step `result` holds."""
+    mean, unc = ctypes.c_double(), ctypes.c_double()
+    tools().ggml_opt_result_loss(result, ctypes.byref(mean), ctypes.byref(unc))
+    return float(mean.value)
 
 
 # ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gene_jit.engine.weights import Config, GGUFFile, _matrix, read_config
-from gene_jit.llama.finetune import MIN_LR_SHARE, TuneResult
+from gene_jit.llama.finetune import MIN_LR_SHARE, StopRequest, TuneResult
 from gene_jit.llama.progress import Bar
 from gene_jit.runtime.requirements import import_library
 from gene_jit.tensor.device import Device
@@ -195,10 +195,12 @@ def _steps(net: Gemma3, chunks: list[list[int]], epochs: int, lr: float,
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     losses: list[float] = []
     epoch_losses: list[float] = []
-    with Bar("fine-tuning", steps, show) as bar:
+    with StopRequest() as stop, Bar("fine-tuning", steps, show) as bar:
         for epoch in range(epochs):
             seen = []
             for chunk in chunks:
+                if stop.asked:  # Ctrl-C: after a whole step, and nothing is saved
+                    break
                 logits = net.forward(chunk[:-1])
                 loss = torch.nn.functional.cross_entropy(logits, torch.tensor(chunk[1:], dtype=torch.long))
                 opt.zero_grad()
@@ -210,7 +212,10 @@ def _steps(net: Gemma3, chunks: list[list[int]], epochs: int, lr: float,
                 for group in opt.param_groups:
                     group["lr"] = lr * max(MIN_LR_SHARE, 1.0 - len(losses) / steps)
                 bar.update(len(losses), f"epoch {epoch + 1} loss {losses[-1]:.4f}")
+            if stop.asked:
+                break
             epoch_losses.append(sum(seen) / len(seen))
+    stop.stop(losses, steps)
     return losses, epoch_losses
 
 

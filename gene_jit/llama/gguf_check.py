@@ -87,6 +87,11 @@ class _Bad(Exception):
     """A problem found while walking the file; becomes a BadModelError naming the file."""
 
 
+class _NotAModel(_Bad):
+    """A well-formed GGUF that holds something other than a model (an adapter, an
+    importance matrix, only a vocabulary); the text says what it is."""
+
+
 class _Cursor:
     """Bounds-checked little-endian reads from the mapped file."""
 
@@ -139,6 +144,8 @@ def check_model_file(path: Path) -> GGUFInfo:
     if info is None:
         try:
             info = _read_and_check(path, st.st_size)
+        except _NotAModel as exc:
+            raise BadModelError(f"{path} is {exc}") from None
         except _Bad as exc:
             raise BadModelError(f"{path} is not a usable GGUF model: {exc}") from None
         _cache[key] = info
@@ -157,6 +164,7 @@ def _read_and_check(path: Path, size: int) -> GGUFInfo:
                 info = _walk(path, buf, size)
     except OSError as exc:
         raise BadModelError(f"cannot read model file {path}: {exc.strerror}") from exc
+    _check_kind(info)
     _check_model(info)
     return info
 
@@ -330,6 +338,32 @@ def _string(info: GGUFInfo, key: str, required: bool = False) -> str | None:
     if info.types[key] != GGUFValueType.STRING:
         raise _bad(key, info.kv.get(key), f"it must be a string, not a value of type {info.types[key].name.lower()}")
     return str(info.kv[key])
+
+
+def _check_kind(info: GGUFInfo) -> None:
+    """Files of the GGUF family that are no model are named for what they are: without
+    this an adapter or an importance matrix fails on the first hyperparameter it lacks
+    (a message about block_count that hides the real mistake)."""
+    kind = info.kv.get("general.type") if info.types.get("general.type") == GGUFValueType.STRING else None
+    path = str(info.path)
+    if kind == "adapter":
+        sub = info.kv.get("adapter.type")
+        what = "a LoRA adapter" if sub == "lora" else f"an adapter ({sub or 'of no adapter.type'})"
+        made_for = f" for {info.arch} models" if info.arch else ""
+        raise _NotAModel(
+            f"{what}{made_for} (general.type is 'adapter'), not a model: create its base model "
+            f'and apply the adapter with (model/load-adapter model "{path}")')
+    if kind == "imatrix":
+        raise _NotAModel("an importance matrix (general.type is 'imatrix'), data for quantising a "
+                         "model, not a model itself; give the path of a model .gguf file")
+    if kind == "mmproj":
+        raise _NotAModel("a multimodal projector (general.type is 'mmproj'), not a language model; "
+                         "give the path of a model .gguf file")
+    if kind not in (None, "model"):
+        raise _NotAModel(f"not a model: its general.type is {kind[:80]!r} (a model's is 'model')")
+    if not info.tensors:
+        raise _NotAModel("a vocabulary-only file (it holds no weight tensors), not a model; "
+                         "give the path of a model .gguf file")
 
 
 _GENERAL_STRINGS = tuple(f"general.{k}" for k in (

@@ -44,7 +44,13 @@ class Bar:
 
     def __enter__(self) -> Bar:
         if self._progress is not None:
-            self._progress.start()
+            try:
+                self._progress.start()
+            except BaseException:
+                # a Ctrl-C while rich starts: it has already put its proxies in place
+                # of sys.stdout and sys.stderr, and only stop() gives them back
+                self._progress.stop()
+                raise
         return self
 
     def update(self, completed: float, note: str = "", total: float | None = None) -> None:

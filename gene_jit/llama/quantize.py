@@ -121,19 +121,44 @@ def check_output(out: str | os.PathLike[str], source: Path | None = None) -> Pat
     return path
 
 
-def _params(ftype: int, threads: int | None, dry_run: bool = False) -> Any:
+def _params(ftype: int, threads: int | None, dry_run: bool = False, imatrix: Any = None) -> Any:
     p = tools().llama_model_quantize_default_params()
     p.ftype = ftype
     p.allow_requantize = True
     p.nthread = int(threads or 0)
     p.dry_run = dry_run
+    if imatrix is not None:
+        p.imatrix = ctypes.addressof(imatrix)
     return p
 
 
+class ImatrixEntry(ctypes.Structure):
+    """struct llama_model_imatrix_data: one weight's importance per input column."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.POINTER(ctypes.c_float)), ("size", ctypes.c_size_t)]
+
+
+def imatrix_array(imatrix: dict[str, Any]) -> Any:
+    """The C array libllama reads (ended by an entry without a name); the NumPy arrays
+    it points into are kept on it, alive as long as it is."""
+    import numpy as np
+
+    kept = {name: np.ascontiguousarray(values, np.float32) for name, values in imatrix.items()}
+    array = (ImatrixEntry * (len(kept) + 1))()
+    for entry, (name, values) in zip(array, kept.items(), strict=False):
+        entry.name = name.encode()
+        entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        entry.size = values.size
+    array._kept = kept  # type: ignore[attr-defined]
+    return array
+
+
 def quantize(source: Any, out: Any, kind: Any = "Q8_0", threads: int | None = None,
-             progress: bool | None = None) -> Result:
-    """Write `source` (a model name or path) quantised to type `kind` into `out`."""
+             progress: bool | None = None, imatrix: dict[str, Any] | None = None) -> Result:
+    """Write `source` (a model name or path) quantised to type `kind` into `out`;
+    `imatrix` maps weight names to the mean square of each of their input columns."""
     name = type_name(kind)
+    table = imatrix_array(imatrix) if imatrix else None
     src = resolve_model(None if source is None else str(source))
     path = check_output(str(out), src)
     try:
@@ -145,7 +170,8 @@ def quantize(source: Any, out: Any, kind: Any = "Q8_0", threads: int | None = No
     try:
         show = wanted(progress)
         with _terminal(show) as term:
-            rc, log = _run_logged(src, Path(tmp), _params(TYPES[name], threads), f"quantising to {name}", term)
+            rc, log = _run_logged(src, Path(tmp), _params(TYPES[name], threads, imatrix=table),
+                                 f"quantising to {name}", term)
         if rc != 0:
             raise QuantizeError(f"libllama could not quantise {src.name} to {name}: {_reason(log)}")
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it private; a model file is not
@@ -187,16 +213,33 @@ def _run_logged(src: Path, out: Path, params: Any, what: str, term: TextIO | Non
     with bindings.capture_stderr() as log:
         worker = threading.Thread(target=work, name="gene-quantize", daemon=True)
         worker.start()
-        with Bar(what, 1, term is not None, file=term) as bar:
-            while worker.is_alive():
-                worker.join(0.1)
-                done = _last_tensor(log)
-                if done is not None:
-                    bar.update(done[0], total=done[1])
+        try:
+            with Bar(what, 1, term is not None, file=term) as bar:
+                while worker.is_alive():
+                    worker.join(0.1)
+                    done = _last_tensor(log)
+                    if done is not None:
+                        bar.update(done[0], total=done[1])
+        except KeyboardInterrupt:
+            _finish(worker, term)
+            raise
     text = "".join(log)
     if os.environ.get("GENE_LLAMA_LOG", "") not in ("", "0"):
         sys.stderr.write(text)
     return (result[0] if result else -1), text
+
+
+def _finish(worker: threading.Thread, term: TextIO | None) -> None:
+    """Ctrl-C: libllama's quantiser cannot be stopped, and a file it opened after the
+    caller removed its temporary output would stay behind, so wait for it to end (the
+    caller then removes the output). Further Ctrl-Cs only repeat the note."""
+    note = "interrupted: waiting for libllama's quantiser to finish, then removing its output\n"
+    while worker.is_alive():
+        try:
+            (term or sys.stderr).write(note)
+            worker.join()
+        except KeyboardInterrupt:
+            continue
 
 
 def _last_tensor(log: list[str]) -> tuple[int, int] | None:
