@@ -3,7 +3,10 @@ server (`python -m llama_cpp.server`, one request at a time), same model file, t
 and requests, in the same run.
 
 Each level sends the same REQUESTS streaming completions (greedy, TOKENS tokens each, a
-different prompt each) from 1, 4 and 16 concurrent clients; the two servers take turns
+different prompt each) from 1, 4 and 16 concurrent clients, for each reply length given
+(32 tokens is short for chat, so the default also runs 128; a configuration such as
+8/128/16/64 gives the requests those lengths in turn, so that they end at different
+steps, as chat replies do); the two servers take turns
 round by round, and each keeps its best round per level (on a machine shared with other
 work, alternation spreads the interference evenly and the best round is the least
 disturbed one, as bench/llm_bench.py does). For each
@@ -14,13 +17,22 @@ prompts that share a long start: how many replies at 16 clients differ from the 
 requests alone once the sequences pass 256 cached cells (the server decodes with kernels
 that compute a row the same in any batch; docs/internals.md, "Serving").
 
-Usage: python bench/serve_bench.py [--threads 2] [--tokens 64] [--clients 1,4,16]
-                                   [--requests 16] [--rounds 2] [--model default] [--out FILE]
+Last, the ceiling that libllama's kernels put on gene-jit's 16-client / 1-client ratio:
+the least time of a decode step of 1 and of 16 rows, and of one prompt, in a context
+set up as the server's (`ceiling_probe`, in a process of its own); with those, a
+request alone costs prompt + (TOKENS - 1) one-row steps and 16 requests together cost
+16 prompts + (TOKENS - 1) 16-row steps, with no HTTP, sampling or scheduling at all.
+
+Results are appended to OUT, dated, with the load average at start and end.
+
+Usage: python bench/serve_bench.py [--threads 2] [--tokens 32,128] [--clients 1,4,16]
+                                   [--requests 16] [--rounds 3] [--model default] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import http.client
 import json
 import os
@@ -139,7 +151,8 @@ def stream(port: int, model: str, prompt: str, tokens: int) -> Reply:
     return reply
 
 
-def run_level(port: int, model: str, texts: list[str], clients: int, tokens: int) -> Level:
+def run_level(port: int, model: str, texts: list[str], clients: int, tokens: list[int]) -> Level:
+    """Each request `i` asks for tokens[i % len(tokens)] tokens."""
     replies = [Reply() for _ in texts]
     todo = list(range(len(texts)))
     lock = threading.Lock()
@@ -150,7 +163,7 @@ def run_level(port: int, model: str, texts: list[str], clients: int, tokens: int
                 if not todo:
                     return
                 i = todo.pop(0)
-            replies[i] = stream(port, model, texts[i], tokens)
+            replies[i] = stream(port, model, texts[i], tokens[i % len(tokens)])
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     t0 = time.perf_counter()
@@ -201,58 +214,143 @@ def start_servers(path: str, threads: int, parallel: int, n_ctx: int) -> dict[st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--tokens", default="32,128",
+                    help="reply lengths, each a configuration of its own (A/B/C: the requests' lengths in turn)")
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--requests", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=2, help="rounds per level; each server keeps its best")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per level; each server keeps its best")
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_bench_cpu.txt"))
+    ap.add_argument("--ceiling-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from gene_jit.llama.resolve import resolve_model
 
     path = str(resolve_model(args.model))
+    if args.ceiling_probe:
+        print(json.dumps(ceiling_probe(path, args.threads)))
+        return
     levels = [int(c) for c in args.clients.split(",")]
+    lengths = args.tokens.split(",")
     texts = prompts(args.requests)
     # stopped by a signal, still stop the servers (the `finally` below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     servers = start_servers(path, args.threads, max(levels), 512)
-    lines = [f"# python bench/serve_bench.py --threads {args.threads} --tokens {args.tokens} "
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"## {now}",
+             f"# python bench/serve_bench.py --threads {args.threads} --tokens {args.tokens} "
              f"--clients {args.clients} --requests {args.requests} --rounds {args.rounds}",
              f"model {path}, {args.threads} threads for both servers, {args.requests} streaming greedy "
-             f"completions of {args.tokens} tokens per level, best of {args.rounds} alternating rounds; "
+             f"completions per level, best of {args.rounds} alternating rounds; "
              f"{platform.machine()}, {os.cpu_count()} cores, "
              f"load average {os.getloadavg()[0]:.1f} at start"]
-    results: dict[tuple[str, int], Level] = {}
+    configs: dict[str, dict[tuple[str, int], Level]] = {}
     try:
-        turn = 0
-        for clients in levels:
-            for _ in range(args.rounds):
-                names = list(servers) if turn % 2 == 0 else list(reversed(servers))
-                turn += 1
-                for name in names:
-                    level = run_level(servers[name][1], path, texts, clients, args.tokens)
-                    print(report(name, level, results.get((name, levels[0]))), flush=True)
-                    kept = results.get((name, clients))
-                    if kept is None or level.tokens / level.wall > kept.tokens / kept.wall:
-                        results[(name, clients)] = level
-            for name in servers:
-                lines.append(report(name, results[(name, clients)], results.get((name, levels[0]))))
-        lines += exactness(servers["gene-jit serve"][1], path, args.requests, max(levels), args.tokens)
+        for tokens in lengths:
+            results = configs[tokens] = run_config(servers, path, texts, levels, tokens, args.rounds)
+            lines.append(f"-- replies of {tokens} tokens{' in turn' if '/' in tokens else ''}")
+            for clients in levels:
+                for name in servers:
+                    lines.append(report(name, results[(name, clients)], results.get((name, levels[0]))))
+        lines += exactness(servers["gene-jit serve"][1], path, args.requests, max(levels), _lengths(lengths[0])[0])
     finally:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=60)
-    lines += summary(results, levels)
+    start = len(lines)
+    for tokens in lengths:
+        lines += [f"{tokens}-token replies: {line}" for line in summary(configs[tokens], levels)]
+    lines += ceiling(path, args.threads, lengths, configs, levels)
     lines.append(f"load average {os.getloadavg()[0]:.1f} at the end")
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[-4:]))
+    with Path(args.out).open("a") as out:
+        out.write("\n".join(lines) + "\n\n")
+    print("\n".join(lines[start:]))
+
+
+def _lengths(config: str) -> list[int]:
+    return [int(t) for t in config.split("/")]
+
+
+def run_config(servers: dict[str, tuple[Any, int]], path: str, texts: list[str], levels: list[int],
+               tokens: str, rounds: int) -> dict[tuple[str, int], Level]:
+    """Every level with replies of `tokens` tokens, the servers taking turns; each keeps
+    its best round per level."""
+    results: dict[tuple[str, int], Level] = {}
+    turn = 0
+    for clients in levels:
+        for _ in range(rounds):
+            names = list(servers) if turn % 2 == 0 else list(reversed(servers))
+            turn += 1
+            for name in names:
+                level = run_level(servers[name][1], path, texts, clients, _lengths(tokens))
+                print(f"[{tokens} tokens] " + report(name, level, results.get((name, levels[0]))), flush=True)
+                kept = results.get((name, clients))
+                if kept is None or level.tokens / level.wall > kept.tokens / kept.wall:
+                    results[(name, clients)] = level
+    return results
+
+
+def ceiling_probe(path: str, threads: int, reps: int = 40) -> dict[str, float]:
+    """Least seconds of a decode step of 1 and of 16 rows, and of a bench prompt (the
+    least time per token of one prompt, times their mean length), interleaved, in a
+    context made as the server makes it (same kernels: run with the server's settings)."""
+    from gene_jit.llama.model import Model
+    from gene_jit.serve.scheduler import _context
+
+    model = Model(path, threads=threads, repack=False, progress=False)
+    ctx = _context(model, 16, 512)
+    toks = [model.tokenize(t) for t in prompts(16)]
+    mean = sum(map(len, toks)) / len(toks)
+    for s, t in enumerate(toks):
+        ctx.feed(s, t)
+    best = {"step1": 1e9, "step16": 1e9, "prompt": 1e9, "prompt_tokens": mean}
+    for r in range(reps):
+        s, t = r % 16, toks[r % 16]
+        ctx.trim(s, 0)
+        t0 = time.perf_counter()
+        ctx.feed(s, t)
+        best["prompt"] = min(best["prompt"], (time.perf_counter() - t0) / len(t) * mean)
+        for n, key in ((1, "step1"), (16, "step16")):
+            if len(ctx.tokens[15]) > 400:  # room left in every sequence
+                ctx.clear()
+                for q, u in enumerate(toks):
+                    ctx.feed(q, u)
+            t0 = time.perf_counter()
+            ctx.feed_rows([(q, 1000 + 7 * q + r) for q in range(n)])
+            best[key] = min(best[key], time.perf_counter() - t0)
+    ctx.close()
+    return best
+
+
+def ceiling(path: str, threads: int, lengths: list[str], configs: dict[str, dict[tuple[str, int], Level]],
+            levels: list[int]) -> list[str]:
+    env = {**os.environ, "OMP_WAIT_POLICY": "passive", "GGML_CPU_TILED_MM": "0"}  # as gene-jit serve runs
+    out = subprocess.run([sys.executable, __file__, "--ceiling-probe", "--model", path, "--threads", str(threads)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    t = json.loads(out.stdout.strip().splitlines()[-1])
+    lines = [f"ceiling (libllama alone, least of 40 interleaved; load {os.getloadavg()[0]:.1f}): decode step 1 row "
+             f"{1000 * t['step1']:.1f} ms, 16 rows {1000 * t['step16']:.1f} ms ({t['step16'] / t['step1']:.2f}x); "
+             f"one prompt ({t['prompt_tokens']:.1f} tokens) {1000 * t['prompt']:.1f} ms"]
+    top, low = max(levels), min(levels)
+    for config in lengths:
+        if "/" in config:
+            continue
+        tokens = int(config)
+        alone = t["prompt"] + (tokens - 1) * t["step1"]
+        together = 16 * t["prompt"] + (tokens - 1) * t["step16"]
+        res = configs[config]
+        got = (res[("gene-jit serve", top)].tokens / res[("gene-jit serve", top)].wall) / (
+            res[("gene-jit serve", low)].tokens / res[("gene-jit serve", low)].wall)
+        lines.append(f"{tokens}-token replies: 16 requests together / alone, kernels only: "
+                     f"{16 * alone / together:.2f}x (decode steps alone: {16 * t['step1'] / t['step16']:.2f}x); "
+                     f"measured {top} clients / {low} client: {got:.2f}x")
+    return lines
 
 
 def exactness(port: int, path: str, requests: int, clients: int, tokens: int) -> list[str]:
     """gene-jit's greedy replies to long prompts alone and among `clients`."""
     texts = long_prompts(requests)
-    alone = run_level(port, path, texts, 1, tokens)
-    together = run_level(port, path, texts, clients, tokens)
+    alone = run_level(port, path, texts, 1, [tokens])
+    together = run_level(port, path, texts, clients, [tokens])
     n, where = differing(together, alone)
     first = f"; they first differ after {sorted(where)} characters" if where else ""
     line = (f"gene-jit serve, prompts of ~{len(PREAMBLE) // 4} tokens + {tokens} generated (past 256 cells): "

@@ -277,6 +277,54 @@ def test_concurrent_greedy_replies_are_as_alone(server: Any, client: Any) -> Non
 
 
 @pytest.mark.model
+def test_requests_move_down_so_each_step_is_one_micro_batch(server: Any) -> None:
+    """Requests that end early leave free slots below busy ones; the busy ones move down
+    (their KV streams copied), so every step's rows are consecutive sequences (libllama
+    makes one micro-batch of those only), and each reply is still what it gets alone."""
+    from gene_jit.llama.sampler import Sampling
+    from gene_jit.serve.scheduler import Job
+
+    _wait_idle(server)
+    sched, model = server.scheduler, server.model
+    texts = ["The best thing about rain is", "My grandfather used to say", "Three facts about owls:",
+             "Dear diary, today", "The train left the station"]
+    lengths = [2, 14, 3, 14, 1]
+    replies: dict[int, list[str]] = {i: [] for i in range(len(texts))}
+    ended = threading.Semaphore(0)
+
+    def sink(i: int) -> Any:
+        def put(kind: str, value: Any) -> None:
+            if kind == "text":
+                replies[i].append(value)
+            else:
+                ended.release()
+        return put
+
+    greedy = Sampling.from_kwargs(model, {"temperature": 0.0})
+    jobs = [Job(model.prompt_tokens(t), n, greedy, sink(i)) for i, (t, n) in enumerate(zip(texts, lengths, strict=True))]
+    steps: list[list[int]] = []
+    feed_rows = sched.ctx.feed_rows
+
+    def recording(rows: list[tuple[int, int]]) -> list[int]:
+        steps.append([seq for seq, _ in rows])
+        return feed_rows(rows)
+
+    sched.ctx.feed_rows = recording
+    try:
+        sched.submit(jobs[:4])
+        time.sleep(0.5)
+        sched.submit(jobs[4:])  # the free slot it takes is the lowest, never above a busy one
+        for _ in jobs:
+            assert ended.acquire(timeout=300)
+    finally:
+        del sched.ctx.feed_rows
+    assert [len(seqs) for seqs in steps].count(2) >= 8, steps  # the two long ones went on together
+    assert all(seqs == list(range(seqs[0], seqs[0] + len(seqs))) for seqs in steps), steps
+    for i, text in enumerate(texts):
+        assert "".join(replies[i]) == _alone(model, text, lengths[i]), text
+
+
+@pytest.mark.model
 def test_shared_prompt_start_is_decoded_once(server: Any, client: Any) -> None:
     system = " ".join(f"Rule {i}: answer briefly and politely." for i in range(1, 25))
     before = _metric(server, "gene_jit_prompt_tokens_cached_total")
