@@ -168,6 +168,54 @@ def bench_engine(engine: Any, batch: int, prompt: int, steps: int) -> dict[str, 
             "host_us": host_us, "logits_step_us": 1e6 * with_logits}
 
 
+def _kernel_name(mangled: str) -> str:
+    """module.function of a Numba kernel's mangled name (_ZN<len><part>...), else itself."""
+    if not mangled.startswith("_ZN"):
+        return mangled[:60]
+    parts, i = [], 3
+    while i < len(mangled) and mangled[i].isdigit():
+        j = i
+        while mangled[j].isdigit():
+            j += 1
+        n = int(mangled[i:j])
+        parts.append(mangled[j:j + n])
+        i = j + n
+    keep = [p for p in parts if p not in ("cudapy", "gene_jit", "engine", "_3clocals_3e")]
+    return ".".join(keep)[-60:]
+
+
+def profile_steps(engine: Any, batch: int, prompt: int, steps: int = 8) -> None:
+    """GPU time of each kernel of a graph-replayed decode step (torch's profiler, CUPTI),
+    summed by kernel name: the largest first."""
+    import torch
+
+    from gene_jit.engine.cuda_graph import GraphDecoder
+    from gene_jit.tensor_kernels.cuda_support import cuda
+
+    cache = engine.new_cache(prompt + steps + 16, batch)
+    dec = GraphDecoder(engine, cache, batch, greedy=True)
+    dec.capture([1] * batch, [prompt] * batch, list(range(batch)))
+    dec.launch()
+    cuda().synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            dec.launch()
+        cuda().synchronize()
+    totals: dict[str, list[float]] = {}
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            name = _kernel_name(ev.name)
+            t = totals.setdefault(name, [0.0, 0])
+            t[0] += ev.device_time_total
+            t[1] += 1
+    total = sum(v[0] for v in totals.values()) / steps
+    print(f"  profile, batch {batch}: {sum(v[1] for v in totals.values()) / steps:.0f} kernels, "
+          f"{total:.0f} us of kernel time a step", flush=True)
+    for name, (us, n) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:14]:
+        print(f"    {us / steps:8.1f} us  {n / steps:5.0f}x  {name}", flush=True)
+    dec.close()
+
+
 # ---- the PyTorch peer: the same gemma3 model on the same weights, dequantised to f16 ----
 
 
@@ -306,6 +354,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--no-7b", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="GPU time of each kernel of a decode step")
     args = ap.parse_args()
     from gene_jit.engine.model import Engine
     from gene_jit.tensor.device import create_device
@@ -334,6 +383,12 @@ def main() -> None:
             line += (f" | torch f16 eager {t['eager']:8.0f} tok/s, CUDA graph {t['graph']:8.0f} tok/s; "
                      f"engine/graph {r['decode'] / t['graph']:.2f}x")
         print(line, flush=True)
+    if args.profile:
+        for b in (1, 64):
+            try:
+                profile_steps(engine, b, args.prompt)
+            except Exception as exc:  # the profiler is a diagnosis: its failure ends nothing
+                print(f"  profile, batch {b}: failed ({type(exc).__name__}: {exc})", flush=True)
     del engine
     if not args.no_7b:
         t0 = time.perf_counter()
@@ -345,6 +400,8 @@ def main() -> None:
         print(f"  batch  1: engine decode {r['decode']:7.1f} tok/s ({r['step_us']:.0f} us/step, host "
               f"{r['host_us']:.1f} us/step), prompt {r['prefill']:.0f} tok/s; "
               f"{r['decode'] / (bw / wb):.2f}x the weight-read limit", flush=True)
+        if args.profile:
+            profile_steps(big, 1, args.prompt)
 
 
 if __name__ == "__main__":

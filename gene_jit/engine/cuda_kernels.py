@@ -224,7 +224,13 @@ _EMBED: dict[int, Any] = {}
 
 
 def embed_rows(w: Any, kind: int, ids: Any, scale: float, out: Any) -> None:
-    """out [T, E] = rows ids [T] of w decoded, times scale."""
+    """out [T, E] = rows ids [T] of w decoded, times scale (w: GGUF blocks, or Q8_0 / Q4_0
+    rows packed by cuda_qdot.pack, int32)."""
+    if kind in (Q8_0, Q4_0) and w.dtype == np.int32:
+        from gene_jit.engine import cuda_qdot
+
+        cuda_qdot.embed_rows(w, kind, ids, scale, out)
+        return
     kernel: Any = _EMBED.get(kind)
     if kernel is None:
         deq = DEQ[kind]
@@ -257,6 +263,24 @@ def _nearest(v: Any) -> Any:
     if r - a == 0.5 and math.fmod(r, 2.0) != 0.0:
         r -= 1.0
     return np.float32(r)
+
+
+@cu.jit(device=True, inline=True)
+def quant32(v: Any, lane: int, xq: Any, xd: Any, t: int, b: int) -> None:
+    """Block b of row t, value v from each lane of a warp: its 8-bit quants into
+    xq [T, K/4] (int32 words of 4) and its scale, f16-rounded, into xd [T, K/32], as
+    _round_q8_0_kernel rounds them (value = quant * scale)."""
+    amax = abs(v)
+    for off in (16, 8, 4, 2, 1):
+        amax = max(amax, cu.shfl_xor_sync(0xFFFFFFFF, amax, off))
+    inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
+    q = np.int64(_nearest(v * inv)) & 0xFF
+    pair = q | (np.int64(cu.shfl_xor_sync(0xFFFFFFFF, q, 1)) << 8)  # lane 4j: bytes 4j, 4j+1
+    word = pair | (np.int64(cu.shfl_xor_sync(0xFFFFFFFF, pair, 2)) << 16)
+    if lane & 3 == 0:
+        xq[t, 8 * b + (lane >> 2)] = np.int32(word - (1 << 32) if word >= (1 << 31) else word)
+    if lane == 0:
+        xd[t, b] = half_round(amax / np.float32(127.0))
 
 
 @cu.jit
@@ -335,8 +359,9 @@ def round_activations(kind: int, x: Any, out: Any) -> None:
 
 
 @cu.jit
-def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any) -> None:
-    """A block per row of x [R, C]: sum of f32 squares in f64, then as engine_cpu.rms_norm."""
+def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd: Any) -> None:
+    """A block per row of x [R, C]: sum of f32 squares in f64, then as engine_cpu.rms_norm.
+    `quant` (C a multiple of 32): the output also quantised (quant32) for the products."""
     r = cu.blockIdx.x
     cols = x.shape[1]
     part = cu.shared.array(THREADS, np.float64)
@@ -356,33 +381,85 @@ def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any) -> None:
     mean = np.float32(part[0] / cols)
     scale = np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
     c = cu.threadIdx.x
-    while c < cols:
-        out[r, c] = np.float32(x[r, c] * scale) * w[c]
+    while c < cols:  # with cols % 32 == 0 a warp's lanes stay together, a block each pass
+        v = np.float32(x[r, c] * scale) * w[c]
+        out[r, c] = v
+        if quant:
+            quant32(v, c & 31, xq, xd, r, c >> 5)
         c += THREADS
 
 
-def rmsnorm(x: Any, w: Any, eps: float, out: Any) -> None:
-    _rmsnorm_kernel[x.shape[0], THREADS, launch_stream()](x, w, np.float32(eps), out)
+_NO_QUANT: list[Any] = []
+
+
+def _no_quant() -> tuple[Any, Any]:
+    if not _NO_QUANT:
+        _NO_QUANT.extend([cu.to_device(np.zeros((1, 8), np.int32)), cu.to_device(np.zeros((1, 1), np.float32))])
+    return _NO_QUANT[0], _NO_QUANT[1]
+
+
+def rmsnorm(x: Any, w: Any, eps: float, out: Any, xq: Any = None, xd: Any = None) -> None:
+    """out = RMSNorm(x) * w; with xq, xd (x [R, C], C a multiple of 32) also its 8-bit
+    quants and block scales."""
+    quant = xq is not None
+    if not quant:
+        xq, xd = _no_quant()
+    _rmsnorm_kernel[x.shape[0], THREADS, launch_stream()](x, w, np.float32(eps), out, quant, xq, xd)
+
+
+@cu.jit(device=True, inline=True)
+def _half_index(v: Any) -> Any:
+    """The f16 bit pattern of v, a finite float32 that is an f16 value."""
+    a = abs(v)
+    sign = 0x8000 if v < 0 else 0
+    if a < np.float32(6.103515625e-05):  # subnormal: steps of 2^-24
+        return sign | np.int32(a * np.float32(16777216.0))
+    b = np.int32(float_as_int(a))
+    return sign | ((((b >> 23) & 0xFF) - 112) << 10) | ((b >> 13) & 0x3FF)
 
 
 @cu.jit
-def _geglu_kernel(gate: Any, up: Any, out: Any) -> None:
+def _geglu_kernel(gate: Any, up: Any, table: Any, out: Any, quant: bool, xq: Any, xd: Any) -> None:
+    """GELU read from ggml's f16 table (engine_cpu.gelu_table) at gate rounded to f16, as
+    engine_cpu.geglu computes it. `quant`: the output, rows of xd.shape[1] * 32 values,
+    also quantised (quant32)."""
     i = cu.grid(1)
-    if i >= gate.size:
+    n = gate.size
+    if quant:
+        if i >= n + (-n) % 32:
+            return
+    elif i >= n:
         return
-    x = gate[i]
-    if x <= np.float32(-10.0):
-        out[i] = np.float32(0.0)
-    elif x >= np.float32(10.0):
-        out[i] = x * up[i]
-    else:
-        h = np.float64(half_round(x))
-        g = 0.5 * h * (1.0 + math.tanh(0.7978845608028654 * h * (1.0 + 0.044715 * h * h)))
-        out[i] = half_round(np.float32(g)) * up[i]
+    v = np.float32(0.0)
+    if i < n:
+        x = gate[i]
+        if x <= np.float32(-10.0):
+            v = np.float32(0.0)
+        elif x >= np.float32(10.0):
+            v = x * up[i]
+        else:
+            v = table[_half_index(half_round(x))] * up[i]
+        out[i] = v
+    if quant:
+        nb = xd.shape[1]
+        quant32(v, cu.threadIdx.x & 31, xq, xd, (i >> 5) // nb, (i >> 5) % nb)
 
 
-def geglu(gate: Any, up: Any, out: Any) -> None:
-    _geglu_kernel[(gate.size + THREADS - 1) // THREADS, THREADS, launch_stream()](gate, up, out)
+_GELU: list[Any] = []
+
+
+def geglu(gate: Any, up: Any, out: Any, xq: Any = None, xd: Any = None) -> None:
+    """out = gelu(gate) * up over flat arrays; with xq, xd also quantised in rows of
+    xd.shape[1] * 32 values (blocks of THREADS threads cover whole 32-value blocks)."""
+    if not _GELU:
+        from gene_jit.tensor_kernels.engine_cpu import gelu_table
+
+        _GELU.append(cu.to_device(gelu_table()))
+    quant = xq is not None
+    if not quant:
+        xq, xd = _no_quant()
+    _geglu_kernel[(gate.size + THREADS - 1) // THREADS, THREADS, launch_stream()](
+        gate, up, _GELU[0], out, quant, xq, xd)
 
 
 @cu.jit
@@ -439,7 +516,13 @@ def kv_store(k: Any, v: Any, pos: Any, slot: Any, kc: Any, vc: Any) -> None:
 
 
 _ATTENTION: dict[tuple[int, bool], Any] = {}
-ATT_WARPS = 16  # warps of a block that take keys in turn (fast attention)
+ATT_WARPS = 32  # warps of a block that take keys in turn (fast attention)
+
+
+def _att_warps(d: int) -> int:
+    """Warps of a fast attention block: ATT_WARPS, fewer where their partial sums of
+    values would pass 32 KB of shared memory."""
+    return max(1, min(ATT_WARPS, 8192 // (32 * ((d + 31) // 32))))
 
 
 def _attention_kernel(d: int, exact: bool) -> Any:
@@ -451,7 +534,7 @@ def _attention_kernel(d: int, exact: bool) -> Any:
     if (d, exact) in _ATTENTION:
         return _ATTENTION[(d, exact)]
     per = (d + 31) // 32
-    warps = 1 if exact else ATT_WARPS
+    warps = 1 if exact else _att_warps(d)
     width = per * 32
 
     @cu.jit
@@ -480,13 +563,13 @@ def _attention_kernel(d: int, exact: bool) -> Any:
             sc = warp_sum(dot) * scale
             w = np.float32(1.0)
             if sc > top:
-                grow = np.float32(math.exp(np.float64(top - sc)))
+                grow = np.float32(math.exp(np.float64(top - sc))) if exact else np.float32(math.exp(top - sc))
                 top = sc
                 total *= grow
                 for i in range(per):
                     acc[i] = half_round(acc[i] * grow) if exact else acc[i] * grow
             else:
-                w = np.float32(math.exp(np.float64(sc - top)))
+                w = np.float32(math.exp(np.float64(sc - top))) if exact else np.float32(math.exp(sc - top))
             total += w
             for i in range(per):
                 c = lane + 32 * i
@@ -527,7 +610,7 @@ def _attention_kernel(d: int, exact: bool) -> Any:
 def attention(q: Any, kc: Any, vc: Any, pos: Any, slot: Any, window: int, scale: float, out: Any,
               exact: bool = False) -> None:
     grid = (q.shape[0], q.shape[1])
-    _attention_kernel(q.shape[2], exact)[grid, 32 * (1 if exact else ATT_WARPS), launch_stream()](
+    _attention_kernel(q.shape[2], exact)[grid, 32 * (1 if exact else _att_warps(q.shape[2])), launch_stream()](
         q, kc, vc, pos, slot, window, np.float32(scale), out)
 
 

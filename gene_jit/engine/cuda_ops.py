@@ -94,6 +94,10 @@ def _place_weight(w: Weight, device: Device) -> Weight:
         raw = raw.view(np.float16)
     elif w.kind == BF16:
         raw = raw.view(np.uint16)
+    elif w.kind in (Q8_0, Q4_0):
+        from gene_jit.engine.cuda_qdot import pack
+
+        raw = pack(raw, w.kind, w.cols)
     return Weight(w.name, w.type_name, w.rows, w.cols, cuda().to_device(np.ascontiguousarray(raw)),
                   device)
 
@@ -110,10 +114,72 @@ def _place(value: Any, device: Device) -> Any:
     return value
 
 
+GROUPS = (("wq", "wk", "wv"), ("w-gate", "w-up"))  # products of one x, one launch each
+
+
+class _Group:
+    """Packed weights that multiply the same x, their rows one after another in `raw`:
+    the first product of an x computes all of them in one launch, and the others take
+    their part of its output."""
+
+    __slots__ = ("raw", "kind", "edges", "last")
+
+    def __init__(self, raw: Any, kind: int, sizes: list[int]) -> None:
+        self.raw, self.kind = raw, kind
+        self.edges = [0, *np.cumsum(sizes).tolist()]  # first rows of the members, then N
+        self.last: tuple[Any, ...] = ()  # (x, its address and shape, outputs) of the last x
+
+    def outputs(self, x: Tensor, xa: Any) -> list[Any]:
+        key = (_address(xa), tuple(xa.shape))
+        if self.last and self.last[1] == key:
+            return self.last[2]
+        from gene_jit.engine import cuda_qdot
+
+        t = xa.shape[0]
+        xq, xd = _quantised(x, xa)
+        e = self.edges
+        flat = device_empty((t * e[-1],))
+        cuda_qdot.linear(self.raw, self.kind, xq, xd, flat, (e[1], e[2] if len(e) > 3 else e[-1]))
+        outs = [flat[t * e[i]: t * e[i + 1]].reshape(t, e[i + 1] - e[i]) for i in range(len(e) - 1)]
+        self.last = (xa, key, outs)  # xa kept alive: its address names it while listed
+        return outs
+
+
+_GROUP_OF: dict[int, tuple[Weight, _Group, int]] = {}
+
+
+def _place_group(ws: list[Weight], device: Device) -> list[Weight]:
+    from gene_jit.engine.cuda_qdot import pack
+
+    kind = ws[0].kind
+    raw = cuda().to_device(np.concatenate([pack(w.raw, kind, w.cols) for w in ws]))
+    group = _Group(raw, kind, [w.rows for w in ws])
+    placed, r0 = [], 0
+    for i, w in enumerate(ws):
+        d = Weight(w.name, w.type_name, w.rows, w.cols, raw[r0: r0 + w.rows], device)
+        _GROUP_OF[id(d)] = (d, group, i)
+        placed.append(d)
+        r0 += w.rows
+    return placed
+
+
+def _place_layer(layer: dict[str, Any], device: Device) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for names in GROUPS:
+        ws = [layer.get(n) for n in names]
+        if all(isinstance(w, Weight) for w in ws):
+            kinds = {(w.kind, w.cols) for w in ws}  # type: ignore[union-attr]
+            if len(kinds) == 1 and ws[0].kind in (Q8_0, Q4_0):  # type: ignore[union-attr]
+                out.update(zip(names, _place_group(ws, device), strict=True))  # type: ignore[arg-type]
+    return {k: out[k] if k in out else _place(v, device) for k, v in layer.items()}
+
+
 def place_model(model: dict[str, Any], device: Device) -> dict[str, Any]:
     """The model map with every weight copied to the device once (quantised blocks stay
-    quantised); the config is kept as it is."""
-    out = {k: _place(v, device) for k, v in model.items() if k != "config"}
+    quantised; Q8_0 and Q4_0 packed, GROUPS of them in one array); the config is kept as
+    it is."""
+    out = {k: _place(v, device) for k, v in model.items() if k not in ("config", "layers")}
+    out["layers"] = [_place_layer(layer, device) for layer in model["layers"]]
     out["config"] = model["config"]
     if out["output"] is not out["embed"] and model["output"] is model["embed"]:
         out["output"] = out["embed"]  # tied: one copy
@@ -190,13 +256,68 @@ def linear(x: Any, w: Any) -> Tensor:
         if raw.shape[1] != k:
             raise TensorShapeError(f"{op}: x has {k} columns, the weight takes {raw.shape[1]}")
         kind, n = F32, raw.shape[0]
+    prompt = t >= MATMUL_ROWS and Capture.active is None and _torch() is not None
+    if kind in (Q8_0, Q4_0) and not prompt:
+        from gene_jit.engine import cuda_qdot
+
+        grouped = _GROUP_OF.get(id(w))
+        if grouped is not None and grouped[0] is w:
+            return Tensor(grouped[1].outputs(x, xa)[grouped[2]], "f32", x.device)
+
+        xq, xd = _quantised(x, xa)
+        out = device_empty((t, n))
+        cuda_qdot.linear(raw, kind, xq, xd, out)
+        return Tensor(out, "f32", x.device)
     if kind != F32:
         xa = _rounded(x, xa, kind)
-    if t >= MATMUL_ROWS and Capture.active is None and _torch() is not None:
+    if prompt:
         return Tensor(_matmul(raw, kind, n, xa), "f32", x.device)
     out = device_empty((t, n))
     _k().linear(raw, kind, xa, out)
     return Tensor(out, "f32", x.device)
+
+
+_QUANTISED: dict[tuple[int, tuple[int, ...]], tuple[Any, Any, Any]] = {}
+
+
+def _address(a: Any) -> int:
+    try:
+        return int(a.__cuda_array_interface__["data"][0])
+    except AttributeError:  # Numba's simulator: a host array
+        return int(a.__array_interface__["data"][0])
+
+
+def _remember_quantised(a: Any, xq: Any, xd: Any) -> None:
+    """xq, xd: the 8-bit blocks of a's values, which the op that wrote `a` [T, K] wrote
+    beside it; a later product reads them instead of quantising `a` again. Entries keep
+    their arrays alive, so an address names one array while it is listed."""
+    if len(_QUANTISED) >= 8:
+        del _QUANTISED[next(iter(_QUANTISED))]
+    _QUANTISED[(_address(a), tuple(a.shape))] = (a, xq, xd)
+
+
+def _quantised(x: Tensor, xa: Any) -> tuple[Any, Any]:
+    """x quantised to 8-bit blocks for the integer products: as written beside it (norms,
+    GeGLU), else quantised now (and kept for the next products of the same x: q, k and
+    v; gate and up)."""
+    key = (_address(xa), tuple(xa.shape))
+    hit = _QUANTISED.get(key)
+    if hit is not None:
+        return hit[1], hit[2]
+    from gene_jit.engine import cuda_qdot
+
+    t, k = xa.shape
+    xq, xd = device_empty((t, k // 4), np.int32), device_empty((t, k // 32))
+    cuda_qdot.quantise_q8(xa, xq, xd)
+    _remember_quantised(xa, xq, xd)
+    return xq, xd
+
+
+def _quant_buffers(shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """Buffers for the 8-bit blocks of a [T, K] result (K a multiple of 32), else Nones."""
+    if len(shape) != 2 or shape[1] % 32 or not shape[0]:
+        return None, None
+    return device_empty((shape[0], shape[1] // 4), np.int32), device_empty((shape[0], shape[1] // 32))
 
 
 MATMUL_ROWS = 65  # products of this many tokens or more go to cuBLAS (through torch) when present
@@ -262,7 +383,10 @@ def ggml_rmsnorm(x: Any, w: Any, eps: Any) -> Tensor:
     cols = x.shape[-1]
     flat = xa.reshape(x.size // cols, cols)
     out = device_empty(flat.shape)
-    _k().rmsnorm(flat, wa, float(eps), out)
+    xq, xd = _quant_buffers(tuple(x.shape))
+    _k().rmsnorm(flat, wa, float(eps), out, xq, xd)
+    if xq is not None:
+        _remember_quantised(out, xq, xd)
     return Tensor(out.reshape(x.shape), "f32", x.device)
 
 
@@ -272,8 +396,12 @@ def geglu(gate: Any, up: Any) -> Tensor:
     if gate.shape != up.shape:
         raise TensorShapeError(f"{op}: gate {list(gate.shape)} and up {list(up.shape)} differ")
     out = device_empty((gate.size,))
-    _k().geglu(g.reshape(gate.size), u.reshape(gate.size), out)
-    return Tensor(out.reshape(gate.shape), "f32", gate.device)
+    xq, xd = _quant_buffers(tuple(gate.shape))
+    _k().geglu(g.reshape(gate.size), u.reshape(gate.size), out, xq, xd)
+    result = out.reshape(gate.shape)
+    if xq is not None:
+        _remember_quantised(result, xq, xd)
+    return Tensor(result, "f32", gate.device)
 
 
 _NO_FACTORS: list[Any] = []
