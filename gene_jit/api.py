@@ -90,12 +90,13 @@ def eval_source(source: str, filename: str = "<eval>", env: Any = None) -> Any:
         return _compiler().run_source(source, filename, env)
 
 
-def run_program(path: str, args: Iterable[str] = ()) -> Any:
-    """Run the Gene file at `path` with `$args` = `args`; the raw value of its last form."""
+def run_program(path: str, args: Iterable[str] = (), command: str = "run") -> Any:
+    """Run the Gene file at `path` with `$args` = `args`; the raw value of its last form.
+    `command` names the CLI command in the error when the file cannot be read."""
     from gene_jit.runtime.stdlib_io import read_file
 
     path = str(path)
-    text = read_file("run", path)
+    text = read_file(command, path)
     with gene_boundary():
         compiler = _compiler()
         env = compiler.new_env(path, [str(a) for a in args])
@@ -109,6 +110,8 @@ def eval(source: str) -> Any:  # noqa: A001 - the public name is gene_jit.eval
 
 def run_file(path: str, args: Iterable[str] = ()) -> Any:
     """Run a .gene file with `$args` = `args`; the value of its last form, as Python data."""
+    if isinstance(args, str | bytes):  # would become one argument per character
+        raise GeneTypeError(f"gene_jit.run_file: args must be a list of strings, got {type(args).__name__}")
     return to_python(run_program(path, args))
 
 

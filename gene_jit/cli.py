@@ -71,7 +71,8 @@ def register_subcommand(
 def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", action="store_true", help="profile the run (as `gene-jit profile`)")
     p.add_argument("file", help="the .gene program")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments, visible to Gene as $args")
+    rest = p.add_argument("args", nargs=argparse.REMAINDER, help="arguments, visible to Gene as $args")
+    rest.required = False  # argparse counts REMAINDER as required in its "missing" message
 
 
 def _run(args: argparse.Namespace) -> int:

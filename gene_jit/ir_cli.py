@@ -62,6 +62,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         sys.stderr.write(f"gene-jit ir: cannot read {args.file}: {exc.strerror}\n")
         return 2
+    except UnicodeDecodeError:
+        from gene_jit.runtime.stdlib_io import first_bad_byte
+
+        sys.stderr.write(f"gene-jit ir: {args.file} is not UTF-8 text{first_bad_byte(args.file)}\n")
+        return 2
+    emit = {e.strip() for e in args.emit.split(",")}
+    if not emit or not emit <= {"ir", "llvm", "asm"}:
+        sys.stderr.write(f"gene-jit ir: --emit takes ir, llvm, asm or several of them (ir,llvm), got {args.emit!r}\n")
+        return 2
     fns = {}
     for form in forms:
         if isinstance(form, GeneF) and isinstance(form.head, Sym) and form.head.name == "fn" \
@@ -84,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
         unit = build_unit(src, sig, FileResolver(fns))
     except NotTypeable as exc:
         raise GeneError(f"{args.fn_name} stays in tier 0: {exc.reason}") from None
-    emit = {e.strip() for e in args.emit.split(",")}
     if args.after:
         dump = os.environ.get("GENE_DUMP", "")
         os.environ["GENE_DUMP"] = f"{dump},ir-after:{args.after}" if dump else f"ir-after:{args.after}"

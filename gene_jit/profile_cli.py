@@ -16,7 +16,8 @@ EXIT_OK, EXIT_USAGE = 0, 2
 def configure(p: argparse.ArgumentParser) -> None:
     add_output_options(p)
     p.add_argument("file", help="the .gene program")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments, visible to Gene as $args")
+    rest = p.add_argument("args", nargs=argparse.REMAINDER, help="arguments, visible to Gene as $args")
+    rest.required = False  # argparse counts REMAINDER as required in its "missing" message
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
@@ -69,11 +70,15 @@ def profile_program(path: str, argv: list[str], opts: argparse.Namespace) -> int
     if opts.interval <= 0:
         sys.stderr.write("gene-jit profile: --interval needs a positive number of milliseconds\n")
         return EXIT_USAGE
+    unwritable = _unwritable_output(opts)
+    if unwritable:  # found before the run, not after it
+        sys.stderr.write(f"gene-jit profile: {unwritable}\n")
+        return EXIT_USAGE
     profiler = Profiler(path, sample_interval=opts.interval / 1e3)
     status = EXIT_OK
     profiler.start()
     try:
-        run_program(path, argv)
+        run_program(path, argv, "profile")
     except SystemExit as exc:  # (exit n) in the program
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException as exc:  # noqa: BLE001 - reported like `gene-jit run`, then profiled
@@ -86,27 +91,53 @@ def profile_program(path: str, argv: list[str], opts: argparse.Namespace) -> int
         sys.stdout.flush()
     except (OSError, ValueError):
         pass
-    write_reports(data, opts)
-    return status
+    return write_reports(data, opts) or status
 
 
-def write_reports(data: object, opts: argparse.Namespace) -> None:
+def _unwritable_output(opts: argparse.Namespace) -> str | None:
+    """Why one of the report files asked for cannot be written, or None."""
+    import os
+
+    for flag in ("json", "speedscope", "flamegraph"):
+        path = getattr(opts, flag)
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            return f"--{flag} {path}: a folder, not a file name"
+        if not os.path.isdir(folder):
+            return f"--{flag} {path}: no such folder {folder}"
+        if not os.access(folder, os.W_OK) or os.path.exists(path) and not os.access(path, os.W_OK):
+            return f"--{flag} {path}: not writable"
+    return None
+
+
+def write_reports(data: object, opts: argparse.Namespace) -> int:
     from gene_jit.profiler import ProfileData, export, flamegraph, table
 
     assert isinstance(data, ProfileData)
     if not opts.quiet and data.functions:  # nothing ran: the error said why
         table.print_report(data, opts.sort, opts.top, file=sys.stderr)
-    if opts.json:
-        export.write_json(opts.json, export.json_report(data, opts.sort, opts.top))
-    if opts.speedscope:
-        export.write_json(opts.speedscope, export.speedscope(data))
-    if opts.flamegraph:
-        with open(opts.flamegraph, "w", encoding="utf-8") as f:
-            f.write(flamegraph.render(data))
-    for what, path in (
-        ("JSON", opts.json),
-        ("speedscope", opts.speedscope),
-        ("flame graph", opts.flamegraph),
-    ):
-        if path and not opts.quiet:
+    writers = (
+        ("JSON", opts.json, lambda p: export.write_json(p, export.json_report(data, opts.sort, opts.top))),
+        ("speedscope", opts.speedscope, lambda p: export.write_json(p, export.speedscope(data))),
+        ("flame graph", opts.flamegraph, lambda p: _write_text(p, flamegraph.render(data))),
+    )
+    status = EXIT_OK
+    for what, path, write in writers:
+        if not path:
+            continue
+        try:
+            write(path)
+        except OSError as exc:  # the folder went away or refuses writes during the run
+            sys.stderr.write(f"gene-jit profile: cannot write the {what} to {path}: {exc.strerror or exc}\n")
+            status = 1
+            continue
+        if not opts.quiet:
             sys.stderr.write(f"wrote {what} to {path}\n")
+    return status
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -75,6 +75,13 @@ _TYPE_ERROR_REWRITES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]
         lambda m: f"{m.group(1)} expects a number, got {_kind(m.group(2))}",
     ),
     (
+        # a macro expands where the compiler already knows it: one defined by code that
+        # runs later (inside a function body) reaches a call as a plain value
+        re.compile(r"'Macro' object is not callable"),
+        lambda m: "a macro defined while the program runs cannot be called; define it at the "
+        "top level, before the code that uses it",
+    ),
+    (
         re.compile(r"'(\w+)' object is not callable"),
         lambda m: f"{_a(m.group(1))} is not callable",
     ),

@@ -689,6 +689,7 @@ class _Reader:
 def read(text: str, filename: str = "<string>") -> list[Form]:
     """Read all forms of `text`. Raises `GeneSyntaxError` (with a span) on bad syntax."""
     remember_source(filename, text)
+    _check_text(text, filename)
     reader = _Reader(text, filename)
     root = _Frame(_ROOT_ALL, 0)
     start = 1 if text.startswith("\ufeff") else 0  # a byte-order mark is not a symbol
@@ -707,6 +708,24 @@ def read(text: str, filename: str = "<string>") -> list[Form]:
         if gc_was_enabled:
             gc.enable()
     return root.items
+
+
+# Lone surrogates: what Python makes of bytes that are not UTF-8 (in argv, piped input),
+# which no character of a Gene text can be.
+_NOT_TEXT = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(text: str, filename: str) -> None:
+    bad = _NOT_TEXT.search(text)
+    if bad is None:
+        return
+    pos = bad.start()
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    code = ord(bad.group())
+    what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X} (a lone surrogate)"
+    raise GeneSyntaxError(f"the text is not UTF-8: {what} is not a character",
+                          Span(filename, line, col, line, col + 1))
 
 
 def read_one(text: str, filename: str = "<string>", exact: bool = False) -> Form:

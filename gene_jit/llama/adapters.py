@@ -80,8 +80,12 @@ def _check_architecture(model: Model, path: Path) -> None:
 
     kind = text("general.type")
     if kind != "adapter" or text("adapter.type") != "lora":
-        raise AdapterError(f"{path} is not a LoRA adapter (general.type is {kind!r}, adapter.type is "
-                           f"{text('adapter.type')!r})")
+        def said(key: str) -> str:
+            value = text(key)
+            return "missing" if value is None else f'"{value}"'
+
+        raise AdapterError(f"{path} is not a LoRA adapter (general.type is {said('general.type')}, "
+                           f"adapter.type is {said('adapter.type')}; an adapter has \"adapter\" and \"lora\")")
     arch, model_arch = text("general.architecture"), model.meta("general.architecture")
     if arch != model_arch:
         raise AdapterError(f"the adapter {path.name} was made for the {arch} architecture; "

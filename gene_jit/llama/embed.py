@@ -84,7 +84,8 @@ def as_vector(model: Model | None, item: Any) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise LlamaError(f"not an embedding or a text: {shown(item)}") from exc
     if arr.ndim not in (1, 2) or arr.size == 0:
-        raise LlamaError(f"an embedding must be a vector (or hidden states), got shape {arr.shape}")
+        shape = " ".join(str(d) for d in arr.shape)
+        raise LlamaError(f"an embedding must be a vector (or hidden states), got shape [{shape}]")
     return pool(arr, normalize=True)
 
 

@@ -9,6 +9,7 @@ with underscores (`:top-k 40` arrives as `top_k=40`), and raises `GeneError`s fo
 from __future__ import annotations
 
 import json
+import os
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -95,6 +96,12 @@ def _to_tensor(arr: np.ndarray) -> Any:
 
 @builtin("create", ns="model")
 def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Any:
+    if isinstance(name_or_path, Symbol):  # `:default`, as the format may be `:gguf`
+        name_or_path = name_or_path.name
+    if not (name_or_path is None or isinstance(name_or_path, str | os.PathLike)):
+        raise LlamaError(f"model/create: the model must be a name or a path (a string), got {shown(name_or_path)}")
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        raise LlamaError('model/create: the model name is empty; give a name ("default") or a path to a .gguf file')
     if wants_onnx(name_or_path, fmt):  # ONNX Runtime, with options of its own
         return create_onnx(name_or_path, **kw)
     opts = check_options("model/create", kw)
@@ -131,6 +138,8 @@ def model_forward(model: Any, tokens: Any, all: bool = False) -> Any:
     if isinstance(model, OnnxModel):  # a map of named inputs gives a map of outputs
         return model.forward(tokens)
     m = _as_model(model)
+    if not isinstance(all, bool):
+        raise OptionError(f"model/forward: :all expects true or false, got {shown(all)}")
     rows = _token_rows(tokens)
     if rows is not None:  # the seed's batch: one sequence per row, decoded together
         return _to_tensor(_forward_batch(m, [m.check_tokens(r) for r in rows]))

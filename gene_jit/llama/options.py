@@ -56,7 +56,7 @@ OPTIONS: dict[str, Option] = {
     "threads": Option("int", 1, 1024),
     "gpu_layers": Option("int", -1, None, doc="-1 offloads every layer"),
     "device": Option("any"),
-    "engine": Option("any", doc=":gene runs the model on gene-jit's own kernels"),
+    "engine": Option("engine", doc=":gene runs the model on gene-jit's own kernels"),
     "progress": Option("bool"),
     # model tools (perplexity, quantisation, adapters, fine-tuning)
     "window": Option("int", 4, 1 << 20, doc="tokens per perplexity window"),
@@ -140,6 +140,7 @@ def expected(opt: Option) -> str:
         "size": 'a memory size such as "300MB" or a number of bytes',
         "quantize": ':auto or a quantisation type name such as "Q4_K_M"',
         "numbers": "an array of numbers",
+        "engine": ":gene or :llama",
     }[opt.kind]
 
 
@@ -167,6 +168,9 @@ def _valid(opt: Option, value: Any) -> bool:
         return isinstance(value, str) and value != ""
     if kind in ("type", "quantize"):
         return isinstance(value, str | Symbol) and value != ""
+    if kind == "engine":
+        name = value.name if isinstance(value, Symbol) else value
+        return isinstance(name, str) and name in ("gene", "llama")
     if kind == "size":
         return isinstance(value, str) or isinstance(value, int) and not isinstance(value, bool) and value > 0
     if kind == "numbers":
@@ -192,6 +196,9 @@ def check_options(entry: str, kw: Mapping[str, Any]) -> dict[str, Any]:
                                   "would match before any text; remove it")
             raise OptionError(f"{entry}: {gene_name(name)} expects {expected(opt)}, got {shown(value)}")
         out[name] = value
+    if "grammar" in out and "json_schema" in out:
+        # one constraint drives the sampler: taking one would silently drop the other
+        raise OptionError(f"{entry}: give :grammar or :json-schema, not both")
     return out
 
 

@@ -223,6 +223,10 @@ def to_gbnf(schema: Mapping[str, Any]) -> str:
     except GrammarError:
         raise
     except Exception as exc:  # the converter raises bare exceptions for what it cannot do
+        ref = re.match(r"Error resolving ref input(#\S*): ", str(exc))
+        if ref is not None:  # its message ends with a Python repr of the schema
+            raise GrammarError(f"JSON schema keyword '$ref': {ref.group(1)} points at nothing in "
+                               "the schema") from None
         raise GrammarError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
 
 

@@ -70,13 +70,20 @@ class ChatSession:
         if self.model.chat_template() is None:
             stops += TRANSCRIPT_STOPS
         sampling = Sampling.from_kwargs(self.model, kw)
+        before, dropped = list(self.messages), self.dropped_turns
         self.messages.append({"role": "user", "content": message})
-        tokens = self._fitting_prompt(n)
-        gen = Generation(
-            self.model, self.ctx, tokens, n, sampling, stops, on_token=on_token, end_at_control=True,
-            speculate=speculate,
-        )
-        reply = gen.run().strip()
+        try:
+            tokens = self._fitting_prompt(n)
+            gen = Generation(
+                self.model, self.ctx, tokens, n, sampling, stops, on_token=on_token, end_at_control=True,
+                speculate=speculate,
+            )
+            reply = gen.run().strip()
+        except BaseException:
+            # a turn that failed (a callback's error, Ctrl-C) leaves no unanswered message
+            # behind, or the next turn would follow two user messages in a row
+            self.messages, self.dropped_turns = before, dropped
+            raise
         self.last_stats = gen.stats
         self.messages.append({"role": "assistant", "content": reply})
         return reply
@@ -91,7 +98,6 @@ class ChatSession:
                 return tokens
             first = 1 if self.messages and self.messages[0]["role"] == "system" else 0
             if len(self.messages) - first <= 1:
-                self.messages.pop()
                 raise LlamaError(
                     f"the message needs {len(tokens)} tokens but the chat context holds "
                     f"{self.ctx.n_ctx_seq}; shorten it or create the model with a larger :n-ctx"

@@ -38,12 +38,15 @@ def _report(target: str) -> None:
 
     assert _profiler is not None
     data = _profiler.stop()
-    if target.endswith(".svg"):
-        with open(target, "w", encoding="utf-8") as f:
-            f.write(flamegraph.render(data))
-    elif target.endswith(".speedscope.json"):
-        export.write_json(target, export.speedscope(data))
-    elif target.endswith(".json"):
-        export.write_json(target, export.json_report(data))
-    else:
-        table.print_report(data, file=sys.stderr)
+    try:
+        if target.endswith(".svg"):
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(flamegraph.render(data))
+        elif target.endswith(".speedscope.json"):
+            export.write_json(target, export.speedscope(data))
+        elif target.endswith(".json"):
+            export.write_json(target, export.json_report(data))
+        else:
+            table.print_report(data, file=sys.stderr)
+    except OSError as exc:  # at exit: a traceback here would bury the program's own output
+        sys.stderr.write(f"gene-jit: GENE_PROFILE={target}: cannot write the profile: {exc.strerror or exc}\n")

@@ -140,7 +140,8 @@ def expect(name: str, v: Any, kinds: type | tuple[type, ...], what: str) -> Any:
     """`v` if it is one of `kinds` (bools never pass as ints), else a GeneTypeError."""
     if isinstance(v, kinds) and not (isinstance(v, bool) and bool not in _as_tuple(kinds)):
         return v
-    raise GeneTypeError(f"{name}: expected {what}, got {type_name(v)} {repr_(v)}")
+    got = "nil" if v is None else f"{type_name(v)} {repr_(v)}"
+    raise GeneTypeError(f"{name}: expected {what}, got {got}")
 
 
 def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:

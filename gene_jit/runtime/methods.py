@@ -19,7 +19,7 @@ from gene_jit.runtime import stdlib_collections as coll
 from gene_jit.runtime import stdlib_strings as strs
 from gene_jit.runtime.builtins import arity_error, expect, gene_len, to_f, to_i, truthy, type_name
 from gene_jit.runtime.equality import gene_equal
-from gene_jit.runtime.errors import GeneError, GeneIndexError, GeneTypeError
+from gene_jit.runtime.errors import GeneArityError, GeneError, GeneIndexError, GeneTypeError
 from gene_jit.runtime.printer import display
 from gene_jit.runtime.stdlib_json import json_stringify
 from gene_jit.runtime.values import Gene, GeneClass, Instance, Range
@@ -191,8 +191,10 @@ def _checked(kind: str, name: str, fn: Method) -> Method:
     def method(obj: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(obj, *args, **kwargs)
-        except TypeError as exc:
-            if isinstance(exc, GeneError) or sig is None:
+        except (TypeError, GeneArityError) as exc:
+            # a builtin behind a method (`index-of` behind `.index`) reports its own
+            # arity, counting the receiver: the binding below decides whose call it was
+            if isinstance(exc, GeneError) and not isinstance(exc, GeneArityError) or sig is None:
                 raise
             try:
                 sig.bind(obj, *args, **kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
@@ -129,6 +130,10 @@ def neg(a: Any) -> Any:
     if _tensor(a):
         return -a
     if not _is_num(a):
+        if isinstance(a, numbers.Real) and not isinstance(a, bool):
+            # a NumPy scalar, which `+ - *` take too: negated exactly, so that an int one
+            # overflows as a Gene int does instead of wrapping around
+            return check_int(-int(a), "-") if isinstance(a, numbers.Integral) else -a
         raise GeneTypeError(f"- expects a number, got {kind_name(a)}")
     return check_int(-a, "-")
 

@@ -10,7 +10,8 @@
 Floats follow Nim's `$` (shortest round-trip digits; fixed notation for decimal-point
 positions -6..17, else `1e+20` style). Values that are not core Gene values print through
 `__gene_repr__()` when they have one (tensors, models), through a printer that another
-part registered with `register_printer` (classes, instances), or as `<python TYPE>`.
+part registered with `register_printer` (classes, instances), gene-jit's other objects
+as `#<kind ...>`, and a Python library's values as `<python TYPE ...>`.
 Cyclic containers print `[...]` (or `{...}`, `(...)`, `#[...]`) where they recur.
 """
 
@@ -235,12 +236,34 @@ def _fmt_other(v: Any, quote: bool, seen: set[int]) -> str:
         own = (getattr(v, "__module__", None) or "").startswith("gene_jit")  # not a library's
         if (isinstance(v, _NATIVE_TYPES) and own) or hasattr(v, "__gene_builtin__"):
             return f"(native-fn {builtin_name(v)})"
-    from gene_jit.py.objects import describe  # a Python library's value
+    from gene_jit.py.objects import describe, module_of
 
+    if module_of(type(v)).startswith("gene_jit"):  # gene-jit's own object, not a library's
+        return _own_object(v)
     return describe(v)
 
 
 _NO_NAME = object()
+
+
+def _own_object(v: Any) -> str:
+    """A gene-jit object without a printer of its own (a model, a chat session, a
+    generation): `#<model ...>` from its `<model ...>` repr, a `(macro m)` repr as it is,
+    `#<kind text>` from another repr, else `#<chat-session>`."""
+    name = "".join("-" + c.lower() if c.isupper() else c for c in type(v).__name__).lstrip("-")
+    text = ""
+    if type(v).__repr__ is not object.__repr__:
+        try:
+            text = repr(v)
+        except Exception:  # noqa: BLE001 - printing never fails on a broken __repr__
+            text = ""
+    if "\n" in text or len(text) > 200:
+        text = ""
+    if text.startswith("<") and text.endswith(">"):
+        return "#" + text
+    if text.startswith("(") and text.endswith(")"):  # already in Gene's form: (macro m)
+        return text
+    return f"#<{name} {text}>" if text else f"#<{name}>"
 
 
 def _fmt_range(r: Range, quote: bool, seen: set[int]) -> str:

@@ -48,7 +48,24 @@ def read_file(name: str, path: Any) -> str:
     except OSError as exc:
         raise GeneIOError(f"{name}: cannot read {path!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise GeneIOError(f"{name}: {path!r} is not UTF-8 text") from None
+        raise GeneIOError(f"{name}: {path!r} is not UTF-8 text{first_bad_byte(path)}") from None
+
+
+def first_bad_byte(path: str) -> str:
+    """Where the first byte that is not UTF-8 lies, as `: byte 0xff at line 2, col 10`
+    (read again: the text decoder reports offsets within its own chunks)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f": byte 0x{data[exc.start]:02x} at line {line}, col {col}"
+    except OSError:
+        pass
+    return ""
 
 
 def write_file(name: str, path: Any, content: Any, mode: str = "w") -> None:

@@ -56,12 +56,7 @@ _next_id = 0
 
 
 def mode() -> str:
-    value = os.environ.get("GENE_JIT", "1").strip().lower()
-    if value in ("0", "off", "false", "no"):
-        return "off"
-    if value == "eager":
-        return "eager"
-    return "lazy"
+    return _MODES.get(os.environ.get("GENE_JIT", "1").strip().lower(), "lazy")
 
 
 def install(hooks: JitHooks | None) -> None:
@@ -119,12 +114,31 @@ def max_depth() -> int:
     return value
 
 
+_MODES = {"": "lazy", "1": "lazy", "on": "lazy", "true": "lazy", "yes": "lazy", "lazy": "lazy",
+          "0": "off", "off": "off", "false": "off", "no": "off", "eager": "eager"}
+
+
+def check_settings() -> None:
+    """`GENE_JIT` and `GENE_JIT_THRESHOLD` mean what they say, or the program does not
+    start: a misspelt mode (`GENE_JIT=eagre`) would otherwise run silently in another."""
+    from gene_jit.runtime.errors import GeneError
+
+    text = os.environ.get("GENE_JIT", "1")
+    if text.strip().lower() not in _MODES:
+        raise GeneError(f"GENE_JIT must be 0 (tier 1 off), eager (compile at the first call) or 1 "
+                        f"(the default: compile when hot), got {text!r}")
+    threshold = os.environ.get("GENE_JIT_THRESHOLD", "").strip()
+    if threshold and not (threshold.isdigit() and threshold.isascii()):
+        raise GeneError(f"GENE_JIT_THRESHOLD must be a whole number of calls, got {threshold!r}")
+
+
 class program_depth:  # noqa: N801 - used as a `with` statement
     """`with program_depth(): env[" top"]()`: Gene code that the block calls may nest
     `max_depth()` Gene calls and no more. The recursion limit is set for the block and
     put back after it; the main thread's stack is made room for that depth once."""
 
     def __enter__(self) -> None:
+        check_settings()
         self.saved = sys.getrecursionlimit()
         sys.setrecursionlimit(python_depth() + max_depth())  # the block runs at our depth
         if not _stack_grown and threading.current_thread() is threading.main_thread():

@@ -23,6 +23,7 @@ from gene_jit.tensor import overflow
 from gene_jit.tensor.device import CPU, Device, create_device  # noqa: F401  (re-exported)
 from gene_jit.tensor.dtypes import (
     FLOATS,
+    STORAGE,
     compute_dtype,
     dtype_name,
     promote,
@@ -215,10 +216,21 @@ def create(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
     return to(t, device) if device is not None else t
 
 
-def _filled(fn: Callable[[tuple[int, ...]], np.ndarray], op: str) -> Callable[..., Tensor]:
+def _filled(fn: Callable[[tuple[int, ...]], np.ndarray], op: str, fill: int | None = None) -> Callable[..., Tensor]:
     def make(shape: Any, dtype: Any = None, device: Any = None) -> Tensor:
         dev = create_device(device)
-        return wrap(fn(_shape_arg(shape, op)), dtype_name(dtype), dev)
+        dims = _shape_arg(shape, op)
+        name = dtype_name(dtype)
+        try:
+            if fill is not None and name != "bf16":  # in its own dtype, not through float64
+                return wrap(np.full(dims, fill, dtype=STORAGE[name]), name, dev)
+            return wrap(fn(dims), name, dev)
+        except (MemoryError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "too big" not in str(exc):
+                raise
+            size = int(np.prod(dims, dtype=object)) * STORAGE[name].itemsize
+            raise GeneError(f"{op}: shape {shown(list(dims))} in {name} needs {size:,} bytes, "
+                            "more memory than there is") from None
 
     return make
 
@@ -232,8 +244,8 @@ def seed(n: int) -> None:
     _RNG = np.random.default_rng(n)
 
 
-zeros = _filled(np.zeros, "tensor/zeros")
-ones = _filled(np.ones, "tensor/ones")
+zeros = _filled(np.zeros, "tensor/zeros", 0)
+ones = _filled(np.ones, "tensor/ones", 1)
 rand = _filled(lambda s: _RNG.random(s), "tensor/rand")
 randn = _filled(lambda s: _RNG.standard_normal(s), "tensor/randn")
 
@@ -335,7 +347,9 @@ def get(t: Tensor, *index: int) -> Any:
     if len(index) > t.ndim:
         raise GeneIndexError(f"tensor/get: {len(index)} indexes for shape {fmt_shape(t.shape)}")
     for ax, i in enumerate(index):
-        if not isinstance(i, int) or not -t.shape[ax] <= i < t.shape[ax]:
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise GeneTypeError(f"tensor/get: an index is an int, got {shown(i)} for axis {ax}")
+        if not -t.shape[ax] <= i < t.shape[ax]:
             raise GeneIndexError(
                 f"tensor/get: index {shown(i)} out of range for axis {ax} of shape {fmt_shape(t.shape)}"
             )

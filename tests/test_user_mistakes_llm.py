@@ -1,0 +1,80 @@
+"""A chat turn that fails part way (the program's on-token callback throws, the user
+presses Ctrl-C, the message does not fit) leaves the session as it was before the turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("gguf")
+
+from tiny_model import write_tiny_model  # noqa: E402
+
+from gene_jit.llama import gene_api as g  # noqa: E402
+from gene_jit.llama.model import Model  # noqa: E402
+from gene_jit.runtime.errors import GeneError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    path: Path = write_tiny_model(tmp_path_factory.mktemp("models") / "tiny.gguf")
+    return Model(str(path), n_ctx=256, threads=2, progress=False)
+
+
+class Stop(Exception):
+    pass
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+@pytest.mark.parametrize("failure", [Stop("callback"), KeyboardInterrupt()])
+def test_a_failed_chat_turn_leaves_no_unanswered_message(tiny: Model, failure: BaseException) -> None:
+    session = g.chat_session(tiny, "Be brief.", 128)
+    g.chat_send(session, "Hello", 3, temperature=0)
+    before = g.chat_history(session)
+    with pytest.raises(type(failure)):
+        g.chat_send(session, "Again", 3, temperature=0, on_token=lambda chunk: _raise(failure))
+    assert g.chat_history(session) == before
+    with pytest.raises(GeneError, match="the chat context holds"):
+        g.chat_send(session, "word " * 400, 3, temperature=0)
+    assert g.chat_history(session) == before
+    g.chat_send(session, "Again", 3, temperature=0)
+    roles = [m["role"] for m in g.chat_history(session)]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+
+
+@pytest.mark.parametrize(("schema", "ref"), [
+    ({"$ref": "#/definitions/nope"}, "#/definitions/nope"),
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/x"}}}, "#/$defs/x"),
+    ({"$defs": {"y": {"type": "string"}}, "items": {"$ref": "#/$defs/x"}, "type": "array"}, "#/$defs/x"),
+])
+def test_a_reference_to_nothing_is_named_without_python_reprs(schema: dict[str, object], ref: str) -> None:
+    from gene_jit.llama.grammar import schema_to_gbnf
+
+    with pytest.raises(GeneError) as info:
+        schema_to_gbnf(schema)
+    assert info.value.message == f"JSON schema keyword '$ref': {ref} points at nothing in the schema"
+
+
+def test_a_model_given_as_an_adapter_is_refused_in_plain_words(tiny: Model) -> None:
+    from gene_jit.llama import tools_api
+
+    with pytest.raises(GeneError) as info:
+        tools_api.model_load_adapter(tiny, str(tiny.path))
+    assert info.value.message.endswith('(general.type is missing, adapter.type is missing; '
+                                       'an adapter has "adapter" and "lora")'), info.value.message
+
+
+def test_forward_checks_all_and_embeddings_show_gene_shapes(tiny: Model) -> None:
+    from gene_jit.llama.embed import find_similar
+
+    with pytest.raises(GeneError, match=r'model/forward: :all expects true or false, got "yes"'):
+        g.model_forward(tiny, [1, 2], all="yes")
+    assert g.model_forward(tiny, [1, 2], all=True).shape[0] == 2
+    with pytest.raises(GeneError) as info:
+        find_similar(tiny, [[1.0, 2.0], 5.0], [1.0, 2.0])
+    assert info.value.message.endswith("got shape []")
