@@ -32,6 +32,10 @@ ENDLESS = {
     "callee_loop": """
         (fn inner [n] (var i 0) (while (i != n) (i += 1)) i)
         (fn spin [n] ((inner n) + 1))""",
+    # no loop at all: 2**62 calls of a recursive function, which polls once per call
+    "recursion": """
+        (fn tree [n] (if (n < 1) 1 ((tree (n - 1)) + (tree (n - 1)))))
+        (fn spin [n] (tree (if (n < 0) 62 else n)))""",
 }
 
 

@@ -6,6 +6,7 @@ to stderr.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -43,7 +44,7 @@ class NativeFunction:
     gene_name: str
     sig: tuple[T.Type, ...]
     ret: T.Type
-    ir_text: str
+    unit: Unit  # the typed IR after the passes (`ir_text` prints it when asked)
     llvm_ir: str  # optimised (or, from the cache, as emitted)
     entry_address: int
     compile_ms: float
@@ -53,6 +54,10 @@ class NativeFunction:
     target_address: int = 0
     file: str = ""  # the source file the entry's errors name
     _asm: str | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def ir_text(self) -> str:
+        return format_unit(self.unit)
 
     def assembly(self) -> str:
         if self._asm is None:
@@ -190,7 +195,7 @@ def compile_units(units: list[Unit], use_cache: bool = True,
             (entry, vcall), target = shapes[k], compiled.addresses[lfn.name]
         else:
             entry, vcall, target = compiled.addresses[names[k]], compiled.addresses[vcall_name(names[k])], 0
-        native = NativeFunction(root.gene_name, root.signature, root.ret, format_unit(unit),
+        native = NativeFunction(root.gene_name, root.signature, root.ret, unit,
                                 compiled.llvm_ir, entry, ms, compiled.cache_hit, vcall, target,
                                 root.span.file)
         _dump(native, text)

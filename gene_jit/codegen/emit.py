@@ -144,6 +144,12 @@ class FunctionEmitter:
 
         self.lfn.args[-1].name = "depth.left"
         begin_function(self, self.lfn.args[-1])
+        if self.fn.name in self.mod.recursive:
+            # recursion runs no loop: each call polls for Ctrl-C once, here, rather than
+            # at each of its call sites (self-inlining leaves a function many of those)
+            body = self.lfn.append_basic_block("body")
+            self.poll(body)
+            self.blocks[self.fn.blocks[0].name] = body
         for at, block in enumerate(self.fn.blocks):
             self.at = at
             self.b.position_at_end(self.blocks[block.name])
@@ -275,10 +281,6 @@ class FunctionEmitter:
         from gene_jit.codegen.emit_depth import call_budget
 
         callee = self.mod.functions[ins.attr]
-        if ins.attr in self.mod.recursive and self.fn.name in self.mod.recursive:
-            # recursion runs no loop: its calls poll for Ctrl-C instead
-            self.poll(cont := self.lfn.append_basic_block("called"))
-            self.b.position_at_end(cont)
         result = self.b.call(callee, [*(self.v(a) for a in ins.args), call_budget(self)])
         return result if ins.result is not None and ins.result.type != T.NIL else None
 

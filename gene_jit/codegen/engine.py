@@ -294,7 +294,7 @@ class Engine:
                 self._cached_objects[key] = cached_object
             else:
                 self.optimise(mod, full, plain)
-            optimised = str(mod)
+            optimised = "" if glue else str(mod)  # an entry's text is never shown
             ee.add_module(mod)
             ee.finalize_object()
             addresses = {n: ee.get_function_address(n) for n in names}

@@ -18,12 +18,15 @@ from gene_jit.ir.nodes import Unit
 from gene_jit.ir.passes.constfold import constant_fold
 from gene_jit.ir.passes.dce import dead_code
 from gene_jit.ir.passes.inline import inline_small_calls
+from gene_jit.ir.passes.ranges import drop_overflow_checks
 from gene_jit.ir.passes.selfinline import inline_self_calls
 from gene_jit.ir.passes.tailcall import tail_calls_to_loops
 
 PIPELINE: list[tuple[str, Callable[[Unit], Unit]]] = [
     ("inline", inline_small_calls),
     ("tailcall", tail_calls_to_loops),
+    # before the copies are made: each copy keeps what was found in the body it copies
+    ("ranges", drop_overflow_checks),
     ("self-inline", inline_self_calls),
     ("constfold", constant_fold),
     ("dce", dead_code),
@@ -62,9 +65,9 @@ def _dump(name: str, unit: Unit) -> None:
 
 def run_passes(unit: Unit, skip: frozenset[str] = frozenset()) -> Unit:
     """Run the pipeline over `unit` (passes named in `skip` left out)."""
-    from gene_jit.ir.verifier import verify_unit
-
     check = os.environ.get("GENE_JIT_VERIFY", "") not in ("", "0")
+    if check:
+        from gene_jit.ir.verifier import verify_unit
     dump = dump_after() if "GENE_DUMP" in os.environ else set()
     if "build" in dump:
         _dump("build", unit)

@@ -6,7 +6,10 @@ itself a few levels deep. This pass does the same on the typed IR: each direct c
 function to itself is replaced by a copy of the function's original body (fresh value
 ids, renamed blocks and slots), level by level, while the function stays under
 `MAX_INSTRS` instructions and `MAX_LEVELS` levels, for bodies of at most `MAX_TEMPLATE`
-instructions; the copies' own self-calls stay real calls.
+instructions; the copies' own self-calls stay real calls. A copy's argument goes straight
+into the slot the body keeps its parameter in, and its result is read from the body's own
+result slot (`$endif`, a variable), where the body has them: fewer slots and moves for
+LLVM to remove, once per copy.
 
 Assumes verified functions whose temporaries never cross blocks (the builder's form).
 A function whose body already holds depth marks (tailcall.py turned a tail call into
@@ -41,11 +44,46 @@ class _Template:
     params: tuple[Value, ...]
     blocks: tuple[Block, ...]
     locals: dict[str, Type]
+    # per parameter, the slot the body's entry stores it in and never reads it again
+    # (the builder's `set x.0 %x`): a call site stores its argument there directly
+    param_slots: tuple[str | None, ...]
+    # the slot every `ret` returns the value of, read just before (the builder's
+    # `$endif` or a variable): the continuation reads the copy's result from there
+    ret_slot: str | None
 
 
 def _snapshot(fn: Function) -> _Template:
     blocks = tuple(Block(b.name, list(b.instrs)) for b in fn.blocks)
-    return _Template(tuple(fn.params), blocks, dict(fn.locals))
+    uses: dict[int, int] = {}
+    for b in blocks:
+        for ins in b.instrs:
+            for a in ins.args:
+                uses[a.id] = uses.get(a.id, 0) + 1
+    stored: dict[int, str] = {}  # value -> the slot the entry stores it in first
+    touched: set[str] = set()
+    reentered = any(blocks[0].name in b.successors() for b in blocks)  # would store it again
+    for ins in [] if reentered else blocks[0].instrs:
+        if ins.op is Op.SET and len(ins.args) == 1 and ins.attr not in touched:
+            stored.setdefault(ins.args[0].id, ins.attr)
+        if ins.op in (Op.GET, Op.SET):
+            touched.add(ins.attr)
+    param_slots = tuple(stored.get(p.id) if uses.get(p.id) == 1 and fn.locals.get(stored.get(p.id, ""))
+                        == p.type else None for p in fn.params)
+    return _Template(tuple(fn.params), blocks, dict(fn.locals), param_slots, _ret_slot(blocks))
+
+
+def _ret_slot(blocks: tuple[Block, ...]) -> str | None:
+    """The slot whose value every `ret` returns, read right before it, or None."""
+    slots = set()
+    for b in blocks:
+        term = b.terminator
+        if term is None or term.op is not Op.RET:
+            continue
+        before = b.instrs[-2] if len(b.instrs) > 1 else None
+        if not (term.args and before is not None and before.op is Op.GET and before.result == term.args[0]):
+            return None
+        slots.add(before.attr)
+    return slots.pop() if len(slots) == 1 else None
 
 
 class _Inliner:
@@ -92,19 +130,22 @@ class _Inliner:
             pre.append(Instr(Op.SET, None, (value,), slot, span=span))
             renamed[vid] = self.fresh(value)
             restore.append(Instr(Op.GET, renamed[vid], (), slot, span=span))
-        # the arguments reach the copy's entry through slots, for the same reason
-        arg_slots = []
+        # the arguments reach the copy's entry through slots, for the same reason: the
+        # slot the body keeps the parameter in, where it has one
+        arg_slots: list[str | None] = []
         for k, arg in enumerate(call.args):
-            slot = f"$arg{k}@{tag}"
+            kept = self.template.param_slots[k]
+            slot = f"{kept}@{tag}" if kept is not None else f"$arg{k}@{tag}"
             fn.locals[slot] = arg.type
             pre.append(Instr(Op.SET, None, (arg,), slot, span=span))
-            arg_slots.append(slot)
+            arg_slots.append(None if kept is not None else slot)
         names = {b.name: f"{b.name}.{tag}" for b in self.template.blocks}
         pre.append(Instr(Op.BR, targets=(names[self.template.blocks[0].name],), span=span))
         block.instrs = pre
         ret_slot = None
         if call.result is not None:
-            ret_slot = f"$ret@{tag}"
+            kept = self.template.ret_slot
+            ret_slot = f"{kept}@{tag}" if kept is not None else f"$ret@{tag}"
             fn.locals[ret_slot] = call.result.type
         copies = self.copy_body(tag, names, arg_slots, ret_slot, after.name, span)
         enter, leave = depth_marks(span)
@@ -122,23 +163,32 @@ class _Inliner:
             self.home[id(ins)] = after
         return copies + [after]
 
-    def copy_body(self, tag: str, names: dict[str, str], arg_slots: list[str],
+    def copy_body(self, tag: str, names: dict[str, str], arg_slots: list[str | None],
                   ret_slot: str | None, after: str, span: Span) -> list[Block]:
+        """The template's blocks, renamed for copy `tag`. A parameter with no slot in
+        `arg_slots` was stored by the call site in the slot the body keeps it in (its
+        `set` is left out); `ret`s store their value in `ret_slot` (unless the body's
+        own result slot is it) and branch to `after`."""
         fn, t = self.fn, self.template
         for slot, ty in t.locals.items():
             fn.locals[f"{slot}@{tag}"] = ty
         vmap: dict[int, Value] = {}
         out: list[Block] = []
+        direct = {p.id for p, arg_slot in zip(t.params, arg_slots, strict=True) if arg_slot is None}
+        result_kept = t.ret_slot is not None and ret_slot == f"{t.ret_slot}@{tag}"
         for k, block in enumerate(t.blocks):
             instrs: list[Instr] = []
             if k == 0:
-                for p, slot in zip(t.params, arg_slots, strict=True):
-                    vmap[p.id] = self.fresh(p)
-                    instrs.append(Instr(Op.GET, vmap[p.id], (), slot, span=span))
+                for p, arg_slot in zip(t.params, arg_slots, strict=True):
+                    if arg_slot is not None:
+                        vmap[p.id] = self.fresh(p)
+                        instrs.append(Instr(Op.GET, vmap[p.id], (), arg_slot, span=span))
             for ins in block.instrs:
+                if k == 0 and ins.op is Op.SET and ins.args and ins.args[0].id in direct:
+                    continue
                 args = tuple(vmap[a.id] if a.id in vmap else a for a in ins.args)
                 if ins.op is Op.RET:
-                    if ret_slot is not None and args:
+                    if ret_slot is not None and args and not result_kept:
                         instrs.append(Instr(Op.SET, None, args, ret_slot, span=ins.span))
                     instrs.append(Instr(Op.BR, targets=(after,), span=ins.span))
                     continue
@@ -146,8 +196,9 @@ class _Inliner:
                 if ins.result is not None:
                     result = vmap[ins.result.id] = self.fresh(ins.result)
                 attr = f"{ins.attr}@{tag}" if ins.op in (Op.GET, Op.SET) else ins.attr
-                instrs.append(replace(ins, result=result, args=args, attr=attr,
-                                      targets=tuple(names[x] for x in ins.targets)))
+                targets = tuple(names[x] for x in ins.targets) if ins.targets else ()
+                # the constructor, not dataclasses.replace: a third of the cost, per instruction
+                instrs.append(Instr(ins.op, result, args, attr, targets, ins.span))
             out.append(Block(names[block.name], instrs))
         for name, (kind, loop_span) in list(fn.loops.items()):
             if name in names and names[name] not in fn.loops:
