@@ -76,16 +76,18 @@ def test_python_api_raises_a_gene_error(mode: str) -> None:
     assert proc.stdout == "caught: stack overflow (recursion too deep)\n9999\n", proc.stderr
 
 
+@pytest.mark.parametrize("limit", [300, 50])
 @pytest.mark.parametrize("mode", JIT_MODES)
-def test_gene_max_depth_sets_the_limit(tmp_path: os.PathLike[str], mode: str) -> None:
+def test_gene_max_depth_sets_the_limit(tmp_path: os.PathLike[str], mode: str, limit: int) -> None:
     """The limit counts Gene calls: `(d n)` makes n + 1 of them, so with a limit of 300
-    `(d 299)` runs and `(d 300)` fails, whatever runs where."""
+    `(d 299)` runs and `(d 300)` fails, whatever runs where; a small limit too (the first
+    compile, with its deep imports, runs inside the compiler's own headroom)."""
     path = os.path.join(tmp_path, "limit.gene")
     with open(path, "w") as f:
-        f.write(DEEP + "(println (d 3) (d 3))\n(println (d 299))\n(println (d 300))\n")
-    proc = run_cli("run", path, env={"GENE_JIT": mode, "GENE_MAX_DEPTH": "300"}, timeout=120)
+        f.write(DEEP + f"(println (d 3) (d 3))\n(println (d {limit - 1}))\n(println (d {limit}))\n")
+    proc = run_cli("run", path, env={"GENE_JIT": mode, "GENE_MAX_DEPTH": str(limit)}, timeout=120)
     _no_signal(proc)
-    assert (proc.stdout, proc.returncode) == ("3 3\n299\n", 1)
+    assert (proc.stdout, proc.returncode) == (f"3 3\n{limit - 1}\n", 1)
     assert "stack overflow" in proc.stderr
 
 

@@ -133,8 +133,6 @@ class FnState:
 
     def compile(self, sig: tuple[T.Type, ...]) -> Any:
         assert self.source is not None
-        from gene_jit.codegen.compile import compile_unit  # llvmlite loads on first compile
-
         deps: set[FnState] = set()
         names: dict[tuple[int, str], Binding] = {}
         self.hooks.collecting.append(deps)
@@ -144,6 +142,9 @@ class FnState:
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(limit + COMPILE_HEADROOM)
         try:
+            # llvmlite loads on the first compile, inside the headroom: its imports are deep
+            from gene_jit.codegen.compile import compile_unit
+
             unit = build_unit(self.source, sig, self.hooks)
             unit.bindings = BindingTable(list(names.values()), self.info.form.span.file, unit.root.name,
                                          self.hooks.same_function, self.invalidate)
