@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -316,3 +317,104 @@ def test_a_tensor_index_that_is_no_int_is_a_type_error(index: str) -> None:
     with pytest.raises(GeneTypeError, match="tensor/get: an index is an int, got "):
         gene_jit.eval(f"(tensor/get (tensor/create [1 2]) {index})")
     assert gene_jit.eval(f"((tensor/create [1 2]) ./ {index} 7)") == 7  # ./ still gives its default
+
+
+def test_operators_on_non_numbers_name_themselves_in_every_mode(tmp_path: Path) -> None:
+    # Python computes "a" * 2 and [1] + [2]; the inline int64 check then compares a
+    # non-number, which must still be reported as the operator the program wrote
+    program = tmp_path / "o.gene"
+    program.write_text('(fn f [x y] (x * y))\n(fn le [x y] (x <= y))\n'
+                       '(var s "b")\n(fn g [] "x")\n'
+                       '(for t in [(fn [] ("a" * 2)) (fn [] (2 * "a")) (fn [] ([1] + [2])) (fn [] (f "a" 3))\n'
+                       '           (fn [] (f 3 [1])) (fn [] (s += "a")) (fn [] ((g) * 2))\n'
+                       '           (fn [] ("a" < 1)) (fn [] (1 >= "a")) (fn [] (le "a" 3)) (fn [] (le 3 "a"))]\n'
+                       '  (try (t) catch * (println $ex/message)))\n')
+    expected = ("* expects numbers, got string and int\n* expects numbers, got int and string\n"
+                "+ expects numbers, got array and array\n* expects numbers, got string and int\n"
+                "* expects numbers, got int and array\n+ expects numbers, got string and string\n"
+                "* expects numbers, got string\n"  # an operand that is a call is not read again
+                "< compares numbers only, got string and int\n>= compares numbers only, got int and string\n"
+                "<= compares numbers only, got string and int\n<= compares numbers only, got int and string\n")
+    for proc in _three_modes(program):
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, expected, "")
+
+
+def test_errors_name_the_builtin_or_operator_the_program_called(tmp_path: Path) -> None:
+    program = tmp_path / "n.gene"
+    program.write_text('(for f in [gene/io/read file/read gene/File/read] (try (f "/no/such") catch * (println $ex)))\n'
+                       '(try (gene/io/write "/no/such/x" 1) catch * (println $ex))\n'
+                       '(println (try (- (tensor/create [-9223372036854775808])) catch * $ex))\n')
+    for proc in _three_modes(program):
+        lines = proc.stdout.splitlines()
+        assert [ln.split(":")[1].strip() for ln in lines[:4]] == [
+            "gene/io/read", "file/read", "gene/File/read", "gene/io/write"], proc.stdout + proc.stderr
+        assert lines[4].startswith("overflow error: -: integer overflow in negation"), lines[4]
+
+
+def test_serve_settings_errors_show_values_as_gene_prints_them() -> None:
+    from gene_jit.llama.errors import LlamaError
+    from gene_jit.serve.server import Settings
+
+    cases: list[tuple[str, Any, str]] = [("port", "x", '"x"'), ("parallel", "2", '"2"'), ("threads", "4", '"4"'),
+                                         ("host", "", '""'), ("engine", "vm", '"vm"'), ("port", None, "nil")]
+    for field, value, shown in cases:
+        with pytest.raises(LlamaError) as info:
+            Settings(**{field: value}).check()
+        assert info.value.message.endswith(f"got {shown}"), info.value.message
+
+
+@pytest.mark.parametrize("status", ["300", "256", "-1"])
+def test_an_exit_status_outside_0_to_255_is_an_error(tmp_path: Path, status: str) -> None:
+    program = tmp_path / "e.gene"
+    program.write_text(f"(exit {status})\n")
+    for proc in _three_modes(program):
+        assert proc.returncode == 1
+        assert f"exit: the exit status must be from 0 to 255, got {status}" in proc.stderr
+    program.write_text("(exit 255)\n")
+    assert all(p.returncode == 255 and p.stderr == "" for p in _three_modes(program))
+
+
+def test_ex_is_the_thrown_value_nil_included(tmp_path: Path) -> None:
+    program = tmp_path / "t.gene"
+    program.write_text("(fn f [x] (try (throw x) catch * [$ex]))\n(println (f nil) (f false) (f 1))\n"
+                       "(try (throw) catch * (println $ex))\n(throw nil)\n")
+    for proc in _three_modes(program):
+        assert proc.stdout == "[nil] [false] [1]\nexception\n"
+        assert proc.returncode == 1 and "uncaught exception: nil" in proc.stderr
+
+
+def test_freeing_ffi_memory_twice_is_an_error() -> None:
+    import gene_jit
+    from gene_jit.runtime.errors import GeneError
+
+    for make, kind in (("(ffi/buffer 8)", "buffer"), ("(ffi/new :int32 2)", "buffer"),
+                       ("(do (ffi/defstruct pt [:x :int32]) (ffi/new pt ^x 1))", "pt struct")):
+        with pytest.raises(GeneError, match=f"ffi/free: this {kind} was already freed"):
+            gene_jit.eval(f"(var b {make}) (ffi/free b) (ffi/free b)")
+    assert gene_jit.eval("(var b (ffi/buffer 8)) (ffi/free b) nil") is None
+
+
+def test_numpy_arrays_equal_tensors_of_the_same_dtype_shape_and_values() -> None:
+    import gene_jit
+
+    pytest.importorskip("numpy")
+    got = gene_jit.eval('(var np (py/import "numpy")) (var t (tensor/create [1 2]))'
+                        '[((np/array [1 2]) == t) (t == (np/array [1 2])) (t != (np/array [1 2]))'
+                        ' ((np/array [1 3]) == t) ((np/array [1.0 2.0]) == t) ((np/array [[1 2]]) == t)'
+                        ' ((np/array [true false]) == (tensor/create [1 0] ^dtype :i32))'
+                        ' ((np/array [1 2] ^dtype "int32") == (tensor/create [1 2] ^dtype :i32))]')
+    assert got == [True, True, False, False, False, False, False, True]
+
+
+def test_transformer_layer_example_runs_on_the_device_its_argument_names() -> None:
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "transformer_layer.gene")
+    cpu = _gene("run", example, "cpu")
+    assert cpu.returncode == 0 and "device: #<device cpu>" in cpu.stdout, cpu.stderr
+    bad = _gene("run", example, "tpu")
+    assert bad.returncode == 1 and "the device argument must be cpu or cuda, got tpu" in bad.stderr
+    from gene_jit.tensor.device import cuda_problem, parse_device
+
+    if cuda_problem(parse_device("cuda"))[1]:  # no usable GPU: said loudly, then the CPU
+        cuda = _gene("run", example, "cuda")
+        assert cuda.returncode == 0 and "device: #<device cpu>" in cuda.stdout
+        assert "cuda was asked for but no GPU is usable here" in cuda.stderr

@@ -155,6 +155,10 @@ def free(value: Any) -> None:
     """Release what `value` owns: a struct, a buffer, a callback; a pointer C returned is
     passed to libc `free` (for memory a C API says to release with `free`), once: the
     pointer is then spent, and using it again is an error."""
+    if isinstance(value, (StructValue, Buffer)) and value._c is None:
+        # as for a pointer: a second free is a mistake that C would not report
+        kind = "buffer" if isinstance(value, Buffer) else f"{value.name} struct"
+        raise FreedError(f"ffi/free: this {kind} was already freed")
     if isinstance(value, (StructValue, Buffer, Callback)):
         value.free()
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from gene_jit.frontend.forms import Form, GeneF, Span
@@ -54,14 +54,65 @@ def _a(py: str) -> str:
     return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
-def _compared(m: re.Match[str]) -> str:
-    kinds = {_kind(m.group(2)), _kind(m.group(3))} - {"int", "float"}
-    return f"expected numbers, got {' and '.join(sorted(kinds)) or 'non-numbers'}"
+# The operator compiled at each Gene position (file, line, column), None where forms
+# with different operators share one (a macro's expansion). A comparison that Python
+# refuses is either the program's own `<` or the int64 range check of an inline `+ - *`
+# whose result is not a number (`("a" * 2)` is "aa" in Python); the position tells.
+_OPERATOR_AT: dict[tuple[str, int, int], str | None] = {}
+# The operands of an inline `+ - *` at a position, where each is a name or a constant
+# (read again from the failed frame to name both kinds, as the slow path would).
+Operand = tuple[str, Any]  # ("name", python name) or ("const", value)
+_OPERANDS_AT: dict[tuple[str, int, int], tuple[Operand, Operand]] = {}
+_MISSING = object()
 
+
+def _key(span: Span) -> tuple[str, int, int]:
+    return (span.file, max(span.line, 1), max(span.col, 1))
+
+
+def note_operator(span: Span, op: str, operands: tuple[Operand | None, Operand | None] = (None, None)) -> None:
+    key = _key(span)
+    if _OPERATOR_AT.setdefault(key, op) != op:
+        _OPERATOR_AT[key] = None
+    left, right = operands
+    if left is not None and right is not None:
+        _OPERANDS_AT[key] = (left, right)
+
+
+def _operand_kinds(key: tuple[str, int, int], frame: FrameType | None) -> str | None:
+    """`int and string`: the kinds of the operands of the `+ - *` at `key`, read from
+    the frame that failed; None when an operand is not a plain name or constant."""
+    from gene_jit.runtime.ops import kind_name
+
+    operands = _OPERANDS_AT.get(key)
+    if operands is None or frame is None:
+        return None
+    values = []
+    for how, what in operands:
+        value = what if how == "const" else frame.f_locals.get(what, frame.f_globals.get(what, _MISSING))
+        if value is _MISSING:
+            return None
+        values.append(kind_name(value))
+    return " and ".join(values)
+
+
+def _compared(m: re.Match[str], span: Span | None, frame: FrameType | None) -> str:
+    op, left, right = m.group(1), _kind(m.group(2)), _kind(m.group(3))
+    gene_op = _OPERATOR_AT.get(_key(span)) if span else None
+    if gene_op == op:
+        return f"{op} compares numbers only, got {left} and {right}"  # as runtime.ops says
+    kinds = {left, right} - {"int", "float"}
+    got = " and ".join(sorted(kinds)) or "non-numbers"
+    if gene_op in ("+", "-", "*"):
+        assert span is not None
+        return f"{gene_op} expects numbers, got {_operand_kinds(_key(span), frame) or got}"
+    return f"expected numbers, got {got}"
+
+
+_COMPARED = re.compile(r"'(\S+)' not supported between instances of '(\w+)' and '(\w+)'")
 
 # CPython's TypeError wording, and what a Gene user reads instead (first match wins).
 _TYPE_ERROR_REWRITES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
-    (re.compile(r"'(\S+)' not supported between instances of '(\w+)' and '(\w+)'"), _compared),
     (
         re.compile(r"unsupported operand type\(s\) for (\S+): '(\w+)' and '(\w+)'"),
         lambda m: f"{m.group(1)} expects numbers, got {_kind(m.group(2))} and {_kind(m.group(3))}",
@@ -92,7 +143,10 @@ _TYPE_ERROR_REWRITES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]
 ]
 
 
-def _rewrite_type_error(msg: str) -> str:
+def _rewrite_type_error(msg: str, span: Span | None = None, frame: FrameType | None = None) -> str:
+    compared = _COMPARED.search(msg)
+    if compared:
+        return _compared(compared, span, frame)
     for pattern, rewrite in _TYPE_ERROR_REWRITES:
         m = pattern.search(msg)
         if m:
@@ -166,6 +220,13 @@ _USER_KINDS: tuple[type[BaseException], ...] = (
 _PASS_THROUGH: tuple[type[BaseException], ...] = (BrokenPipeError, KeyboardInterrupt, SystemExit)
 
 
+def _innermost_frame(exc: BaseException) -> FrameType | None:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
+
+
 def _raised_in_gene_code(exc: BaseException) -> bool:
     """The innermost frame of `exc` is compiled Gene code (not gene-jit's own Python)."""
     tb = exc.__traceback__
@@ -221,7 +282,9 @@ def _convert_user_kind(exc: BaseException) -> GeneError:
         arity = _arity_message(str(exc))
         if arity is not None:
             return GeneArityError(arity)
-        return GeneTypeError(_rewrite_type_error(str(exc)))
+        frame = _innermost_frame(exc) if _raised_in_gene_code(exc) else None
+        span = gene_span(exc.__traceback__) if frame is not None else None
+        return GeneTypeError(_rewrite_type_error(str(exc), span, frame))
     if isinstance(exc, ValueError) and "truth value of an array" in str(exc):
         # An inline operator's result check met a NumPy array (arithmetic on a row).
         return GeneTypeError("arithmetic expects numbers, got a NumPy array")

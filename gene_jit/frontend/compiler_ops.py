@@ -29,10 +29,11 @@ from gene_jit.frontend.compiler_core import (
     load,
     store,
 )
+from gene_jit.frontend.compiler_errors import Operand, note_operator
 from gene_jit.frontend.compiler_types import INTS as _INTS
 from gene_jit.frontend.compiler_types import NUMERIC as _NUMERIC
 from gene_jit.frontend.compiler_types import arith_kind
-from gene_jit.frontend.forms import Form, GeneF
+from gene_jit.frontend.forms import Form, GeneF, Span
 
 _ARITH = {"+": (ast.Add(), "add"), "-": (ast.Sub(), "sub"), "*": (ast.Mult(), "mul")}
 _CMP = {
@@ -58,8 +59,10 @@ def prefix(c: Compiler, form: GeneF) -> Result:
 def emit(c: Compiler, node: core.Expr) -> Result:
     """Lower an operator node (core.py); operands that are forms compile as usual."""
     if isinstance(node, core.Binary):
-        return binary(c, node.op, emit(c, node.left), emit(c, node.right))
+        return binary(c, node.op, emit(c, node.left), emit(c, node.right), node.span)
     if isinstance(node, core.Compare):
+        for op in node.ops:
+            note_operator(node.span, op)
         return chain(c, node)
     if isinstance(node, core.Logic):
         right = node.right
@@ -86,8 +89,10 @@ def _operand(c: Compiler, e: ast.expr) -> tuple[ast.expr, ast.expr]:
     return ast.NamedExpr(target=store(t), value=e), load(t)
 
 
-def binary(c: Compiler, op: str, lhs: Result, r: Result) -> Result:
+def binary(c: Compiler, op: str, lhs: Result, r: Result, span: Span | None = None) -> Result:
     stmts, (a, b) = c.seq([lhs, r])
+    if span is not None:  # for the error an inline operator's non-number result gives
+        note_operator(span, op, (_described(a), _described(b)) if op in _ARITH else (None, None))
     if op in _ARITH:
         kind = arith_kind(op, lhs.kind, r.kind)
         bounds = interval(op, lhs.bounds, r.bounds)
@@ -98,6 +103,16 @@ def binary(c: Compiler, op: str, lhs: Result, r: Result) -> Result:
     if op == "**":
         return Result(stmts, hcall("power", a, b))
     return Result(stmts, compare(c, op, a, b, lhs.kind, r.kind), True)
+
+
+def _described(e: ast.expr) -> Operand | None:
+    if isinstance(e, ast.Name):
+        return ("name", e.id)
+    if isinstance(e, ast.Constant):
+        return ("const", e.value)
+    if isinstance(e, (ast.List, ast.Dict, ast.JoinedStr)):  # only its kind is read
+        return ("const", [] if isinstance(e, ast.List) else {} if isinstance(e, ast.Dict) else "")
+    return None
 
 
 def interval(op: str, a: Bounds | None, b: Bounds | None) -> Bounds | None:

@@ -88,7 +88,7 @@ def _combine(c: Compiler, node: core.Assign, old: Result) -> Result:
     if base in core.LOGIC_OPS:
         return ops_c.logic(c, old, lambda: c.compile(rhs), base == "&&")
     assert base in core.ARITH_OPS, node
-    return ops_c.binary(c, base, old, c.compile(rhs))
+    return ops_c.binary(c, base, old, c.compile(rhs), node.span)
 
 
 # ---------------------------------------------------------------- if

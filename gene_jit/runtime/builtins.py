@@ -328,6 +328,9 @@ def gene_rand(a: Any = None, b: Any = None) -> Any:
 def gene_exit(code: Any = 0) -> None:
     """`(exit [code])`: end the program with exit status `code`."""
     expect("exit", code, int, "an int exit code")
+    if not 0 <= code <= 255:
+        # the system keeps only the low 8 bits: 300 would end the program with status 44
+        raise GeneError(f"exit: the exit status must be from 0 to 255, got {code}")
     sys.stdout.flush()
     raise SystemExit(code)
 

@@ -3,7 +3,7 @@
 Int and float are never equal (`1 == 1.0` is false), nor bool and int, nor string and
 symbol (GENE.md 2.5). Arrays, maps, genes and sets compare deeply; maps ignore order.
 Values that define `__gene_equal__` compare by it (tensors: same dtype, same shape, equal
-elements), NumPy arrays the same way. Other Python objects (models, functions) are equal
+elements), NumPy arrays the same way, with each other and with tensors. Other Python objects (models, functions) are equal
 when they are the same object or when their own `==` says a plain `True`. Cyclic structures do not hang: a pair of
 containers already being compared counts as equal.
 """
@@ -100,7 +100,7 @@ def _equal_maps(a: dict[str, Any], b: dict[str, Any], active: set[tuple[int, int
 
 def _equal_other(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
-        return False
+        return _array_equals_tensor(a, b) or _array_equals_tensor(b, a)
     own = getattr(type(a), "__gene_equal__", None)
     if own is not None:  # values that define Gene equality themselves (tensors)
         return bool(own(a, b))
@@ -111,7 +111,7 @@ def _equal_other(a: Any, b: Any) -> bool:
             and gene_equal(a.step, b.step)
             and a.inclusive == b.inclusive
         )
-    if type(a).__name__ == "ndarray" and getattr(type(a), "__module__", "") == "numpy":  # as tensors
+    if _is_ndarray(a):  # as tensors
         import numpy as np
 
         return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
@@ -121,3 +121,22 @@ def _equal_other(a: Any, b: Any) -> bool:
         return False
     # numpy arrays answer elementwise: only a plain True counts as equality.
     return result is True
+
+
+def _is_ndarray(v: Any) -> bool:
+    return type(v).__name__ == "ndarray" and getattr(type(v), "__module__", "") == "numpy"
+
+
+def _array_equals_tensor(arr: Any, t: Any) -> bool:
+    """A NumPy array equals a tensor as a tensor would: the same dtype (a NumPy dtype
+    that a tensor stores as is, so bool or int8 never equal an i32 tensor), the same
+    shape, equal elements."""
+    if not (_is_ndarray(arr) and hasattr(t, "__gene_tensor__")):
+        return False
+    import numpy as np
+
+    from gene_jit.tensor.dtypes import STORAGE
+
+    if t.dtype == "bf16" or STORAGE.get(t.dtype) != arr.dtype:
+        return False
+    return tuple(arr.shape) == tuple(t.shape) and bool(np.array_equal(arr, t.numpy()))

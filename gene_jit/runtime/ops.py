@@ -708,8 +708,14 @@ def _accepted_keywords(fn: Any) -> Any:
     return result
 
 
-def make_throw(value: Any = None, message: Any = None) -> BaseException:
-    """The exception raised by `(throw v)` / `(throw Cls "msg")`."""
+_NOTHING = object()  # `(throw)` with no value
+
+
+def make_throw(value: Any = _NOTHING, message: Any = None) -> BaseException:
+    """The exception raised by `(throw)` / `(throw v)` / `(throw Cls "msg")`: `$ex` is
+    the thrown value (nil for `(throw nil)`), the word `exception` for `(throw)`."""
+    if value is _NOTHING:
+        return GeneThrow("exception")
     if isinstance(value, GeneError):
         return value
     if isinstance(value, GeneClass):
@@ -718,7 +724,9 @@ def make_throw(value: Any = None, message: Any = None) -> BaseException:
             inst.props["message"] = message
         value = inst
     if value is None:
-        value = "exception"
+        err = GeneThrow("nil")
+        err.value = None  # GeneError takes a missing value to mean the message
+        return err
     text = display(value) if not isinstance(value, Instance) else _instance_message(value)
     return GeneThrow(text, value=value)
 

@@ -78,20 +78,22 @@ def write_file(name: str, path: Any, content: Any, mode: str = "w") -> None:
         raise GeneIOError(f"{name}: cannot write {path!r}: {exc.strerror or exc}") from None
 
 
-@gene_builtin("read", ns="gene/io")
-@gene_builtin("read", ns="gene/File")
-@gene_builtin("read", ns="file")
-def file_read(path: Any) -> str:
-    """`(file/read path)`: the whole file as a string."""
-    return read_file("file/read", path)
+def _register_file_io(ns: str) -> None:
+    """`(ns/read path)` and `(ns/write path content)`, each naming itself in errors."""
+
+    @gene_builtin("read", ns=ns)
+    def file_read(path: Any) -> str:
+        """The whole file as a string."""
+        return read_file(f"{ns}/read", path)
+
+    @gene_builtin("write", ns=ns)
+    def file_write(path: Any, content: Any) -> None:
+        """Replace the file with the display form of content."""
+        write_file(f"{ns}/write", path, content)
 
 
-@gene_builtin("write", ns="gene/io")
-@gene_builtin("write", ns="gene/File")
-@gene_builtin("write", ns="file")
-def file_write(path: Any, content: Any) -> None:
-    """`(file/write path content)`: replace the file with the display form of content."""
-    write_file("file/write", path, content)
+for _ns in ("file", "gene/File", "gene/io"):
+    _register_file_io(_ns)
 
 
 @gene_builtin("read_async", ns="gene/io")

@@ -6,6 +6,7 @@ from typing import Any
 
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.model import Model
+from gene_jit.llama.options import shown as shown_value
 from gene_jit.serve.server import Settings
 from gene_jit.serve.server import serve as _serve
 
@@ -19,7 +20,7 @@ def serve(model: Any = "default", **kw: Any) -> None:
             shown = ", ".join(":" + o.replace("_", "-") for o in OPTIONS)
             raise LlamaError(f"serve does not take :{name.replace('_', '-')}; it takes {shown}")
     if model is not None and not isinstance(model, Model | str):
-        raise LlamaError(f"serve needs a model (from model/create) or a model name or path, got {model!r}")
+        raise LlamaError(f"serve needs a model (from model/create) or a model name or path, got {shown_value(model)}")
     settings = Settings(model=model if model is not None else "default")
     for name, value in kw.items():
         if value is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.model import Model
+from gene_jit.llama.options import shown
 from gene_jit.runtime.requirements import import_library
 from gene_jit.serve.metrics import Metrics
 
@@ -46,17 +47,17 @@ class Settings:
         for name, lo, hi in (("port", 0, 65535), ("parallel", 1, 256), ("n_ctx", 16, 1 << 20)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise LlamaError(f"serve: {name.replace('_', '-')} must be an integer from {lo} to {hi}, got {value!r}")
+                raise LlamaError(f"serve: {name.replace('_', '-')} must be an integer from {lo} to {hi}, got {shown(value)}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise LlamaError(f"serve: threads must be an integer >= 1, got {self.threads!r}")
+            raise LlamaError(f"serve: threads must be an integer >= 1, got {shown(self.threads)}")
         if self.queue is not None and (not isinstance(self.queue, int) or self.queue < 0):
-            raise LlamaError(f"serve: queue must be an integer >= 0, got {self.queue!r}")
+            raise LlamaError(f"serve: queue must be an integer >= 0, got {shown(self.queue)}")
         if not isinstance(self.host, str) or not self.host:
-            raise LlamaError(f"serve: host must be a host name or address, got {self.host!r}")
+            raise LlamaError(f"serve: host must be a host name or address, got {shown(self.host)}")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise LlamaError("serve: the API key must be a non-empty string")
         if self.engine not in ENGINES:
-            raise LlamaError(f"serve: engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+            raise LlamaError(f"serve: engine must be one of {', '.join(ENGINES)}, got {shown(self.engine)}")
 
 
 def _uvicorn() -> Any:

@@ -199,9 +199,15 @@ class Tensor:
     __matmul__ = _operator("matmul")
 
     def __neg__(self) -> Tensor:
+        from gene_jit.runtime.errors import GeneOverflowError
         from gene_jit.tensor import ops
+        from gene_jit.tensor.overflow import overflow
 
-        return ops.sub(0, self)
+        try:
+            return ops.sub(0, self)
+        except GeneOverflowError:
+            # negation is computed as 0 - t; the error names what the program wrote
+            raise overflow("-", "negation", self.dtype) from None
 
     def __bool__(self) -> bool:
         """Gene truthiness: every value but nil and false is true, a tensor too (tier 0's
