@@ -113,10 +113,10 @@ def test_quantised_beside_norm_and_geglu_equal_the_quantiser() -> None:
     """The 8-bit blocks that RMSNorm and GeGLU write beside their output (which the next
     products read) are those the quantiser makes of that output; the products with them
     are the CPU's."""
+    dev = _dev()  # the CUDA modules compile kernels on import: only where CUDA is usable
     from gene_jit.engine import cuda_ops, cuda_qdot, ops
     from gene_jit.tensor_kernels.cuda_support import cuda
 
-    dev = _dev()
     rng = np.random.default_rng(8)
     x = (rng.standard_normal((3, 96)) * 3).astype(np.float32)
     w = (1 + 0.1 * rng.standard_normal(96)).astype(np.float32)
