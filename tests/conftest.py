@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A test run started in the background by a shell without job control has SIGINT ignored,
+# and a child inherits an ignored signal: the programs that the Ctrl-C tests start would
+# never see their SIGINT. A handler in this process is reset to the default in children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # tier 0 only; compile at the first call; compile after GENE_JIT_THRESHOLD calls (default 2),
 # so a program's hot functions switch tiers part way through its run
 JIT_MODES = ("0", "eager", "1")
