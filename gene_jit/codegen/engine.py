@@ -188,7 +188,14 @@ class Engine:
         self.pto = llvm.PipelineTuningOptions(speed_level=3)
         self._cached_objects: dict[str, bytes] = {}
         self._new_objects: dict[str, bytes] = {}
+        # llvmlite finds the module of each object-cache call by a linear search of all
+        # the modules an engine holds, so compiles got slower as a process compiled more;
+        # an index by address keeps each lookup constant
+        self._modules_at: dict[int, dict[int | None, llvm.ModuleRef]] = {}
         for ee in (self.glue, self.ee):
+            index = {ctypes.cast(m._ptr, ctypes.c_void_p).value: m for m in ee._modules}
+            self._modules_at[id(ee)] = index
+            ee._find_module_ptr = lambda ptr, index=index: index.get(ctypes.cast(ptr, ctypes.c_void_p).value)
             ee.set_object_cache(self._notify, self._getbuffer)
         self.glue.finalize_object()
         self._export_runtime(functions, variables)
@@ -296,6 +303,7 @@ class Engine:
                 self.optimise(mod, full, plain)
             optimised = "" if glue else str(mod)  # an entry's text is never shown
             ee.add_module(mod)
+            self._modules_at[id(ee)][ctypes.cast(mod._ptr, ctypes.c_void_p).value] = mod
             ee.finalize_object()
             addresses = {n: ee.get_function_address(n) for n in names}
             ms = (time.perf_counter() - t0) * 1e3
