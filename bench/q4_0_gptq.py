@@ -13,8 +13,6 @@ Calibration: licences other than the GPL and Python's documentation, never a sco
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -25,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from q4_0_imatrix import GPL, REPO, calibration_text  # noqa: E402
+from q4_0_imatrix import arguments, report, score_file, setup  # noqa: E402
 
 QK = 32  # Q4_0 block
 
@@ -167,47 +165,23 @@ def unpack_q4_0(raw: np.ndarray, cols: int) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--calibration-tokens", type=int, default=8192)
-    ap.add_argument("--gpl-tokens", type=int, default=2048)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip-gpl", action="store_true")
-    ap.add_argument("--keep", help="also copy the GPTQ file here")
-    args = ap.parse_args()
-    sys.path.insert(0, str(REPO / "tests"))
     import gguf
-    from test_perplexity import TEXT
 
     from gene_jit.engine.weights import GGUFFile
     from gene_jit.llama.finetune_torch import dense
-    from gene_jit.llama.model import Model
-    from gene_jit.llama.perplexity import perplexity
     from gene_jit.llama.quantize import quantize
-    from gene_jit.llama.resolve import resolve_model
 
-    source = resolve_model("default")
-    base = Model(str(source), threads=args.threads, n_ctx=1024, progress=False)
-    calib = base.tokenize(calibration_text())[1 : args.calibration_tokens + 1]
-    bos = base.bos
-    gpl = base.detokenize(base.tokenize(Path(GPL).read_text())[1 : args.gpl_tokens + 1])
-
-    def score(m: Model) -> tuple[float, float | None]:
-        test = perplexity(m, TEXT, 96, progress=False).perplexity
-        readme = None if args.skip_gpl else perplexity(m, gpl, 512, progress=False).perplexity
-        return test, readme
-
-    rows = {"Q4_K_M (the default model)": score(base)}
-    base.close()
+    args = arguments(__doc__ or "", lambda ap: ap.add_argument("--keep", help="also copy the GPTQ file here"))
+    source, calib, bos, score, rows = setup(args)
     started = time.perf_counter()
     grams, counts = collect(source, calib, 512, bos)
     imatrix = {k: (np.diag(g.numpy()) / counts[k]).astype(np.float32) for k, g in grams.items()}
     print(f"  calibration took {time.perf_counter() - started:.0f} s", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         path = quantize(str(source), Path(folder) / "q.gguf", "Q4_0", args.threads, False, imatrix).path
-        m = Model(str(path), threads=args.threads, n_ctx=1024, progress=False)
-        rows[f"Q4_0 + imatrix ({len(calib)} tokens)"] = score(m)
-        m.close()
-        print(f"  imatrix: {rows[f'Q4_0 + imatrix ({len(calib)} tokens)']}", flush=True)
+        label = f"Q4_0 + imatrix ({len(calib)} tokens)"
+        rows[label] = score_file(path, args, score)
+        print(f"  imatrix: {rows[label]}", flush=True)
         src = GGUFFile(source)
         reader = gguf.GGUFReader(str(path), "r+")
         started = time.perf_counter()
@@ -224,16 +198,8 @@ def main() -> None:
         print(f"  GPTQ on {done} tensors took {time.perf_counter() - started:.0f} s", flush=True)
         if args.keep:
             shutil.copy(path, args.keep)
-        m = Model(str(path), threads=args.threads, n_ctx=1024, progress=False)
-        rows[f"Q4_0 GPTQ ({len(calib)} tokens)"] = score(m)
-        m.close()
-    test0, gpl0 = rows["Q4_K_M (the default model)"]
-    print(f"\n# bench/q4_0_gptq.py, {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()}")
-    print("| file | PPL test text (w 96) | vs default | PPL GPL-3 2048 tok (w 512) | vs default |\n|---|---|---|---|---|")
-    for label, (tp, gp) in rows.items():
-        gtext = "-" if gp is None or gpl0 is None else f"{gp:.2f} | {100 * (gp / gpl0 - 1):+.1f}%"
-        print(f"| {label} | {tp:.2f} | {100 * (tp / test0 - 1):+.1f}% | {gtext} |")
-
+        rows[f"Q4_0 GPTQ ({len(calib)} tokens)"] = score_file(path, args, score)
+    report("q4_0_gptq.py", rows)
 
 if __name__ == "__main__":
     main()

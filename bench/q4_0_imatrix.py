@@ -73,19 +73,27 @@ def collect_imatrix(model_path: Path, tokens: list[int], window: int, bos: int) 
     return {k: (sums[k] / counts[k]).numpy().astype(np.float32) for k in sums}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(doc: str, extra: Any = None) -> argparse.Namespace:
+    """The options both Q4_0 benches take (`extra` adds its own to the parser)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--calibration-tokens", type=int, default=8192)
     ap.add_argument("--gpl-tokens", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-gpl", action="store_true")
-    args = ap.parse_args()
+    if extra is not None:
+        extra(ap)
+    return ap.parse_args()
+
+
+def setup(args: argparse.Namespace) -> tuple[Path, list[int], int, Any, dict[str, Any]]:
+    """The default model's path, the calibration tokens, BOS, a scorer (perplexity on the
+    test's text with windows of 96, as tests/test_quantize.py, and on the GPL-3 text with
+    windows of 512) and the table's first row, the default model itself."""
     sys.path.insert(0, str(REPO / "tests"))
     from test_perplexity import TEXT
 
     from gene_jit.llama.model import Model
     from gene_jit.llama.perplexity import perplexity
-    from gene_jit.llama.quantize import quantize
     from gene_jit.llama.resolve import resolve_model
 
     source = resolve_model("default")
@@ -94,13 +102,40 @@ def main() -> None:
     bos = base.bos
     gpl = base.detokenize(base.tokenize(Path(GPL).read_text())[1 : args.gpl_tokens + 1])
 
-    def score(m: Model) -> tuple[float, float | None]:
-        test = perplexity(m, TEXT, 96, progress=False).perplexity  # as tests/test_quantize.py
+    def score(m: Any) -> tuple[float, float | None]:
+        test = perplexity(m, TEXT, 96, progress=False).perplexity
         readme = None if args.skip_gpl else perplexity(m, gpl, 512, progress=False).perplexity
         return test, readme
 
     rows = {"Q4_K_M (the default model)": score(base)}
     base.close()
+    return source, calib, bos, score, rows
+
+
+def score_file(path: Path, args: argparse.Namespace, score: Any) -> tuple[float, float | None]:
+    from gene_jit.llama.model import Model
+
+    m = Model(str(path), threads=args.threads, n_ctx=1024, progress=False)
+    try:
+        return score(m)
+    finally:
+        m.close()
+
+
+def report(bench: str, rows: dict[str, tuple[float, float | None]]) -> None:
+    test0, gpl0 = rows["Q4_K_M (the default model)"]
+    print(f"\n# bench/{bench}, {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()}")
+    print("| file | PPL test text (w 96) | vs default | PPL GPL-3 2048 tok (w 512) | vs default |\n|---|---|---|---|---|")
+    for label, (t, g) in rows.items():
+        gtext = "-" if g is None or gpl0 is None else f"{g:.2f} | {100 * (g / gpl0 - 1):+.1f}%"
+        print(f"| {label} | {t:.2f} | {100 * (t / test0 - 1):+.1f}% | {gtext} |")
+
+
+def main() -> None:
+    from gene_jit.llama.quantize import quantize
+
+    args = arguments(__doc__ or "")
+    source, calib, bos, score, rows = setup(args)
     started = time.perf_counter()
     learnt = collect_imatrix(source, calib, 512, bos)
     print(f"  calibration took {time.perf_counter() - started:.0f} s", flush=True)
@@ -109,17 +144,9 @@ def main() -> None:
         for label, imatrix in (("Q4_0", None), ("Q4_0 + uniform imatrix", uniform),
                                (f"Q4_0 + imatrix ({len(calib)} calibration tokens)", learnt)):
             path = quantize(str(source), Path(folder) / "q.gguf", "Q4_0", args.threads, False, imatrix).path
-            m = Model(str(path), threads=args.threads, n_ctx=1024, progress=False)
-            rows[label] = score(m)
-            m.close()
+            rows[label] = score_file(path, args, score)
             print(f"  {label}: {rows[label]}", flush=True)
-    test0, gpl0 = rows["Q4_K_M (the default model)"]
-    print(f"\n# bench/q4_0_imatrix.py, {time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()}")
-    print("| file | PPL test text (w 96) | vs default | PPL GPL-3 2048 tok (w 512) | vs default |\n|---|---|---|---|---|")
-    for label, (t, g) in rows.items():
-        gtext = "-" if g is None or gpl0 is None else f"{g:.2f} | {100 * (g / gpl0 - 1):+.1f}%"
-        print(f"| {label} | {t:.2f} | {100 * (t / test0 - 1):+.1f}% | {gtext} |")
-
+    report("q4_0_imatrix.py", rows)
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-from tiny_model import add_tokenizer, write_tiny_model  # noqa: E402
+from tiny_model import add_tokenizer, write_tensors, write_tiny_model  # noqa: E402
 from tool_models import write_lora  # noqa: E402
 
 from gene_jit.llama import gene_api as g  # noqa: E402
@@ -46,12 +46,7 @@ def _write(path: Path, arch: str | None, kv: dict[str, Any], tensors: dict[str, 
             w.add_string(key, value)
     if tokenizer:
         add_tokenizer(w)
-    for name, array in tensors.items():
-        w.add_tensor(name, array)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_tensors(w, tensors)
     return path
 
 
