@@ -55,18 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gene_jit.frontend.reader import read
+    from gene_jit.runtime.stdlib_io import read_file
 
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            forms = read(f.read(), args.file)
-    except OSError as exc:
-        sys.stderr.write(f"gene-jit ir: cannot read {args.file}: {exc.strerror}\n")
-        return 2
-    except UnicodeDecodeError:
-        from gene_jit.runtime.stdlib_io import first_bad_byte
-
-        sys.stderr.write(f"gene-jit ir: {args.file} is not UTF-8 text{first_bad_byte(args.file)}\n")
-        return 2
+    forms = read(read_file("ir", args.file), args.file)  # an unreadable file: an io error, as `run` gives
     emit = {e.strip() for e in args.emit.split(",")}
     if not emit or not emit <= {"ir", "llvm", "asm"}:
         sys.stderr.write(f"gene-jit ir: --emit takes ir, llvm, asm or several of them (ir,llvm), got {args.emit!r}\n")

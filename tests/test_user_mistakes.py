@@ -172,9 +172,9 @@ def test_run_file_refuses_a_string_for_its_argument_list(tmp_path: Path, args: o
         gene_jit.run_file(str(program), args=args)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("command", ["run", "profile"])
+@pytest.mark.parametrize("command", ["run", "profile", "ir"])
 def test_a_missing_program_is_reported_by_the_command_that_was_given(command: str, tmp_path: Path) -> None:
-    proc = _gene(command, str(tmp_path / "nope.gene"))
+    proc = _gene(command, str(tmp_path / "nope.gene"), *(["--fn", "f"] if command == "ir" else []))
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"io error: {command}: cannot read ")
 
@@ -189,8 +189,8 @@ def test_ir_refuses_unknown_emit_kinds_and_text_that_is_not_utf8(tmp_path: Path)
     bad = tmp_path / "bad.gene"
     bad.write_bytes(b"(fn f [n] (n + 1))\n; caf\xe9\n")
     proc = _gene("ir", str(bad), "--fn", "f")
-    assert proc.returncode == 2
-    assert proc.stderr == f"gene-jit ir: {bad} is not UTF-8 text: byte 0xe9 at line 2, col 6\n"
+    assert proc.returncode == 1  # as `run` reports the same file
+    assert proc.stderr == f"io error: ir: '{bad}' is not UTF-8 text: byte 0xe9 at line 2, col 6\n"
 
 
 def _three_modes(program: Path) -> list[subprocess.CompletedProcess[str]]:
@@ -204,6 +204,21 @@ def _three_modes(program: Path) -> list[subprocess.CompletedProcess[str]]:
         out.append(subprocess.run([sys.executable, "-m", "gene_jit", "run", str(program)], capture_output=True,
                                   text=True, timeout=120, env=env))
     return out
+
+
+def test_new_takes_classes_only_in_every_mode(tmp_path: Path) -> None:
+    program = tmp_path / "n.gene"
+    program.write_text(
+        "(class P (.ctor [x] (/x = x)))\n"
+        "(var c (py/import \"collections\"))\n(var os (py/import \"os\"))\n"
+        "(println ((new P 2) ./ \"x\") ((new c/Counter \"aab\") .get \"a\") ((new gene/Future) .state))\n"
+        "(fn f [] 1)\n"
+        "(for g in [f (fnx [] 2) os/getcwd 5]\n"
+        "  (try (new g) catch * (println $ex)))\n")
+    for proc in _three_modes(program):
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == ["2 2 pending"] + [
+            f"type error: new expects a class, got {kind}" for kind in ("function", "function", "function", "int")]
 
 
 def test_a_macro_defined_at_run_time_says_so_in_every_mode(tmp_path: Path) -> None:
@@ -262,6 +277,23 @@ def test_a_profile_file_that_cannot_be_written_is_a_message_not_a_traceback(tmp_
                           timeout=120, env={**os.environ, "GENE_PROFILE": str(target), "GENE_JIT": "eager"})
     assert proc.stdout == "3\n"
     assert proc.stderr == f"gene-jit: GENE_PROFILE={target}: cannot write the profile: No such file or directory\n"
+
+
+def test_a_process_profile_is_titled_with_the_program_not_the_executable(tmp_path: Path) -> None:
+    import os
+
+    from gene_jit.profiler.auto import program_name
+
+    program = tmp_path / "p.gene"
+    program.write_text("(fn f [n] (n + 1))\n(println (f (f 1)))\n")
+    proc = subprocess.run([sys.executable, "-m", "gene_jit", "run", str(program)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "GENE_PROFILE": "1", "COLUMNS": "200"})
+    assert proc.stdout == "3\n"
+    assert f"gene-jit profile: {program}  (" in proc.stderr, proc.stderr
+    assert program_name(["/venv/bin/gene-jit", "run", "--profile", "app.gene", "x"]) == "app.gene"
+    assert program_name(["/venv/bin/gene-jit", "eval", "(+ 1 2)"]) == "gene-jit eval"
+    assert program_name(["serve.py", "--port", "1"]) == "serve.py"
+    assert program_name([]) == "<python>"
 
 
 def test_negating_a_numpy_scalar_works_as_the_binary_operators_do() -> None:

@@ -22,13 +22,25 @@ def requested() -> str | None:
     return None if value in ("", "0", "off", "false", "no") else value
 
 
+def program_name(argv: list[str]) -> str:
+    """What the report is titled with: the Gene file of `gene-jit run FILE`, the command
+    of other gene-jit commands, else the Python program."""
+    if not argv or not argv[0]:
+        return "<python>"
+    if os.path.basename(argv[0]) not in ("gene-jit", "__main__.py") or len(argv) < 2:
+        return argv[0]
+    if argv[1] == "run":
+        return next((a for a in argv[2:] if not a.startswith("-")), "gene-jit run")
+    return f"gene-jit {argv[1]}"
+
+
 def autostart() -> None:
     """Start the process-wide profile if GENE_PROFILE asks for one (once)."""
     global _profiler
     target = requested()
     if target is None or _profiler is not None:
         return
-    _profiler = Profiler(sys.argv[0] if sys.argv and sys.argv[0] else "<python>")
+    _profiler = Profiler(program_name(sys.argv))
     _profiler.start()
     atexit.register(_report, target)
 

@@ -626,7 +626,9 @@ def new(cls: Any, *args: Any, **kwargs: Any) -> Any:
     """`(new A args...)`."""
     if isinstance(cls, GeneClass):
         return cls(*args, **kwargs)
-    if callable(cls):
+    # a Python class through the bridge, or a builtin that stands for one (gene/Future);
+    # a function is no class
+    if isinstance(cls, type) or getattr(cls, "__gene_constructor__", False):
         return cls(*args, **kwargs)
     raise GeneTypeError(f"new expects a class, got {kind_name(cls)}")
 

@@ -168,6 +168,7 @@ def register() -> None:
     method(Future, "on_failure", "on-failure")(lambda f, cb: f.on(False, cb))
     method(Future, "complete")(lambda f, value=None: f.settle(value))
     method(Future, "fail")(_fail)
+    new_future.__gene_constructor__ = True  # type: ignore[attr-defined]  # (new gene/Future)
     gene_builtin("Future", ns="gene")(new_future)
 
 
