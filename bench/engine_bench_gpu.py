@@ -347,6 +347,24 @@ def bench_torch(engine: Any, batch: int, prompt: int, steps: int) -> dict[str, f
     return {"eager": eager, "graph": graphed}
 
 
+def bench_file(path: Path, dev: Any, bw: float, args: Any) -> None:
+    """A real model's decode (and prompt) speed at each batch, with its kernel profile."""
+    from gene_jit.engine.model import Engine
+
+    t0 = time.perf_counter()
+    engine = Engine(path, dev)
+    wb = weight_bytes(engine)
+    print(f"{path.name} ({engine.config.arch}): placed in {time.perf_counter() - t0:.1f} s; "
+          f"{wb / 1e6:.0f} MB of weights read per step, limit {bw / wb:.0f} steps/s", flush=True)
+    for b in [int(x) for x in args.batches.split(",")]:
+        r = bench_engine(engine, b, args.prompt, args.steps)
+        print(f"  batch {b:2d}: engine decode {r['decode']:9.0f} tok/s ({r['step_us']:7.1f} us/step, "
+              f"host {r['host_us']:5.1f} us/step; with logits to host {r['logits_step_us']:7.1f} us/step), "
+              f"prompt {r['prefill']:8.0f} tok/s", flush=True)
+    if args.profile:
+        profile_steps(engine, 1, args.prompt)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=128)
@@ -355,6 +373,7 @@ def main() -> None:
     ap.add_argument("--no-7b", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--profile", action="store_true", help="GPU time of each kernel of a decode step")
+    ap.add_argument("--model", help="a GGUF file (the default model): its decode at --batches, then stop")
     args = ap.parse_args()
     from gene_jit.engine.model import Engine
     from gene_jit.tensor.device import create_device
@@ -366,6 +385,9 @@ def main() -> None:
     bw = copy_bandwidth()
     print(f"device: {name}; copy bandwidth {bw / 1e9:.0f} GB/s; decode at context {args.prompt}.."
           f"{args.prompt + args.steps}, greedy, each step one CUDA graph launch", flush=True)
+    if args.model:
+        bench_file(Path(args.model), dev, bw, args)
+        return
     tmp = Path(tempfile.mkdtemp())
     t0 = time.perf_counter()
     engine = Engine(write_model(tmp / "gemma3-270m-shaped.gguf", GEMMA), dev)

@@ -110,9 +110,9 @@ def test_grouped_products_equal_the_cpu() -> None:
 
 
 def test_quantised_beside_norm_and_geglu_equal_the_quantiser() -> None:
-    """The 8-bit blocks that RMSNorm and GeGLU write beside their output (which the next
-    products read) are those the quantiser makes of that output; the products with them
-    are the CPU's."""
+    """The 8-bit blocks that RMSNorm, GeGLU and attention write beside their output (which
+    the next products read) are those the quantiser makes of that output; the products
+    with them are the CPU's."""
     dev = _dev()  # the CUDA modules compile kernels on import: only where CUDA is usable
     from gene_jit.engine import cuda_ops, cuda_qdot, ops
     from gene_jit.tensor_kernels.cuda_support import cuda
@@ -122,7 +122,17 @@ def test_quantised_beside_norm_and_geglu_equal_the_quantiser() -> None:
     w = (1 + 0.1 * rng.standard_normal(96)).astype(np.float32)
     g, u = (rng.standard_normal((2, 3, 96)) * 4).astype(np.float32)
     outs = [ops.ggml_rmsnorm(_gpu(x, dev), _gpu(w, dev), 1e-6), ops.geglu(_gpu(g, dev), _gpu(u, dev))]
-    for out in outs:
+    # attention's heads, merged as the output product reads them ([T, H*D])
+    from gene_jit.tensor import ops as tensor_ops
+
+    cache = ops.kv_cache({"config": {"n-layer": 1, "n-head-kv": 1, "head-dim": 32},
+                          "embed": _gpu(np.zeros(1), dev)}, 8)
+    kv = [_gpu(rng.standard_normal((3, 1, 32)), dev) for _ in range(2)]
+    ops.kv_store(cache, 0, kv[0], kv[1], 0)
+    att = ops.kv_attention(cache, 0, _gpu(rng.standard_normal((3, 3, 32)), dev), 0)
+    outs.append(tensor_ops.reshape(att, [3, 96]))
+    for out in outs:  # written by the op itself, not quantised on demand
+        assert (cuda_ops._address(out.data), (3, 96)) in cuda_ops._QUANTISED
         xq, xd = cuda_ops._quantised(out, out.data)
         want_q, want_d = cuda().device_array((3, 24), np.int32), cuda().device_array((3, 3), np.float32)
         cuda_qdot.quantise_q8(out.data, want_q, want_d)
@@ -182,6 +192,112 @@ def test_row_ops_match_cpu() -> None:
     assert view.device == dev
     np.testing.assert_array_equal(view.numpy(), x[1:])
     np.testing.assert_array_equal(tensor_ops.slice_(_gpu(x, dev), 0, 1, 1).numpy(), x[:, :1])
+
+
+def test_fused_row_ops_equal_the_ops_they_fuse() -> None:
+    """tensor/rmsnorm-rope and tensor/add-rmsnorm give, to the bit, what the ops they fuse
+    give one after the other (on the GPU, and on the CPU), for every row at its own
+    position, both RoPE modes, partial rotation, frequency factors and head widths past
+    one block of threads."""
+    from gene_jit.engine import cuda_ops, ops
+    from gene_jit.tensor import ops as tensor_ops
+
+    dev = _dev()
+    rng = np.random.default_rng(5)
+    for t, h, d, mode, dims, with_factors, mul in ((3, 2, 32, "neox", 32, False, 0.125),
+                                                   (2, 1, 256, "neox", 256, False, 0.0625),
+                                                   (2, 3, 48, "adjacent", 40, True, None),
+                                                   (1, 1, 544, "neox", 512, False, 0.5)):  # past MAX_HEAD
+        x = (3 * rng.standard_normal((t, h, d))).astype(np.float32)
+        w = (1 + 0.2 * rng.standard_normal(d)).astype(np.float32)
+        fac = (1 + rng.random(dims // 2)).astype(np.float32)
+        rows = cuda_ops.Rows.from_host(np.array([9, 2, 5][:t]), np.zeros(t))
+        for tensor, pos, fa in ((lambda a: _gpu(a, dev), rows, _gpu(fac, dev)), (_cpu, 4, _cpu(fac))):
+            factors = fa if with_factors else None
+            want = ops.rope_at(ops.ggml_rmsnorm(tensor(x), tensor(w), 1e-6), pos, 1e6, 0.5, mode,
+                               dims, factors)
+            if mul is not None:
+                want = tensor_ops.mul(want, mul)
+            got = ops.rmsnorm_rope(tensor(x), tensor(w), 1e-6, pos, 1e6, 0.5, mode, dims, factors, mul)
+            assert got.device == want.device
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for shape in ((1, 640), (3, 64), (2, 5, 96)):
+        x, y = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+        w = (1 + 0.2 * rng.standard_normal(shape[-1])).astype(np.float32)
+        for tensor in (lambda a: _gpu(a, dev), _cpu):
+            want = tensor_ops.add(tensor(x), ops.ggml_rmsnorm(tensor(y), tensor(w), 1e-6)).numpy()
+            got = ops.add_rmsnorm(tensor(x), tensor(y), tensor(w), 1e-6)
+            assert got.shape == shape
+            np.testing.assert_array_equal(got.numpy(), want)
+    from gene_jit.runtime.errors import GeneError
+
+    for tensor in (lambda a: _gpu(a, dev), _cpu):
+        with pytest.raises(GeneError, match="differ|do not fit"):
+            ops.add_rmsnorm(tensor(np.ones((2, 32))), tensor(np.ones((3, 32))), tensor(np.ones(32)))
+        with pytest.raises(GeneError, match="mul must be a number"):
+            ops.rmsnorm_rope(tensor(np.ones((1, 1, 32))), tensor(np.ones(32)), 1e-6, 0, 1e4, mul="x")
+        with pytest.raises(GeneError, match="rmsnorm-rope: weight of 16 values for heads of 32"):
+            ops.rmsnorm_rope(tensor(np.ones((1, 1, 32))), tensor(np.ones(16)), 1e-6, 0, 1e4)
+
+
+def test_argmax_step_takes_the_lowest_index_of_the_largest() -> None:
+    """The greedy step of a decode graph: each row's largest logit (the lowest index among
+    ties, wherever the threads' strided streams meet them; NaN never wins), its position
+    advanced; rows shorter than a block and of lengths that are no multiple of it."""
+    _dev()  # the CUDA modules compile kernels on import: only where CUDA is usable
+    from gene_jit.engine import cuda_kernels
+    from gene_jit.tensor_kernels.cuda_support import cuda
+
+    rng = np.random.default_rng(9)
+    nt = cuda_kernels.ARGMAX_THREADS
+    for n in (5, nt + 3, 4 * nt * 3 + 7):
+        rows = rng.standard_normal((6, n)).astype(np.float32)
+        rows[1, [n - 1, n // 2, 3]] = 50.0  # ties: the lowest index wins
+        rows[2, :] = 7.0  # all tied: index 0
+        rows[3, 0] = np.nan
+        rows[3, n - 1] = 40.0  # the last value, alone
+        rows[4, :] = -1e31  # none above -1e30: index 0
+        rows[5, [1, n - 2]] = np.inf
+        want = []
+        for r in rows:
+            ok = np.where(np.isnan(r) | (r <= -1e30), -np.inf, r)
+            want.append(int(np.argmax(ok)) if ok.max() > -np.inf else 0)
+        toks = cuda().to_device(np.zeros(6, np.int32))
+        pos = cuda().to_device(np.arange(6, dtype=np.int32))
+        cuda_kernels.argmax_step(cuda().to_device(rows), toks, pos)
+        assert toks.copy_to_host().tolist() == want, n
+        assert pos.copy_to_host().tolist() == list(range(1, 7))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(SIM, reason="a whole model takes minutes in the simulator")
+def test_small_gemma3_gpu_equals_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small Gemma 3 (QK norms, post norms, sliding-window and global layers, tied
+    output) on the GPU, prompt and graph-replayed decode steps, as the CPU engine computes it."""
+    from gene_jit.engine import cuda_ops
+    from gene_jit.engine.cuda_graph import GraphDecoder
+    from gene_jit.engine.model import Engine
+    from gene_jit.tensor.device import CPU
+
+    monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", "f16")
+    path = _write_small_llama(tmp_path / "gemma.gguf", e=128, f=256, v=300, layers=6, arch="gemma3")
+    cpu, gpu = Engine(path, CPU), Engine(path, _dev())
+    assert cpu.config.swa_pattern == 6 and cpu.config.window == 4
+    toks = [5, 70, 80, 90, 100, 7, 8]
+    cc, gc = cpu.new_cache(32), gpu.new_cache(32)
+    a, b = cpu.forward(cc, toks, 0, len(toks)), gpu.forward(gc, toks, 0, len(toks))
+    assert a is not None and b is not None
+    np.testing.assert_allclose(b, a, atol=1e-3, rtol=1e-3)
+    dec = GraphDecoder(gpu, gc, 1)
+    tok, pos = int(b[-1].argmax()), len(toks)
+    for _ in range(6):
+        want = cpu.forward(cc, [tok], pos, 1)
+        assert want is not None
+        got = dec.step([tok], [pos], [0])[0]
+        np.testing.assert_allclose(got, want[0], atol=1e-3, rtol=1e-3)
+        assert got.argmax() == want[0].argmax()
+        tok, pos = int(got.argmax()), pos + 1
+    dec.close()
 
 
 @pytest.mark.parametrize("rounding", ["f32", "f16"])
@@ -264,14 +380,19 @@ def test_tiny_llama_gpu_equals_cpu(tiny_path: Path, monkeypatch: pytest.MonkeyPa
     assert batch == g.batch_generate(cpu, ["The quick", "Hello", "What is the"], 8, temperature=0)
 
 
-def _write_small_llama(path: Path, e: int = 64, f: int = 128, v: int = 300, layers: int = 2) -> Path:
+def _write_small_llama(path: Path, e: int = 64, f: int = 128, v: int = 300, layers: int = 2,
+                       arch: str = "llama") -> Path:
     """A llama GGUF (no vocabulary: the engine alone reads it), weights in Q8_0, Q4_0, F16
-    and F32, 4 query heads over 2 key/value heads."""
+    and F32, 4 query heads over 2 key/value heads; or (arch "gemma3") a Gemma 3 one, with
+    its QK and post norms, sliding-window layers (a window of 4) and tied output."""
     from gguf.quants import quantize
 
     rng = np.random.default_rng(11)
     h, hkv = 4, 2
-    w = gguf.GGUFWriter(str(path), "llama")
+    gemma = arch == "gemma3"
+    w = gguf.GGUFWriter(str(path), arch)
+    if gemma:
+        w.add_uint32("gemma3.attention.sliding_window", 4)
     w.add_context_length(256)
     w.add_embedding_length(e)
     w.add_block_count(layers)
@@ -292,12 +413,17 @@ def _write_small_llama(path: Path, e: int = 64, f: int = 128, v: int = 300, laye
 
     add("token_embd.weight", mat(v, e, 1.0), "Q8_0")
     add("output_norm.weight", np.ones(e, np.float32), "F32")
-    add("output.weight", mat(v, e, 1.0), "Q4_0")
+    if not gemma:
+        add("output.weight", mat(v, e, 1.0), "Q4_0")
     d = e // h
     for i in range(layers):
         p = f"blk.{i}."
         add(p + "attn_norm.weight", np.ones(e, np.float32), "F32")
         add(p + "ffn_norm.weight", np.ones(e, np.float32), "F32")
+        if gemma:
+            for name, n in (("post_attention_norm", e), ("post_ffw_norm", e), ("attn_q_norm", d),
+                            ("attn_k_norm", d)):
+                add(p + name + ".weight", (1 + 0.2 * rng.standard_normal(n)).astype(np.float32), "F32")
         for name, (r, c), kind in (("attn_q", (h * d, e), "Q8_0"), ("attn_k", (hkv * d, e), "F16"),
                                    ("attn_v", (hkv * d, e), "F32"), ("attn_output", (e, h * d), "Q4_0"),
                                    ("ffn_gate", (f, e), "Q8_0"), ("ffn_up", (f, e), "F16"),

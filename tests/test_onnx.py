@@ -260,6 +260,53 @@ def test_cuda_without_provider_warns_loudly(models: dict[str, Path],
 
 def test_embedding_model_with_embed_and_find_similar(models: dict[str, Path], jit_mode: str) -> None:
     vocab = " ".join(f"^{w} {i}" for i, w in enumerate(VOCAB))
+@pytest.mark.cuda
+def test_cuda_provider_runs_the_models(models: dict[str, Path], tmp_path: Path) -> None:
+    """With onnxruntime-gpu on a GPU: `:device :cuda :strict true` gives sessions on the
+    CUDA provider, ONNX Runtime's own profile says the products and the softmax ran there,
+    and the results are NumPy's (to TF32's precision: the provider's products may use it)."""
+    import json
+
+    import onnxruntime as ort
+
+    from gene_jit.llama import gene_api as g
+    from gene_jit.onnx.model import _providers
+    from gene_jit.tensor import Tensor
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA provider")
+    text = run(f"""
+        (var m (model/create "{models['mlp']}" "onnx" :device :cuda :strict true))
+        (println ((model/info m) ./ "providers"))
+        (var y ((model/forward m {{^x (tensor/create [[1 2 3 4] [-1 0.5 2 -3]] :f32)}}) ./ "y"))
+        (for v in ((tensor/numpy y) .ravel) (print v " "))
+    """)
+    head, values = text.split("\n", 1)
+    assert head.startswith("[CUDAExecutionProvider"), head
+    want = mlp_reference(np.array([[1, 2, 3, 4], [-1, 0.5, 2, -3]]))
+    np.testing.assert_allclose(_values(values), want.ravel(), rtol=1e-2, atol=1e-2 * np.abs(want).max())
+    m = g.model_create(str(models["attention"]), "onnx", device="cuda", strict=True)
+    assert m.providers[0] == "CUDAExecutionProvider"
+    for seq in (1, 3, 17):
+        x = RNG.standard_normal((1, seq, D)).astype(np.float32)
+        out = g.model_forward(m, {"x": Tensor.from_numpy(x)})["out"].numpy()
+        want = attention_reference(x)
+        np.testing.assert_allclose(out, want, rtol=1e-2, atol=1e-2 * np.abs(want).max())
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "attention")
+    session = ort.InferenceSession(str(models["attention"]), sess_options=options,
+                                   providers=_providers(ort, "cuda", True))
+    session.run(None, {"x": RNG.standard_normal((1, 5, D)).astype(np.float32)})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    ran = {(e["args"]["op_name"], e["args"]["provider"]) for e in events
+           if e.get("cat") == "Node" and "provider" in e.get("args", {})}
+    products = ("MatMul", "FusedMatMul")  # the optimiser folds the score's scale into one
+    assert "Softmax" in {op for op, _ in ran} and {op for op, _ in ran} & set(products), ran
+    assert all(provider == "CUDAExecutionProvider" for op, provider in ran
+               if op in (*products, "Softmax")), ran
+
+
     text = run(f"""
         (var vocab {{{vocab}}})
         (fn tokenize [text] ((text .split " ") .map (fn [w] (vocab ./ w 0))))

@@ -538,7 +538,8 @@ def _attention_kernel(d: int, exact: bool) -> Any:
     width = per * 32
 
     @cu.jit
-    def kernel(q: Any, kc: Any, vc: Any, pos: Any, slot: Any, window: int, scale: Any, out: Any) -> None:
+    def kernel(q: Any, kc: Any, vc: Any, pos: Any, slot: Any, window: int, scale: Any, out: Any,
+               quant: bool, xq: Any, xd: Any) -> None:
         t, h = cu.blockIdx.x, cu.blockIdx.y
         warp, lane = cu.threadIdx.x >> 5, cu.threadIdx.x & 31
         kv = h // (q.shape[1] // kc.shape[1])
@@ -600,7 +601,10 @@ def _attention_kernel(d: int, exact: bool) -> Any:
                 f = math.exp(tops[u] - m) if sums[u] > 0 else np.float32(0.0)
                 num += parts[u, c] * f
                 den += sums[u] * f
-            out[t, h, c] = num * (np.float32(1.0) / den) if exact else num / den
+            o = num * (np.float32(1.0) / den) if exact else num / den
+            out[t, h, c] = o
+            if quant:  # whole warps of consecutive values: the blocks of row t of [T, H*D]
+                quant32(o, c & 31, xq, xd, t, (h * d + c) >> 5)
             c += cu.blockDim.x
 
     _ATTENTION[(d, exact)] = kernel
@@ -608,36 +612,72 @@ def _attention_kernel(d: int, exact: bool) -> Any:
 
 
 def attention(q: Any, kc: Any, vc: Any, pos: Any, slot: Any, window: int, scale: float, out: Any,
-              exact: bool = False) -> None:
+              exact: bool = False, xq: Any = None, xd: Any = None) -> None:
+    """out [T, H, D] = each query row's attention; with xq, xd (D a multiple of 32) also
+    out's rows [T, H*D] quantised (quant32) for the product that reads them."""
+    quant = xq is not None
+    if not quant:
+        xq, xd = _no_quant()
     grid = (q.shape[0], q.shape[1])
     _attention_kernel(q.shape[2], exact)[grid, 32 * (1 if exact else _att_warps(q.shape[2])), launch_stream()](
-        q, kc, vc, pos, slot, window, np.float32(scale), out)
+        q, kc, vc, pos, slot, window, np.float32(scale), out, quant, xq, xd)
+
+
+ARGMAX_THREADS = 128 if simulator() else 1024  # (the simulator runs a thread each)
+
+
+@cu.jit(device=True, inline=True)
+def _better(v: Any, k: Any, bv: Any, bk: Any) -> bool:
+    """(v, k) comes before (bv, bk): a larger value, or an equal one at a lower index."""
+    return v > bv or (v == bv and k < bk)
 
 
 @cu.jit
 def _argmax_kernel(logits: Any, tokens: Any, pos: Any) -> None:
-    """tokens[t] = argmax of logits row t (the lowest index among ties); pos[t] += 1: the
-    greedy step that feeds a decode graph's next replay."""
+    """tokens[t] = argmax of logits row t (the lowest index among ties; values above -1e30
+    only, else 0); pos[t] += 1: the greedy step that feeds a decode graph's next replay.
+    Each thread follows four strided streams whose loads are all issued before the
+    comparisons (a 262k-word row is 64 such passes of 1,024 threads, not 2,048 loads in
+    series), then the block merges the threads' bests."""
     t = cu.blockIdx.x
-    best = cu.shared.array(THREADS, np.float32)
-    where = cu.shared.array(THREADS, np.int32)
-    b, k = NEG, np.int32(0)
+    nt = cu.blockDim.x
+    n = logits.shape[1]
+    best = cu.shared.array(1024, np.float32)
+    where = cu.shared.array(1024, np.int32)
+    b0, b1, b2, b3 = NEG, NEG, NEG, NEG
+    k0, k1, k2, k3 = np.int32(0), np.int32(0), np.int32(0), np.int32(0)
+    last = n - 1
     c = cu.threadIdx.x
-    while c < logits.shape[1]:
-        if logits[t, c] > b:
-            b, k = logits[t, c], np.int32(c)
-        c += THREADS
-    best[cu.threadIdx.x] = b
-    where[cu.threadIdx.x] = k
+    while c < n:
+        c1, c2, c3 = c + nt, c + 2 * nt, c + 3 * nt
+        v0 = logits[t, c]
+        v1 = logits[t, min(c1, last)]
+        v2 = logits[t, min(c2, last)]
+        v3 = logits[t, min(c3, last)]
+        if v0 > b0:
+            b0, k0 = v0, np.int32(c)
+        if c1 < n and v1 > b1:
+            b1, k1 = v1, np.int32(c1)
+        if c2 < n and v2 > b2:
+            b2, k2 = v2, np.int32(c2)
+        if c3 < n and v3 > b3:
+            b3, k3 = v3, np.int32(c3)
+        c += 4 * nt
+    if _better(b1, k1, b0, k0):
+        b0, k0 = b1, k1
+    if _better(b3, k3, b2, k2):
+        b2, k2 = b3, k3
+    if _better(b2, k2, b0, k0):
+        b0, k0 = b2, k2
+    best[cu.threadIdx.x] = b0
+    where[cu.threadIdx.x] = k0
     cu.syncthreads()
-    step = THREADS // 2
+    step = nt // 2
     while step > 0:
         i = cu.threadIdx.x
-        if i < step:
-            o = i + step
-            if best[o] > best[i] or (best[o] == best[i] and where[o] < where[i]):
-                best[i] = best[o]
-                where[i] = where[o]
+        if i < step and _better(best[i + step], where[i + step], best[i], where[i]):
+            best[i] = best[i + step]
+            where[i] = where[i + step]
         cu.syncthreads()
         step //= 2
     if cu.threadIdx.x == 0:
@@ -646,4 +686,4 @@ def _argmax_kernel(logits: Any, tokens: Any, pos: Any) -> None:
 
 
 def argmax_step(logits: Any, tokens: Any, pos: Any) -> None:
-    _argmax_kernel[logits.shape[0], THREADS, launch_stream()](logits, tokens, pos)
+    _argmax_kernel[logits.shape[0], ARGMAX_THREADS, launch_stream()](logits, tokens, pos)

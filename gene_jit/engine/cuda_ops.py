@@ -410,9 +410,8 @@ _NO_FACTORS: list[Any] = []
 ATTENTION_ROUNDING = "f32"
 
 
-def rope_at(x: Any, pos: Any, base: Any, scale: Any, mode: Any, dims: Any, factors: Any) -> Tensor:
-    op = "tensor/rope-at"
-    xa = _f32(op, x, 3)
+def _rope_setup(op: str, xa: Any, pos: Any, mode: Any, dims: Any, factors: Any) -> tuple[Any, ...]:
+    """rope-at's operands checked: (rows, n_rot, neox, factors array, whether used)."""
     t, _, d = xa.shape
     n_rot = d if dims is None else dims
     if not isinstance(n_rot, int) or n_rot < 2 or n_rot > d or n_rot % 2:
@@ -429,9 +428,63 @@ def rope_at(x: Any, pos: Any, base: Any, scale: Any, mode: Any, dims: Any, facto
         fac, use = _f32(op, factors, 1, ":factors"), True
         if fac.shape[0] != n_rot // 2:
             raise TensorShapeError(f"{op}: :factors holds {fac.shape[0]} values, {n_rot // 2} are needed")
+    return rows, n_rot, name == "neox", fac, use
+
+
+def rope_at(x: Any, pos: Any, base: Any, scale: Any, mode: Any, dims: Any, factors: Any) -> Tensor:
+    xa = _f32("tensor/rope-at", x, 3)
+    rows, n_rot, neox, fac, use = _rope_setup("tensor/rope-at", xa, pos, mode, dims, factors)
     out = device_empty(xa.shape)
-    _k().rope(xa, rows.pos, float(base), float(scale), n_rot, name == "neox", fac, use, out)
+    _k().rope(xa, rows.pos, float(base), float(scale), n_rot, neox, fac, use, out)
     return Tensor(out, "f32", x.device)
+
+
+def rmsnorm_rope(x: Any, w: Any, eps: Any, pos: Any, base: Any, scale: Any, mode: Any, dims: Any,
+                 factors: Any, mul: Any) -> Tensor:
+    """RoPE(RMSNorm(x) * w) * mul per head in one kernel (cuda_fused.py)."""
+    from gene_jit.engine import cuda_fused
+
+    op = "tensor/rmsnorm-rope"
+    xa = _f32(op, x, 3)
+    wa = _f32(op, w, 1, "the weight")
+    if wa.shape[0] != xa.shape[2]:
+        raise TensorShapeError(f"{op}: weight of {wa.shape[0]} values for heads of {xa.shape[2]}")
+    rows, n_rot, neox, fac, use = _rope_setup(op, xa, pos, mode, dims, factors)
+    out = device_empty(xa.shape)
+    if xa.shape[2] > cuda_fused.MAX_HEAD:  # wider heads than its shared memory holds
+        normed = device_empty(xa.shape)
+        t, h, d = xa.shape
+        _k().rmsnorm(xa.reshape(t * h, d), wa, float(eps), normed.reshape(t * h, d))
+        _k().rope(normed, rows.pos, float(base), float(scale), n_rot, neox, fac, use, out)
+        if mul is None:
+            return Tensor(out, "f32", x.device)
+        from gene_jit.tensor_kernels import elementwise_cuda as ew
+
+        scaled = device_empty((out.size,))
+        ew.binary_scalar(out.reshape(out.size), float(mul), scaled, "mul", False)
+        return Tensor(scaled.reshape(xa.shape), "f32", x.device)
+    cuda_fused.norm_rope(xa, wa, float(eps), rows.pos, float(base), float(scale), n_rot, neox, fac,
+                         use, None if mul is None else float(mul), out)
+    return Tensor(out, "f32", x.device)
+
+
+def add_rmsnorm(x: Any, y: Any, w: Any, eps: Any) -> Tensor:
+    """x + RMSNorm(y) * w over the last axis, one kernel (cuda_fused.py)."""
+    from gene_jit.engine import cuda_fused
+
+    op = "tensor/add-rmsnorm"
+    xa, ya = _f32(op, x, None), _f32(op, y, None, "y")
+    wa = _f32(op, w, 1, "the weight")
+    shape = tuple(y.shape)
+    if tuple(x.shape) != shape or not shape or wa.shape[0] != shape[-1]:
+        raise TensorShapeError(f"{op}: x {list(x.shape)}, y {list(shape)} and a weight of "
+                               f"{wa.shape[0]} values do not fit")
+    cols = shape[-1]
+    out = device_empty(shape)
+    rows = y.size // cols
+    cuda_fused.add_rmsnorm(xa.reshape(rows, cols), ya.reshape(rows, cols), wa, float(eps),
+                           out.reshape(rows, cols))
+    return Tensor(out, "f32", y.device)
 
 
 def _cache(op: str, cache: Any) -> DeviceKVCache:
@@ -462,6 +515,10 @@ def kv_attention(cache: Any, layer: int, q: Any, pos: Any, window: int, scale: f
                                f"heads of {c.head_dim}")
     rows = rows_of(op, pos, t, c.n_ctx)
     out = device_empty(qa.shape)
+    # the 8-bit blocks of the heads merged ([T, H*D]), which the output product reads
+    xq, xd = _quant_buffers((t, h * d)) if d % 32 == 0 else (None, None)
     _k().attention(qa, c.k[layer], c.v[layer], rows.pos, rows.slot, window, scale, out,
-                   ATTENTION_ROUNDING == "f16")
+                   ATTENTION_ROUNDING == "f16", xq, xd)
+    if xq is not None:
+        _remember_quantised(out.reshape(t, h * d), xq, xd)
     return Tensor(out, "f32", q.device)

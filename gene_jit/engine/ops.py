@@ -7,6 +7,8 @@ position, and a KV cache.
     (tensor/geglu gate up)                   ; gelu(gate) * up, GELU as ggml rounds it
     (tensor/ggml-rmsnorm x w eps)            ; RMSNorm over the last axis, as ggml rounds it
     (tensor/rope-at x pos base ^scale s ^mode :neox ^dims n ^factors f)   ; x [T H D]
+    (tensor/rmsnorm-rope x w eps pos base ...rope-at's options... ^mul m) ; per head
+    (tensor/add-rmsnorm x y w eps)           ; x + (tensor/ggml-rmsnorm y w eps)
     (tensor/kv-cache model n-ctx)            ; an empty cache for n-ctx positions
     (tensor/kv-store cache layer k v pos)    ; k, v [T Hkv D] at positions pos..
     (tensor/kv-attention cache layer q pos ^window w ^scale s)   ; -> [T H D]
@@ -36,7 +38,8 @@ from gene_jit.tensor.tensor import Tensor
 from gene_jit.tensor_kernels import engine_cpu, qdot_cpu, qgemv_cpu
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
-__all__ = ["KVCache", "embed_rows", "geglu", "ggml_rmsnorm", "kv_attention", "kv_cache", "kv_store", "linear", "rope_at"]
+__all__ = ["KVCache", "add_rmsnorm", "embed_rows", "geglu", "ggml_rmsnorm", "kv_attention", "kv_cache",
+           "kv_store", "linear", "rmsnorm_rope", "rope_at"]
 
 
 class TensorShapeError(GeneError):
@@ -211,6 +214,40 @@ def rope_at(x: Any, pos: Any, base: Any, scale: Any = 1.0, mode: Any = "neox",
     engine_cpu.rope_heads(xa, positions, float(base), float(scale), n_rot, _ROPE_MODES[name],
                           fac, out)
     return Tensor(out, "f32")
+
+
+@builtin("rmsnorm-rope", ns="tensor")
+def rmsnorm_rope(x: Any, w: Any, eps: Any, pos: Any, base: Any, scale: Any = 1.0, mode: Any = "neox",
+                 dims: Any = None, factors: Any = None, mul: Any = None) -> Tensor:
+    """(tensor/rope-at (tensor/ggml-rmsnorm x w eps) pos base ...) times `mul` (when given)
+    for x [T H D]: a QK norm, the rotary embedding and a query's scale, one pass over each
+    head on the GPU, the same values as the three ops one after the other."""
+    op = "tensor/rmsnorm-rope"
+    if mul is not None and (isinstance(mul, bool) or not isinstance(mul, int | float)):
+        raise GeneTypeError(f"{op}: ^mul must be a number, got {mul!r}")
+    if _device(op, x, w, factors).is_cuda:
+        return _gpu().rmsnorm_rope(x, w, eps, pos, base, scale, mode, dims, factors, mul)
+    xa, wa = _f32(op, x, 3), _f32(op, w, 1, "the weight")
+    if wa.shape[0] != xa.shape[2]:
+        raise TensorShapeError(f"{op}: weight of {wa.shape[0]} values for heads of {xa.shape[2]}")
+    out = rope_at(ggml_rmsnorm(x, w, eps), pos, base, scale, mode, dims, factors)
+    if mul is not None:
+        out.data *= np.float32(mul)
+    return out
+
+
+@builtin("add-rmsnorm", ns="tensor")
+def add_rmsnorm(x: Any, y: Any, w: Any, eps: Any = 1e-6) -> Tensor:
+    """x + (tensor/ggml-rmsnorm y w eps): a post-norm's output joining the residual
+    stream x, one pass over each row on the GPU."""
+    op = "tensor/add-rmsnorm"
+    if _device(op, x, y, w).is_cuda:
+        return _gpu().add_rmsnorm(x, y, w, eps)
+    normed = ggml_rmsnorm(y, w, eps)
+    xa = _f32(op, x, normed.ndim)
+    if xa.shape != normed.shape:
+        raise TensorShapeError(f"{op}: x {list(xa.shape)} and y {list(normed.shape)} differ")
+    return Tensor(xa + normed.data, "f32")
 
 
 class KVCache:

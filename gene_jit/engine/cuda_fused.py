@@ -1,0 +1,124 @@
+"""Fused per-row kernels of the native engine on the GPU: ops that a decode step would
+otherwise run as several small launches, each of which costs more in latency than in work.
+
+- `add_rmsnorm`: out = x + RMSNorm(y) * w (a post-norm joining the residual stream);
+- `norm_rope`: per head, RMSNorm * w, then RoPE at each row's position, then times `mul`
+  (Gemma's QK norm, rotary embedding and query scale).
+
+Each computes what the unfused kernels of cuda_kernels.py compute, operation for operation
+(the same f64 sums of squares, the same angles and fused products), so the results are the
+same bits, as tests/test_engine_cuda.py checks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gene_jit.engine.cuda_kernels import THREADS
+from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream, simulator
+
+cu = cuda()
+MAX_HEAD = 512  # head widths norm_rope takes (its normalised head waits in shared memory)
+
+if simulator():
+
+    @cu.jit(device=True)
+    def mul_rn(a: Any, b: Any) -> Any:
+        return np.float32(a * b)
+else:
+    # a product rounded on its own: NVVM contracts a product and a sum into one fused
+    # multiply-add (one rounding), where the unfused ops round the product when they store it
+    mul_rn = cu.libdevice.fmul_rn
+
+
+@cu.jit(device=True, inline=True)
+def _row_scale(x: Any, r: int, cols: int, eps: Any, part: Any) -> Any:
+    """1 / sqrt(mean(x[r]^2) + eps) as cuda_kernels._rmsnorm_kernel computes it (every
+    thread of the block gets it)."""
+    total = 0.0
+    c = cu.threadIdx.x
+    while c < cols:
+        total += np.float64(np.float32(x[r, c] * x[r, c]))
+        c += THREADS
+    part[cu.threadIdx.x] = total
+    cu.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if cu.threadIdx.x < step:
+            part[cu.threadIdx.x] += part[cu.threadIdx.x + step]
+        cu.syncthreads()
+        step //= 2
+    mean = np.float32(part[0] / cols)
+    return np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
+
+
+@cu.jit
+def _add_rmsnorm_kernel(x: Any, y: Any, w: Any, eps: Any, out: Any) -> None:
+    """A block per row: out[r] = x[r] + RMSNorm(y[r]) * w."""
+    r = cu.blockIdx.x
+    cols = y.shape[1]
+    part = cu.shared.array(THREADS, np.float64)
+    scale = _row_scale(y, r, cols, eps, part)
+    c = cu.threadIdx.x
+    while c < cols:
+        out[r, c] = x[r, c] + mul_rn(np.float32(y[r, c] * scale), w[c])
+        c += THREADS
+
+
+def add_rmsnorm(x: Any, y: Any, w: Any, eps: float, out: Any) -> None:
+    """out [R, C] = x + RMSNorm(y) * w (x, y [R, C])."""
+    _add_rmsnorm_kernel[y.shape[0], THREADS, launch_stream()](x, y, w, np.float32(eps), out)
+
+
+@cu.jit
+def _norm_rope_kernel(x: Any, w: Any, eps: Any, pos: Any, step: Any, scale: Any, n_rot: int,
+                      neox: bool, factors: Any, use_factors: bool, mul: Any, use_mul: bool,
+                      out: Any) -> None:
+    """A block per (token, head) of x [T, H, D] viewed as rows [T * H, D]: the head's
+    RMSNorm * w into shared memory, then cuda_kernels._rope_kernel's rotation of it, each
+    value then times `mul` (use_mul)."""
+    t, h = cu.blockIdx.x, cu.blockIdx.y
+    heads, d = out.shape[1], out.shape[2]
+    part = cu.shared.array(THREADS, np.float64)
+    normed = cu.shared.array(MAX_HEAD, np.float32)
+    r = t * heads + h
+    s = _row_scale(x, r, d, eps, part)
+    c = cu.threadIdx.x
+    while c < d:
+        normed[c] = np.float32(x[r, c] * s) * w[c]
+        c += THREADS
+    cu.syncthreads()
+    half = n_rot // 2
+    i = cu.threadIdx.x
+    while i < half:
+        theta = np.float32(pos[t])
+        for _ in range(i):
+            theta = np.float32(theta * step)
+        angle = theta / factors[i] if use_factors else theta
+        angle = scale * np.float32(angle)
+        cs = np.float32(math.cos(np.float64(angle)))
+        sn = np.float32(math.sin(np.float64(angle)))
+        a, b = (i, i + half) if neox else (2 * i, 2 * i + 1)
+        x0, x1 = np.float64(normed[a]), normed[b]
+        va = np.float32(x0 * np.float64(cs) - np.float64(np.float32(x1 * sn)))
+        vb = np.float32(x0 * np.float64(sn) + np.float64(np.float32(x1 * cs)))
+        out[t, h, a] = va * mul if use_mul else va
+        out[t, h, b] = vb * mul if use_mul else vb
+        i += THREADS
+    j = n_rot + cu.threadIdx.x
+    while j < d:
+        out[t, h, j] = normed[j] * mul if use_mul else normed[j]
+        j += THREADS
+
+
+def norm_rope(x: Any, w: Any, eps: float, pos: Any, base: float, scale: float, n_rot: int,
+              neox: bool, factors: Any, use_factors: bool, mul: float | None, out: Any) -> None:
+    """out [T, H, D] = RoPE(RMSNorm(x) * w) (times mul), x [T, H, D], D <= MAX_HEAD."""
+    t, heads, d = out.shape
+    step = np.float32(base ** (-2.0 / n_rot))
+    _norm_rope_kernel[(t, heads), THREADS, launch_stream()](
+        x.reshape(t * heads, d), w, np.float32(eps), pos, step, np.float32(scale), n_rot, neox,
+        factors, use_factors, np.float32(1.0 if mul is None else mul), mul is not None, out)
