@@ -10,10 +10,8 @@ numba nor llvmlite. `gene_jit.jit` (tier 1, in `gene_jit/jit.py`) and the API fu
     gene_jit.repr([1, "a"])               # -> '[1 "a"]'
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
@@ -26,20 +24,22 @@ _LAZY: dict[str, tuple[str, str]] = {
     "to_python": ("gene_jit.api", "to_python"),
     "from_python": ("gene_jit.api", "from_python"),
     "jit": ("gene_jit.jit", "jit"),
+    "GenePerformanceWarning": ("gene_jit.jit", "GenePerformanceWarning"),
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'gene_jit' has no attribute {name!r}")
     module, attr = target
-    value = getattr(importlib.import_module(module), attr)
+    value = getattr(_importlib.import_module(module), attr)
     globals()[name] = value  # later accesses skip this hook
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The API only: not the helpers above, nor the subpackages loaded so far."""
+    return sorted(__all__)

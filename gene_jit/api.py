@@ -19,13 +19,18 @@ from __future__ import annotations
 import faulthandler
 import numbers
 import os
+import sys
+import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from types import FunctionType
 from typing import Any
 
+from gene_jit.py.objects import PythonError, module_of, through_gene_code
 from gene_jit.runtime import printer
 from gene_jit.runtime.errors import (
+    GeneArityError,
     GeneError,
     GeneOverflowError,
     GeneTypeError,
@@ -55,6 +60,7 @@ def gene_boundary() -> Iterator[None]:
     own errors), and an exception that is neither a Gene error nor an interrupt or broken
     pipe leaves as an `InternalError`."""
     _report_crashes()
+    _report_thread_errors()
     with warnings.catch_warnings():
         if not debug_enabled():
             warnings.simplefilter("ignore")
@@ -68,6 +74,37 @@ def gene_boundary() -> Iterator[None]:
             from gene_jit.frontend.compiler_errors import internal_error
 
             raise internal_error(exc) from exc
+
+
+def _report_thread_errors() -> None:
+    """A Gene function that Python runs as a thread's target reports its error as Gene
+    code does (kind, message, the Gene line), not as the Python exception beneath it;
+    any other thread's error goes to the hook that was there before."""
+    previous = threading.excepthook
+    if getattr(previous, "__gene_hook__", False):
+        return
+
+    def hook(args: Any) -> None:
+        exc = args.exc_value
+        if exc is None or debug_enabled() or not through_gene_code(exc):
+            previous(args)
+            return
+        from gene_jit.frontend.compiler_errors import translate
+
+        try:
+            err: BaseException = translate(exc)
+        except InternalError as internal:
+            err = internal
+        except BaseException:  # an interrupt or a broken pipe: Python's own report
+            previous(args)
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        text = err.format() if isinstance(err, (GeneError, InternalError)) else str(err)
+        if sys.stderr is not None:
+            sys.stderr.write(f"Exception in thread {name}:\n{text}\n")
+
+    hook.__gene_hook__ = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _report_crashes() -> None:
@@ -154,7 +191,63 @@ def _to_python(v: Any, memo: dict[int, Any]) -> Any:
         return list(v)
     if cls is GeneSet:
         return [_to_python(x, memo) for x in v.items]
+    if cls is FunctionType and hasattr(v, "__gene_name__"):
+        return GeneFunction(v)
     return v
+
+
+class GeneFunction:
+    """A Gene function handed to Python (in what `eval` or `run_file` returns). Python
+    calls it as a Gene call: a keyword names a Gene `^param` or is an arity error,
+    arguments cross as `gene_jit.jit` takes them (NumPy scalars as numbers, ints of 64
+    bits), its mistakes leave as the Gene errors Gene code gets, and the result comes
+    back as Python data. The Gene function itself is `__wrapped__`."""
+
+    __slots__ = ("__wrapped__", "__name__", "__qualname__")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.__wrapped__ = fn
+        self.__name__ = self.__qualname__ = getattr(fn, "__gene_name__", None) or "fn"
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        fn = self.__wrapped__
+        declared: Any = getattr(fn, "__gene_kwonly__", frozenset())
+        for key in kw:
+            if key not in declared:
+                raise GeneArityError(f"{self.__name__} has no parameter ^{key}")
+        gene_args = [_argument(self.__name__, a) for a in args]
+        with warnings.catch_warnings():  # as gene_boundary, but Python's errors pass
+            if not debug_enabled():
+                warnings.simplefilter("ignore")
+            try:
+                result = fn(*gene_args, **kw)
+            except Exception as exc:
+                from gene_jit.frontend.compiler_errors import translate
+
+                err = translate(exc)  # raises for a fault of gene-jit
+                if isinstance(err, PythonError):
+                    raise  # Python code's own exception, from a callback it passed
+                raise err from (exc if debug_enabled() and err is not exc else None)
+        return to_python(result)
+
+    def __repr__(self) -> str:
+        return f"<gene fn {self.__name__}>"
+
+
+def _argument(name: str, a: Any) -> Any:
+    """A Python argument of a Gene function as the Gene value it stands for."""
+    cls = type(a)
+    if cls is tuple:
+        return list(a)
+    if cls is int or isinstance(a, numbers.Integral) and not isinstance(a, bool):
+        if not INT_MIN <= int(a) <= INT_MAX:
+            raise GeneOverflowError(f"{name}: argument {a} does not fit in a 64-bit Gene int")
+        return int(a)
+    if cls is not float and isinstance(a, numbers.Real) and not isinstance(a, bool):
+        return float(a)  # NumPy float scalars
+    if module_of(cls) == "numpy" and cls.__name__ in ("bool_", "bool"):
+        return bool(a)
+    return a
 
 
 def from_python(v: Any) -> Any:

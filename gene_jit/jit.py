@@ -14,9 +14,11 @@ strings, Gene collections, or a function tier 1 cannot type, run in tier 0 (`f.s
 says why). A call from Python enters the newest signature's native entry through the
 object's vectorcall pointer; a guard miss lands in `_dispatch`, which checks the call
 against the Gene signature (`jit_entry.py`: argument count, NumPy scalars as ints and floats,
-arrays compiled code can read) and compiles the new signature. An array whose elements
-compiled code cannot read or write (float32 outside kernel calls, int32, 3-D) is a Gene
-type error naming its dtype; `jit(..., fallback=True)` runs such calls in tier 0 instead.
+arrays compiled code can read) and compiles the new signature. A call with an array whose
+elements compiled code cannot read or write (float32 outside kernel calls, int32, 3-D)
+runs in tier 0, so that it gives what it gives under GENE_JIT=0 (`f.stats.reason` says
+why; the first such call warns, `GenePerformanceWarning`); `jit(..., fallback=False)`
+makes it a Gene type error naming the dtype instead, `fallback=True` keeps quiet.
 
 An element at a computed index is written with `($set a i v)` or `($set m (@ i j) v)`
 (GENE.md 3.12; `a/i` is the member named "i"), natively in tier 1.
@@ -25,13 +27,16 @@ An element at a computed index is written with `($set a i v)` or `($set m (@ i j
 from __future__ import annotations
 
 import os
+import sys
+import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from gene_jit.frontend.forms import Form, GeneF, Sym
 from gene_jit.ir import types as T
 from gene_jit.jit_entry import EntrySpec
-from gene_jit.runtime.errors import GeneError
+from gene_jit.runtime.errors import GeneError, GeneTypeError
 
 
 class JitFunction:
@@ -49,7 +54,8 @@ class JitFunction:
     _dispatch_fn: Callable[..., Any]
 
     _spec: EntrySpec
-    _fallback: bool
+    _fallback: bool | None
+    _warned: bool
     _typeable: bool  # tier 1 could take the function's shape (no rest or default params)
 
     def _dispatch(self, *args: Any, **kw: Any) -> Any:
@@ -59,8 +65,8 @@ class JitFunction:
         sig = T.signature_of(args)
         if (kw or state is None or not self._typeable or sig is None or len(sig) != state.nparams
                 or sig in state.failed):
-            if not self._fallback and self._typeable:
-                spec.check_arrays(args, state.stats.reason if state is not None else "")
+            if self._fallback is not True and self._typeable:
+                self._check_arrays(args, state.stats.reason if state is not None else "")
             return spec.run_tier0(self._pyfunc, args, kw)
         entry = state.native.get(sig)
         if entry is None:
@@ -73,11 +79,28 @@ class JitFunction:
                 if not self._cache:
                     _restore("GENE_JIT_CACHE", old)
             if entry is None:
-                if not self._fallback:
-                    spec.check_arrays(args, state.stats.reason)
+                if self._fallback is not True:
+                    self._check_arrays(args, state.stats.reason)
                 return spec.run_tier0(self._pyfunc, args, {})
             self._relink()
         return entry(*args)
+
+    def _check_arrays(self, args: tuple[Any, ...], reason: str) -> None:
+        """An array compiled code cannot read: an error with `fallback=False`; by default
+        the call runs in tier 0 (as under GENE_JIT=0) and says so once per function, as
+        Numba warns where it leaves nopython mode."""
+        if self._fallback is False:
+            self._spec.check_arrays(args, reason)
+            return
+        try:
+            self._spec.check_arrays(args, reason)
+        except GeneTypeError as exc:
+            if not self._warned:
+                self._warned = True
+                text = exc.message.split(". Convert it")[0]
+                warnings.warn(f"{text}: this call runs in tier 0 (gene_jit.jit(..., fallback=True) "
+                              f"says nothing, fallback=False makes it an error)", GenePerformanceWarning,
+                              stacklevel=3)
 
     def _relink(self) -> None:
         """Point calls at the natives: newest signature first, each miss falling to the
@@ -180,31 +203,81 @@ def _compile_source(
     return name, pyfunc, state, typeable, EntrySpec.of(last)
 
 
+class GenePerformanceWarning(UserWarning):
+    """A call of a `gene_jit.jit` function that compiled code cannot take ran in tier 0."""
+
+
+# Source text by name: an error shows the line of the source it happened in, so that
+# each source needs a name of its own.
+_NAMED: dict[str, str] = {}
+
+
+def _source_name(label: str, text: str) -> str:
+    """`<jit add>`, the name of the function the source defines; `<jit add #2>` for a
+    second source defining a function of the same name."""
+    filename, n = f"<jit {label}>" if label else "<jit>", 1
+    while _NAMED.setdefault(filename, text) != text:
+        n += 1
+        filename = f"<jit {label} #{n}>"
+    return filename
+
+
+def _last_fn_name(source: Any) -> str:
+    """The name of the last named fn of `source` ("" when it defines none or does not
+    read: the compile then says so)."""
+    from gene_jit.frontend.reader import read
+
+    if not isinstance(source, str):
+        return ""
+    try:
+        forms = read(source, "<jit>")
+    except Exception:  # the compile reports the syntax error itself
+        return ""
+    names = [f.children[0].name for f in forms if _named_fn(f)]  # type: ignore[attr-defined]
+    return names[-1] if names else ""
+
+
 def _named_fn(f: Form) -> bool:
     return (isinstance(f, GeneF) and isinstance(f.head, Sym) and f.head.name == "fn"
             and len(f.children) >= 2 and isinstance(f.children[0], Sym))
 
 
 def jit(
-    source: str | Callable[..., Any] | None = None, *, cache: bool = False, fallback: bool = False
+    source: str | Callable[..., Any] | None = None, *, cache: bool = False, fallback: bool | None = None
 ) -> Any:
     """Compile Gene source (a string, or a function whose docstring holds it).
 
-    `fallback=True` runs calls whose arrays compiled code cannot read (float32, int32,
-    3-D, ...) in tier 0 instead of raising a type error for them."""
+    Calls whose arrays compiled code cannot read (float32, int32, 3-D, ...) run in tier
+    0, as every call does under GENE_JIT=0, with a `GenePerformanceWarning` the first
+    time; `fallback=True` runs them so without a word, `fallback=False` raises a type
+    error for them instead (where tier 1 is on)."""
     if source is None:
         return lambda f: jit(f, cache=cache, fallback=fallback)
     if callable(source):
         text = source.__doc__ or ""
-        filename = f"<jit {getattr(source, '__name__', 'fn')}>"
+        label = str(getattr(source, "__name__", "fn"))
+        if not text.strip():
+            raise GeneError(f"gene_jit.jit: {label} has no docstring holding Gene source")
     else:
-        text, filename = source, "<jit>"
+        text, label = source, _last_fn_name(source)
+    filename = _source_name(label, text)
     name, pyfunc, state, typeable, spec = _compile_source(text, filename)
     obj = _native_type()()
     obj.name, obj._pyfunc, obj._state, obj._cache = name, pyfunc, state, cache
-    obj._spec, obj._fallback, obj._typeable = spec, fallback, typeable
+    obj._spec, obj._fallback, obj._typeable, obj._warned = spec, fallback, typeable, False
     obj._dispatch_fn = obj._dispatch
     if state is not None:
         state.listeners.append(obj._relink)  # redefinitions of its callees invalidate it
     obj._relink()
     return obj
+
+
+class _CallableModule(types.ModuleType):
+    """Importing `gene_jit.jit` (the module) makes the package attribute `gene_jit.jit`
+    this module, in place of the function: a call of it is then the function's."""
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        return jit(*args, **kw)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -5,8 +5,8 @@ Python callers get what a Numba user expects and Gene errors name the signature:
 argument count must fit the parameters (Gene's own calls fill missing arguments with
 nil; a Python caller that forgets one has made a mistake), NumPy scalars become Gene ints
 and floats (so `range`, `/` and compiled code take them), ints must fit in 64 bits, and
-an array whose elements compiled code cannot read is refused by name and dtype. Errors
-raised by tier 0 leave as Gene errors with the span of the failing form, never as raw
+an array whose elements compiled code cannot read runs in tier 0 (with fallback=False it
+is refused by name and dtype). Errors raised by tier 0 leave as Gene errors with the span of the failing form, never as raw
 Python exceptions, and Python warnings stay inside.
 """
 
@@ -126,8 +126,8 @@ class EntrySpec:
                         "uint16 ones to pass to kernels)")
             raise GeneTypeError(
                 f"{self.name}: argument {self._param(i)} is {what}; compiled Gene code "
-                f"{does}. Convert it (a.astype(numpy.float64)), or use "
-                f"gene_jit.jit(..., fallback=True) to run such calls in tier 0: {self.text}"
+                f"{does}. Convert it (a.astype(numpy.float64)), or leave out "
+                f"gene_jit.jit(..., fallback=False) to run such calls in tier 0: {self.text}"
             )
 
     # -- running

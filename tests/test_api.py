@@ -175,3 +175,79 @@ def test_repl_session(compiler: Any) -> None:
     assert out.returncode == 0
     assert out.stdout == '2\n42\n"s"\n'
     assert "undefined-thing" in out.stderr
+
+
+def test_dir_shows_the_api_only() -> None:
+    assert dir(gene_jit) == sorted(gene_jit.__all__)
+    assert {"eval", "jit", "from_python"} <= set(dir(gene_jit))
+
+
+def test_each_jit_source_shows_its_own_lines_in_errors() -> None:
+    add = gene_jit.jit("(fn add_src [a b] (a + b))")
+    gene_jit.jit("(fn other_src [x]\n  (var zzz 1)\n  (x * 2))")
+    add_again = gene_jit.jit("(fn add_src [a b]\n  (a - b))")
+
+    @gene_jit.jit
+    def third() -> None:
+        """(fn third [a b]
+             (a * b))"""
+
+    cases = [(add, "(a + b)", "<jit add_src>:1:"), (add_again, "(a - b)", "<jit add_src #"),
+             (third, "(a * b)", "<jit third>:2:")]
+    for f, line, where in cases:
+        with pytest.raises(GeneTypeError) as info:
+            f("s", 1)
+        text = info.value.format()
+        assert text.startswith(where) and line in text.splitlines()[1], text
+
+
+def test_a_decorated_function_without_gene_source_is_named() -> None:
+    with pytest.raises(GeneError, match="gene_jit.jit: empty_doc has no docstring holding Gene source"):
+        @gene_jit.jit
+        def empty_doc() -> None:
+            pass
+
+
+@pytest.mark.parametrize("mode", ["0", "eager", "1"])
+def test_a_gene_function_called_from_python_raises_gene_errors(
+        monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    from gene_jit.runtime.errors import GeneArityError
+
+    monkeypatch.setenv("GENE_JIT", mode)
+    add = gene_jit.eval("(fn [x y] (x + y))")
+    assert add(1, 2) == 3 and add(np.int64(2), np.float32(0.5)) == 2.5
+    for args in (("a", "b"), ([1], [2]), (None, 1)):
+        with pytest.raises(GeneTypeError, match=r"\+ expects numbers") as info:
+            add(*args)
+        assert info.value.span is not None and info.value.span.file == "<eval>"
+    with pytest.raises(GeneOverflowError):
+        add(2**70, 1)
+    pair = gene_jit.eval("[(fn pair [a b ^k] [a b k])]")[0]
+    assert pair(1, (2, 3), k=4) == [1, [2, 3], 4]
+    with pytest.raises(GeneArityError, match=r"pair has no parameter \^c"):
+        pair(1, c=2)
+    # an exception of Python code that the Gene function calls back stays Python's own
+    call = gene_jit.eval("(fn [f] (f))")
+
+    def fails() -> None:
+        raise KeyError("from python")
+
+    with pytest.raises(KeyError, match="from python"):
+        call(fails)
+
+
+@pytest.mark.parametrize("mode", ["0", "eager", "1"])
+def test_jit_calls_with_any_array_give_the_same_result_in_every_mode(
+        monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    monkeypatch.setenv("GENE_JIT", mode)
+    monkeypatch.setenv("GENE_JIT_CACHE", "0")
+    total = gene_jit.jit("(fn total_any [a] (var t 0.0) (for x in a (t += x)) t)", fallback=True)
+    for dtype in ("float32", "int32", "float64", "int64", "uint8"):
+        assert total(np.arange(3, dtype=dtype)) == 3.0, dtype
+
+
+def test_jit_stays_callable_once_its_module_is_imported() -> None:
+    import importlib
+
+    importlib.import_module("gene_jit.jit")  # the import system sets gene_jit.jit to it
+    assert gene_jit.jit("(fn one_more [x] (x + 1))")(1) == 2

@@ -50,7 +50,7 @@ def test_errors_through_a_shared_entry_name_each_functions_place() -> None:
         first(2**62, 4)
     with pytest.raises(GeneOverflowError) as two:
         second(2**62, 4)
-    assert str(one.value).startswith("<jit>:1:")
+    assert str(one.value).startswith("<jit first>:1:")
     assert str(two.value).startswith("<jit second>:2:")
 
 

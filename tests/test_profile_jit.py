@@ -189,7 +189,7 @@ def test_gene_profile_from_jit_code(tmp_path: Path) -> None:
     assert len(rows) == 1, r.stderr
     cells = [c.strip() for c in rows[0].strip("│").split("│")]
     # name, where, calls, total, self, tier: every call ran natively
-    assert cells[1] == "<jit>:1" and cells[2] == "23,864" and cells[5] == "1"
+    assert cells[1] == "<jit fib>:1" and cells[2] == "23,864" and cells[5] == "1"
 
 
 def test_library_call_counts(tmp_path: Path) -> None:

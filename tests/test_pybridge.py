@@ -4,8 +4,10 @@ errors at the Gene call, Gene functions as Python callbacks; in every tier mode.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import run_gene_source
+from conftest import run_cli, run_gene_source
 
 from gene_jit.runtime.errors import GeneError, InternalError
 
@@ -51,8 +53,8 @@ def test_iteration_indexing_and_conversions(jit_mode: str) -> None:
         (for x in dq (total += x))
         (println total dq/0 (py/to-gene dq) (py/list (py/builtins/range 3)))
         (var od (collections/OrderedDict))
-        (py/set-item od 5 "five")
-        (println (py/item od 5) (py/to-gene od) (py/item [1 2 3 4] (py/slice 1 3)))
+        (py/set-item od "5" "five")
+        (println (py/item od "5") (py/to-gene od) (py/item [1 2 3 4] (py/slice 1 3)))
         (var frac (py/import "fractions"))
         (println (py/str (frac/Fraction 1 3)) (py/repr (py/tuple 1 "a")))
         (println (py/eval "a * b" {^a 6 ^b 7}) (py/get dq "maxlen" 9) (py/type dq))
@@ -337,7 +339,7 @@ def test_exact_python_numbers_print_as_themselves() -> None:
         (var np (py/import "numpy"))
         (println (fr/Fraction 1 3) (np/float32 0.5) (np/int8 -3) (py/eval "2**70"))
     """, "0")
-    assert text == "<python Fraction Fraction(1, 3)> 0.5 -3 1180591620717411303424\n"
+    assert text == "<python Fraction Fraction(1, 3)> 0.5 -3 <python int 1180591620717411303424>\n"
 
 
 def test_gene_errors_inside_py_functions_keep_their_own_location(jit_mode: str) -> None:
@@ -382,3 +384,130 @@ def test_python_functions_print_as_python_values() -> None:
     """, "0")
     assert text == ("<python function math.sqrt> <python function builtins.len> "
                     "<python function <lambda>> (native-fn println) (native-fn tensor/create)\n")
+
+
+def test_orderings_with_numpy_scalars_give_gene_booleans(jit_mode: str) -> None:
+    # every ordering operator, the NumPy scalar on either side, against a literal, a
+    # variable and a parameter, at top level and inside a function, as a value and as
+    # a test: the numeric answer as a Gene boolean (a NumPy False is truthy to Gene)
+    text = out("""
+        (var np (py/import "numpy"))
+        (var three (np/int64 3))
+        (var half (np/float64 0.5))
+        (var two 2)
+        (fn lt [a b] (a < b)) (fn le [a b] (a <= b)) (fn gt [a b] (a > b)) (fn ge [a b] (a >= b))
+        (fn kept [a] (var r (a < 2)) r)
+        (println (three < 2) (three <= 2) (three > 2) (three >= 2))
+        (println (2 < three) (2 <= three) (2 > three) (2 >= three))
+        (println (three < two) (two < three) (half > two) (< three 2) (>= 2 half))
+        (println (lt three 2) (le three 2) (gt three 2) (ge three 2))
+        (println (lt 3 (np/int64 2)) (le (np/float64 1.0) 2.0) (gt half (np/float32 0.25)) (ge 1 three))
+        (println (kept three) (kept half) [(three < 2)] {^a (three < 2)} (1 < three < 5))
+        (println (if (three < 2) "y" "n") (if (lt three 2) "y" "n") ((three < 2) || "or"))
+    """, jit_mode)
+    assert text.splitlines() == [
+        "false false true true",
+        "true true false false",
+        "false true false false true",
+        "false false true true",
+        "false true true false",
+        "false true [false] {^a false} true",
+        "n n or",
+    ]
+
+
+def test_python_calling_a_gene_function_with_a_wrong_keyword_is_an_arity_error(jit_mode: str) -> None:
+    # Python code calls the Gene function: a keyword the function does not declare (or
+    # an argument given twice) is the arity error a Gene or `gene_jit.jit` call gives,
+    # whether the function is held in a variable or in a list
+    text = out("""
+        (var kw (py/eval "lambda f, *a, **k: f(*a, **k)"))
+        (var in-list (py/eval "lambda fs: fs[0](c=1)"))
+        (fn t [f] (try (f) catch * (println $ex/kind "|" $ex/message)))
+        (t (fn [] (kw (fn [a b] [a b]) ^c 1)))
+        (t (fn [] (kw (fn named [a b] [a b]) 1 ^b 2 ^c 3)))
+        (t (fn [] (kw (fn [a b] [a b]) 1 ^a 2)))
+        (t (fn [] (in-list [(fn listed [a] a)])))
+        (println (kw (fn [a ^k] [a k]) 1 ^k 2))
+        (t (fn [] (kw (py/eval "lambda a: a") ^c 1)))
+    """, jit_mode)
+    assert text.splitlines() == [
+        "arity error | fn has no parameter ^c",
+        "arity error | named has no parameter ^c",
+        "arity error | fn got argument a twice",
+        "arity error | listed has no parameter ^c",
+        "[1 2]",
+        "python error | TypeError: <lambda>() got an unexpected keyword argument 'c'",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["0", "eager", "1"])
+def test_a_gene_thread_target_reports_gene_errors(mode: str, tmp_path: Path) -> None:
+    program = tmp_path / "thr.gene"
+    program.write_text(
+        '(var threading (py/import "threading"))\n'
+        '(var t (threading/Thread ^target (fn [] (1 + "b"))))\n'
+        "(t .start)\n(t .join)\n"
+        '(var u (threading/Thread ^target (py/eval "lambda: 1 + \'b\'")))\n'
+        "(u .start)\n(u .join)\n(println \"done\")\n")
+    r = run_cli("run", str(program), env={"GENE_JIT": mode})
+    assert r.returncode == 0 and r.stdout == "done\n", r.stderr
+    gene, python = r.stderr.split("Traceback", 1)
+    assert "thr.gene:2:41: type error: + expects numbers, got int and string\n" in gene, r.stderr
+    assert "unsupported operand" not in gene, r.stderr
+    # a Python function's error in a thread stays Python's own report
+    assert "TypeError: unsupported operand type(s) for +: 'int' and 'str'" in python, r.stderr
+
+
+def test_select_on_a_python_mapping_gets_its_item(jit_mode: str) -> None:
+    text = out("""
+        (var col (py/import "collections"))
+        (var c (col/Counter "aab"))
+        (var od (col/OrderedDict))
+        (py/set-item od "k" 1)
+        (py/set-item od 5 "five")
+        (py/set-item od "none" nil)
+        (var key "a")
+        (fn sel [m k] (m ./ k))
+        (println (c ./ "a") (c ./ key) (sel c "b") (c ./ "z" 7) [(sel c "z")])
+        (println (od ./ "k") (od ./ 5) (od ./ "none" 3) (od ./ "keys" 0) (od ./ [1] 9))
+    """, jit_mode)
+    assert text.splitlines() == ["2 2 1 7 [nil]", "1 five 3 0 9"]
+
+
+def test_python_dicts_gene_cannot_hold_stay_python(jit_mode: str) -> None:
+    # a Gene map's keys are strings: a dict with other keys prints as the Python dict it
+    # is, and py/to-gene refuses it as gene_jit.from_python does (no entry silently lost)
+    text = out("""
+        (println (py/eval "{1: 'a', (2, 3): 'b'}") [(py/eval "{1: 2}")] (py/to-gene (py/eval "{'a': (1, 2)}")))
+    """, jit_mode)
+    assert text == "<python dict {1: 'a', (2, 3): 'b'}> [<python dict {1: 2}>] {^a [1 2]}\n"
+    for source in ('(py/to-gene (py/eval "{1: 2, \\"1\\": 3}"))', '(py/to-gene [(py/eval "{2: 3}")])'):
+        err = fails(source, jit_mode)
+        assert err.kind == "type error" and "map keys must be strings, got int" in err.message
+
+
+def test_ints_beyond_64_bits_stay_python_ints(jit_mode: str) -> None:
+    # Gene ints are 64-bit: a bigger one from Python prints as a Python object, anywhere
+    # it prints; py/to-gene refuses it, as gene_jit.from_python does
+    text = out("""
+        (var json (py/import "json"))
+        (var big (py/eval "2**64"))
+        (println big (str big) [(json/loads "[12345678901234567890]")] {^b (- 0 9223372036854775807 1)})
+    """, jit_mode)
+    assert text == ("<python int 18446744073709551616> <python int 18446744073709551616> "
+                    "[[<python int 12345678901234567890>]] {^b -9223372036854775808}\n")
+    for source in ('(py/to-gene (py/eval "2**63"))', '(py/to-gene (py/eval "[-2**63 - 1]"))'):
+        assert fails(source, jit_mode).kind == "overflow error"
+
+
+def test_hints_for_gene_values_python_cannot_take(jit_mode: str) -> None:
+    err = fails('(var np (py/import "numpy"))\n(np/zeros 2 ^dtype :float32)', jit_mode)
+    assert "Cannot interpret ':float32' as a data type" in err.message, err.format()
+    assert "Symbol(" not in err.message and 'wants the string "float32"' in err.format()
+    err = fails('(var json (py/import "json"))\n(json/dumps (1 .. 3))', jit_mode)
+    assert "(py/list r) makes it a list" in err.format()
+    err = fails('(py/set (py/eval "{}") "k" 3)', jit_mode)
+    assert '(py/set-item x "k" v) sets an item' in err.format()
+    err = fails('(var sys (py/import "sys"))\n(sys/path .insert 0 ".")', jit_mode)
+    assert 'a Python list is a Gene array; ((py/get x "insert") args...)' in err.format()

@@ -450,3 +450,22 @@ def test_transformer_layer_example_runs_on_the_device_its_argument_names() -> No
         cuda = _gene("run", example, "cuda")
         assert cuda.returncode == 0 and "device: #<device cpu>" in cuda.stdout
         assert "cuda was asked for but no GPU is usable here" in cuda.stderr
+
+
+@pytest.mark.parametrize("value", ["bogus", "py:x", "ir,lvm", "PY"])
+def test_an_unknown_dump_kind_stops_the_program_before_it_runs(
+        monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    import gene_jit
+    from gene_jit.runtime.errors import GeneError
+
+    monkeypatch.setenv("GENE_DUMP", value)
+    with pytest.raises(GeneError, match="GENE_DUMP is a comma-separated list of py, ir, llvm, asm"):
+        gene_jit.eval("(println 1)")
+
+
+def test_the_documented_dump_kinds_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gene_jit
+
+    monkeypatch.setenv("GENE_DUMP", "ir, llvm,ir-after:dce")
+    monkeypatch.setenv("GENE_JIT", "0")
+    assert gene_jit.eval("(1 + 1)") == 2

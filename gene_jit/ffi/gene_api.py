@@ -44,7 +44,10 @@ def _bind(name: Any, value: Any) -> None:
     while frame is not None and _skip_file(os.path.abspath(frame.f_code.co_filename)):
         frame = frame.f_back
     if frame is not None:
+        from gene_jit.frontend.proofs import unprove
+
         frame.f_globals[name.name] = value
+        unprove(frame.f_globals, name.name)
 
 
 @builtin("load", ns="ffi")

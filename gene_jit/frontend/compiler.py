@@ -65,6 +65,7 @@ def _helpers() -> dict[str, Any]:
     names = [
         "add",
         "check_int",
+        "check_pair",
         "sub",
         "mul",
         "div",
@@ -109,6 +110,7 @@ def _helpers() -> dict[str, Any]:
     table.update(
         {
             " int": int,
+            " bool": bool,
             " float": float,
             " str": str,
             " len": len,

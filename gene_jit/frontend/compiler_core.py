@@ -47,6 +47,9 @@ class Result:
     is_bool: bool = False  # the expression is always a Python bool
     kind: str | None = None  # an inferred kind (compiler_types): nat int float num str
     bounds: Bounds | None = None  # known (low, high) of a number (None: unbounded side)
+    # never a boolean (an arithmetic result): operators need no guard for it; a str is
+    # a flag global under which that holds (frontend/proofs.py)
+    nonbool: bool | str = False
 
 
 Handler = Callable[["Compiler", GeneF, bool], Result]
@@ -307,6 +310,7 @@ class Compiler:
                 py = fn.find(name) or py
             fn.blocks[-1][name] = py
             fn.globals.add(py)
+            self.env.setdefault(" stored", set()).add(py)  # see proofs.py
             if fn.loops:
                 fn.loop_decls.add(py)
             return Ref("global", py)
@@ -350,7 +354,10 @@ class Compiler:
         if ref.kind == "outer":
             self.fn.nonlocals.add(ref.py)
         elif ref.kind == "global":
+            from gene_jit.frontend.proofs import note_store
+
             self.fn.globals.add(ref.py)
+            return [assign(ref.py, value), *note_store(self, ref.py)]
         return [assign(ref.py, value)]
 
     # -- compiling
@@ -411,7 +418,7 @@ class Compiler:
         for f in forms[:-1]:
             out.extend(self.stmts(f))
         last = self.compile(forms[-1], value)
-        return Result(out + last.stmts, last.expr, last.is_bool, last.kind)
+        return Result(out + last.stmts, last.expr, last.is_bool, last.kind, last.bounds, last.nonbool)
 
     def seq(self, results: list[Result]) -> tuple[list[ast.stmt], list[ast.expr]]:
         """Combine results keeping evaluation order: a value computed before a later
@@ -446,7 +453,11 @@ class Compiler:
     def truth(self, res: Result) -> ast.expr:
         """A Python test for Gene truthiness (only nil and false are falsy)."""
         if res.is_bool:
-            return res.expr
+            e = res.expr
+            if (isinstance(e, ast.IfExp) and isinstance(e.body, ast.Constant) and e.body.value is True
+                    and isinstance(e.orelse, ast.Constant) and e.orelse.value is False):
+                return e.test  # a comparison made a Gene boolean (compiler_ops.gene_bool)
+            return e
         e = res.expr
         if res.kind is not None and isinstance(e, ast.Name):
             return const(True)  # a number or a string is always truthy

@@ -41,6 +41,7 @@ _PY_KINDS = {
     "Instance": "instance",
     "GeneClass": "class",
     "Range": "range",
+    "Tensor": "tensor",
 }
 
 

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from gene_jit.frontend import compiler_ops as ops_c
-from gene_jit.frontend import core
+from gene_jit.frontend import core, proofs
 from gene_jit.frontend.compiler_core import (
     NIL,
     SPECIAL,
     Compiler,
+    Ref,
     Result,
     assign,
     call,
@@ -305,9 +306,10 @@ def kw_tail_start(children: tuple[Form, ...]) -> int:
 
 
 def call_args(
-    c: Compiler, form: GeneF, children: list[Form]
+    c: Compiler, form: GeneF, children: list[Form], proven: list[bool] | None = None
 ) -> tuple[list[ast.stmt], list[ast.expr], list[ast.keyword]]:
-    """Positional args (with spreads) and props as Python keyword arguments."""
+    """Positional args (with spreads) and props as Python keyword arguments; `proven`
+    gets, per positional arg, whether it is proven no boolean (ops_c.proof)."""
     results: list[Result] = []
     spreads: list[bool] = []
     for f in children:
@@ -315,6 +317,8 @@ def call_args(
         results.append(c.compile(inner if inner is not None else f))
         spreads.append(inner is not None)
     results.extend(c.compile(v) for _, v in form.props)
+    if proven is not None:
+        proven.extend(ops_c.proof(r, r.expr) is True and not s for r, s in zip(results, spreads, strict=False))
     stmts, exprs = c.seq(results)
     n = len(children)
     args = [
@@ -342,12 +346,36 @@ def plain_call(c: Compiler, form: GeneF) -> Result:
         return kw_tail_call(c, form, fres, list(ch[:tail]), list(ch[tail:]))
     if _late_bound(c, form.head):
         return late_call(c, form, fres)
-    astmts, args, kws = call_args(c, form, list(ch))
+    proven_args: list[bool] = []
+    astmts, args, kws = call_args(c, form, list(ch), proven_args)
     stmts, fexpr = c.before(fres, astmts)
     if kws:
         # Props a Gene function does not declare are dropped by call_props.
         return Result(stmts, ast.Call(func=helper("call_props"), args=[fexpr, *args], keywords=kws))
-    return Result(stmts, ast.Call(func=fexpr, args=args, keywords=kws))
+    return _proven_call(c, form, Result(stmts, ast.Call(func=fexpr, args=args, keywords=kws)), proven_args)
+
+
+def _proven_call(c: Compiler, form: GeneF, res: Result, proven_args: list[bool]) -> Result:
+    """A call of a proven global function (frontend/proofs.py): its result is no boolean
+    while the proof's flag holds; with arguments proven no booleans, a function with a
+    second entry is called through it while the flag holds."""
+    assert isinstance(res.expr, ast.Call)
+    fexpr = res.expr.func
+    if not (isinstance(fexpr, ast.Name) and isinstance(form.head, Sym) and not form.head.is_complex):
+        return res
+    ref = c.resolve(form.head.name, record=False)
+    if ref.kind != "global" or ref.py != fexpr.id:
+        return res
+    flag = proofs.trusted(c, ref.py)
+    if flag is None:
+        return res
+    inner = proofs.inner_of(c, ref.py)
+    args = res.expr.args
+    if inner is None or len(args) != inner.arity or not all(proven_args[i] for i in inner.params):
+        return Result(res.stmts, res.expr, nonbool=flag)
+    direct = ast.Call(func=c.load_ref(Ref("global", inner.py)), args=list(args), keywords=[])
+    test = c.load_ref(Ref("global", flag))
+    return Result(res.stmts, ast.IfExp(test=test, body=direct, orelse=res.expr), nonbool=flag)
 
 
 def _late_bound(c: Compiler, head: Form | None) -> bool:

@@ -5,8 +5,12 @@ code for each operator.
 Arithmetic is emitted as a Python operator whose result is checked against the int64
 range in the same expression (`arith`); the slow path (`gene_jit.runtime.ops.check_int`)
 raises the Gene overflow error, or gives back a float beyond the range. Python's
-operator and the comparisons refuse the wrong kinds. Comparisons are inline when one side is a number
-literal or the left operand is an int, equality is inline for ints and literals.
+operator and the comparisons refuse the wrong kinds, except booleans, which Python takes
+as 0 and 1 and Gene does not (GENE.md: booleans are not numbers): an operand that may be
+a boolean is guarded (`x.__class__ is not bool`, else the slow path raises the type
+error); literals, inferred kinds, proven bounds and arithmetic results need no guard.
+Comparisons are inline when one side is a number literal or the left operand is an int,
+equality is inline for ints and literals.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from gene_jit.frontend.compiler_core import (
     INT_MIN,
     Bounds,
     Compiler,
+    Ref,
     Result,
     assign,
     const,
@@ -93,16 +98,114 @@ def binary(c: Compiler, op: str, lhs: Result, r: Result, span: Span | None = Non
     stmts, (a, b) = c.seq([lhs, r])
     if span is not None:  # for the error an inline operator's non-number result gives
         note_operator(span, op, (_described(a), _described(b)) if op in _ARITH else (None, None))
+    guards = (may_be_bool(lhs, a), may_be_bool(r, b))
+    if op in _CMP:
+        stmts, a, b = _pinned(c, stmts, a, b, guards)
     if op in _ARITH:
         kind = arith_kind(op, lhs.kind, r.kind)
         bounds = interval(op, lhs.bounds, r.bounds)
-        expr = arith(c, op, a, b, (lhs.kind, r.kind), bounds)
-        return Result(stmts, expr, False, kind, bounds)
+        proofs = (proof(lhs, a), proof(r, b))
+        if _direct_call(b, proofs[1]) and proofs[0] in (True, proofs[1]):
+            a, b = _checked_right(c, op, a, b)
+            proofs = (True, True)
+        expr = arith(c, op, a, b, (lhs.kind, r.kind), bounds, proofs)
+        return Result(stmts, expr, False, kind, bounds, nonbool=True)
     if op == "/":
-        return Result(stmts, divide(c, a, b), False, "float")
+        return Result(stmts, divide(c, a, b, guards), False, "float")
     if op == "**":
-        return Result(stmts, hcall("power", a, b))
-    return Result(stmts, compare(c, op, a, b, lhs.kind, r.kind), True)
+        return Result(stmts, hcall("power", a, b), nonbool=True)
+    return Result(stmts, compare(c, op, a, b, lhs.kind, r.kind, guards), True)
+
+
+def _direct_call(e: ast.expr, flag: bool | str) -> bool:
+    """`e` is `(fi(...) if flag else f(...))`, a proven function's call through its
+    second entry (compiler_exprs._proven_call)."""
+    return (
+        isinstance(flag, str)
+        and isinstance(e, ast.IfExp)
+        and isinstance(e.test, ast.Name)
+        and e.test.id == flag
+    )
+
+
+def _checked_right(c: Compiler, op: str, a: ast.expr, b: ast.expr) -> tuple[ast.expr, ast.expr]:
+    """`a op (fi(...) if flag else f(...))`, where `a` is no boolean while the flag
+    holds: if the flag holds when `b`'s call is made it held for all of `a` (it only
+    goes from true to false), and both calls went to the proven function; else both
+    values are checked (`check_pair`) before the operator runs."""
+    assert isinstance(b, ast.IfExp)
+    a1, a2 = _operand(c, a)
+    checked = hcall("check_pair", const(op), a2, b.orelse)
+    return a1, ast.IfExp(test=b.test, body=b.body, orelse=checked)
+
+
+def may_be_bool(res: Result, e: ast.expr) -> bool:
+    """Whether the operand `e` (the value of `res`) may be a boolean at run time."""
+    return proof(res, e) is not True
+
+
+def proof(res: Result, e: ast.expr) -> bool | str:
+    """True if `e` (the value of `res`) is never a boolean: a literal other than
+    true/false, an inferred kind, proven bounds (a comparison proved it a number), an
+    arithmetic result; a flag global's name if that holds while the flag is true (the
+    result of a call of a proven function, frontend/proofs.py); else False."""
+    if isinstance(e, ast.Constant):
+        return not isinstance(e.value, bool)
+    if isinstance(e, (ast.List, ast.Dict, ast.JoinedStr)):
+        return True
+    if isinstance(e, ast.BinOp) and isinstance(e.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+        return True  # Python's arithmetic on booleans gives ints
+    if res.kind is not None or res.bounds is not None:
+        return True
+    return res.nonbool
+
+
+def both_nonbool(a: Result, b: Result) -> bool | str:
+    """The proof for a value that is either `a`'s or `b`'s."""
+    pa, pb = proof(a, a.expr), proof(b, b.expr)
+    if pa is True:
+        return pb
+    if pb is True or pa == pb:
+        return pa
+    return False
+
+
+def is_bool(e: ast.expr) -> ast.expr:
+    cls = ast.Attribute(value=e, attr="__class__", ctx=ast.Load())
+    return ast.Compare(left=cls, ops=[ast.Is()], comparators=[helper("bool")])
+
+
+def not_bool(e: ast.expr) -> ast.expr:
+    """`e.__class__ is not bool`: cheaper in CPython than two `is` tests."""
+    cls = ast.Attribute(value=e, attr="__class__", ctx=ast.Load())
+    return ast.Compare(left=cls, ops=[ast.IsNot()], comparators=[helper("bool")])
+
+
+def _guard(guards: tuple[bool, bool], a: ast.expr, b: ast.expr) -> ast.expr | None:
+    tests = [not_bool(e) for e, g in zip((a, b), guards, strict=True) if g]
+    if not tests:
+        return None
+    return tests[0] if len(tests) == 1 else ast.BoolOp(op=ast.And(), values=tests)
+
+
+def _pinned(
+    c: Compiler, stmts: list[ast.stmt], a: ast.expr, b: ast.expr, guards: tuple[bool, bool]
+) -> tuple[list[ast.stmt], ast.expr, ast.expr]:
+    """Where an operand is guarded, the operands are read twice (the guard, the
+    operator, the slow path): complex ones are computed into temps first, in order
+    (both operands are evaluated before the operator raises, as in the slow path)."""
+    if not any(guards) or (is_simple(a) and is_simple(b)):
+        return stmts, a, b
+    out = list(stmts)
+    pinned = []
+    for e in (a, b):
+        if is_simple(e):
+            pinned.append(e)
+        else:
+            t = c.temp()
+            out.append(assign(t, e))
+            pinned.append(load(t))
+    return out, pinned[0], pinned[1]
 
 
 def _described(e: ast.expr) -> Operand | None:
@@ -161,6 +264,7 @@ def arith(
     b: ast.expr,
     kinds: tuple[str | None, str | None] = (None, None),
     bounds: Bounds | None = None,
+    proofs: tuple[bool | str, bool | str] = (True, True),
 ) -> ast.expr:
     """`a op b` checked against the int64 range, with no temps for the operands (the
     slow path `check_int(r, op)` needs only the result: an int outside the range is
@@ -169,12 +273,30 @@ def arith(
     2**30-1 and r >= -(2**30-1) or INT_MIN <= r and r <= INT_MAX else check_int(r,
     "+"))`: two specialised comparisons for the usual small result, two more for a
     large one. Each comparison is followed by its jump (a chained comparison costs more
-    in CPython). A check of one bound is a single comparison with it."""
+    in CPython). A check of one bound is a single comparison with it.
+
+    An operand that may be a boolean (its proof, `proofs`, is not true) is checked after
+    the range, when both operands have been evaluated (Python takes a boolean as 0 or 1,
+    so the operation itself cannot fail on one): `(r if (r := (t := f()) + n) <= ...
+    and t.__class__ is not bool and ... else (check_int(r, "+") if <the same guards>
+    else add(t, n)))`, where `add` raises the type error. An operand proven under a
+    flag (a call of a proven function) costs only the flag in the fast path. An operand
+    with a guard always has an unknown kind, so the result always has a range check to
+    join."""
     pyop, _ = _ARITH[op]
     need_lo, need_hi = _checks(op, b, kinds, bounds)
+    guards = (proofs[0] is not True, proofs[1] is not True)
+    operands = [_operand(c, e) if g else (e, e) for e, g in zip((a, b), guards, strict=True)]
+    (a, a2), (b, b2) = operands
+    flags = sorted({p for p in proofs if isinstance(p, str)})
+    fast = [not_bool(e) for e, p in zip((a2, b2), proofs, strict=True) if p is False]
+    fast += [c.load_ref(Ref("global", f)) for f in flags]
+    guard = None if not fast else fast[0] if len(fast) == 1 else ast.BoolOp(op=ast.And(), values=fast)
     value = ast.BinOp(left=a, op=pyop, right=b)
     if not need_lo and not need_hi:
-        return value
+        if guard is None:
+            return value
+        need_hi = True  # not reached today (see above), kept correct
     r = c.temp("r")
     named = ast.NamedExpr(target=store(r), value=value)
     if not need_hi:
@@ -189,22 +311,36 @@ def arith(
             op=ast.And(), values=[_cmp(const(INT_MIN), ast.LtE(), load(r)), _cmp(load(r), ast.LtE(), const(INT_MAX))]
         )
         cond = ast.BoolOp(op=ast.Or(), values=[small, wide])
-    return ast.IfExp(test=cond, body=load(r), orelse=hcall("check_int", load(r), const(op)))
+    slow: ast.expr = hcall("check_int", load(r), const(op))
+    if guard is not None:
+        cond = ast.BoolOp(op=ast.And(), values=[cond, guard])
+        again = _guard(guards, a2, b2)
+        assert again is not None
+        slow = ast.IfExp(test=again, body=slow, orelse=hcall(_ARITH[op][1], a2, b2))
+    return ast.IfExp(test=cond, body=load(r), orelse=slow)
 
 
 def _cmp(left: ast.expr, op: ast.cmpop, right: ast.expr) -> ast.Compare:
     return ast.Compare(left=left, ops=[op], comparators=[right])
 
 
-def divide(c: Compiler, a: ast.expr, b: ast.expr) -> ast.expr:
+def divide(
+    c: Compiler, a: ast.expr, b: ast.expr, guards: tuple[bool, bool] = (False, False)
+) -> ast.expr:
     if not is_simple(a):
         return hcall("div", a, b)
     if isinstance(b, ast.Constant) and type(b.value) in (int, float) and b.value != 0:
-        return ast.BinOp(left=a, op=ast.Div(), right=b)
+        inline = ast.BinOp(left=a, op=ast.Div(), right=b)
+        if not guards[0]:
+            return inline
+        return ast.IfExp(test=not_bool(a), body=inline, orelse=hcall("div", a, b))
     b1, b2 = _operand(c, b)
-    # A zero (or nil) divisor takes the slow path: inf, -inf, nan or a type error.
+    # A zero (or nil) divisor takes the slow path: inf, -inf, nan or a type error; so
+    # does a boolean operand.
+    guard = _guard(guards, a, b2)
+    test = b1 if guard is None else ast.BoolOp(op=ast.And(), values=[b1, guard])
     return ast.IfExp(
-        test=b1, body=ast.BinOp(left=a, op=ast.Div(), right=b2), orelse=hcall("div", a, b2)
+        test=test, body=ast.BinOp(left=a, op=ast.Div(), right=b2), orelse=hcall("div", a, b2)
     )
 
 
@@ -218,17 +354,77 @@ def _class_is(e: ast.expr, ty: str) -> ast.expr:
 
 
 def compare(
-    c: Compiler, op: str, a: ast.expr, b: ast.expr, ka: str | None = None, kb: str | None = None
+    c: Compiler,
+    op: str,
+    a: ast.expr,
+    b: ast.expr,
+    ka: str | None = None,
+    kb: str | None = None,
+    guards: tuple[bool, bool] = (False, False),
 ) -> ast.expr:
+    """`a op b`; `guards` tells which operands may be booleans (see `may_be_bool`)."""
     if op in ("==", "!="):
         return equality(c, op == "!=", a, b, ka, kb)
+    return gene_bool(_ordering(c, op, a, b, ka, kb, guards))
+
+
+def gene_bool(test: ast.expr) -> ast.expr:
+    """`True if test else False`: a NumPy scalar operand makes Python's comparison give a
+    NumPy bool, which Gene would take as truthy even when false. A test position reads
+    `test` itself (Compiler.truth), so only a comparison used as a value pays."""
+    return ast.IfExp(test=test, body=const(True), orelse=const(False))
+
+
+def _ordering(
+    c: Compiler, op: str, a: ast.expr, b: ast.expr, ka: str | None, kb: str | None,
+    guards: tuple[bool, bool],
+) -> ast.expr:
     pyop, slow = _CMP[op]
     if _num_const(a) or _num_const(b) or ka in _NUMERIC or kb in _NUMERIC:
-        # Python raises for a number against a non-number, as Gene does.
+        # Python raises for a number against a non-number, as Gene does; a boolean is
+        # the one it takes (as 0 or 1).
+        if guards[0] != guards[1]:
+            return _guarded_compare(c, op, a, b, guards[1])
         return ast.Compare(left=a, ops=[pyop], comparators=[b])
     a1, a2 = _operand(c, a)
+    test: ast.expr = _class_is(a1, "int")  # an int, not a bool
+    if guards[1]:
+        b1, b = _operand(c, b)
+        test = ast.BoolOp(op=ast.And(), values=[test, not_bool(b1)])
     inline = ast.Compare(left=a2, ops=[pyop], comparators=[b])
-    return ast.IfExp(test=_class_is(a1, "int"), body=inline, orelse=hcall(slow, a2, b))
+    return ast.IfExp(test=test, body=inline, orelse=hcall(slow, a2, b))
+
+
+def _guarded_compare(c: Compiler, op: str, a: ast.expr, b: ast.expr, right: bool) -> ast.expr:
+    """`a op b` where one side (the right one if `right`) may be a boolean and the other
+    is a number. Against a number literal a boolean (0 or 1 to Python) may give the
+    same answer either way: then only that answer is guarded, so a test such as fib's
+    `(n < 2)` pays for the guard in one branch."""
+    pyop, slow = _CMP[op]
+    x1, x2 = _operand(c, b if right else a)
+    other = a if right else b
+    first = ast.Compare(left=a if right else x1, ops=[pyop], comparators=[x1 if right else b])
+    later = (a, x2) if right else (x2, b)
+    raise_ = hcall(slow, *later)
+    outcomes = set()
+    if _num_const(other):
+        k = other.value  # type: ignore[attr-defined]
+        outcomes = {_PY_CMP[op](*((k, v) if right else (v, k))) for v in (0, 1)}
+    if outcomes == {True}:  # a boolean passes the test: guard the true answer
+        return ast.BoolOp(op=ast.And(), values=[first, ast.BoolOp(op=ast.Or(), values=[not_bool(x2), raise_])])
+    if outcomes == {False}:  # a boolean fails it: guard the false answer
+        return ast.BoolOp(op=ast.Or(), values=[first, ast.BoolOp(op=ast.And(), values=[is_bool(x2), raise_])])
+    inline = ast.Compare(left=later[0], ops=[pyop], comparators=[later[1]])
+    return ast.IfExp(test=not_bool(x1), body=inline, orelse=raise_)
+
+
+CMP_SLOW = {op: slow for op, (_, slow) in _CMP.items()}
+_PY_CMP: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda x, y: x < y,
+    "<=": lambda x, y: x <= y,
+    ">": lambda x, y: x > y,
+    ">=": lambda x, y: x >= y,
+}
 
 
 def equality(
@@ -280,17 +476,28 @@ def chain(c: Compiler, node: core.Compare) -> Result:
 def _chain_from(c: Compiler, left: Result, ops: tuple[str, ...], rest: list[Result]) -> Result:
     right = rest[0]
     stmts, (a, b) = c.seq([left, right])
+    guards = (may_be_bool(left, a), may_be_bool(right, b))
+    guarded = ops[0] in _CMP and any(guards)
+    if guarded:
+        stmts, a, b = _pinned(c, stmts, a, b, guards)
     if len(ops) == 1:
-        return Result(stmts, compare(c, ops[0], a, b, left.kind, right.kind), True)
+        return Result(stmts, compare(c, ops[0], a, b, left.kind, right.kind, guards), True)
     # `b` is compared again with the next operand. A name may be read twice unless the
-    # next operand's statements, which run in between, could assign it.
+    # next operand's statements, which run in between, could assign it. A guarded
+    # comparison reads its operands more than once: `b` goes to a temp first.
     first: ast.expr = b
     again: ast.expr = b
-    if not (isinstance(b, ast.Constant) or (isinstance(b, ast.Name) and not rest[1].stmts)):
+    if guarded and not isinstance(b, ast.Constant) and rest[1].stmts:
+        t = c.temp()
+        stmts = [*stmts, assign(t, b)]
+        first = again = load(t)
+    elif not (isinstance(b, ast.Constant) or (isinstance(b, ast.Name) and not rest[1].stmts)):
         t = c.temp()
         first, again = ast.NamedExpr(target=store(t), value=b), load(t)
-    test = Result(stmts, compare(c, ops[0], a, first, left.kind, right.kind), True)
-    kept = Result([], again, False, right.kind, right.bounds)
+    test = Result(stmts, compare(c, ops[0], a, first, left.kind, right.kind, guards), True)
+    # Past an ordering comparison `b` is a number (a guard raised for anything else).
+    proven = right.nonbool or (guards[1] and ops[0] in _CMP)
+    kept = Result([], again, False, right.kind, right.bounds, nonbool=proven)
     return logic(c, test, lambda: _chain_from(c, kept, ops[1:], rest[1:]), is_and=True)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 
 from gene_jit.frontend import compiler_ops as ops_c
-from gene_jit.frontend import core
+from gene_jit.frontend import core, proofs
 from gene_jit.frontend.compiler_core import (
     NIL,
     Compiler,
@@ -20,6 +20,7 @@ from gene_jit.frontend.compiler_core import (
     load,
     pure,
     special,
+    stamp,
     sym_name,
     syntax_error,
 )
@@ -122,11 +123,13 @@ def _if_chain(
             if len(clauses) > 1
             else c.body(else_body, value)
         )
+    nonbool = ops_c.both_nonbool(then, other)
     if value and not then.stmts and not other.stmts:
         return Result(
             tstmts,
             ast.IfExp(test=test, body=then.expr, orelse=other.expr),
             then.is_bool and other.is_bool,
+            nonbool=nonbool,
         )
     if not value:
         node = ast.If(test=test, body=c.discard(then) or [ast.Pass()], orelse=c.discard(other))
@@ -137,7 +140,7 @@ def _if_chain(
         body=[*then.stmts, assign(t, then.expr)],
         orelse=[*other.stmts, assign(t, other.expr)],
     )
-    return Result([*tstmts, node], load(t), then.is_bool and other.is_bool)
+    return Result([*tstmts, node], load(t), then.is_bool and other.is_bool, nonbool=nonbool)
 
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -147,18 +150,20 @@ Facts = dict[str, tuple[int | None, int | None]]
 def narrowing(c: Compiler, neg: bool, cond: Form) -> tuple[Facts, Facts]:
     """What `(x < 10)` (any of < <= > >= against an int literal, x a parameter never
     assigned) proves about x in the then and in the else branch: a number within bounds
-    (the comparison raises for anything else). Used to drop overflow checks."""
+    (the comparison raises for anything else). Used to drop overflow checks, and the
+    boolean guards of operators: `(x < y)` proves both parameters numbers."""
     node = core.resolve(cond) if isinstance(cond, GeneF) and not cond.props else None
     if not (isinstance(node, core.Compare) and len(node.ops) == 1 and node.ops[0] in _FLIP):
         return {}, {}
     (left, right), op = node.operands, node.ops[0]
+    numbers = {n: c.fn.bounds.get(n, (None, None)) for n in _stable_names(c, (left, right))}
     if isinstance(left, Lit) and isinstance(right, Sym):
         left, right, op = right, left, _FLIP[op]
     if not (isinstance(left, Sym) and isinstance(right, Lit) and type(right.value) is int):
-        return {}, {}
+        return numbers, dict(numbers)
     name, k = left.name, right.value
-    if name not in c.fn.stable or c.resolve(name).kind != "local":
-        return {}, {}
+    if name not in numbers:
+        return numbers, dict(numbers)
     # x < k: x <= k-1 when true, x >= k when false (for ints; a float result of
     # arithmetic never overflows, so int bounds are all that matter)
     upper = {"<": k - 1, "<=": k}.get(op)
@@ -171,8 +176,42 @@ def narrowing(c: Compiler, neg: bool, cond: Form) -> tuple[Facts, Facts]:
         yes, no = (lower, None), (None, lower - 1)
     if neg:
         yes, no = no, yes
-    old = c.fn.bounds.get(name, (None, None))
-    return {name: _meet(old, yes)}, {name: _meet(old, no)}
+    old = numbers[name]
+    return {**numbers, name: _meet(old, yes)}, {**numbers, name: _meet(old, no)}
+
+
+def _stable_names(c: Compiler, operands: tuple[object, ...]) -> list[str]:
+    """The operands that are parameters never assigned (what a test proves of them holds
+    for the rest of the function)."""
+    return [
+        o.name
+        for o in operands
+        if isinstance(o, Sym) and o.name in c.fn.stable and c.resolve(o.name, record=False).kind == "local"
+    ]
+
+
+def loop_test_numbers(c: Compiler, cond: Form) -> tuple[list[ast.stmt], Facts]:
+    """A `while` test `(i < n)` (one ordering comparison of names and literals) with a
+    parameter never assigned, `n`: the parameter is checked once before the loop (a
+    boolean raises the error the first test would raise, with the same operands, and
+    nothing runs in between), and is a number inside the loop, where the operators
+    need no boolean guard for it."""
+    node = core.resolve(cond) if isinstance(cond, GeneF) and not cond.props else None
+    if not (isinstance(node, core.Compare) and len(node.ops) == 1 and node.ops[0] in _FLIP):
+        return [], {}
+    operands = [o for o in node.operands if isinstance(o, (Sym, Lit))]
+    if len(operands) != 2 or any(isinstance(o, Sym) and o.is_complex for o in operands):
+        return [], {}
+    names = [n for n in _stable_names(c, tuple(operands)) if n not in c.fn.bounds]
+    if not names:
+        return [], {}
+    a, b = (c.compile(o).expr for o in operands)
+    slow = ops_c.CMP_SLOW[node.ops[0]]
+    is_bool = [ops_c.is_bool(load(c.resolve(n).py)) for n in names]
+    test = is_bool[0] if len(is_bool) == 1 else ast.BoolOp(op=ast.Or(), values=is_bool)
+    check = ast.If(test=test, body=[ast.Expr(value=hcall(slow, a, b))], orelse=[])
+    stamp(check, cond.span)
+    return [check], {n: (None, None) for n in names}
 
 
 def _meet(a: tuple[int | None, int | None], b: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
@@ -255,15 +294,17 @@ def loop_form(c: Compiler, form: GeneF, value: bool) -> Result:
 def while_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if not form.children:
         raise syntax_error(form, "while expects (while cond body...)")
-    cond = c.compile(form.children[0])
-    test = c.truth(cond)
-    ctx = LoopCtx(None)
-    if not cond.stmts:
-        body = _loop_body(c, form.children[1:], ctx)
-        return Result([ast.While(test=test, body=body, orelse=[])], const(None))
-    exit_ = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=test), body=[ast.Break()], orelse=[])
-    body = _loop_body(c, form.children[1:], ctx, [*cond.stmts, exit_])
-    return Result([ast.While(test=const(True), body=body, orelse=[])], const(None))
+    pre, numbers = loop_test_numbers(c, form.children[0])
+    with c.facts(numbers):
+        cond = c.compile(form.children[0])
+        test = c.truth(cond)
+        ctx = LoopCtx(None)
+        if not cond.stmts:
+            body = _loop_body(c, form.children[1:], ctx)
+            return Result([*pre, ast.While(test=test, body=body, orelse=[])], const(None))
+        exit_ = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=test), body=[ast.Break()], orelse=[])
+        body = _loop_body(c, form.children[1:], ctx, [*cond.stmts, exit_])
+    return Result([*pre, ast.While(test=const(True), body=body, orelse=[])], const(None))
 
 
 @special("break")
@@ -297,6 +338,7 @@ def return_form(c: Compiler, form: GeneF, value: bool) -> Result:
     if c.fn.is_module:
         raise syntax_error(form, "return outside a function")
     check_exit(c, form, "return")
+    proofs.note_return(c)
     res = c.compile(form.children[0]) if form.children else pure(const(None))
     return Result([*res.stmts, ast.Return(value=res.expr)], const(None))
 

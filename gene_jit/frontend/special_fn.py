@@ -13,6 +13,8 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
+from gene_jit.frontend import compiler_ops as ops_c
+from gene_jit.frontend import proofs
 from gene_jit.frontend.compiler_core import (
     Compiler,
     FnScope,
@@ -23,6 +25,7 @@ from gene_jit.frontend.compiler_core import (
     hcall,
     load,
     pure,
+    pyid,
     special,
     stamp,
     sym_name,
@@ -36,6 +39,8 @@ from gene_jit.runtime.registry import py_name
 
 # Per function id: (name, form, params, has_varargs, kw-only names) for gene_def.
 FN_META: dict[int, tuple[str, Form, list[str], bool, frozenset[str]]] = {}
+# The function id of each def by its Python name, for its second entry (build_inner).
+_public_ids: dict[str, int] = {}
 # Per function id: the Gene names its body resolved outside itself, as (kind, Python
 # name) of compiler_core.Ref; tier 1 resolves names through it.
 FN_FREE: dict[int, dict[str, tuple[str, str]]] = {}
@@ -99,9 +104,11 @@ def build_function(
     *,
     method: tuple[str, str] | None = None,
     macro: bool = False,
+    results: list[bool | str] | None = None,
 ) -> tuple[list[ast.stmt], str]:
     """Statements defining the function (def + registration) and the Python name
-    holding it (a temp; callers bind the Gene name)."""
+    holding it (a temp; callers bind the Gene name). `results` gets what the body
+    proves of the function's results (see proofs.py)."""
     from gene_jit.frontend.special_core import bind_pattern
 
     p = parse_params(params_form, form)
@@ -144,6 +151,8 @@ def build_function(
                 ast.Expr(value=hcall("set_member", load("self"), const(prop), load(pos[idx])))
             )
         res = c.body(list(body))
+        if results is not None:
+            results.append(proofs.body_done(c, ops_c.proof(res, res.expr)))
         stmts = [*pre, *res.stmts, *returns(res.expr)]
         decls: list[ast.stmt] = []
         if scope.globals:
@@ -179,6 +188,8 @@ def build_function(
     )
     FN_FREE[fn_id] = {n: (r.kind, r.py) for n, r in scope.free.items()}
     reg = assign(pyname, hcall("gene_def", const(fn_id), load(pyname)))
+    if results is not None:
+        _public_ids[pyname] = fn_id
     fresh = sorted((scope.captures & c.fn.loop_decls) - scope.nonlocals - scope.globals)
     if fresh and c.fn.loops:
         return _per_iteration(c, fresh, [fdef, reg], pyname), pyname
@@ -287,9 +298,18 @@ def fn_form(c: Compiler, form: GeneF, value: bool) -> Result:
         ref = c.declare(name.name)
     if isinstance(name, Sym) and head != "macro":
         c.defining.add(name.name)  # its recursive calls are not late-bound macro calls
-    stmts, py = build_function(
-        c, str(gname).split("/")[-1], params, ch, form, macro=head == "macro"
-    )
+    flag = proofs.start(c, name, str(head), form)
+    inner = _inner_entry(c, flag, name, params, ch, form)
+    results: list[bool | str] = []
+    with proofs.building(c.resolve(name.name, record=False).py if inner and isinstance(name, Sym) else None):
+        stmts, py = build_function(
+            c, str(gname).split("/")[-1], params, ch, form, macro=head == "macro", results=results
+        )
+        fn_id = _public_ids.pop(py, None)
+        if inner is not None:
+            inner_stmts, proven = build_inner(c, inner, params, ch, form, fn_id)
+            stmts = [*inner_stmts, *stmts]
+            results = [results[0] if proven is True or proven == inner.flag else False]
     if head == "macro":
         stmts.append(assign(py, hcall("Macro", load(py), const(str(gname)))))
     elif any(k == "async" and isinstance(v, Lit) and v.value is True for k, v in form.props):
@@ -300,7 +320,57 @@ def fn_form(c: Compiler, form: GeneF, value: bool) -> Result:
         stmts.append(ast.Assign(targets=[target], value=load(py)))
     elif name is not None:
         stmts.extend(bind_name(c, name, py, form))
+    if flag is not None and isinstance(name, Sym):
+        stmts.extend(proofs.finish(c, flag, c.resolve(name.name, record=False).py, results[0]))
     return Result(stmts, load(py))
+
+
+def _inner_entry(
+    c: Compiler, flag: str | None, name: Form | None, params: Form | None, body: list[Form], form: Form
+) -> proofs.Inner | None:
+    """A second entry for a proven function with plain positional parameters."""
+    if flag is None or not isinstance(name, Sym):
+        return None
+    p = parse_params(params, form)
+    if p.rest or p.kwonly or p.patterns or p.self_props or any(d is not None for _, d in p.positional):
+        return None
+    names = [n for n, _ in p.positional]
+    if any(n.startswith(" ") for n in names):
+        return None
+    stable = infer_locals(body, names, lambda n: n in c.macros or is_macro_value(c, n)).stable
+    py = c.fn.find(name.name) or pyid(name.name)
+    return proofs.inner_entry(c, flag, name.name, py, names, stable, body)
+
+
+def build_inner(
+    c: Compiler, inner: proofs.Inner, params: Form | None, body: list[Form], form: Form,
+    fn_id: int | None,
+) -> tuple[list[ast.stmt], bool | str]:
+    """The def of `inner` (see proofs.Inner), registered under the public function's id
+    so that a profile counts its calls as the function's; and what its body proves of
+    its results."""
+    p = parse_params(params, form)
+    names = [n for n, _ in p.positional]
+    scope = FnScope(c.fn)
+    with c.function(scope):
+        pos = [c.declare(n).py for n in names]
+        known = infer_locals(body, names, lambda n: n in c.macros or is_macro_value(c, n))
+        scope.kinds, scope.stable, scope.counters = known.kinds, known.stable, known.counters
+        # the callers' arguments are proven no booleans: numbers or other kinds, which
+        # the operators' own checks refuse as they do in the public entry
+        scope.bounds = {names[i]: (None, None) for i in inner.params if names[i] in scope.stable}
+        res = c.body(list(body))
+        proven = proofs.body_done(c, ops_c.proof(res, res.expr))
+        stmts = [*res.stmts, *returns(res.expr)]
+        decls: list[ast.stmt] = []
+        if scope.globals:
+            decls.append(ast.Global(names=sorted(scope.globals)))
+    args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=a) for a in pos], vararg=None,
+                         kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+    fdef = ast.FunctionDef(name=inner.py, args=args, body=decls + stmts, decorator_list=[], returns=None)
+    stamp(fdef, form.span)
+    reg = [assign(inner.py, hcall("gene_def", const(fn_id), load(inner.py)))] if fn_id else []
+    return [fdef, *reg], proven
 
 
 def block_lambda(c: Compiler, form: GeneF) -> Result:

@@ -22,10 +22,10 @@ from gene_jit.py.objects import (
     module_of,
     through_gene_code,
 )
-from gene_jit.runtime.errors import GeneTypeError
+from gene_jit.runtime.errors import GeneOverflowError, GeneTypeError
 from gene_jit.runtime.registry import builtin, namespace
 from gene_jit.runtime.requirements import MissingDependencyError, missing_message
-from gene_jit.runtime.values import GeneSet, Symbol
+from gene_jit.runtime.values import INT_MAX, INT_MIN, GeneSet, Symbol
 
 
 def _name(value: Any, what: str) -> str:
@@ -118,8 +118,16 @@ def py_set(obj: Any, name: Any, value: Any) -> Any:
     except (AttributeError, TypeError) as exc:
         if through_gene_code(exc):
             raise
-        raise _raised(exc) from exc
+        err = _raised(exc)
+        if isinstance(obj, Mapping | list):  # a dict (a Gene map too) has items, not attributes
+            err.add_context(f"py/set sets an attribute; (py/set-item x {_quoted(key)} v) sets "
+                            "an item of a mapping or a list")
+        raise err from exc
     return value
+
+
+def _quoted(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @builtin("item", ns="py")
@@ -176,7 +184,8 @@ def py_list(iterable: Any) -> list[Any]:
 @builtin("to-gene", ns="py")
 def to_gene(value: Any) -> Any:
     """Python data as Gene data, deeply: tuples and other sequences become arrays,
-    mappings maps (keys as strings), sets sets, NumPy scalars numbers. Anything else
+    mappings with string keys maps (other keys, or an int beyond 64 bits, are refused:
+    Gene could not hold them), sets sets, NumPy scalars numbers. Anything else
     (a NumPy array, an object) is kept as it is."""
     return _to_gene(value, 0)
 
@@ -185,12 +194,20 @@ def _to_gene(v: Any, depth: int) -> Any:
     if depth > 200:
         raise GeneTypeError("py/to-gene: data nested more than 200 levels deep")
     t = type(v)
-    if t in (type(None), bool, int, float, str):
+    if t in (type(None), bool, float, str):
         return v
     if t in (list, tuple) or (t.__name__ == "deque"):
         return [_to_gene(x, depth + 1) for x in v]
+    if t is int:
+        if not INT_MIN <= v <= INT_MAX:
+            raise GeneOverflowError(f"py/to-gene: {v} does not fit in a 64-bit Gene int")
+        return v
     if isinstance(v, Mapping):
-        return {k if type(k) is str else str(k): _to_gene(x, depth + 1) for k, x in v.items()}
+        for k in v:
+            if type(k) is not str:  # as gene_jit.from_python: "1" and 1 would be one key
+                raise GeneTypeError(f"py/to-gene: map keys must be strings, got "
+                                    f"{type(k).__name__} {k!r}; convert them in Python first")
+        return {k: _to_gene(x, depth + 1) for k, x in v.items()}
     if isinstance(v, (set, frozenset)):
         return GeneSet([_to_gene(x, depth + 1) for x in v])
     item = getattr(v, "item", None)

@@ -134,6 +134,18 @@ def member(obj: Any, key: Any) -> Any:
     raise GeneTypeError(f"cannot get member {key} of a Python {type(obj).__name__}")
 
 
+def select(obj: Mapping[Any, Any], key: Any, default: Any) -> Any:
+    """`(m ./ key default)` on a Python mapping: the item, as `py/item` gets it (not an
+    attribute, as `m/key` is); `default` for a key it does not hold or a nil item."""
+    try:
+        if key not in obj:
+            return default
+        val = obj[key]
+    except (LookupError, TypeError):  # an unhashable key, a key of another type
+        return default
+    return default if val is None else val
+
+
 def set_member(obj: Any, key: Any, value: Any) -> None:
     """`(obj/key = v)` on a Python object: set the attribute (an item for an int key); a
     Gene name with dashes sets the Python name with underscores, as reading finds it
@@ -206,7 +218,7 @@ def _ndarray(a: Any) -> str:
 # ---------------------------------------------------------------- errors
 
 
-def python_error(exc: BaseException, gene_files: set[str]) -> PythonError | None:
+def python_error(exc: BaseException, gene_files: set[str]) -> GeneError | None:
     """The Gene error for `exc` when Python code that the Gene program called raised it,
     else None (gene-jit's own code raised it, or the program's own operation did).
 
@@ -218,6 +230,9 @@ def python_error(exc: BaseException, gene_files: set[str]) -> PythonError | None
     tb = _after_gene_code(exc.__traceback__, gene_files)
     if tb is _NOT_GENE:
         return None
+    arity = gene_binding_error(exc)
+    if arity is not None:
+        return arity
     if tb is None:
         module = module_of(type(exc))
         if module.startswith("gene_jit"):
@@ -230,6 +245,32 @@ def python_error(exc: BaseException, gene_files: set[str]) -> PythonError | None
 
 
 _NOT_GENE = object()
+_GENE_BINDING = re.compile(r"^(\S+)\(\) (?:got an unexpected keyword argument '(\w+)'"
+                           r"|got multiple values for argument '(\w+)')")
+
+
+def gene_binding_error(exc: BaseException) -> GeneError | None:
+    """The Gene arity error for Python code calling a Gene function with a keyword it
+    does not declare (or an argument twice), as Gene code and `gene_jit.jit` report it:
+    Python's TypeError names only the function, which the calling frame holds."""
+    found = _GENE_BINDING.match(str(exc)) if type(exc) is TypeError else None
+    tb = exc.__traceback__
+    if found is None or tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    values = list(tb.tb_frame.f_locals.values())
+    values += [x for v in values if type(v) in (tuple, list) for x in v]
+    for fn in values:
+        if (type(fn) is FunctionType and hasattr(fn, "__gene_name__")
+                and fn.__qualname__ == found.group(1)):
+            from gene_jit.runtime.errors import GeneArityError
+
+            name = fn.__gene_name__ or "fn"
+            if found.group(2):
+                return GeneArityError(f"{name} has no parameter ^{found.group(2)}")
+            return GeneArityError(f"{name} got argument {found.group(3)} twice")
+    return None
 
 
 def _after_gene_code(tb: TracebackType | None, gene_files: set[str]) -> Any:
@@ -315,7 +356,8 @@ _CALL_HELPERS: frozenset[str] = frozenset()
 
 
 def _from(exc: BaseException, tb: TracebackType | None) -> PythonError:
-    err = PythonError(type(exc).__name__, str(exc))
+    # Python's message shows a symbol as gene-jit's internal `Symbol('float32')`
+    err = PythonError(type(exc).__name__, _SYMBOL_REPR.sub(r":\1", str(exc)))
     where = _innermost(tb)
     if where:
         err.add_context(f"raised in Python at {where}")
@@ -326,9 +368,14 @@ def _from(exc: BaseException, tb: TracebackType | None) -> PythonError:
             f"the symbol :{name} went to Python as a gene-jit Symbol; Python code wants the "
             f"string \"{name}\"" if name else "a Gene symbol (:name) went to Python as a "
             "gene-jit Symbol; Python code wants a string (\"name\")")
+    if _RANGE.search(str(exc)):
+        err.add_context("a Gene range went to Python as a gene-jit Range; (py/list r) makes "
+                        "it a list")
     return err
 
 
+_RANGE = re.compile(r"\btype Range\b|'Range' object")
+_SYMBOL_REPR = re.compile(r"Symbol\('([^']*)'\)")
 _SYMBOL = re.compile(r"Symbol\('([^']*)'\)|type Symbol\b()|'Symbol' object()")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -20,6 +20,7 @@ from gene_jit.frontend.forms import Span
 from gene_jit.py.objects import call_method as python_method
 from gene_jit.py.objects import is_python_object
 from gene_jit.py.objects import member as python_member
+from gene_jit.py.objects import select as python_select
 from gene_jit.py.objects import set_member as python_set
 from gene_jit.runtime.errors import (
     GeneError,
@@ -74,7 +75,8 @@ def kind_name(v: Any) -> str:
         return name
     if callable(v):
         return "function"
-    return type(v).__name__
+    gene_type = getattr(type(v), "__gene_type__", None)  # a tensor, an FFI buffer, ...
+    return gene_type if isinstance(gene_type, str) else type(v).__name__
 
 
 def a_kind(v: Any) -> str:
@@ -92,6 +94,14 @@ def _is_num(v: Any) -> bool:
 def _check_nums(op: str, a: Any, b: Any) -> None:
     if not (_is_num(a) and _is_num(b)):
         raise GeneTypeError(f"{op} expects numbers, got {kind_name(a)} and {kind_name(b)}")
+
+
+def check_pair(op: str, a: Any, b: Any) -> Any:
+    """`b`, once neither operand of `a op b` is a boolean (the operator's type error
+    otherwise); tier 0's check of a call's result that no proof covers."""
+    if a is True or a is False or b is True or b is False:
+        raise GeneTypeError(f"{op} expects numbers, got {kind_name(a)} and {kind_name(b)}")
+    return b
 
 
 def check_int(r: Any, op: str = "arithmetic") -> Any:
@@ -212,8 +222,13 @@ def rem(a: Any, b: Any) -> Any:
 
 
 def _cmp_check(op: str, a: Any, b: Any) -> None:
-    if not (_is_num(a) and _is_num(b)):
+    if not (_is_num(a) and _is_num(b)) and not (_is_real(a) and _is_real(b)):
         raise GeneTypeError(f"{op} compares numbers only, got {kind_name(a)} and {kind_name(b)}")
+
+
+def _is_real(v: Any) -> bool:
+    """A number of another class (a NumPy scalar): ordered by value, as `==` compares it."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def lt(a: Any, b: Any) -> bool:
@@ -454,6 +469,8 @@ def select(obj: Any, key: Any, default: Any = None) -> Any:
     """`(./ obj key default)`: like `obj/key`, but a default instead of any failure."""
     if type(obj) is dict:
         return obj.get(key, default) if type(key) is str else default
+    if isinstance(obj, Mapping) and is_python_object(obj):  # os.environ, a Counter
+        return python_select(obj, key, default)
     try:
         val = get_member(obj, key)
     except GeneError:
@@ -478,6 +495,10 @@ def set_member(obj: Any, key: Any, value: Any) -> Any:
         obj.props[key] = value
     elif t is Namespace:
         obj.members[key] = value
+        if " proven flags" in obj.members:  # a module's globals (frontend/proofs.py)
+            from gene_jit.frontend.proofs import unprove
+
+            unprove(obj.members, key)
     elif t is Gene:
         if type(key) is int:
             obj.children[key] = value
@@ -608,7 +629,11 @@ def call_method(obj: Any, name: str, *args: Any, **kwargs: Any) -> Any:
             return member(*args, **kwargs)
     if is_python_object(obj):
         return python_method(obj, name, args, kwargs)
-    raise GeneTypeError(f"{a_kind(obj)} has no method .{name}")
+    err = GeneTypeError(f"{a_kind(obj)} has no method .{name}")
+    if type(obj) in (list, dict) and hasattr(type(obj), name):  # `(sys/path .insert 0 ".")`
+        err.add_context(f"a Python {type(obj).__name__} is a Gene {kind_name(obj)}; "
+                        f"((py/get x \"{name}\") args...) calls its Python method")
+    raise err
 
 
 def super_call(cls: GeneClass, name: str, self_: Any, *args: Any, **kwargs: Any) -> Any:

@@ -52,7 +52,7 @@ def display(v: Any) -> str:
     cls = type(v)
     if cls is str:
         return v
-    if cls is int:
+    if cls is int and -_INT_LIMIT <= v < _INT_LIMIT:
         return str(v)
     if cls is float:
         return format_float(v)
@@ -144,6 +144,9 @@ _NATIVE_TYPES = (
 )
 
 
+_INT_LIMIT = 2**63
+
+
 def _fmt(v: Any, quote: bool, seen: set[int]) -> str:
     if v is None:
         return "nil"
@@ -153,7 +156,9 @@ def _fmt(v: Any, quote: bool, seen: set[int]) -> str:
     if cls is bool:
         return "true" if v else "false"
     if cls is int:
-        return str(v)
+        if -_INT_LIMIT <= v < _INT_LIMIT:
+            return str(v)
+        return f"<python int {v}>"  # from Python code: Gene ints are 64-bit (GENE.md)
     if cls is float:
         return format_float(v)
     if cls is Symbol:
@@ -182,6 +187,10 @@ def _fmt_container(v: Any, quote: bool, seen: set[int]) -> str:
     if type(v) is list:
         return "[" + " ".join(_fmt(x, quote, seen) for x in v) + "]"
     if type(v) is dict:
+        if not all(type(k) is str for k in v):  # a Python dict: Gene map keys are strings
+            from gene_jit.py.objects import describe
+
+            return describe(v)
         return "{" + " ".join(f"^{k} {_fmt(x, quote, seen)}" for k, x in v.items()) + "}"
     if type(v) is GeneSet:
         return "#[" + " ".join(_fmt(x, quote, seen) for x in v.items) + "]"

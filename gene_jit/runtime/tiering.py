@@ -130,6 +130,10 @@ def check_settings() -> None:
     threshold = os.environ.get("GENE_JIT_THRESHOLD", "").strip()
     if threshold and not (threshold.isdigit() and threshold.isascii()):
         raise GeneError(f"GENE_JIT_THRESHOLD must be a whole number of calls, got {threshold!r}")
+    for part in (p.strip() for p in os.environ.get("GENE_DUMP", "").split(",")):
+        if part and part not in ("py", "ir", "llvm", "asm") and not part.startswith("ir-after:"):
+            raise GeneError(f"GENE_DUMP is a comma-separated list of py, ir, llvm, asm and "
+                            f"ir-after:PASS, got {part!r}")
 
 
 class program_depth:  # noqa: N801 - used as a `with` statement
