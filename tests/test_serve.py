@@ -125,6 +125,8 @@ def test_gene_serve_refuses_unknown_option() -> None:
         eval_source('(serve "default" :prot 80)', "<test>")
     with pytest.raises(GeneError, match="parallel must be an integer"):
         eval_source('(serve "default" :parallel 0)', "<test>")
+    with pytest.raises(GeneError, match="serve needs a model .* got nil"):
+        eval_source('(serve nil :port 0)', "<test>")
 
 
 # -- the API through the openai client --------------------------------------------------
@@ -385,6 +387,22 @@ BAD = [
                                                   "patternProperties": {}}}}}, 400, "response_format"),
     ("/v1/embeddings", {"model": "default"}, 400, "input"),
     ("/v1/embeddings", {"model": "default", "input": [1.5]}, 400, "input"),
+    # a user or system message needs its content, an embedding some text (as OpenAI)
+    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user"}]}, 400, "messages"),
+    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "system", "content": None},
+                                                               {"role": "user", "content": "x"}]}, 400, "messages"),
+    ("/v1/embeddings", {"model": "default", "input": ""}, 400, "input"),
+    ("/v1/embeddings", {"model": "default", "input": ["a", ""]}, 400, "input"),
+    ("/v1/embeddings", {"model": "default", "input": "a", "dimensions": 3}, 400, "dimensions"),
+    # a field OpenAI does not define for the endpoint is refused, never ignored
+    ("/v1/completions", {"model": "default", "prompt": "x", "bogus_field": 1}, 400, "bogus_field"),
+    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "x"}], "echo": True},
+     400, "echo"),
+    ("/v1/embeddings", {"model": "default", "input": "a", "max_tokens": 3}, 400, "max_tokens"),
+    ("/v1/completions", {"model": "default", "prompt": "x", "echo": "yes"}, 400, "echo"),
+    ("/v1/completions", {"model": "default", "prompt": "x", "best_of": 3}, 400, "best_of"),
+    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "x"}],
+                              "top_logprobs": 2}, 400, "top_logprobs"),
     ("/v1/nothing", {}, 404, None),
 ]
 
@@ -400,6 +418,120 @@ def test_bad_requests_get_their_4xx(server: Any, path: str, body: Any, status: i
     assert error["param"] == param
 
 
+SURROGATE = [  # (path, body with the marker @ where a lone surrogate goes, param, where)
+    ("/v1/completions", {"prompt": "@"}, "prompt", "'prompt'"),
+    ("/v1/completions", {"prompt": ["fine", "a@b"]}, "prompt", "'prompt[1]'"),
+    ("/v1/completions", {"prompt": "x", "stop": ["@"]}, "stop", "'stop[0]'"),
+    ("/v1/completions", {"prompt": "@", "stream": True}, "prompt", "'prompt'"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "@"}]}, "messages", "'messages[0].content'"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": "@"}]}],
+                              "stream": True}, "messages", "'messages[0].content[0].text'"),
+    ("/v1/embeddings", {"input": ["ok", "@"]}, "input", "'input[1]'"),
+]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("path,body,param,where", SURROGATE, ids=[f"{p}-{i}" for i, (p, *_) in enumerate(SURROGATE)])
+def test_lone_surrogate_is_a_400_naming_the_field(server: Any, path: str, body: Any, param: str, where: str) -> None:
+    """JSON lets "\\ud800" through, but it is no character and no tokenizer takes it."""
+    limit = {} if "embeddings" in path else {"max_tokens": 2}
+    raw = json.dumps({"model": "default", **limit, **body}).replace("@", "\\ud800").encode()
+    code, _, data = _http(server.url + path, raw=raw)
+    assert code == 400, data
+    error = json.loads(data)["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert where in error["message"] and "surrogate" in error["message"]
+
+
+@pytest.mark.model
+def test_openai_fields_that_change_nothing_are_taken(client: Any) -> None:
+    r = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}], max_tokens=2,
+                                       user="u1", metadata={"k": "v"}, store=False, service_tier="auto",
+                                       max_completion_tokens=2, seed=3, frequency_penalty=0, presence_penalty=0)
+    assert r.usage.completion_tokens <= 2
+    r2 = client.completions.create(model="default", prompt="Hi", max_tokens=2, user="u1", best_of=1, echo=False)
+    assert r2.usage.completion_tokens <= 2
+
+
+@pytest.mark.model
+def test_echo_puts_the_prompt_in_front(server: Any, client: Any) -> None:
+    prompt = "The capital of France is"
+    plain = client.completions.create(model="default", prompt=prompt, max_tokens=3, temperature=0).choices[0].text
+    echoed = client.completions.create(model="default", prompt=prompt, max_tokens=3, temperature=0, echo=True)
+    assert echoed.choices[0].text == prompt + plain
+    chunks = list(client.completions.create(model="default", prompt=prompt, max_tokens=3, temperature=0, echo=True,
+                                            stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == prompt + plain
+    ids = server.model.tokenize(" two words", add_special=False)
+    r = client.completions.create(model="default", prompt=[ids, ids], max_tokens=1, temperature=0, echo=True, n=2)
+    assert [c.text[: len(" two words")] for c in r.choices] == [" two words"] * 4
+
+
+@pytest.mark.model
+def test_chat_without_a_template_uses_the_architecture_s_own(server: Any, client: Any) -> None:
+    """The default model's GGUF carries no chat template: Gemma's turn markers are used,
+    not a User:/Assistant: transcript, by the server and by the library alike."""
+    from gene_jit.llama.session import format_chat_prompt
+
+    model = server.model
+    assert model.chat_template() is None and model.meta("general.architecture") == "gemma3"
+    text = format_chat_prompt(model, [{"role": "system", "content": "Be brief."}], "Name three colours.")
+    assert text == ("<bos><start_of_turn>user\nBe brief.\n\nName three colours.<end_of_turn>\n"
+                    "<start_of_turn>model\n")
+    r = client.chat.completions.create(model="default", max_tokens=1, temperature=0, messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name three colours."}])
+    assert r.usage.prompt_tokens == len(model.tokenize(text, add_special=False, parse_special=True))
+
+
+@pytest.mark.model
+def test_json_output_ends_with_the_value(client: Any) -> None:
+    """No whitespace after the JSON document (the grammars allow it after inner values
+    only), at any sampling."""
+    schemas = [{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                                 "age": {"type": "integer"}}, "required": ["name", "age"]},
+               {"type": "string", "pattern": "^[a-c]+$", "maxLength": 6}]
+    texts = []
+    for schema in schemas:
+        r = client.chat.completions.create(
+            model="default", max_tokens=40, temperature=1.5, seed=11, n=4,
+            messages=[{"role": "user", "content": "Give a person as JSON."}],
+            response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}})
+        texts += [c.message.content for c in r.choices if c.finish_reason == "stop"]
+    r = client.chat.completions.create(model="default", max_tokens=60, temperature=1.5, seed=5, n=4,
+                                       messages=[{"role": "user", "content": "JSON please."}],
+                                       response_format={"type": "json_object"})
+    texts += [c.message.content for c in r.choices if c.finish_reason == "stop"]
+    assert len(texts) >= 6
+    for text in texts:
+        assert text == text.strip(), texts
+        json.loads(text)
+
+
+@pytest.mark.model
+def test_disconnected_non_streaming_client_frees_its_slot(server: Any) -> None:
+    """A client that stops waiting for a whole (not streamed) reply: its request is
+    cancelled at the next poll, not generated to the end."""
+    import socket
+
+    max_tokens = 400
+    endless = {"type": "array", "items": {"type": "integer"}, "minItems": 400, "maxItems": 400}
+    body = json.dumps({"model": "default", "prompt": "Numbers:", "max_tokens": max_tokens,
+                       "response_format": {"type": "json_schema", "json_schema": {"schema": endless}}}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    _wait_idle(server)
+    before = _metric(server, "gene_jit_generated_tokens_total")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    deadline = time.monotonic() + 60
+    while _metric(server, "gene_jit_generated_tokens_total") - before < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sock.close()  # the client goes away while its reply is generated
+    state = _wait_idle(server, seconds=120)
+    assert state["slots_processing"] == 0
+    assert _metric(server, "gene_jit_generated_tokens_total") - before < max_tokens
+
+
 @pytest.mark.model
 def test_wrong_method_is_a_json_405(server: Any) -> None:
     code, _, data = _http(server.url + "/v1/completions", method="GET")
@@ -410,6 +542,7 @@ def test_wrong_method_is_a_json_405(server: Any) -> None:
 def test_full_queue_answers_429_with_retry_after(server: Any) -> None:
     srv = _start(model=server.model, parallel=1, n_ctx=256, queue=0)
     try:
+        assert "(1 slot of 256 tokens)" in srv.banner()
         body = json.dumps({"model": "default", "prompt": "Tell me a story.", "max_tokens": 200, "stream": True,
                            "temperature": 0}).encode()
         req = urllib.request.Request(srv.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
@@ -560,6 +693,8 @@ def test_gene_engine_serves_the_same_replies() -> None:
         for t in threads:
             t.join()
         assert type(srv.model).__name__ == "EngineModel"
+        code, _, data = _http(srv.url + "/v1/embeddings", {"model": "default", "input": "hi"})
+        assert code == 400 and "start gene-jit serve without --engine gene" in json.loads(data)["error"]["message"]
         for i, prompt in enumerate(prompts):
             assert answers[i] == generate_text(srv.model, prompt, 8, temperature=0.0), prompt
     finally:
@@ -577,16 +712,17 @@ def test_serve_refuses_an_unknown_engine() -> None:
 @pytest.mark.model
 def test_a_server_whose_batched_rows_differ_says_so() -> None:
     """With ggml's tiled product left on, 16 rows together differ from one alone: the
-    start-up check notices, warns, and /v1/models says so."""
+    start-up check notices, warns, and /v1/models says so. SIGTERM stops it as Ctrl-C does."""
     proc, base = _serve_process("--parallel", "16", "--n-ctx", "256", env={"GGML_CPU_TILED_MM": "1"})
     try:
         code, _, data = _http(base + "/v1/models")
         assert code == 200 and json.loads(data)["data"][0]["meta"]["exact_batching"] is False
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
-            _, err = proc.communicate(timeout=60)
+            out, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            out, err = proc.communicate()
     assert "may differ from the same request alone" in err
+    assert "gene-jit serve: stopped" in out and proc.returncode == 0, (out, err)

@@ -34,6 +34,47 @@ TRANSCRIPT_TEMPLATE = (
 )
 TRANSCRIPT_STOPS = ("\nUser:", "\n\n\n")
 
+# The chat format of architectures whose GGUF files are often published without
+# tokenizer.chat_template (the default model's is one): the turn markers the model was
+# trained on, written as llama.cpp's built-in templates write them. Gemma has no system
+# role; system text goes in front of the next user message.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% set ns.system = ns.system + (message['content'] | trim) + '\n\n' %}"
+    "{% elif message['role'] == 'user' %}{{ '<start_of_turn>user\n' + ns.system }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{% set ns.system = '' %}"
+    "{% else %}{{ '<start_of_turn>model\n' }}{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+ARCH_TEMPLATES = {"gemma": GEMMA_TEMPLATE, "gemma2": GEMMA_TEMPLATE, "gemma3": GEMMA_TEMPLATE}
+
+
+class _Described(Protocol):
+    path: Any
+
+    def chat_template(self) -> str | None: ...
+
+    def meta(self, key: str) -> str | None: ...
+
+
+def model_template(model: _Described) -> tuple[str, str]:
+    """The chat template for `model`, and its name for errors: the GGUF's own
+    (tokenizer.chat_template); else the known one of its architecture (ARCH_TEMPLATES);
+    else the plain transcript. Every chat prompt of the library and the server comes
+    from here."""
+    own = model.chat_template()
+    if own:
+        return own, f"the chat template (tokenizer.chat_template) of {model.path.name}"
+    arch = model.meta("general.architecture") or ""
+    if arch in ARCH_TEMPLATES:
+        return ARCH_TEMPLATES[arch], f"the {arch} chat template (built in; {model.path.name} carries none)"
+    return TRANSCRIPT_TEMPLATE, "the plain transcript template"
+
+
+def uses_transcript(model: _Described) -> bool:
+    """Whether chats with `model` are plain transcripts (their replies end at TRANSCRIPT_STOPS)."""
+    return model_template(model)[0] is TRANSCRIPT_TEMPLATE
+
 ROLES = ("system", "user", "assistant")
 
 

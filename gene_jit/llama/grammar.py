@@ -9,6 +9,7 @@ is a Gene error there); this module checks the Gene-level shapes and converts sc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,15 +44,82 @@ def schema_to_gbnf(schema: Any) -> str:
     from gene_jit.llama.schema import check_keywords, to_gbnf
 
     check_keywords(schema_obj)
-    return to_gbnf(schema_obj)
+    return end_at_value(to_gbnf(schema_obj))
+
+
+# Whitespace rules: JSON grammars let whitespace follow every value, the whole document's
+# too, so a model could end its output with a space or a newline.
+_SPACE_RULES = ("space", "ws")
+_RULE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def end_at_value(gbnf: str) -> str:
+    """`gbnf` with its root rule ending where the JSON value ends: whitespace that
+    ends an alternative of the root (or of a rule the root ends with, inlined there)
+    is dropped; whitespace inside the value stays."""
+    lines = gbnf.splitlines()
+    rules = {}
+    for line in lines:
+        name, sep, body = line.partition(" ::= ")
+        if sep and _RULE_NAME.fullmatch(name):
+            rules[name] = body
+    if "root" not in rules:
+        return gbnf
+    root = _trim_tail(rules["root"], rules, {"root"})
+    return "\n".join(f"root ::= {root}" if line.startswith("root ::= ") else line for line in lines)
+
+
+def _trim_tail(body: str, rules: dict[str, str], seen: set[str]) -> str:
+    return " | ".join(_trim_alternative(alt.strip(), rules, seen) for alt in _top_level(body, "|"))
+
+
+def _trim_alternative(alt: str, rules: dict[str, str], seen: set[str]) -> str:
+    items = _top_level(alt, " ")
+    last = items[-1] if items else ""
+    head = " ".join(items[:-1])
+    if last in _SPACE_RULES and head:
+        return head
+    if last in rules and last not in seen:
+        body = rules[last]
+        trimmed = _trim_tail(body, rules, seen | {last})
+        if trimmed != body:
+            return f"{head} ({trimmed})".strip()
+    elif last.startswith("(") and last.endswith(")") and len(_top_level(last, " ")) == 1:
+        inner = last[1:-1]
+        trimmed = _trim_tail(inner, rules, seen)
+        if trimmed != inner:
+            return f"{head} ({trimmed})".strip()
+    return alt
+
+
+def _top_level(text: str, sep: str) -> list[str]:
+    """`text` split at `sep` outside string literals, character classes and groups."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        c = text[i]
+        if c in "\"[":
+            close = "\"" if c == "\"" else "]"
+            i += 1
+            while i < len(text) and text[i] != close:
+                i += 2 if text[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return [p for p in (p.strip() for p in parts) if p]
 
 
 # Any JSON object, with bounds that make every output end (the seed's `json-grammar`):
 # at most 8 members per object and 8 items per array, strings of at most 100 characters.
 # Unbounded, a small model repeats a key or stays inside a string until the token budget
-# runs out, and the output is cut JSON.
+# runs out, and the output is cut JSON. The root is an object with no whitespace after it.
 JSON_GRAMMAR = r"""
-root   ::= object
+root   ::= "{" ws ( member ( "," ws member ){0,7} )? "}"
 value  ::= object | array | string | number | ("true" | "false" | "null") ws
 object ::= "{" ws ( member ( "," ws member ){0,7} )? "}" ws
 member ::= string ":" ws value

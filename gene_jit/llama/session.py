@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from gene_jit.llama.chat_template import (
     TRANSCRIPT_STOPS,
-    TRANSCRIPT_TEMPLATE,
+    model_template,
     render_chat,
     to_messages,
+    uses_transcript,
 )
 from gene_jit.llama.chat_template import (
     chat_tokens as _chat_tokens,
@@ -28,15 +29,14 @@ if TYPE_CHECKING:
 
 def chat_prompt(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
     """The prompt text for `messages`, rendered with the model's template."""
-    template = model.chat_template()
+    template, source = model_template(model)
     return render_chat(
-        template or TRANSCRIPT_TEMPLATE,
+        template,
         messages,
         bos_token=model.token_text(model.bos) if model.add_bos else "",
         eos_token=model.token_text(model.eos),
         add_generation_prompt=add_generation_prompt,
-        source=f"the chat template (tokenizer.chat_template) of {model.path.name}"
-        if template else "the plain transcript template",
+        source=source,
     )
 
 
@@ -67,7 +67,7 @@ class ChatSession:
         stops = [str(s) for s in (kw.pop("stop", None) or [])]
         speculate = speculate_option(kw.pop("speculate", None))
         self.parse_special = bool(kw.pop("parse_special", False))
-        if self.model.chat_template() is None:
+        if uses_transcript(self.model):
             stops += TRANSCRIPT_STOPS
         sampling = Sampling.from_kwargs(self.model, kw)
         before, dropped = list(self.messages), self.dropped_turns

@@ -110,8 +110,8 @@ def _error(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    return bodies.parse_json(await request.body())
+async def _body(request: Request, endpoint: str) -> dict[str, Any]:
+    return bodies.parse_json(await request.body(), endpoint)
 
 
 # -- small routes ------------------------------------------------------------------------
@@ -136,11 +136,19 @@ async def _models(service: Service, request: Request) -> Response:
 
 
 async def _embeddings(service: Service, request: Request) -> Response:
-    body = await _body(request)
+    body = await _body(request, "embeddings")
     bodies.check_model(body, service.model_id, service.model)
     texts = bodies.embedding_inputs(body)
     fmt = bodies.encoding_format(body)
     model = service.model
+    bodies.check_dimensions(body, model.n_embd)
+    if hasattr(model, "engine"):
+        try:
+            _ = model.embed_ctx  # the engine says here whether it computes embeddings
+        except LlamaError:
+            raise ApiError(400, "this server runs gene-jit's own engine (--engine gene), which does not "
+                           "compute embeddings yet; start gene-jit serve without --engine gene to serve "
+                           "/v1/embeddings") from None
 
     def work() -> tuple[list[np.ndarray], int]:
         vectors = [embed(model, t) for t in texts]
@@ -162,15 +170,16 @@ def _vector(vec: np.ndarray, fmt: str) -> Any:
 
 
 async def _completions(service: Service, request: Request) -> Response:
-    body = await _body(request)
+    body = await _body(request, "completions")
     bodies.check_model(body, service.model_id, service.model)
     prompts = bodies.completion_prompts(service.model, body)
     plan = bodies.plan(service.model, body, prompts, service.scheduler.n_ctx, service.scheduler.parallel, False)
+    plan.echo = bodies.completion_echo(service.model, body)
     return await _generate(service, request, plan, "cmpl-", "text_completion")
 
 
 async def _chat(service: Service, request: Request) -> Response:
-    body = await _body(request)
+    body = await _body(request, "chat")
     bodies.check_model(body, service.model_id, service.model)
     prompt = bodies.chat_prompt_tokens(service.model, body)
     plan = bodies.plan(service.model, body, [prompt], service.scheduler.n_ctx, service.scheduler.parallel, True)
@@ -210,13 +219,20 @@ class Run:
     async def events(self, request: Request | None) -> AsyncIterator[tuple[int, str, Any]]:
         """Output events until every job has ended; with `request`, stop (cancelling the
         jobs) when its client disconnects."""
+        polled = time.monotonic()
         while self.open:
             try:
                 index, kind, value = await asyncio.wait_for(self.queue.get(), DISCONNECT_POLL)
             except TimeoutError:
-                if request is not None and await request.is_disconnected():
+                index = -1
+            # polled by the clock, not only when no output came for a while: a request
+            # that is generating has output every step, and would never be polled
+            if request is not None and time.monotonic() - polled >= DISCONNECT_POLL:
+                polled = time.monotonic()
+                if await request.is_disconnected():
                     self.cancel()
                     return
+            if index < 0:
                 continue
             if kind != "text":
                 self.open.discard(index)
@@ -226,6 +242,11 @@ class Run:
         for i in self.open:
             self.service.scheduler.cancel(self.jobs[i])
         self.open.clear()
+
+    def echo(self, index: int) -> str:
+        """What goes in front of the text of job `index` (its prompt, with `echo`)."""
+        echo = self.plan.echo
+        return "" if echo is None else echo[index // self.plan.n]
 
     def usage(self) -> dict[str, int]:
         prompt = sum(len(p) for p in self.plan.prompts)
@@ -256,7 +277,7 @@ async def _generate(service: Service, request: Request, plan: Plan, prefix: str,
         return Response(status_code=499)
     choices = []
     for i, (parts, reason) in enumerate(zip(texts, reasons, strict=True)):
-        text = "".join(parts)
+        text = run.echo(i) + "".join(parts)
         if plan.chat:
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
                             "finish_reason": reason, "logprobs": None})
@@ -320,6 +341,9 @@ async def _stream(run: Run, head: dict[str, Any], kind: str) -> AsyncIterator[st
         if chat:
             for i in range(len(run.jobs)):
                 yield chunk(i, "", None, role=True)
+        elif run.plan.echo is not None:
+            for i in range(len(run.jobs)):
+                yield chunk(i, run.echo(i), None)
         async for index, what, value in run.events(None):
             if what == "text":
                 yield chunk(index, value, None)

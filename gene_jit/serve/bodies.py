@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gene_jit.llama.chat_template import TRANSCRIPT_STOPS
+from gene_jit.llama.chat_template import TRANSCRIPT_STOPS, uses_transcript
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.grammar import json_grammar, schema_to_gbnf
 from gene_jit.llama.resolve import DEFAULT_NAMES
@@ -29,7 +29,23 @@ COMPLETION_DEFAULT_TOKENS = 16  # /v1/completions without max_tokens, as the Ope
 # roles accepted in chat messages; "developer" is OpenAI's newer name for system
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # fields that change what a response means and that this server does not do
-UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logit_bias", "suffix")
+UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logit_bias", "suffix", "audio",
+               "top_logprobs", "web_search_options", "reasoning_effort", "verbosity")
+# the fields of each endpoint, as the OpenAI API names them (plus llama.cpp's sampling
+# extensions); any other is refused as OpenAI refuses it, so that a misspelt field is
+# never silently ignored. Those that change nothing here (user, metadata, store, ...)
+# are taken and ignored; those that would change the reply are refused by name.
+_GENERATION = {"model", "user", "n", "max_tokens", "temperature", "top_p", "seed", "stop", "stream",
+               "stream_options", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
+               "response_format", "top_k", "min_p", "repeat_penalty"}
+FIELDS = {
+    "completions": _GENERATION | {"prompt", "echo", "suffix", "best_of"},
+    "chat": _GENERATION | {"messages", "max_completion_tokens", "tools", "functions", "tool_choice",
+                           "function_call", "parallel_tool_calls", "top_logprobs", "metadata", "store",
+                           "service_tier", "modalities", "audio", "prediction", "reasoning_effort",
+                           "web_search_options", "prompt_cache_key", "safety_identifier", "verbosity"},
+    "embeddings": {"model", "input", "encoding_format", "dimensions", "user"},
+}
 
 
 class ApiError(Exception):
@@ -46,15 +62,48 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
-def parse_json(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object."""
+def parse_json(raw: bytes, endpoint: str) -> dict[str, Any]:
+    """The body of a request to `endpoint` (a key of FIELDS) as a JSON object of its
+    fields, with text that is all Unicode characters."""
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {type(body).__name__}")
+    for name in body:
+        if name not in FIELDS[endpoint]:
+            raise ApiError(400, f"Unrecognized request argument supplied: {name}", param=name,
+                           code="unknown_parameter")
+    for name, value in body.items():
+        where = _lone_surrogate(value, name)
+        if where is not None:
+            raise ApiError(400, f"'{where}' holds a lone surrogate (a \\uD800-\\uDFFF escape without its "
+                           "pair), which is not a Unicode character; send the text as valid UTF-16 "
+                           "escapes or UTF-8", param=name)
     return body
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """Where in `value` a string holds a lone UTF-16 surrogate (JSON lets "\\ud800"
+    through, and no tokenizer can take it), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, f"{path} (a key)") or _lone_surrogate(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def required(body: Mapping[str, Any], name: str) -> Any:
@@ -107,6 +156,7 @@ class Plan:
     stream: bool = False
     include_usage: bool = False
     chat: bool = False
+    echo: list[str] | None = None  # the text in front of each prompt's choices (completions' echo)
 
 
 def _stops(body: Mapping[str, Any]) -> list[str]:
@@ -125,6 +175,11 @@ def _sampling(model: Model, body: Mapping[str, Any]) -> Sampling:
     for name in UNSUPPORTED:
         if body.get(name):
             raise ApiError(400, f"'{name}' is not supported by this server", param=name)
+    if body.get("best_of") not in (None, 1):
+        raise ApiError(400, "'best_of' is not supported by this server (pass 1)", param="best_of")
+    if body.get("modalities") not in (None, ["text"]):
+        raise ApiError(400, "'modalities' other than [\"text\"] are not supported by this server",
+                       param="modalities")
     for name in ("presence_penalty", "frequency_penalty"):
         if _number(body, name, -2.0, 2.0, 0.0) != 0.0:
             raise ApiError(400, f"'{name}' is not supported by this server (pass 0)", param=name)
@@ -192,7 +247,7 @@ def plan(model: Model, body: Mapping[str, Any], prompts: list[list[int]], n_ctx:
         raise ApiError(400, f"'{name}' is {max_tokens}, but the prompt of {longest} tokens leaves room "
                        f"for {room} in the context of {n_ctx}", param=name, code="context_length_exceeded")
     stops = _stops(body)
-    if chat and model.chat_template() is None:
+    if chat and uses_transcript(model):
         stops += TRANSCRIPT_STOPS
     return Plan(prompts, n, max_tokens, sampling, stops, stream, include_usage, chat)
 
@@ -219,6 +274,27 @@ def completion_prompts(model: Model, body: Mapping[str, Any]) -> list[list[int]]
     return out
 
 
+def completion_echo(model: Model, body: Mapping[str, Any]) -> list[str] | None:
+    """With `echo`, each prompt's text, which goes in front of its choices' text (token
+    id prompts as their text); None without it. Call after completion_prompts."""
+    echo = body.get("echo", False)
+    if not isinstance(echo, bool):
+        raise ApiError(400, f"'echo' must be true or false, got {json.dumps(echo)}", param="echo")
+    if not echo:
+        return None
+    value = body["prompt"]
+    items = value if isinstance(value, list) and not _is_tokens(value) else [value]
+    return [item if isinstance(item, str) else model.detokenize(list(item)) for item in items]
+
+
+def check_dimensions(body: Mapping[str, Any], n_embd: int) -> None:
+    """`dimensions`: this server gives the model's own size only."""
+    value = body.get("dimensions")
+    if value is not None and value != n_embd:
+        raise ApiError(400, f"'dimensions' must be {n_embd} (the model's embedding size), got {json.dumps(value)}",
+                       param="dimensions")
+
+
 def _is_tokens(value: list[Any]) -> bool:
     return bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
 
@@ -237,6 +313,9 @@ def chat_prompt_tokens(model: Model, body: Mapping[str, Any]) -> list[int]:
         if role not in ROLES:
             raise ApiError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}, got {json.dumps(role)}",
                            param="messages")
+        if msg.get("content") is None and ROLES[role] != "assistant":
+            raise ApiError(400, f"messages[{i}] ({role}) has no 'content'", param="messages",
+                           code="missing_required_parameter")
         plain.append({"role": ROLES[role], "content": _content(msg.get("content"), i)})
     try:
         return chat_tokens(model, chat_prompt(model, plain))
@@ -265,6 +344,8 @@ def embedding_inputs(body: Mapping[str, Any]) -> list[str]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(s, str) for s in items):
         raise ApiError(400, "'input' must be a string or a non-empty array of strings", param="input")
+    if not all(items):
+        raise ApiError(400, "'input' holds an empty string; there is nothing to embed", param="input")
     return list(items)
 
 

@@ -19,9 +19,10 @@ def serve(model: Any = "default", **kw: Any) -> None:
         if name not in OPTIONS:
             shown = ", ".join(":" + o.replace("_", "-") for o in OPTIONS)
             raise LlamaError(f"serve does not take :{name.replace('_', '-')}; it takes {shown}")
-    if model is not None and not isinstance(model, Model | str):
-        raise LlamaError(f"serve needs a model (from model/create) or a model name or path, got {shown_value(model)}")
-    settings = Settings(model=model if model is not None else "default")
+    if not isinstance(model, Model | str):  # nil too: a model variable that was never set
+        raise LlamaError(f"serve needs a model (from model/create) or a model name or path such as "
+                         f"\"default\", got {shown_value(model)}")
+    settings = Settings(model=model)
     for name, value in kw.items():
         if value is not None:
             # :engine :gene arrives as a keyword symbol

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 import threading
@@ -118,17 +119,23 @@ class Server:
 
     def banner(self) -> str:
         s = self.settings
+        slots = f"{s.parallel} slot{'' if s.parallel == 1 else 's'} of {self.scheduler.n_ctx} tokens"
         return (f"gene-jit serve: {self.model.path.name} at {self.url}/v1 "
-                f"({s.parallel} slots of {self.scheduler.n_ctx} tokens{', API key required' if s.api_key else ''}); "
-                "Ctrl-C stops")
+                f"({slots}{', API key required' if s.api_key else ''}); Ctrl-C stops")
 
     def run(self) -> None:
         """Serve in this thread until Ctrl-C or SIGTERM, then shut down."""
+        # uvicorn handles both signals, then raises the one it got again once it has shut
+        # down; SIGTERM's own action would then end the process before it says it stopped
+        main = threading.current_thread() is threading.main_thread()
+        term = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
         try:
             asyncio.run(self.uvicorn.serve(sockets=[self.sock]))
         except KeyboardInterrupt:  # uvicorn re-raises the signal it handled
             pass
         finally:
+            if main:
+                signal.signal(signal.SIGTERM, term)
             self.close()
 
     def start(self) -> Server:
