@@ -25,6 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from q4_0_imatrix import arguments, report, score_file, setup  # noqa: E402
 
+from gene_jit.llama.quantize_gptq import pack_q4_0  # noqa: E402
+
 QK = 32  # Q4_0 block
 
 
@@ -143,16 +145,6 @@ def gptq(weight: np.ndarray, gram: Any, damp: float = 0.01, block: int = 128) ->
             Err1[:, i] = err
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
     return levels.numpy(), scales.numpy()
-
-
-def pack_q4_0(levels: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Rows of Q4_0 blocks (fp16 scale, 16 bytes of two 4-bit values) as GGUF stores them."""
-    rows, cols = levels.shape
-    nb = cols // QK
-    L = (levels.astype(np.int16) + 8).astype(np.uint8).reshape(rows, nb, QK)
-    qs = L[:, :, :16] | (L[:, :, 16:] << 4)
-    d = scales.astype(np.float16).view(np.uint8).reshape(rows, nb, 2)
-    return np.concatenate([d, qs], axis=2).reshape(rows, nb * 18)
 
 
 def unpack_q4_0(raw: np.ndarray, cols: int) -> np.ndarray:

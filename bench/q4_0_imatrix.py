@@ -8,7 +8,7 @@ licences than the GPL and Python's own documentation, never a scored text. "unif
 matrix of ones: libllama then searches each block's scale for the least squared error
 instead of taking it from the block's largest value.
 
-    python bench/q4_0_imatrix.py [--calibration-tokens 8192] [--gpl-tokens 2048]
+    python bench/q4_0_imatrix.py [--calibration licences|self|FILE] [--calibration-tokens 8192] [--gpl-tokens 2048]
 """
 
 from __future__ import annotations
@@ -28,7 +28,16 @@ LICENCES = ("Apache-2.0", "MPL-2.0", "GFDL-1.3", "Artistic", "CC0-1.0")
 GPL = "/usr/share/common-licenses/GPL-3"
 
 
-def calibration_text() -> str:
+def calibration_text(kind: str = "licences", source: Path | None = None) -> str:
+    """"licences" (other licences than the GPL and Python's pydoc topics), "self" (text
+    the model writes itself, gene_jit/llama/quantize_calib.py) or a file's text."""
+    if kind == "self":
+        from gene_jit.llama.quantize_calib import self_text
+
+        assert source is not None
+        return self_text(source, threads=1)
+    if kind != "licences":
+        return Path(kind).read_text()
     from pydoc_data.topics import topics
 
     parts = [Path("/usr/share/common-licenses", name).read_text() for name in LICENCES]
@@ -80,6 +89,7 @@ def arguments(doc: str, extra: Any = None) -> argparse.Namespace:
     ap.add_argument("--gpl-tokens", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-gpl", action="store_true")
+    ap.add_argument("--calibration", default="licences", help='"licences", "self" or a text file')
     if extra is not None:
         extra(ap)
     return ap.parse_args()
@@ -98,7 +108,7 @@ def setup(args: argparse.Namespace) -> tuple[Path, list[int], int, Any, dict[str
 
     source = resolve_model("default")
     base = Model(str(source), threads=args.threads, n_ctx=1024, progress=False)
-    calib = base.tokenize(calibration_text())[1 : args.calibration_tokens + 1]
+    calib = base.tokenize(calibration_text(args.calibration, source))[1 : args.calibration_tokens + 1]
     bos = base.bos
     gpl = base.detokenize(base.tokenize(Path(GPL).read_text())[1 : args.gpl_tokens + 1])
 

@@ -45,7 +45,8 @@ def main() -> None:
         text = probe.detokenize(probe.tokenize(Path(args.text).read_text())[1 : args.tokens + 1])
         probe.close()
         paths = {kind: source if kind == "Q4_K_M" else
-                 quantize(str(source), Path(folder) / f"{kind}.gguf", kind, progress=False).path for kind in TYPES}
+                 quantize(str(source), Path(folder) / f"{kind}.gguf", kind, progress=False,
+                          calibration=False).path for kind in TYPES}
         ppl = {}
         for kind, path in paths.items():
             if args.speed_only:

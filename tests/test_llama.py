@@ -262,3 +262,29 @@ def test_default_model_json(gemma: Model) -> None:
               "required": ["city", "population"]}
     value = g.generate_json(gemma, "Give the largest city of Japan as JSON:", schema, 128)
     assert isinstance(value["city"], str) and isinstance(value["population"], int)
+
+
+@pytest.mark.parametrize("first", ["libllama", "tensor kernels"])
+def test_openmp_threads_spin_briefly_unless_the_user_says(first: str) -> None:
+    """libgomp, shared by libllama and Numba's parallel kernels, reads its settings once,
+    when it loads: whichever of the two loads it, a short spin at barriers is set first
+    (libgomp's long default spin made generation 5-30x slower on a busy machine), and a
+    wait policy or spin count the user set is kept. libgomp's own report of its settings
+    (OMP_DISPLAY_ENV=verbose) gives the spin count it took."""
+    import os
+    import subprocess
+    import sys
+
+    from gene_jit.tensor_kernels.openmp import SPINCOUNT
+
+    code = {"libllama": "from gene_jit.llama import bindings; bindings.lib()",
+            "tensor kernels": "import gene_jit; gene_jit.eval('(tensor/softmax (tensor/rand [4 64]))')"}[first]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    cases = [({}, SPINCOUNT), ({"OMP_WAIT_POLICY": "passive"}, "0"),
+             ({"OMP_WAIT_POLICY": "active"}, "30000000000"), ({"GOMP_SPINCOUNT": "77"}, "77")]
+    for given, spins in cases:
+        run_env = {**env, "OMP_DISPLAY_ENV": "verbose", **given}
+        proc = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert f"GOMP_SPINCOUNT = '{spins}'" in proc.stderr, (given, proc.stderr[-2000:])

@@ -253,13 +253,13 @@ def test_cuda_without_provider_warns_loudly(models: dict[str, Path],
     m = g.model_create(str(models["mlp"]), "onnx", device="cuda")
     err = capfd.readouterr().err
     assert "WARNING" in err and "no CUDA provider" in err and "RUNS ON THE CPU" in err
+    assert err.count("WARNING") == 1, err  # one call, one warning
     assert m.providers == ["CPUExecutionProvider"]
+    assert m.device == "cpu" and g.model_info(m)["device"] == "cpu"  # where it runs
     strict = fails(f'(model/create "{models["mlp"]}" "onnx" :device :cuda :strict true)')
     assert "no CUDA provider" in strict.message
 
 
-def test_embedding_model_with_embed_and_find_similar(models: dict[str, Path], jit_mode: str) -> None:
-    vocab = " ".join(f"^{w} {i}" for i, w in enumerate(VOCAB))
 @pytest.mark.cuda
 def test_cuda_provider_runs_the_models(models: dict[str, Path], tmp_path: Path) -> None:
     """With onnxruntime-gpu on a GPU: `:device :cuda :strict true` gives sessions on the
@@ -307,6 +307,8 @@ def test_cuda_provider_runs_the_models(models: dict[str, Path], tmp_path: Path) 
                if op in (*products, "Softmax")), ran
 
 
+def test_embedding_model_with_embed_and_find_similar(models: dict[str, Path], jit_mode: str) -> None:
+    vocab = " ".join(f"^{w} {i}" for i, w in enumerate(VOCAB))
     text = run(f"""
         (var vocab {{{vocab}}})
         (fn tokenize [text] ((text .split " ") .map (fn [w] (vocab ./ w 0))))
@@ -424,3 +426,69 @@ def test_embed_refuses_what_is_not_an_encoder_or_not_ids(models: dict[str, Path]
     two = f'(var m (model/create "{_two_inputs(Path(str(models["mlp"]) + ".two.onnx"))}" "onnx"))\n'
     err = fails(two + "(model/embed m [1 2])")
     assert "two.onnx is not a text encoder: its inputs are 'a', 'b', 'k'" in err.message
+
+
+def test_the_format_given_must_fit_the_file(models: dict[str, Path]) -> None:
+    mlp = models["mlp"]
+    err = fails(f'(model/create "{mlp}" "gguf")')
+    assert err.message == (f'model/create: {mlp} is an ONNX model (by its name) but the format '
+                           'given is "gguf"; pass "onnx" or leave the format out')
+    for fmt in ('"tflite"', ":pt", "3"):
+        err = fails(f'(model/create "{mlp}" {fmt})')
+        assert err.message.startswith("model/create: unsupported model format ")
+        assert 'the formats are "gguf" (libllama) and "onnx" (ONNX Runtime)' in err.message
+    assert run(f'(println (model/create "{mlp}") (model/create "{mlp}" :onnx))') == (
+        "#<onnx model mlp.onnx cpu> #<onnx model mlp.onnx cpu>\n")
+
+
+def test_embed_names_itself_and_refuses_negative_ids(models: dict[str, Path]) -> None:
+    enc = f'(var m (model/create "{models["encoder"]}" "onnx"))\n'
+    for ids in ("[-1]", "[3 -2 1]"):
+        err = fails(enc + f"(model/embed m {ids})")
+        assert err.message.startswith("model/embed: token id -") and "is negative" in err.message
+    err = fails(enc + f"(model/embed m [1 {len(VOCAB) + 1000}])")
+    assert err.message.startswith(f"model/embed: onnxruntime failed on enc.onnx for the token ids "
+                                  f"[1 {len(VOCAB) + 1000}]: "), err.message
+    assert "model/forward" not in err.message
+
+
+def test_find_similar_with_onnx_embeddings_never_loads_another_model(models: dict[str, Path]) -> None:
+    from gene_jit.llama import model as llama_model
+
+    before = llama_model._current
+    enc = (f'(var m (model/create "{models["encoder"]}" "onnx" :tokenizer (fn [t] [1 2])))\n'
+           '(var es [(model/embed m [1]) (model/embed m [2 3])])\n')
+    for call in ('(find-similar es "text")', '(find-similar ["a" es/0] "b")'):
+        err = fails(enc + call)
+        assert err.message.startswith("find-similar: the embeddings come from the ONNX model enc.onnx")
+        assert ':model m' in err.message
+    assert llama_model._current is before
+    assert run(enc + '(println (find-similar es "text" :model m) (find-similar es es/1 ^k 2))') == (
+        "[1] [1 0]\n")
+
+
+@pytest.mark.parametrize(("tail", "kind", "words"), [
+    (":top-k 1", "arity error", "find-similar: has no parameter :top-k; its parameters are"),
+    ("^k 0", "type error", "k (how many to return) must be a positive int, got 0"),
+    ("^k 1.5", "type error", "must be a positive int, got 1.5"),
+    ('^k "2"', "type error", 'must be a positive int, got "2"'),
+])
+def test_find_similar_counts_are_positive_ints(models: dict[str, Path], tail: str, kind: str,
+                                               words: str) -> None:
+    enc = (f'(var m (model/create "{models["encoder"]}" "onnx"))\n'
+           '(var es [(model/embed m [1]) (model/embed m [2 3])])\n')
+    for model in ("",) if tail.startswith(":") else ("", " ^model m"):
+        err = fails(enc + f"(find-similar es es/0 {tail}{model})")
+        assert err.kind == kind and words in err.message, err.format()
+
+
+def test_bool_ports_take_gene_booleans_and_give_numpy(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Not", ["p"], ["q"])], "not",
+        [helper.make_tensor_value_info("p", TensorProto.BOOL, [2])],
+        [helper.make_tensor_value_info("q", TensorProto.BOOL, [2])])
+    m = f'(var m (model/create "{_save(graph, tmp_path / "not.onnx")}"))\n'
+    assert run(m + "(println (model/forward m {^p [true false]}))") == (
+        "{^q <python ndarray [2] bool [False True]>}\n")
+    err = fails(m + "(model/forward m {^p (tensor/create [1 0] ^dtype :i32)})")
+    assert "tensors have no bool: pass Gene booleans ([true false]) or a NumPy bool array" in err.message

@@ -4,6 +4,7 @@ hold (bf16 included) and every shape come back as written; files written by the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,13 @@ def test_round_trip_keeps_dtype_shape_and_bits(tmp_path: Path) -> None:
     tensors = _tensors()
     interop.save_safetensors(path, tensors, {"format": "gene"})
     loaded = interop.load_safetensors(path)
-    assert sorted(loaded) == sorted(tensors)  # the file orders them by dtype
+    assert list(loaded) == list(tensors)  # as saved, though the file orders them by dtype
     for name, t in tensors.items():
         got = loaded[name]
         assert (got.dtype, got.shape) == (t.dtype, t.shape), name
         assert got.data.tobytes() == t.data.tobytes(), name
     with st.safe_open(path, framework="numpy") as f:
-        assert f.metadata() == {"format": "gene"}
+        assert f.metadata() == {"format": "gene", interop.ORDER_KEY: json.dumps(list(tensors))}
         assert f.get_slice("bf16").get_dtype() == "BF16"
 
 
@@ -98,20 +99,26 @@ def test_bad_files_and_arguments_are_gene_errors(tmp_path: Path) -> None:
         interop.save_safetensors(str(tmp_path / "x.safetensors"), _tensors(), {"a": 1})
 
 
-def test_tensors_load_in_the_order_of_their_data_every_time(tmp_path: Path) -> None:
-    import json
+def test_tensors_load_in_the_order_saved_every_time(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
 
     names = [f"layer.{i}.{w}" for i in range(12) for w in ("weight", "bias")]
-    tensors = {n: Tensor.from_numpy(np.full((i % 3 + 1,), i, dtype=np.float32))
-               for i, n in enumerate(names)}
+    dtypes = [np.float32, np.float64, np.int32, np.float16, np.int64]
+    arrays = {n: np.full((i % 3 + 1,), i, dtype=dtypes[i % len(dtypes)]) for i, n in enumerate(names)}
     path = str(tmp_path / "many.safetensors")
-    interop.save_safetensors(path, tensors)
-    raw = Path(path).read_bytes()
+    interop.save_safetensors(path, {n: Tensor.from_numpy(a) for n, a in arrays.items()})
+    for _ in range(5):  # the package's own listing changes order between calls
+        assert list(interop.load_safetensors(path)) == names
+    # a file another program wrote has no saved order: the order of its data, every time
+    other = str(tmp_path / "other.safetensors")
+    save_file(arrays, other)
+    raw = Path(other).read_bytes()
     header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
     header.pop("__metadata__", None)
     in_file = sorted(header, key=lambda n: header[n]["data_offsets"][0])
-    for _ in range(5):  # the package's own listing changes order between calls
-        assert list(interop.load_safetensors(path)) == in_file
+    assert in_file != names
+    for _ in range(5):
+        assert list(interop.load_safetensors(other)) == in_file
 
 
 def test_widened_dtypes_keep_every_value(tmp_path: Path) -> None:

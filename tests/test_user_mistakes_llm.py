@@ -3,6 +3,7 @@ presses Ctrl-C, the message does not fit) leaves the session as it was before th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tiny_model import write_tiny_model  # noqa: E402
 from gene_jit.llama import gene_api as g  # noqa: E402
 from gene_jit.llama.model import Model  # noqa: E402
 from gene_jit.runtime.errors import GeneError  # noqa: E402
+from gene_jit.runtime.values import Symbol  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +80,37 @@ def test_forward_checks_all_and_embeddings_show_gene_shapes(tiny: Model) -> None
     with pytest.raises(GeneError) as info:
         find_similar(tiny, [[1.0, 2.0], 5.0], [1.0, 2.0])
     assert info.value.message.endswith("got shape []")
+
+
+def test_quantize_needs_a_type_and_a_gguf_file_to_write(tiny: Model, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from gene_jit.llama import tools_api as t
+
+    monkeypatch.chdir(tmp_path)
+    src = str(tiny.path)
+    with pytest.raises(GeneError, match=r'model/quantize: name the type, as in .* :type "Q8_0"\) \(types: F32'):
+        t.model_quantize(src, "q.gguf")
+    for out in ("default", "gemma3-270m", "q8", "out.bin"):
+        builtin = "(it names the built-in model) " if out in ("default", "gemma3-270m") else ""
+        stem = out.removesuffix(".bin")
+        with pytest.raises(GeneError, match=re.escape(f'model/quantize: the output "{out}" {builtin}')
+                           + r"is not a \.gguf file name; .* such as " + f"{stem}-q4_0.gguf"):
+            t.model_quantize(src, out, "Q4_0")
+    proc = subprocess.run([sys.executable, "-m", "gene_jit", "quantize", src, "default", "Q8_0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert 'gene-jit quantize: the output "default" (it names the built-in model)' in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_find_similar_options_that_match_no_parameter_are_named(tiny: Model) -> None:
+    es = [g.model_embed(tiny, "a b"), g.model_embed(tiny, "c")]
+    with pytest.raises(GeneError, match="find-similar: has no parameter :top-k; its parameters are items"):
+        g.find_similar(es, es[0], Symbol("top-k"), 1)
+    for k in (0, -1, 1.5, "1", True):
+        with pytest.raises(GeneError, match="k \\(how many to return\\) must be a positive int"):
+            g.find_similar(es, es[0], k, model=tiny)
+    assert g.find_similar(es, es[1], 1, model=tiny) == [1]

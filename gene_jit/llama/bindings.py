@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gene_jit.llama.errors import LlamaError
+from gene_jit.tensor_kernels import openmp
 
 # Struct layouts copied from llama.h of the libllama in use (llama-cpp-python 0.3.36).
 # Enums are C ints; booleans are kept together at the end, as in the header.
@@ -219,6 +220,7 @@ def _ffi() -> Any:
 
 def _declare() -> Raw:
     ffi = _ffi()
+    openmp.set_defaults()  # libllama loads libgomp, which reads its spin count now
     try:
         ffi.load("llama")
     except Exception as exc:

@@ -33,9 +33,11 @@ from gene_jit.llama.session import ChatSession, format_chat_prompt
 from gene_jit.llama.speculate import speculate_option
 from gene_jit.llama.tools_api import quantized_source  # also registers model/perplexity, ...
 from gene_jit.onnx import create as create_onnx
-from gene_jit.onnx import wants_onnx
+from gene_jit.onnx import onnx_path, wants_onnx
 from gene_jit.onnx.embed import find_similar as onnx_find_similar
+from gene_jit.onnx.embed import origin as onnx_origin
 from gene_jit.onnx.model import OnnxModel
+from gene_jit.runtime.errors import GeneArityError, GeneTypeError
 from gene_jit.runtime.registry import BUILTINS, builtin
 from gene_jit.runtime.values import Symbol
 
@@ -95,7 +97,7 @@ def _to_tensor(arr: np.ndarray) -> Any:
 
 
 @builtin("create", ns="model")
-def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Any:
+def model_create(name_or_path: Any = None, fmt: Any = None, **kw: Any) -> Any:
     if isinstance(name_or_path, Symbol):  # `:default`, as the format may be `:gguf`
         name_or_path = name_or_path.name
     if not (name_or_path is None or isinstance(name_or_path, str | os.PathLike)):
@@ -104,6 +106,13 @@ def model_create(name_or_path: Any = None, fmt: Any = "gguf", **kw: Any) -> Any:
         raise LlamaError('model/create: the model name is empty; give a name ("default") or a path to a .gguf file')
     if wants_onnx(name_or_path, fmt):  # ONNX Runtime, with options of its own
         return create_onnx(name_or_path, **kw)
+    if fmt is not None and str(getattr(fmt, "name", fmt)).lower() != "gguf":
+        raise LlamaError(f"model/create: unsupported model format {shown(fmt)}: the formats are "
+                         '"gguf" (libllama) and "onnx" (ONNX Runtime)')
+    if fmt is not None and onnx_path(name_or_path):
+        raise LlamaError(f"model/create: {os.fspath(name_or_path or '')} is an ONNX model (by its name) but "
+                         f"the format given is {shown(fmt)}; pass \"onnx\" or leave the format out")
+    fmt = "gguf" if fmt is None else fmt
     opts = check_options("model/create", kw)
     name_or_path = quantized_source(name_or_path, opts)  # :max-memory, :quantize
     engine = opts.pop("engine", None)
@@ -460,15 +469,33 @@ def format_qa_prompt(question: Any, context: Any = None) -> str:
 
 
 def find_similar(items: Any, query: Any, k: Any = 1, documents: Any = None, model: Any = None) -> list[Any]:
+    _check_k(k)
     if isinstance(model, OnnxModel):
         return onnx_find_similar(model, items, query, k, documents)
-    m = _model._current if model is None else _as_model(model)
-    if m is None and (isinstance(query, str) or any(isinstance(i, str) for i in items)):
-        m = current_model()
     items = list(items)
+    texts = isinstance(query, str) or any(isinstance(i, str) for i in items)
+    made_by = onnx_origin(items) if texts and model is None else None
+    if made_by is not None:
+        raise LlamaError(f"find-similar: the embeddings come from the ONNX model {made_by}, so a "
+                         "text must be embedded by it too: pass it, as in (find-similar es "
+                         '"text" :model m)')
+    m = _model._current if model is None else _as_model(model)
+    if m is None and texts:
+        m = current_model()
     if documents is None and items and all(id(i) in _sources for i in items):
         documents = [_sources[id(i)] for i in items]
     return _find_similar(m, items, query, k, documents)
+
+
+def _check_k(k: Any) -> None:
+    """`find-similar`'s count: a positive int (a symbol here is an option name that
+    matched no parameter, as in `:top-k 3`)."""
+    if isinstance(k, Symbol):
+        raise GeneArityError(f"find-similar: has no parameter :{k.name}; its parameters are "
+                             "items, query, ^k (how many), ^documents and ^model")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise GeneTypeError(f"find-similar: k (how many to return) must be a positive int, "
+                            f"got {shown(k)}")
 
 
 def chat_session(model: Any = None, system: Any = None, n_ctx: Any = None) -> ChatSession:

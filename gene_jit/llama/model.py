@@ -63,7 +63,8 @@ class Model:
     ) -> None:
         global _current
         if fmt is not None and str(getattr(fmt, "name", fmt)).lower() != "gguf":
-            raise LlamaError(f"unsupported model format '{fmt}': only gguf models can be loaded")
+            raise LlamaError(f"model/create: unsupported model format {shown(fmt)}: the formats are "
+                             '"gguf" (libllama) and "onnx" (ONNX Runtime)')
         self.path: Path = resolve_model(None if name_or_path is None else str(name_or_path))
         self.threads = int(threads) if threads else default_threads()
         self.seed = bindings.DEFAULT_SEED if seed is None else int(seed) & 0xFFFFFFFF

@@ -63,6 +63,8 @@ OPTIONS: dict[str, Option] = {
     "type": Option("type", doc="a quantisation type such as \"Q8_0\""),
     "max_memory": Option("size", doc='"300MB", "2GiB" or a number of bytes'),
     "quantize": Option("quantize", doc=":auto or a quantisation type"),
+    "calibration": Option("calibration", doc="false, true or a calibration text file"),
+    "imatrix": Option("string", doc="an importance matrix file of llama-imatrix"),
     "scale": Option("float", 0.0, None),
     "scales": Option("numbers"),
     "epochs": Option("int", 1, 10_000),
@@ -86,7 +88,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress", "engine",
                      "max_memory", "quantize"),
     "model/perplexity": ("window", "progress"),
-    "model/quantize": ("type", "threads", "progress"),
+    "model/quantize": ("type", "threads", "progress", "calibration", "imatrix"),
     "model/load-adapter": ("scale",),
     "model/set-adapters": ("scales",),
     "model/fine-tune": ("epochs", "lr", "out", "type", "window", "progress", "adapter"),
@@ -141,6 +143,7 @@ def expected(opt: Option) -> str:
         "quantize": ':auto or a quantisation type name such as "Q4_K_M"',
         "numbers": "an array of numbers",
         "engine": ":gene or :llama",
+        "calibration": "true, false or the path of a text file",
     }[opt.kind]
 
 
@@ -166,6 +169,8 @@ def _valid(opt: Option, value: Any) -> bool:
         return callable(value)
     if kind == "string":
         return isinstance(value, str) and value != ""
+    if kind == "calibration":
+        return isinstance(value, bool) or isinstance(value, str) and value != ""
     if kind in ("type", "quantize"):
         return isinstance(value, str | Symbol) and value != ""
     if kind == "engine":

@@ -76,6 +76,7 @@ class Result:
     size_before: int
     size_after: int
     seconds: float
+    calibration: str | None = None  # what the importance matrix came from, if one was used
 
     def as_map(self) -> dict[str, Any]:
         return {
@@ -84,6 +85,7 @@ class Result:
             "size-before": self.size_before,
             "size-after": self.size_after,
             "seconds": round(self.seconds, 3),
+            "calibration": self.calibration,
         }
 
 
@@ -154,32 +156,50 @@ def imatrix_array(imatrix: dict[str, Any]) -> Any:
 
 
 def quantize(source: Any, out: Any, kind: Any = "Q8_0", threads: int | None = None,
-             progress: bool | None = None, imatrix: dict[str, Any] | None = None) -> Result:
-    """Write `source` (a model name or path) quantised to type `kind` into `out`;
-    `imatrix` maps weight names to the mean square of each of their input columns."""
+             progress: bool | None = None, imatrix: Any = None, calibration: Any = None) -> Result:
+    """Write `source` (a model name or path) quantised to type `kind` into `out`.
+    `imatrix` maps weight names to the mean square of each of their input columns, or
+    names a llama-imatrix file; `calibration` is None (automatic: types of 4 bits and
+    fewer made from a quantised model are calibrated on the model's own text), False,
+    True or the path of a calibration text (gene_jit/llama/quantize_calib.py)."""
+    from gene_jit.llama.quantize_calib import calibrate
+
     name = type_name(kind)
-    table = imatrix_array(imatrix) if imatrix else None
     src = resolve_model(None if source is None else str(source))
     path = check_output(str(out), src)
+    show = wanted(progress)
+    started = time.perf_counter()
+    cal = calibrate(src, name, calibration, imatrix, threads, show)
+    table = imatrix_array(cal.imatrix) if cal is not None else None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     except OSError as exc:  # a folder that looks writable but is not (/proc, a full or read-only disk)
         raise QuantizeError(f"cannot write the model to {path}: {exc.strerror or exc}") from None
     os.close(fd)
-    started = time.perf_counter()
     try:
-        show = wanted(progress)
         with _terminal(show) as term:
             rc, log = _run_logged(src, Path(tmp), _params(TYPES[name], threads, imatrix=table),
                                  f"quantising to {name}", term)
         if rc != 0:
             raise QuantizeError(f"libllama could not quantise {src.name} to {name}: {_reason(log)}")
+        if cal is not None and cal.collector is not None:
+            _gptq(Path(tmp), src, cal, show)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it private; a model file is not
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    return Result(path, name, src.stat().st_size, path.stat().st_size, time.perf_counter() - started)
+    return Result(path, name, src.stat().st_size, path.stat().st_size, time.perf_counter() - started,
+                  None if cal is None else cal.note)
+
+
+def _gptq(tmp: Path, src: Path, cal: Any, show: bool) -> None:
+    from gene_jit.llama.quantize_gptq import requantise
+
+    col = cal.collector
+    with Bar("GPTQ", 1, show) as bar:
+        requantise(tmp, src, lambda n: col.gram(n) if n in col.shares else None, cal.imatrix,
+                   lambda done, total: bar.update(done, total=total))
 
 
 def _umask() -> int:
@@ -298,13 +318,14 @@ def available_memory() -> int:
 
 def source_type(source: Path) -> str | None:
     """The quantisation type recorded in a GGUF's general.file_type, if any."""
-    try:
-        import gguf
+    from gene_jit.llama.errors import LlamaError
+    from gene_jit.llama.gguf_check import check_model_file
 
-        field = gguf.GGUFReader(str(source)).get_field("general.file_type")
-        return None if field is None else FILE_TYPE_NAMES.get(int(field.contents()))
-    except Exception:
+    try:
+        value = check_model_file(source).kv.get("general.file_type")
+    except LlamaError:
         return None
+    return FILE_TYPE_NAMES.get(value) if isinstance(value, int) else None
 
 
 def pick_type(source: Path, budget: int) -> tuple[str | None, int]:

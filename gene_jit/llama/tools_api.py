@@ -62,16 +62,25 @@ def model_perplexity(model: Any, text: Any, **kw: Any) -> dict[str, Any]:
 @builtin("quantize", ns="model")
 def model_quantize(source: Any, out: Any, kind: Any = None, **kw: Any) -> dict[str, Any]:
     """`(model/quantize "default" "out.gguf" :type "Q8_0")`: a map with :path, :type,
-    :size-before, :size-after and :seconds."""
-    from gene_jit.llama.quantize import quantize
+    :size-before, :size-after, :seconds and :calibration (what its importance matrix
+    came from, or nil). `:calibration false` turns the automatic calibration of 4-bit
+    types off, `:calibration "text.txt"` calibrates on a text file, `:imatrix "m.gguf"`
+    uses an importance matrix written by llama-imatrix."""
+    from gene_jit.llama.quantize import TYPES, quantize, type_name
+    from gene_jit.llama.quantize_cli import check_output_name
 
     opts = check_options("model/quantize", kw)
     if kind is not None and "type" in opts:
         raise OptionError("model/quantize: give the type once, as the third argument or as :type")
     src = str(source.path) if isinstance(source, Model) else _text("model/quantize", "the model name or path", source)
     target = _text("model/quantize", "the output path", out)
-    chosen = kind if kind is not None else opts.get("type", "Q8_0")
-    return quantize(src, target, chosen, opts.get("threads"), opts.get("progress")).as_map()
+    chosen = kind if kind is not None else opts.get("type")
+    if chosen is None:  # as `gene-jit quantize IN OUT TYPE`: no silent default
+        raise OptionError(f"model/quantize: name the type, as in (model/quantize {shown(source)} "
+                          f"{shown(target)} :type \"Q8_0\") (types: {', '.join(TYPES)})")
+    check_output_name(target, "model/quantize", type_name(chosen))
+    return quantize(src, target, chosen, opts.get("threads"), opts.get("progress"), opts.get("imatrix"),
+                    opts.get("calibration")).as_map()
 
 
 @builtin("load-adapter", ns="model")

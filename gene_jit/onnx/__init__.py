@@ -6,6 +6,7 @@ this package does not import onnxruntime: a model's creation does.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gene_jit.runtime.values import Symbol
@@ -13,11 +14,16 @@ from gene_jit.runtime.values import Symbol
 
 def wants_onnx(path: Any, fmt: Any) -> bool:
     """`model/create`'s arguments name an ONNX model: the format "onnx" (or `:onnx`), or
-    a `.onnx` path with no other format given."""
+    a `.onnx` path with no format given."""
     name = fmt.name if isinstance(fmt, Symbol) else fmt
     if isinstance(name, str) and name.lower() == "onnx":
         return True
-    return name == "gguf" and isinstance(path, str) and path.lower().endswith(".onnx")
+    return name is None and onnx_path(path)
+
+
+def onnx_path(path: Any) -> bool:
+    """`path` names an ONNX file by its extension."""
+    return isinstance(path, (str, os.PathLike)) and os.fspath(path).lower().endswith(".onnx")
 
 
 def create(path: Any, **options: Any) -> Any:

@@ -10,6 +10,7 @@ to `model/create`.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,8 @@ def token_ids(model: OnnxModel, text: Any) -> list[int]:
         ids = np.asarray([])
     if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
         raise OnnxError(f"{source}, got {_shown(text)}")
+    if ids.min() < 0:  # onnxruntime's Gather would count it from the end of the table
+        raise OnnxError(f"model/embed: token id {int(ids.min())} is negative; ids count from 0")
     return [int(i) for i in ids]
 
 
@@ -48,7 +51,20 @@ def _shown(value: Any) -> str:
 def embed(model: OnnxModel, text: Any, normalize: bool) -> Any:
     from gene_jit.tensor.tensor import Tensor
 
-    return Tensor.from_numpy(vector(model, text, normalize))
+    t = Tensor.from_numpy(vector(model, text, normalize))
+    weakref.finalize(t, _origins.pop, id(t), None)
+    _origins[id(t)] = os.path.basename(model.path)
+    return t
+
+
+# id(embedding) -> the file of the ONNX model that made it, while the tensor lives: a
+# text query beside such embeddings must be embedded by that model, not by a GGUF one
+_origins: dict[int, str] = {}
+
+
+def origin(items: Any) -> str | None:
+    """The ONNX model file that made one of `items` (embeddings), if any did."""
+    return next((_origins[id(i)] for i in items if id(i) in _origins), None)
 
 
 def vector(model: OnnxModel, text: Any, normalize: bool = True) -> np.ndarray:
@@ -67,7 +83,7 @@ def vector(model: OnnxModel, text: Any, normalize: bool = True) -> np.ndarray:
         feeds["attention_mask"] = mask
     if "token_type_ids" in names:
         feeds["token_type_ids"] = np.zeros_like(ids)
-    outputs = model.forward(feeds)
+    outputs = model.forward(feeds, "model/embed", f" for the token ids {_shown(ids[0].tolist())}")
     out = _pick(model, outputs)
     if out.ndim == 3:
         weights = mask[..., None].astype(np.float32)

@@ -101,13 +101,25 @@ def _providers(ort: Any, device: str, strict: bool) -> list[Any]:
     if "CUDAExecutionProvider" in ort.get_available_providers():
         index = int(device.split(":")[1]) if ":" in device else 0
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    message = (f"model/create: :device :{device} asked for, but this onnxruntime has no CUDA "
-               f"provider (it has {', '.join(ort.get_available_providers())}); install "
-               "onnxruntime-gpu for the GPU")
     if strict:
-        raise OnnxError(message)
-    _warn(f"{message}. THE MODEL RUNS ON THE CPU.")
-    return ["CPUExecutionProvider"]
+        raise OnnxError(_no_provider(ort, device))
+    return ["CPUExecutionProvider"]  # OnnxModel warns, once
+
+
+def _no_provider(ort: Any, device: str) -> str:
+    return (f"model/create: :device :{device} asked for, but this onnxruntime has no CUDA "
+            f"provider (it has {', '.join(ort.get_available_providers())}); install "
+            "onnxruntime-gpu for the GPU")
+
+
+def _cpu_fallback(path: str, device: str) -> None:
+    """The one warning for a model asked on a GPU that runs on the CPU."""
+    ort = import_library("onnxruntime", "model/create with the onnx format")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        message = _no_provider(ort, device)
+    else:
+        message = f"model/create: onnxruntime did not start its CUDA provider for {path}"
+    _warn(f"{message}. THE MODEL RUNS ON THE CPU (model/info says ^device cpu).")
 
 
 def _warn(message: str) -> None:
@@ -139,8 +151,8 @@ class OnnxModel:
         self.session = _session(self.path, self.device, threads, bool(strict))
         self.providers = list(self.session.get_providers())
         if self.device != "cpu" and "CUDAExecutionProvider" not in self.providers:
-            _warn(f"onnxruntime did not start its CUDA provider for {path} (it runs on "
-                  f"{', '.join(self.providers)}). THE MODEL RUNS ON THE CPU.")
+            _cpu_fallback(path, self.device)
+            self.device = "cpu"  # where it runs, as model/info and the printed model say
         self.inputs = [_port(a) for a in self.session.get_inputs()]
         self.outputs = [_port(a) for a in self.session.get_outputs()]
         self._input_by_name = {p.name: p for p in self.inputs}
@@ -153,15 +165,16 @@ class OnnxModel:
                 "inputs": [p.gene() for p in self.inputs],
                 "outputs": [p.gene() for p in self.outputs]}
 
-    def forward(self, inputs: Any) -> dict[str, Any]:
-        """`(model/forward m {^x t})`: a map from output name to tensor."""
+    def forward(self, inputs: Any, op: str = "model/forward", about: str = "") -> dict[str, Any]:
+        """`(model/forward m {^x t})`: a map from output name to tensor; errors name `op`,
+        the Gene function that ran the model, and say `about` what it ran."""
         if self.session is None:
-            raise OnnxError(f"model/forward: {os.path.basename(self.path)} was closed (model/close)")
+            raise OnnxError(f"{op}: {os.path.basename(self.path)} was closed (model/close)")
         feeds = self._feeds(inputs)
         try:
             results = self.session.run(self._output_names, feeds)
         except Exception as exc:  # ONNX Runtime refused the values (a dimension, a rank)
-            raise OnnxError(f"model/forward: onnxruntime failed on {os.path.basename(self.path)}: "
+            raise OnnxError(f"{op}: onnxruntime failed on {os.path.basename(self.path)}{about}: "
                             f"{_ort_message(exc)}") from exc
         return {name: _result(value) for name, value in zip(self._output_names, results,
                                                              strict=True)}
@@ -315,6 +328,8 @@ def _array(port: Port, value: Any, want: np.dtype) -> np.ndarray:
     if type(value) is Tensor:
         if port.dtype != value.dtype:
             how = (f"convert it with (tensor/astype t :{port.dtype})" if port.dtype in _GENE_DTYPES
+                   else "tensors have no bool: pass Gene booleans ([true false]) or a NumPy "
+                   "bool array" if port.dtype == "bool"
                    else f"tensors have no {port.dtype}: pass a NumPy array of {port.dtype} or "
                    "Gene numbers")
             raise OnnxError(f"model/forward: input '{port.name}' must be {port.dtype} "

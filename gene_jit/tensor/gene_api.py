@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gene_jit.runtime.registry import builtin
+from gene_jit.runtime.values import Symbol
 from gene_jit.tensor import ops, ops_nn
 from gene_jit.tensor.device import create_device, open_device
 from gene_jit.tensor.tensor import Tensor
@@ -62,8 +63,9 @@ for _name, _fn in TENSOR_NAMES.items():
 
 
 @builtin("dtype", ns="tensor")
-def dtype(t: Tensor) -> str:
-    return ops.as_tensor(t).dtype
+def dtype(t: Tensor) -> Symbol:
+    """`(tensor/dtype t)`: the symbol `:f32` ..., as `^dtype` takes it."""
+    return Symbol(ops.as_tensor(t, op="tensor/dtype").dtype)
 
 
 @builtin("device", ns="tensor")

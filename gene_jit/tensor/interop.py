@@ -9,6 +9,7 @@ of the `tensor` namespace (gene_jit.runtime.libraries).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -124,7 +125,8 @@ def to_torch(t: Any) -> Any:
 @builtin("load-safetensors", ns="tensor")
 def load_safetensors(path: Any) -> dict[str, Tensor]:
     """`(tensor/load-safetensors "w.safetensors")`: a map from tensor name to tensor, in
-    the file's order, each with the file's dtype and shape."""
+    the order they were saved in (a file gene-jit did not write: the file's order), each
+    with the file's dtype and shape."""
     st = import_library("safetensors", "tensor/load-safetensors")
     file = _path(path, "tensor/load-safetensors")
     if not os.path.isfile(file):
@@ -172,7 +174,20 @@ def _file_order(content: bytes, entries: dict[str, Any]) -> list[str]:
     comes in an order that changes from run to run."""
     size = int.from_bytes(content[:8], "little")
     header = json.loads(content[8:8 + size])
+    meta = header.get("__metadata__")
+    saved = meta.get(ORDER_KEY) if isinstance(meta, dict) else None
+    if isinstance(saved, str):
+        with contextlib.suppress(ValueError):
+            names = json.loads(saved)
+            if isinstance(names, list) and sorted(names) == sorted(entries):
+                return names
     return sorted(entries, key=lambda name: (header[name]["data_offsets"][0], name))
+
+
+# The serializer lays tensors out by dtype (for alignment), not in the map's order; the
+# order of the map saved goes into the header's metadata under this key, so that
+# tensor/load-safetensors gives the names back as they were saved.
+ORDER_KEY = "gene-jit.order"
 
 
 @builtin("save-safetensors", ns="tensor")
@@ -196,6 +211,7 @@ def save_safetensors(path: Any, tensors: Any, metadata: Any = None) -> None:
         held.append(data)
         specs[name] = st.TensorSpec(dtype=_GENE_TO_ST[tensor.dtype], shape=list(data.shape),
                                     data_ptr=data.ctypes.data, data_len=data.nbytes)
+    meta = {**(meta or {}), ORDER_KEY: json.dumps(list(specs))}
     try:
         st.serialize_file(specs, file, meta)
     except Exception as exc:

@@ -120,9 +120,18 @@ def to(t: Tensor, device: Any) -> Tensor:
     return Tensor(t.data.copy_to_host(), t.dtype, CPU)
 
 
-def astype(t: Tensor, dtype: Any) -> Tensor:
+def astype(t: Tensor, dtype: Any, op: str = "tensor/astype") -> Tensor:
     name = dtype_name(dtype)
-    return t if name == t.dtype else wrap(values(t), name, t.device)
+    t = as_tensor(t, op=op)
+    return t if name == t.dtype else converted(values(t), name, op, t.device)
+
+
+def converted(v: np.ndarray, name: str, op: str, device: Device = CPU) -> Tensor:
+    """Values a user gave -> a tensor of dtype `name`, refusing a value that an int dtype
+    would not keep as given (out of range, NaN, a fraction)."""
+    if name in INT_LIMITS:
+        overflow.checked_ints(v, name, op)
+    return wrap(v, name, device)
 
 
 def to_list(t: Tensor) -> Any:
@@ -209,10 +218,11 @@ def create(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
     """`(tensor/create [[1 2] [3 4]] ^dtype :f32 ^device :cpu)`: made directly in the
     dtype from the values given (floats default to f32, ints to i64)."""
     if isinstance(data, Tensor):
-        t = data if dtype is None else astype(data, dtype)
+        t = data if dtype is None else astype(data, dtype, "tensor/create")
     else:
         arr = number_array(data, "tensor/create")
-        t = wrap(arr, dtype_name(dtype) if dtype is not None else default_dtype(arr))
+        t = converted(arr, dtype_name(dtype) if dtype is not None else default_dtype(arr),
+                      "tensor/create")
     return to(t, device) if device is not None else t
 
 
@@ -221,6 +231,9 @@ def _filled(fn: Callable[[tuple[int, ...]], np.ndarray], op: str, fill: int | No
         dev = create_device(device)
         dims = _shape_arg(shape, op)
         name = dtype_name(dtype)
+        if fill is None and name in INT_LIMITS:
+            raise GeneTypeError(f"{op}: draws floats, so ^dtype must be a float dtype "
+                                f"({', '.join(FLOATS)}), got :{name}")
         try:
             if fill is not None and name != "bf16":  # in its own dtype, not through float64
                 return wrap(np.full(dims, fill, dtype=STORAGE[name]), name, dev)
@@ -263,7 +276,7 @@ def arange(
         raise GeneTypeError("tensor/arange: step must not be 0")
     ints = all(isinstance(v, int) for v in (start, stop, step))
     name = dtype_name(dtype) if dtype is not None else ("i64" if ints else "f32")
-    return wrap(np.arange(start, stop, step), name, create_device(device))
+    return converted(np.arange(start, stop, step), name, "tensor/arange", create_device(device))
 
 
 # ---- shape ----
@@ -309,7 +322,9 @@ def transpose(t: Tensor, axes: Any = None) -> Tensor:
 
 def _axis(t: Tensor, axis: int, op: str, extra: int = 0) -> int:
     n = t.ndim + extra
-    if not isinstance(axis, int) or not -n <= axis < n:
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise GeneTypeError(f"{op}: axis must be an int, got {shown(axis)}")
+    if not -n <= axis < n:
         raise GeneIndexError(f"{op}: axis {shown(axis)} out of range for shape {fmt_shape(t.shape)}")
     return axis % n
 

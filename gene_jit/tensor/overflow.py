@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from gene_jit.runtime.errors import GeneOverflowError
+from gene_jit.runtime.errors import GeneOverflowError, GeneTypeError
+from gene_jit.tensor.dtypes import shown
 
 INT_LIMITS = {"i32": (-(2**31), 2**31 - 1), "i64": (-(2**63), 2**63 - 1)}
 _NEAR = 2.0**62  # below this a float64 estimate cannot hide an int64 overflow
@@ -91,3 +92,37 @@ def checked_matmul(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
         if any(not lo <= int(x) <= hi for x in np.asarray(exact, dtype=object).reshape(-1)):
             raise overflow("tensor/matmul", "a product", dtype)
     return r.astype(np.int32) if dtype == "i32" else r
+
+
+def checked_ints(v: np.ndarray, dtype: str, op: str) -> np.ndarray:
+    """`v` when every value is one that int dtype `dtype` holds as given; otherwise the
+    Gene error naming `op`, the first such value and the dtype (NumPy's cast would wrap
+    an int, turn NaN into the lowest int and drop a fraction, all without a word)."""
+    lo, hi = INT_LIMITS[dtype]
+    if v.dtype.kind == "f":
+        bad = ~np.isfinite(v)
+        if np.any(bad):
+            raise GeneTypeError(f"{op}: {_first(v, bad)} cannot be an {dtype} value "
+                                "(NaN and infinity have no integer value)")
+        with np.errstate(all="ignore"):
+            bad = v != np.trunc(v)
+        if np.any(bad):
+            raise GeneTypeError(f"{op}: {_first(v, bad)} is not an integer, and an {dtype} "
+                                "tensor holds integers only (use a float dtype, or round "
+                                "the values first)")
+        wide = v.astype(np.float64)
+        bad = (wide < lo) | (wide >= float(hi) + 1.0)  # hi + 1 is exact in float64
+    elif v.dtype.kind == "u":
+        bad = v > np.uint64(hi)
+    else:
+        bad = (v < lo) | (v > hi) if v.dtype.itemsize * 8 > int(dtype[1:]) else None
+    if bad is not None and np.any(bad):
+        raise GeneOverflowError(f"{op}: integer overflow: {_first(v, bad)} is beyond the "
+                                f"range of {dtype} ({lo}..{hi})")
+    return v
+
+
+def _first(v: np.ndarray, bad: np.ndarray) -> str:
+    """The first element of `v` where `bad` holds, as Gene prints it."""
+    x = np.asarray(v).reshape(-1)[np.asarray(bad).reshape(-1)][0].item()
+    return str(x) if isinstance(x, int) else shown(x)  # an int past 64 bits, as written

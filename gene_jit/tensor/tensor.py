@@ -36,6 +36,7 @@ class Tensor:
 
     __slots__ = ("data", "dtype", "device", "__weakref__")
     __gene_tensor__ = True  # tier 0's `+ - * /` slow paths hand tensors to the operators
+    __gene_type__ = "tensor"  # the kind Gene messages and type-of give
 
     def __init__(self, data: Any, dtype: str, device: Device = CPU) -> None:
         self.data = data
@@ -154,10 +155,27 @@ class Tensor:
         return bool(np.array_equal(self.numpy(), other.numpy()))
 
     def __gene_get__(self, key: Any) -> Any:
-        """`t/0`, `(t ./ 0)`: as `(tensor/get t 0)`, a number or a sub-tensor."""
+        """`t/0`, `(t ./ 0)`: as `(tensor/get t 0)`, a number or a sub-tensor;
+        `t/shape`, `t/dtype`, `t/device`, `t/ndim` and `t/size` as a NumPy array's
+        attributes read from Gene (`tensor/shape` and friends give the same)."""
         from gene_jit.tensor import ops
 
+        if isinstance(key, str):
+            return self._field(key)
         return ops.get(self, key)
+
+    def _field(self, key: str) -> Any:
+        from gene_jit.runtime.values import Symbol
+
+        fields = {"shape": lambda: list(self.shape), "dtype": lambda: Symbol(self.dtype),
+                  "device": lambda: self.device, "ndim": lambda: self.ndim,
+                  "size": lambda: self.size}
+        if key not in fields:
+            raise GeneTypeError(
+                f'a tensor has no field "{key}": t/0 selects an element, and t/shape, '
+                "t/dtype, t/device, t/ndim and t/size (or (tensor/shape t) ...) describe it"
+            )
+        return fields[key]()
 
     # ---- printing ----
 

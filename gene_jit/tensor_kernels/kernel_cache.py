@@ -21,7 +21,10 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
-from numba.core import caching
+from gene_jit.tensor_kernels import openmp
+
+openmp.set_defaults()  # before Numba's parallel kernels load libgomp
+from numba.core import caching  # noqa: E402
 
 
 def _numba_name(name: str) -> Any:
