@@ -5,6 +5,7 @@ callable; each function's module then holds only its own code."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,9 @@ def test_errors_through_a_shared_entry_name_each_functions_place() -> None:
         first(2**62, 4)
     with pytest.raises(GeneOverflowError) as two:
         second(2**62, 4)
-    assert str(one.value).startswith("<jit first>:1:")
-    assert str(two.value).startswith("<jit second>:2:")
+    # `<jit first #2>` where another source of this process defined a `first` before
+    assert re.match(r"<jit first( #\d+)?>:1:", str(one.value)), str(one.value)
+    assert re.match(r"<jit second( #\d+)?>:2:", str(two.value)), str(two.value)
 
 
 def test_guard_misses_reach_each_functions_own_fallback() -> None:
