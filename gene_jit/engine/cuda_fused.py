@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gene_jit.engine.cuda_kernels import THREADS
+from gene_jit.engine.cuda_kernels import THREADS, row_scale
 from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream, simulator
 
 cu = cuda()
@@ -34,34 +34,13 @@ else:
     mul_rn = cu.libdevice.fmul_rn
 
 
-@cu.jit(device=True, inline=True)
-def _row_scale(x: Any, r: int, cols: int, eps: Any, part: Any) -> Any:
-    """1 / sqrt(mean(x[r]^2) + eps) as cuda_kernels._rmsnorm_kernel computes it (every
-    thread of the block gets it)."""
-    total = 0.0
-    c = cu.threadIdx.x
-    while c < cols:
-        total += np.float64(np.float32(x[r, c] * x[r, c]))
-        c += THREADS
-    part[cu.threadIdx.x] = total
-    cu.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if cu.threadIdx.x < step:
-            part[cu.threadIdx.x] += part[cu.threadIdx.x + step]
-        cu.syncthreads()
-        step //= 2
-    mean = np.float32(part[0] / cols)
-    return np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
-
-
 @cu.jit
 def _add_rmsnorm_kernel(x: Any, y: Any, w: Any, eps: Any, out: Any) -> None:
     """A block per row: out[r] = x[r] + RMSNorm(y[r]) * w."""
     r = cu.blockIdx.x
     cols = y.shape[1]
     part = cu.shared.array(THREADS, np.float64)
-    scale = _row_scale(y, r, cols, eps, part)
+    scale = row_scale(y, r, cols, eps, part)
     c = cu.threadIdx.x
     while c < cols:
         out[r, c] = x[r, c] + mul_rn(np.float32(y[r, c] * scale), w[c])
@@ -85,7 +64,7 @@ def _norm_rope_kernel(x: Any, w: Any, eps: Any, pos: Any, step: Any, scale: Any,
     part = cu.shared.array(THREADS, np.float64)
     normed = cu.shared.array(MAX_HEAD, np.float32)
     r = t * heads + h
-    s = _row_scale(x, r, d, eps, part)
+    s = row_scale(x, r, d, eps, part)
     c = cu.threadIdx.x
     while c < d:
         normed[c] = np.float32(x[r, c] * s) * w[c]

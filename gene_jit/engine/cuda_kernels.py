@@ -358,13 +358,10 @@ def round_activations(kind: int, x: Any, out: Any) -> None:
 # ---- per-row ops ----
 
 
-@cu.jit
-def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd: Any) -> None:
-    """A block per row of x [R, C]: sum of f32 squares in f64, then as engine_cpu.rms_norm.
-    `quant` (C a multiple of 32): the output also quantised (quant32) for the products."""
-    r = cu.blockIdx.x
-    cols = x.shape[1]
-    part = cu.shared.array(THREADS, np.float64)
+@cu.jit(device=True, inline=True)
+def row_scale(x: Any, r: int, cols: int, eps: Any, part: Any) -> Any:
+    """1 / sqrt(mean(x[r]^2) + eps) as engine_cpu.rms_norm computes it: f32 squares summed
+    in f64 (every thread of the block gets it; `part` is THREADS shared f64)."""
     total = 0.0
     c = cu.threadIdx.x
     while c < cols:
@@ -379,7 +376,17 @@ def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd
         cu.syncthreads()
         step //= 2
     mean = np.float32(part[0] / cols)
-    scale = np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
+    return np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
+
+
+@cu.jit
+def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd: Any) -> None:
+    """A block per row of x [R, C]: sum of f32 squares in f64, then as engine_cpu.rms_norm.
+    `quant` (C a multiple of 32): the output also quantised (quant32) for the products."""
+    r = cu.blockIdx.x
+    cols = x.shape[1]
+    part = cu.shared.array(THREADS, np.float64)
+    scale = row_scale(x, r, cols, eps, part)
     c = cu.threadIdx.x
     while c < cols:  # with cols % 32 == 0 a warp's lanes stay together, a block each pass
         v = np.float32(x[r, c] * scale) * w[c]
