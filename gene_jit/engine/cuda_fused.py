@@ -12,12 +12,11 @@ same bits, as tests/test_engine_cuda.py checks.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from gene_jit.engine.cuda_kernels import THREADS, row_scale
+from gene_jit.engine.cuda_kernels import THREADS, rope_cos_sin, row_scale
 from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream, simulator
 
 cu = cuda()
@@ -73,13 +72,7 @@ def _norm_rope_kernel(x: Any, w: Any, eps: Any, pos: Any, step: Any, scale: Any,
     half = n_rot // 2
     i = cu.threadIdx.x
     while i < half:
-        theta = np.float32(pos[t])
-        for _ in range(i):
-            theta = np.float32(theta * step)
-        angle = theta / factors[i] if use_factors else theta
-        angle = scale * np.float32(angle)
-        cs = np.float32(math.cos(np.float64(angle)))
-        sn = np.float32(math.sin(np.float64(angle)))
+        cs, sn = rope_cos_sin(pos[t], i, step, scale, factors, use_factors)
         a, b = (i, i + half) if neox else (2 * i, 2 * i + 1)
         x0, x1 = np.float64(normed[a]), normed[b]
         va = np.float32(x0 * np.float64(cs) - np.float64(np.float32(x1 * sn)))

@@ -469,6 +469,18 @@ def geglu(gate: Any, up: Any, out: Any, xq: Any = None, xd: Any = None) -> None:
         gate, up, _GELU[0], out, quant, xq, xd)
 
 
+@cu.jit(device=True, inline=True)
+def rope_cos_sin(p: Any, i: int, step: Any, scale: Any, factors: Any, use_factors: bool) -> Any:
+    """cos and sin of pair i's angle at position p, built as engine_cpu.rope_heads builds it
+    (i multiplications by `step` in f32)."""
+    theta = np.float32(p)
+    for _ in range(i):
+        theta = np.float32(theta * step)
+    angle = theta / factors[i] if use_factors else theta
+    angle = scale * np.float32(angle)
+    return np.float32(math.cos(np.float64(angle))), np.float32(math.sin(np.float64(angle)))
+
+
 @cu.jit
 def _rope_kernel(x: Any, pos: Any, step: Any, scale: Any, n_rot: int, neox: bool, factors: Any,
                  use_factors: bool, out: Any) -> None:
@@ -479,13 +491,7 @@ def _rope_kernel(x: Any, pos: Any, step: Any, scale: Any, n_rot: int, neox: bool
     half = n_rot // 2
     i = cu.threadIdx.x
     while i < half:
-        theta = np.float32(pos[t])
-        for _ in range(i):
-            theta = np.float32(theta * step)
-        angle = theta / factors[i] if use_factors else theta
-        angle = scale * np.float32(angle)
-        cs = np.float32(math.cos(np.float64(angle)))
-        sn = np.float32(math.sin(np.float64(angle)))
+        cs, sn = rope_cos_sin(pos[t], i, step, scale, factors, use_factors)
         a, b = (i, i + half) if neox else (2 * i, 2 * i + 1)
         x0, x1 = np.float64(x[t, h, a]), x[t, h, b]
         out[t, h, a] = np.float32(x0 * np.float64(cs) - np.float64(np.float32(x1 * sn)))
