@@ -16,6 +16,7 @@ limit set by the weight bytes read per step over the measured copy bandwidth.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -168,20 +169,25 @@ def bench_engine(engine: Any, batch: int, prompt: int, steps: int) -> dict[str, 
             "host_us": host_us, "logits_step_us": 1e6 * with_logits}
 
 
-def _kernel_name(mangled: str) -> str:
-    """module.function of a Numba kernel's mangled name (_ZN<len><part>...), else itself."""
-    if not mangled.startswith("_ZN"):
-        return mangled[:60]
-    parts, i = [], 3
-    while i < len(mangled) and mangled[i].isdigit():
-        j = i
-        while mangled[j].isdigit():
-            j += 1
-        n = int(mangled[i:j])
-        parts.append(mangled[j:j + n])
-        i = j + n
-    keep = [p for p in parts if p not in ("cudapy", "gene_jit", "engine", "_3clocals_3e")]
-    return ".".join(keep)[-60:]
+def _kernel_name(name: str) -> str:
+    """module.function of a Numba kernel's name, mangled (_ZN<len><part>...) or demangled
+    (`void ns::fn[abi:...](args)`, as CUPTI may report it), else its first 60 characters."""
+    drop = ("cudapy", "gene_jit", "engine", "_3clocals_3e", "<locals>")
+    if name.startswith("_ZN"):
+        parts, i = [], 3
+        while i < len(name) and name[i].isdigit():
+            j = i
+            while name[j].isdigit():
+                j += 1
+            n = int(name[i:j])
+            parts.append(name[j:j + n])
+            i = j + n
+    elif "::" in name:
+        base = re.sub(r"\[abi:[^\]]*\]", "", name).split("(")[0].split()[-1]
+        parts = base.split("::")
+    else:
+        return name[:60]
+    return ".".join(p for p in parts if p not in drop)[-60:]
 
 
 def profile_steps(engine: Any, batch: int, prompt: int, steps: int = 8) -> None:
