@@ -380,7 +380,10 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--profile", action="store_true", help="GPU time of each kernel of a decode step")
     ap.add_argument("--model", help="a GGUF file (the default model): its decode at --batches, then stop")
+    ap.add_argument("--compare-dp4a", action="store_true",
+                    help="batches of 16 tokens and more also with the dp4a products in place of the tensor cores")
     args = ap.parse_args()
+    from gene_jit.engine import cuda_mma
     from gene_jit.engine.model import Engine
     from gene_jit.tensor.device import create_device
     from gene_jit.tensor_kernels.cuda_support import cuda
@@ -411,6 +414,14 @@ def main() -> None:
             line += (f" | torch f16 eager {t['eager']:8.0f} tok/s, CUDA graph {t['graph']:8.0f} tok/s; "
                      f"engine/graph {r['decode'] / t['graph']:.2f}x")
         print(line, flush=True)
+        if args.compare_dp4a and b >= cuda_mma.MMA_MIN_TOKENS:
+            saved, cuda_mma.MMA_MIN_TOKENS = cuda_mma.MMA_MIN_TOKENS, 1 << 30
+            try:
+                d = bench_engine(engine, b, args.prompt, args.steps)
+            finally:
+                cuda_mma.MMA_MIN_TOKENS = saved
+            print(f"           same with dp4a products: decode {d['decode']:9.0f} tok/s ({d['step_us']:7.1f} us/step); "
+                  f"tensor cores {r['decode'] / d['decode']:.2f}x", flush=True)
     if args.profile:
         for b in (1, 64):
             try:

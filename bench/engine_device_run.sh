@@ -19,7 +19,7 @@ python3 -c "import gguf" 2>/dev/null || { [ -d .whl ] && python3 -m pip install 
 PYTEST="python3 -m pytest -q -p no:cacheprovider"
 for step in $STEPS; do
   case $step in
-    tests) timeout "${TEST_TIMEOUT:-240}" $PYTEST -s tests/test_engine_cuda.py -m "cuda or not cuda" 2>&1 | tee "$OUT/engine_cuda_tests.txt" ;;
+    tests) timeout "${TEST_TIMEOUT:-240}" $PYTEST -s tests/test_engine_cuda.py tests/test_engine_cuda_mma.py -m "cuda or not cuda" 2>&1 | tee "$OUT/engine_cuda_tests.txt" ;;
     kernels) timeout "${KERNEL_TIMEOUT:-150}" $PYTEST tests/test_kernels_cuda.py -m "cuda or not cuda" 2>&1 | tee "$OUT/kernels_cuda_tests.txt" ;;
     others)  # every other test marked cuda (DLPack exchange with PyTorch among them)
       others=$(grep -l "mark.cuda" tests/test_*.py | grep -v -e test_engine_cuda.py -e test_kernels_cuda.py | tr '\n' ' ')

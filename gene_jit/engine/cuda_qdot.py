@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gene_jit.engine import cuda_mma
 from gene_jit.engine.cuda_kernels import WARPS, quant32
 from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream, simulator
 from gene_jit.tensor_kernels.gemv_cuda import half_bits, warp_sum
@@ -301,6 +302,9 @@ def linear(w: Any, kind: int, xq: Any, xd: Any, out: Any, bounds: tuple[int, int
     n1 .. N-1) and out the flat T * N values of their outputs [T, rows] one after another."""
     t, n = xd.shape[0], w.shape[0]
     n0, n1 = (n, n) if bounds is None else bounds
+    if t >= cuda_mma.MMA_MIN_TOKENS:
+        cuda_mma.linear(w, kind, xq, xd, out, n0, n1)
+        return
     tile = next((s for s in QTILES if s >= t), QTILES[-1])
     grid = ((t + tile - 1) // tile, (n + WARPS - 1) // WARPS)
     _linear_kernel(kind, tile)[grid, 32 * WARPS, launch_stream()](
