@@ -119,6 +119,9 @@ def _half(wf: Any, word: int, b: int) -> Any:
 
 
 _KERNELS: dict[tuple[int, int], Any] = {}
+# four blocks an SM (16 warps): ptxas then fits 8 tiles' accumulators in 128 registers
+# without spills, where it would take 168 and leave room for three blocks
+_BOUNDS: dict[str, Any] = {} if simulator() else {"launch_bounds": (32 * MMA_WARPS, 4)}
 
 
 def _kernel(kind: int, nt: int) -> Any:
@@ -130,7 +133,7 @@ def _kernel(kind: int, nt: int) -> Any:
     q4 = kind == Q4_0
     n_acc = 4 * nt  # a constant of the kernel, as local arrays need
 
-    @cu.jit
+    @cu.jit(**_BOUNDS)
     def kernel(wf: Any, width: int, xf: Any, xd: Any, n: int, n0: int, n1: int, out: Any) -> None:
         lane = cu.threadIdx.x & 31
         g, q = lane >> 2, lane & 3
