@@ -240,6 +240,52 @@ def test_fused_row_ops_equal_the_ops_they_fuse() -> None:
             ops.rmsnorm_rope(tensor(np.ones((1, 1, 32))), tensor(np.ones(16)), 1e-6, 0, 1e4)
 
 
+def test_residual_rmsnorm_equals_the_ops_it_fuses() -> None:
+    """tensor/residual-rmsnorm on the GPU (one kernel) gives, to the bit, what the add (or
+    post-norm and add) and the RMSNorm give one after the other, on the GPU and on the CPU:
+    rows narrower and wider than a block of threads, widths that are no multiple of 32,
+    with and without a post-norm; h's 8-bit blocks, written beside it, are the quantiser's."""
+    from gene_jit.engine import cuda_ops, cuda_qdot, ops
+    from gene_jit.runtime.errors import GeneError
+    from gene_jit.tensor import ops as tensor_ops
+    from gene_jit.tensor_kernels.cuda_support import cuda
+
+    dev = _dev()
+    rng = np.random.default_rng(13)
+    for shape in ((1, 640), (3, 96), (2, 40), (2, 3, 64)):
+        x, y = ((3 * rng.standard_normal(shape)).astype(np.float32) for _ in range(2))
+        w, p = ((1 + 0.2 * rng.standard_normal(shape[-1])).astype(np.float32) for _ in range(2))
+        for with_post in (False, True):
+            outs = []
+            for tensor in (lambda a: _gpu(a, dev), _cpu):
+                post = tensor(p) if with_post else None
+                joined = tensor_ops.add(tensor(x), ops.ggml_rmsnorm(tensor(y), post, 1e-6) if with_post
+                                        else tensor(y))
+                x2, h = ops.residual_rmsnorm(tensor(x), tensor(y), tensor(w), 1e-6, post)
+                assert x2.device == h.device == joined.device and h.shape == shape
+                np.testing.assert_array_equal(x2.numpy(), joined.numpy())
+                np.testing.assert_array_equal(h.numpy(), ops.ggml_rmsnorm(joined, tensor(w), 1e-6).numpy())
+                outs.append(h)
+            np.testing.assert_array_equal(outs[0].numpy(), outs[1].numpy())
+            h = outs[0]
+            if len(shape) == 2 and shape[1] % 32 == 0:  # blocks beside h, as the products read them
+                assert (cuda_ops._address(h.data), shape) in cuda_ops._QUANTISED
+                xq, xd = cuda_ops._quantised(h, h.data)
+                want_q = cuda().device_array((shape[0], shape[1] // 4), np.int32)
+                want_d = cuda().device_array((shape[0], shape[1] // 32), np.float32)
+                cuda_qdot.quantise_q8(h.data, want_q, want_d)
+                np.testing.assert_array_equal(xq.copy_to_host(), want_q.copy_to_host())
+                np.testing.assert_array_equal(xd.copy_to_host(), want_d.copy_to_host())
+    one = _gpu(np.ones((2, 32)), dev)
+    for call, message in (
+            (lambda: ops.residual_rmsnorm(one, _gpu(np.ones((3, 32)), dev), _gpu(np.ones(32), dev)), "do not fit"),
+            (lambda: ops.residual_rmsnorm(one, one, _gpu(np.ones(32), dev), 1e-6, _gpu(np.ones(8), dev)), "of 8"),
+            (lambda: ops.residual_rmsnorm(one, one, _gpu(np.ones(32), dev), 1e-6, _cpu(np.ones(32))),
+             "different devices")):
+        with pytest.raises(GeneError, match=f"tensor/residual-rmsnorm: .*{message}"):
+            call()
+
+
 def test_argmax_step_takes_the_lowest_index_of_the_largest() -> None:
     """The greedy step of a decode graph: each row's largest logit (the lowest index among
     ties, wherever the threads' strided streams meet them; NaN never wins), its position
@@ -493,22 +539,39 @@ def test_engine_graph_decode_equals_cpu(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.slow
-def test_small_llama_forward_equals_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A whole (one-layer) model on the CUDA path, simulator included: a prompt in one
-    slot, then a step of two sequences in one call, as the CPU engine computes them."""
-    from gene_jit.engine import cuda_ops
+@pytest.mark.parametrize(("arch", "layers"), [("llama", 1), ("gemma3", 2)])
+def test_small_model_forward_equals_cpu(arch: str, layers: int, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole model on the CUDA path, simulator included: a prompt in one slot, then a
+    step of two sequences in one call, as the CPU engine computes them. Each layer closes
+    with two residual joins, each one kernel that also normalises the sum for what reads
+    it next (the feed-forward, the next layer, the output): a plain RMSNorm runs once a
+    call, for the first layer's input."""
+    from gene_jit.engine import cuda_fused, cuda_kernels, cuda_ops
     from gene_jit.engine.model import Engine
     from gene_jit.tensor.device import CPU
 
     monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", "f16")
-    path = _write_small_llama(tmp_path / "small.gguf", e=32, f=64, v=64, layers=1)
+    path = _write_small_llama(tmp_path / "small.gguf", e=32, f=64, v=64, layers=layers, arch=arch)
     cpu, gpu = Engine(path, CPU), Engine(path, _dev())
+    calls = {"rmsnorm": 0, "residual_rmsnorm": 0}
+
+    def counting(f: Any, name: str) -> Any:
+        def counted(*args: Any) -> None:
+            calls[name] += 1
+            f(*args)
+
+        return counted
+
+    for module, name in ((cuda_kernels, "rmsnorm"), (cuda_fused, "residual_rmsnorm")):
+        monkeypatch.setattr(module, name, counting(getattr(module, name), name))
     caches = [cpu.new_cache(16), cpu.new_cache(16)]
     gc = gpu.new_cache(16, 2)
     a = cpu.forward(caches[0], [5, 7, 9], 0, 3)
     b = gpu.forward(gc, [5, 7, 9], 0, 3)
     assert a is not None and b is not None
     np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
+    assert calls == {"rmsnorm": 1, "residual_rmsnorm": 2 * layers}
     nxt = int(b[-1].argmax())
     b = gpu.forward(gc, [nxt, 11], cuda_ops.Rows.from_host([3, 0], [0, 1]), 2)
     a0, a1 = cpu.forward(caches[0], [nxt], 3, 1), cpu.forward(caches[1], [11], 0, 1)

@@ -226,3 +226,46 @@ def test_rms_norm() -> None:
     out = poisoned(5, 640)
     engine_cpu.rms_norm(x, w, 1e-6, out)
     assert np.abs(out - ref.rmsnorm(x, w, 1e-6)).max() < 1e-5 * np.abs(out).max()
+
+
+def test_residual_rmsnorm_is_the_ops_it_fuses() -> None:
+    """tensor/residual-rmsnorm gives [x2 h] with the bits of the add (or post-norm and
+    add) and the RMSNorm one after the other, for rows of several widths and shapes; its
+    operands are checked under its own name, from Python and from Gene."""
+    import gene_jit
+    from gene_jit.engine import ops
+    from gene_jit.runtime.errors import GeneError
+    from gene_jit.tensor import ops as tensor_ops
+    from gene_jit.tensor.tensor import Tensor
+
+    g = rng(12)
+
+    def t(a: np.ndarray) -> Tensor:
+        return Tensor.from_numpy(np.ascontiguousarray(a, np.float32))
+
+    for shape in ((1, 640), (3, 96), (2, 40), (2, 3, 64)):
+        x, y = ((3 * g.standard_normal(shape)).astype(np.float32) for _ in range(2))
+        w, p = ((1 + 0.2 * g.standard_normal(shape[-1])).astype(np.float32) for _ in range(2))
+        for post in (None, t(p)):
+            joined = tensor_ops.add(t(x), t(y) if post is None else ops.ggml_rmsnorm(t(y), post, 1e-6))
+            x2, h = ops.residual_rmsnorm(t(x), t(y), t(w), 1e-6, post)
+            assert x2.shape == h.shape == shape
+            np.testing.assert_array_equal(x2.numpy(), joined.numpy())
+            np.testing.assert_array_equal(h.numpy(), ops.ggml_rmsnorm(joined, t(w), 1e-6).numpy())
+    one = t(np.ones((2, 32)))
+    bad = [
+        (lambda: ops.residual_rmsnorm(one, t(np.ones((3, 32))), t(np.ones(32))), "do not fit"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones(16))), "a weight of 16 values"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones(32)), 1e-6, t(np.ones(8))), "post of 8"),
+        (lambda: ops.residual_rmsnorm(one, [1.0], t(np.ones(32))), "y must be a tensor"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones((2, 32)))), "the weight must have 1 axes"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones(32)), "x"), "eps must be a number"),
+    ]
+    for call, message in bad:
+        with pytest.raises(GeneError, match=f"tensor/residual-rmsnorm: .*{message}"):
+            call()
+    out = gene_jit.eval("""
+      (var x (tensor/create [[1.0 2.0 3.0 4.0]]))
+      (var r (tensor/residual-rmsnorm x x (tensor/create [1.0 1.0 1.0 1.0]) 1e-6 ^post x/0))
+      [(len r) (tensor/shape r/0) (tensor/shape r/1)]""")
+    assert out == [2, [1, 4], [1, 4]]

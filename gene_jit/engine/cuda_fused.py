@@ -2,6 +2,9 @@
 otherwise run as several small launches, each of which costs more in latency than in work.
 
 - `add_rmsnorm`: out = x + RMSNorm(y) * w (a post-norm joining the residual stream);
+- `residual_rmsnorm`: x2 = x + RMSNorm(y) * p (or x + y), then h = RMSNorm(x2) * w with
+  h's 8-bit blocks for the products that read it (a layer's closing residual join and the
+  norm of what reads its output next);
 - `norm_rope`: per head, RMSNorm * w, then RoPE at each row's position, then times `mul`
   (Gemma's QK norm, rotary embedding and query scale).
 
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gene_jit.engine.cuda_kernels import THREADS, rope_cos_sin, row_scale
+from gene_jit.engine.cuda_kernels import THREADS, no_quant, quant32, rope_cos_sin, row_scale
 from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream, simulator
 
 cu = cuda()
@@ -49,6 +52,50 @@ def _add_rmsnorm_kernel(x: Any, y: Any, w: Any, eps: Any, out: Any) -> None:
 def add_rmsnorm(x: Any, y: Any, w: Any, eps: float, out: Any) -> None:
     """out [R, C] = x + RMSNorm(y) * w (x, y [R, C])."""
     _add_rmsnorm_kernel[y.shape[0], THREADS, launch_stream()](x, y, w, np.float32(eps), out)
+
+
+@cu.jit
+def _residual_rmsnorm_kernel(x: Any, y: Any, p: Any, post: bool, w: Any, eps: Any, x2: Any,
+                             h: Any, quant: bool, xq: Any, xd: Any) -> None:
+    """A block per row: x2[r] = x[r] + RMSNorm(y[r]) * p (post), else x[r] + y[r]; then
+    h[r] = RMSNorm(x2[r]) * w as cuda_kernels._rmsnorm_kernel computes it, its 8-bit blocks
+    too (quant). Each thread reads back the values of x2 it wrote itself."""
+    r = cu.blockIdx.x
+    cols = y.shape[1]
+    # two reductions: a thread may still read the first's total when another starts the
+    # second, so each has its own shared array
+    part = cu.shared.array(THREADS, np.float64)
+    part2 = cu.shared.array(THREADS, np.float64)
+    c = cu.threadIdx.x
+    if post:
+        scale = row_scale(y, r, cols, eps, part)
+        while c < cols:
+            x2[r, c] = x[r, c] + mul_rn(np.float32(y[r, c] * scale), p[c])
+            c += THREADS
+    else:
+        while c < cols:
+            x2[r, c] = x[r, c] + y[r, c]
+            c += THREADS
+    scale2 = row_scale(x2, r, cols, eps, part2)
+    c = cu.threadIdx.x
+    while c < cols:  # with cols % 32 == 0 a warp's lanes stay together, a block each pass
+        v = np.float32(x2[r, c] * scale2) * w[c]
+        h[r, c] = v
+        if quant:
+            quant32(v, c & 31, xq, xd, r, c >> 5)
+        c += THREADS
+
+
+def residual_rmsnorm(x: Any, y: Any, p: Any, w: Any, eps: float, x2: Any, h: Any,
+                     xq: Any = None, xd: Any = None) -> None:
+    """x2 [R, C] = x + RMSNorm(y) * p (x + y when p is None), h = RMSNorm(x2) * w; with
+    xq, xd (C a multiple of 32) also h's 8-bit quants and block scales."""
+    post = p is not None
+    quant = xq is not None
+    if not quant:
+        xq, xd = no_quant()
+    _residual_rmsnorm_kernel[y.shape[0], THREADS, launch_stream()](
+        x, y, p if post else w, post, w, np.float32(eps), x2, h, quant, xq, xd)
 
 
 @cu.jit

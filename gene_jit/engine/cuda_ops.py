@@ -487,6 +487,31 @@ def add_rmsnorm(x: Any, y: Any, w: Any, eps: Any) -> Tensor:
     return Tensor(out, "f32", y.device)
 
 
+def residual_rmsnorm(x: Any, y: Any, w: Any, eps: Any, post: Any) -> list[Tensor]:
+    """[x2 h]: x2 = x + RMSNorm(y) * post (x + y when post is None), h = RMSNorm(x2) * w
+    with h's 8-bit blocks beside it, one kernel (cuda_fused.py)."""
+    from gene_jit.engine import cuda_fused
+
+    op = "tensor/residual-rmsnorm"
+    xa, ya = _f32(op, x, None), _f32(op, y, None, "y")
+    wa = _f32(op, w, 1, "the weight")
+    pa = None if post is None else _f32(op, post, 1, "^post")
+    shape = tuple(y.shape)
+    cols = shape[-1] if shape else 0
+    if tuple(x.shape) != shape or not shape or wa.shape[0] != cols or (pa is not None and pa.shape[0] != cols):
+        raise TensorShapeError(f"{op}: x {list(x.shape)}, y {list(shape)}, a weight of {wa.shape[0]} "
+                               f"values{'' if pa is None else f' and ^post of {pa.shape[0]}'} do not fit")
+    rows = y.size // cols
+    x2, h = device_empty(shape), device_empty(shape)
+    xq, xd = _quant_buffers(shape)
+    if rows:
+        cuda_fused.residual_rmsnorm(xa.reshape(rows, cols), ya.reshape(rows, cols), pa, wa, float(eps),
+                                    x2.reshape(rows, cols), h.reshape(rows, cols), xq, xd)
+    if xq is not None:
+        _remember_quantised(h, xq, xd)
+    return [Tensor(x2, "f32", y.device), Tensor(h, "f32", y.device)]
+
+
 def _cache(op: str, cache: Any) -> DeviceKVCache:
     if not isinstance(cache, DeviceKVCache):
         raise DeviceError(f"{op}: tensors on the GPU need a cache on the GPU, got {cache!r}")

@@ -9,6 +9,9 @@ position, and a KV cache.
     (tensor/rope-at x pos base ^scale s ^mode :neox ^dims n ^factors f)   ; x [T H D]
     (tensor/rmsnorm-rope x w eps pos base ...rope-at's options... ^mul m) ; per head
     (tensor/add-rmsnorm x y w eps)           ; x + (tensor/ggml-rmsnorm y w eps)
+    (tensor/residual-rmsnorm x y w eps ^post p)   ; [x2 h]: x2 = x + y, or with ^post
+        ; x + (tensor/ggml-rmsnorm y p eps); h = (tensor/ggml-rmsnorm x2 w eps): a layer's
+        ; closing residual join and the norm of what reads its output next, one GPU kernel
     (tensor/kv-cache model n-ctx)            ; an empty cache for n-ctx positions
     (tensor/kv-store cache layer k v pos)    ; k, v [T Hkv D] at positions pos..
     (tensor/kv-attention cache layer q pos ^window w ^scale s)   ; -> [T H D]
@@ -39,7 +42,7 @@ from gene_jit.tensor_kernels import engine_cpu, qdot_cpu, qgemv_cpu
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
 __all__ = ["KVCache", "add_rmsnorm", "embed_rows", "geglu", "ggml_rmsnorm", "kv_attention", "kv_cache",
-           "kv_store", "linear", "rmsnorm_rope", "rope_at"]
+           "kv_store", "linear", "residual_rmsnorm", "rmsnorm_rope", "rope_at"]
 
 
 class TensorShapeError(GeneError):
@@ -248,6 +251,33 @@ def add_rmsnorm(x: Any, y: Any, w: Any, eps: Any = 1e-6) -> Tensor:
     if xa.shape != normed.shape:
         raise TensorShapeError(f"{op}: x {list(xa.shape)} and y {list(normed.shape)} differ")
     return Tensor(xa + normed.data, "f32")
+
+
+@builtin("residual-rmsnorm", ns="tensor")
+def residual_rmsnorm(x: Any, y: Any, w: Any, eps: Any = 1e-6, post: Any = None) -> list[Tensor]:
+    """A layer's closing residual join and the norm of what reads its output next, as the
+    array [x2 h]: x2 = x + y (with a `post` weight: x + (tensor/ggml-rmsnorm y post eps)),
+    h = (tensor/ggml-rmsnorm x2 w eps). One pass over each row on the GPU (h's 8-bit
+    blocks written beside it for the products that read h), the same values as the ops
+    one after the other."""
+    op = "tensor/residual-rmsnorm"
+    if isinstance(eps, bool) or not isinstance(eps, int | float):
+        raise GeneTypeError(f"{op}: eps must be a number, got {eps!r}")
+    if _device(op, x, y, w, post).is_cuda:
+        return _gpu().residual_rmsnorm(x, y, w, eps, post)
+    if not isinstance(y, Tensor) or y.ndim < 1:
+        raise GeneTypeError(f"{op}: y must be a tensor with at least one axis")
+    ya, xa = _f32(op, y, y.ndim, "y"), _f32(op, x, y.ndim)
+    wa = _f32(op, w, 1, "the weight")
+    pa = wa if post is None else _f32(op, post, 1, "^post")
+    cols = ya.shape[-1]
+    if xa.shape != ya.shape or wa.shape[0] != cols or pa.shape[0] != cols:
+        raise TensorShapeError(f"{op}: x {list(xa.shape)}, y {list(ya.shape)}, a weight of "
+                               f"{wa.shape[0]} values{'' if post is None else f' and ^post of {pa.shape[0]}'}"
+                               " do not fit")
+    joined = xa + (ya if post is None else ggml_rmsnorm(y, post, eps).data)
+    x2 = Tensor(joined, "f32")
+    return [x2, ggml_rmsnorm(x2, w, eps)]
 
 
 class KVCache:
