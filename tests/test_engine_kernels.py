@@ -269,3 +269,44 @@ def test_residual_rmsnorm_is_the_ops_it_fuses() -> None:
       (var r (tensor/residual-rmsnorm x x (tensor/create [1.0 1.0 1.0 1.0]) 1e-6 ^post x/0))
       [(len r) (tensor/shape r/0) (tensor/shape r/1)]""")
     assert out == [2, [1, 4], [1, 4]]
+
+
+def test_qk_norm_rope_store_is_the_ops_it_fuses() -> None:
+    """tensor/qk-norm-rope-store returns q's rmsnorm-rope and leaves in the cache what
+    rmsnorm-rope of k and kv-store leave, to the bit; its operands are checked under its
+    own name."""
+    from gene_jit.engine import ops
+    from gene_jit.runtime.errors import GeneError
+    from gene_jit.tensor.tensor import Tensor
+
+    g = rng(14)
+
+    def t(a: np.ndarray) -> Tensor:
+        return Tensor.from_numpy(np.ascontiguousarray(a, np.float32))
+
+    n, h, hkv, d = 3, 4, 2, 16
+    q, k, v = ((3 * g.standard_normal((n, heads, d))).astype(np.float32) for heads in (h, hkv, hkv))
+    wq, wk = ((1 + 0.2 * g.standard_normal(d)).astype(np.float32) for _ in range(2))
+    for mode, dims, mul in (("neox", d, 0.25), ("adjacent", 12, None)):
+        want, got = ops.KVCache(2, hkv, d, 8), ops.KVCache(2, hkv, d, 8)
+        wq_ = ops.rmsnorm_rope(t(q), t(wq), 1e-6, 2, 1e4, 0.5, mode, dims, None, mul)
+        ops.kv_store(want, 1, ops.rmsnorm_rope(t(k), t(wk), 1e-6, 2, 1e4, 0.5, mode, dims), t(v), 2)
+        out = ops.qk_norm_rope_store(got, 1, t(q), t(k), t(v), t(wq), t(wk), 1e-6, 2, 1e4, 0.5, mode,
+                                     dims, None, mul)
+        np.testing.assert_array_equal(out.numpy(), wq_.numpy())
+        for a, b in ((want.k, got.k), (want.v, got.v)):
+            for la, lb in zip(a, b, strict=True):
+                np.testing.assert_array_equal(la, lb)
+    cache = ops.KVCache(1, hkv, d, 4)
+    args = (t(q), t(k), t(v), t(wq), t(wk), 1e-6, 0, 1e4)
+    bad = [
+        (lambda: ops.qk_norm_rope_store(cache, 0, t(q), t(q), t(v), *args[3:]), "do not fit"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args[:3], t(wq[:8]), *args[4:]), "weights of 8"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args[:6], 2, 1e4), "past the cache"),
+        (lambda: ops.qk_norm_rope_store(cache, 1, *args), "layer 1"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args, mul="x"), "mul must be a number"),
+        (lambda: ops.qk_norm_rope_store(None, 0, *args), "expected a KV cache"),
+    ]
+    for call, message in bad:
+        with pytest.raises(GeneError, match=f"tensor/qk-norm-rope-store: .*{message}"):
+            call()

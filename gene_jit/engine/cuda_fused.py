@@ -6,7 +6,9 @@ otherwise run as several small launches, each of which costs more in latency tha
   h's 8-bit blocks for the products that read it (a layer's closing residual join and the
   norm of what reads its output next);
 - `norm_rope`: per head, RMSNorm * w, then RoPE at each row's position, then times `mul`
-  (Gemma's QK norm, rotary embedding and query scale).
+  (Gemma's QK norm, rotary embedding and query scale);
+- `qk_norm_rope_store`: norm_rope of q's heads and of k's, whose result goes into the KV
+  cache with v's heads: what the attention's inputs need, one launch.
 
 Each computes what the unfused kernels of cuda_kernels.py compute, operation for operation
 (the same f64 sums of squares, the same angles and fused products), so the results are the
@@ -98,6 +100,15 @@ def residual_rmsnorm(x: Any, y: Any, p: Any, w: Any, eps: float, x2: Any, h: Any
         x, y, p if post else w, post, w, np.float32(eps), x2, h, quant, xq, xd)
 
 
+@cu.jit(device=True, inline=True)
+def _rotate(a: Any, b: Any, cs: Any, sn: Any) -> Any:
+    """A pair (a, b) turned by the angle of cos cs, sin sn, as cuda_kernels._rope_kernel
+    turns it."""
+    x0 = np.float64(a)
+    return (np.float32(x0 * np.float64(cs) - np.float64(np.float32(b * sn))),
+            np.float32(x0 * np.float64(sn) + np.float64(np.float32(b * cs))))
+
+
 @cu.jit
 def _norm_rope_kernel(x: Any, w: Any, eps: Any, pos: Any, step: Any, scale: Any, n_rot: int,
                       neox: bool, factors: Any, use_factors: bool, mul: Any, use_mul: bool,
@@ -121,9 +132,7 @@ def _norm_rope_kernel(x: Any, w: Any, eps: Any, pos: Any, step: Any, scale: Any,
     while i < half:
         cs, sn = rope_cos_sin(pos[t], i, step, scale, factors, use_factors)
         a, b = (i, i + half) if neox else (2 * i, 2 * i + 1)
-        x0, x1 = np.float64(normed[a]), normed[b]
-        va = np.float32(x0 * np.float64(cs) - np.float64(np.float32(x1 * sn)))
-        vb = np.float32(x0 * np.float64(sn) + np.float64(np.float32(x1 * cs)))
+        va, vb = _rotate(normed[a], normed[b], cs, sn)
         out[t, h, a] = va * mul if use_mul else va
         out[t, h, b] = vb * mul if use_mul else vb
         i += THREADS
@@ -141,3 +150,70 @@ def norm_rope(x: Any, w: Any, eps: float, pos: Any, base: float, scale: float, n
     _norm_rope_kernel[(t, heads), THREADS, launch_stream()](
         x.reshape(t * heads, d), w, np.float32(eps), pos, step, np.float32(scale), n_rot, neox,
         factors, use_factors, np.float32(1.0 if mul is None else mul), mul is not None, out)
+
+
+@cu.jit
+def _qk_norm_rope_store_kernel(q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: Any, pos: Any,
+                               slot: Any, step: Any, scale: Any, n_rot: int, neox: bool,
+                               factors: Any, use_factors: bool, mul: Any, use_mul: bool,
+                               out: Any, kc: Any, vc: Any) -> None:
+    """A block per (token, head) of q [T, H, D] and then of k [T, Hkv, D] (rows
+    [T * heads, D]): _norm_rope_kernel's values, q's times `mul` (use_mul) into out, k's
+    rounded to f16 into the cache kc [S, Hkv, C, D] at the row's slot and position, where a
+    k head's block also stores that head of v (as cuda_kernels._kv_store_kernel does)."""
+    t, hh = cu.blockIdx.x, cu.blockIdx.y
+    heads, d = out.shape[1], out.shape[2]
+    is_q = hh < heads  # the same for the whole block: its barriers are met by all threads
+    kh = hh - heads
+    x = q if is_q else k
+    w = wq if is_q else wk
+    r = t * heads + hh if is_q else t * kc.shape[1] + kh
+    scaled = is_q and use_mul
+    part = cu.shared.array(THREADS, np.float64)
+    normed = cu.shared.array(MAX_HEAD, np.float32)
+    s = row_scale(x, r, d, eps, part)
+    c = cu.threadIdx.x
+    while c < d:
+        normed[c] = np.float32(x[r, c] * s) * w[c]
+        c += THREADS
+    cu.syncthreads()
+    half = n_rot // 2
+    i = cu.threadIdx.x
+    while i < half:
+        cs, sn = rope_cos_sin(pos[t], i, step, scale, factors, use_factors)
+        a, b = (i, i + half) if neox else (2 * i, 2 * i + 1)
+        va, vb = _rotate(normed[a], normed[b], cs, sn)
+        if is_q:
+            out[t, hh, a] = va * mul if scaled else va
+            out[t, hh, b] = vb * mul if scaled else vb
+        else:
+            kc[slot[t], kh, pos[t], a] = np.float16(va)
+            kc[slot[t], kh, pos[t], b] = np.float16(vb)
+        i += THREADS
+    j = n_rot + cu.threadIdx.x
+    while j < d:
+        if is_q:
+            out[t, hh, j] = normed[j] * mul if scaled else normed[j]
+        else:
+            kc[slot[t], kh, pos[t], j] = np.float16(normed[j])
+        j += THREADS
+    if not is_q:
+        c = cu.threadIdx.x
+        while c < d:
+            vc[slot[t], kh, pos[t], c] = np.float16(v[t, kh, c])
+            c += THREADS
+
+
+def qk_norm_rope_store(q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: float, pos: Any, slot: Any,
+                       base: float, scale: float, n_rot: int, neox: bool, factors: Any,
+                       use_factors: bool, mul: float | None, out: Any, kc: Any, vc: Any) -> None:
+    """out [T, H, D] = RoPE(RMSNorm(q) * wq) (times mul); RoPE(RMSNorm(k) * wk) and v
+    [T, Hkv, D] into the cache kc, vc [S, Hkv, C, D] at each row's slot and position; one
+    launch, D <= MAX_HEAD."""
+    t, heads, d = out.shape
+    kv_heads = k.shape[1]
+    step = np.float32(base ** (-2.0 / n_rot))
+    _qk_norm_rope_store_kernel[(t, heads + kv_heads), THREADS, launch_stream()](
+        q.reshape(t * heads, d), k.reshape(t * kv_heads, d), v, wq, wk, np.float32(eps), pos, slot,
+        step, np.float32(scale), n_rot, neox, factors, use_factors,
+        np.float32(1.0 if mul is None else mul), mul is not None, out, kc, vc)
