@@ -286,17 +286,25 @@ def test_residual_rmsnorm_equals_the_ops_it_fuses() -> None:
             call()
 
 
-def _qk_inputs(fused: bool, dev: Any, q: np.ndarray, k: np.ndarray, v: np.ndarray, wq: np.ndarray,
-               wk: np.ndarray, factors: Any, rows: Any, mode: str, dims: int, mul: Any) -> tuple[Any, Any]:
+def _qk_inputs(fused: bool, dev: Any, q: np.ndarray, k: np.ndarray, v: np.ndarray, wq: Any, wk: Any,
+               factors: Any, rows: Any, mode: str, dims: int, mul: Any) -> tuple[Any, Any]:
     """(q's output, a zeroed 3-slot cache whose layer 1 received k and v), by
-    tensor/qk-norm-rope-store or by the ops it fuses."""
+    tensor/qk-norm-rope-store (tensor/qk-rope-store where wq is None) or by the ops it
+    fuses."""
     from gene_jit.engine import cuda_ops, ops
 
     cache = cuda_ops.DeviceKVCache(2, k.shape[1], k.shape[2], 8, dev, slots=3)
     for a in (*cache.k, *cache.v):
         a.copy_to_device(np.zeros(a.shape, np.float16))
-    gq, gk, gv, gwq, gwk = (_gpu(a, dev) for a in (q, k, v, wq, wk))
-    if fused:
+    gq, gk, gv = (_gpu(a, dev) for a in (q, k, v))
+    gwq, gwk = (None, None) if wq is None else (_gpu(wq, dev), _gpu(wk, dev))
+    if wq is None:  # RoPE alone
+        if fused:
+            out = ops.qk_rope_store(cache, 1, gq, gk, gv, rows, 1e4, 0.5, mode, dims, factors)
+        else:
+            out = ops.rope_at(gq, rows, 1e4, 0.5, mode, dims, factors)
+            ops.kv_store(cache, 1, ops.rope_at(gk, rows, 1e4, 0.5, mode, dims, factors), gv, rows)
+    elif fused:
         out = ops.qk_norm_rope_store(cache, 1, gq, gk, gv, gwq, gwk, 1e-6, rows, 1e4, 0.5, mode, dims,
                                      factors, mul)
     else:
@@ -308,18 +316,20 @@ def _qk_inputs(fused: bool, dev: Any, q: np.ndarray, k: np.ndarray, v: np.ndarra
 def test_qk_norm_rope_store_equals_the_ops_it_fuses() -> None:
     """tensor/qk-norm-rope-store on the GPU (one kernel) returns what rmsnorm-rope of q
     returns and leaves in the cache what rmsnorm-rope of k and kv-store leave, to the bit,
-    and the CPU's values: rows of several sequences at their own positions and slots, both
-    RoPE modes, partial rotation, frequency factors, heads wider than its shared memory."""
+    and the CPU's values (tensor/qk-rope-store: rope-at's): rows of several sequences at
+    their own positions and slots, both RoPE modes, partial rotation, frequency factors,
+    heads wider than its shared memory."""
     from gene_jit.engine import cuda_ops, ops
     from gene_jit.runtime.errors import GeneError
 
     dev = _dev()
     rng = np.random.default_rng(15)
-    for t, h, hkv, d, mode, dims, with_factors, mul in ((3, 4, 2, 32, "neox", 32, False, 0.125),
-                                                        (2, 3, 1, 48, "adjacent", 40, True, None),
-                                                        (1, 1, 1, 544, "neox", 512, False, 0.5)):
+    for t, h, hkv, d, mode, dims, with_factors, mul, norm in (
+            (3, 4, 2, 32, "neox", 32, False, 0.125, True), (2, 3, 1, 48, "adjacent", 40, True, None, True),
+            (1, 1, 1, 544, "neox", 512, False, 0.5, True), (3, 4, 2, 32, "adjacent", 24, True, None, False),
+            (1, 1, 1, 544, "neox", 512, False, None, False)):
         q, k, v = ((3 * rng.standard_normal((t, n, d))).astype(np.float32) for n in (h, hkv, hkv))
-        wq, wk = ((1 + 0.2 * rng.standard_normal(d)).astype(np.float32) for _ in range(2))
+        wq, wk = ((1 + 0.2 * rng.standard_normal(d)).astype(np.float32) if norm else None for _ in range(2))
         fac = (1 + rng.random(dims // 2)).astype(np.float32)
         places = [(1, 5), (0, 2), (2, 0)][:t]  # (slot, position) of each row
         rows = cuda_ops.Rows.from_host([p for _, p in places], [s for s, _ in places])
@@ -334,8 +344,9 @@ def test_qk_norm_rope_store_equals_the_ops_it_fuses() -> None:
         for i, (slot, p) in enumerate(places):
             cpu = ops.KVCache(2, hkv, d, 8)
             fa = _cpu(fac) if with_factors else None
-            out = ops.qk_norm_rope_store(cpu, 1, _cpu(q[i:i + 1]), _cpu(k[i:i + 1]), _cpu(v[i:i + 1]),
-                                         _cpu(wq), _cpu(wk), 1e-6, p, 1e4, 0.5, mode, dims, fa, mul)
+            qkv = (_cpu(q[i:i + 1]), _cpu(k[i:i + 1]), _cpu(v[i:i + 1]))
+            out = (ops.qk_norm_rope_store(cpu, 1, *qkv, _cpu(wq), _cpu(wk), 1e-6, p, 1e4, 0.5, mode, dims, fa, mul)
+                   if norm else ops.qk_rope_store(cpu, 1, *qkv, p, 1e4, 0.5, mode, dims, fa))
             np.testing.assert_allclose(got.numpy()[i], out.numpy()[0], rtol=1e-6, atol=1e-7)
             np.testing.assert_allclose(gc.k[1].copy_to_host()[slot, :, p], cpu.k[1][:, p], rtol=1e-3)
             np.testing.assert_array_equal(gc.v[1].copy_to_host()[slot, :, p], cpu.v[1][:, p])
@@ -611,8 +622,8 @@ def test_small_model_forward_equals_cpu(arch: str, layers: int, tmp_path: Path,
     step of two sequences in one call, as the CPU engine computes them. Each layer closes
     with two residual joins, each one kernel that also normalises the sum for what reads
     it next (the feed-forward, the next layer, the output): a plain RMSNorm runs once a
-    call, for the first layer's input. Gemma's QK norms, RoPE and cache store are one
-    kernel a layer."""
+    call, for the first layer's input. RoPE of q and k (after Gemma's QK norms) and the
+    cache store are one kernel a layer."""
     from gene_jit.engine import cuda_fused, cuda_kernels, cuda_ops
     from gene_jit.engine.model import Engine
     from gene_jit.tensor.device import CPU
@@ -620,7 +631,7 @@ def test_small_model_forward_equals_cpu(arch: str, layers: int, tmp_path: Path,
     monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", "f16")
     path = _write_small_llama(tmp_path / "small.gguf", e=32, f=64, v=64, layers=layers, arch=arch)
     cpu, gpu = Engine(path, CPU), Engine(path, _dev())
-    calls = {"rmsnorm": 0, "residual_rmsnorm": 0, "qk_norm_rope_store": 0, "kv_store": 0}
+    calls = {"rmsnorm": 0, "residual_rmsnorm": 0, "qk_rope_store": 0, "kv_store": 0}
 
     def counting(f: Any, name: str) -> Any:
         def counted(*args: Any) -> None:
@@ -630,7 +641,7 @@ def test_small_model_forward_equals_cpu(arch: str, layers: int, tmp_path: Path,
         return counted
 
     for module, name in ((cuda_kernels, "rmsnorm"), (cuda_fused, "residual_rmsnorm"),
-                         (cuda_fused, "qk_norm_rope_store"), (cuda_kernels, "kv_store")):
+                         (cuda_fused, "qk_rope_store"), (cuda_kernels, "kv_store")):
         monkeypatch.setattr(module, name, counting(getattr(module, name), name))
     caches = [cpu.new_cache(16), cpu.new_cache(16)]
     gc = gpu.new_cache(16, 2)
@@ -638,9 +649,7 @@ def test_small_model_forward_equals_cpu(arch: str, layers: int, tmp_path: Path,
     b = gpu.forward(gc, [5, 7, 9], 0, 3)
     assert a is not None and b is not None
     np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
-    gemma = arch == "gemma3"
-    assert calls == {"rmsnorm": 1, "residual_rmsnorm": 2 * layers,
-                     "qk_norm_rope_store": layers if gemma else 0, "kv_store": 0 if gemma else layers}
+    assert calls == {"rmsnorm": 1, "residual_rmsnorm": 2 * layers, "qk_rope_store": layers, "kv_store": 0}
     nxt = int(b[-1].argmax())
     b = gpu.forward(gc, [nxt, 11], cuda_ops.Rows.from_host([3, 0], [0, 1]), 2)
     a0, a1 = cpu.forward(caches[0], [nxt], 3, 1), cpu.forward(caches[1], [11], 0, 1)

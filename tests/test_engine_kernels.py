@@ -271,10 +271,10 @@ def test_residual_rmsnorm_is_the_ops_it_fuses() -> None:
     assert out == [2, [1, 4], [1, 4]]
 
 
-def test_qk_norm_rope_store_is_the_ops_it_fuses() -> None:
+def test_qk_rope_store_is_the_ops_it_fuses() -> None:
     """tensor/qk-norm-rope-store returns q's rmsnorm-rope and leaves in the cache what
-    rmsnorm-rope of k and kv-store leave, to the bit; its operands are checked under its
-    own name."""
+    rmsnorm-rope of k and kv-store leave, to the bit (tensor/qk-rope-store: rope-at's);
+    their operands are checked under their own names."""
     from gene_jit.engine import ops
     from gene_jit.runtime.errors import GeneError
     from gene_jit.tensor.tensor import Tensor
@@ -287,12 +287,21 @@ def test_qk_norm_rope_store_is_the_ops_it_fuses() -> None:
     n, h, hkv, d = 3, 4, 2, 16
     q, k, v = ((3 * g.standard_normal((n, heads, d))).astype(np.float32) for heads in (h, hkv, hkv))
     wq, wk = ((1 + 0.2 * g.standard_normal(d)).astype(np.float32) for _ in range(2))
-    for mode, dims, mul in (("neox", d, 0.25), ("adjacent", 12, None)):
+    fac = t(1 + g.random(6))
+    for mode, dims, mul, norm in (("neox", d, 0.25, True), ("adjacent", 12, None, True),
+                                  ("adjacent", 12, None, False), ("neox", d, None, False)):
         want, got = ops.KVCache(2, hkv, d, 8), ops.KVCache(2, hkv, d, 8)
-        wq_ = ops.rmsnorm_rope(t(q), t(wq), 1e-6, 2, 1e4, 0.5, mode, dims, None, mul)
-        ops.kv_store(want, 1, ops.rmsnorm_rope(t(k), t(wk), 1e-6, 2, 1e4, 0.5, mode, dims), t(v), 2)
-        out = ops.qk_norm_rope_store(got, 1, t(q), t(k), t(v), t(wq), t(wk), 1e-6, 2, 1e4, 0.5, mode,
-                                     dims, None, mul)
+        factors = None if mode == "neox" else fac
+        if norm:
+            wq_ = ops.rmsnorm_rope(t(q), t(wq), 1e-6, 2, 1e4, 0.5, mode, dims, factors, mul)
+            ops.kv_store(want, 1, ops.rmsnorm_rope(t(k), t(wk), 1e-6, 2, 1e4, 0.5, mode, dims, factors),
+                         t(v), 2)
+            out = ops.qk_norm_rope_store(got, 1, t(q), t(k), t(v), t(wq), t(wk), 1e-6, 2, 1e4, 0.5, mode,
+                                         dims, factors, mul)
+        else:
+            wq_ = ops.rope_at(t(q), 2, 1e4, 0.5, mode, dims, factors)
+            ops.kv_store(want, 1, ops.rope_at(t(k), 2, 1e4, 0.5, mode, dims, factors), t(v), 2)
+            out = ops.qk_rope_store(got, 1, t(q), t(k), t(v), 2, 1e4, 0.5, mode, dims, factors)
         np.testing.assert_array_equal(out.numpy(), wq_.numpy())
         for a, b in ((want.k, got.k), (want.v, got.v)):
             for la, lb in zip(a, b, strict=True):
@@ -306,7 +315,13 @@ def test_qk_norm_rope_store_is_the_ops_it_fuses() -> None:
         (lambda: ops.qk_norm_rope_store(cache, 1, *args), "layer 1"),
         (lambda: ops.qk_norm_rope_store(cache, 0, *args, mul="x"), "mul must be a number"),
         (lambda: ops.qk_norm_rope_store(None, 0, *args), "expected a KV cache"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args[:3], None, *args[4:]), "q's weight must be a tensor"),
     ]
     for call, message in bad:
         with pytest.raises(GeneError, match=f"tensor/qk-norm-rope-store: .*{message}"):
+            call()
+    for call, message in (
+            (lambda: ops.qk_rope_store(cache, 0, t(q), t(q), t(v), 0, 1e4), "do not fit"),
+            (lambda: ops.qk_rope_store(cache, 0, *args[:3], 3, 1e4), "past the cache")):
+        with pytest.raises(GeneError, match=f"tensor/qk-rope-store: .*{message}"):
             call()

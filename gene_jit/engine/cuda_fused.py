@@ -7,8 +7,8 @@ otherwise run as several small launches, each of which costs more in latency tha
   norm of what reads its output next);
 - `norm_rope`: per head, RMSNorm * w, then RoPE at each row's position, then times `mul`
   (Gemma's QK norm, rotary embedding and query scale);
-- `qk_norm_rope_store`: norm_rope of q's heads and of k's, whose result goes into the KV
-  cache with v's heads: what the attention's inputs need, one launch.
+- `qk_rope_store`: norm_rope of q's heads and of k's (or RoPE alone), whose result goes
+  into the KV cache with v's heads: what the attention's inputs need, one launch.
 
 Each computes what the unfused kernels of cuda_kernels.py compute, operation for operation
 (the same f64 sums of squares, the same angles and fused products), so the results are the
@@ -153,14 +153,15 @@ def norm_rope(x: Any, w: Any, eps: float, pos: Any, base: float, scale: float, n
 
 
 @cu.jit
-def _qk_norm_rope_store_kernel(q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: Any, pos: Any,
-                               slot: Any, step: Any, scale: Any, n_rot: int, neox: bool,
-                               factors: Any, use_factors: bool, mul: Any, use_mul: bool,
-                               out: Any, kc: Any, vc: Any) -> None:
+def _qk_rope_store_kernel(q: Any, k: Any, v: Any, norm: bool, wq: Any, wk: Any, eps: Any, pos: Any,
+                          slot: Any, step: Any, scale: Any, n_rot: int, neox: bool,
+                          factors: Any, use_factors: bool, mul: Any, use_mul: bool,
+                          out: Any, kc: Any, vc: Any) -> None:
     """A block per (token, head) of q [T, H, D] and then of k [T, Hkv, D] (rows
-    [T * heads, D]): _norm_rope_kernel's values, q's times `mul` (use_mul) into out, k's
-    rounded to f16 into the cache kc [S, Hkv, C, D] at the row's slot and position, where a
-    k head's block also stores that head of v (as cuda_kernels._kv_store_kernel does)."""
+    [T * heads, D]): _norm_rope_kernel's values (without the norm unless `norm`: then
+    cuda_kernels._rope_kernel's), q's times `mul` (use_mul) into out, k's rounded to f16
+    into the cache kc [S, Hkv, C, D] at the row's slot and position, where a k head's block
+    also stores that head of v (as cuda_kernels._kv_store_kernel does)."""
     t, hh = cu.blockIdx.x, cu.blockIdx.y
     heads, d = out.shape[1], out.shape[2]
     is_q = hh < heads  # the same for the whole block: its barriers are met by all threads
@@ -171,10 +172,10 @@ def _qk_norm_rope_store_kernel(q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: An
     scaled = is_q and use_mul
     part = cu.shared.array(THREADS, np.float64)
     normed = cu.shared.array(MAX_HEAD, np.float32)
-    s = row_scale(x, r, d, eps, part)
+    s = row_scale(x, r, d, eps, part) if norm else np.float32(1.0)
     c = cu.threadIdx.x
     while c < d:
-        normed[c] = np.float32(x[r, c] * s) * w[c]
+        normed[c] = np.float32(x[r, c] * s) * w[c] if norm else x[r, c]
         c += THREADS
     cu.syncthreads()
     half = n_rot // 2
@@ -204,16 +205,19 @@ def _qk_norm_rope_store_kernel(q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: An
             c += THREADS
 
 
-def qk_norm_rope_store(q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: float, pos: Any, slot: Any,
-                       base: float, scale: float, n_rot: int, neox: bool, factors: Any,
-                       use_factors: bool, mul: float | None, out: Any, kc: Any, vc: Any) -> None:
+def qk_rope_store(q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: float, pos: Any, slot: Any,
+                  base: float, scale: float, n_rot: int, neox: bool, factors: Any,
+                  use_factors: bool, mul: float | None, out: Any, kc: Any, vc: Any) -> None:
     """out [T, H, D] = RoPE(RMSNorm(q) * wq) (times mul); RoPE(RMSNorm(k) * wk) and v
-    [T, Hkv, D] into the cache kc, vc [S, Hkv, C, D] at each row's slot and position; one
-    launch, D <= MAX_HEAD."""
+    [T, Hkv, D] into the cache kc, vc [S, Hkv, C, D] at each row's slot and position (wq,
+    wk None: RoPE(q), RoPE(k)); one launch, D <= MAX_HEAD."""
     t, heads, d = out.shape
     kv_heads = k.shape[1]
     step = np.float32(base ** (-2.0 / n_rot))
-    _qk_norm_rope_store_kernel[(t, heads + kv_heads), THREADS, launch_stream()](
-        q.reshape(t * heads, d), k.reshape(t * kv_heads, d), v, wq, wk, np.float32(eps), pos, slot,
+    norm = wq is not None
+    if not norm:
+        wq = wk = factors  # not read
+    _qk_rope_store_kernel[(t, heads + kv_heads), THREADS, launch_stream()](
+        q.reshape(t * heads, d), k.reshape(t * kv_heads, d), v, norm, wq, wk, np.float32(eps), pos, slot,
         step, np.float32(scale), n_rot, neox, factors, use_factors,
         np.float32(1.0 if mul is None else mul), mul is not None, out, kc, vc)

@@ -530,34 +530,40 @@ def kv_store(cache: Any, layer: int, k: Any, v: Any, pos: Any) -> None:
     _k().kv_store(ka, va, rows.pos, rows.slot, c.k[layer], c.v[layer])
 
 
-def qk_norm_rope_store(cache: Any, layer: int, q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: Any,
-                       pos: Any, base: Any, scale: Any, mode: Any, dims: Any, factors: Any,
-                       mul: Any) -> Tensor:
-    """rmsnorm-rope of q and of k, k's result and v into the cache: one kernel
-    (cuda_fused.py)."""
+def qk_rope_store(op: str, cache: Any, layer: int, q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: Any,
+                  pos: Any, base: Any, scale: Any, mode: Any, dims: Any, factors: Any, mul: Any) -> Tensor:
+    """RoPE of q and of k, after their RMSNorms with wq and wk unless those are None; k's
+    result and v into the cache: one kernel (cuda_fused.py)."""
     from gene_jit.engine import cuda_fused
 
-    op = "tensor/qk-norm-rope-store"
     c = _cache(op, cache)
     qa, ka, va = _f32(op, q, 3, "q"), _f32(op, k, 3, "k"), _f32(op, v, 3, "v")
-    wqa, wka = _f32(op, wq, 1, "q's weight"), _f32(op, wk, 1, "k's weight")
+    norm = wq is not None
+    wqa: Any = None
+    wka: Any = None
+    if norm:
+        wqa, wka = _f32(op, wq, 1, "q's weight"), _f32(op, wk, 1, "k's weight")
     t, h, d = qa.shape
     want = (t, c.kv_heads, c.head_dim)
     if tuple(ka.shape) != want or tuple(va.shape) != want or d != c.head_dim or h % c.kv_heads:
         raise TensorShapeError(f"{op}: q {list(qa.shape)}, k {list(ka.shape)} and v {list(va.shape)} "
                                f"do not fit a cache of {c.kv_heads} heads of {c.head_dim}")
-    if wqa.shape[0] != d or wka.shape[0] != d:
+    if norm and (wqa.shape[0] != d or wka.shape[0] != d):
         raise TensorShapeError(f"{op}: weights of {wqa.shape[0]} and {wka.shape[0]} values for heads of {d}")
     rows, n_rot, neox, fac, use = _rope_setup(op, qa, rows_of(op, pos, t, c.n_ctx), mode, dims, factors)
-    if d > cuda_fused.MAX_HEAD:  # wider heads than its shared memory holds: the three ops
+    if d > cuda_fused.MAX_HEAD:  # wider heads than its shared memory holds: the ops one by one
+        if not norm:
+            out = rope_at(q, rows, base, scale, mode, dims, factors)
+            kv_store(c, layer, rope_at(k, rows, base, scale, mode, dims, factors), v, rows)
+            return out
         out = rmsnorm_rope(q, wq, eps, rows, base, scale, mode, dims, factors, mul)
         kv_store(c, layer, rmsnorm_rope(k, wk, eps, rows, base, scale, mode, dims, factors, None),
                  v, rows)
         return out
     out = device_empty(qa.shape)
-    cuda_fused.qk_norm_rope_store(qa, ka, va, wqa, wka, float(eps), rows.pos, rows.slot, float(base),
-                                  float(scale), n_rot, neox, fac, use, None if mul is None else float(mul),
-                                  out, c.k[layer], c.v[layer])
+    cuda_fused.qk_rope_store(qa, ka, va, wqa, wka, 0.0 if eps is None else float(eps), rows.pos,
+                             rows.slot, float(base), float(scale), n_rot, neox, fac, use,
+                             None if mul is None else float(mul), out, c.k[layer], c.v[layer])
     return Tensor(out, "f32", q.device)
 
 
