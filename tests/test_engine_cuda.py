@@ -240,6 +240,128 @@ def test_fused_row_ops_equal_the_ops_they_fuse() -> None:
             ops.rmsnorm_rope(tensor(np.ones((1, 1, 32))), tensor(np.ones(16)), 1e-6, 0, 1e4)
 
 
+def test_residual_rmsnorm_equals_the_ops_it_fuses() -> None:
+    """tensor/residual-rmsnorm on the GPU (one kernel) gives, to the bit, what the add (or
+    post-norm and add) and the RMSNorm give one after the other, on the GPU and on the CPU:
+    rows narrower and wider than a block of threads, widths that are no multiple of 32,
+    with and without a post-norm; h's 8-bit blocks, written beside it, are the quantiser's."""
+    from gene_jit.engine import cuda_ops, cuda_qdot, ops
+    from gene_jit.runtime.errors import GeneError
+    from gene_jit.tensor import ops as tensor_ops
+    from gene_jit.tensor_kernels.cuda_support import cuda
+
+    dev = _dev()
+    rng = np.random.default_rng(13)
+    for shape in ((1, 640), (3, 96), (2, 40), (2, 3, 64)):
+        x, y = ((3 * rng.standard_normal(shape)).astype(np.float32) for _ in range(2))
+        w, p = ((1 + 0.2 * rng.standard_normal(shape[-1])).astype(np.float32) for _ in range(2))
+        for with_post in (False, True):
+            outs = []
+            for tensor in (lambda a: _gpu(a, dev), _cpu):
+                post = tensor(p) if with_post else None
+                joined = tensor_ops.add(tensor(x), ops.ggml_rmsnorm(tensor(y), post, 1e-6) if with_post
+                                        else tensor(y))
+                x2, h = ops.residual_rmsnorm(tensor(x), tensor(y), tensor(w), 1e-6, post)
+                assert x2.device == h.device == joined.device and h.shape == shape
+                np.testing.assert_array_equal(x2.numpy(), joined.numpy())
+                np.testing.assert_array_equal(h.numpy(), ops.ggml_rmsnorm(joined, tensor(w), 1e-6).numpy())
+                outs.append(h)
+            np.testing.assert_array_equal(outs[0].numpy(), outs[1].numpy())
+            h = outs[0]
+            if len(shape) == 2 and shape[1] % 32 == 0:  # blocks beside h, as the products read them
+                assert (cuda_ops._address(h.data), shape) in cuda_ops._QUANTISED
+                xq, xd = cuda_ops._quantised(h, h.data)
+                want_q = cuda().device_array((shape[0], shape[1] // 4), np.int32)
+                want_d = cuda().device_array((shape[0], shape[1] // 32), np.float32)
+                cuda_qdot.quantise_q8(h.data, want_q, want_d)
+                np.testing.assert_array_equal(xq.copy_to_host(), want_q.copy_to_host())
+                np.testing.assert_array_equal(xd.copy_to_host(), want_d.copy_to_host())
+    one = _gpu(np.ones((2, 32)), dev)
+    for call, message in (
+            (lambda: ops.residual_rmsnorm(one, _gpu(np.ones((3, 32)), dev), _gpu(np.ones(32), dev)), "do not fit"),
+            (lambda: ops.residual_rmsnorm(one, one, _gpu(np.ones(32), dev), 1e-6, _gpu(np.ones(8), dev)), "of 8"),
+            (lambda: ops.residual_rmsnorm(one, one, _gpu(np.ones(32), dev), 1e-6, _cpu(np.ones(32))),
+             "different devices")):
+        with pytest.raises(GeneError, match=f"tensor/residual-rmsnorm: .*{message}"):
+            call()
+
+
+def _qk_inputs(fused: bool, dev: Any, q: np.ndarray, k: np.ndarray, v: np.ndarray, wq: Any, wk: Any,
+               factors: Any, rows: Any, mode: str, dims: int, mul: Any) -> tuple[Any, Any]:
+    """(q's output, a zeroed 3-slot cache whose layer 1 received k and v), by
+    tensor/qk-norm-rope-store (tensor/qk-rope-store where wq is None) or by the ops it
+    fuses."""
+    from gene_jit.engine import cuda_ops, ops
+
+    cache = cuda_ops.DeviceKVCache(2, k.shape[1], k.shape[2], 8, dev, slots=3)
+    for a in (*cache.k, *cache.v):
+        a.copy_to_device(np.zeros(a.shape, np.float16))
+    gq, gk, gv = (_gpu(a, dev) for a in (q, k, v))
+    gwq, gwk = (None, None) if wq is None else (_gpu(wq, dev), _gpu(wk, dev))
+    if wq is None:  # RoPE alone
+        if fused:
+            out = ops.qk_rope_store(cache, 1, gq, gk, gv, rows, 1e4, 0.5, mode, dims, factors)
+        else:
+            out = ops.rope_at(gq, rows, 1e4, 0.5, mode, dims, factors)
+            ops.kv_store(cache, 1, ops.rope_at(gk, rows, 1e4, 0.5, mode, dims, factors), gv, rows)
+    elif fused:
+        out = ops.qk_norm_rope_store(cache, 1, gq, gk, gv, gwq, gwk, 1e-6, rows, 1e4, 0.5, mode, dims,
+                                     factors, mul)
+    else:
+        out = ops.rmsnorm_rope(gq, gwq, 1e-6, rows, 1e4, 0.5, mode, dims, factors, mul)
+        ops.kv_store(cache, 1, ops.rmsnorm_rope(gk, gwk, 1e-6, rows, 1e4, 0.5, mode, dims, factors), gv, rows)
+    return out, cache
+
+
+def test_qk_norm_rope_store_equals_the_ops_it_fuses() -> None:
+    """tensor/qk-norm-rope-store on the GPU (one kernel) returns what rmsnorm-rope of q
+    returns and leaves in the cache what rmsnorm-rope of k and kv-store leave, to the bit,
+    and the CPU's values (tensor/qk-rope-store: rope-at's): rows of several sequences at
+    their own positions and slots, both RoPE modes, partial rotation, frequency factors,
+    heads wider than its shared memory."""
+    from gene_jit.engine import cuda_ops, ops
+    from gene_jit.runtime.errors import GeneError
+
+    dev = _dev()
+    rng = np.random.default_rng(15)
+    for t, h, hkv, d, mode, dims, with_factors, mul, norm in (
+            (3, 4, 2, 32, "neox", 32, False, 0.125, True), (2, 3, 1, 48, "adjacent", 40, True, None, True),
+            (1, 1, 1, 544, "neox", 512, False, 0.5, True), (3, 4, 2, 32, "adjacent", 24, True, None, False),
+            (1, 1, 1, 544, "neox", 512, False, None, False)):
+        q, k, v = ((3 * rng.standard_normal((t, n, d))).astype(np.float32) for n in (h, hkv, hkv))
+        wq, wk = ((1 + 0.2 * rng.standard_normal(d)).astype(np.float32) if norm else None for _ in range(2))
+        fac = (1 + rng.random(dims // 2)).astype(np.float32)
+        places = [(1, 5), (0, 2), (2, 0)][:t]  # (slot, position) of each row
+        rows = cuda_ops.Rows.from_host([p for _, p in places], [s for s, _ in places])
+        case = (dev, q, k, v, wq, wk, _gpu(fac, dev) if with_factors else None, rows, mode, dims, mul)
+        (got, gc), (want, wc) = _qk_inputs(True, *case), _qk_inputs(False, *case)
+        assert got.device == dev
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        for a, b in ((gc.k[1], wc.k[1]), (gc.v[1], wc.v[1])):
+            np.testing.assert_array_equal(a.copy_to_host(), b.copy_to_host())
+        # the CPU's values, row by row (to float rounding: the GPU takes cos and sin in f64,
+        # the CPU libm's cosf and sinf, which differ in the last bit at some angles)
+        for i, (slot, p) in enumerate(places):
+            cpu = ops.KVCache(2, hkv, d, 8)
+            fa = _cpu(fac) if with_factors else None
+            qkv = (_cpu(q[i:i + 1]), _cpu(k[i:i + 1]), _cpu(v[i:i + 1]))
+            out = (ops.qk_norm_rope_store(cpu, 1, *qkv, _cpu(wq), _cpu(wk), 1e-6, p, 1e4, 0.5, mode, dims, fa, mul)
+                   if norm else ops.qk_rope_store(cpu, 1, *qkv, p, 1e4, 0.5, mode, dims, fa))
+            np.testing.assert_allclose(got.numpy()[i], out.numpy()[0], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(gc.k[1].copy_to_host()[slot, :, p], cpu.k[1][:, p], rtol=1e-3)
+            np.testing.assert_array_equal(gc.v[1].copy_to_host()[slot, :, p], cpu.v[1][:, p])
+    cache = cuda_ops.DeviceKVCache(1, 1, 32, 4, dev)
+    one, w = _gpu(np.ones((1, 1, 32)), dev), _gpu(np.ones(32), dev)
+    for call, message in (
+            (lambda: ops.qk_norm_rope_store(cache, 0, one, _gpu(np.ones((1, 2, 32)), dev), one, w, w, 1e-6, 0,
+                                            1e4), "do not fit"),
+            (lambda: ops.qk_norm_rope_store(cache, 0, one, one, one, w, _gpu(np.ones(16), dev), 1e-6, 0, 1e4),
+             "weights of 32 and 16"),
+            (lambda: ops.qk_norm_rope_store(cache, 0, one, one, one, w, w, 1e-6, 4, 1e4), "past the cache")):
+        with pytest.raises(GeneError, match=f"tensor/qk-norm-rope-store: .*{message}"):
+            call()
+
+
 def test_argmax_step_takes_the_lowest_index_of_the_largest() -> None:
     """The greedy step of a decode graph: each row's largest logit (the lowest index among
     ties, wherever the threads' strided streams meet them; NaN never wins), its position
@@ -493,22 +615,41 @@ def test_engine_graph_decode_equals_cpu(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.slow
-def test_small_llama_forward_equals_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A whole (one-layer) model on the CUDA path, simulator included: a prompt in one
-    slot, then a step of two sequences in one call, as the CPU engine computes them."""
-    from gene_jit.engine import cuda_ops
+@pytest.mark.parametrize(("arch", "layers"), [("llama", 1), ("gemma3", 2)])
+def test_small_model_forward_equals_cpu(arch: str, layers: int, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole model on the CUDA path, simulator included: a prompt in one slot, then a
+    step of two sequences in one call, as the CPU engine computes them. Each layer closes
+    with two residual joins, each one kernel that also normalises the sum for what reads
+    it next (the feed-forward, the next layer, the output): a plain RMSNorm runs once a
+    call, for the first layer's input. RoPE of q and k (after Gemma's QK norms) and the
+    cache store are one kernel a layer."""
+    from gene_jit.engine import cuda_fused, cuda_kernels, cuda_ops
     from gene_jit.engine.model import Engine
     from gene_jit.tensor.device import CPU
 
     monkeypatch.setattr(cuda_ops, "ATTENTION_ROUNDING", "f16")
-    path = _write_small_llama(tmp_path / "small.gguf", e=32, f=64, v=64, layers=1)
+    path = _write_small_llama(tmp_path / "small.gguf", e=32, f=64, v=64, layers=layers, arch=arch)
     cpu, gpu = Engine(path, CPU), Engine(path, _dev())
+    calls = {"rmsnorm": 0, "residual_rmsnorm": 0, "qk_rope_store": 0, "kv_store": 0}
+
+    def counting(f: Any, name: str) -> Any:
+        def counted(*args: Any) -> None:
+            calls[name] += 1
+            f(*args)
+
+        return counted
+
+    for module, name in ((cuda_kernels, "rmsnorm"), (cuda_fused, "residual_rmsnorm"),
+                         (cuda_fused, "qk_rope_store"), (cuda_kernels, "kv_store")):
+        monkeypatch.setattr(module, name, counting(getattr(module, name), name))
     caches = [cpu.new_cache(16), cpu.new_cache(16)]
     gc = gpu.new_cache(16, 2)
     a = cpu.forward(caches[0], [5, 7, 9], 0, 3)
     b = gpu.forward(gc, [5, 7, 9], 0, 3)
     assert a is not None and b is not None
     np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
+    assert calls == {"rmsnorm": 1, "residual_rmsnorm": 2 * layers, "qk_rope_store": layers, "kv_store": 0}
     nxt = int(b[-1].argmax())
     b = gpu.forward(gc, [nxt, 11], cuda_ops.Rows.from_host([3, 0], [0, 1]), 2)
     a0, a1 = cpu.forward(caches[0], [nxt], 3, 1), cpu.forward(caches[1], [11], 0, 1)

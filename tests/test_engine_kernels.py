@@ -226,3 +226,102 @@ def test_rms_norm() -> None:
     out = poisoned(5, 640)
     engine_cpu.rms_norm(x, w, 1e-6, out)
     assert np.abs(out - ref.rmsnorm(x, w, 1e-6)).max() < 1e-5 * np.abs(out).max()
+
+
+def test_residual_rmsnorm_is_the_ops_it_fuses() -> None:
+    """tensor/residual-rmsnorm gives [x2 h] with the bits of the add (or post-norm and
+    add) and the RMSNorm one after the other, for rows of several widths and shapes; its
+    operands are checked under its own name, from Python and from Gene."""
+    import gene_jit
+    from gene_jit.engine import ops
+    from gene_jit.runtime.errors import GeneError
+    from gene_jit.tensor import ops as tensor_ops
+    from gene_jit.tensor.tensor import Tensor
+
+    g = rng(12)
+
+    def t(a: np.ndarray) -> Tensor:
+        return Tensor.from_numpy(np.ascontiguousarray(a, np.float32))
+
+    for shape in ((1, 640), (3, 96), (2, 40), (2, 3, 64)):
+        x, y = ((3 * g.standard_normal(shape)).astype(np.float32) for _ in range(2))
+        w, p = ((1 + 0.2 * g.standard_normal(shape[-1])).astype(np.float32) for _ in range(2))
+        for post in (None, t(p)):
+            joined = tensor_ops.add(t(x), t(y) if post is None else ops.ggml_rmsnorm(t(y), post, 1e-6))
+            x2, h = ops.residual_rmsnorm(t(x), t(y), t(w), 1e-6, post)
+            assert x2.shape == h.shape == shape
+            np.testing.assert_array_equal(x2.numpy(), joined.numpy())
+            np.testing.assert_array_equal(h.numpy(), ops.ggml_rmsnorm(joined, t(w), 1e-6).numpy())
+    one = t(np.ones((2, 32)))
+    bad = [
+        (lambda: ops.residual_rmsnorm(one, t(np.ones((3, 32))), t(np.ones(32))), "do not fit"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones(16))), "a weight of 16 values"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones(32)), 1e-6, t(np.ones(8))), "post of 8"),
+        (lambda: ops.residual_rmsnorm(one, [1.0], t(np.ones(32))), "y must be a tensor"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones((2, 32)))), "the weight must have 1 axes"),
+        (lambda: ops.residual_rmsnorm(one, one, t(np.ones(32)), "x"), "eps must be a number"),
+    ]
+    for call, message in bad:
+        with pytest.raises(GeneError, match=f"tensor/residual-rmsnorm: .*{message}"):
+            call()
+    out = gene_jit.eval("""
+      (var x (tensor/create [[1.0 2.0 3.0 4.0]]))
+      (var r (tensor/residual-rmsnorm x x (tensor/create [1.0 1.0 1.0 1.0]) 1e-6 ^post x/0))
+      [(len r) (tensor/shape r/0) (tensor/shape r/1)]""")
+    assert out == [2, [1, 4], [1, 4]]
+
+
+def test_qk_rope_store_is_the_ops_it_fuses() -> None:
+    """tensor/qk-norm-rope-store returns q's rmsnorm-rope and leaves in the cache what
+    rmsnorm-rope of k and kv-store leave, to the bit (tensor/qk-rope-store: rope-at's);
+    their operands are checked under their own names."""
+    from gene_jit.engine import ops
+    from gene_jit.runtime.errors import GeneError
+    from gene_jit.tensor.tensor import Tensor
+
+    g = rng(14)
+
+    def t(a: np.ndarray) -> Tensor:
+        return Tensor.from_numpy(np.ascontiguousarray(a, np.float32))
+
+    n, h, hkv, d = 3, 4, 2, 16
+    q, k, v = ((3 * g.standard_normal((n, heads, d))).astype(np.float32) for heads in (h, hkv, hkv))
+    wq, wk = ((1 + 0.2 * g.standard_normal(d)).astype(np.float32) for _ in range(2))
+    fac = t(1 + g.random(6))
+    for mode, dims, mul, norm in (("neox", d, 0.25, True), ("adjacent", 12, None, True),
+                                  ("adjacent", 12, None, False), ("neox", d, None, False)):
+        want, got = ops.KVCache(2, hkv, d, 8), ops.KVCache(2, hkv, d, 8)
+        factors = None if mode == "neox" else fac
+        if norm:
+            wq_ = ops.rmsnorm_rope(t(q), t(wq), 1e-6, 2, 1e4, 0.5, mode, dims, factors, mul)
+            ops.kv_store(want, 1, ops.rmsnorm_rope(t(k), t(wk), 1e-6, 2, 1e4, 0.5, mode, dims, factors),
+                         t(v), 2)
+            out = ops.qk_norm_rope_store(got, 1, t(q), t(k), t(v), t(wq), t(wk), 1e-6, 2, 1e4, 0.5, mode,
+                                         dims, factors, mul)
+        else:
+            wq_ = ops.rope_at(t(q), 2, 1e4, 0.5, mode, dims, factors)
+            ops.kv_store(want, 1, ops.rope_at(t(k), 2, 1e4, 0.5, mode, dims, factors), t(v), 2)
+            out = ops.qk_rope_store(got, 1, t(q), t(k), t(v), 2, 1e4, 0.5, mode, dims, factors)
+        np.testing.assert_array_equal(out.numpy(), wq_.numpy())
+        for a, b in ((want.k, got.k), (want.v, got.v)):
+            for la, lb in zip(a, b, strict=True):
+                np.testing.assert_array_equal(la, lb)
+    cache = ops.KVCache(1, hkv, d, 4)
+    args = (t(q), t(k), t(v), t(wq), t(wk), 1e-6, 0, 1e4)
+    bad = [
+        (lambda: ops.qk_norm_rope_store(cache, 0, t(q), t(q), t(v), *args[3:]), "do not fit"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args[:3], t(wq[:8]), *args[4:]), "weights of 8"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args[:6], 2, 1e4), "past the cache"),
+        (lambda: ops.qk_norm_rope_store(cache, 1, *args), "layer 1"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args, mul="x"), "mul must be a number"),
+        (lambda: ops.qk_norm_rope_store(None, 0, *args), "expected a KV cache"),
+        (lambda: ops.qk_norm_rope_store(cache, 0, *args[:3], None, *args[4:]), "q's weight must be a tensor"),
+    ]
+    for call, message in bad:
+        with pytest.raises(GeneError, match=f"tensor/qk-norm-rope-store: .*{message}"):
+            call()
+    for call, message in (
+            (lambda: ops.qk_rope_store(cache, 0, t(q), t(q), t(v), 0, 1e4), "do not fit"),
+            (lambda: ops.qk_rope_store(cache, 0, *args[:3], 3, 1e4), "past the cache")):
+        with pytest.raises(GeneError, match=f"tensor/qk-rope-store: .*{message}"):
+            call()

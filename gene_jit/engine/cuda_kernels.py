@@ -399,7 +399,8 @@ def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd
 _NO_QUANT: list[Any] = []
 
 
-def _no_quant() -> tuple[Any, Any]:
+def no_quant() -> tuple[Any, Any]:
+    """Stand-ins for the 8-bit blocks' arrays of a kernel told not to write them."""
     if not _NO_QUANT:
         _NO_QUANT.extend([cu.to_device(np.zeros((1, 8), np.int32)), cu.to_device(np.zeros((1, 1), np.float32))])
     return _NO_QUANT[0], _NO_QUANT[1]
@@ -410,7 +411,7 @@ def rmsnorm(x: Any, w: Any, eps: float, out: Any, xq: Any = None, xd: Any = None
     quants and block scales."""
     quant = xq is not None
     if not quant:
-        xq, xd = _no_quant()
+        xq, xd = no_quant()
     _rmsnorm_kernel[x.shape[0], THREADS, launch_stream()](x, w, np.float32(eps), out, quant, xq, xd)
 
 
@@ -464,7 +465,7 @@ def geglu(gate: Any, up: Any, out: Any, xq: Any = None, xd: Any = None) -> None:
         _GELU.append(cu.to_device(gelu_table()))
     quant = xq is not None
     if not quant:
-        xq, xd = _no_quant()
+        xq, xd = no_quant()
     _geglu_kernel[(gate.size + THREADS - 1) // THREADS, THREADS, launch_stream()](
         gate, up, _GELU[0], out, quant, xq, xd)
 
@@ -630,7 +631,7 @@ def attention(q: Any, kc: Any, vc: Any, pos: Any, slot: Any, window: int, scale:
     out's rows [T, H*D] quantised (quant32) for the product that reads them."""
     quant = xq is not None
     if not quant:
-        xq, xd = _no_quant()
+        xq, xd = no_quant()
     grid = (q.shape[0], q.shape[1])
     _attention_kernel(q.shape[2], exact)[grid, 32 * (1 if exact else _att_warps(q.shape[2])), launch_stream()](
         q, kc, vc, pos, slot, window, np.float32(scale), out, quant, xq, xd)

@@ -487,6 +487,31 @@ def add_rmsnorm(x: Any, y: Any, w: Any, eps: Any) -> Tensor:
     return Tensor(out, "f32", y.device)
 
 
+def residual_rmsnorm(x: Any, y: Any, w: Any, eps: Any, post: Any) -> list[Tensor]:
+    """[x2 h]: x2 = x + RMSNorm(y) * post (x + y when post is None), h = RMSNorm(x2) * w
+    with h's 8-bit blocks beside it, one kernel (cuda_fused.py)."""
+    from gene_jit.engine import cuda_fused
+
+    op = "tensor/residual-rmsnorm"
+    xa, ya = _f32(op, x, None), _f32(op, y, None, "y")
+    wa = _f32(op, w, 1, "the weight")
+    pa = None if post is None else _f32(op, post, 1, "^post")
+    shape = tuple(y.shape)
+    cols = shape[-1] if shape else 0
+    if tuple(x.shape) != shape or not shape or wa.shape[0] != cols or (pa is not None and pa.shape[0] != cols):
+        raise TensorShapeError(f"{op}: x {list(x.shape)}, y {list(shape)}, a weight of {wa.shape[0]} "
+                               f"values{'' if pa is None else f' and ^post of {pa.shape[0]}'} do not fit")
+    rows = y.size // cols
+    x2, h = device_empty(shape), device_empty(shape)
+    xq, xd = _quant_buffers(shape)
+    if rows:
+        cuda_fused.residual_rmsnorm(xa.reshape(rows, cols), ya.reshape(rows, cols), pa, wa, float(eps),
+                                    x2.reshape(rows, cols), h.reshape(rows, cols), xq, xd)
+    if xq is not None:
+        _remember_quantised(h, xq, xd)
+    return [Tensor(x2, "f32", y.device), Tensor(h, "f32", y.device)]
+
+
 def _cache(op: str, cache: Any) -> DeviceKVCache:
     if not isinstance(cache, DeviceKVCache):
         raise DeviceError(f"{op}: tensors on the GPU need a cache on the GPU, got {cache!r}")
@@ -503,6 +528,43 @@ def kv_store(cache: Any, layer: int, k: Any, v: Any, pos: Any) -> None:
                                f"{list(va.shape)}")
     rows = rows_of(op, pos, want[0], c.n_ctx)
     _k().kv_store(ka, va, rows.pos, rows.slot, c.k[layer], c.v[layer])
+
+
+def qk_rope_store(op: str, cache: Any, layer: int, q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: Any,
+                  pos: Any, base: Any, scale: Any, mode: Any, dims: Any, factors: Any, mul: Any) -> Tensor:
+    """RoPE of q and of k, after their RMSNorms with wq and wk unless those are None; k's
+    result and v into the cache: one kernel (cuda_fused.py)."""
+    from gene_jit.engine import cuda_fused
+
+    c = _cache(op, cache)
+    qa, ka, va = _f32(op, q, 3, "q"), _f32(op, k, 3, "k"), _f32(op, v, 3, "v")
+    norm = wq is not None
+    wqa: Any = None
+    wka: Any = None
+    if norm:
+        wqa, wka = _f32(op, wq, 1, "q's weight"), _f32(op, wk, 1, "k's weight")
+    t, h, d = qa.shape
+    want = (t, c.kv_heads, c.head_dim)
+    if tuple(ka.shape) != want or tuple(va.shape) != want or d != c.head_dim or h % c.kv_heads:
+        raise TensorShapeError(f"{op}: q {list(qa.shape)}, k {list(ka.shape)} and v {list(va.shape)} "
+                               f"do not fit a cache of {c.kv_heads} heads of {c.head_dim}")
+    if norm and (wqa.shape[0] != d or wka.shape[0] != d):
+        raise TensorShapeError(f"{op}: weights of {wqa.shape[0]} and {wka.shape[0]} values for heads of {d}")
+    rows, n_rot, neox, fac, use = _rope_setup(op, qa, rows_of(op, pos, t, c.n_ctx), mode, dims, factors)
+    if d > cuda_fused.MAX_HEAD:  # wider heads than its shared memory holds: the ops one by one
+        if not norm:
+            out = rope_at(q, rows, base, scale, mode, dims, factors)
+            kv_store(c, layer, rope_at(k, rows, base, scale, mode, dims, factors), v, rows)
+            return out
+        out = rmsnorm_rope(q, wq, eps, rows, base, scale, mode, dims, factors, mul)
+        kv_store(c, layer, rmsnorm_rope(k, wk, eps, rows, base, scale, mode, dims, factors, None),
+                 v, rows)
+        return out
+    out = device_empty(qa.shape)
+    cuda_fused.qk_rope_store(qa, ka, va, wqa, wka, 0.0 if eps is None else float(eps), rows.pos,
+                             rows.slot, float(base), float(scale), n_rot, neox, fac, use,
+                             None if mul is None else float(mul), out, c.k[layer], c.v[layer])
+    return Tensor(out, "f32", q.device)
 
 
 def kv_attention(cache: Any, layer: int, q: Any, pos: Any, window: int, scale: float) -> Tensor:

@@ -9,9 +9,15 @@ position, and a KV cache.
     (tensor/rope-at x pos base ^scale s ^mode :neox ^dims n ^factors f)   ; x [T H D]
     (tensor/rmsnorm-rope x w eps pos base ...rope-at's options... ^mul m) ; per head
     (tensor/add-rmsnorm x y w eps)           ; x + (tensor/ggml-rmsnorm y w eps)
+    (tensor/residual-rmsnorm x y w eps ^post p)   ; [x2 h]: x2 = x + y, or with ^post
+        ; x + (tensor/ggml-rmsnorm y p eps); h = (tensor/ggml-rmsnorm x2 w eps): a layer's
+        ; closing residual join and the norm of what reads its output next, one GPU kernel
     (tensor/kv-cache model n-ctx)            ; an empty cache for n-ctx positions
     (tensor/kv-store cache layer k v pos)    ; k, v [T Hkv D] at positions pos..
     (tensor/kv-attention cache layer q pos ^window w ^scale s)   ; -> [T H D]
+    (tensor/qk-norm-rope-store cache layer q k v wq wk eps pos base ...rmsnorm-rope's options...)
+        ; q's rmsnorm-rope (with ^mul); k's, stored with v as kv-store stores them
+    (tensor/qk-rope-store cache layer q k v pos base ...rope-at's options...)   ; the same, no norms
 
 `W` is a `Weight` (gene_jit/engine/weights.py: GGUF blocks, dequantised inside the
 product) or a float tensor; large products are split over the engine's threads
@@ -39,7 +45,7 @@ from gene_jit.tensor_kernels import engine_cpu, qdot_cpu, qgemv_cpu
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
 __all__ = ["KVCache", "add_rmsnorm", "embed_rows", "geglu", "ggml_rmsnorm", "kv_attention", "kv_cache",
-           "kv_store", "linear", "rmsnorm_rope", "rope_at"]
+           "kv_store", "linear", "qk_norm_rope_store", "qk_rope_store", "residual_rmsnorm", "rmsnorm_rope", "rope_at"]
 
 
 class TensorShapeError(GeneError):
@@ -250,6 +256,33 @@ def add_rmsnorm(x: Any, y: Any, w: Any, eps: Any = 1e-6) -> Tensor:
     return Tensor(xa + normed.data, "f32")
 
 
+@builtin("residual-rmsnorm", ns="tensor")
+def residual_rmsnorm(x: Any, y: Any, w: Any, eps: Any = 1e-6, post: Any = None) -> list[Tensor]:
+    """A layer's closing residual join and the norm of what reads its output next, as the
+    array [x2 h]: x2 = x + y (with a `post` weight: x + (tensor/ggml-rmsnorm y post eps)),
+    h = (tensor/ggml-rmsnorm x2 w eps). One pass over each row on the GPU (h's 8-bit
+    blocks written beside it for the products that read h), the same values as the ops
+    one after the other."""
+    op = "tensor/residual-rmsnorm"
+    if isinstance(eps, bool) or not isinstance(eps, int | float):
+        raise GeneTypeError(f"{op}: eps must be a number, got {eps!r}")
+    if _device(op, x, y, w, post).is_cuda:
+        return _gpu().residual_rmsnorm(x, y, w, eps, post)
+    if not isinstance(y, Tensor) or y.ndim < 1:
+        raise GeneTypeError(f"{op}: y must be a tensor with at least one axis")
+    ya, xa = _f32(op, y, y.ndim, "y"), _f32(op, x, y.ndim)
+    wa = _f32(op, w, 1, "the weight")
+    pa = wa if post is None else _f32(op, post, 1, "^post")
+    cols = ya.shape[-1]
+    if xa.shape != ya.shape or wa.shape[0] != cols or pa.shape[0] != cols:
+        raise TensorShapeError(f"{op}: x {list(xa.shape)}, y {list(ya.shape)}, a weight of "
+                               f"{wa.shape[0]} values{'' if post is None else f' and ^post of {pa.shape[0]}'}"
+                               " do not fit")
+    joined = xa + (ya if post is None else ggml_rmsnorm(y, post, eps).data)
+    x2 = Tensor(joined, "f32")
+    return [x2, ggml_rmsnorm(x2, w, eps)]
+
+
 class KVCache:
     """Keys and values of every layer for up to `n_ctx` positions of one sequence:
     k[layer], v[layer] are [Hkv, n_ctx, D] float32 (pages are touched as positions fill)."""
@@ -336,3 +369,59 @@ def kv_attention(cache: Any, layer: Any, q: Any, pos: Any, window: Any = 0,
     out = np.empty_like(qa)
     engine_cpu.cached_attention(qa, cache.k[i], cache.v[i], start, w, s, out)
     return Tensor(out, "f32")
+
+
+@builtin("qk-norm-rope-store", ns="tensor")
+def qk_norm_rope_store(cache: Any, layer: Any, q: Any, k: Any, v: Any, wq: Any, wk: Any, eps: Any,
+                       pos: Any, base: Any, scale: Any = 1.0, mode: Any = "neox", dims: Any = None,
+                       factors: Any = None, mul: Any = None) -> Tensor:
+    """The attention's inputs after the products: (tensor/rmsnorm-rope q wq eps pos base ...)
+    with ^mul, returned; (tensor/rmsnorm-rope k wk eps pos base ...) and v stored as
+    (tensor/kv-store cache layer k v pos) stores them. One kernel on the GPU (a block per
+    head of q and of k), the same values as the ops one after the other."""
+    op = "tensor/qk-norm-rope-store"
+    if isinstance(eps, bool) or not isinstance(eps, int | float):
+        raise GeneTypeError(f"{op}: eps must be a number, got {eps!r}")
+    if mul is not None and (isinstance(mul, bool) or not isinstance(mul, int | float)):
+        raise GeneTypeError(f"{op}: ^mul must be a number, got {mul!r}")
+    for what, w in (("q's weight", wq), ("k's weight", wk)):
+        if not isinstance(w, Tensor):
+            raise GeneTypeError(f"{op}: {what} must be a tensor, got {type(w).__name__}")
+    return _qk_store(op, cache, layer, q, k, v, (wq, wk, eps), pos, base, scale, mode, dims, factors, mul)
+
+
+@builtin("qk-rope-store", ns="tensor")
+def qk_rope_store(cache: Any, layer: Any, q: Any, k: Any, v: Any, pos: Any, base: Any,
+                  scale: Any = 1.0, mode: Any = "neox", dims: Any = None, factors: Any = None) -> Tensor:
+    """(tensor/rope-at q pos base ...) returned; (tensor/rope-at k pos base ...) and v stored
+    as (tensor/kv-store cache layer k v pos) stores them: tensor/qk-norm-rope-store without
+    the norms (Llama), one kernel on the GPU."""
+    return _qk_store("tensor/qk-rope-store", cache, layer, q, k, v, None, pos, base, scale, mode,
+                     dims, factors, None)
+
+
+def _qk_store(op: str, cache: Any, layer: Any, q: Any, k: Any, v: Any, norm: Any, pos: Any, base: Any,
+              scale: Any, mode: Any, dims: Any, factors: Any, mul: Any) -> Tensor:
+    """q's (norm and) RoPE returned, k's stored with v; norm: (wq, wk, eps) or None."""
+    i = _layer(op, cache, layer)
+    wq, wk, eps = (None, None, None) if norm is None else norm
+    if _device(op, cache, q, k, v, wq, wk, factors).is_cuda:
+        return _gpu().qk_rope_store(op, cache, i, q, k, v, wq, wk, eps, pos, base, scale, mode, dims,
+                                    factors, mul)
+    qa, ka, va = _f32(op, q, 3, "q"), _f32(op, k, 3, "k"), _f32(op, v, 3, "v")
+    want = (qa.shape[0], cache.kv_heads, cache.head_dim)
+    if ka.shape != want or va.shape != want or qa.shape[2] != cache.head_dim or qa.shape[1] % cache.kv_heads:
+        raise TensorShapeError(f"{op}: q {list(qa.shape)}, k {list(ka.shape)} and v {list(va.shape)} "
+                               f"do not fit a cache of {cache.kv_heads} heads of {cache.head_dim}")
+    _span(op, cache, pos, qa.shape[0])
+    if norm is None:
+        out = rope_at(q, pos, base, scale, mode, dims, factors)
+        kv_store(cache, i, rope_at(k, pos, base, scale, mode, dims, factors), v, pos)
+        return out
+    wqa, wka = _f32(op, wq, 1, "q's weight"), _f32(op, wk, 1, "k's weight")
+    if wqa.shape[0] != qa.shape[2] or wka.shape[0] != qa.shape[2]:
+        raise TensorShapeError(f"{op}: weights of {wqa.shape[0]} and {wka.shape[0]} values for heads "
+                               f"of {qa.shape[2]}")
+    out = rmsnorm_rope(q, wq, eps, pos, base, scale, mode, dims, factors, mul)
+    kv_store(cache, i, rmsnorm_rope(k, wk, eps, pos, base, scale, mode, dims, factors), v, pos)
+    return out
