@@ -1,6 +1,6 @@
 """Collecting a profile: exact call and loop-trip counts from counters compiled into
 tier-0 code (and, with the JIT on, into native code), times from a stack sampler (total,
-self, library areas), exact library call counts and times, tokens from the LLM library,
+self, library areas), exact library call counts and times (with the tokens of the LLM library),
 and what tier 1 did from its statistics registry. `Profiler.stop()` turns all of it into
 a `ProfileData`.
 
@@ -17,12 +17,13 @@ from types import CodeType
 from gene_jit.profiler import areas
 from gene_jit.profiler.counters import Counters
 from gene_jit.profiler.functions import TOP_LEVEL, FunctionNames, GeneFn
-from gene_jit.profiler.generation import TokenMeter
 from gene_jit.profiler.libcalls import LibraryCalls
-from gene_jit.profiler.model import Frame, FunctionStats, LibraryStats, LoopStats, ProfileData
+from gene_jit.profiler.model import Frame, FunctionStats, LoopStats, ProfileData
 from gene_jit.profiler.sampler import Sampler
 from gene_jit.profiler.tier1 import Tier1View
 from gene_jit.runtime import tiering
+
+AREA_NAMES = (areas.TENSOR, areas.ENGINE, areas.LLAMA, areas.JIT)
 
 
 def _gene_files() -> set[str]:
@@ -39,10 +40,10 @@ class Profiler:
         self.sample_interval = sample_interval
         self.names = FunctionNames()
         self.counters = Counters()
-        self.tokens = TokenMeter()
         self.library = LibraryCalls()
         self.tier1 = Tier1View()
         self.sampler = Sampler(sample_interval, _gene_files())
+        self.sampler.open_calls = self.library.clock.inner
         self.data: ProfileData | None = None  # set by leaving a `with Profiler()` block
         self._t0 = 0.0
         self._wall = 0.0
@@ -51,7 +52,6 @@ class Profiler:
     def start(self) -> None:
         self.names.install()
         self.counters.install()
-        self.tokens.install()
         self.library.install()
         self.tier1.start()
         self.sampler.start()
@@ -64,7 +64,6 @@ class Profiler:
         self.sampler.stop()
         self.tier1.stop()
         self.library.uninstall()
-        self.tokens.uninstall()
         self.counters.uninstall()
         self.names.uninstall()
         self.data = self.build()
@@ -102,10 +101,12 @@ class Profiler:
             fn = index.get((file, name, line))
             if fn is not None and calls:
                 self._stats(by_fn, fn).calls += calls
-        libs = self._sampled_times(by_fn)
+        self._sampled_times(by_fn)
         self._tier1(by_fn)
         data.functions = sorted(by_fn.values(), key=lambda s: (-s.total_ms, -s.calls))
-        data.libraries = self._libraries(libs)
+        # sampled library time only where no timed call covered it (see libcalls)
+        loose = {a: s * 1e3 for a, s in self.sampler.loose.items() if a in AREA_NAMES}
+        data.libraries = self.library.libraries(loose)
         data.loops = self._loop_stats(index)
         self._stacks(data)
         return data
@@ -149,18 +150,15 @@ class Profiler:
                     index[key] = GeneFn(f"fn@{line}", file, line)
         return index
 
-    def _sampled_times(self, by_fn: dict[GeneFn, FunctionStats]) -> dict[str, float]:
-        """Add sampled total and self time to the functions; returns library time."""
+    def _sampled_times(self, by_fn: dict[GeneFn, FunctionStats]) -> None:
+        """Add sampled total and self time to the functions."""
         files = _gene_files()
-        libs: dict[str, float] = {}
         for stack, seconds in self.sampler.stacks.items():
             ms = seconds * 1e3
             seen: set[GeneFn] = set()
             leaf: GeneFn | None = None
             for item in stack:
                 if isinstance(item, str):
-                    if item in (areas.TENSOR, areas.LLAMA, areas.JIT):
-                        libs[item] = libs.get(item, 0.0) + ms
                     leaf = None
                     continue
                 fn = self.names.lookup(item, files)
@@ -172,20 +170,6 @@ class Profiler:
                 leaf = fn
             if leaf is not None:
                 by_fn[leaf].self_ms += ms
-        return libs
-
-    def _libraries(self, sampled: dict[str, float]) -> list[LibraryStats]:
-        out = self.library.libraries(sampled)
-        step_tokens, batch_tokens = self.tokens.tokens, self.tokens.batch_tokens()
-        if step_tokens or batch_tokens:
-            llama = next((lib for lib in out if lib.name == areas.LLAMA), None)
-            if llama is None:
-                llama = LibraryStats(areas.LLAMA)
-                out.append(llama)
-            batch_ms = sum(c.ms for c in llama.functions if c.name == "batch-generate")
-            llama.tokens = step_tokens + batch_tokens
-            llama.generate_ms = self.tokens.seconds * 1e3 + (batch_ms if batch_tokens else 0.0)
-        return out
 
     def _loop_stats(self, index: dict[tuple[str, str, int], GeneFn]) -> list[LoopStats]:
         out = []

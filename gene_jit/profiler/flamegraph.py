@@ -8,6 +8,7 @@ import zlib
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
+from gene_jit.profiler.areas import JIT
 from gene_jit.profiler.model import ProfileData
 
 WIDTH = 1200
@@ -45,7 +46,7 @@ def _depth(node: Node) -> int:
 
 
 def _color(node: Node) -> str:
-    if node.name == "[tier-1 JIT]":  # compiling, not running the program
+    if node.name == f"[{JIT}]":  # compiling, not running the program
         return "rgb(170,140,220)"
     if node.name.startswith("["):  # a library area
         return "rgb(90,150,220)"

@@ -1,60 +1,103 @@
-"""Tokens generated while profiling, and the time spent generating them.
+"""Tokens the LLM library read and generated while profiling, and the time it took, per
+engine (libllama or the gene engine).
 
-Every generated token goes through `Generation.step` of `gene_jit.llama.generate`, which
-keeps the count in `stats.generated`. While profiling, `step` is wrapped (on the class,
-restored afterwards) to add up the tokens each call produced and the time it took.
-Importing that module does not load libllama. `batch-generate` decodes several prompts
-together without `Generation`; `gene_jit.llama.batch.GENERATED` counts its tokens, and
-its time is that of the `batch-generate` calls (`libcalls`).
+Every one-prompt generation is a `Generation` of `gene_jit.llama.generate`: its
+`_prefill` decodes the prompt (`stats.prompt_decoded` tokens, not counting a prefix the
+context already held, in `stats.prompt_seconds`) and each `step` hands out a token, timing
+the decoding and sampling in `stats.generate_seconds` (prompt reading, text assembly and
+`:on-token` callbacks excluded). While profiling, both methods are wrapped (on the class,
+restored afterwards) to add those figures up, so tokens/s is generated tokens over the
+time spent generating them. Importing that module does not load libllama.
+
+`batch-generate` decodes several prompts together without `Generation`;
+`gene_jit.llama.batch.GENERATED` counts its tokens, and its time is that of the whole
+`batch-generate` call, prompts included (`libcalls` adds both).
 """
 
 from __future__ import annotations
 
 import sys
-import time
+from dataclasses import dataclass
 from typing import Any
+
+from gene_jit.profiler.areas import ENGINE, LLAMA
+from gene_jit.profiler.model import LibraryStats
+
+
+@dataclass
+class Tally:
+    tokens: int = 0
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    prompt_seconds: float = 0.0
+
+
+def _area_of_context(ctx: Any) -> str:
+    return ENGINE if type(ctx).__module__ == "gene_jit.engine.model" else LLAMA
 
 
 class TokenMeter:
     def __init__(self) -> None:
-        self.tokens = 0
-        self.seconds = 0.0
-        self._cls: Any = None
-        self._original: Any = None
-        self._batch0 = 0
+        self.areas: dict[str, Tally] = {}
+        self._originals: list[tuple[Any, str, Any]] = []
+
+    def tally(self, area: str) -> Tally:
+        t = self.areas.get(area)
+        if t is None:
+            t = self.areas[area] = Tally()
+        return t
 
     @staticmethod
-    def _batch_count() -> int:
+    def batch_count() -> int:
+        """Tokens batch-generate has produced in this process."""
         batch = sys.modules.get("gene_jit.llama.batch")
         return int(batch.GENERATED[0]) if batch is not None and hasattr(batch, "GENERATED") else 0
 
-    def batch_tokens(self) -> int:
-        """Tokens that batch-generate produced since `install`."""
-        return self._batch_count() - self._batch0
+    def add_batch(self, area: str, tokens: int, seconds: float) -> None:
+        if tokens > 0:
+            t = self.tally(area)
+            t.tokens += tokens
+            t.seconds += seconds
+
+    def fill(self, lib: LibraryStats) -> None:
+        t = self.areas.get(lib.name)
+        if t is None:
+            return
+        if t.tokens:
+            lib.tokens, lib.generate_ms = t.tokens, t.seconds * 1e3
+        if t.prompt_tokens:
+            lib.prompt_tokens, lib.prompt_ms = t.prompt_tokens, t.prompt_seconds * 1e3
 
     def install(self) -> None:
-        self._batch0 = self._batch_count()
         try:
             from gene_jit.llama.generate import Generation
         except ImportError:  # the LLM library is not part of this build
             return
-        original = Generation.step
+        step0, prefill0 = Generation.__dict__["step"], Generation.__dict__["_prefill"]
         meter = self
 
-        def step(self: Any) -> str:
-            before = self.stats.generated
-            t0 = time.perf_counter()
+        def step(gen: Any) -> str:
+            stats = gen.stats
+            made, seconds = stats.generated, stats.generate_seconds
             try:
-                return original(self)
+                return step0(gen)  # type: ignore[no-any-return]
             finally:
-                meter.seconds += time.perf_counter() - t0
-                meter.tokens += self.stats.generated - before
+                t = meter.tally(_area_of_context(gen.ctx))
+                t.tokens += stats.generated - made
+                t.seconds += stats.generate_seconds - seconds
 
-        step.__wrapped__ = original  # type: ignore[attr-defined]
-        self._cls, self._original = Generation, original
-        Generation.step = step  # type: ignore[method-assign]
+        def _prefill(gen: Any) -> None:
+            prefill0(gen)
+            t = meter.tally(_area_of_context(gen.ctx))
+            t.prompt_tokens += gen.stats.prompt_decoded
+            t.prompt_seconds += gen.stats.prompt_seconds
+
+        for name, original, wrapper in (("step", step0, step), ("_prefill", prefill0, _prefill)):
+            wrapper.__wrapped__ = original  # type: ignore[union-attr]
+            self._originals.append((Generation, name, original))
+            setattr(Generation, name, wrapper)
 
     def uninstall(self) -> None:
-        if self._cls is not None:
-            self._cls.step = self._original
-            self._cls = self._original = None
+        for cls, name, original in self._originals:
+            setattr(cls, name, original)
+        self._originals.clear()

@@ -52,25 +52,40 @@ class CallStats:
 
     name: str
     calls: int = 0
-    ms: float = 0.0  # exact: measured around each call
+    ms: float = 0.0  # exact: measured around each call, less the timed calls nested in it
 
 
 @dataclass
 class LibraryStats:
-    """Time spent inside a native library area (tensor kernels, libllama)."""
+    """Time spent in a library area (tensor kernels, gene engine, libllama, tier-1
+    compile), and the tokens an LLM engine read and generated."""
 
     name: str
-    ms: float = 0.0  # exact when its functions were counted (`functions`), else sampled
+    # exact, exclusive of the timed calls nested in these (their own rows, see libcalls);
+    # sampled when no call of the area was counted (`sampled`)
+    ms: float = 0.0
     calls: int = 0
     functions: list[CallStats] = field(default_factory=list)
-    tokens: int | None = None  # generated tokens (libllama only)
-    generate_ms: float | None = None
+    sampled: bool = False
+    tokens: int | None = None  # generated tokens (LLM engines only)
+    generate_ms: float | None = None  # time decoding and sampling them, prompts excluded
+    prompt_tokens: int | None = None  # prompt tokens decoded (not found in the cache)
+    prompt_ms: float | None = None
 
     @property
     def tokens_per_s(self) -> float | None:
-        if not self.tokens or not self.generate_ms:
-            return None
-        return self.tokens / (self.generate_ms / 1e3)
+        """Generated tokens over `generate_ms`."""
+        return _rate(self.tokens, self.generate_ms)
+
+    @property
+    def prompt_tokens_per_s(self) -> float | None:
+        return _rate(self.prompt_tokens, self.prompt_ms)
+
+
+def _rate(tokens: int | None, ms: float | None) -> float | None:
+    if not tokens or not ms:
+        return None
+    return tokens / (ms / 1e3)
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,7 @@ class ProfileData:
         for lib in self.libraries:
             d = asdict(lib)
             d["tokens_per_s"] = lib.tokens_per_s
+            d["prompt_tokens_per_s"] = lib.prompt_tokens_per_s
             libs.append(d)
         return {
             "program": self.program,

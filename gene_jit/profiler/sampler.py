@@ -30,6 +30,10 @@ class Sampler:
         self.gene_files = gene_files
         self.stacks: dict[Stack, float] = {}
         self.samples = 0
+        # Seconds per library area at the leaf while no timed library call was open (the
+        # open calls of libcalls.Clock.inner): time that the exact rows do not cover.
+        self.loose: dict[str, float] = {}
+        self.open_calls: list[float] = []
         self._target = threading.get_ident()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,6 +64,9 @@ class Sampler:
                 if stack:
                     self.stacks[stack] = self.stacks.get(stack, 0.0) + t0 - last
                     self.samples += 1
+                    leaf = stack[-1]
+                    if isinstance(leaf, str) and not self.open_calls:
+                        self.loose[leaf] = self.loose.get(leaf, 0.0) + t0 - last
             last = t0
             # Deep stacks cost more to walk: back off so sampling stays a small share.
             cost = time.perf_counter() - t0

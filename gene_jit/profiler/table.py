@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gene_jit.profiler.areas import JIT
 from gene_jit.profiler.model import FunctionStats, ProfileData
 
 SORT_KEYS = {
@@ -106,25 +107,47 @@ def loop_table(data: ProfileData, top: int | None) -> Table | None:
     return t
 
 
+def library_note(data: ProfileData) -> str:
+    """What the library table's times are, for the rows it has."""
+    parts = ["ms: time inside each call, less the timed calls made inside it (their own rows)"]
+    if any(lib.name == JIT for lib in data.libraries):
+        parts.append(
+            "tier-1 compile: type checks, IR, LLVM (and loading it, at the first); native code's run time counts toward "
+            "the Gene function that entered it"
+        )
+    if any(lib.tokens or lib.prompt_tokens for lib in data.libraries):
+        parts.append(
+            "prompts / generating: time decoding prompts / decoding and sampling new tokens, "
+            "part of the calls above; tokens/s divides by it"
+        )
+    return "; ".join(parts)
+
+
 def library_table(data: ProfileData, top: int | None = None) -> Table | None:
     if not data.libraries:
         return None
-    t = Table(title="libraries and the JIT", title_justify="left", header_style="bold")
+    t = Table(title="libraries, the gene engine and the JIT", title_justify="left", header_style="bold")
     for col in ("library", "calls", "ms", "% of run", "tokens", "tokens/s"):
         t.add_column(col, justify="left" if col == "library" else "right")
     for lib in data.libraries:
-        tps = lib.tokens_per_s
-        t.add_row(
-            lib.name,
-            f"{lib.calls:,}" if lib.calls else "",
-            _ms(lib.ms),
-            _share(lib.ms, data.wall_ms),
-            f"{lib.tokens:,}" if lib.tokens else "",
-            f"{tps:,.1f}" if tps else "",
-            style="bold",
-        )
+        name = f"{lib.name} (sampled)" if lib.sampled else lib.name
+        t.add_row(name, f"{lib.calls:,}" if lib.calls else "", _ms(lib.ms), _share(lib.ms, data.wall_ms), style="bold")
         for fn in lib.functions[:top] if top is not None else lib.functions:
             t.add_row(Text(f"  {fn.name}"), f"{fn.calls:,}", _ms(fn.ms), _share(fn.ms, data.wall_ms))
+        for label, tokens, ms, rate in (
+            ("  prompts", lib.prompt_tokens, lib.prompt_ms, lib.prompt_tokens_per_s),
+            ("  generating", lib.tokens, lib.generate_ms, lib.tokens_per_s),
+        ):
+            if tokens:
+                t.add_row(
+                    label,
+                    "",
+                    _ms(ms) if ms is not None else "",
+                    _share(ms, data.wall_ms) if ms is not None else "",
+                    f"{tokens:,}",
+                    f"{rate:,.1f}" if rate else "",
+                    style="italic",
+                )
     return t
 
 
@@ -144,6 +167,10 @@ def print_report(
             "[dim]times are sampled from Python stacks: time in native code counts toward "
             "the Gene function that entered it from tier 0[/dim]"
         )
-    for extra in (loop_table(data, top), library_table(data, top)):
-        if extra is not None:
-            console.print(extra)
+    loops = loop_table(data, top)
+    if loops is not None:
+        console.print(loops)
+    libraries = library_table(data, top)
+    if libraries is not None:
+        console.print(libraries)
+        console.print(Text(library_note(data), style="dim"))
