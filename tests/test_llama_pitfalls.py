@@ -76,7 +76,10 @@ def test_generation_never_copies_logits(tiny: Model, monkeypatch: pytest.MonkeyP
     text = g.generate_text(tiny, "The future of AI is", 40, temperature=0.8, top_k=40, seed=3)
     streamed = list(g.generate_text(tiny, "The cat", 40, temperature=0, stream=True))
     assert tiny.last_stats.generated > 20 and text and streamed
-    assert calls == [] and made == []
+    # no row is copied; each sampled token's own logit is read (one float, checked for
+    # NaN in gene_jit.llama.sampler), never the whole row
+    assert set(calls) <= {"llama_get_logits_ith"} and made == []
+    calls.clear()
     # the instruments work: model/forward does read the logits into an array
     g.model_forward(tiny, tiny.tokenize("the cat"))
     assert calls == ["llama_get_logits_ith"] and made

@@ -468,7 +468,7 @@ def test_find_similar_with_onnx_embeddings_never_loads_another_model(models: dic
 
 
 @pytest.mark.parametrize(("tail", "kind", "words"), [
-    (":top-k 1", "arity error", "find-similar: has no parameter :top-k; its parameters are"),
+    (":top-k 1", "llm option error", "find-similar does not take :top-k (an option of generate-text); it takes :k"),
     ("^k 0", "type error", "k (how many to return) must be a positive int, got 0"),
     ("^k 1.5", "type error", "must be a positive int, got 1.5"),
     ('^k "2"', "type error", 'must be a positive int, got "2"'),

@@ -445,6 +445,8 @@ def _geglu_kernel(gate: Any, up: Any, table: Any, out: Any, quant: bool, xq: Any
             v = np.float32(0.0)
         elif x >= np.float32(10.0):
             v = x * up[i]
+        elif x != x:  # NaN fails both tests; its bits are no index of the table
+            v = x * up[i]
         else:
             v = table[_half_index(half_round(x))] * up[i]
         out[i] = v

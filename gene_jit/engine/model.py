@@ -8,12 +8,16 @@
   of libllama. Each sequence has a KV cache of its own; logits rows stay readable by
   batch index (`logits_row`, `logits_ptr`) until the next decode. Its `ptr` is the context
   itself, so samplers read the logits from the array (gene_jit/llama/sampler.py).
-- `EngineModel`: a `Model` whose libllama part holds only the vocabulary (tokenizer,
-  special tokens, chat template); every context it makes is an `EngineContext`.
+- `EngineModel`: a `Model` whose libllama part supplies the vocabulary (tokenizer,
+  special tokens, chat template) and the model's description (`model/info`, the trained
+  context that bounds :n-ctx); libllama maps the file without repacking it, so its
+  pages are the ones the engine's weights view. Every context it makes is an
+  `EngineContext`.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from gene_jit.engine import threads
-from gene_jit.engine.ops import KVCache
+from gene_jit.engine.ops import KVCache, new_cache
 from gene_jit.engine.weights import Config, GGUFFile, load_weights, read_config
-from gene_jit.llama import bindings
 from gene_jit.llama.context import PROMPT_CHUNK, Context
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.model import Model
@@ -55,11 +58,16 @@ class Engine:
     def new_cache(self, n_ctx: int, slots: int = 1) -> KVCache:
         """A cache for n_ctx positions (on the GPU: of `slots` sequences)."""
         c = self.config
-        if self.device.is_cuda:
-            from gene_jit.engine.cuda_ops import DeviceKVCache
+        return new_cache(c.n_layer, c.n_head_kv, c.head_dim, n_ctx, self.device, slots,
+                         "create the model with a smaller :n-ctx")
 
-            return DeviceKVCache(c.n_layer, c.n_head_kv, c.head_dim, n_ctx, self.device, slots)
-        return KVCache(c.n_layer, c.n_head_kv, c.head_dim, n_ctx, self.device)
+    def check_logits(self, logits: np.ndarray, position: int) -> None:
+        """Refuse logits that hold a NaN (or +inf beside -inf): weights that produce them
+        would otherwise sample garbage, or nothing, as if nothing were wrong."""
+        if math.isnan(float(logits.sum(dtype=np.float64))):
+            raise LlamaError(
+                f"the model produced NaN logits at step {position + 1} (position {position}); "
+                f"the weights of {self.file.path} may be corrupt")
 
     def run_forward(self, cache: KVCache, tokens: Any, pos: Any, n_out: int) -> Any:
         """The Gene forward pass: a logits tensor [n_out, V] on the engine's device, or
@@ -74,14 +82,6 @@ class Engine:
         keys and values join `cache`."""
         out = self.run_forward(cache, tokens, pos, n_out)
         return None if out is None else out.numpy()
-
-    @property
-    def nbytes(self) -> int:
-        total = 0
-        for value in (self.model["embed"], self.model["output"], *[
-                w for layer in self.model["layers"] for w in layer.values()]):
-            total += getattr(value, "nbytes", 0)
-        return total
 
 
 _FORWARDS: dict[str, Any] = {}
@@ -195,6 +195,7 @@ class EngineContext(Context):
                 for j, i in enumerate(index[len(index) - n_out:]):
                     if rows[i][3]:
                         assert out is not None
+                        self.engine.check_logits(out[j], rows[i][1])
                         logits[i] = out[j]
         self._rows = logits
 
@@ -242,10 +243,15 @@ def _submit_gpu(ctx: EngineContext, rows: list[tuple[int, int, int, bool]]) -> d
 
             graph = ctx.graphs[n] = GraphDecoder(ctx.engine, ctx.gpu_cache, n)
         logits = graph.step(toks, places, seqs)
-        return {i: logits[i] for i in range(n)}
-    n_out = n - wanted[0] if wanted else 0
-    out = ctx.engine.forward(ctx.gpu_cache, toks, Rows.from_host(places, seqs), n_out)
-    return {i: out[j] for j, i in enumerate(range(n - n_out, n)) if rows[i][3]} if out is not None else {}
+        found = {i: logits[i] for i in range(n)}
+    else:
+        n_out = n - wanted[0] if wanted else 0
+        out = ctx.engine.forward(ctx.gpu_cache, toks, Rows.from_host(places, seqs), n_out)
+        found = ({i: out[j] for j, i in enumerate(range(n - n_out, n)) if rows[i][3]}
+                 if out is not None else {})
+    for i, row in found.items():
+        ctx.engine.check_logits(row, rows[i][1])
+    return found
 
 
 def _set_threads(n: int) -> None:
@@ -257,7 +263,11 @@ def _set_threads(n: int) -> None:
 
 
 class EngineModel(Model):
-    """A model run by the engine: libllama loads only its vocabulary."""
+    """A model run by the engine (libllama: vocabulary and description only)."""
+
+    # read by model/load-adapter (gene_jit/llama/adapters.py)
+    adapter_refusal = ("model/load-adapter: the gene engine does not apply LoRA adapters yet; "
+                       "create the model without :engine to use an adapter")
 
     def __init__(self, name_or_path: Any = None, fmt: Any = "gguf", n_ctx: int = 4096,
                  threads: int | None = None, device: Any = None, gpu_layers: int | None = None,
@@ -266,23 +276,14 @@ class EngineModel(Model):
             raise OptionError("model/create: :gpu-layers is for libllama; with :engine :gene "
                               "every layer runs on the :device")
         dev = create_device(device)  # an unusable device is an error here, not a fall back
-        super().__init__(name_or_path, fmt, n_ctx, threads, None, None, seed, progress)
+        # libllama's model (mapped, not repacked) describes the file as for :engine :llama
+        super().__init__(name_or_path, fmt, n_ctx, threads, None, None, seed, progress, repack=False)
         try:
             self.engine = Engine(self.path, dev)
         except BaseException:
             self.close()
             raise
         self.device = str(dev)
-
-    def _load(self, gpu_layers: int, progress: bool | None) -> int | None:
-        raw = bindings.lib()
-        value = raw.llama_model_default_params()
-        p = bindings.struct_value(value)
-        p.vocab_only = True
-        ptr = raw.llama_model_load_from_file(str(self.path), value)
-        if not ptr:
-            raise LlamaError(f"libllama could not read the vocabulary of {self.path}")
-        return int(ptr)
 
     def _pooled_context(self) -> Context:
         return EngineContext(self, self.n_ctx, canonical=True, pooled=True)
@@ -299,7 +300,7 @@ class EngineModel(Model):
         out = super().info()
         c = self.engine.config
         out.update({"engine": "gene", "layers": c.n_layer, "embedding-length": c.n_embd,
-                    "size-bytes": self.engine.nbytes, "device": self.device})
+                    "device": self.device})
         return out
 
     def __repr__(self) -> str:

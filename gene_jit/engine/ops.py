@@ -309,9 +309,25 @@ def kv_cache(model: Any, n_ctx: Any) -> KVCache:
     if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
         raise GeneTypeError(f"{op}: expected an engine model map")
     c = model["config"]
-    dev = model["embed"].device
-    cls = _gpu().DeviceKVCache if dev.is_cuda else KVCache
-    return cls(c["n-layer"], c["n-head-kv"], c["head-dim"], _int(op, n_ctx, "n-ctx", 1), dev)
+    n = _int(op, n_ctx, "n-ctx", 1)
+    return new_cache(c["n-layer"], c["n-head-kv"], c["head-dim"], n, model["embed"].device, 1,
+                     f"{op}: pass a smaller n-ctx")
+
+
+def new_cache(n_layer: int, kv_heads: int, head_dim: int, n_ctx: int, device: Device, slots: int,
+              advice: str) -> KVCache:
+    """A KVCache (DeviceKVCache on the GPU, `slots` sequences); memory that cannot be had
+    is a GeneError that ends with `advice`, not a MemoryError."""
+    try:
+        if device.is_cuda:
+            return _gpu().DeviceKVCache(n_layer, kv_heads, head_dim, n_ctx, device, slots)
+        return KVCache(n_layer, kv_heads, head_dim, n_ctx, device)
+    except Exception as exc:  # noqa: BLE001  (numba's CUDA errors have no class of their own)
+        if not isinstance(exc, MemoryError) and "OUT_OF_MEMORY" not in str(exc):
+            raise
+        size = 2 * n_layer * kv_heads * head_dim * n_ctx * slots * 4
+        raise GeneError(f"a KV cache of {n_ctx} positions ({size / 2**30:.1f} GiB) does not fit in "
+                        f"the memory of {device}; {advice}") from None
 
 
 def _layer(op: str, cache: Any, layer: Any) -> int:

@@ -1,7 +1,10 @@
 """GGUF weights and model configuration for the native engine.
 
-The file is opened with the `gguf` package, which memory-maps it: a `Weight` is a view
-of the tensor's bytes in the file (`raw [rows, row_bytes]` uint8), and stays in its GGUF
+The file's header, metadata and tensor table are those the model-file checks read
+(gene_jit/llama/gguf_check.py: one walk of the header that skips the vocabulary's
+strings, which `gguf.GGUFReader` would turn into 262k NumPy views, seconds of start-up);
+the file is memory-mapped, and a `Weight` is a view of the tensor's bytes in it
+(`raw [rows, row_bytes]` uint8), and stays in its GGUF
 type (quantised blocks or plain floats) until a product decodes it in registers
 (gene_jit/tensor_kernels/qgemv_cpu.py). Nothing is copied when weights are placed on the
 CPU; small vectors (norm weights) are read as float32 tensors.
@@ -92,25 +95,45 @@ class Weight:
     __repr__ = __gene_repr__
 
 
+class FileTensor:
+    """A tensor of the file: `shape` with ne[0] first (as ggml orders dimensions),
+    `data` its bytes (uint8, a view of the memory map)."""
+
+    __slots__ = ("name", "tensor_type", "shape", "n_elements", "data")
+
+    def __init__(self, name: str, tensor_type: Any, shape: tuple[int, ...], data: np.ndarray) -> None:
+        self.name, self.tensor_type, self.shape, self.data = name, tensor_type, shape, data
+        self.n_elements = math.prod(shape)
+
+
 class GGUFFile:
-    """A GGUF file opened for the engine: metadata fields and tensors by name."""
+    """A GGUF file opened for the engine: metadata values and tensors by name. The
+    metadata holds every scalar and every array of up to gguf_check's _KEEP_ARRAY values
+    (the vocabulary's arrays are skipped: libllama reads the vocabulary)."""
 
     def __init__(self, path: Path) -> None:
-        import gguf
+        from gguf.constants import GGMLQuantizationType
 
+        from gene_jit.llama.gguf_check import read_tables
+
+        info = read_tables(path)  # the header's and tensors' bounds checks
         try:
-            self.reader = gguf.GGUFReader(str(path))
+            self.map = np.memmap(path, np.uint8, mode="r")
         except (ValueError, OSError) as exc:
-            raise BadModelError(f"{path} is not a GGUF file the engine can read: {exc}") from None
+            raise BadModelError(f"cannot map the model file {path}: {exc}") from None
         self.path = path
-        self.tensors = {t.name: t for t in self.reader.tensors}
+        self.kv = info.kv
+        base = info.data_offset
+        self.tensors = {
+            t.name: FileTensor(t.name, GGMLQuantizationType(t.type), t.shape,
+                               self.map[base + t.offset : base + t.offset + t.nbytes])
+            for t in info.tensors.values()}
         self.arch = str(self.get("general.architecture", ""))
 
     def get(self, key: str, default: Any = None) -> Any:
-        field = self.reader.fields.get(key)
-        if field is None:
+        value = self.kv.get(key)
+        if value is None:
             return default
-        value = field.contents()
         if isinstance(value, list) and value and all(v == value[0] for v in value):
             return value[0]  # per-layer arrays that hold one value
         return value

@@ -454,6 +454,8 @@ class _Reader:
         return pos
 
     def _key(self, pos: int, caret: int) -> tuple[str, int]:
+        if self.text.startswith('""', pos):  # the empty key, as the printer writes it
+            return "", pos + 2
         m = _KEY.match(self.text, pos)
         if m is None:
             raise self._fail(f"expected a property name after '{self.text[caret:pos]}'", caret)

@@ -36,6 +36,9 @@ class Adapter:
     it is applied with unless a call names another."""
 
     def __init__(self, model: Model, path: str | Path, scale: float = 1.0) -> None:
+        refusal = getattr(model, "adapter_refusal", None)  # a model no adapter reaches
+        if refusal:
+            raise AdapterError(refusal)
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             raise AdapterError(f"{self.path} is a folder; pass the path of a LoRA adapter .gguf file")

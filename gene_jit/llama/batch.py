@@ -43,7 +43,8 @@ def _context_for(model: Model, n_seq: int, per_seq: int) -> Context:
 
 def batch_generate(model: Model, prompts: list[str], n: int, kw: dict[str, Any]) -> list[str]:
     """Generate up to `n` tokens for every prompt; returns the texts in prompt order.
-    `:exact` (true by default) gives each prompt exactly what `generate-text` gives it."""
+    `:exact` (true by default) gives each prompt exactly what `generate-text` gives it;
+    `:truncate true` keeps the end of a prompt too long for the context, as there."""
     if not isinstance(prompts, list | tuple) or not all(isinstance(p, str) for p in prompts):
         raise LlamaError("batch-generate needs an array of prompt strings")
     exact = kw.pop("exact", True)
@@ -52,10 +53,13 @@ def batch_generate(model: Model, prompts: list[str], n: int, kw: dict[str, Any])
     if not prompts:
         return []
     stops = [str(s) for s in (kw.pop("stop", None) or [])]
+    truncate = bool(kw.pop("truncate", False))
     sampling = Sampling.from_kwargs(model, kw)
     tokens = [model.prompt_tokens(p) for p in prompts]
     if any(not t for t in tokens):
         raise LlamaError("batch-generate cannot start from an empty prompt")
+    if truncate:  # as generate-text: keep the end of a prompt the context cannot hold
+        tokens = [fit_prompt(model, t, n, model.ctx.n_ctx_seq, True) for t in tokens]
     if exact:
         return [_one(model, t, n, sampling, stops) for t in tokens]
     return _together(model, tokens, n, sampling, stops)

@@ -24,11 +24,11 @@ from gene_jit.llama.chat_template import RenderedChat, chat_tokens, format_qa, r
 from gene_jit.llama.embed import embed as _embed
 from gene_jit.llama.embed import find_similar as _find_similar
 from gene_jit.llama.embed import hidden_states, pool
-from gene_jit.llama.errors import GrammarError, LlamaError
+from gene_jit.llama.errors import ContextFullError, GrammarError, LlamaError
 from gene_jit.llama.generate import Generation, Sampling, fit_prompt
 from gene_jit.llama.grammar import check_against_schema, json_grammar, schema_to_gbnf
 from gene_jit.llama.model import Model, current_model
-from gene_jit.llama.options import OptionError, check_count, check_options, shown
+from gene_jit.llama.options import OptionError, check_count, check_options, keywords_checked, shown
 from gene_jit.llama.session import ChatSession, format_chat_prompt
 from gene_jit.llama.speculate import speculate_option
 from gene_jit.llama.tools_api import quantized_source  # also registers model/perplexity, ...
@@ -135,6 +135,7 @@ def model_create(name_or_path: Any = None, fmt: Any = None, **kw: Any) -> Any:
 
 
 @builtin("info", ns="model")
+@keywords_checked("model/info")
 def model_info(model: Any = None) -> dict[str, Any]:
     if isinstance(model, OnnxModel):
         return model.info()
@@ -142,6 +143,7 @@ def model_info(model: Any = None) -> dict[str, Any]:
 
 
 @builtin("forward", ns="model")
+@keywords_checked("model/forward")
 def model_forward(model: Any, tokens: Any, all: bool = False) -> Any:
     """Logits after `tokens`: of the last position (n_vocab,) or of all (n_tokens, n_vocab)."""
     if isinstance(model, OnnxModel):  # a map of named inputs gives a map of outputs
@@ -207,6 +209,7 @@ def _remember_source(value: Any, text: str) -> Any:
 
 
 @builtin("get-hidden-states", ns="model")
+@keywords_checked("model/get-hidden-states")
 def model_hidden_states(model: Any, tokens: Any, pool_mean: bool = False, normalize: bool = False) -> Any:
     m = _as_model(model)
     if isinstance(tokens, str):
@@ -218,6 +221,7 @@ def model_hidden_states(model: Any, tokens: Any, pool_mean: bool = False, normal
 
 
 @builtin("embed", ns="model")
+@keywords_checked("model/embed")
 def model_embed(model: Any, text: Any, normalize: bool = True) -> Any:
     if isinstance(model, OnnxModel):
         return model.embed(text, normalize)
@@ -232,12 +236,14 @@ def model_generate(model: Any, prompt: Any, n: Any = 128, **kw: Any) -> Any:
 
 
 @builtin("stats", ns="model")
+@keywords_checked("model/stats")
 def model_stats(model: Any = None) -> dict[str, Any] | None:
     stats = _as_model(model or current_model()).last_stats
     return None if stats is None else stats.as_map()
 
 
 @builtin("close", ns="model")
+@keywords_checked("model/close")
 def model_close(model: Any) -> None:
     if isinstance(model, OnnxModel):
         return model.close()
@@ -248,6 +254,7 @@ def model_close(model: Any) -> None:
 
 
 @builtin("create", ns="tokenizer")
+@keywords_checked("tokenizer/create")
 def tokenizer_create(source: Any = None) -> Tokenizer:
     """A tokenizer for a model, or for the loaded model given its vocabulary size."""
     global _tokenizer
@@ -270,31 +277,57 @@ def tokenizer_create(source: Any = None) -> Tokenizer:
 
 
 @builtin("encode", ns="tokenizer")
-def tokenizer_encode(tok: Any, text: Any, add_special: bool = True, parse_special: bool = False) -> list[int]:
-    return Tokenizer(_as_model(tok)).encode(text, add_special, parse_special)
+def tokenizer_encode(tok: Any, text: Any, *flags: Any, **kw: Any) -> list[int]:
+    add, parse = _flags("tokenizer/encode", flags, kw, ("add_special", "parse_special"), (True, False))
+    return Tokenizer(_as_model(tok)).encode(text, add, parse)
 
 
 @builtin("decode", ns="tokenizer")
-def tokenizer_decode(tok: Any, tokens: Any, remove_special: bool = False, unparse_special: bool = False) -> str:
-    return Tokenizer(_as_model(tok)).decode(tokens, remove_special, unparse_special)
+def tokenizer_decode(tok: Any, tokens: Any, *flags: Any, **kw: Any) -> str:
+    remove, unparse = _flags("tokenizer/decode", flags, kw, ("remove_special", "unparse_special"), (False, False))
+    return Tokenizer(_as_model(tok)).decode(tokens, remove, unparse)
+
+
+def _flags(entry: str, flags: tuple[Any, ...], kw: dict[str, Any], names: tuple[str, str],
+           defaults: tuple[bool, bool]) -> tuple[bool, bool]:
+    """The two flags of tokenize or decode, given positionally (as in Python) or as
+    options (`:add-bos false`, `:parse-special true`); options are checked first."""
+    opts = check_options(entry, kw)
+    if "add_bos" in opts:
+        opts.setdefault("add_special", opts.pop("add_bos"))
+    if len(flags) > len(names):
+        raise GeneArityError(f"{entry}: takes at most {len(names)} flags after its arguments, got {len(flags)}")
+    values = list(defaults)
+    for i, flag in enumerate(flags):
+        if not isinstance(flag, bool):
+            raise OptionError(f"{entry}: the flag {names[i].replace('_', '-')} expects true or false, "
+                              f"got {shown(flag)}")
+        values[i] = flag
+    for i, name in enumerate(names):
+        values[i] = opts.get(name, values[i])
+    return values[0], values[1]
 
 
 @builtin("vocab-size", ns="tokenizer")
+@keywords_checked("tokenizer/vocab-size")
 def tokenizer_vocab_size(tok: Any = None) -> int:
     return (_current_tokenizer() if tok is None else Tokenizer(_as_model(tok))).vocab_size
 
 
 @builtin("bos", ns="tokenizer")
+@keywords_checked("tokenizer/bos")
 def tokenizer_bos(tok: Any = None) -> int:
     return (_current_tokenizer().model if tok is None else _as_model(tok)).bos
 
 
 @builtin("eos", ns="tokenizer")
+@keywords_checked("tokenizer/eos")
 def tokenizer_eos(tok: Any = None) -> int:
     return (_current_tokenizer().model if tok is None else _as_model(tok)).eos
 
 
 @builtin("eog?", ns="tokenizer")
+@keywords_checked("tokenizer/eog?")
 def tokenizer_is_eog(tok: Any, token: Any = None) -> bool:
     if token is None:
         return _current_tokenizer().model.is_eog(int(tok))
@@ -304,17 +337,23 @@ def tokenizer_is_eog(tok: Any, token: Any = None) -> bool:
 # ---------------------------------------------------------------- top level
 
 
-def tokenize(a: Any, b: Any = None, add_special: bool = True, parse_special: bool = False) -> list[int]:
-    """`(tokenize text)` with the current tokenizer, or `(tokenize model text)`."""
+def tokenize(a: Any, b: Any = None, *flags: Any, **kw: Any) -> list[int]:
+    """`(tokenize text)` with the current tokenizer, or `(tokenize model text)`;
+    `:add-bos false` leaves out the BOS token, `:parse-special true` reads special
+    tokens written in the text (`<start_of_turn>`) as those tokens."""
+    add, parse = _flags("tokenize", flags, kw, ("add_special", "parse_special"), (True, False))
     tok = _current_tokenizer() if b is None else Tokenizer(_as_model(a))
-    return tok.encode(a if b is None else b, add_special, parse_special)
+    return tok.encode(a if b is None else b, add, parse)
 
 
-def decode(a: Any, b: Any = None, remove_special: bool = False, unparse_special: bool = False) -> str:
-    """`(decode tokens)` (a list or a single token) or `(decode model tokens)`."""
+def decode(a: Any, b: Any = None, *flags: Any, **kw: Any) -> str:
+    """`(decode tokens)` (a list or a single token) or `(decode model tokens)`;
+    `:remove-special true` leaves out special tokens, `:unparse-special true` writes
+    them as their text."""
+    remove, unparse = _flags("decode", flags, kw, ("remove_special", "unparse_special"), (False, False))
     if b is None:
-        return _current_tokenizer().decode(a, remove_special, unparse_special)
-    return Tokenizer(_as_model(a)).decode(b, remove_special, unparse_special)
+        return _current_tokenizer().decode(a, remove, unparse)
+    return Tokenizer(_as_model(a)).decode(b, remove, unparse)
 
 
 def _split_model(entry: str, model: Any, prompt: Any, n: Any) -> tuple[Model, str, int]:
@@ -412,6 +451,9 @@ def generate_json(model: Any, prompt: Any, schema: Any = None, n: Any = 512, **k
     m, text, count = _split_model("generate-json", model, prompt, n)
     gen = _generation(m, text, count, kw)
     out = gen.run()
+    if gen.stats.context_full:
+        raise ContextFullError(f"the model did not finish the JSON before the context of {m.n_ctx} "
+                               "tokens was full; create the model with a larger :n-ctx")
     if gen.stats.finish_reason == "length":
         raise LlamaError(f"the model did not finish the JSON within {count} tokens (raise n)")
     try:
@@ -438,8 +480,12 @@ def batch_generate(model: Any, prompts: Any, n: Any = 128, **kw: Any) -> list[st
 _NO_MESSAGE = object()
 
 
+@keywords_checked("format-chat-prompt")
 def format_chat_prompt_fn(history: Any, message: Any = _NO_MESSAGE, model: Any = None) -> str:
     """`(format-chat-prompt history message)`; without a message, the history alone."""
+    if isinstance(history, Model | Tokenizer | ChatSession | OnnxModel):
+        raise LlamaError("format-chat-prompt takes the model last: (format-chat-prompt history message model), "
+                         "or (format-chat-prompt history message) for the current model; the model came first")
     if message is None:
         raise LlamaError("format-chat-prompt: the message is nil (did read-line reach the end of input?)")
     m = current_model() if model is None else _as_model(model)
@@ -464,10 +510,12 @@ def generate_code(description: Any, language: Any = None, n: Any = 200, model: A
     return str(_generate("generate-code", current_model() if model is None else model, prompt, n, kw)).strip()
 
 
+@keywords_checked("format-qa-prompt")
 def format_qa_prompt(question: Any, context: Any = None) -> str:
     return format_qa(str(question), context)
 
 
+@keywords_checked("find-similar")
 def find_similar(items: Any, query: Any, k: Any = 1, documents: Any = None, model: Any = None) -> list[Any]:
     _check_k(k)
     if isinstance(model, OnnxModel):
@@ -498,6 +546,7 @@ def _check_k(k: Any) -> None:
                             f"got {shown(k)}")
 
 
+@keywords_checked("chat-session")
 def chat_session(model: Any = None, system: Any = None, n_ctx: Any = None) -> ChatSession:
     n_ctx = check_options("chat-session", {"n_ctx": n_ctx}).get("n_ctx")
     m = current_model() if model is None else _as_model(model)
@@ -515,6 +564,7 @@ def chat_send(session: Any, message: Any, n: Any = 256, **kw: Any) -> str:
     return session.send(message, check_count("chat-send", n), **opts)
 
 
+@keywords_checked("chat-history")
 def chat_history(session: Any) -> list[dict[str, str]]:
     if not isinstance(session, ChatSession):
         raise LlamaError(f"chat-history needs a chat session, got {shown(session)}")
@@ -566,4 +616,4 @@ def get_next_token(model: Any = None, prompt: Any = None, **kw: Any) -> Any:
     return m.last_stream.next()
 
 
-json_grammar_value = json_grammar
+json_grammar_value = keywords_checked("json-grammar")(json_grammar)

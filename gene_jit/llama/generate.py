@@ -88,6 +88,7 @@ class Stats:
     drafted: int = 0  # guessed tokens decoded in speculative steps
     draft_kept: int = 0  # of those, the ones the sampler agreed with
     grammar_complete: bool = True  # false: stopped at the token limit inside the grammar
+    context_full: bool = False  # ended ("length") because the context filled, not at n
     tokens: list[int] = field(default_factory=list)
 
     def as_map(self) -> dict[str, Any]:
@@ -220,6 +221,8 @@ class Generation:
             with self.ctx.lock:
                 self._sample_more()
             stats.generate_seconds += time.perf_counter() - t0
+            if not self._ready:  # the context is full and cannot shift: end with the text so far
+                return self._finish("length")
         tok = self._ready.popleft()
         if self.end_at(tok):
             return self._finish("stop")
@@ -251,7 +254,8 @@ class Generation:
                 self._verify(tok, guess)
                 return
             t0 = time.perf_counter()
-            self._advance(tok)
+            if not self._advance(tok):
+                return
             self._take(self.sampler.sample(ctx.ptr, self._idx))
             self.model.step_costs.record(1, time.perf_counter() - t0)
             return
@@ -309,15 +313,16 @@ class Generation:
         self.stats.drafted += len(guess)
         self.stats.draft_kept += kept
 
-    def _advance(self, tok: int) -> None:
+    def _advance(self, tok: int) -> bool:
+        """Decode `tok`; false (nothing decoded) when the context is full and its cache
+        cannot shift (the gene engine's): the generation then ends as at its token limit,
+        finish reason "length", as an OpenAI-style API ends at the context length."""
         ctx, seq = self.ctx, self.seq
         if len(ctx.tokens[seq]) + 1 > ctx.n_ctx_seq:
             n_keep = 1 if ctx.tokens[seq][:1] == [self.model.bos] else 0
             if not ctx.shift(seq, n_keep):
-                raise ContextFullError(
-                    f"the context of {ctx.n_ctx_seq} tokens is full and this model's cache "
-                    "cannot shift; create the model with a larger :n-ctx"
-                )
+                self.stats.context_full = True
+                return False
             self.stats.shifted += 1
             self.history = list(ctx.tokens[seq])
             self.history.append(tok)
@@ -325,6 +330,7 @@ class Generation:
             if self.drafter is not None:
                 self.drafter.reset()
         self._idx = ctx.feed_one(seq, tok)
+        return True
 
     def _emit(self, chunk: str) -> str:
         if chunk:

@@ -152,7 +152,26 @@ def check_model_file(path: Path) -> GGUFInfo:
     return info
 
 
+def read_tables(path: Path) -> GGUFInfo:
+    """The header, metadata and tensor table of `path`, walked with the bounds checks but
+    none of the model checks (for readers of tensors, such as the gene engine)."""
+    try:
+        size = path.stat().st_size
+        return _read(path, size)
+    except OSError as exc:
+        raise BadModelError(f"cannot read model file {path}: {exc.strerror}") from exc
+    except _Bad as exc:
+        raise BadModelError(f"{path} is not a usable GGUF file: {exc}") from None
+
+
 def _read_and_check(path: Path, size: int) -> GGUFInfo:
+    info = _read(path, size)
+    _check_kind(info)
+    _check_model(info)
+    return info
+
+
+def _read(path: Path, size: int) -> GGUFInfo:
     try:
         with path.open("rb") as f:
             if size < HEADER_SIZE:
@@ -164,8 +183,6 @@ def _read_and_check(path: Path, size: int) -> GGUFInfo:
                 info = _walk(path, buf, size)
     except OSError as exc:
         raise BadModelError(f"cannot read model file {path}: {exc.strerror}") from exc
-    _check_kind(info)
-    _check_model(info)
     return info
 
 

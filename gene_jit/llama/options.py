@@ -11,10 +11,11 @@ expects and what it got. Values are never adjusted: what passes is used as given
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gene_jit.llama.errors import LlamaError
 from gene_jit.runtime.values import Symbol
@@ -51,6 +52,10 @@ OPTIONS: dict[str, Option] = {
     "truncate": Option("bool"),
     "speculate": Option("flag-or-nil"),
     "parse_special": Option("bool"),
+    "add_bos": Option("bool", doc="tokenize: false leaves out the BOS token"),
+    "add_special": Option("bool", doc="tokenize: the same as :add-bos"),
+    "remove_special": Option("bool", doc="decode: leave out BOS/EOS and the like"),
+    "unparse_special": Option("bool", doc="decode: write special tokens as their text"),
     "exact": Option("bool", doc="batch-generate: each prompt as generate-text gives it"),
     "n_ctx": Option("int", 1, 1 << 24),
     "threads": Option("int", 1, 1024),
@@ -73,6 +78,8 @@ OPTIONS: dict[str, Option] = {
     "adapter": Option("string"),
 }
 
+TOKENIZE = ("add_bos", "add_special", "parse_special")
+DECODE = ("remove_special", "unparse_special")
 SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed")
 _GENERATE = (*SAMPLING, "stop", "grammar", "json_schema", "on_token", "stream", "truncate", "speculate")
 ENTRY_POINTS: dict[str, tuple[str, ...]] = {
@@ -82,7 +89,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "generate-code": _GENERATE,
     "generate-with-grammar": (*SAMPLING, "stop", "on_token", "truncate", "speculate"),
     "generate-json": (*SAMPLING, "stop", "on_token", "truncate", "speculate"),
-    "batch-generate": (*SAMPLING, "stop", "grammar", "json_schema", "exact"),
+    "batch-generate": (*SAMPLING, "stop", "grammar", "json_schema", "exact", "truncate"),
     "chat-send": (*SAMPLING, "stop", "on_token", "speculate", "parse_special"),
     "get-next-token": (*SAMPLING, "grammar", "json_schema"),
     "model/create": ("n_ctx", "threads", "device", "gpu_layers", "seed", "progress", "engine",
@@ -93,6 +100,10 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "model/set-adapters": ("scales",),
     "model/fine-tune": ("epochs", "lr", "out", "type", "window", "progress", "adapter"),
     "chat-session": ("n_ctx",),
+    "tokenize": TOKENIZE,
+    "tokenizer/encode": TOKENIZE,
+    "decode": DECODE,
+    "tokenizer/decode": DECODE,
 }
 
 
@@ -220,7 +231,43 @@ def _unknown(entry: str, name: str, allowed: tuple[str, ...]) -> str:
     elsewhere = [e for e, names in ENTRY_POINTS.items() if name in names]
     if elsewhere:
         return f"{entry} does not take {shown} (an option of {elsewhere[0]})"
+    if not allowed:
+        return f"{entry} does not take {shown}; it takes no keyword options"
     return f"{entry} does not take {shown}; it takes " + ", ".join(gene_name(a) for a in allowed)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def keywords_checked(entry: str) -> Callable[[F], F]:
+    """For an entry point whose only keywords are its parameters (`:all true` of
+    model/forward): a `:kw value` tail naming anything else is an llm option error.
+    Without this, Gene would pass an unknown `:kw value` to a Python function without
+    **kwargs as two more positionals, which fill its optional parameters silently."""
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn)
+        names = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        optional = tuple(p.name for p in sig.parameters.values() if p.name in names and p.default is not p.empty)
+
+        def checked(*args: Any, **kw: Any) -> Any:
+            for name in kw:
+                if name not in names:
+                    message = _unknown(entry, name, optional)
+                    if message.endswith(")") and optional:  # an option of another entry point
+                        message += "; it takes " + ", ".join(gene_name(a) for a in optional)
+                    raise OptionError(message)
+            return fn(*args, **kw)
+
+        fn.__qualname__ = entry  # Python's arity errors name the function so
+        checked.__name__, checked.__qualname__ = fn.__name__, entry
+        checked.__doc__, checked.__module__ = fn.__doc__, fn.__module__
+        # **kw in the signature: Gene then passes every `:kw value` as a keyword
+        kw_param = inspect.Parameter("kw", inspect.Parameter.VAR_KEYWORD)
+        checked.__signature__ = sig.replace(parameters=[*sig.parameters.values(), kw_param])  # type: ignore[attr-defined]
+        return checked  # type: ignore[return-value]
+
+    return decorate
 
 
 def check_count(entry: str, value: Any, what: str = "the number of tokens") -> int:

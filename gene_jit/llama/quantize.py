@@ -17,6 +17,7 @@ import ctypes
 import difflib
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -171,6 +172,14 @@ def quantize(source: Any, out: Any, kind: Any = "Q8_0", threads: int | None = No
     started = time.perf_counter()
     cal = calibrate(src, name, calibration, imatrix, threads, show)
     table = imatrix_array(cal.imatrix) if cal is not None else None
+    with _terminated_as_interrupt():
+        _write(src, path, name, threads, show, cal, table)
+    return Result(path, name, src.stat().st_size, path.stat().st_size, time.perf_counter() - started,
+                  None if cal is None else cal.note)
+
+
+def _write(src: Path, path: Path, name: str, threads: int | None, show: bool, cal: Any, table: Any) -> None:
+    """Quantise `src` into a temporary file beside `path`, then rename it to `path`."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     except OSError as exc:  # a folder that looks writable but is not (/proc, a full or read-only disk)
@@ -189,8 +198,41 @@ def quantize(source: Any, out: Any, kind: Any = "Q8_0", threads: int | None = No
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    return Result(path, name, src.stat().st_size, path.stat().st_size, time.perf_counter() - started,
-                  None if cal is None else cal.note)
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Any:
+    """SIGTERM (a timeout, kill, a cancelled job) would end the process on the spot and
+    leave the temporary file, hundreds of MB, behind. While quantising in the main
+    thread it interrupts as Ctrl-C does, so the file is removed, and the process then
+    ends by SIGTERM after all, as it would have (or the earlier handler runs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        before = signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # no signals here (an embedding without them)
+        yield
+        return
+    if before is signal.SIG_IGN:  # the process asked not to be stopped by SIGTERM
+        signal.signal(signal.SIGTERM, before)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        if received:
+            if callable(before):
+                before(signal.SIGTERM, None)
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _gptq(tmp: Path, src: Path, cal: Any, show: bool) -> None:

@@ -125,7 +125,9 @@ class Sampling:
         # shortlist by raw logit would not be the chain's)
         stateful = self.repeat_penalty != 1.0
         need = 0 if stateful else 1 if self.temperature <= 0.0 else max(self.top_k, 0)
-        return Sampler(chain, grammar, model.n_vocab, stateful=stateful, need=need)
+        sampler = Sampler(chain, grammar, model.n_vocab, stateful=stateful, need=need)
+        sampler.source = str(getattr(model, "path", "the model"))
+        return sampler
 
 
 def _init_grammar(model: Model, text: str) -> int:
@@ -173,6 +175,7 @@ class Sampler:
         self.need = need if 0 < need <= SHORTLIST // 4 and n_vocab > SHORTLIST else 0
         raw = bindings.lib()
         self._sample, self._apply, self._accept = raw.llama_sampler_sample, raw.llama_sampler_apply, raw.llama_sampler_accept
+        self.source = "the model"  # its file, named when its logits are NaN
         self.checks = 0  # tokens the grammar checked alone
         self.resamples = 0  # tokens it rejected (each cost a second pass)
         self.full_passes = 0  # second passes over the whole vocabulary
@@ -188,17 +191,45 @@ class Sampler:
         """The next token from the logits at batch index `idx`, accepted into the
         samplers' state (the grammar's parse state, the penalties' history)."""
         if self.grammar is None:
-            return self._sample_chain(ctx_ptr, idx)
+            return self._finite(ctx_ptr, idx, self._sample_chain(ctx_ptr, idx))
+        return self._sample_constrained(ctx_ptr, idx)
+
+    def _finite(self, ctx_ptr: Any, idx: int, tok: int) -> int:
+        """`tok`, unless its logit is NaN. Every sampler picks some token from NaN
+        logits (greedy the first, others any), so a model whose weights are corrupt
+        would otherwise generate empty or garbage text as if it were fine; one float
+        read per token finds it, as a NaN anywhere in a forward pass reaches every
+        logit, the chosen one included."""
+        if not 0 <= tok < self.n_vocab:
+            return tok
+        if isinstance(ctx_ptr, int):
+            ptr = bindings.lib().llama_get_logits_ith(ctx_ptr, idx)
+            if not ptr:
+                return tok
+            value = ctypes.c_float.from_address(int(ptr) + tok * ctypes.sizeof(ctypes.c_float)).value
+        else:
+            value = float(np.asarray(ctx_ptr.logits_row(idx))[tok])
+        if math.isnan(value):
+            raise LlamaError(
+                f"the model {self.source} computed NaN (not-a-number) logits, so no token can be "
+                "chosen: its weights are probably corrupt (a damaged or badly converted file); "
+                "download or convert it again")
+        return tok
+
+    def _sample_constrained(self, ctx_ptr: int, idx: int) -> int:
         if self.stateful:
             tok = self._choose(ctx_ptr, idx, grammar=False)
         else:
             tok = self._sample_chain(ctx_ptr, idx)
+        if not self.checks:  # the first token only: later steps read logits only on rejections
+            self._finite(ctx_ptr, idx, tok)
         self.checks += 1
         if not self._allowed(tok):
             self.resamples += 1
             tok = self._choose(ctx_ptr, idx, grammar=True)
         if self.stateful:
             self._accept(self.chain.ptr, tok)
+        assert self.grammar is not None
         self._accept(self.grammar.ptr, tok)
         return tok
 

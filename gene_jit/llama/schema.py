@@ -40,7 +40,8 @@ KEYWORDS: dict[str, str] = {
     # grammar counted, which the check reports
     "minLength": CHECKED, "maxLength": CHECKED,
     "$ref": GRAMMAR, "$defs": GRAMMAR, "definitions": GRAMMAR,
-    # integers: by the grammar (ranges); numbers: the grammar bounds the integer part
+    # integers: by the grammar (ranges); numbers: by the grammar too, except the fraction
+    # where both bounds lie in one integer part (0.2 to 0.8) or need over 15 decimals
     "minimum": CHECKED, "maximum": CHECKED, "exclusiveMinimum": CHECKED, "exclusiveMaximum": CHECKED,
     "multipleOf": CHECKED, "pattern": CHECKED, "format": CHECKED, "uniqueItems": CHECKED,
     "oneOf": CHECKED, "allOf": CHECKED, "minProperties": CHECKED, "maxProperties": CHECKED,
@@ -99,6 +100,51 @@ def check_keywords(schema: Any, path: str = "$") -> None:
     for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
         for i, sub in enumerate(schema.get(key) or []):
             check_keywords(sub, f"{path}.{key}[{i}]")
+    _check_satisfiable(path, schema)
+
+
+def _check_satisfiable(path: str, schema: Mapping[str, Any]) -> None:
+    """Combinations of keywords that no value satisfies, found before generation: a
+    generation would otherwise run to its token limit and blame the limit."""
+    required = [k for k in schema.get("required") or [] if isinstance(k, str)]
+    props = schema.get("properties") or {}
+    if schema.get("additionalProperties") is False:
+        missing = [k for k in required if k not in props]
+        if missing:
+            raise _refuse(path, "required", f"{shown(missing[0])} is required but it is not in properties "
+                          "and additionalProperties is false: no object can have it")
+    most: Any = schema.get("maxProperties")
+    if _count(most) and len(set(required)) > most:
+        raise _refuse(path, "required", f"{len(set(required))} keys are required but maxProperties is {most}")
+    least: Any = schema.get("minItems")
+    items = schema.get("items")
+    if schema.get("uniqueItems") is True and _count(least) and least > 0 and isinstance(items, Mapping):
+        values = _distinct_values(items)
+        if values is not None and values < least:
+            raise _refuse(path, "uniqueItems", f"minItems {least} needs {least} different items but items "
+                          f"allows only {values} value{'' if values == 1 else 's'}")
+
+
+def _distinct_values(schema: Mapping[str, Any]) -> int | None:
+    """How many different values `schema` allows, where that is small and plain to see
+    (a const, an enum, booleans, null, a bounded integer range); None otherwise."""
+    if "const" in schema:
+        return 1
+    if isinstance(schema.get("enum"), list):
+        return len({json.dumps(v, sort_keys=True) for v in schema["enum"]})
+    kind = schema.get("type")
+    if kind == "boolean":
+        return 2
+    if kind == "null":
+        return 1
+    if kind == "integer":
+        lo, hi = integer_bounds(schema)
+        step = schema.get("multipleOf")
+        if lo is None or hi is None or step is not None and not (isinstance(step, int) and step > 0):
+            return None
+        step = step or 1
+        return max(0, hi // step - -(-lo // step) + 1)
+    return None
 
 
 def _number(value: Any) -> bool:
@@ -196,6 +242,10 @@ def bounded(schema: Any) -> Any:
         out["maxItems"] = max(MAX_ITEMS, out.get("minItems", 0))
     if kind == "object" and "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
+        # a required key with no schema of its own may hold any value, as before
+        required = [k for k in out.get("required") or [] if isinstance(k, str)]
+        if isinstance(out["properties"], Mapping) and any(k not in out["properties"] for k in required):
+            out["properties"] = {**out["properties"], **{k: {} for k in required if k not in out["properties"]}}
     return out
 
 
@@ -365,8 +415,8 @@ def _integer_rule(schema: Mapping[str, Any]) -> str | None:
 
 
 def _number_rule(schema: Mapping[str, Any]) -> str:
-    """Decimals within the bounds: exact at integer bounds; at other bounds the integer
-    part is bounded and the check after generation settles the fraction."""
+    """Decimals within the bounds (see `_magnitudes` for where the check after
+    generation settles the fraction)."""
     lo, lo_excl = _bound(schema, "minimum", "exclusiveMinimum", max)
     hi, hi_excl = _bound(schema, "maximum", "exclusiveMaximum", min)
     alts = []
@@ -394,24 +444,82 @@ def _bound(schema: Mapping[str, Any], plain: str, exclusive: str, pick: Any) -> 
 
 
 def _magnitudes(low: float, low_excl: bool, high: float | None, high_excl: bool) -> str:
-    """GBNF for decimals (no sign, no exponent) from low to high; '' when none."""
+    """GBNF for decimals (no sign, no exponent) from low to high; '' when none. A bound
+    with a fraction bounds the fraction digits of its own integer part too, unless both
+    bounds fall in the same integer part (0.2 to 0.8): the check after generation then
+    settles the fraction."""
     a = math.floor(low)
+    b = None if high is None else math.floor(high)
+    low_digits = _fraction_digits(low) if low != a else None
+    high_digits = _fraction_digits(high) if high is not None and high != b else None
     parts = []
     start = a
     if low == a and low_excl:  # the bound itself is out: its integer part needs a fraction
         if high is None or high > a:
             parts.append(f'"{a}" "." [0-9]{{0,14}} [1-9]')
         start = a + 1
-    if high is None:
+    elif low_digits and (b is None or b > a):
+        rule = _at_least(low_digits, low_excl, 15)
+        if rule:
+            parts.append(f'"{a}" "." {rule}')
+        start = a + 1
+    if high is None or b is None:
         parts.append(f"{_signed_range(start, None)} {FRACTION}")
     else:
-        b = math.floor(high)
-        top = b - 1 if high == b else b  # an integer bound's own integer part: no fraction
+        own = high_digits is not None and b >= start and (b > a or low == a)
+        top = b - 1 if high == b or own else b  # an integer bound's own integer part: no fraction
         if start <= top:
             parts.append(f"{_signed_range(start, top)} {FRACTION}")
         if high == b and not high_excl and start <= b:
             parts.append(f'"{b}" ("." "0"{{1,15}})?')
+        if own:
+            rule = _at_most(high_digits or "", high_excl, 15)
+            parts.append(f'"{b}" ("." {rule})?' if rule else f'"{b}"')
     return "(" + " | ".join(parts) + ")" if parts else ""
+
+
+def _fraction_digits(x: float) -> str | None:
+    """The digits after the point of `x`'s shortest decimal form, None past 15 (the
+    grammar's limit); the JSON a model writes for the bound parses to the same float."""
+    from decimal import Decimal
+
+    digits = format(Decimal(repr(float(x))), "f").partition(".")[2].rstrip("0")
+    return digits if 0 < len(digits) <= 15 else None
+
+
+def _digits_upto(n: int) -> str:
+    return f"[0-9]{{0,{n}}}" if n > 0 else ""
+
+
+def _at_least(d: str, strict: bool, room: int) -> str:
+    """GBNF for 1 to `room` fraction digits F with 0.F >= 0.d (> when strict); '' for none."""
+    head, rest = int(d[0]), d[1:]
+    alts = []
+    if head < 9:
+        alts.append(f"[{head + 1}-9] {_digits_upto(room - 1)}".strip())
+    if rest:
+        sub = _at_least(rest, strict, room - 1) if room > 1 else ""
+        if sub:
+            alts.append(f'"{head}" {sub}')
+    elif not strict:
+        alts.append(f'"{head}" {_digits_upto(room - 1)}'.strip())
+    elif room > 1:
+        alts.append(f'"{head}" {_digits_upto(room - 2)} [1-9]'.replace("  ", " "))
+    return "(" + " | ".join(alts) + ")" if alts else ""
+
+
+def _at_most(d: str, strict: bool, room: int) -> str:
+    """GBNF for 1 to `room` fraction digits F with 0.F <= 0.d (< when strict); '' for none."""
+    head, rest = int(d[0]), d[1:]
+    alts = []
+    if head > 0:
+        alts.append(f"[0-{head - 1}] {_digits_upto(room - 1)}".strip())
+    if rest:
+        sub = _at_most(rest, strict, room - 1) if room > 1 else ""
+        alts.append(f'"{head}" ({sub})?' if sub else f'"{head}"')
+    elif not strict:
+        alts.append(f'"{head}" "0"{{0,{room - 1}}}' if room > 1 else f'"{head}"')
+    return "(" + " | ".join(alts) + ")" if alts else ""
 
 
 # -- strings

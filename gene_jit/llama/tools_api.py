@@ -14,7 +14,7 @@ from typing import Any
 from gene_jit.llama.adapters import Adapter, AdapterError, active, set_active
 from gene_jit.llama.errors import LlamaError
 from gene_jit.llama.model import Model
-from gene_jit.llama.options import OptionError, check_options, shown
+from gene_jit.llama.options import OptionError, check_options, keywords_checked, shown
 from gene_jit.runtime.registry import builtin
 
 
@@ -119,6 +119,7 @@ def model_set_adapters(model: Any, adapters: Any = None, **kw: Any) -> None:
 
 
 @builtin("remove-adapter", ns="model")
+@keywords_checked("model/remove-adapter")
 def model_remove_adapter(model: Any, adapter: Any = None) -> None:
     """`(model/remove-adapter model a)` stops applying `a`; without an adapter, all."""
     m = _model("model/remove-adapter", model)
@@ -131,6 +132,7 @@ def model_remove_adapter(model: Any, adapter: Any = None) -> None:
 
 
 @builtin("adapters", ns="model")
+@keywords_checked("model/adapters")
 def model_adapters(model: Any) -> list[dict[str, Any]]:
     """The adapters the model applies now: maps with :path and :scale."""
     return [{"path": str(a.path), "scale": s} for a, s in active(_model("model/adapters", model))]

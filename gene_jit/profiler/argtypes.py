@@ -3,8 +3,9 @@
 Tier 1's prologue (`gene_jit.codegen.hooks.FnState.enter`) sees every call of a function
 it has not given up on, and returns the function's state itself when the call is to run
 in tier 0. While profiling, `enter` is wrapped (on the class, restored afterwards) to
-note the arguments of the first such call per function, as descriptions (no values are
-kept alive). At report time `tier1.explain` asks the tier-1 type checker why the function
+note the arguments of the first such call per function, and of the first that was
+hot (at or past the threshold) yet ran in tier 0, as descriptions (no values are kept
+alive). At report time `tier1.explain` asks the tier-1 type checker why the function
 would not compile for those types. With `GENE_JIT=0` nothing is wrapped and LLVM is not
 loaded.
 """
@@ -57,6 +58,9 @@ class ArgTypes:
 
     def __init__(self) -> None:
         self.seen: dict[int, tuple[Any, Observed]] = {}  # id(state) -> (state, observed)
+        # the first call that was hot (tier 1 would compile at it) yet ran in tier 0:
+        # its arguments, not the first call's, say why the function stayed in tier 0
+        self.hot: dict[int, tuple[Any, Observed]] = {}
         self._cls: Any = None
         self._original: Any = None
 
@@ -66,12 +70,15 @@ class ArgTypes:
         from gene_jit.codegen.hooks import FnState
 
         original = FnState.enter
-        seen = self.seen
+        seen, hot = self.seen, self.hot
 
         def enter(state: Any, loc: dict[str, Any]) -> Any:
             result = original(state, loc)
-            if result is state and id(state) not in seen:
-                seen[id(state)] = (state, _observe(state, loc))
+            if result is state:
+                if id(state) not in seen:
+                    seen[id(state)] = (state, _observe(state, loc))
+                if id(state) not in hot and state.stats.calls >= state.hot_at:
+                    hot[id(state)] = (state, _observe(state, loc))
             return result
 
         enter.__wrapped__ = original  # type: ignore[attr-defined]
@@ -85,6 +92,11 @@ class ArgTypes:
 
     def of(self, state: Any) -> Observed | None:
         entry = self.seen.get(id(state))
+        return entry[1] if entry is not None and entry[0] is state else None
+
+    def hot_of(self, state: Any) -> Observed | None:
+        """The arguments of the first call at which `state` was hot but ran in tier 0."""
+        entry = self.hot.get(id(state))
         return entry[1] if entry is not None and entry[0] is state else None
 
 

@@ -111,7 +111,8 @@ class Tier1View:
         ran it with: the type checker's answer, or that it was not hot yet."""
         if state is None:
             return "not compiled (no call went through the JIT's prologue)"
-        observed = self.argtypes.of(state)
+        hot = self.argtypes.hot_of(state)
+        observed = hot or self.argtypes.of(state)
         if observed is None:
             return f"not compiled after {state.stats.calls} calls"
         arg_reason = _argument_reason(observed)
@@ -130,8 +131,13 @@ class Tier1View:
             except Exception as exc:  # noqa: BLE001 - a checker bug must not lose the report
                 return f"the tier-1 type check failed for ({sig_text}): {exc}"
         calls = state.stats.calls
+        plural = "s" if calls != 1 else ""
+        if hot is not None or calls >= state.hot_at:
+            # hot, yet in tier 0: a later call with these types would compile
+            return (f"not compiled: {calls} call{plural}, hot from call {state.hot_at}, but not "
+                    f"yet compiled for ({sig_text})")
         return (
-            f"not hot: {calls} call{'s' if calls != 1 else ''}, compiles at call "
+            f"not hot: {calls} call{plural}, compiles at call "
             f"{state.hot_at} (GENE_JIT_THRESHOLD); tier 1 takes ({sig_text})"
         )
 

@@ -31,7 +31,7 @@ from gene_jit.runtime.errors import (
 )
 from gene_jit.runtime.ops_ndarray import array_get, array_set, array_values
 from gene_jit.runtime.ops_ndarray import is_ndarray as _is_ndarray
-from gene_jit.runtime.registry import BUILTINS, Namespace
+from gene_jit.runtime.registry import BUILTINS, LazyBuiltin, Namespace
 from gene_jit.runtime.values import (
     INT_MAX,
     INT_MIN,
@@ -428,9 +428,24 @@ def _other_member(obj: Any, key: Any, builtin_ns: str | None) -> Any:
             return val
     if obj is None:
         raise GeneTypeError(f"cannot get member {key} of nil")
+    named = _function_name(obj)
+    if named is not None:  # a Python function underneath, but not a Python library's value
+        raise GeneTypeError(f"{named} is a function; it has no member {key}")
     if is_python_object(obj):  # a value of a Python library (gene_jit/py)
         return python_member(obj, key)
     raise GeneTypeError(f"cannot get member {key} of {a_kind(obj)}")
+
+
+def _function_name(obj: Any) -> str | None:
+    """The Gene name of a Gene function or a builtin (`str`, `model/create`), else None."""
+    if isinstance(obj, LazyBuiltin):
+        return obj.gene_name
+    if callable(obj) and not isinstance(obj, type):
+        for attr in ("__gene_name__", "__gene_builtin__"):
+            name = getattr(obj, attr, None)
+            if isinstance(name, str):
+                return name or "this function"
+    return None
 
 
 def _builtin_member(ns_name: str, key: Any) -> Any:

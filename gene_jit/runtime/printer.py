@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import types
 from collections.abc import Callable
 from functools import partial
@@ -191,20 +192,41 @@ def _fmt_container(v: Any, quote: bool, seen: set[int]) -> str:
             from gene_jit.py.objects import describe
 
             return describe(v)
-        return "{" + " ".join(f"^{k} {_fmt(x, quote, seen)}" for k, x in v.items()) + "}"
+        if not quote:  # display form: the text of the keys, as strings show theirs
+            return "{" + " ".join(f"^{k} {_fmt(x, quote, seen)}" for k, x in v.items()) + "}"
+        return "{" + " ".join(f"^{prop_key(k)} {_fmt(x, quote, seen)}" for k, x in v.items()) + "}"
     if type(v) is GeneSet:
         return "#[" + " ".join(_fmt(x, quote, seen) for x in v.items) + "]"
     if type(v) is Instance:
         parts = [v.cls.name]
-        parts.extend(f"^{k} {_fmt(x, True, seen)}" for k, x in v.props.items())
+        parts.extend(f"^{prop_key(k)} {_fmt(x, True, seen)}" for k, x in v.props.items())
         return "(" + " ".join(parts) + ")"
     if (v.type is _UNQUOTE or v.type is _UNQUOTE_DISCARD) and len(v.children) == 1 and not v.props:
         return v.type.name + _fmt(v.children[0], True, seen)  # `%x` as it was read
     # A gene's parts print in repr form even inside display form (GENE.md 4.3).
     parts = [_fmt(v.type, True, seen)]
-    parts.extend(f"^{k} {_fmt(x, True, seen)}" for k, x in v.props.items())
+    parts.extend(f"^{prop_key(k)} {_fmt(x, True, seen)}" for k, x in v.props.items())
     parts.extend(_fmt(x, True, seen) for x in v.children)
     return "(" + " ".join(parts) + ")"
+
+
+# A property key the reader takes as written (GENE.md 1.1, 1.6): no character that ends a
+# token or starts another property, and no leading `!` (`^!k` is a nil property).
+_PLAIN_KEY = re.compile(r'[^\s,"%()\[\]{};\\^!][^\s,"%()\[\]{};\\^]*')
+_KEY_SPECIAL = re.compile(r'([\s,"%()\[\]{};\\^])')
+
+
+def prop_key(key: Any) -> str:
+    """`key` as a property name that reads back as the same key: other characters are
+    escaped with a backslash (GENE.md 1.1: a backslash escapes a character inside a
+    token), and the empty key is written `""`."""
+    if type(key) is str and _PLAIN_KEY.fullmatch(key):
+        return key
+    key = str(key)
+    if not key:
+        return '""'
+    escaped = _KEY_SPECIAL.sub(r"\\\1", key)
+    return "\\" + escaped if escaped.startswith("!") else escaped
 
 
 _UNQUOTE = Symbol("%")

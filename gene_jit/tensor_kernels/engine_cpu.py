@@ -222,6 +222,8 @@ def _geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray, table: np.ndarray)
             out[i] = 0.0
         elif x >= np.float32(10.0):
             out[i] = x * up[i]
+        elif x != x:  # NaN fails both tests; its bits are no index of the table
+            out[i] = x * up[i]
         else:
             out[i] = table[_half_bits(half_round(x))] * up[i]
 
@@ -229,7 +231,8 @@ def _geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray, table: np.ndarray)
 def geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
     """out = gelu(gate) * up over flat float32 arrays, as ggml_vec_geglu_f32 computes it:
     GELU looked up in ggml's float16 table (`gelu_table`) for the input rounded to
-    float16, and exact (0 or the input) beyond -10 and 10."""
+    float16, and exact (0 or the input) beyond -10 and 10; a NaN gate gives NaN (ggml's
+    table holds NaN at the NaN patterns)."""
     _geglu(gate, up, out, gelu_table())
 
 

@@ -37,10 +37,12 @@ else:
 
 @cu.jit(device=True, inline=True)
 def half_bits(h: Any) -> Any:
-    """f16 bit pattern (low 16 bits of an int) -> float32 (finite inputs). Shifting the
-    bits into place gives the value / 2^112, exactly; the multiply restores it before any
-    product could fall into the subnormal range that fastmath flushes to zero."""
-    return int_as_float(np.int32(((h & 0x7FFF) << 13) | ((h & 0x8000) << 16))) * TWO_112
+    """f16 bit pattern (low 16 bits of an int) -> float32. Shifting the bits into place
+    gives the value / 2^112, exactly; the multiply restores it before any product could
+    fall into the subnormal range that fastmath flushes to zero. Inf and NaN patterns (a
+    corrupt file's scales) get an exponent of all ones, which the multiply keeps."""
+    top = 0x7F800000 if (h & 0x7C00) == 0x7C00 else 0
+    return int_as_float(np.int32(((h & 0x7FFF) << 13) | ((h & 0x8000) << 16) | top)) * TWO_112
 
 
 @cu.jit(device=True, inline=True)

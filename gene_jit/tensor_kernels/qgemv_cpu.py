@@ -23,7 +23,8 @@ documented beside the float64 references in reference.py.
   the GIL, for callers that split the rows over threads of their own.
 
 Block scales are IEEE halves; `_half` widens one with integer shifts and a bit cast
-(zero, subnormal and normal values exact; scales are never inf or NaN).
+(zero, subnormal and normal values exact; inf and NaN, from a corrupt file, stay inf and
+NaN as ggml reads them).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def _bits_f32(typingctx: Any, bits: types.Type) -> Any:
 def _half(lo: Any, hi: Any) -> Any:
     h = np.uint32(lo) | (np.uint32(hi) << np.uint32(8))
     b = ((h & np.uint32(0x7FFF)) << np.uint32(13)) | ((h & np.uint32(0x8000)) << np.uint32(16))
+    if (h & np.uint32(0x7C00)) == np.uint32(0x7C00):  # inf, NaN: an f32 exponent of all ones
+        b |= np.uint32(0x7F800000)
     return _bits_f32(b) * _TWO_112  # type: ignore[call-arg]
 
 
@@ -429,11 +432,15 @@ def _nearest_int(v: Any) -> Any:
 
 @nb.njit(fastmath=False, cache=True, inline="always")
 def q8_0_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
-    """quantize_row_q8_0 (x86): scale f16(amax / 127), values round(x * (127 / amax))."""
+    """quantize_row_q8_0 (x86): scale f16(amax / 127), values round(x * (127 / amax)).
+    A NaN in the block makes amax and the scale NaN (as the SIMD max keeps it), so NaN
+    activations give NaN products rather than zeros."""
     for b in range(x.shape[0] // 32):
         amax = np.float32(0.0)
         for i in range(32):
-            amax = max(amax, abs(x[b * 32 + i]))
+            a = abs(x[b * 32 + i])
+            if a > amax or a != a:
+                amax = a
         d[b] = half_round(amax / np.float32(127.0))
         inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
         for i in range(32):
@@ -443,13 +450,14 @@ def q8_0_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
 @nb.njit(fastmath=False, cache=True, inline="always")
 def q8_k_row(x: np.ndarray, q: np.ndarray, d: np.ndarray) -> None:
     """quantize_row_q8_K_ref: the value of largest magnitude maps to -127, the scale is
-    the inverse of the multiplier, values above 127 clip."""
+    the inverse of the multiplier, values above 127 clip; a NaN in the block makes the
+    scale NaN, as q8_0_row does."""
     for b in range(x.shape[0] // 256):
         amax = np.float32(0.0)
         top = np.float32(0.0)
         for i in range(256):
             a = abs(x[b * 256 + i])
-            if a > amax:
+            if a > amax or a != a:
                 amax, top = a, x[b * 256 + i]
         if amax == 0:
             d[b] = 0.0
