@@ -245,12 +245,12 @@ def test_residual_rmsnorm_equals_the_ops_it_fuses() -> None:
     post-norm and add) and the RMSNorm give one after the other, on the GPU and on the CPU:
     rows narrower and wider than a block of threads, widths that are no multiple of 32,
     with and without a post-norm; h's 8-bit blocks, written beside it, are the quantiser's."""
+    dev = _dev()
     from gene_jit.engine import cuda_ops, cuda_qdot, ops
     from gene_jit.runtime.errors import GeneError
     from gene_jit.tensor import ops as tensor_ops
     from gene_jit.tensor_kernels.cuda_support import cuda
 
-    dev = _dev()
     rng = np.random.default_rng(13)
     for shape in ((1, 640), (3, 96), (2, 40), (2, 3, 64)):
         x, y = ((3 * rng.standard_normal(shape)).astype(np.float32) for _ in range(2))

@@ -14,6 +14,12 @@ import pytest
 from tests.test_engine_cuda import _cpu, _dev, _gpu, _weight
 
 
+@pytest.fixture(autouse=True)
+def _needs_cuda() -> None:
+    """The kernels' modules need CUDA (or the simulator) to be imported."""
+    _dev()
+
+
 def _products(type_name: str, rows: int, cols: int, t: int, seed: int, dp4a: bool) -> tuple[Any, ...]:
     from gene_jit.engine import cuda_mma, cuda_ops, cuda_qdot, ops
 
