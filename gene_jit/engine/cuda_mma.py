@@ -118,6 +118,18 @@ def _half(wf: Any, word: int, b: int) -> Any:
     return half_bits((wf[word + (b >> 1)] >> (16 * (b & 1))) & 0xFFFF)
 
 
+@cu.jit(device=True, inline=True)
+def out_index(row: int, tok: int, n_tok: int, n: int, n0: int, n1: int) -> int:
+    """Where output (tok, row) of a product goes in its flat `out`: rows 0 .. n0-1,
+    n0 .. n1-1 and n1 .. n-1 are those of up to three weights (q, k, v; gate, up), whose
+    outputs [T, rows] lie one after the other."""
+    if row < n0:
+        return tok * n0 + row
+    if row < n1:
+        return n_tok * n0 + tok * (n1 - n0) + row - n0
+    return n_tok * n1 + tok * (n - n1) + row - n1
+
+
 _KERNELS: dict[tuple[int, int], Any] = {}
 # four blocks an SM (16 warps): ptxas then fits 8 tiles' accumulators in 128 registers
 # without spills, where it would take 168 and leave room for three blocks
@@ -174,15 +186,7 @@ def _kernel(kind: int, nt: int) -> Any:
             row = first + g + 8 * ((i >> 1) & 1)
             tok = t0 + 8 * (i >> 2) + 2 * q + (i & 1)
             if row < n and tok < n_tok:
-                # rows 0 .. n0-1, n0 .. n1-1 and n1 .. n-1 are those of up to three weights,
-                # whose outputs [T, rows] lie one after the other in `out` (flat)
-                if row < n0:
-                    region, col, cols = 0, row, n0
-                elif row < n1:
-                    region, col, cols = n_tok * n0, row - n0, n1 - n0
-                else:
-                    region, col, cols = n_tok * n1, row - n1, n - n1
-                out[region + tok * cols + col] = acc[i]
+                out[out_index(row, tok, n_tok, n, n0, n1)] = acc[i]
 
     _KERNELS[key] = kernel
     return kernel

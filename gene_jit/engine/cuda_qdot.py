@@ -20,6 +20,7 @@ import numpy as np
 
 from gene_jit.engine import cuda_mma
 from gene_jit.engine.cuda_kernels import WARPS, quant32
+from gene_jit.engine.cuda_mma import out_index
 from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream, simulator
 from gene_jit.tensor_kernels.gemv_cuda import half_bits, warp_sum
 from gene_jit.tensor_kernels.qgemv_cpu import Q4_0, Q8_0
@@ -279,18 +280,10 @@ def _linear_kernel(kind: int, tile: int) -> Any:
                         s = dp4a(w0, x0, dp4a(w1, x1, dp4a(w2, x2, dp4a(w3, x3, 0))))
                         acc[u] += np.float32(s) * (dw * xd[t, b])
             unit += 32
-        # rows 0 .. n0-1, n0 .. n1-1 and n1 .. n-1 are those of up to three weights, whose
-        # outputs [T, rows] lie one after the other in `out` (flat)
-        if row < n0:
-            region, col, cols = 0, row, n0
-        elif row < n1:
-            region, col, cols = n_tok * n0, row - n0, n1 - n0
-        else:
-            region, col, cols = n_tok * n1, row - n1, n - n1
         for u in range(tile):
             v = warp_sum(acc[u])
             if lane == 0 and t0 + u < n_tok:
-                out[region + (t0 + u) * cols + col] = v
+                out[out_index(row, t0 + u, n_tok, n, n0, n1)] = v
 
     _LINEAR[key] = kernel
     return kernel
