@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gene_jit.engine.cuda_kernels import THREADS, no_quant, quant32, rope_cos_sin, row_scale
+from gene_jit.engine.cuda_kernels import THREADS, no_quant, rope_cos_sin, row_scale, scaled_row
 from gene_jit.tensor_kernels.cuda_support import cuda, launch_stream, simulator
 
 cu = cuda()
@@ -78,14 +78,7 @@ def _residual_rmsnorm_kernel(x: Any, y: Any, p: Any, post: bool, w: Any, eps: An
         while c < cols:
             x2[r, c] = x[r, c] + y[r, c]
             c += THREADS
-    scale2 = row_scale(x2, r, cols, eps, part2)
-    c = cu.threadIdx.x
-    while c < cols:  # with cols % 32 == 0 a warp's lanes stay together, a block each pass
-        v = np.float32(x2[r, c] * scale2) * w[c]
-        h[r, c] = v
-        if quant:
-            quant32(v, c & 31, xq, xd, r, c >> 5)
-        c += THREADS
+    scaled_row(x2, r, cols, row_scale(x2, r, cols, eps, part2), w, h, quant, xq, xd)
 
 
 def residual_rmsnorm(x: Any, y: Any, p: Any, w: Any, eps: float, x2: Any, h: Any,
@@ -109,6 +102,18 @@ def _rotate(a: Any, b: Any, cs: Any, sn: Any) -> Any:
             np.float32(x0 * np.float64(sn) + np.float64(np.float32(b * cs))))
 
 
+@cu.jit(device=True, inline=True)
+def _head_to_shared(x: Any, r: int, d: int, norm: bool, w: Any, eps: Any, part: Any, normed: Any) -> None:
+    """normed = row r of x (its RMSNorm * w when `norm`), for the rotation that follows
+    (every thread of the block calls it: its barriers)."""
+    s = row_scale(x, r, d, eps, part) if norm else np.float32(1.0)
+    c = cu.threadIdx.x
+    while c < d:
+        normed[c] = np.float32(x[r, c] * s) * w[c] if norm else x[r, c]
+        c += THREADS
+    cu.syncthreads()
+
+
 @cu.jit
 def _norm_rope_kernel(x: Any, w: Any, eps: Any, pos: Any, step: Any, scale: Any, n_rot: int,
                       neox: bool, factors: Any, use_factors: bool, mul: Any, use_mul: bool,
@@ -120,13 +125,7 @@ def _norm_rope_kernel(x: Any, w: Any, eps: Any, pos: Any, step: Any, scale: Any,
     heads, d = out.shape[1], out.shape[2]
     part = cu.shared.array(THREADS, np.float64)
     normed = cu.shared.array(MAX_HEAD, np.float32)
-    r = t * heads + h
-    s = row_scale(x, r, d, eps, part)
-    c = cu.threadIdx.x
-    while c < d:
-        normed[c] = np.float32(x[r, c] * s) * w[c]
-        c += THREADS
-    cu.syncthreads()
+    _head_to_shared(x, t * heads + h, d, True, w, eps, part, normed)
     half = n_rot // 2
     i = cu.threadIdx.x
     while i < half:
@@ -172,12 +171,7 @@ def _qk_rope_store_kernel(q: Any, k: Any, v: Any, norm: bool, wq: Any, wk: Any, 
     scaled = is_q and use_mul
     part = cu.shared.array(THREADS, np.float64)
     normed = cu.shared.array(MAX_HEAD, np.float32)
-    s = row_scale(x, r, d, eps, part) if norm else np.float32(1.0)
-    c = cu.threadIdx.x
-    while c < d:
-        normed[c] = np.float32(x[r, c] * s) * w[c] if norm else x[r, c]
-        c += THREADS
-    cu.syncthreads()
+    _head_to_shared(x, r, d, norm, w, eps, part, normed)
     half = n_rot // 2
     i = cu.threadIdx.x
     while i < half:

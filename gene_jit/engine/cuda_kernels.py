@@ -379,14 +379,11 @@ def row_scale(x: Any, r: int, cols: int, eps: Any, part: Any) -> Any:
     return np.float32(1.0) / np.float32(math.sqrt(np.float32(mean + eps)))
 
 
-@cu.jit
-def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd: Any) -> None:
-    """A block per row of x [R, C]: sum of f32 squares in f64, then as engine_cpu.rms_norm.
-    `quant` (C a multiple of 32): the output also quantised (quant32) for the products."""
-    r = cu.blockIdx.x
-    cols = x.shape[1]
-    part = cu.shared.array(THREADS, np.float64)
-    scale = row_scale(x, r, cols, eps, part)
+@cu.jit(device=True, inline=True)
+def scaled_row(x: Any, r: int, cols: int, scale: Any, w: Any, out: Any, quant: bool, xq: Any,
+               xd: Any) -> None:
+    """out[r] = x[r] * scale * w, as engine_cpu.rms_norm rounds it; `quant` (cols a multiple
+    of 32): also quantised (quant32) for the products."""
     c = cu.threadIdx.x
     while c < cols:  # with cols % 32 == 0 a warp's lanes stay together, a block each pass
         v = np.float32(x[r, c] * scale) * w[c]
@@ -394,6 +391,15 @@ def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd
         if quant:
             quant32(v, c & 31, xq, xd, r, c >> 5)
         c += THREADS
+
+
+@cu.jit
+def _rmsnorm_kernel(x: Any, w: Any, eps: Any, out: Any, quant: bool, xq: Any, xd: Any) -> None:
+    """A block per row of x [R, C]: sum of f32 squares in f64, then as engine_cpu.rms_norm."""
+    r = cu.blockIdx.x
+    cols = x.shape[1]
+    part = cu.shared.array(THREADS, np.float64)
+    scaled_row(x, r, cols, row_scale(x, r, cols, eps, part), w, out, quant, xq, xd)
 
 
 _NO_QUANT: list[Any] = []
