@@ -109,8 +109,8 @@ def test_grouped_products_equal_the_cpu() -> None:
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5 * np.abs(want).max())
 
 
-def test_quantised_beside_norm_and_geglu_equal_the_quantiser() -> None:
-    """The 8-bit blocks that RMSNorm, GeGLU and attention write beside their output (which
+def test_quantised_beside_norm_and_glu_equal_the_quantiser() -> None:
+    """The 8-bit blocks that RMSNorm, GeGLU, SwiGLU and attention write beside their output (which
     the next products read) are those the quantiser makes of that output; the products
     with them are the CPU's."""
     dev = _dev()  # the CUDA modules compile kernels on import: only where CUDA is usable
@@ -121,7 +121,8 @@ def test_quantised_beside_norm_and_geglu_equal_the_quantiser() -> None:
     x = (rng.standard_normal((3, 96)) * 3).astype(np.float32)
     w = (1 + 0.1 * rng.standard_normal(96)).astype(np.float32)
     g, u = (rng.standard_normal((2, 3, 96)) * 4).astype(np.float32)
-    outs = [ops.ggml_rmsnorm(_gpu(x, dev), _gpu(w, dev), 1e-6), ops.geglu(_gpu(g, dev), _gpu(u, dev))]
+    outs = [ops.ggml_rmsnorm(_gpu(x, dev), _gpu(w, dev), 1e-6), ops.geglu(_gpu(g, dev), _gpu(u, dev)),
+            ops.swiglu(_gpu(g, dev), _gpu(u, dev))]
     # attention's heads, merged as the output product reads them ([T, H*D])
     from gene_jit.tensor import ops as tensor_ops
 
@@ -185,6 +186,9 @@ def test_row_ops_match_cpu() -> None:
                                   ops.geglu(_cpu(g), _cpu(u)).numpy())
     with pytest.raises(Exception, match="differ"):
         ops.geglu(_gpu(g, dev), _gpu(u[:2], dev))
+    # SwiGLU: exp may differ by an ulp between libdevice and the CPU's libm
+    np.testing.assert_allclose(ops.swiglu(_gpu(g, dev), _gpu(u, dev)).numpy(),
+                               ops.swiglu(_cpu(g), _cpu(u)).numpy(), rtol=1e-6, atol=1e-7)
     assert cuda_ops.ATTENTION_ROUNDING == "f32"
     from gene_jit.tensor import ops as tensor_ops
 

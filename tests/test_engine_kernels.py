@@ -178,6 +178,20 @@ def test_geglu() -> None:
     assert out[0] == 0.0 and out[1] == np.float32(11.0) * up[1]
 
 
+def test_swiglu() -> None:
+    """silu(gate) * up against the float64 reference, over the range where exp(-x)
+    overflows float32 too (SiLU tends to 0 there, never NaN for a finite gate)."""
+    g = rng(9)
+    gate = (g.standard_normal(4096) * 6).astype(np.float32)
+    gate[:4] = [-100.0, -89.0, 100.0, 0.0]
+    up = g.standard_normal(4096).astype(np.float32)
+    out = poisoned(4096)
+    engine_cpu.swiglu(gate, up, out)
+    want = ref.silu(gate.astype(np.float64)) * up
+    assert np.abs(out - want).max() <= 1e-6 * max(1.0, float(np.abs(want).max()))
+    assert not np.isnan(out).any() and out[3] == 0.0 and out[2] == np.float32(100.0) * up[2]
+
+
 def test_ops_check_their_operands() -> None:
     from gene_jit.engine import ops
     from gene_jit.engine.weights import Weight
@@ -215,8 +229,13 @@ def test_ops_from_gene() -> None:
     out = gene_jit.eval("""
       (var x (tensor/create [[1.0 2.0 3.0 4.0]]))
       (var r (tensor/rope-at (tensor/reshape x [1 1 4]) 3 10000.0 ^mode :adjacent))
-      (tensor/shape (tensor/geglu x x))""")
-    assert out == [1, 4]
+      [(tensor/shape (tensor/geglu x x)) (tensor/shape (tensor/swiglu x x))]""")
+    assert out == [[1, 4], [1, 4]]
+    from gene_jit.runtime.errors import GeneError
+
+    for op in ("geglu", "swiglu"):
+        with pytest.raises(GeneError, match=f"tensor/{op}: gate \\[1, 4\\] and up \\[1, 2\\] differ"):
+            gene_jit.eval(f"(tensor/{op} (tensor/create [[1.0 2.0 3.0 4.0]]) (tensor/create [[1.0 2.0]]))")
 
 
 def test_rms_norm() -> None:

@@ -1,6 +1,6 @@
 """Numba CUDA kernels of the native engine: products with GGUF weights dequantised in
 registers, embedding rows, and the per-row ops of a forward pass (RMSNorm, RoPE, KV cache
-store, attention, GeGLU) with the rounding of the CPU engine (engine_cpu.py), so that both
+store, attention, GeGLU and SwiGLU) with the rounding of the CPU engine (engine_cpu.py), so that both
 devices compute the same model.
 
 Every row of a forward call carries its own place: `pos [T]` (its position) and `slot [T]`
@@ -432,9 +432,22 @@ def _half_index(v: Any) -> Any:
     return sign | ((((b >> 23) & 0xFF) - 112) << 10) | ((b >> 13) & 0x3FF)
 
 
+@cu.jit(device=True, inline=True)
+def _gelu_times(x: Any, u: Any, table: Any) -> Any:
+    if x <= np.float32(-10.0):
+        return np.float32(0.0)
+    if x >= np.float32(10.0):
+        return x * u
+    if x != x:  # NaN fails both tests; its bits are no index of the table
+        return x * u
+    return table[_half_index(half_round(x))] * u
+
+
 @cu.jit
-def _geglu_kernel(gate: Any, up: Any, table: Any, out: Any, quant: bool, xq: Any, xd: Any) -> None:
-    """GELU read from ggml's f16 table (engine_cpu.gelu_table) at gate rounded to f16, as
+def _gated_kernel(gate: Any, up: Any, silu: bool, table: Any, out: Any, quant: bool, xq: Any,
+                  xd: Any) -> None:
+    """out = act(gate) * up: `silu` x / (1 + exp(-x)) (engine_cpu.swiglu), else GELU read
+    from ggml's f16 table (engine_cpu.gelu_table) at gate rounded to f16, as
     engine_cpu.geglu computes it. `quant`: the output, rows of xd.shape[1] * 32 values,
     also quantised (quant32)."""
     i = cu.grid(1)
@@ -447,14 +460,10 @@ def _geglu_kernel(gate: Any, up: Any, table: Any, out: Any, quant: bool, xq: Any
     v = np.float32(0.0)
     if i < n:
         x = gate[i]
-        if x <= np.float32(-10.0):
-            v = np.float32(0.0)
-        elif x >= np.float32(10.0):
-            v = x * up[i]
-        elif x != x:  # NaN fails both tests; its bits are no index of the table
-            v = x * up[i]
+        if silu:
+            v = x / (np.float32(1.0) + math.exp(-x)) * up[i]
         else:
-            v = table[_half_index(half_round(x))] * up[i]
+            v = _gelu_times(x, up[i], table)
         out[i] = v
     if quant:
         nb = xd.shape[1]
@@ -464,9 +473,10 @@ def _geglu_kernel(gate: Any, up: Any, table: Any, out: Any, quant: bool, xq: Any
 _GELU: list[Any] = []
 
 
-def geglu(gate: Any, up: Any, out: Any, xq: Any = None, xd: Any = None) -> None:
-    """out = gelu(gate) * up over flat arrays; with xq, xd also quantised in rows of
-    xd.shape[1] * 32 values (blocks of THREADS threads cover whole 32-value blocks)."""
+def gated(act: str, gate: Any, up: Any, out: Any, xq: Any = None, xd: Any = None) -> None:
+    """out = act(gate) * up over flat arrays, act "gelu" (GeGLU) or "silu" (SwiGLU); with
+    xq, xd also quantised in rows of xd.shape[1] * 32 values (blocks of THREADS threads
+    cover whole 32-value blocks)."""
     if not _GELU:
         from gene_jit.tensor_kernels.engine_cpu import gelu_table
 
@@ -474,8 +484,12 @@ def geglu(gate: Any, up: Any, out: Any, xq: Any = None, xd: Any = None) -> None:
     quant = xq is not None
     if not quant:
         xq, xd = no_quant()
-    _geglu_kernel[(gate.size + THREADS - 1) // THREADS, THREADS, launch_stream()](
-        gate, up, _GELU[0], out, quant, xq, xd)
+    _gated_kernel[(gate.size + THREADS - 1) // THREADS, THREADS, launch_stream()](
+        gate, up, act == "silu", _GELU[0], out, quant, xq, xd)
+
+
+def geglu(gate: Any, up: Any, out: Any, xq: Any = None, xd: Any = None) -> None:
+    gated("gelu", gate, up, out, xq, xd)
 
 
 @cu.jit(device=True, inline=True)

@@ -390,14 +390,16 @@ def ggml_rmsnorm(x: Any, w: Any, eps: Any) -> Tensor:
     return Tensor(out.reshape(x.shape), "f32", x.device)
 
 
-def geglu(gate: Any, up: Any) -> Tensor:
-    op = "tensor/geglu"
+def gated(act: str, gate: Any, up: Any) -> Tensor:
+    """tensor/geglu (act "gelu") and tensor/swiglu ("silu"), writing the 8-bit blocks the
+    down product reads beside the output."""
+    op = "tensor/geglu" if act == "gelu" else "tensor/swiglu"
     g, u = _f32(op, gate, None, "gate"), _f32(op, up, None, "up")
     if gate.shape != up.shape:
         raise TensorShapeError(f"{op}: gate {list(gate.shape)} and up {list(up.shape)} differ")
     out = device_empty((gate.size,))
     xq, xd = _quant_buffers(tuple(gate.shape))
-    _k().geglu(g.reshape(gate.size), u.reshape(gate.size), out, xq, xd)
+    _k().gated(act, g.reshape(gate.size), u.reshape(gate.size), out, xq, xd)
     result = out.reshape(gate.shape)
     if xq is not None:
         _remember_quantised(result, xq, xd)

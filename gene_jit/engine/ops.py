@@ -5,6 +5,7 @@ position, and a KV cache.
     (tensor/linear x W)                      ; x [T K] . W [N K]^T -> [T N]
     (tensor/embed-rows W tokens)             ; rows of W for token ids -> [T E]
     (tensor/geglu gate up)                   ; gelu(gate) * up, GELU as ggml rounds it
+    (tensor/swiglu gate up)                  ; silu(gate) * up
     (tensor/ggml-rmsnorm x w eps)            ; RMSNorm over the last axis, as ggml rounds it
     (tensor/rope-at x pos base ^scale s ^mode :neox ^dims n ^factors f)   ; x [T H D]
     (tensor/rmsnorm-rope x w eps pos base ...rope-at's options... ^mul m) ; per head
@@ -45,7 +46,8 @@ from gene_jit.tensor_kernels import engine_cpu, qdot_cpu, qgemv_cpu
 from gene_jit.tensor_kernels.cuda_support import DeviceError
 
 __all__ = ["KVCache", "add_rmsnorm", "embed_rows", "geglu", "ggml_rmsnorm", "kv_attention", "kv_cache",
-           "kv_store", "linear", "qk_norm_rope_store", "qk_rope_store", "residual_rmsnorm", "rmsnorm_rope", "rope_at"]
+           "kv_store", "linear", "qk_norm_rope_store", "qk_rope_store", "residual_rmsnorm", "rmsnorm_rope", "rope_at",
+           "swiglu"]
 
 
 class TensorShapeError(GeneError):
@@ -179,15 +181,25 @@ def ggml_rmsnorm(x: Any, w: Any, eps: Any = 1e-6) -> Tensor:
 def geglu(gate: Any, up: Any) -> Tensor:
     """gelu(gate) * up, elementwise, with GELU's tanh form computed as ggml computes it
     (for the input rounded to f16, the result rounded to f16)."""
-    op = "tensor/geglu"
+    return _gated("gelu", gate, up)
+
+
+@builtin("swiglu", ns="tensor")
+def swiglu(gate: Any, up: Any) -> Tensor:
+    """silu(gate) * up, elementwise, SiLU as ggml computes it (x / (1 + exp(-x)) in f32)."""
+    return _gated("silu", gate, up)
+
+
+def _gated(act: str, gate: Any, up: Any) -> Tensor:
+    op = "tensor/geglu" if act == "gelu" else "tensor/swiglu"
     if _device(op, gate, up).is_cuda:
-        return _gpu().geglu(gate, up)
+        return _gpu().gated(act, gate, up)
     g = _f32(op, gate, gate.ndim if isinstance(gate, Tensor) else 2, "gate")
     u = _f32(op, up, g.ndim, "up")
     if g.shape != u.shape:
         raise TensorShapeError(f"{op}: gate {list(g.shape)} and up {list(u.shape)} differ")
     out = np.empty_like(g)
-    engine_cpu.geglu(g.reshape(-1), u.reshape(-1), out.reshape(-1))
+    (engine_cpu.geglu if act == "gelu" else engine_cpu.swiglu)(g.reshape(-1), u.reshape(-1), out.reshape(-1))
     return Tensor(out, "f32")
 
 

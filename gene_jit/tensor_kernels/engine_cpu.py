@@ -1,7 +1,7 @@
 """Numba CPU kernels of the native inference engine that work on heads and a KV cache:
 rotary embedding at given positions, storing keys and values in the cache, and
 attention of new tokens over the cache (causal, optionally within a sliding window), and
-GeGLU and RMSNorm as ggml computes them.
+GeGLU, SwiGLU and RMSNorm as ggml computes them.
 
 Layouts: per-token heads `x [T, H, D]`; one layer's cache `k_cache, v_cache [Hkv, S, D]`
 (a kv head's rows contiguous, position p at row p). Float64 twins: reference.rope
@@ -234,6 +234,19 @@ def geglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
     float16, and exact (0 or the input) beyond -10 and 10; a NaN gate gives NaN (ggml's
     table holds NaN at the NaN patterns)."""
     _geglu(gate, up, out, gelu_table())
+
+
+@nb.njit(cache=True, nogil=True)
+def _swiglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
+    for i in range(gate.shape[0]):
+        x = gate[i]
+        out[i] = x / (np.float32(1.0) + math.exp(-x)) * up[i]
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray, out: np.ndarray) -> None:
+    """out = silu(gate) * up over flat float32 arrays, as ggml_silu_f32 writes SiLU
+    (x / (1 + expf(-x)), each step rounded to float32)."""
+    _swiglu(gate, up, out)
 
 
 @nb.njit(fastmath=False, cache=True)
