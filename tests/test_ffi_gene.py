@@ -256,6 +256,25 @@ def test_pointer_reads_inside_a_callback() -> None:
     assert "must return" not in str(err.value)
 
 
+@pytest.mark.parametrize(("body", "text", "line"), [
+    ('(1 + "x")', "type error: + expects numbers, got int and string", 4),
+    ("(undefined-x a)", "name error: undefined-x is not defined", 4),
+    ("(mod 1 0)", "division by zero", 4),
+])
+def test_a_callbacks_own_mistake_is_reported_at_its_line(body: str, text: str, line: int) -> None:
+    """An operator or name error in a Gene function C calls back is the Gene error that
+    code raises anywhere, at the callback's own line (not Python's exception name at
+    the foreign call)."""
+    with pytest.raises(GeneError) as err:
+        run(f"""(ffi/defun qsort :lib "c" :params [:buffer :size_t :size_t
+                                   [:callback :int [:pointer :pointer]]])
+        (qsort (ffi/new :int32 3) 3 4 (fn [a b]
+          {body}))""")
+    assert text in str(err.value) and "callback error" not in str(err.value)
+    assert "Error:" not in str(err.value)  # no Python exception names
+    assert err.value.span is not None and err.value.span.line == line
+
+
 def test_uint64_beyond_int64_is_an_overflow_error() -> None:
     source = '(ffi/defun strtoull :lib "c" :returns :uint64 :params [:string :pointer? :int])\n'
     assert run(source + '(strtoull "9223372036854775807" nil 10)') == 2**63 - 1

@@ -21,6 +21,7 @@ from typing import Any
 
 from gene_jit.ffi.crash import CURRENT
 from gene_jit.ffi.types import POINTER_KINDS, FfiType, ctype_of, describe, from_c, to_c
+from gene_jit.runtime.builtins import raised_in_gene_code
 from gene_jit.runtime.errors import GeneError, GeneTypeError
 
 # Errors raised inside callbacks, waiting for the foreign call to return.
@@ -177,6 +178,8 @@ def raise_pending() -> None:
         raise exc
     if too_deep(exc):
         raise stack_overflow() from None
+    if raised_in_gene_code(exc):
+        raise exc  # the Gene function's own mistake: converted at its line, in Gene's words
     raise CallbackError(f"error inside a callback: {type(exc).__name__}: {exc}") from exc
 
 

@@ -12,6 +12,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from gene_jit.frontend.forms import Form, GeneF, Span
+from gene_jit.runtime.builtins import raised_in_gene_code
 from gene_jit.runtime.errors import (
     GeneArityError,
     GeneError,
@@ -228,16 +229,6 @@ def _innermost_frame(exc: BaseException) -> FrameType | None:
     return tb.tb_frame if tb is not None else None
 
 
-def _raised_in_gene_code(exc: BaseException) -> bool:
-    """The innermost frame of `exc` is compiled Gene code (not gene-jit's own Python)."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename in GENE_FILES
-
-
 def convert(exc: BaseException) -> GeneError | None:
     """A Gene error for a Python exception raised while running Gene code, or None when
     the exception is not the program's mistake (a fault of gene-jit)."""
@@ -256,7 +247,7 @@ def convert(exc: BaseException) -> GeneError | None:
     if isinstance(exc, (NameError, AttributeError)):
         # Only generated code looks Gene names up; the same error inside gene-jit's
         # own modules is a bug there.
-        if not _raised_in_gene_code(exc):
+        if not raised_in_gene_code(exc):
             return None
         if isinstance(exc, AttributeError):
             return GeneError(f"no member: {exc}")
@@ -283,7 +274,7 @@ def _convert_user_kind(exc: BaseException) -> GeneError:
         arity = _arity_message(str(exc))
         if arity is not None:
             return GeneArityError(arity)
-        frame = _innermost_frame(exc) if _raised_in_gene_code(exc) else None
+        frame = _innermost_frame(exc) if raised_in_gene_code(exc) else None
         span = gene_span(exc.__traceback__) if frame is not None else None
         return GeneTypeError(_rewrite_type_error(str(exc), span, frame))
     if isinstance(exc, ValueError) and "truth value of an array" in str(exc):

@@ -41,6 +41,19 @@ from gene_jit.runtime.values import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def raised_in_gene_code(exc: BaseException) -> bool:
+    """`exc` was raised by compiled Gene code (a function a builtin called back), whose
+    own line the error shows once the program's boundary converts it."""
+    from gene_jit.frontend.compiler_errors import GENE_FILES
+
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename in GENE_FILES
+
+
 def gene_builtin(name: str, *aliases: str, ns: str | None = None) -> Callable[[F], F]:
     """Register `fn` under Gene `name` (and `aliases`), inside namespace `ns` if given.
 
@@ -60,8 +73,8 @@ def gene_builtin(name: str, *aliases: str, ns: str | None = None) -> Callable[[F
             try:
                 return fn(*args, **kwargs)
             except (TypeError, ValueError) as exc:
-                if isinstance(exc, GeneError):
-                    raise
+                if isinstance(exc, GeneError) or raised_in_gene_code(exc):
+                    raise  # a Gene function this builtin called: the error is at its line
                 try:
                     sig.bind(*args, **kwargs)
                 except TypeError:
