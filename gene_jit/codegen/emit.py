@@ -32,6 +32,14 @@ ERR_DEPTH = 7  # the recursion depth limit (emit_depth.py)
 # overflow of one operator: the message names it, as tier 0's does
 ERR_OVERFLOW_OP = {"sadd": 8, "ssub": 9, "smul": 10, "sdiv": 11}
 ERR_INTERRUPT = 12  # SIGINT reached a loop: Python's exception is set (interrupt.py)
+# division by zero in one operator: the message names it, as tier 0's does
+ERR_ZERO_OP = {Op.IDIV: ERR_ZERO, Op.MOD: 13, Op.REM: 14}
+INDEX_FAULT = "gene_jit_index_fault"  # [index, length, kind] of the last failed index check
+
+
+def index_kind(elem: T.Type, ndim: int) -> int:
+    """The array an index check guards, in one int (decoded by engine.index_message)."""
+    return list(T.ARRAY_ELEMS.values()).index(elem) * 16 + ndim
 
 
 def error_code(kind: int, span: Span) -> int:
@@ -108,6 +116,14 @@ class ModuleEmitter:
         g.linkage = "external"
         return g
 
+    def index_fault(self) -> ir.GlobalVariable:
+        """The cells where a failed index check leaves the index, the length and the
+        array's kind (engine.INDEX_FAULT), for the message tier 0 gives."""
+        g = self.module.globals.get(INDEX_FAULT)
+        if g is None:
+            g = ir.GlobalVariable(self.module, ir.ArrayType(I64, 3), INDEX_FAULT)
+        return g
+
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         fn = self._intrinsics.get(name)
         if fn is None:
@@ -180,6 +196,19 @@ class FunctionEmitter:
         self.b.cbranch(failed, self.error_block(code), ok)
         self.b.position_at_end(ok)
 
+    def index_check(self, failed: Any, index: Any, length: Any, kind: int) -> None:
+        """`check` for an index: the failing path leaves what tier 0's message says."""
+        fault = self.lfn.append_basic_block("index_fault")
+        ok = self.lfn.append_basic_block("ok")
+        self.b.cbranch(failed, fault, ok)
+        self.b.position_at_end(fault)
+        cells = self.mod.index_fault()
+        for k, v in enumerate((index, length, ir.Constant(I64, kind))):
+            self.b.store(v, self.b.gep(cells, [ir.Constant(I32, 0), ir.Constant(I32, k)]))
+        self.b.call(self.mod.raise_fn, [ir.Constant(I32, error_code(ERR_INDEX, self.span))])
+        self.b.unreachable()
+        self.b.position_at_end(ok)
+
     def instr(self, ins: Instr) -> None:
         if ins.span.line > 0:
             self.span = ins.span
@@ -207,7 +236,7 @@ class FunctionEmitter:
     def int_division(self, ins: Instr) -> Any:
         x, y = (self.v(a) for a in ins.args)
         zero, minus1 = ir.Constant(I64, 0), ir.Constant(I64, -1)
-        self.check(self.b.icmp_signed("==", y, zero), ERR_ZERO)
+        self.check(self.b.icmp_signed("==", y, zero), ERR_ZERO_OP[ins.op])
         is_m1 = self.b.icmp_signed("==", y, minus1)
         safe_y = self.b.select(is_m1, ir.Constant(I64, 1), y)  # srem/sdiv by -1 is UB at INT_MIN
         r = self.b.srem(x, safe_y)
@@ -286,13 +315,16 @@ class FunctionEmitter:
 
     def element_ptr(self, ins: Instr) -> Any:
         arr = self.v(ins.args[0])
-        ndim = ins.args[0].type.ndim
+        ndim, elem = ins.args[0].type.ndim, ins.args[0].type.elem
+        assert elem is not None, "an element pointer into a non-array"
         offset = ir.Constant(I64, 0)
         for axis in range(ndim):
             i = self.v(ins.args[1 + axis])
             n = self.b.extract_value(arr, 1 + axis)
+            given = i
             i = self.b.select(self.b.icmp_signed("<", i, ir.Constant(I64, 0)), self.b.add(i, n), i)
-            self.check(self.b.icmp_unsigned(">=", i, n), ERR_INDEX)
+            self.index_check(self.b.icmp_unsigned(">=", i, n), given, n,
+                             index_kind(elem, ndim - axis))
             offset = self.b.add(offset, self.b.mul(i, self.b.extract_value(arr, 3 + axis)))
         return self.b.gep(self.b.extract_value(arr, 0), [offset], source_etype=I8)
 

@@ -36,7 +36,7 @@ ERRORS: list[tuple[type[errors.GeneError], str]] = [
     (errors.GeneError, "error in compiled code"),
     (errors.GeneOverflowError, "integer overflow: result exceeds 64 bits"),
     (errors.GeneIndexError, "index out of range"),
-    (errors.GeneError, "division by zero"),
+    (errors.GeneError, "division by zero in div"),
     (errors.GeneTypeError, "cannot convert a non-finite float to an int"),
     (errors.GeneTypeError, "ffi argument out of range of its C type"),
     (errors.GeneError, "a native call failed"),
@@ -46,21 +46,41 @@ ERRORS: list[tuple[type[errors.GeneError], str]] = [
     (errors.GeneOverflowError, "integer overflow in *: result exceeds 64 bits"),
     (errors.GeneOverflowError, "integer overflow in div: result exceeds 64 bits"),
     (errors.GeneError, "interrupted"),
+    (errors.GeneError, "division by zero in mod"),
+    (errors.GeneError, "division by zero in rem"),
 ]
 # Gene errors built by Python at native code's request just before it raises
 # ERR_PENDING: their messages hold run-time values (a kernel's name and shapes).
 PENDING: list[errors.GeneError] = []
 
 
+# [index, length, kind] written by native code just before it raises ERR_INDEX
+INDEX_FAULT = (ctypes.c_int64 * 3)()
+
+
+def index_message() -> str:
+    """Tier 0's words for the failed index check INDEX_FAULT describes."""
+    from gene_jit.ir.types import ARRAY_ELEMS
+
+    index, length, kind = INDEX_FAULT
+    INDEX_FAULT[2] = -1
+    dtypes = list(ARRAY_ELEMS)
+    if not 0 <= kind // 16 < len(dtypes):
+        return "index out of range"
+    return f"index {index} out of range for a {kind % 16}-D {dtypes[kind // 16]} array of length {length}"
+
+
 def raise_native_error(code: int, file: str) -> None:
     """Called by an entry whose native code failed: raise the Gene error at its site."""
-    from gene_jit.codegen.emit import ERR_PENDING, decode_error
+    from gene_jit.codegen.emit import ERR_INDEX, ERR_PENDING, decode_error
     from gene_jit.frontend.forms import Span
 
     kind, line, col = decode_error(code)
     span = Span(file, line, col) if line else None
     if kind == ERR_PENDING and PENDING:
         raise PENDING.pop().with_span(span)
+    if kind == ERR_INDEX:
+        raise errors.GeneIndexError(index_message(), span)
     cls, message = ERRORS[kind] if kind < len(ERRORS) else ERRORS[0]
     raise cls(message, span)
 
@@ -230,6 +250,8 @@ class Engine:
         handler = ctypes.c_void_p(id(raise_native_error))
         self._keep.append(handler)
         llvm.add_symbol("gene_jit_error_handler", ctypes.addressof(handler))
+        INDEX_FAULT[2] = -1  # no index check failed (ffi arrays raise ERR_INDEX without one)
+        llvm.add_symbol("gene_jit_index_fault", ctypes.addressof(INDEX_FAULT))
         self._ndarray_cell: ctypes.c_void_p | None = None
 
     def ndarray_symbol(self) -> str:
