@@ -188,3 +188,31 @@ def test_nested_callbacks_past_the_depth_limit_are_a_stack_overflow() -> None:
         (deep 100000)
     """)
     assert message == "error: stack overflow (recursion too deep)"
+
+
+_TM = ("(ffi/defstruct tm [[:sec :int] [:min :int] [:hour :int] [:mday :int] [:mon :int] [:year :int] "
+       "[:wday :int] [:yday :int] [:isdst :int] [:gmtoff :long] [:zone :pointer]]) "
+       '(ffi/defun timegm :lib "c" :returns :long :params [[:pointer tm]]) ')
+_FREXP = '(ffi/defun frexp :lib "m" :returns :double :params [:double [:pointer :int]]) '
+
+
+@pytest.mark.parametrize(("source", "text"), [
+    (_TM + "(timegm (ffi/new :int8 1))",
+     "argument 1 must be :tm*, got <ffi buffer :int8 x1> (it holds 1 byte and a tm struct takes 56: "
+     "make one with (ffi/new tm))"),
+    (_TM + "(timegm (ffi/new :double 2))", "it holds 16 bytes and a tm struct takes 56"),
+    (_FREXP + "(frexp 8.0 (ffi/new :int8 1))",
+     "argument 2 must be :int*, got <ffi buffer :int8 x1> (it holds 1 byte and an int takes 4)"),
+    (_FREXP + "(frexp 8.0 (ffi/buffer 3))", "it holds 3 bytes and an int takes 4"),
+])
+def test_memory_smaller_than_what_c_writes_behind_a_pointer_is_refused(source: str, text: str) -> None:
+    """A buffer of known size passed where C reads and writes a struct or a scalar behind
+    the pointer must hold it: C would write past its end (heap corruption, a crash later)."""
+    assert text in error(source)
+
+
+def test_memory_large_enough_behind_a_pointer_passes() -> None:
+    zero = run(_TM + "(var t (ffi/new tm)) (timegm t)")  # all fields 0: 1899-12-31 00:00 UTC
+    assert zero == -2209075200
+    assert run(_TM + "(timegm (ffi/new :int8 56))") == zero  # raw bytes of the struct's size
+    assert run(_FREXP + "(var e (ffi/new :int32 1)) [(frexp 8.0 e) (ffi/read e :int32 0)]") == [0.5, 4]

@@ -139,6 +139,7 @@ class FfiType:
     hi: int = 0
     field_ctype: Any = field(default=None)  # ctypes type inside a struct (arrays, structs)
     nullable: bool = False  # nil passes as NULL (pointer-like kinds only)
+    points_to: int = 0  # bytes C may read or write behind a pointer to a scalar
 
     def __repr__(self) -> str:
         return f"<ffi type {self.name}>"
@@ -268,7 +269,8 @@ def _compound(parts: list[Any]) -> FfiType:
     if head_name == "pointer" and len(parts) == 2:
         target = ctype_of(parts[1])
         if target.kind != "struct":
-            return PRIMITIVES["pointer"]  # a pointer to a scalar is an untyped pointer
+            # a pointer to a scalar passes as an untyped pointer, to at least its bytes
+            return replace(PRIMITIVES["pointer"], name=f"{target.name}*", points_to=target.size)
         return target.target.pointer_type()
     if head_name == "array" and len(parts) == 3:
         parts = parts[1:]
@@ -518,10 +520,19 @@ def _pointer_to_c(t: FfiType, value: Any, loose: bool) -> Any:
         raise TypeError("a string is not a pointer; declare :string or use (ffi/buffer text)")
     if type(value).__name__ == "Callback" and not loose:
         raise TypeError("a callback is code, not data; declare a callback parameter")
+    if t.points_to:
+        _large_enough(value, t.points_to, _an(t.name[:-1]))
     addr = address_of(value, loose)
     if type(value) is Pointer and value.cast and addr:
         unmapped(addr)
     return addr
+
+
+def _large_enough(value: Any, need: int, what: str, hint: str = "") -> None:
+    """Refuse memory of known extent smaller than what C reads and writes behind it."""
+    extent = extent_of(value)
+    if extent is not None and extent < need:
+        raise TypeError(f"it holds {extent} byte{'s' * (extent != 1)} and {what} takes {need}{hint}")
 
 
 def unmapped(address: int) -> None:
@@ -540,6 +551,8 @@ def _struct_ptr_to_c(t: FfiType, value: Any, loose: bool) -> Any:
         raise TypeError("a map is not a pointer (make the struct first)")
     if hasattr(value, "ctype") and type(value) is not t.target and hasattr(value, "fields"):
         raise TypeError(f"{_an(type(value).name)} struct is not {_an(t.target.name)}")
+    _large_enough(value, ctypes.sizeof(t.target.ctype), f"{_an(t.target.name)} struct",
+                  f": make one with (ffi/new {t.target.name})")
     addr = address_of(value, loose)
     if type(value) is Pointer and value.cast and addr:
         unmapped(addr)
