@@ -153,6 +153,33 @@ def test_integer_bounds_hold_on_random_weights(tiny: Model, seed: int) -> None:
     assert 1 <= value["rating"] <= 10 and -10 <= value["t"] <= 40
 
 
+@pytest.mark.parametrize("schema", [
+    {"allOf": [{"type": "integer"}, {"minimum": 3}, {"maximum": 12}]},
+    {"type": "integer", "allOf": [{"minimum": -5, "maximum": 40}, {"allOf": [{"maximum": 7}]}]},
+    {"type": "object", "properties": {"n": {"allOf": [{"type": "number"}, {"exclusiveMinimum": 0},
+                                                      {"maximum": 2}]}}, "required": ["n"]},
+])
+def test_all_of_members_combine_in_the_grammar(tiny: Model, schema: dict[str, Any]) -> None:
+    """allOf of schemas that are not objects with properties is one schema: every member's
+    keywords hold in the grammar (random weights sampled {} for {type integer} + {minimum 3})."""
+    jsonschema = pytest.importorskip("jsonschema")
+    for seed in range(3):
+        value = g.generate_json(tiny, "A value:", schema, 60, temperature=1.0, seed=seed)
+        jsonschema.Draft202012Validator(schema).validate(value)
+
+
+@pytest.mark.parametrize(("schema", "text"), [
+    ({"allOf": [{"type": "integer"}, {"type": "string"}]},
+     "'type' at $.allOf[1]: \"string\" here and \"integer\" elsewhere: no value satisfies both"),
+    ({"allOf": [{"type": "integer", "minimum": 5}, {"maximum": 3}]}, "minimum 5 is greater than maximum 3"),
+    ({"allOf": [{"type": "object", "properties": {"a": {}}}, {"minimum": 3}]},
+     "object schemas with properties combine only with others like them"),
+])
+def test_all_of_members_that_exclude_each_other_are_refused(tiny: Model, schema: dict[str, Any], text: str) -> None:
+    with pytest.raises(GrammarError, match=re.escape(text)):
+        g.generate_json(tiny, "A value:", schema, 20)
+
+
 # ------------------------------------------------------------- the default model
 
 

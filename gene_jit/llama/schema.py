@@ -50,6 +50,7 @@ KEYWORDS: dict[str, str] = {
     "title": NOTE, "description": NOTE, "default": NOTE, "examples": NOTE, "$schema": NOTE,
     "$id": NOTE, "$comment": NOTE, "deprecated": NOTE, "readOnly": NOTE, "writeOnly": NOTE,
 }
+NOTES = frozenset(k for k, v in KEYWORDS.items() if v == NOTE)
 TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
 # formats with a grammar here or in the converter (all are also checked afterwards)
 FORMATS = ("date", "time", "date-time", "uuid", "email", "hostname", "ipv4", "ipv6", "uri")
@@ -174,6 +175,8 @@ def _check_value(path: str, key: str, value: Any, schema: Mapping[str, Any]) -> 
     elif key in ("enum", "required", "anyOf", "oneOf", "allOf", "prefixItems"):
         if not isinstance(value, list) or key != "required" and not value:
             raise _refuse(path, key, f"must be a non-empty array, got {shown(value)}")
+        if key == "allOf" and len({_object_part(s) for s in value}) > 1:
+            raise _refuse(path, key, "object schemas with properties combine only with others like them")
     elif key == "format" and value not in FORMATS:
         raise _refuse(path, key, f"the format {shown(value)} is not supported (supported: {', '.join(FORMATS)})")
     elif key == "pattern":
@@ -182,9 +185,40 @@ def _check_value(path: str, key: str, value: Any, schema: Mapping[str, Any]) -> 
         raise _refuse(path, key, f"must be true or false, got {shown(value)}")
     elif key == "$ref" and not (isinstance(value, str) and value.startswith("#")):
         raise _refuse(path, key, f"only references inside the schema (#/...) are supported, got {shown(value)}")
-    elif key == "allOf" and not all(isinstance(s, Mapping) and "properties" in s for s in value):
-        raise _refuse(path, key, "only object schemas with properties can be combined")
     _check_pairs(path, schema)
+
+
+def _object_part(schema: Any) -> bool:
+    """An allOf member the grammar converter merges (an object with properties); the
+    others are merged here (`merged_all_of`)."""
+    return isinstance(schema, Mapping) and "properties" in schema
+
+
+# keywords of allOf members that combine to the stricter bound
+_STRICTER = {"minimum": max, "exclusiveMinimum": max, "minLength": max, "minItems": max,
+             "maximum": min, "exclusiveMaximum": min, "maxLength": min, "maxItems": min}
+
+
+def merged_all_of(schema: Mapping[str, Any], path: str = "$") -> dict[str, Any]:
+    """A schema whose allOf members are not objects with properties, as one schema: the
+    members' keywords together, the stricter of two bounds; members that ask for
+    different values of another keyword leave no value to generate, and are refused."""
+    out = {k: v for k, v in schema.items() if k != "allOf"}
+    for i, member in enumerate(schema["allOf"]):
+        if not isinstance(member, Mapping):
+            continue  # true: no constraint (false was refused as unsatisfiable)
+        if "allOf" in member:
+            member = merged_all_of(member, f"{path}.allOf[{i}]")
+        for key, value in member.items():
+            if key not in out or out[key] == value or key in NOTES:
+                out.setdefault(key, value)
+            elif key in _STRICTER and _number(out[key]) and _number(value):
+                out[key] = _STRICTER[key](out[key], value)
+            else:
+                raise _refuse(f"{path}.allOf[{i}]", key, f"{shown(value)} here and {shown(out[key])} "
+                              "elsewhere: no value satisfies both")
+    _check_pairs(path, out)
+    return out
 
 
 def _check_pairs(path: str, schema: Mapping[str, Any]) -> None:
@@ -225,6 +259,9 @@ def bounded(schema: Any) -> Any:
     where it sets none: every output still satisfies the original, and generation ends."""
     if not isinstance(schema, Mapping):
         return schema
+    all_of = schema.get("allOf")
+    if isinstance(all_of, list) and all_of and not any(_object_part(s) for s in all_of):
+        schema = merged_all_of(schema)
     out = dict(schema)
     for key in ("properties", "$defs", "definitions"):
         if isinstance(out.get(key), Mapping):
