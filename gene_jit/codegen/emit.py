@@ -34,7 +34,11 @@ ERR_OVERFLOW_OP = {"sadd": 8, "ssub": 9, "smul": 10, "sdiv": 11}
 ERR_INTERRUPT = 12  # SIGINT reached a loop: Python's exception is set (interrupt.py)
 # division by zero in one operator: the message names it, as tier 0's does
 ERR_ZERO_OP = {Op.IDIV: ERR_ZERO, Op.MOD: 13, Op.REM: 14}
-INDEX_FAULT = "gene_jit_index_fault"  # [index, length, kind] of the last failed index check
+# values a failed check leaves for its message (engine.FAULT): [index, length, array
+# kind] for ERR_INDEX, [float bits, builtin, 0] for ERR_CONVERT
+FAULT = "gene_jit_fault"
+# the builtins that turn a float into an int, in the order ERR_CONVERT's fault names them
+TO_INT_NAMES = ("floor", "ceil", "to_i", "int", "to-i")
 
 
 def index_kind(elem: T.Type, ndim: int) -> int:
@@ -116,12 +120,11 @@ class ModuleEmitter:
         g.linkage = "external"
         return g
 
-    def index_fault(self) -> ir.GlobalVariable:
-        """The cells where a failed index check leaves the index, the length and the
-        array's kind (engine.INDEX_FAULT), for the message tier 0 gives."""
-        g = self.module.globals.get(INDEX_FAULT)
+    def fault(self) -> ir.GlobalVariable:
+        """The cells where a failed check leaves the values its message shows (FAULT)."""
+        g = self.module.globals.get(FAULT)
         if g is None:
-            g = ir.GlobalVariable(self.module, ir.ArrayType(I64, 3), INDEX_FAULT)
+            g = ir.GlobalVariable(self.module, ir.ArrayType(I64, 3), FAULT)
         return g
 
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -196,16 +199,18 @@ class FunctionEmitter:
         self.b.cbranch(failed, self.error_block(code), ok)
         self.b.position_at_end(ok)
 
-    def index_check(self, failed: Any, index: Any, length: Any, kind: int) -> None:
-        """`check` for an index: the failing path leaves what tier 0's message says."""
-        fault = self.lfn.append_basic_block("index_fault")
+    def check_leaving(self, failed: Any, values: tuple[Any, Any, Any], kind: int) -> None:
+        """`check` whose failing path leaves three i64 values in the fault cells, for a
+        message that says what tier 0's says (an index and a length, a float)."""
+        fault = self.lfn.append_basic_block("fault")
         ok = self.lfn.append_basic_block("ok")
         self.b.cbranch(failed, fault, ok)
         self.b.position_at_end(fault)
-        cells = self.mod.index_fault()
-        for k, v in enumerate((index, length, ir.Constant(I64, kind))):
+        cells = self.mod.fault()
+        for k, v in enumerate(values):
+            v = v if isinstance(v, ir.Value) else ir.Constant(I64, v)
             self.b.store(v, self.b.gep(cells, [ir.Constant(I32, 0), ir.Constant(I32, k)]))
-        self.b.call(self.mod.raise_fn, [ir.Constant(I32, error_code(ERR_INDEX, self.span))])
+        self.b.call(self.mod.raise_fn, [ir.Constant(I32, error_code(kind, self.span))])
         self.b.unreachable()
         self.b.position_at_end(ok)
 
@@ -323,8 +328,8 @@ class FunctionEmitter:
             n = self.b.extract_value(arr, 1 + axis)
             given = i
             i = self.b.select(self.b.icmp_signed("<", i, ir.Constant(I64, 0)), self.b.add(i, n), i)
-            self.index_check(self.b.icmp_unsigned(">=", i, n), given, n,
-                             index_kind(elem, ndim - axis))
+            self.check_leaving(self.b.icmp_unsigned(">=", i, n), (given, n, index_kind(elem, ndim - axis)),
+                               ERR_INDEX)
             offset = self.b.add(offset, self.b.mul(i, self.b.extract_value(arr, 3 + axis)))
         return self.b.gep(self.b.extract_value(arr, 0), [offset], source_etype=I8)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import llvmlite.ir as ir
 
-from gene_jit.codegen.emit import ERR_CONVERT, ERR_OVERFLOW, F64, I64
+from gene_jit.codegen.emit import ERR_CONVERT, F64, I64, TO_INT_NAMES
 from gene_jit.ir import types as T
 from gene_jit.ir.nodes import Instr
 
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 _UNARY = {"sqrt": "llvm.sqrt.f64", "exp": "llvm.exp.f64", "log": "llvm.log.f64",
           "sin": "llvm.sin.f64", "cos": "llvm.cos.f64", "tan": "tan",
-          "floor": "llvm.floor.f64", "ceil": "llvm.ceil.f64", "trunc": "llvm.trunc.f64"}
+          "floor": "llvm.floor.f64", "ceil": "llvm.ceil.f64", "trunc": "llvm.trunc.f64",
+          "to_i": "llvm.trunc.f64", "int": "llvm.trunc.f64", "to-i": "llvm.trunc.f64"}
 
 
 def emit_math(e: FunctionEmitter, ins: Instr) -> Any:
@@ -43,16 +44,15 @@ def emit_math(e: FunctionEmitter, ins: Instr) -> Any:
     fn = e.mod.intrinsic(_UNARY[name], F64, [F64])
     r = b.call(fn, args)
     if ins.result is not None and ins.result.type == T.I64:
-        return _to_int(e, r)
+        return _to_int(e, r, name)
     return r
 
 
-def _to_int(e: FunctionEmitter, r: Any) -> Any:
+def _to_int(e: FunctionEmitter, r: Any, name: str) -> Any:
+    """r as an int; a non-finite r, or one beyond 64 bits, leaves its bits and the
+    builtin's name for the message (engine.convert_error)."""
     b = e.b
-    finite = b.fcmp_ordered("<", b.call(e.mod.intrinsic("llvm.fabs.f64", F64, [F64]), [r]),
-                            ir.Constant(F64, float("inf")))
-    e.check(b.not_(finite), ERR_CONVERT)
     in_range = b.and_(b.fcmp_ordered(">=", r, ir.Constant(F64, -(2.0**63))),
-                      b.fcmp_ordered("<", r, ir.Constant(F64, 2.0**63)))
-    e.check(b.not_(in_range), ERR_OVERFLOW)
+                      b.fcmp_ordered("<", r, ir.Constant(F64, 2.0**63)))  # false for nan
+    e.check_leaving(b.not_(in_range), (b.bitcast(r, I64), TO_INT_NAMES.index(name), 0), ERR_CONVERT)
     return b.fptosi(r, I64)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -54,25 +56,36 @@ ERRORS: list[tuple[type[errors.GeneError], str]] = [
 PENDING: list[errors.GeneError] = []
 
 
-# [index, length, kind] written by native code just before it raises ERR_INDEX
-INDEX_FAULT = (ctypes.c_int64 * 3)()
+# what a failed check left for its message (emit.FAULT), just before it raised
+FAULT = (ctypes.c_int64 * 3)()
 
 
 def index_message() -> str:
-    """Tier 0's words for the failed index check INDEX_FAULT describes."""
+    """Tier 0's words for the failed index check FAULT describes."""
     from gene_jit.ir.types import ARRAY_ELEMS
 
-    index, length, kind = INDEX_FAULT
-    INDEX_FAULT[2] = -1
+    index, length, kind = FAULT
+    FAULT[2] = -1
     dtypes = list(ARRAY_ELEMS)
     if not 0 <= kind // 16 < len(dtypes):
-        return "index out of range"
+        return "index out of range"  # an ffi array's check leaves nothing
     return f"index {index} out of range for a {kind % 16}-D {dtypes[kind // 16]} array of length {length}"
+
+
+def convert_error() -> errors.GeneError:
+    """Tier 0's error for the float FAULT holds that a builtin could not make an int."""
+    from gene_jit.codegen.emit import TO_INT_NAMES
+
+    v = struct.unpack("<d", struct.pack("<q", FAULT[0]))[0]
+    name = TO_INT_NAMES[FAULT[1]] if 0 <= FAULT[1] < len(TO_INT_NAMES) else "to_i"
+    if not math.isfinite(v):
+        return errors.GeneTypeError(f"{name}: cannot convert {v} to an int")
+    return errors.GeneOverflowError(f"{name}: integer overflow ({int(v)} does not fit in 64 bits)")
 
 
 def raise_native_error(code: int, file: str) -> None:
     """Called by an entry whose native code failed: raise the Gene error at its site."""
-    from gene_jit.codegen.emit import ERR_INDEX, ERR_PENDING, decode_error
+    from gene_jit.codegen.emit import ERR_CONVERT, ERR_INDEX, ERR_PENDING, decode_error
     from gene_jit.frontend.forms import Span
 
     kind, line, col = decode_error(code)
@@ -81,6 +94,8 @@ def raise_native_error(code: int, file: str) -> None:
         raise PENDING.pop().with_span(span)
     if kind == ERR_INDEX:
         raise errors.GeneIndexError(index_message(), span)
+    if kind == ERR_CONVERT:
+        raise convert_error().with_span(span)
     cls, message = ERRORS[kind] if kind < len(ERRORS) else ERRORS[0]
     raise cls(message, span)
 
@@ -250,8 +265,8 @@ class Engine:
         handler = ctypes.c_void_p(id(raise_native_error))
         self._keep.append(handler)
         llvm.add_symbol("gene_jit_error_handler", ctypes.addressof(handler))
-        INDEX_FAULT[2] = -1  # no index check failed (ffi arrays raise ERR_INDEX without one)
-        llvm.add_symbol("gene_jit_index_fault", ctypes.addressof(INDEX_FAULT))
+        FAULT[2] = -1  # no index check failed (ffi arrays raise ERR_INDEX without one)
+        llvm.add_symbol("gene_jit_fault", ctypes.addressof(FAULT))
         self._ndarray_cell: ctypes.c_void_p | None = None
 
     def ndarray_symbol(self) -> str:

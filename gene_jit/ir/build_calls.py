@@ -116,9 +116,8 @@ def rounding(b: FnBuilder, form: GeneF) -> Value:
     (x,) = _args(b, form, 1)
     if _num(x, form).type == T.I64:
         return x
-    name = _name(form)
-    op = {"to_i": "trunc", "int": "trunc", "to-i": "trunc"}.get(name, name)
-    return b.emit(Op.MATH, (x,), T.I64, attr=op, span=form.span)
+    # the builtin's own name: a float it cannot turn into an int names it
+    return b.emit(Op.MATH, (x,), T.I64, attr=_name(form), span=form.span)
 
 
 def to_float(b: FnBuilder, form: GeneF) -> Value:

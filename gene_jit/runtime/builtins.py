@@ -65,29 +65,42 @@ def gene_builtin(name: str, *aliases: str, ns: str | None = None) -> Callable[[F
     def decorate(wrapped: F) -> F:
         # Stacked registrations wrap the original function, each naming itself in errors.
         fn: Callable[..., Any] = getattr(wrapped, "__gene_raw__", wrapped)
-        full = f"{ns}/{name}" if ns else name
         sig = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except (TypeError, ValueError) as exc:
-                if isinstance(exc, GeneError) or raised_in_gene_code(exc):
-                    raise  # a Gene function this builtin called: the error is at its line
-                try:
-                    sig.bind(*args, **kwargs)
-                except TypeError:
-                    raise arity_error(full, sig, args, kwargs) from None
-                raise GeneTypeError(f"{full}: {exc}") from exc
-
-        wrapper.__gene_builtin__ = full  # type: ignore[attr-defined]
-        wrapper.__gene_raw__ = fn  # type: ignore[attr-defined]
-        for gene_name in (name, *aliases):
+        primary = f"{ns}/{name}" if ns else name
+        wrappers = [_wrapped(fn, sig, f"{ns}/{n}" if ns else n, primary) for n in (name, *aliases)]
+        for gene_name, wrapper in zip((name, *aliases), wrappers, strict=True):
             builtin(gene_name, ns=ns)(wrapper)
-        return wrapper  # type: ignore[return-value]
+        return wrappers[0]  # type: ignore[return-value]
 
     return decorate
+
+
+def _wrapped(fn: Callable[..., Any], sig: inspect.Signature, full: str, primary: str) -> Callable[..., Any]:
+    """`fn` registered as `full`; an alias names itself in the errors `fn` raises under
+    its first name (`(int x)` says `int:`, not `to_i:`)."""
+    prefix = f"{primary}: "
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GeneError as exc:
+            if full != primary and exc.message.startswith(prefix) and not raised_in_gene_code(exc):
+                exc.message = f"{full}: {exc.message[len(prefix):]}"
+                exc.args = (exc.message,)
+            raise
+        except (TypeError, ValueError) as exc:
+            if raised_in_gene_code(exc):
+                raise  # a Gene function this builtin called: the error is at its line
+            try:
+                sig.bind(*args, **kwargs)
+            except TypeError:
+                raise arity_error(full, sig, args, kwargs) from None
+            raise GeneTypeError(f"{full}: {exc}") from exc
+
+    wrapper.__gene_builtin__ = full  # type: ignore[attr-defined]
+    wrapper.__gene_raw__ = fn  # type: ignore[attr-defined]
+    return wrapper
 
 
 def arity_error(
