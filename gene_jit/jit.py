@@ -18,7 +18,8 @@ arrays compiled code can read) and compiles the new signature. A call with an ar
 elements compiled code cannot read or write (float32 outside kernel calls, int32, 3-D)
 runs in tier 0, so that it gives what it gives under GENE_JIT=0 (`f.stats.reason` says
 why; the first such call warns, `GenePerformanceWarning`); `jit(..., fallback=False)`
-makes it a Gene type error naming the dtype instead, `fallback=True` keeps quiet.
+makes every call that cannot run compiled (such an array, a string or a Gene collection,
+a function tier 1 cannot type) a Gene type error saying why, `fallback=True` keeps quiet.
 
 An element at a computed index is written with `($set a i v)` or `($set m (@ i j) v)`
 (GENE.md 3.12; `a/i` is the member named "i"), natively in tier 1.
@@ -67,6 +68,8 @@ class JitFunction:
                 or sig in state.failed):
             if self._fallback is not True and self._typeable:
                 self._check_arrays(args, state.stats.reason if state is not None else "")
+            if self._fallback is False and state is not None:
+                self._refuse(args, kw, sig)
             return spec.run_tier0(self._pyfunc, args, kw)
         entry = state.native.get(sig)
         if entry is None:
@@ -81,6 +84,8 @@ class JitFunction:
             if entry is None:
                 if self._fallback is not True:
                     self._check_arrays(args, state.stats.reason)
+                if self._fallback is False:
+                    self._refuse(args, kw, sig)
                 return spec.run_tier0(self._pyfunc, args, {})
             self._relink()
         return entry(*args)
@@ -101,6 +106,25 @@ class JitFunction:
                 warnings.warn(f"{text}: this call runs in tier 0 (gene_jit.jit(..., fallback=True) "
                               f"says nothing, fallback=False makes it an error)", GenePerformanceWarning,
                               stacklevel=3)
+
+    def _refuse(self, args: tuple[Any, ...], kw: dict[str, Any], sig: Any) -> None:
+        """With fallback=False, a call compiled code cannot take is a Gene type error
+        saying why (as Numba's nopython mode refuses what it cannot type)."""
+        from gene_jit.runtime.ops import kind_name
+
+        spec = self._spec
+        if kw:
+            why = "it was called with named arguments"
+        elif not self._typeable:
+            why = "compiled code takes no rest or optional parameters"
+        elif sig is None:
+            i = next(i for i, a in enumerate(args) if T.type_of_value(a) is None)
+            why = (f"argument {spec._param(i)} is {_a(kind_name(args[i]))}; compiled code takes ints, "
+                   "floats, bools and 1-D/2-D float64 or int64 NumPy arrays")
+        else:
+            why = f"tier 1 cannot compile it for ({', '.join(map(str, sig))}): {self._state.stats.reason}"
+        raise GeneTypeError(f"{self.name}: this call cannot run in compiled code: {why}. Leave out "
+                            f"gene_jit.jit(..., fallback=False) to run such calls in tier 0: {spec.text}")
 
     def _relink(self) -> None:
         """Point calls at the natives: newest signature first, each miss falling to the
@@ -201,6 +225,10 @@ def _compile_source(
         typeable = state.on and state.source is not None  # before it is switched off here
         state.on = state.via_prologue = False  # calls go through _dispatch, not the prologue
     return name, pyfunc, state, typeable, EntrySpec.of(last)
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
 
 
 class GenePerformanceWarning(UserWarning):

@@ -244,3 +244,17 @@ def test_jit_shows_no_python_warnings() -> None:
 def test_source_must_be_text() -> None:
     with pytest.raises(GeneError, match="expected Gene source text"):
         jit(42)  # type: ignore[arg-type]
+
+
+def test_fallback_false_refuses_every_call_compiled_code_cannot_take() -> None:
+    """fallback=False: a call that would run in tier 0 (a list, a string, a function tier 1
+    cannot type) is a Gene type error saying why; compiled calls are unaffected."""
+    tot = jit("(fn tot [a] (var s 0.0) (for x in a (s += x)) s)", fallback=False)
+    assert tot(np.arange(3.0)) == 3.0 and tot.signatures
+    for arg, why in (([1.0, 2.0], "argument a is an array"), ("ab", "argument a is a string")):
+        with pytest.raises(GeneTypeError, match=f"tot: this call cannot run in compiled code: {why}"):
+            tot(arg)
+    rest = jit("(fn cat [a b...] a)", fallback=False)
+    with pytest.raises(GeneTypeError, match="takes no rest or optional parameters"):
+        rest(1, 2)
+    assert jit("(fn tot [a] (var s 0.0) (for x in a (s += x)) s)")([1.0, 2.0]) == 3.0
