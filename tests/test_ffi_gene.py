@@ -4,6 +4,7 @@ variadic calls, the seed's libllama block, and errors raised as Gene errors."""
 from __future__ import annotations
 
 import ctypes
+import re
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +291,16 @@ def test_stored_pointers_keep_their_memory_alive() -> None:
         (ffi/set ps 2 nil)
         [(ffi/string (ffi/get ps 0)) (ffi/string (ffi/read ps :pointer 1)) (ffi/get ps 2)]
     """) == ["kept", "also", None]
+
+
+def test_struct_fields_are_set_as_members_and_struct_types_print_as_gene() -> None:
+    """`(p/x = v)` sets a field as `ffi/set` does (with its checks); a struct type prints
+    as what it is, not as a Python class."""
+    assert run("""(ffi/defstruct P2 [[:x :int] [:y :double]])
+        (var p (ffi/new P2)) (p/x = 7) (p/y = 2)
+        [p/x (ffi/get p :y) (str P2)]""") == [7, 2.0, "(ffi/struct P2 16 bytes [x :int y :double])"]
+    for value, text in (('"s"', 'P3.x must be :int, got string "s"'), ("3000000000", "out of range")):
+        with pytest.raises(GeneError, match=re.escape(text)):
+            run(f"(ffi/defstruct P3 [[:x :int]]) (var p (ffi/new P3)) (p/x = {value})")
+    with pytest.raises(GeneError, match="struct P4 has no field z"):
+        run("(ffi/defstruct P4 [[:x :int]]) (var p (ffi/new P4)) (p/z = 1)")

@@ -170,6 +170,16 @@ class StructValue:
         """`s/field` in Gene."""
         return self.get(key)
 
+    @classmethod
+    def __gene_type_repr__(cls) -> str:
+        """How the struct type prints: `(ffi/struct P 8 bytes [x :int y :int])`."""
+        fields = " ".join(f"{f.name} :{f.type.name}" for f in cls.fields)
+        return f"(ffi/struct {cls.name} {cls.size} bytes [{fields}])"
+
+    def __gene_set__(self, key: str, value: Any) -> None:
+        """`(s/field = v)` in Gene, checked as `ffi/set` checks it."""
+        self.set(key, value)
+
     def __gene_repr__(self) -> str:
         return repr(self)
 

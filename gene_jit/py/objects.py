@@ -75,8 +75,8 @@ def is_python_object(v: Any) -> bool:
     t = type(v)
     if t in _GENE_TYPES:
         return False
-    if t is FunctionType and hasattr(v, "__gene_name__"):
-        return False
+    if t is FunctionType and (hasattr(v, "__gene_name__") or hasattr(v, "__gene_builtin__")):
+        return False  # a Gene function or a builtin
     return not module_of(t).startswith("gene_jit")
 
 

@@ -524,6 +524,8 @@ def set_member(obj: Any, key: Any, value: Any) -> Any:
         return array_set(obj, key, value)
     elif is_python_object(obj):  # `(proto/ir_version = 8)`: a Python attribute or item
         python_set(obj, key, value)
+    elif type(key) is str and hasattr(t, "__gene_set__"):  # `(p/x = 1)` on an ffi struct
+        obj.__gene_set__(key, value)
     else:
         raise GeneTypeError(f"cannot set member {key} of {a_kind(obj)}")
     return value

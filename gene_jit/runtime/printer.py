@@ -242,6 +242,9 @@ def _fmt_other(v: Any, quote: bool, seen: set[int]) -> str:
     gene_repr = getattr(type(v), "__gene_repr__", None)
     if gene_repr is not None:
         return str(gene_repr(v))
+    type_repr = getattr(v, "__gene_type_repr__", None) if isinstance(v, type) else None
+    if type_repr is not None:  # a type gene-jit made (an ffi struct)
+        return str(type_repr())
     if isinstance(v, Range):
         return _fmt_range(v, quote, seen)
     if isinstance(v, Namespace):
