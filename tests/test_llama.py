@@ -160,6 +160,13 @@ def test_too_long_prompt_is_a_clear_error(tiny: Model) -> None:
         g.generate_text(tiny, long_prompt, 5)
     out = g.generate_text(tiny, long_prompt, 5, temperature=0, truncate=True)
     assert isinstance(out, str)
+    # every way of generating keeps to the model's context (batches together made a
+    # context of their own as large as the prompt and answered silently)
+    for exact in (True, False):
+        with pytest.raises(ContextFullError, match="context"):
+            g.batch_generate(tiny, ["hi", long_prompt], 5, exact=exact)
+        texts = g.batch_generate(tiny, ["hi", long_prompt], 3, temperature=0, exact=exact, truncate=True)
+        assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 
 def test_embeddings_and_find_similar(tiny: Model) -> None:

@@ -114,3 +114,38 @@ def test_find_similar_options_that_match_no_parameter_are_named(tiny: Model) -> 
         with pytest.raises(GeneError, match="k \\(how many to return\\) must be a positive int"):
             g.find_similar(es, es[0], k, model=tiny)
     assert g.find_similar(es, es[1], 1, model=tiny) == [1]
+
+
+@pytest.mark.parametrize(("call", "text"), [
+    (lambda m: g.tokenize(m, None), "tokenize needs a string, got nil"),
+    (lambda m: g.decode(m, None), "expected an array of token ids, got nil"),
+    (lambda m: g.decode(m, "abc"), 'expected an array of token ids, got "abc"'),
+    (lambda m: g.model_forward(m, "hello"), 'expected an array of token ids, got "hello"'),
+    (lambda m: g.generate_code("x", 5, 10, model=m), 'the language must be a string or symbol such as "python", got 5'),
+    (lambda m: g.format_chat_prompt_fn(5, "x", model=m), "the history must be an array of messages"),
+    (lambda m: g.format_chat_prompt_fn([{"role": "user", "content": 5}], "x", model=m),
+     "chat message 0 (user) needs ^content, a string, got 5"),
+    (lambda m: g.format_chat_prompt_fn([{"role": "assistant"}], "x", model=m),
+     "chat message 0 (assistant) needs ^content, a string, got nil"),
+    (lambda m: g.format_chat_prompt_fn(["a"], 7, model=m), "the message must be a string, got 7"),
+    (lambda m: g.find_similar(None, "q", 1, model=m), "find-similar: the embeddings must be an array"),
+    (lambda m: Model(str(m.path), device=Symbol("tpu")), 'unknown device :tpu: expected :cpu or :cuda (or "cuda:N")'),
+])
+def test_arguments_of_the_wrong_kind_are_named_in_gene_words(tiny: Model, call: object, text: str) -> None:
+    """nil where a text or tokens belong is reported as nil (not as the model next to it),
+    and values show as Gene shows them (no Python type names)."""
+    with pytest.raises(GeneError) as info:
+        call(tiny)  # type: ignore[operator]
+    assert text in info.value.message
+    assert not re.search(r"\b(NoneType|str|list|dict)\b", info.value.message)
+
+
+def test_model_info_says_where_the_model_runs(tiny: Model) -> None:
+    from gene_jit.llama import bindings
+
+    m = Model(str(tiny.path), n_ctx=64, threads=1, device=Symbol("cuda"), progress=False)
+    try:
+        gpu = bool(bindings.lib().llama_supports_gpu_offload())
+        assert g.model_info(m)["device"] == ("cuda" if gpu else "cpu")
+    finally:
+        m.close()

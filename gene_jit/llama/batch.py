@@ -58,8 +58,9 @@ def batch_generate(model: Model, prompts: list[str], n: int, kw: dict[str, Any])
     tokens = [model.prompt_tokens(p) for p in prompts]
     if any(not t for t in tokens):
         raise LlamaError("batch-generate cannot start from an empty prompt")
-    if truncate:  # as generate-text: keep the end of a prompt the context cannot hold
-        tokens = [fit_prompt(model, t, n, model.ctx.n_ctx_seq, True) for t in tokens]
+    # as generate-text: a prompt the model's context cannot hold is an error, or with
+    # :truncate its end is kept (also when the prompts go together in a larger context)
+    tokens = [fit_prompt(model, t, n, model.ctx.n_ctx_seq, truncate) for t in tokens]
     if exact:
         return [_one(model, t, n, sampling, stops) for t in tokens]
     return _together(model, tokens, n, sampling, stops)

@@ -262,7 +262,10 @@ def to_messages(history: Any, message: str | None = None) -> list[dict[str, str]
             role = str(item.get("role", "user"))
             if role not in ROLES:
                 raise LlamaError(f"chat message role must be one of {', '.join(ROLES)}, got '{role}'")
-            out.append({"role": role, "content": str(item.get("content", ""))})
+            content = item.get("content")
+            if not isinstance(content, str):
+                raise LlamaError(f"chat message {i} ({role}) needs ^content, a string, got {shown(content)}")
+            out.append({"role": role, "content": content})
         elif isinstance(item, str):
             out.append({"role": "user" if i % 2 == 0 else "assistant", "content": item})
         else:

@@ -337,21 +337,24 @@ def tokenizer_is_eog(tok: Any, token: Any = None) -> bool:
 # ---------------------------------------------------------------- top level
 
 
-def tokenize(a: Any, b: Any = None, *flags: Any, **kw: Any) -> list[int]:
+_ABSENT: Any = object()  # a second argument not given (nil given is a mistake to report)
+
+
+def tokenize(a: Any, b: Any = _ABSENT, *flags: Any, **kw: Any) -> list[int]:
     """`(tokenize text)` with the current tokenizer, or `(tokenize model text)`;
     `:add-bos false` leaves out the BOS token, `:parse-special true` reads special
     tokens written in the text (`<start_of_turn>`) as those tokens."""
     add, parse = _flags("tokenize", flags, kw, ("add_special", "parse_special"), (True, False))
-    tok = _current_tokenizer() if b is None else Tokenizer(_as_model(a))
-    return tok.encode(a if b is None else b, add, parse)
+    tok = _current_tokenizer() if b is _ABSENT else Tokenizer(_as_model(a))
+    return tok.encode(a if b is _ABSENT else b, add, parse)
 
 
-def decode(a: Any, b: Any = None, *flags: Any, **kw: Any) -> str:
+def decode(a: Any, b: Any = _ABSENT, *flags: Any, **kw: Any) -> str:
     """`(decode tokens)` (a list or a single token) or `(decode model tokens)`;
     `:remove-special true` leaves out special tokens, `:unparse-special true` writes
     them as their text."""
     remove, unparse = _flags("decode", flags, kw, ("remove_special", "unparse_special"), (False, False))
-    if b is None:
+    if b is _ABSENT:
         return _current_tokenizer().decode(a, remove, unparse)
     return Tokenizer(_as_model(a)).decode(b, remove, unparse)
 
@@ -488,6 +491,11 @@ def format_chat_prompt_fn(history: Any, message: Any = _NO_MESSAGE, model: Any =
                          "or (format-chat-prompt history message) for the current model; the model came first")
     if message is None:
         raise LlamaError("format-chat-prompt: the message is nil (did read-line reach the end of input?)")
+    if message is not _NO_MESSAGE and not isinstance(message, str):
+        raise LlamaError(f"format-chat-prompt: the message must be a string, got {shown(message)}")
+    if history is not None and not isinstance(history, list | tuple | str | dict):
+        raise LlamaError(f"format-chat-prompt: the history must be an array of messages (strings, or maps "
+                         f"with ^role and ^content), got {shown(history)}")
     m = current_model() if model is None else _as_model(model)
     rendered = format_chat_prompt(m, history, None if message is _NO_MESSAGE else str(message))
     if isinstance(rendered, RenderedChat):
@@ -500,7 +508,10 @@ def generate_code(description: Any, language: Any = None, n: Any = 200, model: A
     description asks, from a code-fence prompt (which base models continue as code)."""
     if not isinstance(description, str):
         raise LlamaError(f"generate-code needs a description string, got {shown(description)}")
-    lang = "" if language is None else str(getattr(language, "name", language))
+    lang = "" if language is None else getattr(language, "name", language)
+    if not isinstance(lang, str):
+        raise LlamaError(f'generate-code: the language must be a string or symbol such as "python", got '
+                         f"{shown(language)}")
     head = f"Write {lang} code to" if lang else "Write code to"
     prompt = f"{head} {description.strip()}\n```{lang}\n"
     kw = check_options("generate-code", kw)
@@ -518,6 +529,9 @@ def format_qa_prompt(question: Any, context: Any = None) -> str:
 @keywords_checked("find-similar")
 def find_similar(items: Any, query: Any, k: Any = 1, documents: Any = None, model: Any = None) -> list[Any]:
     _check_k(k)
+    if items is None or isinstance(items, str | int | float | dict):
+        raise LlamaError(f"find-similar: the embeddings must be an array (of model/embed results, or "
+                         f"texts), got {shown(items)}")
     if isinstance(model, OnnxModel):
         return onnx_find_similar(model, items, query, k, documents)
     items = list(items)

@@ -21,7 +21,7 @@ from gene_jit.llama import bindings
 from gene_jit.llama.bindings import ModelHandle
 from gene_jit.llama.context import Context
 from gene_jit.llama.errors import BadModelError, LlamaError
-from gene_jit.llama.options import shown
+from gene_jit.llama.options import OptionError, shown
 from gene_jit.llama.resolve import resolve_model
 from gene_jit.llama.speculate import ExactBatches, StepCosts
 
@@ -75,6 +75,8 @@ class Model:
                   file=sys.stderr)
             self.device = "cpu"
         layers = _gpu_layers(self.device, gpu_layers)
+        if not layers and self.device != "cpu":  # where the model runs: model/info says so
+            self.device = "cpu"
         # repack: libllama's CPU weight layouts for its own kernels (false: the plain
         # layout, whose matrix products cost less per row in batches; gene_jit.serve)
         self.repack = repack
@@ -256,7 +258,7 @@ class Model:
         if isinstance(tokens, int) and not isinstance(tokens, bool):
             tokens = [tokens]
         if not isinstance(tokens, list | tuple):
-            raise LlamaError(f"expected a list of token ids, got {type(tokens).__name__}")
+            raise LlamaError(f"expected an array of token ids, got {shown(tokens)}")
         out: list[int] = []
         for t in tokens:
             if isinstance(t, float) and t.is_integer():  # a token tensor of a float dtype
@@ -332,10 +334,17 @@ def _quantisation(desc: str) -> str:
 
 
 def _device_name(device: Any) -> str:
-    if device is None:
-        return "cpu"
-    name = getattr(device, "kind", None) or getattr(device, "type", None) or getattr(device, "name", None)
-    return str(name if name is not None else device).lower()
+    """`:device` as (device/create ...) reads it (an unknown name is refused the same way),
+    or a torch device's type."""
+    from gene_jit.runtime.errors import GeneError
+    from gene_jit.tensor.device import parse_device
+
+    typed = getattr(device, "type", None)
+    try:
+        dev = parse_device(typed if isinstance(typed, str) else device)
+    except GeneError as exc:
+        raise OptionError(f"model/create: {exc.message}") from None
+    return "cpu" if not dev.is_cuda else "cuda" if dev.index == 0 else f"cuda:{dev.index}"
 
 
 def _gpu_layers(device: str, gpu_layers: int | None) -> int:
