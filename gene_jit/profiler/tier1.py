@@ -52,7 +52,12 @@ class Tier1View:
         stats = _stats_module()
         if stats is None:
             return
-        for rec in stats.REGISTRY.values():
+        # the registry holds the latest definition of each (file, name); a function the
+        # process defined again (a file run twice) keeps its own record in its state
+        hooks = _hooks()
+        states = list(hooks.states.values()) if hooks is not None else []
+        recs = [*stats.REGISTRY.values(), *(s.stats for s in states if getattr(s, "stats", None) is not None)]
+        for rec in recs:
             self._fns[id(rec)] = (
                 rec,
                 rec.calls,
