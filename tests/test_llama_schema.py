@@ -180,6 +180,25 @@ def test_all_of_members_that_exclude_each_other_are_refused(tiny: Model, schema:
         g.generate_json(tiny, "A value:", schema, 20)
 
 
+@pytest.mark.parametrize("schema", [
+    {"enum": ["😀", "🎉", "𓀀"]},
+    {"const": 'a"b\\c'},
+    {"enum": ['say "hi"', "C:\\path", "x\ny", "tab\t", "\u0001"]},
+    {"type": "object", "properties": {'a"b': {"type": "boolean"}, "": {"type": "null"}},
+     "required": ['a"b', ""]},
+    {"type": "object", "properties": {"🎉": {"const": 1}}, "required": ["🎉"]},
+    {"type": "object", "properties": {"": {"type": "boolean"}}, "required": [""]},
+])
+def test_literals_of_any_text_are_generated_as_written(tiny: Model, schema: dict[str, Any]) -> None:
+    """enum and const values and property names hold any text: characters beyond the BMP
+    (emoji), quotes, backslashes and control characters reach the grammar escaped once
+    for JSON and once for GBNF, and a property named "" is not taken for the root."""
+    jsonschema = pytest.importorskip("jsonschema")
+    for seed in range(3):
+        value = g.generate_json(tiny, "A value:", schema, 40, temperature=1.0, seed=seed)
+        jsonschema.Draft202012Validator(schema).validate(value)
+
+
 # ------------------------------------------------------------- the default model
 
 

@@ -298,9 +298,17 @@ def to_gbnf(schema: Mapping[str, Any]) -> str:
     restore_logging()  # importing llama_cpp installs its own libllama log callback
 
     class Converter(SchemaConverter):  # type: ignore[misc]
+        started = False
+
         def visit(self, schema: Any, name: str) -> str:
+            if not name and self.started:  # a property named "" at the top: not the root
+                name = "empty-key"
+            self.started = True
             own = _own_rule(self, schema, name)
             return own if own is not None else str(super().visit(schema, name))
+
+        def _format_literal(self, literal: str) -> str:
+            return gbnf_literal(literal)
 
     converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     try:
@@ -315,6 +323,23 @@ def to_gbnf(schema: Mapping[str, Any]) -> str:
             raise GrammarError(f"JSON schema keyword '$ref': {ref.group(1)} points at nothing in "
                                "the schema") from None
         raise GrammarError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
+
+
+_GBNF_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def gbnf_literal(literal: str) -> str:
+    """`literal` as a GBNF string literal. The converter hands JSON text here (enum and
+    const values, property names: json.dumps, whose \\u escapes of emoji are surrogate
+    pairs that GBNF would read as two lone surrogates): such text is written with its
+    characters as they are, and every backslash and quote escaped once more for GBNF
+    (the converter escaped only quotes, so "a\\"b" broke the grammar)."""
+    try:
+        literal = json.dumps(json.loads(literal), ensure_ascii=False)
+    except ValueError:
+        pass  # a piece of text, not JSON
+    body = "".join(_GBNF_ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x20 else c) for c in literal)
+    return f'"{body}"'
 
 
 def _with_required(schema: Any) -> Any:
