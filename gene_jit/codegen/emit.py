@@ -68,7 +68,9 @@ def llvm_type(t: T.Type) -> ir.Type:
 
 
 def symbol_name(ir_name: str) -> str:
-    return "gj_" + "".join(c if c.isalnum() or c == "_" else "_" for c in ir_name)
+    """An ASCII symbol for a Gene name (which may hold any Unicode letter: `平方`)."""
+    return "gj_" + "".join(c if (c.isascii() and c.isalnum()) or c == "_" else
+                           "_" if c.isascii() else f"_u{ord(c):x}_" for c in ir_name)
 
 
 class ModuleEmitter:
