@@ -316,7 +316,10 @@ class Compiler:
             return Ref("global", py)
         py = pyid(name)
         visible = self.resolve(name, record=False)
-        if py in fn.used or visible.kind == "outer" or py in fn.global_reads or py in fn.globals:
+        # a binding in a nested block (an if branch, a loop body, a do) gets a Python name
+        # of its own: past the block, the plain name is the namespace's again (GENE.md 2.8)
+        if (py in fn.used or visible.kind == "outer" or py in fn.global_reads or py in fn.globals
+                or len(fn.blocks) > 1):
             py = f"{name} {next(self._ids)}"
         fn.blocks[-1][name] = py
         fn.used.add(py)

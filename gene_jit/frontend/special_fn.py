@@ -264,13 +264,14 @@ def bind_name(c: Compiler, name: Form, pyname: str, form: Form) -> list[ast.stmt
     if c.fn.is_module:
         return c.store_ref(c.declare(name.name, fresh=False), load(pyname))
     stmts = c.store_ref(c.declare(name.name), load(pyname))
-    target = ast.Subscript(value=ns_target(c), slice=const(name.name), ctx=ast.Store())
-    stmts.append(ast.Assign(targets=[target], value=load(pyname)))
+    stmts.append(ns_define(c, name.name, pyname))
     return stmts
 
 
-def ns_target(c: Compiler) -> ast.expr:
-    return ast.Attribute(value=c.ns_expr(), attr="members", ctx=ast.Load())
+def ns_define(c: Compiler, name: str, pyname: str) -> ast.stmt:
+    """The namespace's member `name` := the definition, as any store to it from outside
+    compiled code (what tier 0 proved about the old definition no longer holds)."""
+    return ast.Expr(value=hcall("set_member", c.ns_expr(), const(name), load(pyname)))
 
 
 @special("fn", "fnx", "fnxx", "macro")
@@ -316,8 +317,7 @@ def fn_form(c: Compiler, form: GeneF, value: bool) -> Result:
         stmts.append(assign(py, hcall("async_fn", load(py))))  # `(fn ^^async f ...)`
     if ref is not None:
         stmts.extend(c.store_ref(ref, load(py)))
-        target = ast.Subscript(value=ns_target(c), slice=const(str(gname)), ctx=ast.Store())
-        stmts.append(ast.Assign(targets=[target], value=load(py)))
+        stmts.append(ns_define(c, str(gname), py))
     elif name is not None:
         stmts.extend(bind_name(c, name, py, form))
     if flag is not None and isinstance(name, Sym):
