@@ -56,6 +56,8 @@ def set_path(c: Compiler, target: Sym, res: Result) -> Result:
     )
     if len(parts) == 2 and parts[0] == "$ns":
         obj = c.ns_expr()
+        if c.ns_stack:  # `(var $ns/x 1)` in an (ns ...) body: its code then finds x by name
+            c.ns_stack[-1].members.add(parts[1])
     key = const(segment_key(parts[-1]))
     if len(parts) == 2 and parts[0] == "$ns" and not c.ns_stack:
         key = const(module_key(c, parts[1]))
