@@ -107,8 +107,20 @@ def _compared(m: re.Match[str], span: Span | None, frame: FrameType | None) -> s
     got = " and ".join(sorted(kinds)) or "non-numbers"
     if gene_op in ("+", "-", "*"):
         assert span is not None
+        if gene_op == "+" and len(kinds) == 1:  # Python's + joins two strings or two arrays only
+            got = f"{got} and {got}"
         return f"{gene_op} expects numbers, got {_operand_kinds(_key(span), frame) or got}"
     return f"expected numbers, got {got}"
+
+
+def _multiplied(m: re.Match[str], span: Span | None, frame: FrameType | None) -> str:
+    """`x * y` where Python repeats a sequence (a string or an array) y times and y is
+    not an int."""
+    kinds = _operand_kinds(_key(span), frame) if span is not None else None
+    return f"* expects numbers, got {kinds or 'a string or array and ' + _kind(m.group(1))}"
+
+
+_MULTIPLIED = re.compile(r"can't multiply sequence by non-int of type '(\w+)'")
 
 
 _COMPARED = re.compile(r"'(\S+)' not supported between instances of '(\w+)' and '(\w+)'")
@@ -149,6 +161,9 @@ def _rewrite_type_error(msg: str, span: Span | None = None, frame: FrameType | N
     compared = _COMPARED.search(msg)
     if compared:
         return _compared(compared, span, frame)
+    multiplied = _MULTIPLIED.search(msg)
+    if multiplied:
+        return _multiplied(multiplied, span, frame)
     for pattern, rewrite in _TYPE_ERROR_REWRITES:
         m = pattern.search(msg)
         if m:
