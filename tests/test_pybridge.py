@@ -511,3 +511,16 @@ def test_hints_for_gene_values_python_cannot_take(jit_mode: str) -> None:
     assert '(py/set-item x "k" v) sets an item' in err.format()
     err = fails('(var sys (py/import "sys"))\n(sys/path .insert 0 ".")', jit_mode)
     assert 'a Python list is a Gene array; ((py/get x "insert") args...)' in err.format()
+
+
+def test_ranges_reach_python_as_sequences() -> None:
+    """A Gene range is a sequence to Python libraries (it became a 0-d object array), and
+    where a library wants more than a sequence the error says (py/list r)."""
+    import gene_jit
+
+    got = gene_jit.eval('(var np (py/import "numpy")) [(np/array (range 0 3)) (np/sum (1 .. 3)) '
+                        '(np/array (range 3 0 -1)) (len (np/array (range 0 10 3)))]')
+    assert [list(got[0]), got[1], list(got[2]), got[3]] == [[0, 1, 2], 6, [3, 2, 1], 4]
+    with pytest.raises(GeneError) as err:
+        gene_jit.eval('(var np (py/import "numpy")) (np/arange (range 0 3))')
+    assert "(py/list r)" in err.value.format()

@@ -374,7 +374,7 @@ def _from(exc: BaseException, tb: TracebackType | None) -> PythonError:
     return err
 
 
-_RANGE = re.compile(r"\btype Range\b|'Range' object")
+_RANGE = re.compile(r"\btype Range\b|'Range'")
 _SYMBOL_REPR = re.compile(r"Symbol\('([^']*)'\)")
 _SYMBOL = re.compile(r"Symbol\('([^']*)'\)|type Symbol\b()|'Symbol' object()")
 

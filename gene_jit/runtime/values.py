@@ -139,6 +139,17 @@ class Range:
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def __getitem__(self, i: int) -> Any:
+        """Element `i` (negative from the end): with `__len__`, the sequence protocol
+        that Python libraries read (`(np/array (range 0 3))` is [0 1 2], not an object)."""
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise TypeError(f"a range index must be an int, got {type(i).__name__}")
+        items = list(self) if not all(isinstance(x, int) for x in (self.start, self.end, self.step)) else None
+        if items is not None:
+            return items[i]
+        stop = (self.end + (1 if self.step > 0 else -1)) if self.inclusive else self.end
+        return range(self.start, stop, self.step)[i] if self.step else ()[i]
+
 
 def _float_range(start: float, end: float, step: float, inclusive: bool) -> Any:
     x = start
