@@ -136,19 +136,24 @@ class Range:
             return iter(range(self.start, stop, self.step))
         return _float_range(self.start, self.end, self.step, self.inclusive)
 
+    def _ints(self) -> range | None:
+        """The Python range of an int range (counted, never walked); None for floats."""
+        if not all(type(x) is int for x in (self.start, self.end, self.step)) or self.step == 0:
+            return range(0) if self.step == 0 else None
+        stop = (self.end + (1 if self.step > 0 else -1)) if self.inclusive else self.end
+        return range(self.start, stop, self.step)
+
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        ints = self._ints()
+        return len(ints) if ints is not None else sum(1 for _ in self)
 
     def __getitem__(self, i: int) -> Any:
         """Element `i` (negative from the end): with `__len__`, the sequence protocol
         that Python libraries read (`(np/array (range 0 3))` is [0 1 2], not an object)."""
         if not isinstance(i, int) or isinstance(i, bool):
             raise TypeError(f"a range index must be an int, got {type(i).__name__}")
-        items = list(self) if not all(isinstance(x, int) for x in (self.start, self.end, self.step)) else None
-        if items is not None:
-            return items[i]
-        stop = (self.end + (1 if self.step > 0 else -1)) if self.inclusive else self.end
-        return range(self.start, stop, self.step)[i] if self.step else ()[i]
+        ints = self._ints()
+        return ints[i] if ints is not None else list(self)[i]
 
 
 def _float_range(start: float, end: float, step: float, inclusive: bool) -> Any:
