@@ -22,8 +22,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from types import FunctionType
 from typing import Any
 
@@ -54,26 +53,35 @@ def _compiler() -> Any:
     return compiler
 
 
-@contextmanager
-def gene_boundary() -> Iterator[None]:
+class gene_boundary:  # noqa: N801 - used as `with gene_boundary():`, like a function
     """Where Python hands control to Gene code: Python warnings stay inside (Gene has its
-    own errors), and an exception that is neither a Gene error nor an interrupt or broken
-    pipe leaves as an `InternalError`."""
-    _report_crashes()
-    _report_thread_errors()
-    with warnings.catch_warnings():
+    own errors), an exception that is neither a Gene error nor an interrupt or broken
+    pipe leaves as an `InternalError`, and a Gene error leaves without gene-jit's own
+    frames (the compiler's, for a syntax error; all of them with GENE_DEBUG=1)."""
+
+    def __enter__(self) -> None:
+        _report_crashes()
+        _report_thread_errors()
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
         if not debug_enabled():
             warnings.simplefilter("ignore")
-        try:
-            yield
-        except (GeneError, InternalError, BrokenPipeError):
-            raise
-        except RecursionError:  # forms nested deeper than the compiler can go
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self._warnings.__exit__(kind, exc, tb)
+        if exc is None or isinstance(exc, InternalError | BrokenPipeError):
+            return
+        if isinstance(exc, GeneError):
+            if not debug_enabled():
+                exc.__traceback__ = None  # re-raised from here up
+            return
+        if isinstance(exc, RecursionError):  # forms nested deeper than the compiler can go
             raise GeneError("stack overflow (recursion too deep)") from None
-        except Exception as exc:
+        if isinstance(exc, Exception):
             from gene_jit.frontend.compiler_errors import internal_error
 
             raise internal_error(exc) from exc
+        # KeyboardInterrupt, SystemExit: on their way
 
 
 def _report_thread_errors() -> None:

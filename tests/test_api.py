@@ -251,3 +251,19 @@ def test_jit_stays_callable_once_its_module_is_imported() -> None:
 
     importlib.import_module("gene_jit.jit")  # the import system sets gene_jit.jit to it
     assert gene_jit.jit("(fn one_more [x] (x + 1))")(1) == 2
+
+
+def test_gene_errors_reach_python_without_gene_jits_own_frames() -> None:
+    """A syntax error (raised deep in the compiler) or a runtime error reaches the Python
+    caller with the caller's frames only, as a Python library's own errors do."""
+    import traceback
+
+    import gene_jit
+    from gene_jit.runtime.errors import GeneError
+
+    for call in (lambda: gene_jit.eval("(1 + )"), lambda: gene_jit.eval('(fn f [x] (x + "a")) (f 1)'),
+                 lambda: gene_jit.jit("(fn f [x] (x + ))")):
+        with pytest.raises(GeneError) as info:
+            call()
+        files = {f.filename for f in traceback.extract_tb(info.value.__traceback__)}
+        assert not [f for f in files if "gene_jit/frontend" in f or "gene_jit/runtime" in f], files
