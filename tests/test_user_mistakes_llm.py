@@ -130,6 +130,9 @@ def test_find_similar_options_that_match_no_parameter_are_named(tiny: Model) -> 
     (lambda m: g.format_chat_prompt_fn(["a"], 7, model=m), "the message must be a string, got 7"),
     (lambda m: g.find_similar(None, "q", 1, model=m), "find-similar: the embeddings must be an array"),
     (lambda m: Model(str(m.path), device=Symbol("tpu")), 'unknown device :tpu: expected :cpu or :cuda (or "cuda:N")'),
+    (lambda m: g.format_qa_prompt(None, "ctx"), "format-qa-prompt: the question must be a string, got nil"),
+    (lambda m: g.format_qa_prompt("q", 5), "the context must be a string or an array of strings, got 5"),
+    (lambda m: g.generate_text(m, "x", 3, top_k=10**11), ":top-k expects an integer from 0 to 2147483647"),
 ])
 def test_arguments_of_the_wrong_kind_are_named_in_gene_words(tiny: Model, call: object, text: str) -> None:
     """nil where a text or tokens belong is reported as nil (not as the model next to it),

@@ -38,6 +38,7 @@ from gene_jit.onnx.embed import find_similar as onnx_find_similar
 from gene_jit.onnx.embed import origin as onnx_origin
 from gene_jit.onnx.model import OnnxModel
 from gene_jit.runtime.errors import GeneArityError, GeneTypeError
+from gene_jit.runtime.printer import display
 from gene_jit.runtime.registry import BUILTINS, builtin
 from gene_jit.runtime.values import Symbol
 
@@ -523,7 +524,13 @@ def generate_code(description: Any, language: Any = None, n: Any = 200, model: A
 
 @keywords_checked("format-qa-prompt")
 def format_qa_prompt(question: Any, context: Any = None) -> str:
-    return format_qa(str(question), context)
+    if not isinstance(question, str):
+        raise LlamaError(f"format-qa-prompt: the question must be a string, got {shown(question)}"
+                         + (" (did read-line reach the end of input?)" if question is None else ""))
+    if context is not None and not isinstance(context, str | list | tuple):
+        raise LlamaError(f"format-qa-prompt: the context must be a string or an array of strings, got "
+                         f"{shown(context)}")
+    return format_qa(question, [display(c) for c in context] if isinstance(context, list | tuple) else context)
 
 
 @keywords_checked("find-similar")

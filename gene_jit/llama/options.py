@@ -36,13 +36,15 @@ class Option:
     doc: str = ""
 
 
+C_INT_MAX = 2**31 - 1  # options libllama takes as a C int: the bound is told when passed
+
 OPTIONS: dict[str, Option] = {
     "temperature": Option("float", 0.0, None, doc="0 is greedy"),
-    "top_k": Option("int", 0, None, doc="0 keeps every token"),
+    "top_k": Option("int", 0, C_INT_MAX, doc="0 keeps every token"),
     "top_p": Option("float", 0.0, 1.0),
     "min_p": Option("float", 0.0, 1.0),
     "repeat_penalty": Option("float", 0.0, None, lo_open=True, doc="1 is none"),
-    "repeat_last_n": Option("int", -1, None, doc="-1 is the whole context"),
+    "repeat_last_n": Option("int", -1, C_INT_MAX, doc="-1 is the whole context"),
     "seed": Option("int", 0, 2**32 - 1),
     "stop": Option("stops"),
     "grammar": Option("grammar"),
@@ -59,7 +61,7 @@ OPTIONS: dict[str, Option] = {
     "exact": Option("bool", doc="batch-generate: each prompt as generate-text gives it"),
     "n_ctx": Option("int", 1, 1 << 24),
     "threads": Option("int", 1, 1024),
-    "gpu_layers": Option("int", -1, None, doc="-1 offloads every layer"),
+    "gpu_layers": Option("int", -1, C_INT_MAX, doc="-1 offloads every layer"),
     "device": Option("any"),
     "engine": Option("engine", doc=":gene runs the model on gene-jit's own kernels"),
     "progress": Option("bool"),
@@ -124,8 +126,10 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _range_text(opt: Option, kind: str) -> str:
+def _range_text(opt: Option, kind: str, value: Any = None) -> str:
     lo, hi = opt.lo, opt.hi
+    if hi == C_INT_MAX and not (isinstance(value, int | float) and not isinstance(value, bool) and value > hi):
+        hi = None
     fmt: Callable[[float], str] = (lambda v: str(int(v))) if kind == "an integer" else (lambda v: f"{v:g}")
     if lo is not None and hi is not None:
         return f"{kind} from {fmt(lo)} to {fmt(hi)}"
@@ -134,12 +138,12 @@ def _range_text(opt: Option, kind: str) -> str:
     return kind
 
 
-def expected(opt: Option) -> str:
-    """What an option takes, in words."""
+def expected(opt: Option, value: Any = None) -> str:
+    """What an option takes, in words (for `value`, when it was refused)."""
     if opt.kind == "int":
-        return _range_text(opt, "an integer")
+        return _range_text(opt, "an integer", value)
     if opt.kind == "float":
-        return _range_text(opt, "a number")
+        return _range_text(opt, "a number", value)
     return {
         "bool": "true or false",
         "stops": "a string or an array of strings",
@@ -210,7 +214,7 @@ def check_options(entry: str, kw: Mapping[str, Any]) -> dict[str, Any]:
             if opt.kind == "stops" and _has_empty(value):
                 raise OptionError(f"{entry}: {gene_name(name)} holds an empty stop string, which "
                                   "would match before any text; remove it")
-            raise OptionError(f"{entry}: {gene_name(name)} expects {expected(opt)}, got {shown(value)}")
+            raise OptionError(f"{entry}: {gene_name(name)} expects {expected(opt, value)}, got {shown(value)}")
         out[name] = value
     if "grammar" in out and "json_schema" in out:
         # one constraint drives the sampler: taking one would silently drop the other
