@@ -426,3 +426,17 @@ def test_too_deeply_nested_form_is_a_gene_error(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr[:300]
     assert "nested too deeply" in proc.stderr.splitlines()[0] or "stack overflow" in proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_the_caret_stands_under_the_column_on_a_terminal(tmp_path: Path) -> None:
+    """The caret line keeps the source line's tabs and gives wide characters two columns,
+    so a terminal shows it under the form the location names."""
+    from gene_jit.frontend.forms import Span
+    from gene_jit.runtime.errors import GeneError
+
+    path = tmp_path / "t.gene"
+    path.write_text('(println 1)\n\t(var u "日本語") (println (u + nil))\n', encoding="utf-8")
+    err = GeneError("boom", Span(str(path), 2, 25))  # the `(` of (u + nil)
+    source, caret = err.format().splitlines()[1:3]
+    assert source[4:].index("(u + nil)") == 24
+    assert caret == "    \t" + " " * 8 + "  " * 3 + " " * 12 + "^"

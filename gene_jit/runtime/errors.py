@@ -40,6 +40,15 @@ def debug_enabled() -> bool:
     return os.environ.get("GENE_DEBUG", "") not in ("", "0")
 
 
+def caret_indent(text: str, col: int) -> str:
+    """What goes before a caret under column `col` of `text` on a terminal: the line's
+    own tabs, and two columns for each wide (East Asian) character."""
+    import unicodedata
+
+    return "".join("\t" if c == "\t" else "  " if unicodedata.east_asian_width(c) in "WF" else " "
+                   for c in text[: max(col - 1, 0)])
+
+
 class GeneError(Exception):
     """A mistake in a Gene program (or a value thrown by one), with its location."""
 
@@ -71,7 +80,7 @@ class GeneError(Exception):
             text = source_line(self.span.file, self.span.line)
             if text is not None:
                 lines.append("    " + text)
-                lines.append("    " + " " * max(self.span.col - 1, 0) + "^")
+                lines.append("    " + caret_indent(text, self.span.col) + "^")
         for note in self.context:
             lines.append(f"  {note}")
         return "\n".join(lines)
