@@ -469,3 +469,22 @@ def test_the_documented_dump_kinds_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENE_DUMP", "ir, llvm,ir-after:dce")
     monkeypatch.setenv("GENE_JIT", "0")
     assert gene_jit.eval("(1 + 1)") == 2
+
+
+@pytest.mark.parametrize(("source", "text"), [
+    ('(tensor/rmsnorm (tensor/ones [2 3]) (tensor/ones [3]) ^eps "a")', "type error: tensor/rmsnorm: "),
+    ("(tensor/arange 0 10000000000000)", "error: tensor/arange: not enough memory"),
+    ('(tensor/seed "a")', 'type error: tensor/seed: expected an int >= 0, got "a"'),
+    ("(tensor/astype (tensor/ones [2] ^dtype :i32) nil)", "tensor/astype: needs a dtype"),
+])
+def test_tensor_ops_name_themselves_in_errors_numpy_raised(source: str, text: str) -> None:
+    """Bad input that NumPy refuses (or memory a size asks for) is a Gene error naming the
+    tensor op, never NumPy's exception; a nil dtype is refused, not taken for f32."""
+    import gene_jit
+    from gene_jit.runtime.errors import GeneError
+
+    pytest.importorskip("numba")
+    with pytest.raises(GeneError) as info:
+        gene_jit.eval(source)
+    shown = f"{info.value.kind}: {info.value.message}"
+    assert text in shown and "ValueError" not in shown and "MemoryError" not in shown

@@ -97,6 +97,8 @@ def _wrapped(fn: Callable[..., Any], sig: inspect.Signature, full: str, primary:
             except TypeError:
                 raise arity_error(full, sig, args, kwargs) from None
             raise GeneTypeError(f"{full}: {exc}") from exc
+        except MemoryError as exc:  # a size the program asked for (a tensor of 2^40 values)
+            raise GeneError(f"{full}: not enough memory: {exc}") from None
 
     wrapper.__gene_builtin__ = full  # type: ignore[attr-defined]
     wrapper.__gene_raw__ = fn  # type: ignore[attr-defined]

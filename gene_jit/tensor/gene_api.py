@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gene_jit.runtime.builtins import gene_builtin
 from gene_jit.runtime.registry import builtin
 from gene_jit.runtime.values import Symbol
 from gene_jit.tensor import ops, ops_nn
@@ -59,7 +60,7 @@ TENSOR_NAMES: dict[str, Any] = {
 }
 
 for _name, _fn in TENSOR_NAMES.items():
-    builtin(_name, ns="tensor")(_fn)
+    gene_builtin(_name, ns="tensor")(_fn)  # NumPy's errors on bad input name the op
 
 
 @builtin("dtype", ns="tensor")

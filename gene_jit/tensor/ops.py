@@ -121,6 +121,8 @@ def to(t: Tensor, device: Any) -> Tensor:
 
 
 def astype(t: Tensor, dtype: Any, op: str = "tensor/astype") -> Tensor:
+    if dtype is None:  # (nil is the default dtype where a dtype is optional; here it is not)
+        raise GeneTypeError(f"{op}: needs a dtype (:f32, :f16, :bf16, :f64, :i32 or :i64), got nil")
     name = dtype_name(dtype)
     t = as_tensor(t, op=op)
     return t if name == t.dtype else converted(values(t), name, op, t.device)
@@ -254,6 +256,8 @@ _RNG = np.random.default_rng()
 def seed(n: int) -> None:
     """`(tensor/seed 42)`: make rand/randn reproducible."""
     global _RNG
+    if type(n) is not int or n < 0:
+        raise GeneTypeError(f"tensor/seed: expected an int >= 0, got {shown(n)}")
     _RNG = np.random.default_rng(n)
 
 
