@@ -310,6 +310,10 @@ def to_gbnf(schema: Mapping[str, Any]) -> str:
         def _format_literal(self, literal: str) -> str:
             return gbnf_literal(literal)
 
+        def resolve_refs(self, schema: dict[str, Any], url: str) -> dict[str, Any]:
+            resolve_local_refs(schema, url, self._refs)
+            return schema
+
     converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     try:
         resolved = converter.resolve_refs(_with_required(json.loads(json.dumps(schema))), "input")
@@ -323,6 +327,35 @@ def to_gbnf(schema: Mapping[str, Any]) -> str:
             raise GrammarError(f"JSON schema keyword '$ref': {ref.group(1)} points at nothing in "
                                "the schema") from None
         raise GrammarError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
+
+
+def resolve_local_refs(schema: Any, url: str, refs: dict[str, Any]) -> None:
+    """The converter's `resolve_refs` for references inside the schema (the only ones
+    allowed): each `$ref` made absolute and its target recorded, in every node. The
+    converter's own skipped the rest of a node that has a `$ref`, so the `$defs` beside
+    a root `$ref` (a recursive schema: a tree) kept references it could not resolve."""
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+            return
+        if not isinstance(node, dict):
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            target = schema
+            for part in ref[2:].split("/"):
+                part = part.replace("~1", "/").replace("~0", "~")
+                if not isinstance(target, dict) or part not in target:
+                    raise GrammarError(f"JSON schema keyword '$ref': {ref} points at nothing in the schema")
+                target = target[part]
+            node["$ref"] = f"{url}{ref}"
+            refs[node["$ref"]] = target
+        for key, value in node.items():
+            if key not in ("enum", "const", "default", "examples"):
+                visit(value)
+
+    visit(schema)
 
 
 _GBNF_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
