@@ -101,7 +101,9 @@ def _operand_kinds(key: tuple[str, int, int], frame: FrameType | None) -> str | 
 def _compared(m: re.Match[str], span: Span | None, frame: FrameType | None) -> str:
     op, left, right = m.group(1), _kind(m.group(2)), _kind(m.group(3))
     gene_op = _OPERATOR_AT.get(_key(span)) if span else None
-    if gene_op == op:
+    # a chain of comparisons in both directions shares its position; `<=` is also the
+    # range check of an inline + - *, which a macro's expansion may share it with
+    if gene_op == op or (gene_op is None and op in ("<", ">", ">=")):
         return f"{op} compares numbers only, got {left} and {right}"  # as runtime.ops says
     kinds = {left, right} - {"int", "float"}
     got = " and ".join(sorted(kinds)) or "non-numbers"
