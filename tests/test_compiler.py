@@ -590,3 +590,29 @@ def test_async_futures_complete_synchronously() -> None:
 (println [(await f) (f .state) f/value (g .state) (await f (h 4)) (try (await g) catch * $ex)])
 """
     assert out(src) == "got 3\nfailed bad\n[3 success 3 failure [3 8] bad]\n"
+
+
+@pytest.mark.parametrize("shape", ["(a {op} a {op} ... a)", "(+ a a ... a)", "(a {op} (a {op} (... a)))"])
+def test_operator_chains_compile_to_code_linear_in_their_length(shape: str) -> None:
+    """A sum of n values that may be booleans is code of size O(n): the slow path of an
+    inline operator takes its operands as temps (it took the left expression again, so
+    each operand doubled the code: 16 operands made 4 MB of Python, 40 never finished)."""
+    sizes = []
+    for n in (8, 12, 16):
+        if shape.startswith("(+"):
+            body = "(+ " + " ".join(["a"] * n) + ")"
+        elif "(a {op} (a" in shape:
+            body = "a"
+            for _ in range(n - 1):
+                body = f"(a + {body})"
+        else:
+            body = "(" + " + ".join(["a"] * n) + ")"
+        seen: list[int] = []
+        hook = lambda mod, filename, env, seen=seen: seen.append(len(ast.unparse(mod)))  # noqa: E731
+        compiler.AST_HOOKS.append(hook)
+        try:
+            compiler.run_source(f"(fn s [a] {body}) (s 1)", f"<chain{n}>")
+        finally:
+            compiler.AST_HOOKS.remove(hook)
+        sizes.append(max(seen))
+    assert sizes[2] < 2 * sizes[1] and sizes[1] < 2 * sizes[0], sizes

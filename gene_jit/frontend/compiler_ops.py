@@ -286,7 +286,9 @@ def arith(
     pyop, _ = _ARITH[op]
     need_lo, need_hi = _checks(op, b, kinds, bounds)
     guards = (proofs[0] is not True, proofs[1] is not True)
-    operands = [_operand(c, e) if g else (e, e) for e, g in zip((a, b), guards, strict=True)]
+    # the slow path (a guard failed) takes both operands again: as temps, never the
+    # expressions themselves, which would run twice (and a chain of n sums would be 2^n)
+    operands = [_operand(c, e) if any(guards) else (e, e) for e in (a, b)]
     (a, a2), (b, b2) = operands
     flags = sorted({p for p in proofs if isinstance(p, str)})
     fast = [not_bool(e) for e, p in zip((a2, b2), proofs, strict=True) if p is False]
