@@ -258,3 +258,28 @@ def test_fallback_false_refuses_every_call_compiled_code_cannot_take() -> None:
     with pytest.raises(GeneTypeError, match="takes no rest or optional parameters"):
         rest(1, 2)
     assert jit("(fn tot [a] (var s 0.0) (for x in a (s += x)) s)")([1.0, 2.0]) == 3.0
+
+
+def test_threads_calling_at_once_compile_each_signature_once() -> None:
+    """First calls from many threads at once compile a signature once: one entry each."""
+    import threading
+
+    fns = [jit(f"(fn k{i} [a x] (var s 0.0) (for j in (range 0 (len a)) (s += ((get a j) * x))) s)")
+           for i in range(4)]
+    results: list[float] = []
+    start = threading.Barrier(8)
+
+    def work(f: object) -> None:
+        start.wait()
+        for n in range(20):
+            results.append(f(np.arange(5.0), float(n % 3)))  # type: ignore[operator]
+            results.append(f(np.arange(5), n % 3))  # type: ignore[operator]
+
+    threads = [threading.Thread(target=work, args=(fns[i % 4],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(results)) == [0.0, 10.0, 20.0] and len(results) == 320
+    for f in fns:
+        assert sorted(f.signatures) == ["(array<f64,1>, f64) -> f64", "(array<i64,1>, i64) -> f64"]

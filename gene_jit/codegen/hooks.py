@@ -26,6 +26,7 @@ import ast
 import ctypes
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,9 @@ def _has_loop(form: Form) -> bool:
             return True
         return any(_has_loop(k) for k in form.children)
     return False
+
+
+COMPILE_LOCK = threading.RLock()
 
 
 class FnState:
@@ -132,6 +136,15 @@ class FnState:
         return tiering.call_forwarded(entry, args)
 
     def compile(self, sig: tuple[T.Type, ...]) -> Any:
+        # threads whose first calls come at once compile a signature once (LLVM's work
+        # is serial anyway): the others find it installed
+        with COMPILE_LOCK:
+            done = self.native.get(sig)
+            if done is not None or sig in self.failed:
+                return done
+            return self._compile(sig)
+
+    def _compile(self, sig: tuple[T.Type, ...]) -> Any:
         assert self.source is not None
         deps: set[FnState] = set()
         names: dict[tuple[int, str], Binding] = {}
