@@ -157,6 +157,11 @@ def run_file(path: str, args: Iterable[str] = ()) -> Any:
     """Run a .gene file with `$args` = `args`; the value of its last form, as Python data."""
     if isinstance(args, str | bytes):  # would become one argument per character
         raise GeneTypeError(f"gene_jit.run_file: args must be a list of strings, got {type(args).__name__}")
+    args = list(args)
+    bad = [a for a in args if not isinstance(a, str)]  # $args holds strings, as from a shell
+    if bad:
+        raise GeneTypeError(f"gene_jit.run_file: args must be a list of strings, got an element "
+                            f"{type(bad[0]).__name__} {bad[0]!r}")
     return to_python(run_program(path, args))
 
 

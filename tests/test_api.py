@@ -267,3 +267,16 @@ def test_gene_errors_reach_python_without_gene_jits_own_frames() -> None:
             call()
         files = {f.filename for f in traceback.extract_tb(info.value.__traceback__)}
         assert not [f for f in files if "gene_jit/frontend" in f or "gene_jit/runtime" in f], files
+
+
+def test_run_file_args_are_strings(tmp_path: Path) -> None:
+    """$args holds strings, as a shell gives them: another element is refused by name."""
+    import gene_jit
+    from gene_jit.runtime.errors import GeneTypeError
+
+    path = tmp_path / "a.gene"
+    path.write_text("$args\n")
+    assert gene_jit.run_file(str(path), args=("x", "y")) == ["x", "y"]
+    for args in ([1], ["a", None]):
+        with pytest.raises(GeneTypeError, match="args must be a list of strings, got an element"):
+            gene_jit.run_file(str(path), args=args)  # type: ignore[list-item]
