@@ -152,3 +152,18 @@ def test_model_info_says_where_the_model_runs(tiny: Model) -> None:
         assert g.model_info(m)["device"] == ("cuda" if gpu else "cpu")
     finally:
         m.close()
+
+
+def test_a_chat_turn_started_from_its_own_callback_is_refused(tiny: Model) -> None:
+    """chat-send from the :on-token of the same session's turn is an error, and the history
+    keeps one user message and one reply per turn (it interleaved two turns)."""
+    session = g.chat_session(tiny, None, 128)
+
+    def nested(chunk: str) -> None:
+        g.chat_send(session, "nested", 2, temperature=0)
+
+    with pytest.raises(GeneError, match="this session is still writing its reply"):
+        g.chat_send(session, "Hi", 4, temperature=0, on_token=nested)
+    assert g.chat_history(session) == []
+    g.chat_send(session, "Hi", 2, temperature=0)
+    assert [m["role"] for m in g.chat_history(session)] == ["user", "assistant"]
