@@ -133,6 +133,7 @@ def test_find_similar_options_that_match_no_parameter_are_named(tiny: Model) -> 
     (lambda m: g.format_qa_prompt(None, "ctx"), "format-qa-prompt: the question must be a string, got nil"),
     (lambda m: g.format_qa_prompt("q", 5), "the context must be a string or an array of strings, got 5"),
     (lambda m: g.generate_text(m, "x", 3, top_k=10**11), ":top-k expects an integer from 0 to 2147483647"),
+    (lambda m: g.generate_text("default", "Hi", 5), 'got two strings, "default" and "Hi": the model comes first'),
 ])
 def test_arguments_of_the_wrong_kind_are_named_in_gene_words(tiny: Model, call: object, text: str) -> None:
     """nil where a text or tokens belong is reported as nil (not as the model next to it),

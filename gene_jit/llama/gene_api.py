@@ -362,6 +362,10 @@ def decode(a: Any, b: Any = _ABSENT, *flags: Any, **kw: Any) -> str:
 
 def _split_model(entry: str, model: Any, prompt: Any, n: Any) -> tuple[Model, str, int]:
     if isinstance(model, str):  # (generate-text "prompt" 50) uses the current model
+        if isinstance(prompt, str):
+            raise LlamaError(f"{entry}: got two strings, {shown(model)} and {shown(prompt)}: the model comes "
+                             f"first, as a model (var m (model/create {shown(model)})), or the prompt "
+                             "alone for the current model")
         model, prompt, n = current_model(), model, prompt if prompt is not None else n
     m = _as_model(model)
     if not isinstance(prompt, str):
