@@ -123,7 +123,7 @@ def arity_error(
         expected = str(low)
     else:
         expected = f"{low} to {len(positional)}"
-    plural = "" if expected == "1" else "s"
+    plural = "" if expected in ("1", "at least 1") else "s"
     return GeneArityError(f"{name}: expected {expected} argument{plural}, got {len(args)}")
 
 

@@ -62,8 +62,9 @@ STRING_METHODS: dict[str, Method] = {
 }
 
 
-def _arr_add(a: list[Any], *xs: Any) -> list[Any]:
-    a.extend(xs)
+def _arr_add(a: list[Any], x: Any, *more: Any) -> list[Any]:
+    a.append(x)
+    a.extend(more)
     return a
 
 
@@ -188,22 +189,28 @@ def _checked(kind: str, name: str, fn: Method) -> Method:
     except (TypeError, ValueError):  # some C callables have no signature
         sig = None
 
+    own = getattr(fn, "__gene_builtin__", None)  # a builtin behind the method (`index-of`)
+
     def method(obj: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(obj, *args, **kwargs)
-        except (TypeError, GeneArityError) as exc:
-            # a builtin behind a method (`index-of` behind `.index`) reports its own
-            # arity, counting the receiver: the binding below decides whose call it was
-            if isinstance(exc, GeneError) and not isinstance(exc, GeneArityError) or sig is None:
+        except (TypeError, GeneError) as exc:
+            if isinstance(exc, GeneError) and not isinstance(exc, GeneArityError):
+                if own and exc.message.startswith(f"{own}: "):  # name what the program wrote
+                    exc.message = f".{name}: {exc.message[len(own) + 2:]}"
+                    exc.args = (exc.message,)
                 raise
-            try:
-                sig.bind(obj, *args, **kwargs)
-            except TypeError:
-                params = list(sig.parameters.values())
-                if params and params[0].kind is not params[0].VAR_POSITIONAL:
-                    params = params[1:]  # the receiver is not an argument at the call site
-                call_sig = sig.replace(parameters=params)
-                raise arity_error(f".{name} on {kind}", call_sig, args, kwargs) from None
+            # the builtin reports its own arity, counting the receiver: the binding
+            # decides whose call it was
+            if sig is not None:
+                try:
+                    sig.bind(obj, *args, **kwargs)
+                except TypeError:
+                    params = list(sig.parameters.values())
+                    if params and params[0].kind is not params[0].VAR_POSITIONAL:
+                        params = params[1:]  # the receiver is not an argument at the call site
+                    call_sig = sig.replace(parameters=params)
+                    raise arity_error(f".{name} on {kind}", call_sig, args, kwargs) from None
             raise
 
     method.__gene_builtin__ = f".{name}"  # type: ignore[attr-defined]
