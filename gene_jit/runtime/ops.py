@@ -286,8 +286,7 @@ def interp(*parts: Any) -> str:
 
 
 def make_range(a: Any, b: Any) -> Range:
-    """`(a .. b)`: numbers, as `range` takes (a string bound failed later, in a loop, at
-    a `+` the program never wrote)."""
+    """`(a .. b)`, of numbers as `range` takes (checked here, not at a later `+`)."""
     for v in (a, b):
         if type(v) not in (int, float) and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
             raise GeneTypeError(f"(a .. b) expects numbers, got {kind_name(a)} and {kind_name(b)}")
