@@ -27,6 +27,7 @@ from typing import Any
 
 from gene_jit.llama.errors import GrammarError
 from gene_jit.llama.options import shown
+from gene_jit.llama.schema_finite import finite_values
 
 GRAMMAR, CHECKED, NOTE = "grammar", "checked", "note"
 
@@ -43,6 +44,8 @@ KEYWORDS: dict[str, str] = {
     # integers: by the grammar (ranges); numbers: by the grammar too, except the fraction
     # where both bounds lie in one integer part (0.2 to 0.8) or need over 15 decimals
     "minimum": CHECKED, "maximum": CHECKED, "exclusiveMinimum": CHECKED, "exclusiveMaximum": CHECKED,
+    # multipleOf and uniqueItems: by the grammar where the values are few enough to list
+    # (schema_finite.py), else by the check
     "multipleOf": CHECKED, "pattern": CHECKED, "format": CHECKED, "uniqueItems": CHECKED,
     "oneOf": CHECKED, "allOf": CHECKED, "minProperties": CHECKED, "maxProperties": CHECKED,
     "contains": CHECKED, "minContains": CHECKED, "maxContains": CHECKED,
@@ -124,6 +127,7 @@ def _check_satisfiable(path: str, schema: Mapping[str, Any]) -> None:
         if values is not None and values < least:
             raise _refuse(path, "uniqueItems", f"minItems {least} needs {least} different items but items "
                           f"allows only {values} value{'' if values == 1 else 's'}")
+    finite_values(schema, path)  # refuses a multipleOf that no value between the bounds meets
 
 
 def _distinct_values(schema: Mapping[str, Any]) -> int | None:
@@ -409,6 +413,10 @@ def _own_rule(conv: Any, schema: Any, name: str) -> str | None:
         return str(conv._add_rule(_rule_name(name), conv._add_primitive("value", _primitives()["value"])))
     if not isinstance(schema, Mapping) or {"$ref", "anyOf", "oneOf", "const", "enum"} & set(schema):
         return None
+    listed = finite_values(schema)
+    if listed is not None:  # multipleOf, uniqueItems: every value the schema allows, written out
+        conv._add_rule("space", '" "?')
+        return str(conv._add_rule(_rule_name(name), "(" + " | ".join(map(gbnf_literal, listed)) + ") space"))
     kind = schema.get("type")
     body: str | None = None
     if isinstance(kind, list):  # each type with the schema's other keywords
