@@ -304,7 +304,8 @@ class Compiler:
                 ns.members.add(name)
                 return Ref("ns", name, ns)
             py = pyid(name)
-            if fresh and (fn.find(name) is not None or (len(fn.blocks) > 1 and py in self.env)):
+            # a var in a nested block (a branch, a loop body) ends with it: a name of its own
+            if fresh and (fn.find(name) is not None or len(fn.blocks) > 1):
                 py = f"{name} {next(self._ids)}"
             elif not fresh:
                 py = fn.find(name) or py
