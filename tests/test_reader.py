@@ -409,3 +409,14 @@ def test_any_text_reads_or_raises_syntax_error(text: str) -> None:
         form_to_value(form)
     dump(forms)
     assert is_complete(text)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b", "\x7f"])
+def test_control_characters_outside_strings_are_syntax_errors(char: str) -> None:
+    """A NUL or other control character between forms (invisible where an error shows the
+    line) is a syntax error naming it, not a symbol named by it; inside a string it is
+    the string's."""
+    with pytest.raises(GeneSyntaxError, match=f"unexpected control character U\\+{ord(char):04X}") as info:
+        read(f'(println "a"){char}(println "b")', "c.gene")
+    assert (info.value.span.line, info.value.span.col) == (1, 14)
+    assert read(f'"a{char}b"', "c.gene")[0].value == f"a{char}b"

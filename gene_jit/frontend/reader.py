@@ -67,7 +67,8 @@ _KEY = re.compile(r'(?:[^\s,"%()\[\]{};\\^]|\\.)+', re.S)
 _TOKEN_ESCAPE = re.compile(r"\\(.)", re.S)
 # Whitespace, then either a plain token (group 2: one that cannot start with a dispatch
 # character or an escape) or the position of the next character (group 1).
-_NEXT = re.compile(_WS.pattern + r'()([^\s,"%()\[\]{};\\#\':^](?:[^\s,"%()\[\]{};\\]|\\.)*)?', re.S)
+_NEXT = re.compile(_WS.pattern + r'()([^\s,"%()\[\]{};\\#\':^\x00-\x08\x0e-\x1f\x7f]'
+                   r'(?:[^\s,"%()\[\]{};\\\x00-\x08\x0e-\x1f\x7f]|\\.)*)?', re.S)
 _NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 _DIGITS = frozenset("0123456789")
 _SLOW_START = frozenset("0123456789+-")  # tokens that may be numbers
@@ -252,6 +253,9 @@ class _Reader:
             elif c == "'":
                 form, pos = self._char(pos)
                 self._deliver(stack, form)
+            elif c < " " or c == "\x7f":  # NUL and the like: invisible where the error shows the line
+                raise GeneSyntaxError(f"unexpected control character U+{ord(c):04X} in the source",
+                                      self._span(pos, pos + 1))
             else:
                 form, pos = self._token(pos)
                 self._deliver(stack, form)
