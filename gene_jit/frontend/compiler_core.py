@@ -74,9 +74,14 @@ def special(*names: str) -> Callable[[Handler], Handler]:
 # ---------------------------------------------------------------- AST helpers
 
 
+# Python's AST refuses the first three as identifiers (every other string is accepted);
+# a global named __builtins__ would replace the builtins every Gene call looks up, and
+# __debug__ cannot be assigned
+_RENAMED = frozenset({"None", "True", "False", "__builtins__", "__debug__"})
+
+
 def pyid(name: str) -> str:
-    # Python's AST refuses these three as identifiers; every other string is accepted.
-    return " " + name if name in ("None", "True", "False") else name
+    return " " + name if name in _RENAMED else name
 
 
 def load(name: str) -> ast.Name:
