@@ -26,7 +26,7 @@ from gene_jit.frontend.compiler_core import (
 )
 from gene_jit.frontend.compiler_exprs import complex_symbol, member_step, module_key
 from gene_jit.frontend.core import segment_key
-from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Sym
+from gene_jit.frontend.forms import Arr, Form, GeneF, Lit, Quote, Sym
 from gene_jit.frontend.special_try import check_exit
 
 # ---------------------------------------------------------------- variables
@@ -497,12 +497,19 @@ def with_form(c: Compiler, form: GeneF, value: bool) -> Result:
     t = c.temp("self")
     saved = c.fn.self_name
     c.fn.self_name = t
+    rest = list(form.children[1:])
+    tap = sym_name(form.head) == "$tap"
+    # `($tap v :name body...)`: the body also sees the value as `name`
+    named = rest.pop(0).form if tap and rest and isinstance(rest[0], Quote) and isinstance(
+        rest[0].form, Sym) and not rest[0].form.is_complex else None
     try:
-        body = c.body(form.children[1:], value)
+        with c.block():
+            pre = c.store_ref(c.declare(named.name), load(t)) if named is not None else []
+            body = c.body(rest, value)
     finally:
         c.fn.self_name = saved
-    stmts = [*res.stmts, assign(t, res.expr)]
-    if sym_name(form.head) == "$tap":
+    stmts = [*res.stmts, assign(t, res.expr), *pre]
+    if tap:
         return Result(stmts + c.discard(body), load(t))
     return Result(stmts + body.stmts, body.expr)
 
