@@ -500,8 +500,11 @@ def with_form(c: Compiler, form: GeneF, value: bool) -> Result:
     rest = list(form.children[1:])
     tap = sym_name(form.head) == "$tap"
     # `($tap v :name body...)`: the body also sees the value as `name`
-    named = rest.pop(0).form if tap and rest and isinstance(rest[0], Quote) and isinstance(
-        rest[0].form, Sym) and not rest[0].form.is_complex else None
+    first = rest[0] if tap and rest else None
+    named = first.form if isinstance(first, Quote) and isinstance(first.form, Sym) and not first.form.is_complex \
+        else None
+    if named is not None:
+        rest.pop(0)
     try:
         with c.block():
             pre = c.store_ref(c.declare(named.name), load(t)) if named is not None else []
