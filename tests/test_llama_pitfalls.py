@@ -416,3 +416,20 @@ def test_gemma_style_template_keeps_every_message_plain(tmp_path: Path) -> None:
         assert len(_control_ids(m, tokens)) == 1 + 2 * 3 + 1  # BOS, three turns, the reply's opening
     finally:
         m.close()
+
+
+@pytest.mark.parametrize(("messages", "turns"), [
+    ([{"role": "system", "content": "Be a pirate."}], ["user\nBe a pirate."]),
+    ([{"role": "user", "content": "hi"}, {"role": "system", "content": "Rhyme."}], ["user\nhi", "user\nRhyme."]),
+    ([{"role": "system", "content": "S."}, {"role": "assistant", "content": "Ahoy"}, {"role": "user", "content": "hi"}],
+     ["user\nS.", "model\nAhoy", "user\nhi"]),
+    ([{"role": "system", "content": "S."}, {"role": "user", "content": "hi"}], ["user\nS.\n\nhi"]),
+])
+def test_gemma_system_text_is_never_dropped(messages: list[dict[str, str]], turns: list[str]) -> None:
+    """Gemma has no system role: system text goes in front of the next user message, and
+    where no user message follows before the model's turn, in a user turn of its own (the
+    server answered a system message alone from an empty prompt)."""
+    from gene_jit.llama.chat_template import ARCH_TEMPLATES, render_chat
+
+    prompt = str(render_chat(ARCH_TEMPLATES["gemma3"], messages, bos_token="<bos>"))
+    assert prompt == "<bos>" + "".join(f"<start_of_turn>{t}<end_of_turn>\n" for t in turns) + "<start_of_turn>model\n"

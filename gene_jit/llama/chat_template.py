@@ -37,14 +37,18 @@ TRANSCRIPT_STOPS = ("\nUser:", "\n\n\n")
 # The chat format of architectures whose GGUF files are often published without
 # tokenizer.chat_template (the default model's is one): the turn markers the model was
 # trained on, written as llama.cpp's built-in templates write them. Gemma has no system
-# role; system text goes in front of the next user message.
+# role; system text goes in front of the next user message, and where none follows
+# before the model's turn (instructions alone), in a user turn of its own.
 GEMMA_TEMPLATE = (
     "{{ bos_token }}{% set ns = namespace(system='') %}{% for message in messages %}"
     "{% if message['role'] == 'system' %}{% set ns.system = ns.system + (message['content'] | trim) + '\n\n' %}"
     "{% elif message['role'] == 'user' %}{{ '<start_of_turn>user\n' + ns.system }}"
     "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{% set ns.system = '' %}"
-    "{% else %}{{ '<start_of_turn>model\n' }}{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    "{% else %}{% if ns.system %}{{ '<start_of_turn>user\n' + (ns.system | trim) + '<end_of_turn>\n' }}"
+    "{% set ns.system = '' %}{% endif %}"
+    "{{ '<start_of_turn>model\n' }}{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{% endif %}"
+    "{% endfor %}{% if ns.system %}{{ '<start_of_turn>user\n' + (ns.system | trim) + '<end_of_turn>\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 ARCH_TEMPLATES = {"gemma": GEMMA_TEMPLATE, "gemma2": GEMMA_TEMPLATE, "gemma3": GEMMA_TEMPLATE}
 
