@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
+from gene_jit.frontend.core import COMPARE_OPS
 from gene_jit.frontend.forms import Form, GeneF, Span
 from gene_jit.runtime.builtins import raised_in_gene_code
 from gene_jit.runtime.errors import (
@@ -103,7 +104,7 @@ def _compared(m: re.Match[str], span: Span | None, frame: FrameType | None) -> s
     gene_op = _OPERATOR_AT.get(_key(span)) if span else None
     # a chain of comparisons in both directions shares its position; `<=` is also the
     # range check of an inline + - *, which a macro's expansion may share it with
-    if gene_op == op or (gene_op is None and op in ("<", ">", ">=")):
+    if gene_op == op or (gene_op is None and op != "<=" and op in COMPARE_OPS):
         return f"{op} compares numbers only, got {left} and {right}"  # as runtime.ops says
     kinds = {left, right} - {"int", "float"}
     got = " and ".join(sorted(kinds)) or "non-numbers"
