@@ -164,7 +164,11 @@ class JitFunction:
 
     @property
     def stats(self) -> Any:
-        return self._state.stats if self._state is not None else None
+        if self._state is not None:
+            return self._state.stats
+        from gene_jit.codegen.stats import FnStats  # plain data: LLVM stays unloaded
+
+        return FnStats(self.name, reason="tier 1 is off (GENE_JIT=0): every call runs in tier 0")
 
     def __repr__(self) -> str:
         return f"<gene_jit.jit {self.name} {self.signatures}>"

@@ -283,3 +283,13 @@ def test_threads_calling_at_once_compile_each_signature_once() -> None:
     assert sorted(set(results)) == [0.0, 10.0, 20.0] and len(results) == 320
     for f in fns:
         assert sorted(f.signatures) == ["(array<f64,1>, f64) -> f64", "(array<i64,1>, i64) -> f64"]
+
+
+def test_stats_exist_with_tier_1_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """f.stats says why calls run in tier 0 in every mode (it was None under GENE_JIT=0)."""
+    from gene_jit.runtime import tiering
+
+    monkeypatch.setattr(tiering, "active", lambda: None)
+    f = jit("(fn k9 [a] (a + 1))")
+    assert f(1) == 2 and f.signatures == []
+    assert "GENE_JIT=0" in f.stats.reason

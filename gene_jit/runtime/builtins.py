@@ -326,10 +326,13 @@ def to_f(v: Any) -> float:
     raise GeneTypeError(f"to_f: expected a string or number, got {type_name(v)}")
 
 
+_ONE_ARGUMENT: Any = object()  # `(range n)` (a nil end is the program's mistake)
+
+
 @gene_builtin("range")
-def gene_range(start: Any, end: Any = None, step: Any = 1) -> Range:
+def gene_range(start: Any, end: Any = _ONE_ARGUMENT, step: Any = 1) -> Range:
     """`(range a b [step])`: a range from a to b, end excluded; `(range n)` is 0..n-1."""
-    if end is None:
+    if end is _ONE_ARGUMENT:
         start, end = 0, start
     for v in (start, end, step):
         expect("range", v, (int, float), "a number")
