@@ -168,3 +168,39 @@ def test_a_chat_turn_started_from_its_own_callback_is_refused(tiny: Model) -> No
     assert g.chat_history(session) == []
     g.chat_send(session, "Hi", 2, temperature=0)
     assert [m["role"] for m in g.chat_history(session)] == ["user", "assistant"]
+
+
+def test_threads_sharing_a_model_or_a_session_keep_their_own_streams(tiny: Model) -> None:
+    """get-next-token continues the stream of the calling thread (one thread's prompt took
+    over another's), and chat-send turns from several threads follow one another on a
+    shared session, each a user message and its reply."""
+    import threading
+
+    def stream(prompt: str) -> list[int]:
+        toks = [g.get_next_token(tiny, prompt)]
+        toks += [g.get_next_token(tiny) for _ in range(6)]
+        return toks
+
+    alone = {p: stream(p) for p in ("The cat", "A dog ran")}
+    got: dict[int, list[int]] = {}
+    start = threading.Barrier(4)
+
+    def work(i: int) -> None:
+        start.wait()
+        got[i] = stream(("The cat", "A dog ran")[i % 2])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(got[i] == alone[("The cat", "A dog ran")[i % 2]] for i in range(4))
+
+    session = g.chat_session(tiny, None, 256)
+    turns = [threading.Thread(target=g.chat_send, args=(session, f"q{i}", 3), kwargs={"temperature": 0})
+             for i in range(3)]
+    for t in turns:
+        t.start()
+    for t in turns:
+        t.join()
+    assert [m["role"] for m in g.chat_history(session)] == ["user", "assistant"] * 3

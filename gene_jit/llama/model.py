@@ -104,7 +104,7 @@ class Model:
         # loop makes no libllama call (and no buffer allocation) for them after the first
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
-        self.last_stream: Any = None  # state of get-next-token
+        self._streams = threading.local()  # get-next-token's state: one a thread
         self.last_stats: Any = None  # Stats of the last generation
         _current = self
 
@@ -305,6 +305,16 @@ class Model:
             "threads": self.threads,
             "device": self.device,
         }
+
+    @property
+    def last_stream(self) -> Any:
+        """The sequence get-next-token continues in this thread (threads that share the
+        model each have their own: one thread's prompt took over another's stream)."""
+        return getattr(self._streams, "stepper", None)
+
+    @last_stream.setter
+    def last_stream(self, stepper: Any) -> None:
+        self._streams.stepper = stepper
 
     def close(self) -> None:
         for ctx in (*self._pool, self._embed_ctx, self._batch_ctx):

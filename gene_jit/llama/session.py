@@ -5,6 +5,7 @@ since the last one (the shared prefix stays cached)."""
 from __future__ import annotations
 
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from gene_jit.llama.chat_template import (
@@ -59,19 +60,21 @@ class ChatSession:
         self.dropped_turns = 0
         self.parse_special = False  # special tokens in message text (chat-send :parse-special)
         self.replying = False  # a turn is under way (its callbacks may not start another)
+        self._turns = threading.RLock()  # other threads' turns wait for this one to end
 
     def send(self, message: str, n: int = 256, on_token: Any = None, **kw: Any) -> str:
         """Add a user message, generate the reply, add it to the history, return it."""
         if not isinstance(message, str):
             raise LlamaError(f"a chat message must be a string, got {shown(message)}")
-        if self.replying:  # from this turn's own :on-token: the history would interleave
-            raise LlamaError("chat-send: this session is still writing its reply; send the next "
-                             "message after chat-send returns (or use another session)")
-        self.replying = True
-        try:
-            return self._send(message, n, on_token, kw)
-        finally:
-            self.replying = False
+        with self._turns:
+            if self.replying:  # from this turn's own :on-token: the history would interleave
+                raise LlamaError("chat-send: this session is still writing its reply; send the next "
+                                 "message after chat-send returns (or use another session)")
+            self.replying = True
+            try:
+                return self._send(message, n, on_token, kw)
+            finally:
+                self.replying = False
 
     def _send(self, message: str, n: int, on_token: Any, kw: dict[str, Any]) -> str:
         kw.setdefault("temperature", 0.7)
