@@ -57,7 +57,8 @@ def symbol(c: Compiler, form: Sym) -> Result:
         keys: list[ast.expr] = [const(segment_key(k)) for k in name[1:].split("/")]
         return pure(call(helper("Selector"), keys))
     if name.endswith("...") and len(name) > 3:
-        raise syntax_error(form, f"spread {name} is only valid inside an array or a call")
+        raise syntax_error(form, f"spread {name} is only valid inside an array or a call (a $render "
+                                 f"template splices an array with %(for x in {name[:-3]} ($emit x)))")
     ref = c.resolve(name)
     return Result([], c.load_ref(ref), False, c.kind_of(name, ref), c.bounds_of(name, ref))
 
