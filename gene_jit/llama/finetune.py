@@ -59,7 +59,13 @@ from gene_jit.llama.native_tools import (
     tools,
 )
 from gene_jit.llama.progress import Bar, wanted
-from gene_jit.llama.quantize import check_output, quantize, source_type, type_name
+from gene_jit.llama.quantize import (
+    check_output,
+    quantize,
+    source_type,
+    terminated_as_interrupt,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from gene_jit.llama.model import Model
@@ -170,7 +176,8 @@ def fine_tune(model: Model, texts: Any, out: Any, epochs: int = 2, lr: float = 1
     save_as = type_name(kind) if kind is not None else ("F32" if src_type == "F32" else "F16")
     check_trainable(model)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fine-tune.") as folder:
+    # SIGTERM ends the run as Ctrl-C does, so the folder (a GB of f32 weights) goes too
+    with terminated_as_interrupt(), tempfile.TemporaryDirectory(dir=target.parent, prefix=".fine-tune.") as folder:
         f32 = model.path if src_type == "F32" else quantize(str(model.path), Path(folder) / "f32.gguf", "F32",
                                                            model.threads, False).path
         trainer = _Trainer(f32, model.threads, window)

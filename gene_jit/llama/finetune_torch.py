@@ -246,9 +246,10 @@ def write_merged(model: Model, net: Gemma3, target: Path, save_as: str) -> None:
     """Base weights plus the adapters' products, saved as `save_as` into `target`."""
     import gguf
 
-    from gene_jit.llama.quantize import quantize
+    from gene_jit.llama.quantize import quantize, terminated_as_interrupt
 
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fine-tune.") as folder:
+    # SIGTERM ends the run as Ctrl-C does, so the folder (a GB of f32 weights) goes too
+    with terminated_as_interrupt(), tempfile.TemporaryDirectory(dir=target.parent, prefix=".fine-tune.") as folder:
         f32 = quantize(str(model.path), Path(folder) / "f32.gguf", "F32", model.threads, False).path
         reader = gguf.GGUFReader(str(f32), "r+")
         tensors = {t.name: t for t in reader.tensors}

@@ -172,7 +172,7 @@ def quantize(source: Any, out: Any, kind: Any = "Q8_0", threads: int | None = No
     started = time.perf_counter()
     cal = calibrate(src, name, calibration, imatrix, threads, show)
     table = imatrix_array(cal.imatrix) if cal is not None else None
-    with _terminated_as_interrupt():
+    with terminated_as_interrupt():
         _write(src, path, name, threads, show, cal, table)
     return Result(path, name, src.stat().st_size, path.stat().st_size, time.perf_counter() - started,
                   None if cal is None else cal.note)
@@ -201,7 +201,7 @@ def _write(src: Path, path: Path, name: str, threads: int | None, show: bool, ca
 
 
 @contextlib.contextmanager
-def _terminated_as_interrupt() -> Any:
+def terminated_as_interrupt() -> Any:
     """SIGTERM (a timeout, kill, a cancelled job) would end the process on the spot and
     leave the temporary file, hundreds of MB, behind. While quantising in the main
     thread it interrupts as Ctrl-C does, so the file is removed, and the process then
