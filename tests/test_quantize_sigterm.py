@@ -36,8 +36,8 @@ def test_sigterm_while_quantising_leaves_no_partial_file(tmp_path: Path, how: st
 def test_sigterm_while_fine_tuning_leaves_no_folder(tmp_path: Path, arch: str) -> None:
     """model/fine-tune works in a temporary folder beside its output (an F32 copy of the
     model, a GB for the default one): SIGTERM removes it as Ctrl-C does."""
-    from test_tool_interrupts import FACT, MANY
     from test_finetune import write_gemma3
+    from test_tool_interrupts import FACT, MANY
 
     if arch == "gemma3":
         pytest.importorskip("torch")
