@@ -239,6 +239,24 @@ def test_a_multiple_of_that_no_value_between_the_bounds_meets_is_refused() -> No
                                                                "maximum": 6}}})
 
 
+def test_schemas_nested_too_deep_are_refused_before_any_recursion() -> None:
+    """A schema (a map, or JSON text) nested deeper than the checks and the converter can
+    follow is a grammar error (it was Python's RecursionError); 100 levels still work."""
+    from gene_jit.llama.grammar import schema_to_gbnf
+    from gene_jit.llama.schema import bounded
+
+    deep: dict[str, Any] = {"type": "integer"}
+    for _ in range(600):
+        deep = {"type": "array", "items": deep}
+    for call in (lambda: bounded(deep), lambda: schema_to_gbnf(deep), lambda: schema_to_gbnf(json.dumps(deep))):
+        with pytest.raises(GrammarError, match="nests maps and arrays 601 deep; at most 128"):
+            call()
+    ok: dict[str, Any] = {"type": "integer"}
+    for _ in range(100):
+        ok = {"type": "array", "items": ok}
+    assert schema_to_gbnf(bounded(ok))
+
+
 # ------------------------------------------------------------- the default model
 
 

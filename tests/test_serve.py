@@ -726,3 +726,19 @@ def test_a_server_whose_batched_rows_differ_says_so() -> None:
             out, err = proc.communicate()
     assert "may differ from the same request alone" in err
     assert "gene-jit serve: stopped" in out and proc.returncode == 0, (out, err)
+
+
+def test_bodies_and_schemas_nested_too_deep_are_client_errors(server: Any) -> None:
+    """A body nested deeper than the JSON reader follows, or a response_format schema
+    deeper than the grammar takes, is a 400 saying so (they were 500s: RecursionError)."""
+    raw = ('{"model":"default","prompt":"hi","max_tokens":2,"stop":' + "[" * 1000 + "]" * 1000 + "}").encode()
+    status, _, body = _http(server.url + "/v1/completions", raw=raw)
+    assert status == 400 and b"nests its arrays and objects too deeply" in body
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(600):
+        schema = {"type": "array", "items": schema}
+    status, _, body = _http(server.url + "/v1/chat/completions", {
+        "model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": schema}}})
+    assert status == 400 and b"nests maps and arrays 601 deep; at most 128" in body
+    assert json.loads(body)["error"]["param"] == "response_format"

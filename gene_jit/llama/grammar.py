@@ -35,14 +35,20 @@ def schema_to_gbnf(schema: Any) -> str:
             schema_obj = json.loads(schema)
         except json.JSONDecodeError as exc:
             raise GrammarError(f"the JSON schema is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise GrammarError("the JSON schema nests too deeply to read") from None
     elif isinstance(schema, Mapping):
+        from gene_jit.llama.schema import check_nesting
+
+        check_nesting(schema)  # before anything follows it down
         schema_obj = _plain(schema)
     else:
         raise GrammarError(f"a JSON schema must be a map or JSON text, got {type(schema).__name__}")
     if not isinstance(schema_obj, dict):
         raise GrammarError("a JSON schema must be an object")
-    from gene_jit.llama.schema import check_keywords, to_gbnf
+    from gene_jit.llama.schema import check_keywords, check_nesting, to_gbnf
 
+    check_nesting(schema_obj)
     check_keywords(schema_obj)
     return end_at_value(to_gbnf(schema_obj))
 

@@ -258,9 +258,36 @@ def integer_bounds(schema: Mapping[str, Any]) -> tuple[int | None, int | None]:
 # ------------------------------------------------------------------ bounded schemas
 
 
+MAX_NESTING = 128  # maps and arrays inside each other (Python's recursion ends near 300)
+
+
+def nesting(schema: Any) -> int:
+    """How deep maps and arrays nest in `schema` (counted without recursion)."""
+    deepest, stack = 0, [(schema, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, Mapping) else node))
+    return deepest
+
+
+def check_nesting(schema: Any) -> None:
+    """Refuse a schema nested deeper than the checks and the converter can follow."""
+    depth = nesting(schema)
+    if depth > MAX_NESTING:
+        raise GrammarError(f"the JSON schema nests maps and arrays {depth} deep; at most {MAX_NESTING} "
+                           "are taken")
+
+
 def bounded(schema: Any) -> Any:
     """The schema with length limits on strings and arrays, and no extra object keys,
     where it sets none: every output still satisfies the original, and generation ends."""
+    check_nesting(schema)
+    return _bounded(schema)
+
+
+def _bounded(schema: Any) -> Any:
     if not isinstance(schema, Mapping):
         return schema
     all_of = schema.get("allOf")
@@ -269,13 +296,13 @@ def bounded(schema: Any) -> Any:
     out = dict(schema)
     for key in ("properties", "$defs", "definitions"):
         if isinstance(out.get(key), Mapping):
-            out[key] = {k: bounded(v) for k, v in out[key].items()}
+            out[key] = {k: _bounded(v) for k, v in out[key].items()}
     for key in ("items", "additionalProperties", "contains"):
         if isinstance(out.get(key), Mapping):
-            out[key] = bounded(out[key])
+            out[key] = _bounded(out[key])
     for key in ("anyOf", "oneOf", "allOf", "prefixItems", "items"):
         if isinstance(out.get(key), list):
-            out[key] = [bounded(s) for s in out[key]]
+            out[key] = [_bounded(s) for s in out[key]]
     kind = out.get("type")
     if kind == "string" and not {"maxLength", "enum", "const", "pattern", "format"} & set(out):
         out["maxLength"] = max(MAX_STRING, out.get("minLength", 0))
