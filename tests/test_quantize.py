@@ -375,6 +375,8 @@ def test_calibration_choices(tmp_path: Path, tiny_path: Path) -> None:
     assert cached.stat().st_mtime_ns == stamp  # written once
     assert (tmp_path / "own.gguf").read_bytes() == (tmp_path / "own2.gguf").read_bytes()  # reproducible
     assert (tmp_path / "own.gguf").read_bytes() != (tmp_path / "plain.gguf").read_bytes()
+    # Q8_0 takes no importance matrix: none is computed, and the result says so
+    assert quantize(str(src), tmp_path / "q8.gguf", "Q8_0", 1, False, calibration=True).calibration is None
     os.utime(cached, ns=(1, 1))  # as if written by a model file since replaced: written again
     quantize(str(src), tmp_path / "own3.gguf", "Q4_0", 1, False, calibration=True)
     assert cached.stat().st_mtime_ns >= src.stat().st_mtime_ns

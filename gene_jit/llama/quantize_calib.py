@@ -16,6 +16,7 @@ own forward pass, through its evaluation callback, as `llama-imatrix` collects i
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,7 @@ def windows(model: Model, text: str, window: int = WINDOW) -> list[list[int]]:
 CALIBRATED = ("Q4_K_M", "Q4_K_S", "Q4_1", "IQ4_NL", "IQ4_XS", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K")
 GPTQ_TYPES = ("Q4_0",)
 FLOAT_TYPES = (None, "F32", "F16", "BF16")
+NO_IMATRIX = ("Q8_0", "F32", "F16", "BF16")  # types libllama quantises without an importance matrix
 
 
 @dataclass
@@ -165,6 +167,10 @@ def calibrate(src: Path, kind: str, calibration: Any, imatrix: Any, threads: int
 
     if imatrix is not None and calibration not in (None, False):
         raise QuantizeError("give a calibration text or an importance matrix, not both")
+    if kind in NO_IMATRIX and (imatrix is not None or calibration not in (None, False)):
+        # libllama quantises these without one: computing it would cost minutes for nothing
+        print(f"note: {kind} takes no importance matrix; the calibration is not used", file=sys.stderr)
+        return None
     if isinstance(imatrix, dict):
         return Calibration(imatrix, None, "importance matrix given") if imatrix else None
     if imatrix is not None:
