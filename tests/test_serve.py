@@ -28,6 +28,8 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 ROOT = Path(__file__).resolve().parent.parent
+# as the tests found them, before any server started here
+_ENV_BEFORE = {k: os.environ.get(k) for k in ("GGML_CPU_TILED_MM", "OMP_WAIT_POLICY")}
 N_CTX = 512
 
 
@@ -731,7 +733,7 @@ def test_a_server_whose_batched_rows_differ_says_so() -> None:
 def test_bodies_and_schemas_nested_too_deep_are_client_errors(server: Any) -> None:
     """A body nested deeper than the JSON reader follows, or a response_format schema
     deeper than the grammar takes, is a 400 saying so (they were 500s: RecursionError)."""
-    raw = ('{"model":"default","prompt":"hi","max_tokens":2,"stop":' + "[" * 1000 + "]" * 1000 + "}").encode()
+    raw = ('{"model":"default","prompt":"hi","max_tokens":2,"stop":' + "[" * 30000 + "]" * 30000 + "}").encode()
     status, _, body = _http(server.url + "/v1/completions", raw=raw)
     assert status == 400 and b"nests its arrays and objects too deeply" in body
     schema: dict[str, Any] = {"type": "integer"}
@@ -742,3 +744,12 @@ def test_bodies_and_schemas_nested_too_deep_are_client_errors(server: Any) -> No
         "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": schema}}})
     assert status == 400 and b"nests maps and arrays 601 deep; at most 128" in body
     assert json.loads(body)["error"]["param"] == "response_format"
+
+
+def test_the_server_takes_back_the_environment_it_set(server: Any) -> None:
+    """The kernel settings the server makes for exact batches are read by then: processes
+    the program starts afterwards (a gene-jit run) get the environment they would have."""
+    import os
+
+    assert server.scheduler.exact
+    assert {k: os.environ.get(k) for k in _ENV_BEFORE} == _ENV_BEFORE

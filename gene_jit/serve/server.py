@@ -81,11 +81,14 @@ class Server:
         # every barrier, and beside the server's own threads on a busy machine a spinning
         # member holds the core its partner needs: a step then took ten times as long.
         # Read when libgomp loads, so this counts where the model is loaded here.
-        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         # ggml's tiled K-quant matrix product (batches of 8+ rows) rounds a row
         # differently from the one-row kernel, so a request among 8 or more others would
         # not get what it gets alone; read once, at the first such product in the process
-        os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+        # (the scheduler's exactness check below makes one). Both are taken back once
+        # read, so that processes this one starts run as they would have.
+        ours = {k: v for k, v in (("OMP_WAIT_POLICY", "passive"), ("GGML_CPU_TILED_MM", "0"))
+                if k not in os.environ}
+        os.environ.update(ours)
         self.model = _model(settings)
         train = self.model.n_ctx_train
         if 0 < train < settings.n_ctx:
@@ -94,6 +97,8 @@ class Server:
         self.metrics = Metrics()
         queue = settings.queue if settings.queue is not None else 16 * settings.parallel
         self.scheduler = Scheduler(self.model, settings.parallel, settings.n_ctx, queue, self.metrics)
+        for key in ours:
+            os.environ.pop(key, None)
         if not self.scheduler.exact:
             print("warning: serve: here a row decoded among others differs from the same row alone "
                   "(GGML_CPU_TILED_MM was on, or read before the server could turn it off), so a greedy "
