@@ -117,8 +117,11 @@ class EntrySpec:
             t = T.type_of_value(a)
             if t is not None and f"element of a {t}" not in reason:
                 continue
-            what = f"a {a.ndim}-D {a.dtype.name} array"
-            if t is not None:
+            what, fix = f"a {a.ndim}-D {a.dtype.name} array", "a.astype(numpy.float64)"
+            if not a.flags.writeable:
+                what, fix = f"a read-only {a.ndim}-D {a.dtype.name} array", "a.copy()"
+                does = "may store into the arrays it takes, so it takes writable ones"
+            elif t is not None:
                 does = (f"passes {a.dtype.name} arrays to kernels but does not read or write "
                         f"their elements ({reason})")
             else:
@@ -126,7 +129,7 @@ class EntrySpec:
                         "uint16 ones to pass to kernels)")
             raise GeneTypeError(
                 f"{self.name}: argument {self._param(i)} is {what}; compiled Gene code "
-                f"{does}. Convert it (a.astype(numpy.float64)), or leave out "
+                f"{does}. Convert it ({fix}), or leave out "
                 f"gene_jit.jit(..., fallback=False) to run such calls in tier 0: {self.text}"
             )
 

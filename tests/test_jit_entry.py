@@ -293,3 +293,25 @@ def test_stats_exist_with_tier_1_off(monkeypatch: pytest.MonkeyPatch) -> None:
     f = jit("(fn k9 [a] (a + 1))")
     assert f(1) == 2 and f.signatures == []
     assert "GENE_JIT=0" in f.stats.reason
+
+
+def test_read_only_arrays_are_never_written_by_compiled_code() -> None:
+    """Compiled code may store into the arrays it takes, so a read-only one (a broadcast
+    view, np.frombuffer of immutable bytes, a flag cleared) runs in tier 0, which refuses
+    the store; compiled code wrote into them, immutable bytes included."""
+    from gene_jit.runtime.errors import GeneTypeError
+
+    fill = jit("(fn fill [a v] (for i in (range (len a)) ($set a (@ i) v)) (len a))", fallback=True)
+    total = jit("(fn total [a] (var s 0.0) (for x in a (s += x)) s)", fallback=True)
+    assert fill(np.zeros(3), 1.0) == 3 and fill.signatures  # compiled for writable arrays
+    raw = bytes(16)
+    frozen = np.arange(4.0)
+    frozen.flags.writeable = False
+    for ro in (np.frombuffer(raw), np.broadcast_to(np.zeros(1), (4,)), frozen):
+        before = ro.copy()
+        with pytest.raises(GeneTypeError, match="read-only"):
+            fill(ro, 2.0)
+        assert np.array_equal(ro, before) and total(ro) == before.sum()
+    assert raw == bytes(16)
+    with pytest.raises(GeneTypeError, match="a read-only 1-D float64 array; .* Convert it \\(a.copy\\(\\)\\)"):
+        jit("(fn total2 [a] (var s 0.0) (for x in a (s += x)) s)", fallback=False)(frozen)

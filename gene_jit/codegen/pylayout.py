@@ -25,7 +25,8 @@ FLOAT_VALUE = 16  # PyFloatObject.ob_fval
 LONG_SIZE = 16  # PyLongObject: ob_size (3.11) or long_value.lv_tag (3.12+)
 LONG_DIGIT = 24  # the first 30-bit digit
 # NumPy's PyArrayObject_fields and PyArray_Descr (the same in NumPy 1.x and 2.x)
-ND_DATA, ND_NDIM, ND_DIMS, ND_STRIDES, ND_DESCR = 16, 24, 32, 40, 56
+ND_DATA, ND_NDIM, ND_DIMS, ND_STRIDES, ND_DESCR, ND_FLAGS = 16, 24, 32, 40, 56, 64
+NPY_ARRAY_WRITEABLE = 0x0400
 DESCR_BYTEORDER, DESCR_TYPE_NUM = 26, 28
 
 
@@ -111,6 +112,11 @@ def check_numpy(np: Any) -> None:
     _expect("dtype number", ctypes.c_int32.from_address(descr + DESCR_TYPE_NUM).value, a.dtype.num)
     _expect("dtype byte order", chr(ctypes.c_char.from_address(descr + DESCR_BYTEORDER).value[0]),
             a.dtype.byteorder)
+    flags = ctypes.c_int32.from_address(base + ND_FLAGS)
+    a.flags.writeable = False
+    _expect("ndarray read-only flag", flags.value & NPY_ARRAY_WRITEABLE, 0)
+    a.flags.writeable = True
+    _expect("ndarray writeable flag", flags.value & NPY_ARRAY_WRITEABLE, NPY_ARRAY_WRITEABLE)
 
 
 @cache

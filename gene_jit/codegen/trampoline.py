@@ -174,6 +174,10 @@ class EntryEmitter:
             good = b.or_(good, b.icmp_signed("==", num, ir.Constant(I32, type_num)))
         self.guard(good)
         self.guard(b.icmp_unsigned("!=", self.field(descr, L.DESCR_BYTEORDER, I8), ir.Constant(I8, ord(">"))))
+        # compiled code may store into any array it takes: a read-only one (np.frombuffer of
+        # bytes, a broadcast view, a read-only memory map) runs in tier 0, which refuses stores
+        flags = self.field(obj, L.ND_FLAGS, I32)
+        self.guard(b.icmp_unsigned("!=", b.and_(flags, ir.Constant(I32, L.NPY_ARRAY_WRITEABLE)), ir.Constant(I32, 0)))
         dims, strides = self.field(obj, L.ND_DIMS, PTR), self.field(obj, L.ND_STRIDES, PTR)
         arr = ir.Constant(ARRAY, None)
         arr = b.insert_value(arr, self.field(obj, L.ND_DATA, PTR), 0)

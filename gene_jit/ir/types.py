@@ -92,8 +92,8 @@ def type_of_value(value: Any) -> Type | None:
         return BOOL
     if cls.__name__ == "ndarray" and cls.__module__ == "numpy":
         elem = ARRAY_ELEMS.get(value.dtype.name)
-        if elem is None or value.ndim not in (1, 2) or not value.dtype.isnative:
-            return None
+        if elem is None or value.ndim not in (1, 2) or not value.dtype.isnative or not value.flags.writeable:
+            return None  # (compiled code may store into an array it takes)
         return array(elem, value.ndim)
     return None
 
