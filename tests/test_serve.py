@@ -491,7 +491,7 @@ def test_json_output_ends_with_the_value(client: Any) -> None:
     only), at any sampling."""
     schemas = [{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
                                                  "age": {"type": "integer"}}, "required": ["name", "age"]},
-               {"type": "string", "pattern": "^[a-c]+$", "maxLength": 6}]
+               {"type": "string", "pattern": "^[a-c]{1,6}$"}]
     texts = []
     for schema in schemas:
         r = client.chat.completions.create(
@@ -753,3 +753,24 @@ def test_the_server_takes_back_the_environment_it_set(server: Any) -> None:
 
     assert server.scheduler.exact
     assert {k: os.environ.get(k) for k in _ENV_BEFORE} == _ENV_BEFORE
+
+
+def test_a_reply_that_breaks_what_the_grammar_cannot_hold_is_an_error(server: Any) -> None:
+    """response_format keywords only a check settles (multipleOf over an unbounded range,
+    a fraction between two bounds in one integer part) are checked as generate-json checks
+    them: a reply that breaks one is an error naming it, not a 200 with the JSON (streamed:
+    an error event in place of the finish)."""
+    body = {"model": "default", "messages": [{"role": "user", "content": "A number:"}], "max_tokens": 20,
+            "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {
+                "name": "n", "schema": {"type": "integer", "multipleOf": 7, "minimum": 1000000}}}}
+    status, _, raw = _http(server.url + "/v1/chat/completions", body)
+    value = json.loads(raw)
+    if status == 200:  # the model wrote a multiple of 7 after all: it holds
+        assert int(value["choices"][0]["message"]["content"]) % 7 == 0
+        return
+    assert status == 500 and value["error"]["code"] == "schema_violation"
+    assert "multipleOf 7 does not hold" in value["error"]["message"]
+    status, _, raw = _http(server.url + "/v1/chat/completions", {**body, "stream": True})
+    events = [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: {")]
+    assert events[-1]["error"]["code"] == "schema_violation"
+    assert not any(c.get("finish_reason") for e in events for c in e.get("choices", []))

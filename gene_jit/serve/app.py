@@ -277,6 +277,8 @@ async def _generate(service: Service, request: Request, plan: Plan, prefix: str,
         return Response(status_code=499)
     choices = []
     for i, (parts, reason) in enumerate(zip(texts, reasons, strict=True)):
+        if reason == "stop":
+            _check_schema(plan, "".join(parts))
         text = run.echo(i) + "".join(parts)
         if plan.chat:
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
@@ -312,6 +314,15 @@ def _poster(loop: asyncio.AbstractEventLoop) -> Callable[[list[Any]], None]:
     return post
 
 
+def _check_schema(plan: Plan, text: str) -> None:
+    """A reply that breaks response_format's schema where the grammar cannot hold it is an
+    error naming what it breaks, as generate-json's is (it was a 200 with the JSON)."""
+    breach = plan.breach(text)
+    if breach is not None:
+        raise ApiError(500, f"the model's reply breaks the response_format schema: {breach}",
+                       kind="server_error", code="schema_violation")
+
+
 def _job_error(message: str) -> ApiError:
     if message.startswith("internal error"):
         return ApiError(500, message, kind="server_error")
@@ -344,14 +355,21 @@ async def _stream(run: Run, head: dict[str, Any], kind: str) -> AsyncIterator[st
         elif run.plan.echo is not None:
             for i in range(len(run.jobs)):
                 yield chunk(i, run.echo(i), None)
+        sent: list[list[str]] = [[] for _ in run.jobs]
         async for index, what, value in run.events(None):
             if what == "text":
+                sent[index].append(value)
                 yield chunk(index, value, None)
             elif what == "done":
+                try:
+                    if value == "stop":
+                        _check_schema(run.plan, "".join(sent[index]))
+                except ApiError as breach:
+                    yield _sse(breach.body())
+                    break
                 yield chunk(index, None, value)
             else:
-                err = _job_error(value)
-                yield _sse(err.body())
+                yield _sse(_job_error(value).body())
                 break
         if run.plan.include_usage:
             yield _sse({**head, "object": obj, "choices": [], "usage": run.usage()})

@@ -160,6 +160,23 @@ class Plan:
     include_usage: bool = False
     chat: bool = False
     echo: list[str] | None = None  # the text in front of each prompt's choices (completions' echo)
+    schema: dict[str, Any] | None = None  # response_format's: what the grammar cannot hold is checked after
+
+    def breach(self, text: str) -> str | None:
+        """What a reply breaks of `schema` (the keywords only a check settles: a fraction
+        between 0.2 and 0.8, multipleOf, uniqueItems), as the library reports it; None
+        when it holds (or no schema was asked for)."""
+        if self.schema is None:
+            return None
+        from gene_jit.llama.schema_check import SchemaViolation, validate
+
+        try:
+            validate(json.loads(text, strict=False), self.schema)
+        except SchemaViolation as exc:
+            return exc.message
+        except ValueError:
+            return "the reply is not a whole JSON document (stopped by max_tokens or a stop string)"
+        return None
 
 
 def _stops(body: Mapping[str, Any]) -> list[str]:
@@ -229,6 +246,8 @@ def plan(model: Model, body: Mapping[str, Any], prompts: list[list[int]], n_ctx:
     """Check the generation fields shared by completions and chat completions."""
     sampling = _sampling(model, body)
     sampling.grammar = _grammar(body)
+    fmt = body.get("response_format")
+    schema = fmt["json_schema"]["schema"] if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
     n = int(_integer(body, "n", 1, parallel, 1) or 1)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -252,7 +271,7 @@ def plan(model: Model, body: Mapping[str, Any], prompts: list[list[int]], n_ctx:
     stops = _stops(body)
     if chat and uses_transcript(model):
         stops += TRANSCRIPT_STOPS
-    return Plan(prompts, n, max_tokens, sampling, stops, stream, include_usage, chat)
+    return Plan(prompts, n, max_tokens, sampling, stops, stream, include_usage, chat, schema=schema)
 
 
 def completion_prompts(model: Model, body: Mapping[str, Any]) -> list[list[int]]:
