@@ -36,6 +36,7 @@ from gene_jit.runtime.values import (
     Instance,
     Range,
     Symbol,
+    as_gene_number,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -168,6 +169,9 @@ def expect(name: str, v: Any, kinds: type | tuple[type, ...], what: str) -> Any:
     """`v` if it is one of `kinds` (bools never pass as ints), else a GeneTypeError."""
     if isinstance(v, kinds) and not (isinstance(v, bool) and bool not in _as_tuple(kinds)):
         return v
+    n = as_gene_number(v)  # a NumPy scalar as the int or float it holds
+    if n is not v and isinstance(n, kinds):
+        return n
     got = "nil" if v is None else f"{type_name(v)} {repr_(v)}"
     raise GeneTypeError(f"{name}: expected {what}, got {got}")
 

@@ -44,6 +44,7 @@ from gene_jit.runtime.values import (
     Instance,
     Range,
     Symbol,
+    as_gene_number,
 )
 
 _NUM = (int, float)
@@ -90,9 +91,10 @@ def _is_num(v: Any) -> bool:
     return type(v) is int or type(v) is float
 
 
-def _check_nums(op: str, a: Any, b: Any) -> None:
-    if not (_is_num(a) and _is_num(b)):
+def _nums(op: str, a: Any, b: Any) -> tuple[Any, Any]:  # a NumPy scalar as its int or float
+    if not (_is_num(a) and _is_num(b)) and not (_is_num(a := as_gene_number(a)) and _is_num(b := as_gene_number(b))):
         raise GeneTypeError(f"{op} expects numbers, got {kind_name(a)} and {kind_name(b)}")
+    return a, b
 
 
 def check_pair(op: str, a: Any, b: Any) -> Any:
@@ -117,32 +119,29 @@ def _tensor(a: Any, b: Any = None) -> bool:
 def add(a: Any, b: Any) -> Any:
     if _tensor(a, b):
         return a + b
-    _check_nums("+", a, b)
+    a, b = _nums("+", a, b)
     return check_int(a + b, "+")
 
 
 def sub(a: Any, b: Any) -> Any:
     if _tensor(a, b):
         return a - b
-    _check_nums("-", a, b)
+    a, b = _nums("-", a, b)
     return check_int(a - b, "-")
 
 
 def mul(a: Any, b: Any) -> Any:
     if _tensor(a, b):
         return a * b
-    _check_nums("*", a, b)
+    a, b = _nums("*", a, b)
     return check_int(a * b, "*")
 
 
 def neg(a: Any) -> Any:
     if _tensor(a):
         return -a
+    a = as_gene_number(a)  # a NumPy scalar negated exactly: an int one overflows as Gene's do
     if not _is_num(a):
-        if isinstance(a, numbers.Real) and not isinstance(a, bool):
-            # a NumPy scalar, which `+ - *` take too: negated exactly, so that an int one
-            # overflows as a Gene int does instead of wrapping around
-            return check_int(-int(a), "-") if isinstance(a, numbers.Integral) else -a
         raise GeneTypeError(f"- expects a number, got {kind_name(a)}")
     return check_int(-a, "-")
 
@@ -151,7 +150,7 @@ def div(a: Any, b: Any) -> float:
     """Gene `/`: always a float; division by zero gives inf, -inf or nan."""
     if _tensor(a, b):
         return a / b  # type: ignore[no-any-return]
-    _check_nums("/", a, b)
+    a, b = _nums("/", a, b)
     if b == 0:
         if a == 0 or a != a:
             return math.nan
@@ -163,7 +162,7 @@ def div(a: Any, b: Any) -> float:
 
 def power(a: Any, b: Any) -> Any:
     """`(a ** b)`: an int for ints with b >= 0 (overflow is an error), else IEEE pow."""
-    _check_nums("**", a, b)
+    a, b = _nums("**", a, b)
     if type(a) is int and type(b) is int and b >= 0:
         if abs(a) > 1 and b > 64:  # certain overflow; don't build a huge int first
             raise GeneOverflowError(f"integer overflow in **: {a} to the power {b}")
@@ -195,7 +194,7 @@ def _libm_pow() -> Callable[[float, float], float]:
 
 def int_div(a: Any, b: Any) -> Any:
     """`(div a b)`: integer division rounding toward negative infinity."""
-    _check_nums("div", a, b)
+    a, b = _nums("div", a, b)
     if b == 0:
         raise GeneError("division by zero in div")
     return check_int(a // b, "div")
@@ -203,7 +202,7 @@ def int_div(a: Any, b: Any) -> Any:
 
 def mod(a: Any, b: Any) -> Any:
     """`(mod a b)`: the remainder with the sign of `b`."""
-    _check_nums("mod", a, b)
+    a, b = _nums("mod", a, b)
     if b == 0:
         raise GeneError("division by zero in mod")
     return a % b
@@ -211,7 +210,7 @@ def mod(a: Any, b: Any) -> Any:
 
 def rem(a: Any, b: Any) -> Any:
     """`(rem a b)`: the remainder with the sign of `a`."""
-    _check_nums("rem", a, b)
+    a, b = _nums("rem", a, b)
     if b == 0:
         raise GeneError("division by zero in rem")
     if type(a) is int and type(b) is int:

@@ -24,6 +24,7 @@ Classes, instances and namespaces are defined here too, so that every stage agre
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 INT_MIN = -(2**63)
@@ -248,3 +249,10 @@ class EnumMember:
 
     def __repr__(self) -> str:
         return f"{self.enum.name}/{self.name}"
+
+
+def as_gene_number(v: Any) -> Any:
+    """A NumPy (or other) integer or real scalar as a Python int or float; else `v`."""
+    if type(v) in (int, float) or isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return v
+    return int(v) if isinstance(v, numbers.Integral) else float(v)
