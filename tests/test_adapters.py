@@ -152,3 +152,30 @@ def test_adapters_from_a_gene_program(tmp_path: Path) -> None:
     assert proc.stdout.splitlines()[1:3] == ["false", "true"]
     assert "scale" in proc.stdout.splitlines()[0] and "4.0" in proc.stdout.splitlines()[0]
     assert "adapter error: no adapter file nowhere.gguf" in proc.stderr
+
+
+@pytest.mark.model
+def test_an_adapter_set_during_a_generation_applies_from_the_next(gemma: Model,
+                                                                   loras: tuple[Path, Path]) -> None:
+    """A context a generation is running in keeps its cache and adapters until the next
+    generation claims it (a change in the middle of a generation gave text neither model
+    writes: threads generating while another loaded and removed an adapter)."""
+
+    class Running:  # a generation that has not finished
+        done = False
+
+    base = gen(gemma)
+    ctx = gemma.ctx
+    running = Running()
+    ctx.owner = running
+    held = list(ctx.tokens[0])
+    a = t.model_load_adapter(gemma, str(loras[0]), scale=1.0)
+    try:
+        assert ctx.pending_adapters == [(a, 1.0)] and ctx.tokens[0] == held  # left as it was
+        running.done = True
+        with_a = gen(gemma)  # the next generation claims the context: the adapter applies
+        assert with_a != base and ctx.pending_adapters is None
+    finally:
+        t.model_remove_adapter(gemma)
+        a.close()
+    assert gen(gemma) == base

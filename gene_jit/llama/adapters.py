@@ -134,9 +134,25 @@ def set_active(model: Model, chosen: list[tuple[Adapter, float]]) -> None:
     model.__dict__["has_adapters"] = bool(chosen)  # read by Context.__init__, which calls apply_active
     for ctx in _contexts(model):
         with ctx.lock:
+            if getattr(ctx.owner, "done", True) is False:
+                ctx.pending_adapters = list(chosen)  # a generation runs here: after it
+                continue
             _apply(ctx, chosen)
             ctx.clear()
             ctx.owner = None
+            ctx.pending_adapters = None
+
+
+def settle(ctx: Context) -> None:
+    """Apply what set_active left for after the generation that ran in `ctx` (the caller
+    claims it for the next one): a generation keeps the adapters it started with."""
+    with ctx.lock:  # (set_active may have applied a newer set meanwhile)
+        chosen = ctx.pending_adapters
+        if chosen is None:
+            return
+        _apply(ctx, chosen)
+        ctx.clear()
+        ctx.pending_adapters = None
 
 
 def apply_active(model: Model, ctx: Context) -> None:

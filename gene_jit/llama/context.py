@@ -107,6 +107,8 @@ class Context:
         self.ends: dict[int, list[int]] = {s: [] for s in range(n_seq)}
         self.last_decoded = 0  # tokens the last prefill had to decode (the rest were cached)
         self._owner: Any = None
+        # adapters set while a generation ran here, applied when the next one claims it
+        self.pending_adapters: list[Any] | None = None
         self.batch = bindings.BatchHandle(max(self.n_batch, n_seq), n_seq)
         self._decode = raw.llama_decode
         self._seq_rm = raw.llama_memory_seq_rm

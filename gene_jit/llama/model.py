@@ -166,6 +166,10 @@ class Model:
                     self._pool.append(ctx)
                 else:
                     ctx = min(self._pool, key=lambda c: c.last_used)
+            if ctx.pending_adapters is not None and not ctx.busy_for(owner):
+                from gene_jit.llama.adapters import settle
+
+                settle(ctx)
             ctx.last_used = self._claims
             ctx.owner = owner
             return ctx
