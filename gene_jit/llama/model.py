@@ -166,7 +166,7 @@ class Model:
                     self._pool.append(ctx)
                 else:
                     ctx = min(self._pool, key=lambda c: c.last_used)
-            if ctx.pending_adapters is not None and not ctx.busy_for(owner):
+            if getattr(ctx, "pending_adapters", None) is not None and not ctx.busy_for(owner):
                 from gene_jit.llama.adapters import settle
 
                 settle(ctx)

@@ -77,7 +77,9 @@ class Sampler:
         codes: list[CodeType | str] = []
         leaf: str | None = None  # the library area running at the innermost frames
         depth = 0
-        while frame is not None and depth < MAX_DEPTH:
+        # (another thread's stack, read while it runs: in CPython 3.11 a link can be a
+        # frame being torn down, seen as some other object; the walk stops there)
+        while isinstance(frame, FrameType) and depth < MAX_DEPTH:
             code = frame.f_code
             if code.co_filename in files:
                 codes.append(code)
@@ -87,7 +89,7 @@ class Sampler:
             depth += 1
         if not codes:
             return ()
-        if frame is not None:
+        if isinstance(frame, FrameType):
             codes.append(TRUNCATED)
         codes.reverse()
         if leaf is not None:
