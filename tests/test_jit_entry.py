@@ -315,3 +315,14 @@ def test_read_only_arrays_are_never_written_by_compiled_code() -> None:
     assert raw == bytes(16)
     with pytest.raises(GeneTypeError, match="a read-only 1-D float64 array; .* Convert it \\(a.copy\\(\\)\\)"):
         jit("(fn total2 [a] (var s 0.0) (for x in a (s += x)) s)", fallback=False)(frozen)
+
+
+def test_reasons_name_forms_as_the_program_writes_them() -> None:
+    """Why tier 1 left a function says "map literals", not the reader's class name MapF."""
+    from gene_jit.runtime.errors import GeneTypeError
+
+    for src, what in (("(fn m1 [n] (var m {^a 1}) n)", "map literals"), ("(fn a1 [n] (var a [1 2]) n)",
+                                                                         "array literals")):
+        with pytest.raises(GeneTypeError, match=f"{what} are not compiled") as info:
+            jit(src, fallback=False)(1)
+        assert "MapF" not in str(info.value) and "Arr " not in str(info.value)

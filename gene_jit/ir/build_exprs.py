@@ -50,7 +50,13 @@ def expr(b: FnBuilder, form: Form) -> Value:
         return gene_form(b, form)
     if isinstance(form, Quote):
         raise NotTypeable("quoted data", form.span)
-    raise NotTypeable(f"{type(form).__name__} literals are not compiled", form.span)
+    what = _LITERALS.get(type(form).__name__, "such forms")
+    raise NotTypeable(f"{what} are not compiled (tier 1 takes numbers, bools and NumPy arrays)", form.span)
+
+
+# the reader's forms a user writes, by the names the reason tells them by
+_LITERALS = {"Arr": "array literals", "MapF": "map literals", "SetF": "set literals",
+             "Interp": "interpolated strings", "Unquote": "unquotes (%x)"}
 
 
 def literal(b: FnBuilder, value: object, span: Span) -> Value:
