@@ -41,6 +41,21 @@ class GeneRun:
 
 
 @contextlib.contextmanager
+def env(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration, then put back what was there."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def jit_env(mode: str) -> Iterator[None]:
     """Set `GENE_JIT` for the duration; in eager mode make sure tier 1 is loaded (it
     installs its hooks on import), so that hot functions really go native."""

@@ -12,12 +12,11 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, jit_env, run_cli
+from tests.conftest import REPO, env, jit_env, run_cli
 
 PROGRAM = """\
 (fn fib [n]
@@ -50,20 +49,6 @@ PROGRAM = """\
 """
 OUTPUT = "a!\nb!\nn = 6\nn = 8\n25\n6765\n499500\n"
 FIB20_CALLS = 21891
-
-
-@contextlib.contextmanager
-def env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def profile(path: Path, mode: str):  # type: ignore[no-untyped-def]

@@ -6,29 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import jit_env
+from tests.conftest import env, jit_env
 
 pytest.importorskip("llvmlite")
 
 
-@contextlib.contextmanager
-def threshold(n: int) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in ("GENE_JIT_THRESHOLD", "GENE_JIT_CACHE")}
-    os.environ.update(GENE_JIT_THRESHOLD=str(n), GENE_JIT_CACHE="0")
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def threshold(n: int) -> contextlib.AbstractContextManager[None]:
+    return env(GENE_JIT_THRESHOLD=str(n), GENE_JIT_CACHE="0")
 
 
 def reason_of(tmp_path: Path, source: str, name: str, hot: int = 2) -> str:
