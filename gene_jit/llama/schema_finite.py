@@ -17,18 +17,20 @@ from typing import Any
 from gene_jit.llama.errors import GrammarError
 
 MAX_VALUES = 256  # the most alternatives a listed rule holds
-_NOTES = frozenset({"title", "description", "default", "examples", "$comment", "deprecated", "readOnly",
-                    "writeOnly", "$schema", "$id"})
+
 
 
 def finite_values(schema: Mapping[str, Any], path: str = "$") -> list[str] | None:
     """The JSON texts of every value `schema` allows, when they are few and the schema
     is one this module lists; None otherwise."""
+    from gene_jit.llama.schema import NOTES  # (schema.py imports this module)
+
+    keys = set(schema) - NOTES
     kind = schema.get("type")
     if "multipleOf" in schema and kind in ("integer", "number"):
-        return _multiples(schema, kind, path)
+        return _multiples(schema, keys, kind, path)
     if kind == "array" and schema.get("uniqueItems") is True:
-        return _unique_arrays(schema)
+        return _unique_arrays(schema, keys, NOTES)
     return None
 
 
@@ -41,11 +43,11 @@ def _dec(x: Any) -> Decimal | None:
         return None
 
 
-def _multiples(schema: Mapping[str, Any], kind: str, path: str) -> list[str] | None:
+def _multiples(schema: Mapping[str, Any], keys: set[str], kind: str, path: str) -> list[str] | None:
     step = _dec(schema["multipleOf"])
     lo, lo_open = _bound(schema, "minimum", "exclusiveMinimum", max)
     hi, hi_open = _bound(schema, "maximum", "exclusiveMaximum", min)
-    if step is None or step <= 0 or lo is None or hi is None or set(schema) - _MULTIPLE_KEYS:
+    if step is None or step <= 0 or lo is None or hi is None or keys - _MULTIPLE_KEYS:
         return None
     first = (lo / step).to_integral_value(rounding="ROUND_CEILING")
     last = (hi / step).to_integral_value(rounding="ROUND_FLOOR")
@@ -63,11 +65,11 @@ def _multiples(schema: Mapping[str, Any], kind: str, path: str) -> list[str] | N
                            f"is a multiple of {schema['multipleOf']}")
     if len(values) > MAX_VALUES:
         return None
-    return [_number_text(v, kind) for v in values]
+    return [_number_text(v) for v in values]
 
 
 _MULTIPLE_KEYS = frozenset({"type", "multipleOf", "minimum", "maximum", "exclusiveMinimum",
-                            "exclusiveMaximum"}) | _NOTES
+                            "exclusiveMaximum"})
 
 
 def _bound(schema: Mapping[str, Any], plain: str, exclusive: str, pick: Any) -> tuple[Decimal | None, bool]:
@@ -79,17 +81,14 @@ def _bound(schema: Mapping[str, Any], plain: str, exclusive: str, pick: Any) -> 
     return best, any(d == best and open_ for d, open_ in found)
 
 
-def _number_text(v: Decimal, kind: str) -> str:
-    if v == v.to_integral_value():
-        return str(int(v))
-    text = format(v.normalize(), "f")
-    return text if kind == "number" else str(int(v))
+def _number_text(v: Decimal) -> str:
+    return str(int(v)) if v == v.to_integral_value() else format(v.normalize(), "f")
 
 
-def _unique_arrays(schema: Mapping[str, Any]) -> list[str] | None:
+def _unique_arrays(schema: Mapping[str, Any], keys: set[str], notes: frozenset[str]) -> list[str] | None:
     """Arrays of distinct items, each one of a few listed values (`enum` or `const`)."""
     items = schema.get("items")
-    if not isinstance(items, Mapping) or set(schema) - _ARRAY_KEYS or set(items) - ({"enum", "const", "type"} | _NOTES):
+    if not isinstance(items, Mapping) or keys - _ARRAY_KEYS or set(items) - notes - {"enum", "const", "type"}:
         return None
     choices = items.get("enum", [items["const"]] if "const" in items else None)
     if not isinstance(choices, list) or not choices:
@@ -108,4 +107,4 @@ def _unique_arrays(schema: Mapping[str, Any]) -> list[str] | None:
     return out
 
 
-_ARRAY_KEYS = frozenset({"type", "items", "uniqueItems", "minItems", "maxItems"}) | _NOTES
+_ARRAY_KEYS = frozenset({"type", "items", "uniqueItems", "minItems", "maxItems"})
