@@ -338,7 +338,7 @@ def tokenizer_is_eog(tok: Any, token: Any = None) -> bool:
 # ---------------------------------------------------------------- top level
 
 
-_ABSENT: Any = object()  # a second argument not given (nil given is a mistake to report)
+_ABSENT: Any = object()  # an argument not given (nil given is a mistake to report)
 
 
 def tokenize(a: Any, b: Any = _ABSENT, *flags: Any, **kw: Any) -> list[int]:
@@ -485,24 +485,21 @@ def batch_generate(model: Any, prompts: Any, n: Any = 128, **kw: Any) -> list[st
     return _batch_generate(m, prompts, count, opts)
 
 
-_NO_MESSAGE = object()
-
-
 @keywords_checked("format-chat-prompt")
-def format_chat_prompt_fn(history: Any, message: Any = _NO_MESSAGE, model: Any = None) -> str:
+def format_chat_prompt_fn(history: Any, message: Any = _ABSENT, model: Any = None) -> str:
     """`(format-chat-prompt history message)`; without a message, the history alone."""
     if isinstance(history, Model | Tokenizer | ChatSession | OnnxModel):
         raise LlamaError("format-chat-prompt takes the model last: (format-chat-prompt history message model), "
                          "or (format-chat-prompt history message) for the current model; the model came first")
     if message is None:
         raise LlamaError("format-chat-prompt: the message is nil (did read-line reach the end of input?)")
-    if message is not _NO_MESSAGE and not isinstance(message, str):
+    if message is not _ABSENT and not isinstance(message, str):
         raise LlamaError(f"format-chat-prompt: the message must be a string, got {shown(message)}")
     if history is not None and not isinstance(history, list | tuple | str | dict):
         raise LlamaError(f"format-chat-prompt: the history must be an array of messages (strings, or maps "
                          f"with ^role and ^content), got {shown(history)}")
     m = current_model() if model is None else _as_model(model)
-    rendered = format_chat_prompt(m, history, None if message is _NO_MESSAGE else str(message))
+    rendered = format_chat_prompt(m, history, None if message is _ABSENT else str(message))
     if isinstance(rendered, RenderedChat):
         remember(rendered)
     return str(rendered)  # plain text for Gene; generate-text recalls its segments
